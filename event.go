@@ -1,0 +1,50 @@
+package steward
+
+import (
+	"context"
+	"time"
+)
+
+// Event types recorded in an agent's history and published to subscribers.
+const (
+	EventAgentConnected     = "agent.connected"
+	EventAgentDisconnected  = "agent.disconnected"
+	EventAgentUpdated       = "agent.updated"       // reported state changed
+	EventAgentHealth        = "agent.health"        // healthy flipped
+	EventRemoteConfigStatus = "agent.config_status" // APPLYING/APPLIED/FAILED
+	EventRemoteConfigSent   = "agent.config_sent"
+	EventCommandSent        = "agent.command_sent"
+	EventCustomMessage      = "agent.custom_message"
+	EventPackageStatus      = "agent.package_status"
+	EventConfigChanged      = "config.changed"
+	EventAssignmentChanged  = "assignment.changed"
+	EventAgentDeleted       = "agent.deleted"
+)
+
+// Event is something that happened to an agent or to the fleet's desired
+// state. AgentID is zero for fleet-wide events.
+type Event struct {
+	ID      int64       `json:"id"`
+	Type    string      `json:"type"`
+	AgentID InstanceUID `json:"agent_id"`
+	Message string      `json:"message"`
+	Details any         `json:"details,omitempty"`
+	Time    time.Time   `json:"time"`
+}
+
+// EventFilter narrows event queries.
+type EventFilter struct {
+	AgentID *InstanceUID
+	Types   []string
+	Since   time.Time
+	Limit   int
+}
+
+// EventBus fans events out to live subscribers (the UI's server-sent events,
+// other replicas). Publish never blocks: a subscriber too slow to keep up
+// loses events and is told so by a closed channel.
+type EventBus interface {
+	Publish(e *Event)
+	// Subscribe returns a channel of events until ctx ends.
+	Subscribe(ctx context.Context) <-chan *Event
+}

@@ -1,0 +1,61 @@
+package steward
+
+import (
+	"context"
+	"time"
+)
+
+// Store persists the fleet: agents, configs, assignments and events. The
+// embedded default is store/sqlite; store/postgres serves several replicas.
+// Every method is safe for concurrent use. Errors carry the codes above:
+// ENOTFOUND for a missing row, ECONFLICT for a violated constraint,
+// EUNAVAILABLE when the database cannot be reached (nothing was written).
+type Store interface {
+	// PutAgent inserts or replaces the whole agent row (labels included).
+	PutAgent(ctx context.Context, a *Agent) error
+	// TouchAgents records last-seen times for many agents in one write
+	// (heartbeats are batched; a full PutAgent is not needed for them).
+	TouchAgents(ctx context.Context, seen map[InstanceUID]time.Time) error
+	// MarkOffline sets Online=false for every agent held by replica (all
+	// replicas when replica is ""), e.g. at startup after a crash.
+	MarkOffline(ctx context.Context, replica string, at time.Time) error
+	// Agent returns one agent; ENOTFOUND if unknown.
+	Agent(ctx context.Context, id InstanceUID) (*Agent, error)
+	// Agents returns agents matching f (selector and search included), by
+	// id, and the total number of matches before Offset/Limit.
+	Agents(ctx context.Context, f AgentFilter) ([]*Agent, int, error)
+	// DeleteAgent removes an agent and its events; ENOTFOUND if unknown.
+	DeleteAgent(ctx context.Context, id InstanceUID) error
+
+	// PutConfig stores c as the next version of c.Name unless its Hash
+	// equals the latest version's, in which case the latest is returned.
+	// It sets Version, Hash and CreatedAt on the returned value.
+	PutConfig(ctx context.Context, c *Config) (*Config, error)
+	// Config returns a version (0: latest); ENOTFOUND if missing.
+	Config(ctx context.Context, name string, version int) (*Config, error)
+	// Configs returns the latest version of each config, by name.
+	Configs(ctx context.Context) ([]*Config, error)
+	// ConfigHistory returns every version of name, newest first; ENOTFOUND
+	// if there is none.
+	ConfigHistory(ctx context.Context, name string) ([]*Config, error)
+	// DeleteConfig removes every version; ENOTFOUND if missing, ECONFLICT
+	// while an assignment names it.
+	DeleteConfig(ctx context.Context, name string) error
+
+	// PutAssignment creates or replaces by name; ENOTFOUND if the config (or
+	// the pinned version) does not exist.
+	PutAssignment(ctx context.Context, a *Assignment) (*Assignment, error)
+	Assignment(ctx context.Context, name string) (*Assignment, error)
+	Assignments(ctx context.Context) ([]*Assignment, error)
+	// DeleteAssignment: ENOTFOUND if missing.
+	DeleteAssignment(ctx context.Context, name string) error
+
+	// AppendEvents stores events and sets their IDs.
+	AppendEvents(ctx context.Context, events ...*Event) error
+	// Events returns events matching f, newest first.
+	Events(ctx context.Context, f EventFilter) ([]*Event, error)
+	// PruneEvents deletes events older than before; returns how many.
+	PruneEvents(ctx context.Context, before time.Time) (int, error)
+
+	Close() error
+}
