@@ -1,0 +1,378 @@
+package websocket
+
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
+
+// AppendFrame appends one frame to dst and returns the extended slice. When
+// masked is true (frames sent by a client) the payload is masked with key;
+// payload itself is not modified.
+func AppendFrame(dst []byte, fin bool, op Opcode, payload []byte, masked bool, key [4]byte) []byte {
+	b0 := byte(op)
+	if fin {
+		b0 |= 0x80
+	}
+	var b1 byte
+	if masked {
+		b1 = 0x80
+	}
+	n := len(payload)
+	switch {
+	case n <= 125:
+		dst = append(dst, b0, b1|byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, b0, b1|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, b0, b1|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	if !masked {
+		return append(dst, payload...)
+	}
+	dst = append(dst, key[:]...)
+	start := len(dst)
+	dst = append(dst, payload...)
+	maskBytes(key, 0, dst[start:])
+	return dst
+}
+
+// FrameHeaderSize is the largest frame header: 2 bytes, 8 of extended
+// length and 4 of masking key.
+const FrameHeaderSize = 14
+
+// AppendClosePayload appends a close frame payload (status code, then
+// reason) to dst. The reason is cut to fit the 125-byte control limit.
+func AppendClosePayload(dst []byte, code int, reason string) []byte {
+	if code == CloseNoStatus || code == 0 {
+		return dst
+	}
+	if len(reason) > MaxControlPayload-2 {
+		reason = reason[:MaxControlPayload-2]
+		for len(reason) > 0 && !utf8.ValidString(reason) {
+			reason = reason[:len(reason)-1]
+		}
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
+	return append(dst, reason...)
+}
+
+// ParseClosePayload decodes a close frame payload. A payload of 0 bytes
+// gives CloseNoStatus; a payload of 1 byte, a code that may not be sent or
+// a reason that is not UTF-8 is a ProtocolError.
+func ParseClosePayload(b []byte) (code int, reason string, err error) {
+	switch {
+	case len(b) == 0:
+		return CloseNoStatus, "", nil
+	case len(b) == 1:
+		return 0, "", protoErr("close frame payload of 1 byte")
+	}
+	code = int(binary.BigEndian.Uint16(b))
+	if !validCloseCode(code) {
+		return 0, "", protoErr("invalid close code %d", code)
+	}
+	if !utf8.Valid(b[2:]) {
+		return 0, "", &ProtocolError{Code: CloseInvalidPayload, Reason: "close reason is not valid UTF-8"}
+	}
+	return code, string(b[2:]), nil
+}
+
+// maskBytes XORs b with key, starting at key offset pos, and returns the
+// offset after b.
+func maskBytes(key [4]byte, pos int, b []byte) int {
+	pos &= 3
+	// Align to the key, then process 8 bytes at a time.
+	for len(b) > 0 && pos != 0 {
+		b[0] ^= key[pos]
+		b = b[1:]
+		pos = (pos + 1) & 3
+	}
+	if len(b) >= 8 {
+		k32 := uint64(binary.LittleEndian.Uint32(key[:]))
+		k := k32 | k32<<32
+		for len(b) >= 8 {
+			binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)^k)
+			b = b[8:]
+		}
+	}
+	for i := range b {
+		b[i] ^= key[pos]
+		pos = (pos + 1) & 3
+	}
+	return pos
+}
+
+// Parser is an incremental frame parser: it is fed bytes in chunks of any
+// size, as they arrive, and emits whole messages and control frames. Its
+// zero value parses frames sent by a server (unmasked) with the default
+// size limit. A Parser keeps a buffer only while a frame or message is
+// incomplete; when idle it holds no payload memory.
+//
+// After Feed returns an error the Parser is failed: every later Feed
+// returns the same error.
+type Parser struct {
+	// FromClient makes the parser require masked frames (server side);
+	// otherwise masked frames are a protocol error (client side).
+	FromClient bool
+	// MaxMessageSize limits a reassembled data message; <= 0 means
+	// DefaultMaxMessageSize. Exceeding it is ErrMessageTooBig.
+	MaxMessageSize int64
+
+	err error
+
+	hdr [FrameHeaderSize]byte
+	hn  uint8 // header bytes buffered
+
+	inFrame bool
+	fin     bool
+	op      Opcode
+	masked  bool
+	key     [4]byte
+	kpos    int
+	left    int64 // payload bytes of the current frame still to come
+
+	msgOp Opcode // opcode of the data message in progress, 0 if none
+	msg   []byte // payload of the data message in progress
+	ctrl  []byte // payload of a split control frame
+}
+
+// Idle reports whether the parser holds no partial frame or message.
+func (p *Parser) Idle() bool { return !p.inFrame && p.hn == 0 && p.msgOp == 0 }
+
+// Err returns the error that failed the parser, or nil.
+func (p *Parser) Err() error { return p.err }
+
+func (p *Parser) maxSize() int64 {
+	if p.MaxMessageSize <= 0 {
+		return DefaultMaxMessageSize
+	}
+	return p.MaxMessageSize
+}
+
+// Feed parses b, calling emit for each complete data message (op Text or
+// Binary, reassembled from fragments) and each control frame (Close, Ping,
+// Pong), in order. b is modified (unmasked in place). The payload passed
+// to emit is only valid during the call: it may alias b or an internal
+// buffer that is reused. An error from emit stops parsing and is returned
+// (and fails the parser); otherwise Feed returns a *ProtocolError for
+// invalid input, and nil when all of b was consumed.
+func (p *Parser) Feed(b []byte, emit func(op Opcode, payload []byte) error) error {
+	if p.err != nil {
+		return p.err
+	}
+	if err := p.feed(b, emit); err != nil {
+		p.err = err
+		p.msg, p.ctrl = nil, nil
+		return err
+	}
+	return nil
+}
+
+func (p *Parser) feed(b []byte, emit func(op Opcode, payload []byte) error) error {
+	for len(b) > 0 {
+		if !p.inFrame {
+			// Collect the header: first the 2 fixed bytes, then the rest.
+			var hdr []byte
+			need := headerLen(p.hn, p.hdr[:], b)
+			if p.hn == 0 && len(b) >= need {
+				hdr, b = b[:need], b[need:] // whole header in b: no copy
+			} else {
+				for {
+					c := copy(p.hdr[p.hn:need], b)
+					p.hn += uint8(c)
+					b = b[c:]
+					if int(p.hn) < need {
+						if len(b) == 0 {
+							return nil
+						}
+						continue
+					}
+					if n2 := headerLen(p.hn, p.hdr[:], nil); n2 > need {
+						need = n2
+						continue
+					}
+					break
+				}
+				hdr = p.hdr[:need]
+				p.hn = 0
+			}
+			if err := p.header(hdr); err != nil {
+				return err
+			}
+			// Fast path: a whole frame that completes something is in b.
+			if p.left <= int64(len(b)) && (p.op.IsControl() || (p.fin && p.op != Continuation)) {
+				n := int(p.left)
+				payload := b[:n]
+				b = b[n:]
+				if p.masked {
+					maskBytes(p.key, 0, payload)
+				}
+				p.inFrame, p.left = false, 0
+				if err := p.complete(p.op, payload, emit); err != nil {
+					return err
+				}
+				continue
+			}
+			if p.left == 0 {
+				if err := p.frameDone(emit); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		n := len(b)
+		if int64(n) > p.left {
+			n = int(p.left)
+		}
+		chunk := b[:n]
+		b = b[n:]
+		if p.masked {
+			p.kpos = maskBytes(p.key, p.kpos, chunk)
+		}
+		if p.op.IsControl() {
+			p.ctrl = append(p.ctrl, chunk...)
+		} else {
+			if cap(p.msg)-len(p.msg) < n {
+				// Grow for the rest of this frame, bounded so a lying
+				// header cannot make us allocate much ahead of the bytes.
+				grow := min(p.left, 64<<10)
+				nb := make([]byte, len(p.msg), int64(len(p.msg))+max(grow, int64(n)))
+				copy(nb, p.msg)
+				p.msg = nb
+			}
+			p.msg = append(p.msg, chunk...)
+		}
+		p.left -= int64(n)
+		if p.left == 0 {
+			if err := p.frameDone(emit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// headerLen returns the length of the frame header given the bytes known
+// so far: the buffered hdr[:hn] followed by more.
+func headerLen(hn uint8, hdr []byte, more []byte) int {
+	var b1 byte
+	switch {
+	case hn >= 2:
+		b1 = hdr[1]
+	case hn == 1 && len(more) >= 1:
+		b1 = more[0]
+	case hn == 0 && len(more) >= 2:
+		b1 = more[1]
+	default:
+		return 2
+	}
+	n := 2
+	switch b1 & 0x7F {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// header validates a complete frame header and starts the frame.
+func (p *Parser) header(h []byte) error {
+	b0, b1 := h[0], h[1]
+	if b0&0x70 != 0 {
+		return protoErr("reserved bits set (no extension negotiated)")
+	}
+	op := Opcode(b0 & 0x0F)
+	fin := b0&0x80 != 0
+	masked := b1&0x80 != 0
+	switch op {
+	case Continuation, Text, Binary, Close, Ping, Pong:
+	default:
+		return protoErr("reserved opcode %d", byte(op))
+	}
+	if p.FromClient && !masked {
+		return protoErr("frame from client is not masked")
+	}
+	if !p.FromClient && masked {
+		return protoErr("frame from server is masked")
+	}
+	var n uint64
+	i := 2
+	switch l := b1 & 0x7F; l {
+	case 126:
+		n = uint64(binary.BigEndian.Uint16(h[2:]))
+		i = 4
+	case 127:
+		n = binary.BigEndian.Uint64(h[2:])
+		i = 10
+		if n>>63 != 0 {
+			return protoErr("frame length has the most significant bit set")
+		}
+	default:
+		n = uint64(l)
+	}
+	if masked {
+		copy(p.key[:], h[i:i+4])
+	}
+	if op.IsControl() {
+		if !fin {
+			return protoErr("fragmented %s frame", op)
+		}
+		if n > MaxControlPayload {
+			return protoErr("%s frame payload of %d bytes exceeds 125", op, n)
+		}
+	} else {
+		if op == Continuation && p.msgOp == 0 {
+			return protoErr("continuation frame without a message in progress")
+		}
+		if op != Continuation && p.msgOp != 0 {
+			return protoErr("new %s message while a fragmented message is in progress", op)
+		}
+		if uint64(len(p.msg))+n > uint64(p.maxSize()) {
+			return ErrMessageTooBig
+		}
+		if op != Continuation {
+			p.msgOp = op
+		}
+	}
+	p.inFrame, p.fin, p.op, p.masked, p.kpos, p.left = true, fin, op, masked, 0, int64(n)
+	return nil
+}
+
+// frameDone completes the current frame from the buffered payload.
+func (p *Parser) frameDone(emit func(Opcode, []byte) error) error {
+	p.inFrame = false
+	if p.op.IsControl() {
+		payload := p.ctrl
+		p.ctrl = p.ctrl[:0]
+		return p.complete(p.op, payload, emit)
+	}
+	if !p.fin {
+		return nil
+	}
+	return p.complete(p.op, p.msg, emit)
+}
+
+// complete validates and emits a finished control frame or data message.
+// For data, payload is the whole message.
+func (p *Parser) complete(op Opcode, payload []byte, emit func(Opcode, []byte) error) error {
+	if op.IsControl() {
+		if op == Close {
+			if _, _, err := ParseClosePayload(payload); err != nil {
+				return err
+			}
+		}
+		return emit(op, payload)
+	}
+	mop := p.msgOp
+	p.msgOp = 0
+	if mop == Text && !utf8.Valid(payload) {
+		return &ProtocolError{Code: CloseInvalidPayload, Reason: "text message is not valid UTF-8"}
+	}
+	err := emit(mop, payload)
+	p.msg = nil // release: idle parsers hold no payload memory
+	return err
+}
