@@ -1,6 +1,7 @@
 module github.com/stewardhq/steward
 
 go 1.26.0
+
 require (
 	github.com/dustin/go-humanize v1.1.0
 	github.com/google/uuid v1.6.0
@@ -23,3 +24,5 @@ require (
 	modernc.org/memory v1.12.1
 	modernc.org/sqlite v1.62.0
 )
+
+require github.com/gorilla/websocket v1.5.3 // indirect
