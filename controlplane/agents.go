@@ -1,0 +1,223 @@
+package controlplane
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp/server"
+)
+
+// Agent returns one agent from the store; ENOTFOUND if unknown.
+func (s *Service) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
+	a, err := s.store.Agent(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.overlayLastSeen(a)
+	return a, nil
+}
+
+// Agents lists agents matching f; EINVALID on a bad selector.
+func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
+	if f.Selector != "" {
+		if _, err := steward.ParseSelector(f.Selector); err != nil {
+			return nil, 0, err
+		}
+	}
+	if f.Offset < 0 || f.Limit < 0 {
+		return nil, 0, steward.Errorf(steward.EINVALID, "offset and limit must be >= 0")
+	}
+	as, n, err := s.store.Agents(ctx, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, a := range as {
+		s.overlayLastSeen(a)
+	}
+	return as, n, nil
+}
+
+// overlayLastSeen applies a last-seen time not yet flushed to the store.
+func (s *Service) overlayLastSeen(a *steward.Agent) {
+	s.touchMu.Lock()
+	t, ok := s.touched[a.ID]
+	s.touchMu.Unlock()
+	if ok && t.After(a.LastSeen) {
+		a.LastSeen = t
+	}
+}
+
+// SetAgentLabels replaces an agent's operator labels and reconciles it at
+// once. EINVALID for a bad key or value, ENOTFOUND for an unknown agent.
+func (s *Service) SetAgentLabels(ctx context.Context, id steward.InstanceUID, labels map[string]string) error {
+	for k, v := range labels {
+		if err := validateLabel(k, v); err != nil {
+			return err
+		}
+	}
+	// Hold the session (if any) so that a concurrent report cannot
+	// overwrite the labels with a stale read.
+	ss := s.lookup(id)
+	if ss != nil {
+		ss.mu.Lock()
+	}
+	a, err := s.store.Agent(ctx, id)
+	if err == nil {
+		a.Labels = labels
+		a.UpdatedAt = time.Now().UTC()
+		err = s.store.PutAgent(ctx, a)
+	}
+	if ss != nil {
+		if err == nil {
+			ss.labels = a.LabelSet()
+		}
+		ss.mu.Unlock()
+	}
+	if err != nil {
+		return err
+	}
+	s.emit(&steward.Event{Type: steward.EventAgentUpdated, AgentID: id, Message: "labels changed", Details: map[string]any{"labels": labels}})
+	if ss != nil {
+		s.push(ss)
+	}
+	return nil
+}
+
+func validateLabel(k, v string) error {
+	if k == "" || len(k) > 253 {
+		return steward.Errorf(steward.EINVALID, "label key %q must be 1-253 characters", k)
+	}
+	for i := 0; i < len(k); i++ {
+		if !isLabelChar(k[i]) {
+			return steward.Errorf(steward.EINVALID, "label key %q: use letters, digits, '.', '_', '-', '/' or ':'", k)
+		}
+	}
+	if len(v) > 253 {
+		return steward.Errorf(steward.EINVALID, "label %q: value longer than 253 characters", k)
+	}
+	for i := 0; i < len(v); i++ {
+		if !isLabelChar(v[i]) {
+			return steward.Errorf(steward.EINVALID, "label %q: value %q may only use letters, digits, '.', '_', '-', '/' or ':'", k, v)
+		}
+	}
+	return nil
+}
+
+func isLabelChar(c byte) bool {
+	return c == '.' || c == '_' || c == '-' || c == '/' || c == ':' ||
+		(c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// DeleteAgent forgets an agent; a connected one is disconnected too.
+func (s *Service) DeleteAgent(ctx context.Context, id steward.InstanceUID) error {
+	if err := s.store.DeleteAgent(ctx, id); err != nil {
+		return err
+	}
+	if ss := s.lookup(id); ss != nil {
+		ss.mu.Lock()
+		c := ss.conn
+		ss.mu.Unlock()
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+	s.bus.Publish(&steward.Event{Type: steward.EventAgentDeleted, AgentID: id, Message: "agent deleted", Time: time.Now().UTC()})
+	return nil
+}
+
+func (s *Service) lookup(id steward.InstanceUID) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
+}
+
+// RestartAgent sends the Restart command: at once over WebSocket, with the
+// next poll over HTTP (within CommandTTL). ENOTFOUND for an unknown agent,
+// EUNAVAILABLE when it is not connected to this replica, EINVALID when it
+// does not accept restarts.
+func (s *Service) RestartAgent(ctx context.Context, id steward.InstanceUID) error {
+	cmd := &protobufs.ServerToAgentCommand{Type: protobufs.CommandType_CommandType_Restart}
+	err := s.deliver(ctx, id, steward.AgentAcceptsRestartCommand, "restart", func(m *protobufs.ServerToAgent) { m.Command = cmd },
+		func(ss *session) { ss.pendingCommand = cmd })
+	if err == nil {
+		s.emit(&steward.Event{Type: steward.EventCommandSent, AgentID: id, Message: "restart command sent"})
+	}
+	return err
+}
+
+// SendCustomMessage sends msg to the agent; EINVALID unless the agent
+// declared msg.Capability.
+func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID, msg steward.CustomMessage) error {
+	if msg.Capability == "" || msg.Type == "" {
+		return steward.Errorf(steward.EINVALID, "custom message needs a capability and a type")
+	}
+	cm := &protobufs.CustomMessage{Capability: msg.Capability, Type: msg.Type, Data: msg.Data}
+	err := s.deliver(ctx, id, 0, "custom message", func(m *protobufs.ServerToAgent) { m.CustomMessage = cm },
+		func(ss *session) { ss.pendingCustom = append(ss.pendingCustom, cm) },
+		func(ss *session) error {
+			if !slices.Contains(ss.customCaps, msg.Capability) {
+				return steward.Errorf(steward.EINVALID, "agent %s did not declare custom capability %q", id, msg.Capability)
+			}
+			return nil
+		})
+	if err == nil {
+		s.emit(&steward.Event{Type: steward.EventCustomMessage, AgentID: id, Message: "custom message sent " + msg.Capability + "/" + msg.Type})
+	}
+	return err
+}
+
+func (s *Service) deliver(ctx context.Context, id steward.InstanceUID, need steward.AgentCapabilities, what string,
+	fill func(*protobufs.ServerToAgent), queue func(*session), checks ...func(*session) error) error {
+	ss := s.lookup(id)
+	if ss == nil {
+		if _, err := s.store.Agent(ctx, id); err != nil {
+			return err
+		}
+		return steward.Errorf(steward.EUNAVAILABLE, "agent %s is not connected to this server", id)
+	}
+	ss.mu.Lock()
+	if !ss.caps.Has(need) {
+		ss.mu.Unlock()
+		return steward.Errorf(steward.EINVALID, "agent %s does not accept the %s", id, what)
+	}
+	for _, check := range checks {
+		if err := check(ss); err != nil {
+			ss.mu.Unlock()
+			return err
+		}
+	}
+	conn := ss.conn
+	if conn == nil || ss.transport == server.HTTP {
+		queue(ss)
+		ss.pendingUntil = time.Now().Add(s.cfg.CommandTTL)
+		ss.mu.Unlock()
+		return nil
+	}
+	ss.mu.Unlock()
+	m := &protobufs.ServerToAgent{InstanceUid: id[:]}
+	fill(m)
+	if err := conn.Send(m); err != nil {
+		return steward.Errorf(steward.EUNAVAILABLE, "agent %s: %v", id, err)
+	}
+	return nil
+}
+
+// AgentEvents lists an agent's history, newest first.
+func (s *Service) AgentEvents(ctx context.Context, id steward.InstanceUID, limit int) ([]*steward.Event, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	return s.store.Events(ctx, steward.EventFilter{AgentID: &id, Limit: limit})
+}
+
+// Events lists fleet events, newest first.
+func (s *Service) Events(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	return s.store.Events(ctx, f)
+}

@@ -1,0 +1,430 @@
+// Package controlplane is Steward's OpAMP control plane: a reconciler that
+// compares each agent's desired state (assigned configs, commands) with what
+// the agent reports and sends only the difference. It implements the
+// transport's server.Handler and the steward.AgentService and
+// steward.ConfigService interfaces over a steward.Store.
+//
+// Reconciliation is level-triggered and idempotent: any message from an
+// agent, and any change to configs, assignments or labels, recomputes the
+// desired config and offers it when the agent neither runs it nor has just
+// been offered it. Nothing is kept only in memory that a restart could not
+// recompute from the store and the agents' next reports.
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp/server"
+)
+
+// Config configures a Service.
+type Config struct {
+	Store steward.Store
+	// Bus receives every event; default a new in-process Bus.
+	Bus steward.EventBus
+	// Replica names this server in Agent.Replica; default the host name.
+	Replica string
+	// HeartbeatInterval is the interval agents with ReportsHeartbeat are
+	// expected to keep (the OpAMP default is 30 s). A WebSocket agent with
+	// that capability that sends nothing for 3 intervals is disconnected.
+	HeartbeatInterval time.Duration
+	// HTTPOfflineAfter marks a plain-HTTP agent offline when it has not
+	// polled for this long; default 3 × HeartbeatInterval.
+	HTTPOfflineAfter time.Duration
+	// FlushInterval batches last-seen updates; default 5 s.
+	FlushInterval time.Duration
+	// CommandTTL bounds how long a command waits for an HTTP agent's next
+	// poll; default 5 minutes.
+	CommandTTL time.Duration
+	Logger     *slog.Logger
+}
+
+// Service is the control plane. Create it with New, serve its Handler on
+// the OpAMP endpoint, and Close it on shutdown.
+type Service struct {
+	cfg   Config
+	store steward.Store
+	bus   steward.EventBus
+	log   *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions map[steward.InstanceUID]*session
+
+	desired  atomic.Pointer[desiredState]
+	reloadMu sync.Mutex
+
+	touchMu sync.Mutex
+	touched map[steward.InstanceUID]time.Time
+
+	events        chan *steward.Event
+	eventsDropped atomic.Int64
+}
+
+var (
+	_ server.Handler        = (*Service)(nil)
+	_ steward.AgentService  = (*Service)(nil)
+	_ steward.ConfigService = (*Service)(nil)
+)
+
+// New loads the desired state from the store, marks agents this replica held
+// before a crash offline, and starts the background flusher. It fails when the
+// store cannot be read.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, steward.Errorf(steward.EINVALID, "controlplane: Store is required")
+	}
+	if cfg.Bus == nil {
+		cfg.Bus = NewBus()
+	}
+	if cfg.Replica == "" {
+		cfg.Replica, _ = os.Hostname()
+		if cfg.Replica == "" {
+			cfg.Replica = "steward"
+		}
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 30 * time.Second
+	}
+	if cfg.HTTPOfflineAfter <= 0 {
+		cfg.HTTPOfflineAfter = 3 * cfg.HeartbeatInterval
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 5 * time.Second
+	}
+	if cfg.CommandTTL <= 0 {
+		cfg.CommandTTL = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{
+		cfg:      cfg,
+		store:    cfg.Store,
+		bus:      cfg.Bus,
+		log:      cfg.Logger,
+		sessions: make(map[steward.InstanceUID]*session),
+		touched:  make(map[steward.InstanceUID]time.Time),
+		events:   make(chan *steward.Event, 1<<16),
+	}
+	if err := cfg.Store.MarkOffline(ctx, cfg.Replica, time.Now().UTC()); err != nil {
+		return nil, err
+	}
+	if err := s.reload(ctx); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go s.housekeeping()
+	go s.eventWriter()
+	return s, nil
+}
+
+// Bus returns the event bus the service publishes to.
+func (s *Service) Bus() steward.EventBus { return s.bus }
+
+// Replica returns this server's replica name.
+func (s *Service) Replica() string { return s.cfg.Replica }
+
+// Close stops background work, flushes last-seen times and marks the agents
+// held by this replica offline. Close the transport first (it closes every
+// WebSocket, calling OnClose).
+func (s *Service) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.flushTouches(ctx)
+	return s.store.MarkOffline(ctx, s.cfg.Replica, time.Now().UTC())
+}
+
+// reload rebuilds the desired-state snapshot from the store.
+func (s *Service) reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	d, problems, err := loadDesired(ctx, s.store)
+	if err != nil {
+		return err
+	}
+	for _, p := range problems {
+		s.log.Warn("assignment skipped", "error", p)
+	}
+	s.desired.Store(d)
+	return nil
+}
+
+// Reconcile rebuilds the desired state from the store and offers each
+// connected WebSocket agent whatever it now lacks. It is what a change on
+// another replica triggers (see the postgres notifier).
+func (s *Service) Reconcile(ctx context.Context) error {
+	if err := s.reload(ctx); err != nil {
+		return err
+	}
+	s.reconcileAll()
+	return nil
+}
+
+// reconcileAll pushes the desired config to every WebSocket session that
+// needs it. HTTP agents receive it with their next poll.
+func (s *Service) reconcileAll() {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		s.push(ss)
+	}
+}
+
+// push sends a WebSocket session what reconciliation finds missing.
+func (s *Service) push(ss *session) {
+	ss.mu.Lock()
+	conn := ss.conn
+	if conn == nil || ss.closed {
+		ss.mu.Unlock()
+		return
+	}
+	msg := &protobufs.ServerToAgent{InstanceUid: ss.id[:]}
+	changed := s.reconcileLocked(ss, msg)
+	ss.mu.Unlock()
+	if changed {
+		if err := conn.Send(msg); err != nil {
+			s.log.Debug("push failed", "agent", ss.id, "error", err)
+		}
+	}
+}
+
+// reconcileLocked fills msg with what the session's agent lacks; it reports
+// whether it added anything. ss.mu is held.
+func (s *Service) reconcileLocked(ss *session, msg *protobufs.ServerToAgent) bool {
+	changed := false
+	if ss.caps.Has(steward.AgentAcceptsRemoteConfig) {
+		d := s.desired.Load().forAgent(ss.id, ss.labels)
+		var want []byte
+		var rc *protobufs.AgentRemoteConfig
+		if d != nil {
+			want, rc = d.hash, d.msg
+		} else if len(ss.reportedHash) > 0 && !bytes.Equal(ss.reportedHash, emptyConfigHash) {
+			// It runs a config of ours that is no longer assigned.
+			want = emptyConfigHash
+			rc = &protobufs.AgentRemoteConfig{Config: &protobufs.AgentConfigMap{}, ConfigHash: emptyConfigHash}
+		}
+		if want != nil && !bytes.Equal(want, ss.reportedHash) && !bytes.Equal(want, ss.offeredHash) {
+			msg.RemoteConfig = rc
+			ss.offeredHash = want
+			changed = true
+			s.emit(&steward.Event{Type: steward.EventRemoteConfigSent, AgentID: ss.id,
+				Message: "remote config offered", Details: map[string]any{"hash": hexString(want)}})
+		}
+	}
+	if ss.transport == server.HTTP {
+		now := time.Now()
+		if ss.pendingCommand != nil && msg.Command == nil {
+			if now.Before(ss.pendingUntil) {
+				msg.Command = ss.pendingCommand
+				changed = true
+			}
+			ss.pendingCommand = nil
+		}
+		for len(ss.pendingCustom) > 0 && msg.CustomMessage == nil {
+			m := ss.pendingCustom[0]
+			ss.pendingCustom = ss.pendingCustom[1:]
+			if now.Before(ss.pendingUntil) {
+				msg.CustomMessage = m
+				changed = true
+			}
+		}
+	}
+	return changed
+}
+
+// emit publishes an event at once and queues it for the event writer,
+// which stores events in batches off the message path. When the queue is
+// full (the database is far behind) the event is still published but not
+// stored, and the loss is counted and logged.
+func (s *Service) emit(e *steward.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	s.bus.Publish(e)
+	select {
+	case s.events <- e:
+	default:
+		if n := s.eventsDropped.Add(1); n&(n-1) == 0 {
+			s.log.Warn("event queue full; events published but not stored", "dropped", n)
+		}
+	}
+}
+
+// eventWriter stores queued events in batches until Close.
+func (s *Service) eventWriter() {
+	defer s.wg.Done()
+	batch := make([]*steward.Event, 0, 512)
+	for {
+		select {
+		case e := <-s.events:
+			batch = append(batch[:0], e)
+		drain:
+			for len(batch) < cap(batch) {
+				select {
+				case e := <-s.events:
+					batch = append(batch, e)
+				default:
+					break drain
+				}
+			}
+			s.storeEvents(batch)
+		case <-s.ctx.Done():
+			batch = batch[:0]
+			for {
+				select {
+				case e := <-s.events:
+					batch = append(batch, e)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				s.storeEvents(batch)
+			}
+			return
+		}
+	}
+}
+
+func (s *Service) storeEvents(batch []*steward.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := s.store.AppendEvents(ctx, batch...)
+		if err == nil {
+			return
+		}
+		if attempt == 2 || ctx.Err() != nil {
+			s.log.Warn("events not stored", "count", len(batch), "error", err)
+			return
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+}
+
+// housekeeping flushes last-seen times and expires silent agents.
+func (s *Service) housekeeping() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.flushTouches(s.ctx)
+			s.expire()
+		}
+	}
+}
+
+func (s *Service) touch(id steward.InstanceUID, at time.Time) {
+	s.touchMu.Lock()
+	s.touched[id] = at
+	s.touchMu.Unlock()
+}
+
+func (s *Service) flushTouches(ctx context.Context) {
+	s.touchMu.Lock()
+	batch := s.touched
+	if len(batch) == 0 {
+		s.touchMu.Unlock()
+		return
+	}
+	s.touched = make(map[steward.InstanceUID]time.Time, len(batch))
+	s.touchMu.Unlock()
+	if err := s.store.TouchAgents(ctx, batch); err != nil {
+		s.log.Warn("last-seen flush failed; will retry", "agents", len(batch), "error", err)
+		s.touchMu.Lock()
+		for id, at := range batch {
+			if cur, ok := s.touched[id]; !ok || cur.Before(at) {
+				s.touched[id] = at
+			}
+		}
+		s.touchMu.Unlock()
+	}
+}
+
+// expire disconnects WebSocket agents that stopped heartbeating and marks
+// plain-HTTP agents offline when they stop polling.
+func (s *Service) expire() {
+	now := time.Now()
+	var stale []*session
+	var silent []server.Conn
+	s.mu.Lock()
+	for id, ss := range s.sessions {
+		ss.mu.Lock()
+		last := ss.lastSeen
+		switch {
+		case ss.transport == server.HTTP && now.Sub(last) > s.cfg.HTTPOfflineAfter:
+			delete(s.sessions, id)
+			ss.closed = true
+			stale = append(stale, ss)
+		case ss.transport == server.WebSocket && ss.conn != nil &&
+			ss.caps.Has(steward.AgentReportsHeartbeat) && now.Sub(last) > 3*s.cfg.HeartbeatInterval:
+			silent = append(silent, ss.conn)
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, c := range silent {
+		s.log.Info("closing silent agent connection", "remote", c.RemoteAddr())
+		_ = c.Close()
+	}
+	for _, ss := range stale {
+		s.markOffline(ss.id, now)
+	}
+}
+
+func (s *Service) markOffline(id steward.InstanceUID, at time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := s.store.Agent(ctx, id)
+	if err != nil {
+		if steward.ErrorCode(err) != steward.ENOTFOUND {
+			s.log.Warn("cannot mark agent offline", "agent", id, "error", err)
+		}
+		return
+	}
+	if !a.Online || a.Replica != s.cfg.Replica {
+		return // already offline, or another replica holds it now
+	}
+	a.Online = false
+	a.DisconnectedAt = at.UTC()
+	a.UpdatedAt = at.UTC()
+	if err := s.store.PutAgent(ctx, a); err != nil {
+		s.log.Warn("cannot mark agent offline", "agent", id, "error", err)
+		return
+	}
+	s.emit(&steward.Event{Type: steward.EventAgentDisconnected, AgentID: id, Message: "agent went offline"})
+}
+
+func hexString(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, len(b)*2)
+	for i, c := range b {
+		out[i*2], out[i*2+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}

@@ -1,0 +1,337 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp/server"
+)
+
+// session is the control plane's small in-memory record of an agent it is
+// talking to: just what reconciliation needs. Full reported state lives in
+// the store and is read-modified-written only when the agent reports a
+// change, so an idle agent costs a few hundred bytes here.
+type session struct {
+	id steward.InstanceUID
+
+	mu         sync.Mutex
+	conn       server.Conn // the WebSocket; nil for plain HTTP
+	transport  server.Transport
+	closed     bool
+	caps       steward.AgentCapabilities
+	labels     map[string]string
+	customCaps []string
+	seq        uint64
+	lastSeen   time.Time
+	needFull   bool
+	// reportedHash is the agent's last_remote_config_hash; offeredHash the
+	// hash last offered to it by this session.
+	reportedHash   []byte
+	reportedStatus steward.RemoteConfigState
+	offeredHash    []byte
+	componentsHash []byte
+	healthy        *bool
+
+	// Commands waiting for an HTTP agent's next poll.
+	pendingCommand *protobufs.ServerToAgentCommand
+	pendingCustom  []*protobufs.CustomMessage
+	pendingUntil   time.Time
+}
+
+// connState is what Accept attaches to a connection.
+type connState struct {
+	sess *session // set by the first message on a WebSocket
+}
+
+// Accept admits every connection. Agent authentication is layered in front
+// of the transport (see the auth package) and stores its verdict here.
+func (s *Service) Accept(r *http.Request) (any, error) {
+	return &connState{}, nil
+}
+
+// OnClose marks a WebSocket agent offline, unless a newer connection of the
+// same agent has replaced this one.
+func (s *Service) OnClose(c server.Conn) {
+	st, _ := c.State().(*connState)
+	if st == nil || st.sess == nil {
+		return
+	}
+	ss := st.sess
+	s.mu.Lock()
+	ss.mu.Lock()
+	current := ss.conn == c
+	if current {
+		ss.conn = nil
+		ss.closed = true
+		if s.sessions[ss.id] == ss {
+			delete(s.sessions, ss.id)
+		}
+	}
+	ss.mu.Unlock()
+	s.mu.Unlock()
+	if current {
+		s.markOffline(ss.id, time.Now())
+	}
+}
+
+// OnMessage applies one AgentToServer message and returns what the agent
+// lacks. See the package documentation for the reconciliation rules.
+func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
+	now := time.Now().UTC()
+	reply := &protobufs.ServerToAgent{InstanceUid: msg.InstanceUid}
+
+	id, err := s.instanceUID(msg, reply)
+	if err != nil {
+		return nil, err
+	}
+	ss, fresh := s.sessionFor(c, id)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+
+	if ss.closed && c.Transport() == server.WebSocket {
+		return nil, steward.Errorf(steward.EUNAVAILABLE, "connection replaced")
+	}
+	// Sequence numbers: a gap means we missed a report; ask for everything.
+	if !fresh && msg.SequenceNum != ss.seq+1 {
+		ss.needFull = true
+	}
+	ss.seq = msg.SequenceNum
+	ss.lastSeen = now
+
+	if msg.AgentDisconnect != nil {
+		s.touch(id, now)
+		return nil, nil // the transport closes; OnClose marks it offline
+	}
+
+	if err := s.applyReport(ctx, ss, c, msg, fresh, now); err != nil {
+		// Nothing is lost: the agent is asked for its full state once
+		// the store answers again.
+		ss.needFull = true
+		return nil, err
+	}
+
+	if msg.AgentDescription == nil && fresh {
+		// A new connection (or a server restart): we may not have seen
+		// this agent's state; ask for all of it.
+		ss.needFull = true
+	}
+	if ss.needFull && msg.AgentDescription == nil {
+		reply.Flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
+		ss.needFull = false
+	} else if msg.AgentDescription != nil {
+		ss.needFull = false
+	}
+	if msg.AvailableComponents != nil && len(msg.AvailableComponents.Components) == 0 &&
+		len(msg.AvailableComponents.Hash) > 0 && !bytes.Equal(msg.AvailableComponents.Hash, ss.componentsHash) {
+		reply.Flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportAvailableComponents)
+	}
+	if msg.CustomMessage != nil {
+		s.emit(&steward.Event{Type: steward.EventCustomMessage, AgentID: id,
+			Message: "custom message " + msg.CustomMessage.Capability + "/" + msg.CustomMessage.Type,
+			Details: map[string]any{"capability": msg.CustomMessage.Capability, "type": msg.CustomMessage.Type, "data": msg.CustomMessage.Data}})
+	}
+
+	changed := s.reconcileLocked(ss, reply)
+	if !changed && reply.Flags == 0 && reply.AgentIdentification == nil && c.Transport() == server.WebSocket {
+		return nil, nil
+	}
+	return reply, nil
+}
+
+// instanceUID validates the agent's instance_uid and handles requests for
+// a new one (flag RequestInstanceUid, or an empty/zero uid): the reply then
+// carries AgentIdentification and the state is kept under the new uid.
+func (s *Service) instanceUID(msg *protobufs.AgentToServer, reply *protobufs.ServerToAgent) (steward.InstanceUID, error) {
+	wantNew := msg.Flags&uint64(protobufs.AgentToServerFlags_AgentToServerFlags_RequestInstanceUid) != 0
+	var id steward.InstanceUID
+	if len(msg.InstanceUid) == 0 {
+		wantNew = true
+	} else {
+		var err error
+		if id, err = steward.InstanceUIDFromBytes(msg.InstanceUid); err != nil {
+			return id, err
+		}
+		if id.IsZero() {
+			wantNew = true
+		}
+	}
+	if wantNew {
+		id = steward.NewInstanceUID()
+		reply.AgentIdentification = &protobufs.AgentIdentification{NewInstanceUid: id[:]}
+	}
+	return id, nil
+}
+
+// sessionFor finds or creates the session of agent id for connection c. A
+// WebSocket that carries a new uid (after AgentIdentification) moves its
+// session; a second connection for the same uid replaces the first.
+func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID) (*session, bool) {
+	st, _ := c.State().(*connState)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st != nil && st.sess != nil {
+		ss := st.sess
+		if ss.id == id {
+			return ss, false
+		}
+		// The agent adopted a new instance uid on this connection.
+		ss.mu.Lock()
+		if s.sessions[ss.id] == ss {
+			delete(s.sessions, ss.id)
+		}
+		ss.closed = true
+		ss.conn = nil
+		ss.mu.Unlock()
+	}
+	ss := s.sessions[id]
+	fresh := false
+	if ss == nil {
+		ss = &session{id: id, transport: c.Transport()}
+		s.sessions[id] = ss
+		fresh = true
+	}
+	if c.Transport() == server.WebSocket {
+		ss.mu.Lock()
+		if ss.conn != c {
+			old := ss.conn
+			ss.conn = c
+			ss.transport = server.WebSocket
+			ss.offeredHash = nil // a new connection: offer again if needed
+			fresh = true
+			if old != nil {
+				go old.Close() // replaced by a newer connection of the same agent
+			}
+		}
+		ss.closed = false
+		ss.mu.Unlock()
+		if st != nil {
+			st.sess = ss
+		}
+	} else if ss.transport == server.WebSocket && ss.conn != nil {
+		// An agent that switched to HTTP while its socket lingers.
+		ss.mu.Lock()
+		old := ss.conn
+		ss.conn = nil
+		ss.transport = server.HTTP
+		ss.mu.Unlock()
+		go old.Close()
+	}
+	return ss, fresh
+}
+
+// reported reports whether msg carries any status field (as opposed to a
+// bare heartbeat).
+func reported(msg *protobufs.AgentToServer) bool {
+	return msg.AgentDescription != nil || msg.Health != nil || msg.EffectiveConfig != nil ||
+		msg.RemoteConfigStatus != nil || msg.PackageStatuses != nil || msg.CustomCapabilities != nil ||
+		msg.AvailableComponents != nil || msg.ConnectionSettingsStatus != nil
+}
+
+// applyReport merges what the agent reported into the stored agent. A bare
+// heartbeat only updates the batched last-seen time.
+func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, msg *protobufs.AgentToServer, fresh bool, now time.Time) error {
+	caps := steward.AgentCapabilities(msg.Capabilities)
+	if !fresh && !reported(msg) && caps == ss.caps {
+		s.touch(ss.id, now)
+		return nil
+	}
+	a, err := s.store.Agent(ctx, ss.id)
+	if steward.ErrorCode(err) == steward.ENOTFOUND {
+		a, err = &steward.Agent{ID: ss.id, CreatedAt: now}, nil
+	}
+	if err != nil {
+		return err
+	}
+	var events []*steward.Event
+	wasOnline := a.Online && a.Replica == s.cfg.Replica
+	if fresh || !a.Online {
+		a.Online = true
+		a.Transport = string(c.Transport())
+		a.RemoteAddr = c.RemoteAddr()
+		a.ConnectedAt = now
+		a.Replica = s.cfg.Replica
+		if !wasOnline || c.Transport() == server.WebSocket {
+			events = append(events, &steward.Event{Type: steward.EventAgentConnected, AgentID: ss.id,
+				Message: "agent connected over " + string(c.Transport()), Details: map[string]any{"remote_addr": a.RemoteAddr}})
+		}
+	}
+	a.Capabilities = caps
+	a.SequenceNum = msg.SequenceNum
+	a.LastSeen = now
+	a.UpdatedAt = now
+	if msg.AgentDescription != nil {
+		a.Description = fromDescription(msg.AgentDescription)
+	}
+	if msg.Health != nil {
+		prev := a.Health
+		a.Health = fromHealth(msg.Health, 0)
+		if prev == nil || prev.Healthy != a.Health.Healthy {
+			state := "unhealthy"
+			if a.Health.Healthy {
+				state = "healthy"
+			}
+			events = append(events, &steward.Event{Type: steward.EventAgentHealth, AgentID: ss.id,
+				Message: "agent is " + state, Details: map[string]any{"healthy": a.Health.Healthy, "last_error": a.Health.LastError, "status": a.Health.Status}})
+		}
+	}
+	if msg.EffectiveConfig != nil {
+		m := fromConfigMap(msg.EffectiveConfig.ConfigMap)
+		a.EffectiveConfig = &m
+	}
+	if msg.RemoteConfigStatus != nil {
+		prev := a.RemoteConfigStatus
+		a.RemoteConfigStatus = fromRemoteConfigStatus(msg.RemoteConfigStatus)
+		if prev == nil || prev.Status != a.RemoteConfigStatus.Status || !bytes.Equal(prev.LastRemoteConfigHash, a.RemoteConfigStatus.LastRemoteConfigHash) || prev.ErrorMessage != a.RemoteConfigStatus.ErrorMessage {
+			events = append(events, &steward.Event{Type: steward.EventRemoteConfigStatus, AgentID: ss.id,
+				Message: "remote config " + string(a.RemoteConfigStatus.Status),
+				Details: map[string]any{"status": a.RemoteConfigStatus.Status, "hash": hexString(a.RemoteConfigStatus.LastRemoteConfigHash), "error_message": a.RemoteConfigStatus.ErrorMessage}})
+		}
+	}
+	if msg.PackageStatuses != nil {
+		a.PackageStatuses = fromPackageStatuses(msg.PackageStatuses)
+		events = append(events, &steward.Event{Type: steward.EventPackageStatus, AgentID: ss.id, Message: "package statuses reported"})
+	}
+	if msg.CustomCapabilities != nil {
+		a.CustomCapabilities = slices.Clone(msg.CustomCapabilities.Capabilities)
+	}
+	if msg.AvailableComponents != nil {
+		if len(msg.AvailableComponents.Components) > 0 || a.AvailableComponents == nil ||
+			!bytes.Equal(a.AvailableComponents.Hash, msg.AvailableComponents.Hash) {
+			if len(msg.AvailableComponents.Components) > 0 || a.AvailableComponents == nil {
+				a.AvailableComponents = fromAvailableComponents(msg.AvailableComponents)
+			}
+		}
+	}
+	if msg.ConnectionSettingsStatus != nil {
+		a.ConnectionStatus = fromConnectionSettingsStatus(msg.ConnectionSettingsStatus)
+	}
+	if err := s.store.PutAgent(ctx, a); err != nil {
+		return err
+	}
+	// Only now, with the report safely stored, update the session.
+	ss.caps = caps
+	ss.labels = a.LabelSet()
+	ss.customCaps = a.CustomCapabilities
+	if a.RemoteConfigStatus != nil {
+		ss.reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
+		ss.reportedStatus = a.RemoteConfigStatus.Status
+	}
+	if a.AvailableComponents != nil {
+		ss.componentsHash = a.AvailableComponents.Hash
+	}
+	if a.Health != nil {
+		h := a.Health.Healthy
+		ss.healthy = &h
+	}
+	for _, e := range events {
+		s.emit(e)
+	}
+	return nil
+}
