@@ -275,9 +275,7 @@ func TestRemoteConfigReconciliation(t *testing.T) {
 	if r := f.send(cp2, m); r != nil && r.RemoteConfig != nil {
 		t.Fatal("config resent to an agent that runs it")
 	}
-	if !cp.isClosed() {
-		t.Fatal("the replaced connection was not closed")
-	}
+	eventually(t, "the replaced connection to close", cp.isClosed)
 	// A new version is pushed; a FAILED report is recorded and not retried.
 	v2, _ := f.svc.PutConfig(f.ctx, &steward.Config{Name: "base", Files: yamlConfig("receivers: {bad}\n")})
 	if v2.Version != 2 {
