@@ -1,0 +1,101 @@
+// REST client for /api/v1. Errors carry the server's {"error":{code,message}}.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || 'HTTP ' + status);
+    this.status = status;
+    this.code = code || '';
+  }
+}
+
+let onUnauthorized = () => {};
+
+/** setUnauthorizedHandler is called with every 401 (the app shows the login page). */
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+/** csrfToken reads the steward_csrf cookie set at login. */
+export function csrfToken() {
+  for (const part of document.cookie.split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === 'steward_csrf') return decodeURIComponent(v.join('='));
+  }
+  return '';
+}
+
+/**
+ * request calls the API. body is sent as JSON. State-changing methods carry
+ * X-Steward-CSRF. Resolves to the decoded JSON (null for 204); rejects with
+ * ApiError.
+ */
+export async function request(method, path, body, opts = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && method !== 'HEAD') headers['X-Steward-CSRF'] = csrfToken();
+  let res;
+  try {
+    res = await fetch('/api/v1' + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+      signal: opts.signal,
+    });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'unavailable', 'Cannot reach the Steward server: ' + e.message);
+  }
+  let data = null;
+  const text = await res.text();
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = null; }
+  }
+  if (!res.ok) {
+    const err = (data && data.error) || {};
+    const e = new ApiError(res.status, err.code, err.message || res.statusText);
+    if (res.status === 401 && !opts.noAuthRedirect) onUnauthorized(e);
+    throw e;
+  }
+  return data;
+}
+
+/** qs builds a query string from defined, non-empty params. */
+export function qs(params) {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === undefined || v === null || v === '') continue;
+    u.set(k, String(v));
+  }
+  const s = u.toString();
+  return s ? '?' + s : '';
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  login: (password) => request('POST', '/login', { password }, { noAuthRedirect: true }),
+  logout: () => request('POST', '/logout', {}, { noAuthRedirect: true }),
+  summary: (opts) => request('GET', '/summary', undefined, opts),
+  agents: (params, opts) => request('GET', '/agents' + qs(params), undefined, opts),
+  agent: (id, opts) => request('GET', '/agents/' + enc(id), undefined, opts),
+  setLabels: (id, labels) => request('PUT', '/agents/' + enc(id) + '/labels', { labels }),
+  restart: (id) => request('POST', '/agents/' + enc(id) + '/restart', {}),
+  agentEvents: (id, limit, opts) => request('GET', '/agents/' + enc(id) + '/events' + qs({ limit }), undefined, opts),
+  desiredConfig: (id, opts) => request('GET', '/agents/' + enc(id) + '/desired-config', undefined, opts),
+  configs: (opts) => request('GET', '/configs', undefined, opts),
+  config: (name, version, opts) => request('GET', '/configs/' + enc(name) + qs({ version }), undefined, opts),
+  configVersions: (name, opts) => request('GET', '/configs/' + enc(name) + '/versions', undefined, opts),
+  configDiff: (name, from, to, opts) => request('GET', '/configs/' + enc(name) + '/diff' + qs({ from, to }), undefined, opts),
+  putConfig: (name, files, comment) => request('PUT', '/configs/' + enc(name), { files, comment }),
+  assignments: (opts) => request('GET', '/assignments', undefined, opts),
+  putAssignment: (a) => request('PUT', '/assignments/' + enc(a.name), a),
+  deleteAssignment: (name) => request('DELETE', '/assignments/' + enc(name)),
+};
+
+/** list extracts an array from a response that may be wrapped ({key:[...]}) or bare. */
+export function list(resp, key) {
+  if (Array.isArray(resp)) return resp;
+  if (resp && Array.isArray(resp[key])) return resp[key];
+  return [];
+}

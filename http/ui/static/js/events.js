@@ -1,0 +1,85 @@
+// Live updates: one EventSource on /api/v1/events/stream shared by every
+// page. Pages subscribe with on(fn) and get each event object. When the
+// stream fails the browser retries by itself; if it gives up (the server
+// refused the stream, e.g. a 401 after the session expired) we reconnect
+// with backoff and let the API client notice the 401.
+
+export const EVENT_TYPES = [
+  'agent.connected', 'agent.disconnected', 'agent.updated', 'agent.health',
+  'agent.config_status', 'agent.config_sent', 'agent.command_sent',
+  'agent.custom_message', 'agent.package_status', 'config.changed',
+  'assignment.changed', 'agent.deleted',
+];
+
+const listeners = new Set();
+const stateListeners = new Set();
+let es = null;
+let retry = 1000;
+let timer = null;
+let state = 'off';
+let wanted = false;
+
+function setState(s) {
+  if (s === state) return;
+  state = s;
+  for (const fn of stateListeners) fn(s);
+}
+
+function dispatch(type, raw) {
+  let ev;
+  try { ev = JSON.parse(raw); } catch { return; }
+  if (ev && !ev.type) ev.type = type;
+  for (const fn of [...listeners]) {
+    try { fn(ev); } catch (e) { console.error('event listener', e); }
+  }
+}
+
+function open() {
+  clearTimeout(timer);
+  if (es) es.close();
+  es = new EventSource('/api/v1/events/stream', { withCredentials: true });
+  setState('connecting');
+  es.onopen = () => { retry = 1000; setState('live'); };
+  es.onmessage = (m) => dispatch('message', m.data);
+  for (const t of EVENT_TYPES) es.addEventListener(t, (m) => dispatch(t, m.data));
+  es.onerror = () => {
+    if (!wanted) return;
+    if (es.readyState === EventSource.CLOSED) {
+      setState('reconnecting');
+      es.close();
+      es = null;
+      timer = setTimeout(open, retry);
+      retry = Math.min(retry * 2, 30000);
+    } else {
+      setState('reconnecting');
+    }
+  };
+}
+
+/** start opens the stream (idempotent). */
+export function start() {
+  wanted = true;
+  if (!es) open();
+}
+
+/** stop closes the stream (on logout). */
+export function stop() {
+  wanted = false;
+  clearTimeout(timer);
+  if (es) es.close();
+  es = null;
+  setState('off');
+}
+
+/** on subscribes fn to every event; returns the unsubscribe function. */
+export function on(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+/** onState subscribes to the connection state: off, connecting, live, reconnecting. */
+export function onState(fn) {
+  stateListeners.add(fn);
+  fn(state);
+  return () => stateListeners.delete(fn);
+}

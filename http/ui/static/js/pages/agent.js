@@ -1,0 +1,374 @@
+// Agent page: everything the agent reported, its operator labels, its
+// history, and the actions (restart, push a config). Refreshes live.
+import { h, replace, debounce, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, b64hex, copyText, toast, fileLabel, shortId } from '../dom.js';
+import { api, list } from '../api.js';
+import { on } from '../events.js';
+import { openDialog, confirmDialog } from '../dialog.js';
+import { eventKind } from '../activity.js';
+
+const ALL_CAPS = [
+  'ReportsStatus', 'AcceptsRemoteConfig', 'ReportsEffectiveConfig', 'AcceptsPackages',
+  'ReportsPackageStatuses', 'ReportsOwnTraces', 'ReportsOwnMetrics', 'ReportsOwnLogs',
+  'AcceptsOpAMPConnectionSettings', 'AcceptsOtherConnectionSettings', 'AcceptsRestartCommand',
+  'ReportsHealth', 'ReportsRemoteConfig', 'ReportsHeartbeat', 'ReportsAvailableComponents',
+  'ReportsConnectionSettingsStatus',
+];
+const TABS = [
+  { key: 'overview', label: 'Overview' },
+  { key: 'health', label: 'Health' },
+  { key: 'config', label: 'Configuration' },
+  { key: 'packages', label: 'Packages' },
+  { key: 'events', label: 'Events' },
+];
+
+function panel(title, body, opts = {}) {
+  return h('section', { class: 'panel', 'aria-label': title, 'data-testid': opts.testid },
+    h('div', { class: 'panel-head' }, h('h2', null, title), opts.extra || null),
+    h('div', { class: 'panel-body' + (opts.flush ? ' flush' : '') }, body));
+}
+
+function kv(rows) {
+  return h('table', { class: 'kv' }, h('tbody', null, rows.filter(Boolean).map(([k, v, tid]) =>
+    h('tr', null, h('th', { scope: 'row' }, k), h('td', { 'data-testid': tid }, v === '' || v == null ? h('span', { class: 'faint' }, '—') : v)))));
+}
+
+function attrsTable(list, testid) {
+  if (!list || !list.length) return h('p', { class: 'muted', 'data-testid': testid }, 'None reported.');
+  return h('table', { class: 'kv', 'data-testid': testid }, h('tbody', null, list.map((a) =>
+    h('tr', null, h('th', { scope: 'row', class: 'mono' }, a.key), h('td', { class: 'mono' }, attrValue(a.value))))));
+}
+
+/** files renders a ConfigMap: one monospaced block per file, with copy. */
+export function configFiles(map, testid) {
+  const names = Object.keys(map || {}).sort();
+  if (!names.length) return h('p', { class: 'muted', 'data-testid': testid }, 'No files.');
+  return h('div', { 'data-testid': testid }, names.map((n) => {
+    const f = map[n] || {};
+    const text = f.encoding === 'base64' ? `(${(f.body || '').length} bytes of binary data, base64)\n${f.body || ''}` : (f.body || '');
+    return h('div', { class: 'file' },
+      h('div', { class: 'file-head' },
+        h('span', { class: 'fname' }, fileLabel(n)),
+        f.content_type ? h('span', { class: 'badge plain' }, f.content_type) : null,
+        h('span', { class: 'faint' }, `${text.split('\n').length} lines`),
+        h('span', { class: 'spacer' }),
+        h('button', { type: 'button', class: 'small', 'data-testid': 'copy-file', 'aria-label': 'Copy ' + fileLabel(n),
+          onclick: async () => toast((await copyText(f.body || '')) ? 'Copied to the clipboard.' : 'Copy failed.') }, 'Copy')),
+      h('pre', { class: 'code', tabindex: '0', 'aria-label': fileLabel(n) }, text));
+  }));
+}
+
+function healthNode(name, c) {
+  const kids = Object.keys(c.components || {}).sort();
+  return h('li', { 'data-testid': 'health-node', 'data-name': name },
+    h('div', { class: 'node' },
+      badge(c.healthy ? 'healthy' : 'unhealthy', c.healthy ? 'ok' : 'bad'),
+      h('span', { class: 'nm' }, name),
+      c.status ? h('span', { class: 'muted' }, c.status) : null,
+      c.start_time ? h('span', { class: 'faint' }, 'since ', timeEl(c.start_time)) : null,
+      c.last_error ? h('span', { class: 'err' }, c.last_error) : null),
+    kids.length ? h('ul', { role: 'group' }, kids.map((k) => healthNode(k, c.components[k]))) : null);
+}
+
+function labelsEditor(agent, onSaved) {
+  const rows = h('div');
+  const err = h('p', { class: 'error-text', role: 'alert', hidden: true, 'data-testid': 'labels-error' });
+  const save = h('button', { type: 'submit', class: 'primary small', 'data-testid': 'labels-save', disabled: true }, 'Save labels');
+  const form = h('form', { class: 'labels-editor', 'data-testid': 'labels-editor', 'aria-label': 'Labels' });
+  const ed = { dirty: false, node: form };
+  const markDirty = () => { ed.dirty = true; save.disabled = false; };
+  function addRow(k = '', v = '') {
+    const i = rows.children.length;
+    const key = h('input', { type: 'text', class: 'mono', value: k, placeholder: 'key', 'aria-label': `Label ${i + 1} key`, 'data-testid': 'label-key', oninput: markDirty });
+    const val = h('input', { type: 'text', class: 'mono', value: v, placeholder: 'value', 'aria-label': `Label ${i + 1} value`, 'data-testid': 'label-value', oninput: markDirty });
+    const row = h('div', { class: 'row' }, key, val,
+      h('button', { type: 'button', class: 'small danger', 'aria-label': `Remove label ${i + 1}`, onclick: () => { row.remove(); markDirty(); } }, 'Remove'));
+    rows.append(row);
+    return key;
+  }
+  for (const [k, v] of Object.entries(agent.labels || {}).sort()) addRow(k, v);
+  form.append(
+    h('p', { class: 'muted', style: 'margin-top:0' }, 'Operator labels are matched by assignment selectors along with the attributes the agent reports.'),
+    rows,
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'small', 'data-testid': 'label-add', onclick: () => { addRow().focus(); markDirty(); } }, 'Add label'),
+      save),
+    err);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const labels = {};
+    for (const r of rows.children) {
+      const [k, v] = r.querySelectorAll('input');
+      const key = k.value.trim();
+      if (!key) continue;
+      if (key in labels) { err.textContent = `Duplicate label key "${key}".`; err.hidden = false; return; }
+      labels[key] = v.value;
+    }
+    save.disabled = true;
+    err.hidden = true;
+    try {
+      await api.setLabels(agent.id, labels);
+      ed.dirty = false;
+      toast('Labels saved.');
+      onSaved();
+    } catch (ex) {
+      err.textContent = ex.message;
+      err.hidden = false;
+      save.disabled = false;
+    }
+  });
+  return ed;
+}
+
+export function mount(root, ctx) {
+  const id = ctx.params.id;
+  let tab = TABS.some((t) => t.key === ctx.query.get('tab')) ? ctx.query.get('tab') : 'overview';
+  const s = { agent: null, events: [], desired: null, assignments: [] };
+  let labels = null;
+  let alive = true;
+  let ctrl = null;
+
+  const head = h('div', { class: 'page-head' });
+  const tabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Agent details' });
+  const panels = {};
+  for (const t of TABS) panels[t.key] = h('div', { role: 'tabpanel', id: 'tp-' + t.key, 'aria-labelledby': 'tab-' + t.key, 'data-testid': 'tab-panel-' + t.key, tabindex: '0' });
+  root.append(h('div', { 'data-testid': 'agent-page', 'data-agent-id': id }, head, tabs, Object.values(panels)));
+  replace(head, h('div', { class: 'skeleton' }, 'Loading…'));
+
+  function selectTab(key, focus) {
+    tab = key;
+    const u = new URL(location.href);
+    if (key === 'overview') u.searchParams.delete('tab'); else u.searchParams.set('tab', key);
+    history.replaceState(null, '', u.pathname + u.search);
+    renderTabs(focus);
+  }
+  function renderTabs(focus) {
+    replace(tabs, TABS.map((t, i) => {
+      const sel = t.key === tab;
+      const count = t.key === 'events' ? s.events.length : null;
+      return h('button', { type: 'button', role: 'tab', id: 'tab-' + t.key, 'aria-selected': String(sel), 'aria-controls': 'tp-' + t.key,
+        tabindex: sel ? '0' : '-1', 'data-testid': 'tab-' + t.key,
+        onclick: () => selectTab(t.key),
+        onkeydown: (e) => {
+          let j = null;
+          if (e.key === 'ArrowRight') j = (i + 1) % TABS.length;
+          else if (e.key === 'ArrowLeft') j = (i - 1 + TABS.length) % TABS.length;
+          else if (e.key === 'Home') j = 0;
+          else if (e.key === 'End') j = TABS.length - 1;
+          if (j !== null) { e.preventDefault(); selectTab(TABS[j].key, true); }
+        } }, t.label, count ? h('span', { class: 'count' }, String(count)) : null);
+    }));
+    for (const t of TABS) panels[t.key].hidden = t.key !== tab;
+    if (focus) tabs.querySelector('[aria-selected="true"]').focus();
+  }
+
+  async function load() {
+    if (ctrl) ctrl.abort();
+    ctrl = new AbortController();
+    const o = { signal: ctrl.signal };
+    let agent;
+    try {
+      agent = await api.agent(id, o);
+    } catch (e) {
+      if (e.name === 'AbortError' || e.status === 401 || !alive) return;
+      replace(head, h('div', { class: 'titles' },
+        h('div', { class: 'breadcrumb' }, h('a', { href: '/agents' }, 'Agents')),
+        h('h1', null, e.status === 404 ? 'Agent not found' : 'Could not load the agent'),
+        h('p', { class: 'muted', 'data-testid': 'agent-error' }, e.message)));
+      tabs.hidden = true;
+      for (const p of Object.values(panels)) p.hidden = true;
+      return;
+    }
+    // The rest is best effort: a failure leaves that section empty with a note.
+    const [evs, desired, asg] = await Promise.allSettled([
+      api.agentEvents(id, 200, o), api.desiredConfig(id, o), api.assignments(o),
+    ]);
+    if (!alive || o.signal.aborted) return;
+    s.agent = agent;
+    s.events = evs.status === 'fulfilled' ? list(evs.value, 'events') : [];
+    s.desired = desired.status === 'fulfilled' ? desired.value : { error: desired.reason && desired.reason.message };
+    s.assignments = asg.status === 'fulfilled' ? list(asg.value, 'assignments').filter((a) => a.agent_id === id) : [];
+    render();
+  }
+
+  function render() {
+    const a = s.agent;
+    ctx.setTitle(agentName(a));
+    tabs.hidden = false;
+    const rcs = a.remote_config_status;
+    const canRestart = (a.capabilities && (a.capabilities.names || []).includes('AcceptsRestartCommand'));
+    const canConfig = (a.capabilities && (a.capabilities.names || []).includes('AcceptsRemoteConfig'));
+    replace(head,
+      h('div', { class: 'titles' },
+        h('div', { class: 'breadcrumb' }, h('a', { href: '/agents' }, 'Agents'), ' / ', shortId(a.id)),
+        h('div', { class: 'inline' },
+          h('h1', { tabindex: '-1', 'data-testid': 'agent-name' }, agentName(a)),
+          badge(a.online ? 'Online' : 'Offline', a.online ? 'ok' : '', 'agent-online'),
+          a.health ? badge(a.health.healthy ? 'Healthy' : 'Unhealthy', a.health.healthy ? 'ok' : 'bad', 'agent-health') : badge('Health unknown', '', 'agent-health')),
+        h('div', { class: 'sub' },
+          h('span', { class: 'mono', 'data-testid': 'agent-id' }, a.id),
+          h('button', { type: 'button', class: 'link small', onclick: async () => toast((await copyText(a.id)) ? 'Instance id copied.' : 'Copy failed.') }, 'copy'),
+          attr(a, 'service.version') ? h('span', null, 'v', attr(a, 'service.version')) : null,
+          attr(a, 'host.name') ? h('span', null, attr(a, 'host.name')) : null,
+          h('span', null, 'last seen ', timeEl(a.last_seen)))),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'primary', 'data-testid': 'push-config', disabled: !canConfig,
+          title: canConfig ? 'Assign a configuration to this agent' : 'The agent does not accept remote configuration', onclick: pushConfig }, 'Push config'),
+        h('button', { type: 'button', 'data-testid': 'restart', disabled: !canRestart || !a.online,
+          title: !canRestart ? 'The agent does not accept the restart command' : (!a.online ? 'The agent is offline' : 'Ask the agent to restart'), onclick: restart }, 'Restart')));
+    renderTabs();
+
+    // Overview.
+    if (!labels || !labels.dirty) labels = labelsEditor(a, load);
+    const caps = new Set((a.capabilities && a.capabilities.names) || []);
+    const css = a.connection_settings_status;
+    replace(panels.overview, h('div', { class: 'grid cols-2' },
+      h('div', { class: 'stack' },
+        panel('Remote configuration', h('div', { class: 'stack' },
+          kv([
+            ['Status', rcs && rcs.status ? badge(rcs.status, configStatusKind(rcs.status), 'remote-config-status') : h('span', { class: 'faint', 'data-testid': 'remote-config-status' }, 'Not reported')],
+            ['Last config hash', rcs && rcs.last_remote_config_hash ? h('span', { class: 'mono', title: b64hex(rcs.last_remote_config_hash) }, shortHash(rcs.last_remote_config_hash)) : ''],
+            ['Desired config hash', s.desired && s.desired.hash ? h('span', { class: 'mono', title: b64hex(s.desired.hash) }, shortHash(s.desired.hash)) : ''],
+          ]),
+          rcs && rcs.error_message ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'remote-config-error' }, 'The agent could not apply its configuration:', h('pre', null, rcs.error_message)) : null), { testid: 'remote-config-panel' }),
+        panel('Connection', kv([
+          ['Status', badge(a.online ? 'Online' : 'Offline', a.online ? 'ok' : '')],
+          ['Transport', a.transport || ''],
+          ['Remote address', a.remote_addr ? h('span', { class: 'mono' }, a.remote_addr) : ''],
+          ['Connected', a.connected_at ? h('span', { title: fmtTime(a.connected_at) }, timeEl(a.connected_at)) : ''],
+          !a.online ? ['Disconnected', timeEl(a.disconnected_at)] : null,
+          ['Last seen', timeEl(a.last_seen)],
+          ['First seen', timeEl(a.created_at)],
+          ['Sequence number', String(a.sequence_num ?? '')],
+          a.replica ? ['Server replica', a.replica] : null,
+          ['Connection settings', css ? h('span', null, badge(css.status || 'UNSET', css.status === 'APPLIED' ? 'ok' : css.status === 'FAILED' ? 'bad' : ''), css.error_message ? h('div', { class: 'error-text' }, css.error_message) : null) : '', 'connection-settings-status'],
+        ])),
+        panel('Labels', labels.node, { testid: 'labels-panel' })),
+      h('div', { class: 'stack' },
+        panel('Identifying attributes', attrsTable(a.description && a.description.identifying_attributes, 'identifying-attributes')),
+        panel('Non-identifying attributes', attrsTable(a.description && a.description.non_identifying_attributes, 'non-identifying-attributes')),
+        panel('Capabilities', h('div', { class: 'chips', 'data-testid': 'capabilities' },
+          ALL_CAPS.map((c) => h('span', { class: 'chip ' + (caps.has(c) ? 'on' : 'off'), title: caps.has(c) ? 'Supported' : 'Not supported' }, c))),
+        { extra: h('span', { class: 'faint mono' }, '0x' + ((a.capabilities && a.capabilities.bits) || 0).toString(16)) }),
+        (a.custom_capabilities || []).length ? panel('Custom capabilities', h('div', { class: 'chips' }, a.custom_capabilities.map((c) => h('span', { class: 'chip' }, c)))) : null)));
+
+    // Health.
+    replace(panels.health, a.health
+      ? panel('Component health', h('ul', { class: 'tree', role: 'tree', 'data-testid': 'health-tree' }, healthNode(attr(a, 'service.name') || 'agent', a.health)))
+      : panel('Component health', h('p', { class: 'muted' }, caps.has('ReportsHealth') ? 'The agent has not reported its health yet.' : 'The agent does not report health.')));
+
+    // Configuration.
+    const desiredFiles = s.desired && (s.desired.files || s.desired.config || s.desired.config_map);
+    replace(panels.config, h('div', { class: 'stack' },
+      panel('Effective configuration', a.effective_config ? configFiles(a.effective_config, 'effective-config')
+        : h('p', { class: 'muted', 'data-testid': 'effective-config' }, caps.has('ReportsEffectiveConfig') ? 'Not reported yet.' : 'The agent does not report its effective configuration.'),
+      { extra: h('span', { class: 'faint' }, 'as reported by the agent') }),
+      panel('Desired configuration', s.desired && s.desired.error ? h('p', { class: 'error-text' }, s.desired.error)
+        : configFiles(desiredFiles, 'desired-config'), { extra: h('span', { class: 'faint' }, 'what Steward offers, from the assignments that match') }),
+      panel('Assignments to this agent', assignmentsTable(), { flush: true })));
+
+    // Packages.
+    const ps = a.package_statuses;
+    const pkgs = Object.entries((ps && ps.packages) || {}).sort((x, y) => x[0].localeCompare(y[0]));
+    replace(panels.packages, h('div', { class: 'stack' },
+      ps && ps.error_message ? h('div', { class: 'callout bad', role: 'alert' }, ps.error_message) : null,
+      panel('Packages', pkgs.length ? h('table', { class: 'data', 'data-testid': 'packages' },
+        h('thead', null, h('tr', null, ['Package', 'Status', 'Installed', 'Offered', 'Progress', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', null, pkgs.map(([n, p]) => h('tr', null,
+          h('td', { class: 'mono' }, n),
+          h('td', null, badge(p.status || '', p.status === 'INSTALLED' ? 'ok' : p.status === 'INSTALL_FAILED' ? 'bad' : 'warn')),
+          h('td', null, p.agent_has_version || ''),
+          h('td', null, p.server_offered_version || ''),
+          h('td', null, p.download_percent ? Math.round(p.download_percent) + '%' : ''),
+          h('td', { class: 'error-text' }, p.error_message || '')))))
+        : h('p', { class: 'muted panel-body', 'data-testid': 'packages' }, caps.has('ReportsPackageStatuses') ? 'No package reported.' : 'The agent does not report package statuses.'), { flush: true })));
+
+    // Events.
+    replace(panels.events, panel('Event history', s.events.length ? h('table', { class: 'data', 'data-testid': 'agent-events' },
+      h('thead', null, h('tr', null, ['Time', 'Event', 'Message', 'Details'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', null, s.events.map((ev) => h('tr', { 'data-testid': 'agent-event', 'data-type': ev.type },
+        h('td', { class: 'nowrap', title: fmtTime(ev.time) }, fmtTime(ev.time)),
+        h('td', { class: 'nowrap' }, badge(ev.type, eventKind(ev))),
+        h('td', null, ev.message || ''),
+        h('td', { class: 'mono faint' }, ev.details ? JSON.stringify(ev.details) : '')))))
+      : h('p', { class: 'muted panel-body', 'data-testid': 'agent-events' }, 'No events recorded.'), { flush: true }));
+  }
+
+  function assignmentsTable() {
+    if (!s.assignments.length) return h('p', { class: 'muted panel-body', 'data-testid': 'agent-assignments' }, 'No assignment targets this agent directly. Selector assignments may still match it; see the desired configuration above.');
+    return h('table', { class: 'data', 'data-testid': 'agent-assignments' },
+      h('thead', null, h('tr', null, ['Assignment', 'Config', 'Version', 'Priority', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', null, s.assignments.map((x) => h('tr', null,
+        h('td', { class: 'mono' }, x.name),
+        h('td', null, h('a', { href: '/configs/' + encodeURIComponent(x.config) }, x.config)),
+        h('td', null, x.version ? 'v' + x.version : 'latest'),
+        h('td', null, String(x.priority || 0)),
+        h('td', { class: 'right' }, h('button', { type: 'button', class: 'small danger', onclick: async () => {
+          if (await confirmDialog('Remove assignment', `Stop pushing "${x.config}" to this agent (assignment ${x.name})?`, { confirmLabel: 'Remove', danger: true })) {
+            try { await api.deleteAssignment(x.name); toast('Assignment removed.'); load(); } catch (e) { toast(e.message, 'bad'); }
+          }
+        } }, 'Remove'))))));
+  }
+
+  async function restart() {
+    const ok = await confirmDialog('Restart agent', `Send the restart command to ${agentName(s.agent)}? The agent restarts and reconnects.`, { confirmLabel: 'Restart', danger: true, testid: 'restart-dialog' });
+    if (!ok) return;
+    try {
+      await api.restart(id);
+      toast('Restart command sent.');
+    } catch (e) {
+      toast('Restart failed: ' + e.message, 'bad');
+    }
+  }
+
+  async function pushConfig() {
+    let cfgs;
+    try {
+      cfgs = list(await api.configs(), 'configs');
+    } catch (e) {
+      toast('Could not list configurations: ' + e.message, 'bad');
+      return;
+    }
+    if (!cfgs.length) {
+      toast('There is no configuration yet. Create one on the Configurations page.', 'bad');
+      return;
+    }
+    const cfg = h('select', { id: 'pc-config', required: true, 'data-testid': 'push-config-select' },
+      cfgs.map((c) => h('option', { value: c.name }, `${c.name} (v${c.version})`)));
+    const ver = h('select', { id: 'pc-version', 'data-testid': 'push-config-version' });
+    const name = h('input', { type: 'text', id: 'pc-name', class: 'mono', required: true, 'data-testid': 'push-config-name' });
+    const prio = h('input', { type: 'number', id: 'pc-prio', value: '100', 'data-testid': 'push-config-priority' });
+    let nameTouched = false;
+    name.addEventListener('input', () => { nameTouched = true; });
+    async function onConfig() {
+      if (!nameTouched) name.value = `agent-${shortId(id)}-${cfg.value}`.slice(0, 128);
+      replace(ver, h('option', { value: '0' }, 'Latest (follow new versions)'));
+      try {
+        const vs = list(await api.configVersions(cfg.value), 'versions');
+        for (const v of vs) ver.append(h('option', { value: String(v.version) }, `v${v.version}${v.comment ? ' — ' + v.comment : ''}`));
+      } catch { /* latest is still offered */ }
+    }
+    cfg.addEventListener('change', onConfig);
+    onConfig();
+    await openDialog({
+      title: 'Push configuration', submitLabel: 'Push', testid: 'push-config-dialog',
+      body: h('div', { class: 'form-grid' },
+        h('div', { class: 'field' }, h('label', { for: 'pc-config' }, 'Configuration'), cfg),
+        h('div', { class: 'field' }, h('label', { for: 'pc-version' }, 'Version'), ver),
+        h('div', { class: 'field' }, h('label', { for: 'pc-name' }, 'Assignment name'), name),
+        h('div', { class: 'field' }, h('label', { for: 'pc-prio' }, 'Priority'), prio, h('span', { class: 'hint' }, 'Higher wins over selector assignments.')),
+        h('p', { class: 'muted full', style: 'margin:0' }, 'Creates an assignment that targets only this agent. Steward sends the configuration at once if the agent is connected.')),
+      onSubmit: async () => {
+        await api.putAssignment({ name: name.value.trim(), config: cfg.value, version: parseInt(ver.value, 10) || 0, agent_id: id, priority: parseInt(prio.value, 10) || 0 });
+        toast(`Pushing ${cfg.value} to ${agentName(s.agent)}.`);
+        load();
+      },
+    });
+  }
+
+  const refresh = debounce(load, 250);
+  const off = on((ev) => {
+    if (ev.agent_id === id || ev.type === 'assignment.changed' || ev.type === 'config.changed') refresh();
+  });
+  load();
+  return () => { alive = false; off(); refresh.cancel(); if (ctrl) ctrl.abort(); };
+}
