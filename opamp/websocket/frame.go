@@ -9,6 +9,20 @@ import (
 // masked is true (frames sent by a client) the payload is masked with key;
 // payload itself is not modified.
 func AppendFrame(dst []byte, fin bool, op Opcode, payload []byte, masked bool, key [4]byte) []byte {
+	dst = AppendFrameHeader(dst, fin, op, len(payload), masked, key)
+	if !masked {
+		return append(dst, payload...)
+	}
+	start := len(dst)
+	dst = append(dst, payload...)
+	maskBytes(key, 0, dst[start:])
+	return dst
+}
+
+// AppendFrameHeader appends the header of a frame whose payload is length
+// bytes long (and, when masked, the key); the caller appends the payload,
+// masked with key when masked is true.
+func AppendFrameHeader(dst []byte, fin bool, op Opcode, length int, masked bool, key [4]byte) []byte {
 	b0 := byte(op)
 	if fin {
 		b0 |= 0x80
@@ -17,8 +31,7 @@ func AppendFrame(dst []byte, fin bool, op Opcode, payload []byte, masked bool, k
 	if masked {
 		b1 = 0x80
 	}
-	n := len(payload)
-	switch {
+	switch n := length; {
 	case n <= 125:
 		dst = append(dst, b0, b1|byte(n))
 	case n <= 0xFFFF:
@@ -27,15 +40,15 @@ func AppendFrame(dst []byte, fin bool, op Opcode, payload []byte, masked bool, k
 		dst = append(dst, b0, b1|127)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
-	if !masked {
-		return append(dst, payload...)
+	if masked {
+		dst = append(dst, key[:]...)
 	}
-	dst = append(dst, key[:]...)
-	start := len(dst)
-	dst = append(dst, payload...)
-	maskBytes(key, 0, dst[start:])
 	return dst
 }
+
+// Mask XORs b in place with key, as if b started at byte offset pos of a
+// payload, and returns the offset after b.
+func Mask(key [4]byte, pos int, b []byte) int { return maskBytes(key, pos, b) }
 
 // FrameHeaderSize is the largest frame header: 2 bytes, 8 of extended
 // length and 4 of masking key.
