@@ -22,6 +22,7 @@ import (
 // end to end in the interop tests.
 type testConn struct {
 	transport server.Transport
+	addr      string
 	state     any
 	mu        sync.Mutex
 	sent      []*protobufs.ServerToAgent
@@ -53,7 +54,12 @@ func (c *testConn) Close() error {
 	return nil
 }
 func (c *testConn) Transport() server.Transport { return c.transport }
-func (c *testConn) RemoteAddr() string          { return "127.0.0.1:5555" }
+func (c *testConn) RemoteAddr() string {
+	if c.addr != "" {
+		return c.addr
+	}
+	return "127.0.0.1:5555"
+}
 func (c *testConn) State() any                  { return c.state }
 func (c *testConn) pushed() []*protobufs.ServerToAgent {
 	c.mu.Lock()
@@ -190,9 +196,10 @@ func TestAgentInventoryAndFullStateRequests(t *testing.T) {
 	if !a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) {
 		t.Fatalf("capabilities not stored: %v", a.Capabilities.Names())
 	}
-	// A heartbeat in sequence needs no answer on WebSocket.
-	if r := f.send(c, heartbeat(uid, 2)); r != nil {
-		t.Fatalf("heartbeat got a reply: %v", r)
+	// A heartbeat in sequence is answered with an empty reply (the spec
+	// requires a reply to every message).
+	if r := f.send(c, heartbeat(uid, 2)); r == nil || r.Flags != 0 || r.RemoteConfig != nil || !bytes.Equal(r.InstanceUid, uid[:]) {
+		t.Fatalf("heartbeat reply: %v", r)
 	}
 	// A gap in sequence numbers: ask for full state again.
 	r = f.send(c, heartbeat(uid, 7))
@@ -488,5 +495,42 @@ func TestSelectorAssignmentsMergeByPriority(t *testing.T) {
 	}
 	if len(files) != 3 {
 		t.Fatalf("desired files %v", files)
+	}
+}
+
+func TestDuplicateInstanceUIDFromAnotherHost(t *testing.T) {
+	f := newFixture(t)
+	uid := steward.NewInstanceUID()
+	first := f.connect(server.WebSocket)
+	f.send(first, fullReport(uid, 1, "prod"))
+
+	// A clone on another host with the same uid gets a new one; the first
+	// connection is left alone.
+	clone := f.connect(server.WebSocket)
+	clone.addr = "127.0.0.2:6000"
+	r := f.send(clone, fullReport(uid, 1, "prod"))
+	if r.AgentIdentification == nil || bytes.Equal(r.AgentIdentification.NewInstanceUid, uid[:]) {
+		t.Fatalf("want a new uid for the duplicate, got %v", r)
+	}
+	if first.isClosed() {
+		t.Fatal("the original connection was closed")
+	}
+	newID, _ := steward.InstanceUIDFromBytes(r.AgentIdentification.NewInstanceUid)
+	for _, id := range []steward.InstanceUID{uid, newID} {
+		a, err := f.svc.Agent(f.ctx, id)
+		if err != nil || !a.Online {
+			t.Fatalf("agent %s: %+v %v", id, a, err)
+		}
+	}
+	// From the same host it is a reconnect: the old connection is replaced.
+	again := f.connect(server.WebSocket)
+	r = f.send(again, fullReport(uid, 2, "prod"))
+	if r.AgentIdentification != nil {
+		t.Fatalf("reconnect from the same host got a new uid: %v", r)
+	}
+	eventually(t, "the replaced connection to close", first.isClosed)
+	a, _ := f.svc.Agent(f.ctx, uid)
+	if !a.Online {
+		t.Fatal("agent offline after its replaced connection closed")
 	}
 }

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -91,7 +92,13 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 	if err != nil {
 		return nil, err
 	}
-	ss, fresh := s.sessionFor(c, id)
+	var dupID steward.InstanceUID
+	ss, fresh := s.sessionFor(c, id, &dupID)
+	if !dupID.IsZero() {
+		s.log.Warn("duplicate instance_uid: assigning a new one", "instance_uid", id, "new_instance_uid", dupID, "remote", c.RemoteAddr())
+		id = dupID
+		reply.AgentIdentification = &protobufs.AgentIdentification{NewInstanceUid: id[:]}
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 
@@ -138,10 +145,9 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 			Details: map[string]any{"capability": msg.CustomMessage.Capability, "type": msg.CustomMessage.Type, "data": msg.CustomMessage.Data}})
 	}
 
-	changed := s.reconcileLocked(ss, reply)
-	if !changed && reply.Flags == 0 && reply.AgentIdentification == nil && c.Transport() == server.WebSocket {
-		return nil, nil
-	}
+	// The spec requires a reply to every AgentToServer message, on both
+	// transports; most carry only instance_uid and capabilities.
+	s.reconcileLocked(ss, reply)
 	return reply, nil
 }
 
@@ -172,7 +178,7 @@ func (s *Service) instanceUID(msg *protobufs.AgentToServer, reply *protobufs.Ser
 // sessionFor finds or creates the session of agent id for connection c. A
 // WebSocket that carries a new uid (after AgentIdentification) moves its
 // session; a second connection for the same uid replaces the first.
-func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID) (*session, bool) {
+func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID, newUID *steward.InstanceUID) (*session, bool) {
 	st, _ := c.State().(*connState)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,6 +198,13 @@ func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID) (*session, b
 	}
 	ss := s.sessions[id]
 	fresh := false
+	if ss != nil && c.Transport() == server.WebSocket && duplicate(ss, c) {
+		// Another live agent uses this uid (a cloned VM, a bad UID
+		// generator): the newcomer gets a uid of its own.
+		id = steward.NewInstanceUID()
+		ss = nil
+		*newUID = id
+	}
 	if ss == nil {
 		ss = &session{id: id, transport: c.Transport()}
 		s.sessions[id] = ss
@@ -334,4 +347,23 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		s.emit(e)
 	}
 	return nil
+}
+
+// duplicate reports whether connection c claims the uid of a session whose
+// WebSocket, from another host, is still open. From the same host it is
+// taken to be a reconnect after a half-open connection, and replaces it.
+func duplicate(ss *session, c server.Conn) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.conn == nil || ss.conn == c || ss.closed {
+		return false
+	}
+	return hostOf(ss.conn.RemoteAddr()) != hostOf(c.RemoteAddr())
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }
