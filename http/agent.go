@@ -1,0 +1,244 @@
+package http
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/stewardhq/steward"
+)
+
+// AgentsResponse is the body of GET /api/v1/agents.
+type AgentsResponse struct {
+	Agents []*steward.Agent `json:"agents"`
+	Total  int              `json:"total"`
+}
+
+// LabelsRequest is the body of PUT /api/v1/agents/{id}/labels.
+type LabelsRequest struct {
+	Labels map[string]string `json:"labels"`
+}
+
+// EventsResponse is the body of the event listings.
+type EventsResponse struct {
+	Events []*steward.Event `json:"events"`
+}
+
+// DesiredConfigResponse is the body of GET /api/v1/agents/{id}/desired-config.
+type DesiredConfigResponse struct {
+	Files steward.ConfigMap `json:"files"`
+	Hash  []byte            `json:"hash"`
+}
+
+// Limits for list queries.
+const (
+	DefaultEventLimit = 100
+	MaxEventLimit     = 1000
+)
+
+// parseAgentFilter reads selector, q, online, healthy, offset and limit.
+func parseAgentFilter(q url.Values) (steward.AgentFilter, error) {
+	var f steward.AgentFilter
+	f.Selector, f.Search = q.Get("selector"), q.Get("q")
+	if _, err := steward.ParseSelector(f.Selector); err != nil {
+		return f, err
+	}
+	var err error
+	if f.Online, err = boolParam(q, "online"); err != nil {
+		return f, err
+	}
+	if f.Healthy, err = boolParam(q, "healthy"); err != nil {
+		return f, err
+	}
+	if f.Offset, err = intParam(q, "offset", 0, 0, -1); err != nil {
+		return f, err
+	}
+	if f.Limit, err = intParam(q, "limit", 0, 0, -1); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func boolParam(q url.Values, name string) (*bool, error) {
+	s := q.Get(name)
+	if s == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return nil, steward.Errorf(steward.EINVALID, "query parameter %s must be true or false, not %q", name, s)
+	}
+	return &b, nil
+}
+
+// intParam reads an integer in [min, max] (max < 0: unbounded), def when
+// absent.
+func intParam(q url.Values, name string, def, min, max int) (int, error) {
+	s := q.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < min || (max >= 0 && n > max) {
+		if max >= 0 {
+			return 0, steward.Errorf(steward.EINVALID, "query parameter %s must be an integer from %d to %d, not %q", name, min, max, s)
+		}
+		return 0, steward.Errorf(steward.EINVALID, "query parameter %s must be an integer >= %d, not %q", name, min, s)
+	}
+	return n, nil
+}
+
+func agentID(r *http.Request) (steward.InstanceUID, error) {
+	return steward.ParseInstanceUID(r.PathValue("id"))
+}
+
+func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
+	f, err := parseAgentFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	agents, total, err := s.agents.Agents(r.Context(), f)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if agents == nil {
+		agents = []*steward.Agent{}
+	}
+	writeJSON(w, http.StatusOK, AgentsResponse{Agents: agents, Total: total})
+}
+
+func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
+	id, err := agentID(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	a, err := s.agents.Agent(r.Context(), id)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) handleDeleteAgent(w http.ResponseWriter, r *http.Request) {
+	id, err := agentID(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if err := s.agents.DeleteAgent(r.Context(), id); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleSetAgentLabels replaces the operator labels and returns the agent.
+func (s *Server) handleSetAgentLabels(w http.ResponseWriter, r *http.Request) {
+	id, err := agentID(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	var req LabelsRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if req.Labels == nil {
+		req.Labels = map[string]string{}
+	}
+	if err := s.agents.SetAgentLabels(r.Context(), id, req.Labels); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	a, err := s.agents.Agent(r.Context(), id)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) handleRestartAgent(w http.ResponseWriter, r *http.Request) {
+	id, err := agentID(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if err := s.agents.RestartAgent(r.Context(), id); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
+}
+
+func (s *Server) handleCustomMessage(w http.ResponseWriter, r *http.Request) {
+	id, err := agentID(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	var msg steward.CustomMessage
+	if err := decodeJSON(r, &msg); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if msg.Capability == "" || msg.Type == "" {
+		writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "custom message needs a capability and a type"))
+		return
+	}
+	if err := s.agents.SendCustomMessage(r.Context(), id, msg); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
+}
+
+func (s *Server) handleAgentEvents(w http.ResponseWriter, r *http.Request) {
+	id, err := agentID(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	limit, err := intParam(r.URL.Query(), "limit", DefaultEventLimit, 1, MaxEventLimit)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	events, err := s.agents.AgentEvents(r.Context(), id, limit)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if events == nil {
+		events = []*steward.Event{}
+	}
+	writeJSON(w, http.StatusOK, EventsResponse{Events: events})
+}
+
+// handleDesiredConfig returns what the agent should run; 404 for an
+// unknown agent.
+func (s *Server) handleDesiredConfig(w http.ResponseWriter, r *http.Request) {
+	id, err := agentID(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if _, err := s.agents.Agent(r.Context(), id); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	files, hash, err := s.configs.DesiredConfig(r.Context(), id)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if files == nil {
+		files = steward.ConfigMap{}
+	}
+	writeJSON(w, http.StatusOK, DesiredConfigResponse{Files: files, Hash: hash})
+}

@@ -1,0 +1,277 @@
+package http
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+// Cookie and header names used by browser sessions.
+const (
+	SessionCookie = "steward_session"
+	CSRFCookie    = "steward_csrf"
+	CSRFHeader    = "X-Steward-CSRF"
+)
+
+// Principal is who made a request.
+type Principal struct {
+	// Name is "admin" for a password session, "token-N" for the Nth
+	// configured API token (1-based) and "anonymous" when auth is off.
+	Name string
+	// Method is "session", "token" or "none".
+	Method string
+	// Expires is when a session ends (zero for tokens).
+	Expires time.Time
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the principal of an authorized request, or nil.
+func PrincipalFrom(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+type authenticator struct {
+	password [32]byte // sha256 of the admin password
+	hasPass  bool
+	tokens   [][32]byte // sha256 of each API token
+	key      []byte
+	ttl      time.Duration
+	secure   bool
+	now      func() time.Time
+}
+
+func newAuthenticator(opts Options) *authenticator {
+	a := &authenticator{ttl: opts.SessionTTL, secure: opts.SecureCookies, now: time.Now}
+	if opts.AdminPassword != "" {
+		a.password, a.hasPass = sha256.Sum256([]byte(opts.AdminPassword)), true
+	}
+	for _, t := range opts.APITokens {
+		if t != "" {
+			a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
+		}
+	}
+	if a.ttl <= 0 {
+		a.ttl = 12 * time.Hour
+	}
+	a.key = append([]byte(nil), opts.SessionKey...)
+	if len(a.key) == 0 {
+		a.key = make([]byte, 32)
+		_, _ = rand.Read(a.key)
+	}
+	return a
+}
+
+// enabled reports whether any credential is configured.
+func (a *authenticator) enabled() bool { return a.hasPass || len(a.tokens) > 0 }
+
+// authenticate identifies the caller: a bearer token, else a session
+// cookie. It returns EUNAUTHORIZED when no valid credential is presented and
+// auth is on. A bad Authorization header never falls back to the cookie.
+func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
+	if !a.enabled() {
+		return &Principal{Name: "anonymous", Method: "none"}, nil
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+			return nil, steward.Errorf(steward.EUNAUTHORIZED, "malformed Authorization header: use \"Bearer <token>\"")
+		}
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		found := 0
+		for i, t := range a.tokens {
+			if subtle.ConstantTimeCompare(sum[:], t[:]) == 1 && found == 0 {
+				found = i + 1
+			}
+		}
+		if found == 0 {
+			return nil, steward.Errorf(steward.EUNAUTHORIZED, "invalid API token")
+		}
+		return &Principal{Name: "token-" + strconv.Itoa(found), Method: "token"}, nil
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "authentication required: log in or send \"Authorization: Bearer <token>\"")
+	}
+	s, err := a.verify(c.Value)
+	if err != nil {
+		return nil, err
+	}
+	if isUnsafe(r.Method) {
+		// Double submit: the header must equal the CSRF cookie, which must
+		// be the token bound into the signed session.
+		h := r.Header.Get(CSRFHeader)
+		cc, err := r.Cookie(CSRFCookie)
+		if h == "" || err != nil ||
+			subtle.ConstantTimeCompare([]byte(h), []byte(cc.Value)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(h), []byte(s.csrf)) != 1 {
+			return nil, steward.Errorf(steward.EFORBIDDEN, "missing or wrong %s header: send the value of the %s cookie", CSRFHeader, CSRFCookie)
+		}
+	}
+	return &Principal{Name: s.name, Method: "session", Expires: s.expires}, nil
+}
+
+func isUnsafe(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// permit decides whether p may make request r. Every authenticated
+// principal is an administrator for now; roles will be checked here.
+func (a *authenticator) permit(p *Principal, r *http.Request) error { return nil }
+
+// authorize wraps an API handler: the request runs with its Principal in
+// the context, or is refused with 401/403.
+func (s *Server) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.auth.authenticate(r)
+		if err == nil {
+			err = s.auth.permit(p, r)
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+type session struct {
+	name    string
+	expires time.Time
+	csrf    string
+}
+
+// sign encodes a session as base64url(payload) "." base64url(HMAC).
+func (a *authenticator) sign(s session) string {
+	payload := fmt.Sprintf("v1|%s|%d|%s", s.name, s.expires.Unix(), s.csrf)
+	m := hmac.New(sha256.New, a.key)
+	m.Write([]byte(payload))
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString(m.Sum(nil))
+}
+
+// verify checks a session cookie value: signature, format and expiry.
+func (a *authenticator) verify(v string) (session, error) {
+	bad := steward.Errorf(steward.EUNAUTHORIZED, "invalid session: log in again")
+	p64, mac64, ok := strings.Cut(v, ".")
+	if !ok {
+		return session{}, bad
+	}
+	enc := base64.RawURLEncoding
+	payload, err1 := enc.DecodeString(p64)
+	mac, err2 := enc.DecodeString(mac64)
+	if err1 != nil || err2 != nil {
+		return session{}, bad
+	}
+	m := hmac.New(sha256.New, a.key)
+	m.Write(payload)
+	if !hmac.Equal(mac, m.Sum(nil)) {
+		return session{}, bad
+	}
+	parts := strings.Split(string(payload), "|")
+	if len(parts) != 4 || parts[0] != "v1" {
+		return session{}, bad
+	}
+	exp, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil {
+		return session{}, bad
+	}
+	s := session{name: parts[1], expires: time.Unix(exp, 0), csrf: parts[3]}
+	if !a.now().Before(s.expires) {
+		return session{}, steward.Errorf(steward.EUNAUTHORIZED, "session expired: log in again")
+	}
+	return s, nil
+}
+
+// LoginRequest is the body of POST /api/v1/login.
+type LoginRequest struct {
+	Password string `json:"password"`
+}
+
+// SessionResponse describes the caller's session (login and GET session).
+type SessionResponse struct {
+	AuthEnabled   bool      `json:"auth_enabled"`
+	Authenticated bool      `json:"authenticated"`
+	Name          string    `json:"name,omitempty"`
+	Method        string    `json:"method,omitempty"`
+	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	// CSRFToken is the value to send in the X-Steward-CSRF header (also in
+	// the steward_csrf cookie); only set by login.
+	CSRFToken string `json:"csrf_token,omitempty"`
+}
+
+// handleLogin checks the admin password and sets the session and CSRF
+// cookies. 401 on a wrong password or when no password is configured.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var req LoginRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	a := s.auth
+	if !a.enabled() {
+		writeJSON(w, http.StatusOK, SessionResponse{AuthEnabled: false, Authenticated: true, Name: "anonymous", Method: "none"})
+		return
+	}
+	sum := sha256.Sum256([]byte(req.Password))
+	if !a.hasPass || subtle.ConstantTimeCompare(sum[:], a.password[:]) != 1 {
+		s.log.Warn("http: failed login", "remote", r.RemoteAddr)
+		writeError(w, r, s.log, steward.Errorf(steward.EUNAUTHORIZED, "wrong password"))
+		return
+	}
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	sess := session{name: "admin", expires: a.now().Add(a.ttl).Truncate(time.Second), csrf: hex.EncodeToString(raw[:])}
+	secure := a.secure || r.TLS != nil
+	http.SetCookie(w, &http.Cookie{
+		Name: SessionCookie, Value: a.sign(sess), Path: "/", Expires: sess.expires,
+		MaxAge: int(a.ttl / time.Second), HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode,
+	})
+	http.SetCookie(w, &http.Cookie{
+		Name: CSRFCookie, Value: sess.csrf, Path: "/", Expires: sess.expires,
+		MaxAge: int(a.ttl / time.Second), Secure: secure, SameSite: http.SameSiteStrictMode,
+	})
+	writeJSON(w, http.StatusOK, SessionResponse{
+		AuthEnabled: true, Authenticated: true, Name: sess.name, Method: "session",
+		ExpiresAt: sess.expires, CSRFToken: sess.csrf,
+	})
+}
+
+// handleLogout clears the session cookies. Sessions are stateless, so a
+// copied cookie stays valid until it expires.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	secure := s.auth.secure || r.TLS != nil
+	for _, name := range []string{SessionCookie, CSRFCookie} {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
+			HttpOnly: name == SessionCookie, Secure: secure, SameSite: http.SameSiteStrictMode})
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleSession reports whether auth is on and whether the caller is
+// authenticated; it never fails with 401.
+func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
+	resp := SessionResponse{AuthEnabled: s.auth.enabled()}
+	r2 := r.Clone(r.Context())
+	r2.Method = http.MethodGet // no CSRF check for a read
+	if p, err := s.auth.authenticate(r2); err == nil {
+		resp.Authenticated, resp.Name, resp.Method, resp.ExpiresAt = true, p.Name, p.Method, p.Expires
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

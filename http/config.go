@@ -1,0 +1,323 @@
+package http
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/stewardhq/steward"
+)
+
+// ConfigsResponse is the body of GET /api/v1/configs.
+type ConfigsResponse struct {
+	Configs []*steward.Config `json:"configs"`
+}
+
+// VersionsResponse is the body of GET /api/v1/configs/{name}/versions,
+// newest first.
+type VersionsResponse struct {
+	Versions []*steward.Config `json:"versions"`
+}
+
+// PutConfigRequest is the body of PUT /api/v1/configs/{name}.
+type PutConfigRequest struct {
+	Files   steward.ConfigMap `json:"files"`
+	Comment string            `json:"comment,omitempty"`
+}
+
+// DiffResponse is the body of GET /api/v1/configs/{name}/diff.
+type DiffResponse struct {
+	Name string `json:"name"`
+	From int    `json:"from"`
+	To   int    `json:"to"`
+	// Diff is a unified diff (3 lines of context) from one version to the
+	// other, file by file; empty when they are identical.
+	Diff string `json:"diff"`
+}
+
+// AssignmentsResponse is the body of GET /api/v1/assignments.
+type AssignmentsResponse struct {
+	Assignments []*steward.Assignment `json:"assignments"`
+}
+
+func configName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	return name, steward.ValidateName("config", name)
+}
+
+func (s *Server) handleConfigs(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.configs.Configs(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if cs == nil {
+		cs = []*steward.Config{}
+	}
+	writeJSON(w, http.StatusOK, ConfigsResponse{Configs: cs})
+}
+
+func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
+	name, err := configName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	version, err := intParam(r.URL.Query(), "version", 0, 0, -1)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	c, err := s.configs.Config(r.Context(), name, version)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// handlePutConfig stores a new version: 201 when one was created, 200 when
+// the content equals the latest version (which is returned).
+func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) {
+	name, err := configName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	var req PutConfigRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	c := &steward.Config{Name: name, Files: req.Files, Comment: req.Comment}
+	if p := PrincipalFrom(r.Context()); p != nil {
+		c.Author = p.Name
+	}
+	if err := c.Validate(); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	prev := 0
+	if old, err := s.configs.Config(r.Context(), name, 0); err == nil {
+		prev = old.Version
+	} else if steward.ErrorCode(err) != steward.ENOTFOUND {
+		writeError(w, r, s.log, err)
+		return
+	}
+	stored, err := s.configs.PutConfig(r.Context(), c)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	status := http.StatusOK
+	if stored.Version != prev {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, stored)
+}
+
+func (s *Server) handleDeleteConfig(w http.ResponseWriter, r *http.Request) {
+	name, err := configName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if err := s.configs.DeleteConfig(r.Context(), name); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleConfigVersions(w http.ResponseWriter, r *http.Request) {
+	name, err := configName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	cs, err := s.configs.ConfigHistory(r.Context(), name)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if len(cs) == 0 {
+		writeError(w, r, s.log, steward.Errorf(steward.ENOTFOUND, "config %q not found", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, VersionsResponse{Versions: cs})
+}
+
+// handleConfigDiff diffs version from against version to. to defaults to
+// the latest version and from to the one before to.
+func (s *Server) handleConfigDiff(w http.ResponseWriter, r *http.Request) {
+	name, err := configName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	q := r.URL.Query()
+	to, err := intParam(q, "to", 0, 1, -1)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	from, err := intParam(q, "from", 0, 1, -1)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	newer, err := s.configs.Config(r.Context(), name, to)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if from == 0 {
+		from = newer.Version - 1
+		if from < 1 {
+			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "config %q has only version %d: give from", name, newer.Version))
+			return
+		}
+	}
+	older, err := s.configs.Config(r.Context(), name, from)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, DiffResponse{Name: name, From: older.Version, To: newer.Version, Diff: DiffConfigs(older, newer)})
+}
+
+// DiffConfigs returns a unified diff of every file of a against the same
+// file of b, in file-name order; files only in one side are diffed against
+// nothing. Each file is labelled "name@vN" (single default file) or
+// "name@vN/file".
+func DiffConfigs(a, b *steward.Config) string {
+	names := map[string]bool{}
+	for n := range a.Files {
+		names[n] = true
+	}
+	for n := range b.Files {
+		names[n] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	label := func(c *steward.Config, file string) string {
+		l := c.Name + "@v" + strconv.Itoa(c.Version)
+		if file != "" {
+			l += "/" + file
+		}
+		return l
+	}
+	var out string
+	for _, n := range sorted {
+		fa, inA := a.Files[n]
+		fb, inB := b.Files[n]
+		la, lb := label(a, n), label(b, n)
+		if !inA {
+			la = "/dev/null"
+		}
+		if !inB {
+			lb = "/dev/null"
+		}
+		if !isTextBody(fa.Body) || !isTextBody(fb.Body) {
+			if string(fa.Body) != string(fb.Body) || inA != inB {
+				out += "Binary files " + la + " and " + lb + " differ\n"
+			}
+			continue
+		}
+		out += UnifiedDiff(la, lb, string(fa.Body), string(fb.Body), 3)
+	}
+	return out
+}
+
+func isTextBody(b []byte) bool {
+	for _, c := range b {
+		if c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request) {
+	as, err := s.configs.Assignments(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if as == nil {
+		as = []*steward.Assignment{}
+	}
+	writeJSON(w, http.StatusOK, AssignmentsResponse{Assignments: as})
+}
+
+func assignmentName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	return name, steward.ValidateName("assignment", name)
+}
+
+func (s *Server) handleAssignment(w http.ResponseWriter, r *http.Request) {
+	name, err := assignmentName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	a, err := s.configs.Assignment(r.Context(), name)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+// handlePutAssignment creates (201) or replaces (200) an assignment. The
+// body's name, when given, must equal the path's.
+func (s *Server) handlePutAssignment(w http.ResponseWriter, r *http.Request) {
+	name, err := assignmentName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	var a steward.Assignment
+	if err := decodeJSON(r, &a); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if a.Name != "" && a.Name != name {
+		writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "assignment name %q in the body differs from %q in the path", a.Name, name))
+		return
+	}
+	a.Name = name
+	if err := a.Validate(); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	status := http.StatusOK
+	if _, err := s.configs.Assignment(r.Context(), name); steward.ErrorCode(err) == steward.ENOTFOUND {
+		status = http.StatusCreated
+	} else if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	stored, err := s.configs.PutAssignment(r.Context(), &a)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, status, stored)
+}
+
+func (s *Server) handleDeleteAssignment(w http.ResponseWriter, r *http.Request) {
+	name, err := assignmentName(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if err := s.configs.DeleteAssignment(r.Context(), name); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,194 @@
+package http
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+// SummaryResponse is the fleet overview of GET /api/v1/summary.
+type SummaryResponse struct {
+	Total     int `json:"total"`
+	Online    int `json:"online"`
+	Offline   int `json:"offline"`
+	Healthy   int `json:"healthy"`
+	Unhealthy int `json:"unhealthy"`
+	// ByType counts agents by service.name ("" when not reported).
+	ByType map[string]int `json:"by_type"`
+	// ByVersion counts agents by service.version ("" when not reported).
+	ByVersion map[string]int `json:"by_version"`
+	// ByConfigStatus counts agents by remote config status (UNSET when
+	// not reported).
+	ByConfigStatus map[string]int `json:"by_config_status"`
+}
+
+// Summarize counts agents for the fleet overview.
+func Summarize(agents []*steward.Agent) SummaryResponse {
+	s := SummaryResponse{ByType: map[string]int{}, ByVersion: map[string]int{}, ByConfigStatus: map[string]int{}}
+	for _, a := range agents {
+		s.Total++
+		if a.Online {
+			s.Online++
+		} else {
+			s.Offline++
+		}
+		if a.Healthy() {
+			s.Healthy++
+		} else {
+			s.Unhealthy++
+		}
+		s.ByType[a.Attribute(steward.AttrServiceName)]++
+		s.ByVersion[a.Attribute(steward.AttrServiceVersion)]++
+		st := steward.RemoteConfigUnset
+		if a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status != "" {
+			st = a.RemoteConfigStatus.Status
+		}
+		s.ByConfigStatus[string(st)]++
+	}
+	return s
+}
+
+func (s *Server) handleSummary(w http.ResponseWriter, r *http.Request) {
+	agents, _, err := s.agents.Agents(r.Context(), steward.AgentFilter{})
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Summarize(agents))
+}
+
+// parseEventFilter reads limit, type (repeatable or comma-separated), agent
+// and since (RFC 3339).
+func parseEventFilter(r *http.Request) (steward.EventFilter, error) {
+	q := r.URL.Query()
+	var f steward.EventFilter
+	var err error
+	if f.Limit, err = intParam(q, "limit", DefaultEventLimit, 1, MaxEventLimit); err != nil {
+		return f, err
+	}
+	for _, t := range q["type"] {
+		for _, p := range strings.Split(t, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				f.Types = append(f.Types, p)
+			}
+		}
+	}
+	if s := q.Get("agent"); s != "" {
+		id, err := steward.ParseInstanceUID(s)
+		if err != nil {
+			return f, err
+		}
+		f.AgentID = &id
+	}
+	if s := q.Get("since"); s != "" {
+		if f.Since, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return f, steward.Errorf(steward.EINVALID, "query parameter since must be an RFC 3339 time, not %q", s)
+		}
+	}
+	return f, nil
+}
+
+// handleEvents lists recent fleet events, newest first; 501 without an
+// event log.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	f, err := parseEventFilter(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if s.eventLog == nil {
+		writeError(w, r, s.log, steward.Errorf(steward.ENOTIMPLEMENTED, "this server keeps no event log"))
+		return
+	}
+	events, err := s.eventLog(r.Context(), f)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if events == nil {
+		events = []*steward.Event{}
+	}
+	writeJSON(w, http.StatusOK, EventsResponse{Events: events})
+}
+
+// handleEventStream streams live events as server-sent events:
+//
+//	id: <event id>
+//	event: <event type>
+//	data: <Event JSON>
+//
+// with a ": heartbeat" comment every HeartbeatInterval. Optional filters:
+// agent=<id> and type=<t1,t2>. When the bus drops this subscriber for being
+// too slow, an "event: resync" is sent and the stream ends (EventSource
+// clients reconnect and should reload state). It ends when the client goes.
+func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
+	f, err := parseEventFilter(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if s.events == nil {
+		writeError(w, r, s.log, steward.Errorf(steward.ENOTIMPLEMENTED, "this server has no event bus"))
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
+	ctx := r.Context()
+	ch := s.events.Subscribe(ctx)
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprint(w, "retry: 2000\n: connected\n\n"); err != nil {
+		return
+	}
+	if rc.Flush() != nil {
+		return
+	}
+	types := map[string]bool{}
+	for _, t := range f.Types {
+		types[t] = true
+	}
+	tick := time.NewTicker(s.heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		case e, ok := <-ch:
+			if !ok {
+				if ctx.Err() == nil {
+					_, _ = fmt.Fprint(w, "event: resync\ndata: {}\n\n")
+					_ = rc.Flush()
+				}
+				return
+			}
+			if e == nil || (f.AgentID != nil && e.AgentID != *f.AgentID) || (len(types) > 0 && !types[e.Type]) {
+				continue
+			}
+			b, err := json.Marshal(e)
+			if err != nil {
+				s.log.Error("http: cannot encode event", "type", e.Type, "err", err)
+				continue
+			}
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, sseField(e.Type), b); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// sseField strips line breaks, which would end an SSE field early.
+func sseField(s string) string {
+	return strings.NewReplacer("\r", "", "\n", "").Replace(s)
+}

@@ -1,0 +1,253 @@
+package http
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+// Options configure a Server. Agents and Configs are required.
+type Options struct {
+	Agents  steward.AgentService
+	Configs steward.ConfigService
+	// Events feeds GET /api/v1/events/stream; without it the stream
+	// answers 501.
+	Events steward.EventBus
+	// EventLog answers GET /api/v1/events (recent fleet events, newest
+	// first); without it that route answers 501.
+	EventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
+
+	// AdminPassword enables POST /api/v1/login, which sets a session
+	// cookie. APITokens are accepted as "Authorization: Bearer <token>".
+	// When both are empty authentication is OFF and anyone who can reach
+	// the listener has full access: use that for local development only.
+	AdminPassword string
+	APITokens     []string
+	// SessionKey signs session cookies (HMAC-SHA256). Replicas behind one
+	// load balancer need the same key; when empty a random key is made and
+	// sessions end when the process does.
+	SessionKey []byte
+	// SessionTTL is how long a login lasts; default 12 hours.
+	SessionTTL time.Duration
+	// SecureCookies always sets the Secure attribute on cookies, for
+	// servers behind a TLS-terminating proxy. Otherwise it is set when the
+	// request arrived over TLS.
+	SecureCookies bool
+
+	// UI is mounted at "/" (optional). OpAMP is mounted at /v1/opamp
+	// (optional).
+	UI    http.Handler
+	OpAMP http.Handler
+
+	// Ready reports readiness for GET /readyz (optional; nil: always ready).
+	Ready func(ctx context.Context) error
+	// HeartbeatInterval is the period of comment lines on the event stream
+	// (default 15s), which keep proxies from closing an idle stream.
+	HeartbeatInterval time.Duration
+
+	Logger *slog.Logger
+}
+
+// Server is the HTTP front of Steward: the REST API under /api/v1, health
+// checks, and the optional UI and OpAMP handlers. It is an http.Handler and
+// safe for concurrent use.
+type Server struct {
+	agents   steward.AgentService
+	configs  steward.ConfigService
+	events   steward.EventBus
+	eventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
+	ready    func(ctx context.Context) error
+	auth     *authenticator
+	log      *slog.Logger
+
+	heartbeat time.Duration
+
+	root *http.ServeMux
+	api  *http.ServeMux
+	// routes lists every "METHOD /path" pattern registered, in order.
+	routes []string
+}
+
+// NewServer returns a Server for opts. It panics if opts.Agents or
+// opts.Configs is nil (a programming error).
+func NewServer(opts Options) *Server {
+	if opts.Agents == nil || opts.Configs == nil {
+		panic("http.NewServer: Agents and Configs are required")
+	}
+	s := &Server{
+		agents:    opts.Agents,
+		configs:   opts.Configs,
+		events:    opts.Events,
+		eventLog:  opts.EventLog,
+		ready:     opts.Ready,
+		log:       opts.Logger,
+		heartbeat: opts.HeartbeatInterval,
+		root:      http.NewServeMux(),
+		api:       http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = 15 * time.Second
+	}
+	s.auth = newAuthenticator(opts)
+
+	// Routes that need no credentials.
+	s.handle("POST /api/v1/login", s.handleLogin, public)
+	s.handle("POST /api/v1/logout", s.handleLogout, public)
+	s.handle("GET /api/v1/session", s.handleSession, public)
+	s.handle("GET /api/v1/openapi.yaml", s.handleOpenAPI, public)
+
+	s.handle("GET /api/v1/agents", s.handleAgents, authed)
+	s.handle("GET /api/v1/agents/{id}", s.handleAgent, authed)
+	s.handle("DELETE /api/v1/agents/{id}", s.handleDeleteAgent, authed)
+	s.handle("PUT /api/v1/agents/{id}/labels", s.handleSetAgentLabels, authed)
+	s.handle("POST /api/v1/agents/{id}/restart", s.handleRestartAgent, authed)
+	s.handle("POST /api/v1/agents/{id}/custom-messages", s.handleCustomMessage, authed)
+	s.handle("GET /api/v1/agents/{id}/events", s.handleAgentEvents, authed)
+	s.handle("GET /api/v1/agents/{id}/desired-config", s.handleDesiredConfig, authed)
+
+	s.handle("GET /api/v1/configs", s.handleConfigs, authed)
+	s.handle("GET /api/v1/configs/{name}", s.handleConfig, authed)
+	s.handle("PUT /api/v1/configs/{name}", s.handlePutConfig, authed)
+	s.handle("DELETE /api/v1/configs/{name}", s.handleDeleteConfig, authed)
+	s.handle("GET /api/v1/configs/{name}/versions", s.handleConfigVersions, authed)
+	s.handle("GET /api/v1/configs/{name}/diff", s.handleConfigDiff, authed)
+
+	s.handle("GET /api/v1/assignments", s.handleAssignments, authed)
+	s.handle("GET /api/v1/assignments/{name}", s.handleAssignment, authed)
+	s.handle("PUT /api/v1/assignments/{name}", s.handlePutAssignment, authed)
+	s.handle("DELETE /api/v1/assignments/{name}", s.handleDeleteAssignment, authed)
+
+	s.handle("GET /api/v1/summary", s.handleSummary, authed)
+	s.handle("GET /api/v1/events", s.handleEvents, authed)
+	s.handle("GET /api/v1/events/stream", s.handleEventStream, authed)
+
+	s.api.HandleFunc("/", s.handleAPINotFound)
+
+	s.root.Handle("/api/", s.api)
+	s.handleRoot("GET /healthz", s.handleHealthz)
+	s.handleRoot("GET /readyz", s.handleReadyz)
+	if opts.OpAMP != nil {
+		s.root.Handle("/v1/opamp", opts.OpAMP)
+	}
+	if opts.UI != nil {
+		s.root.Handle("/", opts.UI)
+	} else {
+		s.root.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, r, s.log, steward.Errorf(steward.ENOTFOUND, "no page at %s", r.URL.Path))
+		})
+	}
+	return s
+}
+
+// ServeHTTP dispatches r. A panic in a handler is logged and answered with
+// a 500 (when nothing was written yet); it never takes the process down.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("http: panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			writeError(w, r, nil, steward.Errorf(steward.EINTERNAL, "panic"))
+		}
+	}()
+	s.root.ServeHTTP(w, r)
+}
+
+// Routes returns the "METHOD /path" patterns of the REST API and health
+// checks, in registration order.
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
+
+type access int
+
+const (
+	public access = iota
+	authed
+)
+
+// handle registers an API route. Authed routes go through authorize, which
+// is the one place where access is decided.
+func (s *Server) handle(pattern string, h http.HandlerFunc, a access) {
+	s.routes = append(s.routes, pattern)
+	var next http.Handler = h
+	if a == authed {
+		next = s.authorize(h)
+	}
+	s.api.Handle(pattern, s.limitBody(next))
+}
+
+func (s *Server) handleRoot(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.root.Handle(pattern, h)
+}
+
+// limitBody caps request bodies at MaxBodySize and sets common headers.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.ContentLength > MaxBodySize {
+			writeError(w, r, s.log, &http.MaxBytesError{Limit: MaxBodySize})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// handleAPINotFound answers unknown API paths with a JSON 404, or a 405 when
+// the path exists for other methods.
+func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := s.api.Handler(r2); pattern != "" && pattern != "/" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: ErrorBody{
+			Code:    steward.EINVALID,
+			Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")),
+		}})
+		return
+	}
+	writeError(w, r, s.log, steward.Errorf(steward.ENOTFOUND, "no API route %s %s", r.Method, r.URL.Path))
+}
+
+// handleHealthz reports liveness: the process serves HTTP.
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz reports readiness from Options.Ready: 200, or 503 with the
+// reason.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if s.ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			msg := steward.ErrorMessage(err)
+			if steward.ErrorCode(err) == steward.EINTERNAL {
+				s.log.Warn("http: not ready", "err", err)
+				msg = "not ready"
+			}
+			writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: ErrorBody{Code: steward.EUNAVAILABLE, Message: msg}})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
