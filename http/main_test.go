@@ -84,10 +84,10 @@ func (c *testConn) messages() []*protobufs.ServerToAgent {
 
 type agentSpec struct {
 	name, version, host string
-	healthy            *bool
-	caps               steward.AgentCapabilities
-	customCaps         []string
-	configStatus       protobufs.RemoteConfigStatuses
+	healthy             *bool
+	caps                steward.AgentCapabilities
+	customCaps          []string
+	configStatus        protobufs.RemoteConfigStatuses
 }
 
 // connect makes an agent report itself to the control plane over a test
