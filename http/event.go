@@ -117,7 +117,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 // handleEventStream streams live events as server-sent events:
 //
-//	id: <event id>
+//	id: <event id>      (when the event has one)
 //	event: <event type>
 //	data: <Event JSON>
 //
@@ -181,7 +181,11 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 				s.log.Error("http: cannot encode event", "type", e.Type, "err", err)
 				continue
 			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, sseField(e.Type), b); err != nil || rc.Flush() != nil {
+			idLine := ""
+			if e.ID != 0 {
+				idLine = fmt.Sprintf("id: %d\n", e.ID)
+			}
+			if _, err := fmt.Fprintf(w, "%sevent: %s\ndata: %s\n\n", idLine, sseField(e.Type), b); err != nil || rc.Flush() != nil {
 				return
 			}
 		}
