@@ -1,0 +1,13 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/postgres/pgtest"
+	"github.com/stewardhq/steward/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) steward.Store { return pgtest.Open(t) })
+}
