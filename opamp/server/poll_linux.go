@@ -1,0 +1,190 @@
+//go:build linux
+
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller is an epoll set of idle WebSocket connections. One goroutine
+// waits on it and hands ready connections to the workers; each connection
+// is registered one-shot, so it is on at most one worker at a time and is
+// re-armed when that worker is done.
+type poller struct {
+	s        *Server
+	epfd     int
+	wake     int // eventfd
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+const wakeID = 0 // epoll data of the wake eventfd; connection ids start at 1
+
+func newPoller(s *Server) (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
+	return &poller{s: s, epfd: epfd, wake: wake, done: make(chan struct{})}, nil
+}
+
+func (p *poller) run() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			p.s.log.Error("opamp server: epoll_wait failed", "err", err)
+			return
+		}
+		for i := 0; i < n; i++ {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			if id == wakeID {
+				return
+			}
+			p.s.mu.Lock()
+			c := p.s.conns[id]
+			p.s.mu.Unlock()
+			if c != nil {
+				p.s.tasks <- c
+			}
+		}
+	}
+}
+
+// stop ends run and releases the epoll set.
+func (p *poller) stop() {
+	p.stopOnce.Do(func() {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		_, _ = unix.Write(p.wake, one[:])
+		<-p.done
+		unix.Close(p.epfd)
+		unix.Close(p.wake)
+	})
+}
+
+// arm (re-)registers c for one readiness event; add for the first time.
+// Called with c.mu held, so c's socket is open.
+func (p *poller) arm(c *wsConn, add bool) error {
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+		Fd:     int32(uint32(c.id)),
+		Pad:    int32(uint32(c.id >> 32)),
+	}
+	op := unix.EPOLL_CTL_MOD
+	if add {
+		op = unix.EPOLL_CTL_ADD
+	}
+	return unix.EpollCtl(p.epfd, op, c.fd, &ev)
+}
+
+// del removes fd from the set; called before the socket is closed.
+func (p *poller) del(fd int) {
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+var errWouldBlock = errors.New("would block")
+
+// readNonblock reads once from rc without waiting; errWouldBlock when
+// nothing is available, io.EOF-like (0, nil) at end of stream.
+func readNonblock(rc syscall.RawConn, b []byte) (n int, err error) {
+	cerr := rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = unix.Read(int(fd), b)
+			if err != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	if err == unix.EAGAIN {
+		return 0, errWouldBlock
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, err
+}
+
+// writeNonblock writes once to rc without waiting; errWouldBlock when the
+// socket buffer is full.
+func writeNonblock(rc syscall.RawConn, b []byte) (n int, err error) {
+	cerr := rc.Write(func(fd uintptr) bool {
+		for {
+			n, err = unix.Write(int(fd), b)
+			if err != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	if err == unix.EAGAIN {
+		return 0, errWouldBlock
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, err
+}
+
+// onReadable runs on a worker when c's socket is readable: it reads what
+// is there into a pooled buffer, handles the messages it completes, and
+// re-arms c (or finishes it at end of stream).
+func (c *wsConn) onReadable() {
+	c.mu.Lock()
+	if c.finished || c.busy {
+		c.mu.Unlock()
+		return
+	}
+	c.busy = true
+	c.mu.Unlock()
+	bp := readBufs.Get().(*[]byte)
+	buf := *bp
+	for i := 0; i < 16; i++ { // bounded, so one busy agent cannot hog a worker
+		n, err := readNonblock(c.rc, buf)
+		if n > 0 {
+			c.process(buf[:n])
+		}
+		if err == errWouldBlock {
+			break
+		}
+		if err != nil || n == 0 {
+			c.mu.Lock()
+			c.pendingFinish = true // end of stream or error
+			c.mu.Unlock()
+			break
+		}
+		c.mu.Lock()
+		stop := c.pendingFinish
+		c.mu.Unlock()
+		if stop || n < len(buf) {
+			break
+		}
+	}
+	readBufs.Put(bp)
+	c.endBusy()
+}

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package server
+
+import (
+	"errors"
+	"syscall"
+)
+
+// poller is not available on this system: every connection gets a
+// goroutine (newPoller returns nil).
+type poller struct{}
+
+func newPoller(*Server) (*poller, error) { return nil, nil }
+func (*poller) run()                     {}
+func (*poller) stop()                    {}
+func (*poller) arm(*wsConn, bool) error  { return errors.New("no epoll") }
+func (*poller) del(int)                  {}
+func (c *wsConn) onReadable()            {}
+
+var errWouldBlock = errors.New("would block")
+
+func writeNonblock(syscall.RawConn, []byte) (int, error) { return 0, errWouldBlock }

@@ -1,0 +1,379 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp"
+	"github.com/stewardhq/steward/opamp/websocket"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config configures a Server. Zero values select the documented defaults.
+type Config struct {
+	// Handler is the control plane; required.
+	Handler Handler
+	// Capabilities is set on every outgoing ServerToAgent; 0 means
+	// opamp.ServerCapabilities.
+	Capabilities uint64
+	// MaxMessageSize limits one AgentToServer message after
+	// decompression; default 16 MiB. A WebSocket message over it closes
+	// the connection with 1009; an HTTP body over it gets 413.
+	MaxMessageSize int64
+	// MaxConnections limits open WebSocket connections; 0 is unlimited.
+	// Upgrades beyond it are refused with 503 and Retry-After.
+	MaxConnections int
+	// Workers is the number of goroutines that read WebSocket connections
+	// and run the Handler for them; default GOMAXPROCS*4.
+	Workers int
+	// MaxInFlight limits plain-HTTP messages being handled at once;
+	// beyond it requests get 503 with Retry-After. Default Workers*16.
+	MaxInFlight int
+	// IdleTimeout closes a WebSocket that sent nothing for this long;
+	// 0 (default) never does.
+	IdleTimeout time.Duration
+	// WriteTimeout cuts off a peer that does not read what it is sent
+	// within this time; default 10s.
+	WriteTimeout time.Duration
+	// RetryAfter is what overloaded and unavailable answers ask agents to
+	// wait; default 5s.
+	RetryAfter time.Duration
+	// Logger receives connection-level problems; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats are counters of a Server.
+type Stats struct {
+	Connections int64  // open WebSocket connections
+	InFlight    int64  // messages being handled now (both transports)
+	Accepted    uint64 // WebSocket connections accepted in total
+	Messages    uint64 // AgentToServer messages received in total
+	Sent        uint64 // ServerToAgent messages written in total
+	BytesIn     uint64 // message payload bytes received
+	BytesOut    uint64 // message payload bytes written
+	Errors      uint64 // malformed input, protocol violations, write failures
+	Refused     uint64 // connections or requests refused (Accept error, overload, limits)
+}
+
+// Server serves OpAMP over WebSocket and plain HTTP on one http.Handler.
+// On Linux, idle plain-TCP WebSockets are held in an epoll set without a
+// goroutine; TLS connections and other systems use a goroutine each.
+//
+// Outgoing messages are not modified: Capabilities (and the agent's
+// instance_uid when the message has none) are added on the wire, so one
+// message may be sent to many connections concurrently.
+type Server struct {
+	cfg     Config
+	handler Handler
+	log     *slog.Logger
+
+	ctx    context.Context // passed to Handler.OnMessage; cancelled when Shutdown gives up
+	cancel context.CancelFunc
+
+	poll  *poller // nil: goroutine per connection
+	tasks chan *wsConn
+	wg    sync.WaitGroup // poller and workers
+
+	mu       sync.Mutex
+	conns    map[uint64]*wsConn
+	nextID   uint64
+	shutting bool
+	stopped  bool
+
+	httpSem chan struct{}
+
+	open      atomic.Int64 // WebSocket connections counted against MaxConnections
+	inflight  atomic.Int64
+	httpAct   atomic.Int64 // HTTP exchanges in progress
+	accepted  atomic.Uint64
+	messages  atomic.Uint64
+	sent      atomic.Uint64
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
+	errs      atomic.Uint64
+	refused   atomic.Uint64
+	idleStop  chan struct{}
+	idleDone  chan struct{}
+	stopOnce  sync.Once
+	retryHdr  string
+	retryNano uint64
+}
+
+// New returns a Server for cfg, with its reader goroutines started. It
+// fails when cfg.Handler is nil or a limit is negative.
+func New(cfg Config) (*Server, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("opamp server: Config.Handler is required")
+	}
+	if cfg.MaxMessageSize < 0 || cfg.MaxConnections < 0 || cfg.Workers < 0 || cfg.MaxInFlight < 0 ||
+		cfg.IdleTimeout < 0 || cfg.WriteTimeout < 0 || cfg.RetryAfter < 0 {
+		return nil, errors.New("opamp server: negative limit in Config")
+	}
+	if cfg.Capabilities == 0 {
+		cfg.Capabilities = opamp.ServerCapabilities
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = 16 << 20
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0) * 4
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = cfg.Workers * 16
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.RetryAfter == 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:       cfg,
+		handler:   cfg.Handler,
+		log:       cfg.Logger,
+		conns:     make(map[uint64]*wsConn),
+		httpSem:   make(chan struct{}, cfg.MaxInFlight),
+		retryHdr:  strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
+		retryNano: uint64(cfg.RetryAfter.Nanoseconds()),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	p, err := newPoller(s)
+	if err != nil {
+		s.log.Warn("opamp server: epoll unavailable, using a goroutine per connection", "err", err)
+	}
+	if p != nil {
+		s.poll = p
+		s.tasks = make(chan *wsConn, cfg.Workers*64)
+		s.wg.Add(1 + cfg.Workers)
+		go func() { defer s.wg.Done(); p.run() }()
+		for i := 0; i < cfg.Workers; i++ {
+			go func() {
+				defer s.wg.Done()
+				for c := range s.tasks {
+					c.onReadable()
+				}
+			}()
+		}
+	}
+	if cfg.IdleTimeout > 0 {
+		s.idleStop, s.idleDone = make(chan struct{}), make(chan struct{})
+		go s.idleLoop()
+	}
+	return s, nil
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := int64(len(s.conns))
+	s.mu.Unlock()
+	return Stats{
+		Connections: n,
+		InFlight:    s.inflight.Load(),
+		Accepted:    s.accepted.Load(),
+		Messages:    s.messages.Load(),
+		Sent:        s.sent.Load(),
+		BytesIn:     s.bytesIn.Load(),
+		BytesOut:    s.bytesOut.Load(),
+		Errors:      s.errs.Load(),
+		Refused:     s.refused.Load(),
+	}
+}
+
+// ServeHTTP serves the OpAMP endpoint: a GET with Upgrade: websocket
+// becomes a WebSocket connection, a POST is a plain-HTTP exchange, a GET
+// without upgrade gets 426 and any other method 405 with Allow.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost:
+		s.serveHTTP(w, r)
+	case websocket.IsUpgrade(r):
+		s.serveWS(w, r)
+	case r.Method == http.MethodGet:
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		http.Error(w, "opamp: GET must be a WebSocket upgrade; poll with POST", http.StatusUpgradeRequired)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "opamp: method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+// refuse writes an HTTP refusal for a steward error from Handler.Accept
+// or for overload.
+func (s *Server) refuse(w http.ResponseWriter, err error) {
+	s.refused.Add(1)
+	status := http.StatusBadRequest
+	switch steward.ErrorCode(err) {
+	case steward.EUNAUTHORIZED:
+		status = http.StatusUnauthorized
+	case steward.EFORBIDDEN:
+		status = http.StatusForbidden
+	case steward.EUNAVAILABLE:
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", s.retryHdr)
+	}
+	http.Error(w, steward.ErrorMessage(err), status)
+}
+
+var errShuttingDown = steward.Errorf(steward.EUNAVAILABLE, "server is shutting down")
+
+// Shutdown stops accepting connections and requests, closes every
+// WebSocket with status 1001 (going away) and waits for them to end and for
+// in-flight HTTP exchanges to finish. When ctx ends first, the remaining
+// connections are dropped, handlers' contexts cancelled, and ctx's error
+// returned. The server's goroutines have exited when Shutdown returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting = true
+	conns := make([]*wsConn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 && s.httpAct.Load() == 0 {
+			break
+		}
+		select {
+		case <-tick.C:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.cancel()
+		s.mu.Lock()
+		conns = conns[:0]
+		for _, c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.finish()
+		}
+		// Dropped connections finish once their handler returns.
+		for {
+			s.mu.Lock()
+			n := len(s.conns)
+			s.mu.Unlock()
+			if n == 0 && s.httpAct.Load() == 0 {
+				break
+			}
+			<-tick.C
+		}
+		break
+	}
+	s.stop()
+	return err
+}
+
+// stop ends the poller, workers and idle sweeper.
+func (s *Server) stop() {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		if s.poll != nil {
+			s.poll.stop()
+			close(s.tasks)
+		}
+		if s.idleStop != nil {
+			close(s.idleStop)
+			<-s.idleDone
+		}
+		s.wg.Wait()
+		s.cancel()
+	})
+}
+
+// idleLoop closes WebSockets idle for longer than IdleTimeout.
+func (s *Server) idleLoop() {
+	defer close(s.idleDone)
+	every := min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var idle []*wsConn
+	for {
+		select {
+		case <-s.idleStop:
+			return
+		case now := <-t.C:
+			limit := now.Add(-s.cfg.IdleTimeout).UnixNano()
+			idle = idle[:0]
+			s.mu.Lock()
+			for _, c := range s.conns {
+				if c.lastRead.Load() < limit {
+					idle = append(idle, c)
+				}
+			}
+			s.mu.Unlock()
+			for _, c := range idle {
+				c.closeWith(websocket.CloseNormal, "idle timeout")
+			}
+		}
+	}
+}
+
+// Wire field numbers of ServerToAgent that the transport adds.
+const (
+	fieldInstanceUID  = 1
+	fieldCapabilities = 7
+)
+
+// appendServerToAgent appends msg's encoding, followed by the capabilities
+// field and, if msg has no instance_uid, uid. Appended singular fields win
+// over earlier ones when decoded, so msg itself is never modified.
+func (s *Server) appendServerToAgent(dst []byte, msg *protobufs.ServerToAgent, uid []byte) ([]byte, error) {
+	dst, err := proto.MarshalOptions{}.MarshalAppend(dst, msg)
+	if err != nil {
+		return dst, fmt.Errorf("opamp server: encoding ServerToAgent: %w", err)
+	}
+	dst = protowire.AppendTag(dst, fieldCapabilities, protowire.VarintType)
+	dst = protowire.AppendVarint(dst, s.cfg.Capabilities)
+	if len(msg.GetInstanceUid()) == 0 && len(uid) > 0 {
+		dst = protowire.AppendTag(dst, fieldInstanceUID, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, uid)
+	}
+	return dst, nil
+}
+
+// errorReply builds the ServerToAgent answering a handler or decoding
+// error: UNAVAILABLE with RetryInfo for EUNAVAILABLE, BAD_REQUEST
+// otherwise.
+func (s *Server) errorReply(uid []byte, err error) *protobufs.ServerToAgent {
+	e := &protobufs.ServerErrorResponse{
+		Type:         protobufs.ServerErrorResponseType_ServerErrorResponseType_BadRequest,
+		ErrorMessage: steward.ErrorMessage(err),
+	}
+	if steward.ErrorCode(err) == steward.EUNAVAILABLE {
+		e.Type = protobufs.ServerErrorResponseType_ServerErrorResponseType_Unavailable
+		e.Details = &protobufs.ServerErrorResponse_RetryInfo{
+			RetryInfo: &protobufs.RetryInfo{RetryAfterNanoseconds: s.retryNano},
+		}
+	}
+	return &protobufs.ServerToAgent{InstanceUid: uid, ErrorResponse: e}
+}

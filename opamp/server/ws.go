@@ -1,0 +1,504 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp"
+	"github.com/stewardhq/steward/opamp/websocket"
+	"google.golang.org/protobuf/proto"
+)
+
+// Limits of one connection's write queue: a peer whose queue grows beyond
+// them is disconnected.
+const (
+	maxQueueLen   = 1024
+	maxQueueBytes = 64 << 20
+)
+
+// closeGrace bounds the closing handshake: a peer that does not answer our
+// close frame within it is dropped.
+const closeGrace = 3 * time.Second
+
+// readBufSize is the size of the pooled buffers workers read into.
+const readBufSize = 32 << 10
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// errPeerClosed stops parsing after the peer's close frame.
+var errPeerClosed = errors.New("peer sent close")
+
+// wsConn is one WebSocket agent. Its reader side (parser, message
+// handling) runs on one goroutine at a time: a worker while epoll-driven
+// (busy guards it), or the connection's own goroutine otherwise.
+type wsConn struct {
+	s        *Server
+	id       uint64
+	nc       net.Conn
+	rc       syscall.RawConn // non-nil when epoll-driven
+	fd       int
+	remote   string
+	state    any
+	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
+
+	parser websocket.Parser
+	failed bool // parser failed; bytes are drained, not parsed
+
+	mu            sync.Mutex
+	uid           []byte // instance_uid last seen from the agent
+	queue         [][]byte
+	queued        int
+	writing       bool
+	closeSent     bool // close frame queued: nothing else may be sent
+	finishOnFlush bool // finish once the queue is written (close echoed)
+	busy          bool // a reader is working on the connection
+	registered    bool // in the epoll set
+	pendingFinish bool // finish when the reader is done
+	finished      bool
+	grace         *time.Timer
+}
+
+func (c *wsConn) Transport() Transport { return WebSocket }
+func (c *wsConn) RemoteAddr() string   { return c.remote }
+func (c *wsConn) State() any           { return c.state }
+
+// Send queues msg; see Conn.
+func (c *wsConn) Send(msg *protobufs.ServerToAgent) error {
+	frame, err := c.encode(msg)
+	if err != nil {
+		return err
+	}
+	return c.enqueue(frame, false)
+}
+
+// Close starts the closing handshake (status 1000) and returns; OnClose
+// follows when the connection has ended.
+func (c *wsConn) Close() error {
+	c.closeWith(websocket.CloseNormal, "")
+	return nil
+}
+
+func (c *wsConn) encode(msg *protobufs.ServerToAgent) ([]byte, error) {
+	c.mu.Lock()
+	uid := c.uid
+	c.mu.Unlock()
+	const room = 10 // the largest unmasked frame header
+	buf := make([]byte, room, room+1+proto.Size(msg)+32)
+	buf = append(buf, opamp.WSHeader)
+	buf, err := c.s.appendServerToAgent(buf, msg, uid)
+	if err != nil {
+		return nil, err
+	}
+	var hb [room]byte
+	hdr := websocket.AppendFrameHeader(hb[:0], true, websocket.Binary, len(buf)-room, false, [4]byte{})
+	start := room - len(hdr)
+	copy(buf[start:], hdr)
+	return buf[start:], nil
+}
+
+// enqueue adds a frame to the write queue and starts writing it. A close
+// frame makes it the last one. ErrClosed once a close frame was queued.
+func (c *wsConn) enqueue(frame []byte, isClose bool) error {
+	c.mu.Lock()
+	if c.finished || c.closeSent {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if !isClose && (len(c.queue) >= maxQueueLen || c.queued+len(frame) > maxQueueBytes) {
+		c.mu.Unlock()
+		c.s.errs.Add(1)
+		c.s.log.Warn("opamp server: agent does not read; disconnecting", "remote", c.remote, "queued", c.queued)
+		c.finish()
+		return ErrClosed
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	if isClose {
+		c.closeSent = true
+		c.grace = time.AfterFunc(closeGrace, c.finish)
+	}
+	if c.writing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.writing = true
+	c.mu.Unlock()
+	c.flush()
+	return nil
+}
+
+// flush writes the queue: without blocking when epoll-driven, handing
+// over to a goroutine that writes with WriteTimeout when the socket is
+// full (or always, for connections with their own goroutine).
+func (c *wsConn) flush() {
+	if c.rc != nil {
+		for {
+			b, ok := c.head()
+			if !ok {
+				return
+			}
+			n, err := writeNonblock(c.rc, b)
+			if err == errWouldBlock {
+				break
+			}
+			if err != nil {
+				c.writeFailed(err)
+				return
+			}
+			c.wrote(n)
+		}
+	}
+	go c.flushBlocking()
+}
+
+func (c *wsConn) flushBlocking() {
+	for {
+		b, ok := c.head()
+		if !ok {
+			return
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		n, err := c.nc.Write(b)
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+		c.wrote(n)
+	}
+}
+
+// head returns the first queued frame, or reports the queue empty (and
+// writing over, finishing the connection if that was due).
+func (c *wsConn) head() ([]byte, bool) {
+	c.mu.Lock()
+	if len(c.queue) > 0 && !c.finished {
+		b := c.queue[0]
+		c.mu.Unlock()
+		return b, true
+	}
+	c.writing = false
+	c.queue, c.queued = nil, 0
+	fin := c.finishOnFlush
+	c.mu.Unlock()
+	if fin {
+		c.finish()
+	}
+	return nil, false
+}
+
+// wrote accounts n bytes written from the head of the queue.
+func (c *wsConn) wrote(n int) {
+	c.s.bytesOut.Add(uint64(n))
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.queued -= n
+	if n >= len(c.queue[0]) {
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.s.sent.Add(1)
+	} else {
+		c.queue[0] = c.queue[0][n:]
+	}
+	c.mu.Unlock()
+}
+
+func (c *wsConn) writeFailed(err error) {
+	c.mu.Lock()
+	done := c.finished
+	c.mu.Unlock()
+	if !done {
+		c.s.errs.Add(1)
+		c.s.log.Debug("opamp server: write failed; disconnecting", "remote", c.remote, "err", err)
+	}
+	c.finish()
+}
+
+// closeWith starts the closing handshake with code and reason: nothing
+// more is sent, incoming data messages are discarded until the peer's
+// close frame arrives (or closeGrace passes), then the connection ends.
+func (c *wsConn) closeWith(code int, reason string) {
+	var buf [websocket.MaxControlPayload]byte
+	payload := websocket.AppendClosePayload(buf[:0], code, reason)
+	frame := websocket.AppendFrame(nil, true, websocket.Close, payload, false, [4]byte{})
+	_ = c.enqueue(frame, true)
+}
+
+// closing reports whether the close frame was queued.
+func (c *wsConn) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeSent || c.finished || c.pendingFinish
+}
+
+// process parses bytes read from the connection and handles what they
+// complete. It runs on the connection's reader only.
+func (c *wsConn) process(b []byte) {
+	c.lastRead.Store(time.Now().UnixNano())
+	if c.failed {
+		return
+	}
+	err := c.parser.Feed(b, c.onFrame)
+	if err == nil {
+		return
+	}
+	c.failed = true
+	if err == errPeerClosed {
+		return
+	}
+	c.s.errs.Add(1)
+	var pe *websocket.ProtocolError
+	if errors.As(err, &pe) {
+		c.s.log.Debug("opamp server: websocket protocol error", "remote", c.remote, "err", err)
+		c.closeWith(pe.Code, pe.Reason)
+		return
+	}
+	c.closeWith(websocket.CloseInternalError, "internal error")
+}
+
+func (c *wsConn) onFrame(op websocket.Opcode, payload []byte) error {
+	switch op {
+	case websocket.Text:
+		return &websocket.ProtocolError{Code: websocket.CloseUnsupportedData, Reason: "text frames are not OpAMP messages"}
+	case websocket.Ping:
+		frame := websocket.AppendFrame(nil, true, websocket.Pong, payload, false, [4]byte{})
+		_ = c.enqueue(frame, false)
+	case websocket.Pong:
+	case websocket.Close:
+		c.mu.Lock()
+		sent := c.closeSent
+		c.mu.Unlock()
+		if sent {
+			c.finish() // the answer to our close frame
+		} else {
+			code, _, _ := websocket.ParseClosePayload(payload)
+			if code == websocket.CloseNoStatus {
+				code = websocket.CloseNormal
+			}
+			c.mu.Lock()
+			c.finishOnFlush = true
+			c.mu.Unlock()
+			c.closeWith(code, "")
+		}
+		return errPeerClosed
+	case websocket.Binary:
+		c.handle(payload)
+	}
+	return nil
+}
+
+// handle decodes and delivers one binary message.
+func (c *wsConn) handle(payload []byte) {
+	if c.closing() {
+		return // after a close frame, data is discarded
+	}
+	s := c.s
+	s.messages.Add(1)
+	s.bytesIn.Add(uint64(len(payload)))
+	msg := &protobufs.AgentToServer{}
+	if err := opamp.DecodeWS(payload, msg); err != nil {
+		s.errs.Add(1)
+		c.mu.Lock()
+		uid := c.uid
+		c.mu.Unlock()
+		_ = c.Send(s.errorReply(uid, steward.Errorf(steward.EINVALID, "undecodable AgentToServer message: %v", err)))
+		return
+	}
+	if len(msg.InstanceUid) > 0 {
+		c.mu.Lock()
+		if string(c.uid) != string(msg.InstanceUid) {
+			c.uid = msg.InstanceUid
+		}
+		c.mu.Unlock()
+	}
+	reply, err := s.call(c, msg)
+	if err != nil {
+		reply = s.errorReply(msg.InstanceUid, err)
+	}
+	if reply != nil {
+		if err := c.Send(reply); err != nil && err != ErrClosed {
+			s.errs.Add(1)
+			s.log.Error("opamp server: reply not sent", "remote", c.remote, "err", err)
+		}
+	}
+	if msg.AgentDisconnect != nil {
+		c.closeWith(websocket.CloseNormal, "")
+	}
+}
+
+// call runs Handler.OnMessage, turning a panic into an internal error.
+func (s *Server) call(c Conn, msg *protobufs.AgentToServer) (reply *protobufs.ServerToAgent, err error) {
+	s.inflight.Add(1)
+	defer func() {
+		s.inflight.Add(-1)
+		if r := recover(); r != nil {
+			s.errs.Add(1)
+			s.log.Error("opamp server: handler panicked", "remote", c.RemoteAddr(), "panic", r)
+			reply, err = nil, fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return s.handler.OnMessage(s.ctx, c, msg)
+}
+
+// finish ends the connection now (no further handshake): it leaves the
+// epoll set and the server, closes the socket and calls OnClose, once. If
+// a reader is busy with the connection, that reader finishes it when done.
+func (c *wsConn) finish() {
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return
+	}
+	if c.busy {
+		c.pendingFinish = true
+		c.mu.Unlock()
+		if c.rc == nil {
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0)) // wake the reader goroutine
+		}
+		return
+	}
+	c.finished = true
+	if c.grace != nil {
+		c.grace.Stop()
+	}
+	c.queue, c.queued = nil, 0
+	if c.registered {
+		c.s.poll.del(c.fd)
+		c.registered = false
+	}
+	c.mu.Unlock()
+	c.nc.Close()
+	c.s.removeConn(c)
+	c.s.handler.OnClose(c)
+}
+
+// endBusy ends a reader's turn: the connection is finished if that was
+// requested, otherwise (epoll-driven) re-armed for the next readiness.
+func (c *wsConn) endBusy() {
+	c.mu.Lock()
+	c.busy = false
+	if c.pendingFinish || c.rc == nil {
+		c.mu.Unlock()
+		c.finish()
+		return
+	}
+	err := c.s.poll.arm(c, !c.registered)
+	if err == nil {
+		c.registered = true
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.s.errs.Add(1)
+		c.s.log.Error("opamp server: epoll registration failed; disconnecting", "remote", c.remote, "err", err)
+		c.finish()
+	}
+}
+
+// runBlocking is the reader goroutine of a connection that is not
+// epoll-driven (TLS, or no epoll on this system).
+func (c *wsConn) runBlocking(buffered []byte) {
+	if len(buffered) > 0 {
+		c.process(buffered)
+	}
+	buf := make([]byte, 4096)
+	for {
+		c.mu.Lock()
+		stop := c.pendingFinish
+		c.mu.Unlock()
+		if stop {
+			break
+		}
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			c.process(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.endBusy()
+}
+
+func (s *Server) removeConn(c *wsConn) {
+	s.mu.Lock()
+	delete(s.conns, c.id)
+	s.mu.Unlock()
+	s.open.Add(-1)
+}
+
+// serveWS accepts a WebSocket upgrade.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if status, err := websocket.CheckRequest(r); err != nil {
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		s.errs.Add(1)
+		http.Error(w, err.Error(), status)
+		return
+	}
+	s.mu.Lock()
+	down := s.shutting || s.stopped
+	s.mu.Unlock()
+	if down {
+		s.refuse(w, errShuttingDown)
+		return
+	}
+	n := s.open.Add(1)
+	if max := s.cfg.MaxConnections; max > 0 && n > int64(max) {
+		s.open.Add(-1)
+		s.refuse(w, steward.Errorf(steward.EUNAVAILABLE, "too many connections"))
+		return
+	}
+	state, err := s.handler.Accept(r)
+	if err != nil {
+		s.open.Add(-1)
+		s.refuse(w, err)
+		return
+	}
+	nc, buffered, err := websocket.Hijack(w, r, nil)
+	if err != nil {
+		s.open.Add(-1)
+		s.errs.Add(1)
+		return
+	}
+	c := &wsConn{s: s, nc: nc, remote: r.RemoteAddr, state: state, busy: true}
+	c.parser.FromClient = true
+	c.parser.MaxMessageSize = s.cfg.MaxMessageSize
+	c.lastRead.Store(time.Now().UnixNano())
+	if tcp, ok := nc.(*net.TCPConn); ok && s.poll != nil {
+		if rc, err := tcp.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
+			c.rc = rc
+		}
+	}
+	s.mu.Lock()
+	if s.shutting || s.stopped {
+		s.mu.Unlock()
+		nc.Close()
+		s.open.Add(-1)
+		return
+	}
+	s.nextID++
+	c.id = s.nextID
+	s.conns[c.id] = c
+	s.mu.Unlock()
+	s.accepted.Add(1)
+	if c.rc == nil {
+		go c.runBlocking(buffered)
+		return
+	}
+	if len(buffered) > 0 {
+		c.process(buffered)
+	}
+	c.endBusy() // registers with epoll: from here no goroutine holds c
+}
