@@ -48,3 +48,7 @@ type EventBus interface {
 	// Subscribe returns a channel of events until ctx ends.
 	Subscribe(ctx context.Context) <-chan *Event
 }
+
+// EventRolloutChanged records a rollout starting, advancing, pausing,
+// completing or rolling back.
+const EventRolloutChanged = "rollout.changed"

@@ -81,6 +81,9 @@ func (s *Service) SetAgentLabels(ctx context.Context, id steward.InstanceUID, la
 		return err
 	}
 	s.emit(&steward.Event{Type: steward.EventAgentUpdated, AgentID: id, Message: "labels changed", Details: map[string]any{"labels": labels}})
+	if ss == nil {
+		s.broadcast(steward.Notice{Kind: steward.NoticeLabels, Agent: id})
+	}
 	if ss != nil {
 		s.push(ss)
 	}
@@ -141,7 +144,7 @@ func (s *Service) lookup(id steward.InstanceUID) *session {
 // does not accept restarts.
 func (s *Service) RestartAgent(ctx context.Context, id steward.InstanceUID) error {
 	cmd := &protobufs.ServerToAgentCommand{Type: protobufs.CommandType_CommandType_Restart}
-	err := s.deliver(ctx, id, steward.AgentAcceptsRestartCommand, "restart", func(m *protobufs.ServerToAgent) { m.Command = cmd },
+	err := s.deliver(ctx, id, steward.AgentAcceptsRestartCommand, "restart", steward.Command{Type: "restart"}, func(m *protobufs.ServerToAgent) { m.Command = cmd },
 		func(ss *session) { ss.pendingCommand = cmd })
 	if err == nil {
 		s.emit(&steward.Event{Type: steward.EventCommandSent, AgentID: id, Message: "restart command sent"})
@@ -156,7 +159,7 @@ func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID,
 		return steward.Errorf(steward.EINVALID, "custom message needs a capability and a type")
 	}
 	cm := &protobufs.CustomMessage{Capability: msg.Capability, Type: msg.Type, Data: msg.Data}
-	err := s.deliver(ctx, id, 0, "custom message", func(m *protobufs.ServerToAgent) { m.CustomMessage = cm },
+	err := s.deliver(ctx, id, 0, "custom message", steward.Command{Type: "custom_message", CustomMessage: &msg}, func(m *protobufs.ServerToAgent) { m.CustomMessage = cm },
 		func(ss *session) { ss.pendingCustom = append(ss.pendingCustom, cm) },
 		func(ss *session) error {
 			if !slices.Contains(ss.customCaps, msg.Capability) {
@@ -170,14 +173,11 @@ func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID,
 	return err
 }
 
-func (s *Service) deliver(ctx context.Context, id steward.InstanceUID, need steward.AgentCapabilities, what string,
+func (s *Service) deliver(ctx context.Context, id steward.InstanceUID, need steward.AgentCapabilities, what string, remote steward.Command,
 	fill func(*protobufs.ServerToAgent), queue func(*session), checks ...func(*session) error) error {
 	ss := s.lookup(id)
 	if ss == nil {
-		if _, err := s.store.Agent(ctx, id); err != nil {
-			return err
-		}
-		return steward.Errorf(steward.EUNAVAILABLE, "agent %s is not connected to this server", id)
+		return s.forward(ctx, id, remote)
 	}
 	ss.mu.Lock()
 	if !ss.caps.Has(need) {

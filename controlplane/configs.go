@@ -32,6 +32,7 @@ func (s *Service) PutConfig(ctx context.Context, c *steward.Config) (*steward.Co
 // changed rebuilds the desired state and pushes it. A failed reload is
 // logged: the next change or Reconcile call repairs it (level-triggered).
 func (s *Service) changed(ctx context.Context) {
+	s.broadcast(steward.Notice{Kind: steward.NoticeDesired})
 	if err := s.reload(ctx); err != nil {
 		s.log.Error("desired state reload failed", "error", err)
 		return

@@ -14,6 +14,7 @@ package controlplane
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"sync"
@@ -45,7 +46,12 @@ type Config struct {
 	// CommandTTL bounds how long a command waits for an HTTP agent's next
 	// poll; default 5 minutes.
 	CommandTTL time.Duration
-	Logger     *slog.Logger
+	// Broadcaster connects replicas that share a database (optional).
+	Broadcaster steward.Broadcaster
+	// ResyncInterval rebuilds desired state from the store and reconciles
+	// every connected agent even when no notice arrived; default 30 s.
+	ResyncInterval time.Duration
+	Logger         *slog.Logger
 }
 
 // Service is the control plane. Create it with New, serve its Handler on
@@ -63,14 +69,16 @@ type Service struct {
 	mu       sync.Mutex
 	sessions map[steward.InstanceUID]*session
 
-	desired  atomic.Pointer[desiredState]
-	reloadMu sync.Mutex
+	desired   atomic.Pointer[desiredState]
+	reloadMu  sync.Mutex
+	rolloutMu sync.Mutex
 
 	touchMu sync.Mutex
 	touched map[steward.InstanceUID]time.Time
 
 	events        chan *steward.Event
 	eventsDropped atomic.Int64
+	rolloutKick   chan struct{}
 }
 
 var (
@@ -107,17 +115,21 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.CommandTTL <= 0 {
 		cfg.CommandTTL = 5 * time.Minute
 	}
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{
-		cfg:      cfg,
-		store:    cfg.Store,
-		bus:      cfg.Bus,
-		log:      cfg.Logger,
-		sessions: make(map[steward.InstanceUID]*session),
-		touched:  make(map[steward.InstanceUID]time.Time),
-		events:   make(chan *steward.Event, 1<<16),
+		cfg:         cfg,
+		store:       cfg.Store,
+		bus:         cfg.Bus,
+		log:         cfg.Logger,
+		sessions:    make(map[steward.InstanceUID]*session),
+		touched:     make(map[steward.InstanceUID]time.Time),
+		events:      make(chan *steward.Event, 1<<16),
+		rolloutKick: make(chan struct{}, 1),
 	}
 	if err := cfg.Store.MarkOffline(ctx, cfg.Replica, time.Now().UTC()); err != nil {
 		return nil, err
@@ -129,6 +141,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.wg.Add(2)
 	go s.housekeeping()
 	go s.eventWriter()
+	if cfg.Broadcaster != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = cfg.Broadcaster.Listen(s.ctx, s.onNotice)
+		}()
+	}
 	return s, nil
 }
 
@@ -261,6 +280,11 @@ func (s *Service) emit(e *steward.Event) {
 		e.Time = time.Now().UTC()
 	}
 	s.bus.Publish(e)
+	if s.cfg.Broadcaster != nil {
+		if data, err := json.Marshal(e); err == nil && len(data) < 7000 {
+			go s.broadcast(steward.Notice{Kind: steward.NoticeEvent, Agent: e.AgentID, Data: data})
+		}
+	}
 	select {
 	case s.events <- e:
 	default:
@@ -328,6 +352,8 @@ func (s *Service) housekeeping() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.FlushInterval)
 	defer t.Stop()
+	resync := time.NewTicker(s.cfg.ResyncInterval)
+	defer resync.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -335,6 +361,15 @@ func (s *Service) housekeeping() {
 		case <-t.C:
 			s.flushTouches(s.ctx)
 			s.expire()
+			s.progressRollouts(s.ctx)
+		case <-s.rolloutKick:
+			s.progressRollouts(s.ctx)
+		case <-resync.C:
+			if err := s.reload(s.ctx); err != nil {
+				s.log.Warn("periodic resync failed", "error", err)
+				continue
+			}
+			s.reconcileAll()
 		}
 	}
 }

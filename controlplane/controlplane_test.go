@@ -60,7 +60,7 @@ func (c *testConn) RemoteAddr() string {
 	}
 	return "127.0.0.1:5555"
 }
-func (c *testConn) State() any                  { return c.state }
+func (c *testConn) State() any { return c.state }
 func (c *testConn) pushed() []*protobufs.ServerToAgent {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -20,6 +20,8 @@ var emptyConfigHash = func() []byte { h := sha256.Sum256(nil); return h[:] }()
 // change and swapped atomically; readers never lock.
 type desiredState struct {
 	assignments []resolved // priority desc, then name
+	// rollouts holds the active rollouts by assignment name.
+	rollouts map[string]*activeRollout
 	// byKey caches the merged config per set of matching assignments, so
 	// that 100k agents matching the same assignments share one map, one
 	// hash and one wire message.
@@ -30,6 +32,12 @@ type resolved struct {
 	a   *steward.Assignment
 	sel steward.Selector
 	cfg *steward.Config
+}
+
+// activeRollout is a running or paused rollout with both versions loaded.
+type activeRollout struct {
+	r        *steward.Rollout
+	from, to *steward.Config
 }
 
 type desiredConfig struct {
@@ -70,6 +78,48 @@ func loadDesired(ctx context.Context, st steward.Store) (*desiredState, []error,
 		}
 		d.assignments = append(d.assignments, resolved{a: a, sel: sel, cfg: c})
 	}
+	if rs, ok := st.(steward.RolloutStore); ok {
+		rollouts, err := rs.Rollouts(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range rollouts {
+			if !r.Active() {
+				continue
+			}
+			var ar activeRollout
+			ar.r = r
+			for _, v := range []struct {
+				dst **steward.Config
+				n   int
+			}{{&ar.from, r.FromVersion}, {&ar.to, r.ToVersion}} {
+				var a *steward.Assignment
+				for _, x := range as {
+					if x.Name == r.Assignment {
+						a = x
+					}
+				}
+				if a == nil {
+					break
+				}
+				c, err := st.Config(ctx, a.ConfigName, v.n)
+				if err != nil {
+					if steward.ErrorCode(err) == steward.ENOTFOUND {
+						problems = append(problems, err)
+						break
+					}
+					return nil, nil, err
+				}
+				*v.dst = c
+			}
+			if ar.from != nil && ar.to != nil {
+				if d.rollouts == nil {
+					d.rollouts = map[string]*activeRollout{}
+				}
+				d.rollouts[r.Assignment] = &ar
+			}
+		}
+	}
 	sort.SliceStable(d.assignments, func(i, j int) bool {
 		ai, aj := d.assignments[i].a, d.assignments[j].a
 		if ai.Priority != aj.Priority {
@@ -106,6 +156,7 @@ func itoa(n int) string {
 // label set; nil when no assignment matches.
 func (d *desiredState) forAgent(id steward.InstanceUID, labels map[string]string) *desiredConfig {
 	var matched []int
+	var cfgs []*steward.Config // the version each match resolves to
 	for i := range d.assignments {
 		r := &d.assignments[i]
 		if r.a.AgentID != nil {
@@ -122,9 +173,17 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels map[string]string
 	var kb strings.Builder
 	for _, i := range matched {
 		r := &d.assignments[i]
+		c := r.cfg
+		if ar := d.rollouts[r.a.Name]; ar != nil {
+			c = ar.from
+			if ar.r.Reached(id, labels, ar.r.Stage) {
+				c = ar.to
+			}
+		}
+		cfgs = append(cfgs, c)
 		kb.WriteString(r.a.Name)
 		kb.WriteByte('\x00')
-		kb.WriteString(itoa(r.cfg.Version))
+		kb.WriteString(itoa(c.Version))
 		kb.WriteByte('\x00')
 	}
 	key := kb.String()
@@ -132,12 +191,11 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels map[string]string
 		return dc
 	}
 	files := steward.ConfigMap{}
-	for _, i := range matched { // highest priority first: it keeps its keys
-		r := &d.assignments[i]
-		for fname, f := range r.cfg.Files {
-			k := r.cfg.Name
-			if fname != "" && !(len(r.cfg.Files) == 1 && fname == r.cfg.Name) {
-				k = r.cfg.Name + "/" + fname
+	for _, c := range cfgs { // highest priority first: it keeps its keys
+		for fname, f := range c.Files {
+			k := c.Name
+			if fname != "" && !(len(c.Files) == 1 && fname == c.Name) {
+				k = c.Name + "/" + fname
 			}
 			if _, taken := files[k]; !taken {
 				files[k] = f

@@ -124,11 +124,6 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 		return nil, err
 	}
 
-	if msg.AgentDescription == nil && fresh {
-		// A new connection (or a server restart): we may not have seen
-		// this agent's state; ask for all of it.
-		ss.needFull = true
-	}
 	if ss.needFull && msg.AgentDescription == nil {
 		reply.Flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
 		ss.needFull = false
@@ -262,6 +257,13 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if err != nil {
 		return err
 	}
+	if fresh && a.Description == nil && msg.AgentDescription == nil {
+		// A new connection from an agent whose state we never stored
+		// (e.g. it compressed its first report after our database was
+		// reset): ask for all of it. Otherwise the store is current:
+		// every report was stored before it was answered.
+		ss.needFull = true
+	}
 	var events []*steward.Event
 	wasOnline := a.Online && a.Replica == s.cfg.Replica
 	if fresh || !a.Online {
@@ -335,6 +337,12 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if a.RemoteConfigStatus != nil {
 		ss.reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
 		ss.reportedStatus = a.RemoteConfigStatus.Status
+		if msg.RemoteConfigStatus != nil && len(s.desired.Load().rollouts) > 0 {
+			select { // let running rollouts look at the news
+			case s.rolloutKick <- struct{}{}:
+			default:
+			}
+		}
 	}
 	if a.AvailableComponents != nil {
 		ss.componentsHash = a.AvailableComponents.Hash

@@ -1,0 +1,281 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+var _ steward.RolloutService = (*Service)(nil)
+
+func (s *Service) rolloutStore() (steward.RolloutStore, error) {
+	rs, ok := s.store.(steward.RolloutStore)
+	if !ok {
+		return nil, steward.Errorf(steward.ENOTIMPLEMENTED, "this store does not support rollouts")
+	}
+	return rs, nil
+}
+
+// StartRollout validates r, resolves FromVersion (the version the assignment
+// gives agents now) and starts it at stage 0. ENOTFOUND for a missing
+// assignment or version, ECONFLICT while another rollout of the assignment is
+// active or when the rollout name is taken.
+func (s *Service) StartRollout(ctx context.Context, r *steward.Rollout) (*steward.Rollout, error) {
+	rs, err := s.rolloutStore()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	s.rolloutMu.Lock()
+	defer s.rolloutMu.Unlock()
+	a, err := s.store.Assignment(ctx, r.Assignment)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.Config(ctx, a.ConfigName, r.ToVersion); err != nil {
+		return nil, err
+	}
+	cur, err := s.store.Config(ctx, a.ConfigName, a.Version)
+	if err != nil {
+		return nil, err
+	}
+	if r.FromVersion == 0 {
+		r.FromVersion = cur.Version
+	} else if _, err := s.store.Config(ctx, a.ConfigName, r.FromVersion); err != nil {
+		return nil, err
+	}
+	if r.FromVersion == r.ToVersion {
+		return nil, steward.Errorf(steward.EINVALID, "rollout %q: the assignment already gives version %d", r.Name, r.ToVersion)
+	}
+	all, err := rs.Rollouts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range all {
+		if o.Name == r.Name {
+			return nil, steward.Errorf(steward.ECONFLICT, "rollout %q exists", r.Name)
+		}
+		if o.Assignment == r.Assignment && o.Active() {
+			return nil, steward.Errorf(steward.ECONFLICT, "rollout %q of assignment %q is still %s", o.Name, o.Assignment, o.State)
+		}
+	}
+	now := time.Now().UTC()
+	r.State, r.Stage, r.Reason, r.Progress = steward.RolloutRunning, 0, "", nil
+	r.CreatedAt, r.UpdatedAt = now, now
+	if err := rs.PutRollout(ctx, r); err != nil {
+		return nil, err
+	}
+	s.emit(&steward.Event{Type: steward.EventRolloutChanged, Message: fmt.Sprintf("rollout %s started: %s v%d → v%d", r.Name, r.Assignment, r.FromVersion, r.ToVersion),
+		Details: map[string]any{"rollout": r.Name, "state": r.State}})
+	s.changed(ctx)
+	return r, nil
+}
+
+func (s *Service) Rollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	rs, err := s.rolloutStore()
+	if err != nil {
+		return nil, err
+	}
+	return rs.Rollout(ctx, name)
+}
+
+func (s *Service) Rollouts(ctx context.Context) ([]*steward.Rollout, error) {
+	rs, err := s.rolloutStore()
+	if err != nil {
+		return nil, err
+	}
+	return rs.Rollouts(ctx)
+}
+
+// PauseRollout stops a running rollout where it is. EINVALID unless running.
+func (s *Service) PauseRollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	return s.transition(ctx, name, func(r *steward.Rollout) error {
+		if r.State != steward.RolloutRunning {
+			return steward.Errorf(steward.EINVALID, "rollout %q is %s, not running", name, r.State)
+		}
+		r.State, r.Reason = steward.RolloutPaused, "paused by an operator"
+		return nil
+	})
+}
+
+// ResumeRollout continues a paused rollout. EINVALID unless paused.
+func (s *Service) ResumeRollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	return s.transition(ctx, name, func(r *steward.Rollout) error {
+		if r.State != steward.RolloutPaused {
+			return steward.Errorf(steward.EINVALID, "rollout %q is %s, not paused", name, r.State)
+		}
+		r.State, r.Reason = steward.RolloutRunning, ""
+		return nil
+	})
+}
+
+// RollbackRollout pins the assignment back to FromVersion and ends the
+// rollout. EINVALID when it already ended.
+func (s *Service) RollbackRollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	return s.transition(ctx, name, func(r *steward.Rollout) error {
+		if !r.Active() && r.State != steward.RolloutCompleted {
+			return steward.Errorf(steward.EINVALID, "rollout %q is %s", name, r.State)
+		}
+		if err := s.pin(ctx, r.Assignment, r.FromVersion); err != nil {
+			return err
+		}
+		r.State, r.Reason = steward.RolloutRolledBack, "rolled back by an operator"
+		return nil
+	})
+}
+
+// transition applies fn to the stored rollout and reconciles.
+func (s *Service) transition(ctx context.Context, name string, fn func(*steward.Rollout) error) (*steward.Rollout, error) {
+	rs, err := s.rolloutStore()
+	if err != nil {
+		return nil, err
+	}
+	s.rolloutMu.Lock()
+	defer s.rolloutMu.Unlock()
+	r, err := rs.Rollout(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(r); err != nil {
+		return nil, err
+	}
+	r.UpdatedAt = time.Now().UTC()
+	if err := rs.PutRollout(ctx, r); err != nil {
+		return nil, err
+	}
+	s.emit(&steward.Event{Type: steward.EventRolloutChanged, Message: "rollout " + r.Name + " " + r.State,
+		Details: map[string]any{"rollout": r.Name, "state": r.State, "reason": r.Reason}})
+	s.changed(ctx)
+	return r, nil
+}
+
+// pin sets the assignment's version.
+func (s *Service) pin(ctx context.Context, name string, version int) error {
+	a, err := s.store.Assignment(ctx, name)
+	if err != nil {
+		return err
+	}
+	a.Version = version
+	a.UpdatedAt = time.Now().UTC()
+	_, err = s.store.PutAssignment(ctx, a)
+	return err
+}
+
+// progressRollouts advances running rollouts whose current stage is done,
+// pauses those over their failure ratio and completes finished ones. It is
+// level-triggered: it looks only at what agents report now.
+func (s *Service) progressRollouts(ctx context.Context) {
+	rs, ok := s.store.(steward.RolloutStore)
+	if !ok {
+		return
+	}
+	d := s.desired.Load()
+	if len(d.rollouts) == 0 {
+		return
+	}
+	s.rolloutMu.Lock()
+	defer s.rolloutMu.Unlock()
+	changed := false
+	for _, ar := range d.rollouts {
+		r, err := rs.Rollout(ctx, ar.r.Name)
+		if err != nil || r.State != steward.RolloutRunning {
+			continue
+		}
+		p, err := s.measure(ctx, d, r)
+		if err != nil {
+			s.log.Warn("rollout progress", "rollout", r.Name, "error", err)
+			continue
+		}
+		before := *r
+		r.Progress = p
+		switch {
+		case p.Failed > 0 && float64(p.Failed) > r.MaxFailureRatio*float64(p.Targeted):
+			r.State = steward.RolloutPaused
+			r.Reason = fmt.Sprintf("%d of %d agents failed to apply version %d (limit %.0f%%)", p.Failed, p.Targeted, r.ToVersion, r.MaxFailureRatio*100)
+		case p.Pending == 0 && r.Stage+1 < len(r.Stages):
+			r.Stage++
+		case p.Pending == 0:
+			if err := s.pin(ctx, r.Assignment, r.ToVersion); err != nil {
+				s.log.Warn("rollout completion", "rollout", r.Name, "error", err)
+				continue
+			}
+			r.State = steward.RolloutCompleted
+		}
+		if r.State == before.State && r.Stage == before.Stage && *p == derefProgress(before.Progress) {
+			continue
+		}
+		r.UpdatedAt = time.Now().UTC()
+		if err := rs.PutRollout(ctx, r); err != nil {
+			s.log.Warn("rollout update", "rollout", r.Name, "error", err)
+			continue
+		}
+		if r.State != before.State || r.Stage != before.Stage {
+			changed = true
+			s.emit(&steward.Event{Type: steward.EventRolloutChanged,
+				Message: fmt.Sprintf("rollout %s %s at stage %d/%d", r.Name, r.State, r.Stage+1, len(r.Stages)),
+				Details: map[string]any{"rollout": r.Name, "state": r.State, "stage": r.Stage, "reason": r.Reason, "progress": p}})
+		}
+	}
+	if changed {
+		s.changed(ctx)
+	}
+}
+
+func derefProgress(p *steward.RolloutProgress) steward.RolloutProgress {
+	if p == nil {
+		return steward.RolloutProgress{}
+	}
+	return *p
+}
+
+// measure counts the online agents the rollout has reached so far and how
+// each stands on the config it should now run.
+func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollout) (*steward.RolloutProgress, error) {
+	var res *resolved
+	for i := range d.assignments {
+		if d.assignments[i].a.Name == r.Assignment {
+			res = &d.assignments[i]
+		}
+	}
+	if res == nil {
+		return nil, steward.Errorf(steward.ENOTFOUND, "assignment %q of rollout %q is gone", r.Assignment, r.Name)
+	}
+	online := true
+	f := steward.AgentFilter{Online: &online, Selector: res.a.Selector}
+	agents, _, err := s.store.Agents(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	p := &steward.RolloutProgress{}
+	for _, a := range agents {
+		if res.a.AgentID != nil && *res.a.AgentID != a.ID {
+			continue
+		}
+		if !a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) {
+			continue
+		}
+		labels := a.LabelSet()
+		if !r.Reached(a.ID, labels, r.Stage) {
+			continue
+		}
+		p.Targeted++
+		want := d.forAgent(a.ID, labels)
+		st := a.RemoteConfigStatus
+		switch {
+		case want == nil || st == nil || !bytes.Equal(st.LastRemoteConfigHash, want.hash):
+			p.Pending++
+		case st.Status == steward.RemoteConfigApplied:
+			p.Applied++
+		case st.Status == steward.RemoteConfigFailed:
+			p.Failed++
+		default:
+			p.Pending++
+		}
+	}
+	return p, nil
+}

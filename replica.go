@@ -1,0 +1,46 @@
+package steward
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Notice is a message between server replicas that share a database: a
+// change of desired state to reconcile, a command for an agent connected to
+// another replica, or an event for the other replicas' live subscribers.
+type Notice struct {
+	Kind   string          `json:"kind"` // see the Notice* kinds
+	Origin string          `json:"origin"`
+	Agent  InstanceUID     `json:"agent,omitzero"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// Notice kinds.
+const (
+	// NoticeDesired: configs, assignments or rollouts changed.
+	NoticeDesired = "desired"
+	// NoticeLabels: an agent's operator labels changed.
+	NoticeLabels = "labels"
+	// NoticeCommand: deliver Data (a Command) to Agent if connected here.
+	NoticeCommand = "command"
+	// NoticeEvent: Data is an Event to publish to local subscribers.
+	NoticeEvent = "event"
+)
+
+// Command is an action for one agent, carried in a NoticeCommand.
+type Command struct {
+	Type          string         `json:"type"` // "restart" or "custom_message"
+	CustomMessage *CustomMessage `json:"custom_message,omitempty"`
+}
+
+// Broadcaster carries notices between replicas (PostgreSQL LISTEN/NOTIFY in
+// store/postgres). A single server needs none.
+type Broadcaster interface {
+	// Broadcast sends n to every replica, this one included; delivery is
+	// best effort (reconciliation is level-triggered and periodic, so a
+	// lost desired-state notice only delays a change).
+	Broadcast(ctx context.Context, n Notice) error
+	// Listen calls fn for each notice until ctx ends, reconnecting after
+	// database failures; it returns ctx's error.
+	Listen(ctx context.Context, fn func(Notice)) error
+}
