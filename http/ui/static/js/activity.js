@@ -6,9 +6,19 @@ const MAX = 100;
 const buf = [];
 
 on((ev) => {
+  if (!ev || ev.type === 'resync') return;
+  if (ev.id && buf.some((x) => x.id === ev.id)) return;
   buf.unshift(ev);
   if (buf.length > MAX) buf.length = MAX;
 });
+
+/** seed merges events loaded from the event log (newest first) into the buffer. */
+export function seed(events) {
+  const have = new Set(buf.map((x) => x.id));
+  for (const ev of events || []) if (!have.has(ev.id)) buf.push(ev);
+  buf.sort((a, b) => (b.id || 0) - (a.id || 0));
+  if (buf.length > MAX) buf.length = MAX;
+}
 
 /** recent returns up to n events, newest first. */
 export function recent(n) {

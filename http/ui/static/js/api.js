@@ -75,12 +75,14 @@ const enc = encodeURIComponent;
 
 export const api = {
   login: (password) => request('POST', '/login', { password }, { noAuthRedirect: true }),
+  session: () => request('GET', '/session', undefined, { noAuthRedirect: true }),
   logout: () => request('POST', '/logout', {}, { noAuthRedirect: true }),
   summary: (opts) => request('GET', '/summary', undefined, opts),
   agents: (params, opts) => request('GET', '/agents' + qs(params), undefined, opts),
   agent: (id, opts) => request('GET', '/agents/' + enc(id), undefined, opts),
   setLabels: (id, labels) => request('PUT', '/agents/' + enc(id) + '/labels', { labels }),
   restart: (id) => request('POST', '/agents/' + enc(id) + '/restart', {}),
+  events: (params, opts) => request('GET', '/events' + qs(params), undefined, opts),
   agentEvents: (id, limit, opts) => request('GET', '/agents/' + enc(id) + '/events' + qs({ limit }), undefined, opts),
   desiredConfig: (id, opts) => request('GET', '/agents/' + enc(id) + '/desired-config', undefined, opts),
   configs: (opts) => request('GET', '/configs', undefined, opts),

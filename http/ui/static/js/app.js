@@ -169,4 +169,13 @@ window.addEventListener('unhandledrejection', (e) => {
   toast(String((e.reason && e.reason.message) || e.reason), 'bad');
 });
 setInterval(tickTimes, 10000);
-route();
+
+// Ask for the session first so a signed-out visitor sees the sign-in form
+// at once rather than the shell failing behind it.
+api.session().then((s) => {
+  if (s && s.auth_enabled && !s.authenticated && location.pathname !== '/login') {
+    showLogin(location.pathname + location.search);
+  } else {
+    route();
+  }
+}, () => route());

@@ -179,8 +179,13 @@ export function attr(a, key) {
   return '';
 }
 
+/**
+ * shortId abbreviates an instance uid to its last 8 hex digits: new uids
+ * are UUID v7, whose leading digits are a timestamp shared by agents
+ * started together, while the tail is random.
+ */
 export function shortId(id) {
-  return id ? String(id).slice(0, 8) : '';
+  return id ? String(id).replace(/-/g, '').slice(-8) : '';
 }
 
 /** fileLabel names a config file; the empty name is the default file. */

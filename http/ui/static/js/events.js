@@ -39,9 +39,18 @@ function open() {
   if (es) es.close();
   es = new EventSource('/api/v1/events/stream', { withCredentials: true });
   setState('connecting');
-  es.onopen = () => { retry = 1000; setState('live'); };
+  es.onopen = () => {
+    retry = 1000;
+    const missed = state === 'reconnecting';
+    setState('live');
+    // Events may have been lost while disconnected: pages reload.
+    if (missed) dispatch('resync', '{"type":"resync"}');
+  };
   es.onmessage = (m) => dispatch('message', m.data);
   for (const t of EVENT_TYPES) es.addEventListener(t, (m) => dispatch(t, m.data));
+  // The server drops a subscriber that fell behind with "resync", then ends
+  // the stream; the browser reconnects by itself.
+  es.addEventListener('resync', () => dispatch('resync', '{"type":"resync"}'));
   es.onerror = () => {
     if (!wanted) return;
     if (es.readyState === EventSource.CLOSED) {

@@ -367,7 +367,7 @@ export function mount(root, ctx) {
 
   const refresh = debounce(load, 250);
   const off = on((ev) => {
-    if (ev.agent_id === id || ev.type === 'assignment.changed' || ev.type === 'config.changed') refresh();
+    if (ev.agent_id === id || ev.type === 'assignment.changed' || ev.type === 'config.changed' || ev.type === 'resync') refresh();
   });
   load();
   return () => { alive = false; off(); refresh.cancel(); if (ctrl) ctrl.abort(); };

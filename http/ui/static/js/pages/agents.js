@@ -188,6 +188,6 @@ export function mount(root, ctx) {
   replace(tbody, h('tr', null, h('td', { class: 'empty', colspan: COLUMNS.length }, 'Loading…')));
   load();
   const refresh = debounce(load, 800);
-  const off = on((ev) => { if ((ev.type || '').startsWith('agent.')) refresh(); });
+  const off = on((ev) => { if ((ev.type || '').startsWith('agent.') || ev.type === 'resync') refresh(); });
   return () => { alive = false; off(); refresh.cancel(); typed.cancel(); if (ctrl) ctrl.abort(); };
 }

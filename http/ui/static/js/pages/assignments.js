@@ -106,7 +106,7 @@ export function assignmentsView({ config } = {}) {
       : h('tr', null, h('td', { class: 'empty', colspan: 7 }, config ? 'This configuration is not assigned to any agent.' : 'No assignment yet. Assign a configuration to agents by label selector.')));
   }
   const refresh = debounce(load, 300);
-  const off = on((ev) => { if (ev.type === 'assignment.changed') refresh(); });
+  const off = on((ev) => { if (ev.type === 'assignment.changed' || ev.type === 'resync') refresh(); });
   load();
   return { node, cleanup: () => { alive = false; off(); refresh.cancel(); } };
 }

@@ -280,6 +280,6 @@ export function mount(root, ctx) {
   loadList();
   loadDetail();
   const refresh = debounce(() => { loadList(); if (tab === 'versions') loadDetail(); }, 400);
-  const off = on((ev) => { if (ev.type === 'config.changed') refresh(); });
+  const off = on((ev) => { if (ev.type === 'config.changed' || ev.type === 'resync') refresh(); });
   return () => { alive = false; off(); refresh.cancel(); if (sub) sub(); };
 }

@@ -1,9 +1,9 @@
 // Fleet overview: counts by connection, health, config status, version and
 // type, refreshed live from the event stream.
 import { h, replace, debounce, timeEl, badge, shortId } from '../dom.js';
-import { api } from '../api.js';
+import { api, list } from '../api.js';
 import { on } from '../events.js';
-import { recent, eventKind } from '../activity.js';
+import { recent, eventKind, seed } from '../activity.js';
 
 const pct = (n, total) => (total > 0 ? Math.round((n / total) * 1000) / 10 : 0);
 const num = (n) => (typeof n === 'number' ? n.toLocaleString() : '—');
@@ -54,6 +54,7 @@ export function mount(root, ctx) {
 
   let ctrl = null;
   let alive = true;
+  let seeded = false;
   async function load() {
     if (ctrl) ctrl.abort();
     ctrl = new AbortController();
@@ -66,6 +67,11 @@ export function mount(root, ctx) {
       return;
     }
     if (!alive) return;
+    if (!seeded) {
+      seeded = true;
+      try { seed(list(await api.events({ limit: 20 }, { signal: ctrl.signal }), 'events')); } catch { /* live events only */ }
+      if (!alive) return;
+    }
     render(s || {});
     replace(updated, 'Updated ', timeEl(new Date().toISOString()));
   }
@@ -117,7 +123,7 @@ export function mount(root, ctx) {
   const refresh = debounce(load, 300);
   const off = on((ev) => {
     renderActivity();
-    if ((ev.type || '').startsWith('agent.')) refresh();
+    if ((ev.type || '').startsWith('agent.') || ev.type === 'resync') refresh();
   });
   load();
   return () => { alive = false; off(); refresh.cancel(); if (ctrl) ctrl.abort(); };

@@ -1,0 +1,202 @@
+package uitest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp/client"
+)
+
+// testAgent is a real OpAMP agent (Steward's opamp/client) that behaves like
+// a collector: it reports a description, health with a component tree and
+// its effective config, and applies remote configs. With hold set, an
+// offered config is reported APPLYING and applied only after release, so a
+// test can watch the status change.
+type testAgent struct {
+	t      *testing.T
+	c      *client.Client
+	id     steward.InstanceUID
+	hold   bool
+	offers chan *protobufs.AgentRemoteConfig
+
+	mu        sync.Mutex
+	effective map[string]*protobufs.AgentConfigFile
+	release   chan struct{}
+}
+
+type agentOptions struct {
+	name, version, host string
+	hold                bool
+}
+
+const initialCollectorConfig = `receivers:
+  otlp:
+    protocols:
+      grpc: {}
+exporters:
+  debug: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+`
+
+func str(k, v string) *protobufs.KeyValue {
+	return &protobufs.KeyValue{Key: k, Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: v}}}
+}
+
+func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
+	t.Helper()
+	a := &testAgent{
+		t:       t,
+		hold:    o.hold,
+		offers:  make(chan *protobufs.AgentRemoteConfig, 16),
+		release: make(chan struct{}),
+		effective: map[string]*protobufs.AgentConfigFile{
+			"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"},
+		},
+	}
+	caps := protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
+		protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth |
+		protobufs.AgentCapabilities_AgentCapabilities_AcceptsRestartCommand |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+	now := uint64(time.Now().Add(-2 * time.Hour).UnixNano())
+	c, err := client.New(client.Settings{
+		Endpoint:     url,
+		Capabilities: caps,
+		Description: &protobufs.AgentDescription{
+			IdentifyingAttributes: []*protobufs.KeyValue{
+				str("service.name", o.name), str("service.version", o.version), str("service.instance.id", o.host+"-1"),
+			},
+			NonIdentifyingAttributes: []*protobufs.KeyValue{
+				str("host.name", o.host), str("os.type", "linux"), str("host.arch", "amd64"), str("deployment.environment", "production"),
+			},
+		},
+		HeartbeatInterval: 5 * time.Second,
+		Backoff:           client.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second},
+		Callbacks: client.Callbacks{
+			GetEffectiveConfig: func(ctx context.Context) (*protobufs.EffectiveConfig, error) {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				m := map[string]*protobufs.AgentConfigFile{}
+				for k, v := range a.effective {
+					m[k] = v
+				}
+				return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: m}}, nil
+			},
+			OnMessage: func(ctx context.Context, msg *client.MessageData) {
+				if msg.RemoteConfig != nil {
+					a.apply(msg.RemoteConfig)
+				}
+			},
+			OnCommand: func(ctx context.Context, cmd *protobufs.ServerToAgentCommand) error { return nil },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.c = c
+	a.id = steward.InstanceUID(c.InstanceUID())
+	if err := c.SetHealth(&protobufs.ComponentHealth{
+		Healthy: true, StartTimeUnixNano: now, Status: "StatusOK",
+		ComponentHealthMap: map[string]*protobufs.ComponentHealth{
+			"pipeline:traces": {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK",
+				ComponentHealthMap: map[string]*protobufs.ComponentHealth{
+					"receiver:otlp":  {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK"},
+					"exporter:debug": {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK"},
+				}},
+			"extension:health_check": {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK"},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.mu.Lock()
+		select {
+		case <-a.release:
+		default:
+			close(a.release)
+		}
+		a.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Stop(ctx)
+	})
+	return a
+}
+
+func (a *testAgent) apply(rc *protobufs.AgentRemoteConfig) {
+	select {
+	case a.offers <- rc:
+	default:
+	}
+	if err := a.c.SetRemoteConfigStatus(&protobufs.RemoteConfigStatus{
+		LastRemoteConfigHash: rc.ConfigHash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLYING,
+	}); err != nil {
+		a.t.Errorf("report APPLYING: %v", err)
+	}
+	done := func() {
+		a.mu.Lock()
+		a.effective = map[string]*protobufs.AgentConfigFile{}
+		if rc.Config != nil {
+			for k, v := range rc.Config.ConfigMap {
+				a.effective[k] = v
+			}
+		}
+		a.mu.Unlock()
+		if err := a.c.UpdateEffectiveConfig(context.Background()); err != nil {
+			a.t.Errorf("report effective config: %v", err)
+		}
+		if err := a.c.SetRemoteConfigStatus(&protobufs.RemoteConfigStatus{
+			LastRemoteConfigHash: rc.ConfigHash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED,
+		}); err != nil {
+			a.t.Errorf("report APPLIED: %v", err)
+		}
+	}
+	a.mu.Lock()
+	hold, release := a.hold, a.release
+	a.mu.Unlock()
+	if !hold {
+		done()
+		return
+	}
+	go func() {
+		<-release
+		done()
+	}()
+}
+
+// releaseApply lets held configs be applied (and later ones at once).
+func (a *testAgent) releaseApply() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hold = false
+	select {
+	case <-a.release:
+	default:
+		close(a.release)
+	}
+}
+
+// waitOffer waits for the server to offer a remote config.
+func (a *testAgent) waitOffer() *protobufs.AgentRemoteConfig {
+	a.t.Helper()
+	select {
+	case rc := <-a.offers:
+		return rc
+	case <-time.After(waitTimeout):
+		a.t.Fatalf("agent %s got no remote config within %s", a.id, waitTimeout)
+		return nil
+	}
+}

@@ -1,0 +1,321 @@
+package uitest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+// waitAgent polls the control plane until cond holds for the agent.
+func waitAgent(t *testing.T, s *stack, id steward.InstanceUID, what string, cond func(*steward.Agent) bool) *steward.Agent {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		a, err := s.cp.Agent(context.Background(), id)
+		if err == nil && cond(a) {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %s: timed out waiting for %s (last error %v)", id, what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func login(t *testing.T, p *page) {
+	t.Helper()
+	p.waitFor(sel(`[data-testid="login-form"]`), "the sign-in form")
+	p.typeInto(`[data-testid="login-password"]`, adminPassword)
+	p.press("Enter")
+	p.waitFor(`!document.querySelector('[data-testid="login-form"]')`, "the sign-in form to go away")
+}
+
+func noJSErrors(t *testing.T, p *page) {
+	t.Helper()
+	if errs := p.jsErrors(); len(errs) > 0 {
+		t.Errorf("the page logged script errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// TestConsoleEndToEnd walks through the console as an operator would: sign
+// in, see the fleet, open an agent, write two versions of a configuration,
+// compare them, push the configuration to the agent and watch its remote
+// config status turn APPLIED without reloading the page.
+func TestConsoleEndToEnd(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-eu-west-1a", hold: true})
+	waitAgent(t, s, agent.id, "online with health", func(a *steward.Agent) bool { return a.Online && a.Health != nil && a.EffectiveConfig != nil })
+	p := b.newPage(t, s.base, "light")
+
+	// Signed out, every route leads to the sign-in form; a wrong password
+	// is refused with a message.
+	p.goTo("/agents/" + agent.id.String())
+	p.waitFor(sel(`[data-testid="login-form"]`), "the sign-in form")
+	p.waitFor("location.pathname === '/login'", "the /login URL")
+	p.screenshot("login")
+	p.typeInto(`[data-testid="login-password"]`, "wrong")
+	p.press("Enter")
+	p.waitFor(`document.querySelector('[data-testid="login-error"]') && !document.querySelector('[data-testid="login-error"]').hidden`, "the wrong-password message")
+	if got := p.text(`[data-testid="login-error"]`); !strings.Contains(got, "Wrong password") {
+		t.Errorf("login error %q", got)
+	}
+	// The right one returns to the page asked for.
+	login(t, p)
+	p.waitFor(`location.pathname === `+jsString("/agents/"+agent.id.String()), "the agent page after sign-in")
+	p.waitFor(`document.querySelector('[data-testid="agent-name"]')?.innerText === 'otelcol-gateway'`, "the agent's name")
+
+	// Overview: counts, by type, by version, live indicator.
+	p.click(`[data-testid="nav-overview"]`)
+	p.waitFor(`document.querySelector('[data-testid="stat-online-value"]')?.innerText === '1'`, "1 agent online")
+	p.waitFor(`document.querySelector('[data-testid="live"]')?.dataset.state === 'live'`, "the event stream to connect")
+	if got := p.text(`[data-testid="stat-total-value"]`); got != "1" {
+		t.Errorf("total %q, want 1", got)
+	}
+	if got := p.text(`[data-testid="stat-healthy-value"]`); got != "1" {
+		t.Errorf("healthy %q, want 1", got)
+	}
+	if got := p.text(`[data-testid="by-type"]`); !strings.Contains(got, "otelcol-gateway") {
+		t.Errorf("by type %q lacks otelcol-gateway", got)
+	}
+	if got := p.text(`[data-testid="by-version"]`); !strings.Contains(got, "0.120.0") {
+		t.Errorf("by version %q lacks 0.120.0", got)
+	}
+
+	// A second agent connecting shows up live on the overview.
+	p.js("window.__noReload = 'overview'", nil)
+	second := startAgent(t, s.opampURL, agentOptions{name: "otelcol-agent", version: "0.119.0", host: "node-7"})
+	p.waitFor(`document.querySelector('[data-testid="stat-online-value"]')?.innerText === '2'`, "2 agents online, live")
+	p.waitFor(`document.querySelector('[data-testid="by-version"]')?.innerText.includes('0.119.0')`, "the second version, live")
+	p.waitFor(`document.querySelector('[data-testid="activity"]')?.innerText.includes('agent.connected')`, "the connection in the activity feed")
+	var marker string
+	p.js("window.__noReload", &marker)
+	if marker != "overview" {
+		t.Fatalf("the overview reloaded the page to update (marker %q)", marker)
+	}
+	p.screenshot("overview")
+
+	// Agent list: both agents; search narrows; a bad selector explains
+	// itself; a good selector filters; sorting reorders.
+	p.click(`[data-testid="nav-agents"]`)
+	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 2`, "2 rows")
+	p.typeInto(`[data-testid="agents-search"]`, "gateway")
+	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 1`, "the search to keep one row")
+	p.waitFor(`location.search.includes('q=gateway')`, "the search in the URL")
+	p.typeInto(`[data-testid="agents-search"]`, "")
+	p.press("Enter")
+	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 2`, "2 rows again")
+	p.typeInto(`[data-testid="agents-selector"]`, "service.version in (0.119.0")
+	p.press("Enter")
+	p.waitFor(`document.querySelector('[data-testid="agents-selector-error"]')?.innerText.includes('selector')`, "the selector error")
+	p.typeInto(`[data-testid="agents-selector"]`, "service.version=0.119.0")
+	p.press("Enter")
+	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 1 && document.querySelector('[data-testid="agent-row"]').dataset.agentId === `+jsString(second.id.String()), "the selector to keep the second agent")
+	if got := p.text(`[data-testid="agents-selector-error"]`); got != "" {
+		t.Errorf("selector error %q left after a valid selector", got)
+	}
+	p.typeInto(`[data-testid="agents-selector"]`, "")
+	p.press("Enter")
+	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 2`, "2 rows again")
+	p.click(`[data-testid="sort-name"]`)
+	p.waitFor(`[...document.querySelectorAll('[data-testid="agent-link"]')].map(a => a.innerText).join() === 'otelcol-agent,otelcol-gateway'`, "ascending by name")
+	p.click(`[data-testid="sort-name"]`)
+	p.waitFor(`[...document.querySelectorAll('[data-testid="agent-link"]')].map(a => a.innerText).join() === 'otelcol-gateway,otelcol-agent'`, "descending by name")
+	p.screenshot("agents")
+
+	// Configurations: create v1, save v2 in the editor, compare them.
+	p.click(`[data-testid="nav-configs"]`)
+	p.click(`[data-testid="config-new"]`)
+	p.typeInto(`[data-testid="new-config-name"]`, "gateway")
+	p.setValue(`[data-testid="new-config-body"]`, "receivers:\n  otlp:\n    protocols:\n      grpc: {}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n")
+	p.typeInto(`[data-testid="new-config-comment"]`, "Initial gateway pipeline")
+	p.click(`[data-testid="new-config-dialog-submit"]`)
+	p.waitFor(`location.pathname === '/configs/gateway'`, "the new config's page")
+	p.waitFor(`document.querySelectorAll('[data-testid="config-version"]').length === 1`, "v1 listed")
+	p.click(`[data-testid="config-tab-edit"]`)
+	p.waitFor(sel(`[data-testid="editor-body"]`), "the editor")
+	var body string
+	p.js(`document.querySelector('[data-testid="editor-body"]').value`, &body)
+	if !strings.Contains(body, "exporters: [debug]") {
+		t.Fatalf("the editor did not load v1: %q", body)
+	}
+	v2 := strings.Replace(body, "exporters:\n  debug: {}\n", "exporters:\n  debug: {}\n  otlphttp:\n    endpoint: https://traces.example.internal:4318\n", 1)
+	v2 = strings.Replace(v2, "exporters: [debug]", "exporters: [debug, otlphttp]", 1)
+	p.setValue(`[data-testid="editor-body"]`, v2)
+	p.typeInto(`[data-testid="editor-comment"]`, "Export traces to the central backend")
+	p.click(`[data-testid="editor-save"]`)
+	p.waitFor(`document.querySelectorAll('[data-testid="config-version"]').length === 2`, "v2 listed")
+	if c, err := s.cp.Config(context.Background(), "gateway", 0); err != nil || c.Version != 2 || string(c.Files[""].Body) != v2 {
+		t.Fatalf("stored latest: %+v, %v", c, err)
+	}
+	p.screenshot("config-versions")
+	p.click(`[data-testid="version-diff"]`)
+	p.waitFor(sel(`[data-testid="diff-add"]`), "the rendered diff")
+	var adds, dels []string
+	p.js(`[...document.querySelectorAll('[data-testid="diff-add"] td.txt')].map(e => e.innerText)`, &adds)
+	p.js(`[...document.querySelectorAll('[data-testid="diff-del"] td.txt')].map(e => e.innerText)`, &dels)
+	if strings.Join(adds, "\n") != "  otlphttp:\n    endpoint: https://traces.example.internal:4318\n      exporters: [debug, otlphttp]" ||
+		strings.Join(dels, "\n") != "      exporters: [debug]" {
+		t.Errorf("diff lines: added %q, removed %q", adds, dels)
+	}
+	var colours struct{ Add, Del, Ctx string }
+	p.js(`(() => { const bg = s => getComputedStyle(document.querySelector(s)).backgroundColor; return {Add: bg('[data-testid="diff-add"]'), Del: bg('[data-testid="diff-del"]'), Ctx: bg('table.diff tr.ctx')}; })()`, &colours)
+	if colours.Add == colours.Ctx || colours.Del == colours.Ctx || colours.Add == colours.Del {
+		t.Errorf("added, removed and context lines are not coloured apart: %+v", colours)
+	}
+	if got := p.text(`[data-testid="diff-stat"]`); got != "+3 −1" {
+		t.Errorf("diff stat %q, want +3 −1", got)
+	}
+	p.screenshot("config-diff")
+
+	// Agent page: what the agent reported.
+	p.goTo("/agents/" + agent.id.String())
+	p.waitFor(`document.querySelector('[data-testid="agent-name"]')?.innerText === 'otelcol-gateway'`, "the agent page")
+	for _, want := range []string{"service.version", "0.120.0", "gw-eu-west-1a", "deployment.environment"} {
+		if got := p.text(`[data-testid="tab-panel-overview"]`); !strings.Contains(got, want) {
+			t.Errorf("overview tab lacks %q", want)
+		}
+	}
+	if got := p.text(`[data-testid="capabilities"]`); !strings.Contains(got, "AcceptsRemoteConfig") {
+		t.Errorf("capabilities %q", got)
+	}
+	p.click(`[data-testid="tab-health"]`)
+	p.waitFor(`document.querySelectorAll('[data-testid="health-node"]').length === 5`, "the health tree: agent, 2 components, 2 sub-components")
+	p.waitFor(sel(`[data-testid="health-node"][data-name="receiver:otlp"]`), "receiver:otlp in the tree")
+	p.screenshot("agent-health")
+	p.click(`[data-testid="tab-config"]`)
+	p.waitFor(`document.querySelector('[data-testid="effective-config"]')?.innerText.includes('exporters: [debug]')`, "the effective config")
+
+	// Labels: add one and save.
+	p.click(`[data-testid="tab-overview"]`)
+	p.click(`[data-testid="label-add"]`)
+	p.typeInto(`[data-testid="label-key"]`, "team")
+	p.typeInto(`[data-testid="label-value"]`, "observability")
+	p.click(`[data-testid="labels-save"]`)
+	waitAgent(t, s, agent.id, "label team=observability", func(a *steward.Agent) bool { return a.Labels["team"] == "observability" })
+
+	// Push the config; the agent holds it in APPLYING until released, so the
+	// change to APPLIED can only reach the page through the event stream.
+	p.js("window.__noReload = 'agent'", nil)
+	p.click(`[data-testid="push-config"]`)
+	p.waitFor(`document.querySelector('[data-testid="push-config-version"]')?.options.length === 3`, "the version list (latest, v2, v1)")
+	p.setValue(`[data-testid="push-config-select"]`, "gateway")
+	if got := p.text(`[data-testid="push-config-dialog"] h2`); got != "Push configuration" {
+		t.Errorf("dialog title %q", got)
+	}
+	p.click(`[data-testid="push-config-dialog-submit"]`)
+	p.waitFor(`!document.querySelector('[data-testid="push-config-dialog"]')`, "the dialog to close")
+	rc := agent.waitOffer()
+	if got := string(rc.GetConfig().GetConfigMap()["gateway"].GetBody()); got != v2 {
+		t.Fatalf("the agent was offered %q, want v2", got)
+	}
+	p.waitFor(`document.querySelector('[data-testid="remote-config-status"]')?.innerText === 'APPLYING'`, "APPLYING, live")
+	p.screenshot("agent-applying")
+	agent.releaseApply()
+	p.waitFor(`document.querySelector('[data-testid="remote-config-status"]')?.innerText === 'APPLIED'`, "APPLIED, live")
+	p.js("window.__noReload", &marker)
+	if marker != "agent" {
+		t.Fatalf("the agent page reloaded to show the new status (marker %q)", marker)
+	}
+	p.click(`[data-testid="tab-config"]`)
+	p.waitFor(`document.querySelector('[data-testid="effective-config"]')?.innerText.includes('otlphttp')`, "the new effective config")
+	p.waitFor(`document.querySelector('[data-testid="desired-config"]')?.innerText.includes('otlphttp')`, "the desired config")
+	p.waitFor(`document.querySelector('[data-testid="agent-assignments"]')?.innerText.includes('gateway')`, "the agent's assignment")
+	p.screenshot("agent-config")
+	p.click(`[data-testid="tab-events"]`)
+	p.waitFor(sel(`[data-testid="agent-event"][data-type="agent.config_status"]`), "the config status event in the history")
+	p.click(`[data-testid="tab-overview"]`)
+	p.waitFor(`document.querySelector('[data-testid="remote-config-status"]')?.innerText === 'APPLIED'`, "APPLIED on the overview tab")
+	p.screenshot("agent")
+
+	// Assignments by label selector.
+	p.click(`[data-testid="nav-assignments"]`)
+	p.waitFor(`document.querySelectorAll('[data-testid="assignment-row"]').length === 1`, "the agent's assignment listed")
+	p.click(`[data-testid="assignment-new"]`)
+	p.typeInto(`[data-testid="assignment-name"]`, "edge-collectors")
+	p.typeInto(`[data-testid="assignment-selector"]`, "service.name=otelcol-agent,deployment.environment=production")
+	p.typeInto(`[data-testid="assignment-priority"]`, "10")
+	p.click(`[data-testid="assignment-dialog-submit"]`)
+	p.waitFor(`document.querySelectorAll('[data-testid="assignment-row"]').length === 2`, "the new assignment listed")
+	second.waitOffer()
+	waitAgent(t, s, second.id, "the selector assignment APPLIED", func(a *steward.Agent) bool {
+		return a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status == steward.RemoteConfigApplied
+	})
+	p.screenshot("assignments")
+	p.click(`[data-testid="assignment-row"][data-name="edge-collectors"] [data-testid="assignment-delete"]`)
+	p.click(`[data-testid="assignment-delete-dialog-submit"]`)
+	p.waitFor(`document.querySelectorAll('[data-testid="assignment-row"]').length === 1`, "the assignment deleted")
+	if _, err := s.cp.Assignment(context.Background(), "edge-collectors"); steward.ErrorCode(err) != steward.ENOTFOUND {
+		t.Errorf("deleted assignment still there: %v", err)
+	}
+
+	// Signing out ends the session: the API answers 401 again.
+	p.click(`[data-testid="logout"]`)
+	p.waitFor(sel(`[data-testid="login-form"]`), "the sign-in form after sign-out")
+	var status int
+	p.js(`fetch('/api/v1/summary').then(r => r.status)`, &status)
+	if status != 401 {
+		t.Errorf("after sign-out the API answered %d, want 401", status)
+	}
+	noJSErrors(t, p)
+}
+
+// TestConsoleDarkScheme renders the main pages with prefers-color-scheme:
+// dark and checks that the dark palette is in force.
+func TestConsoleDarkScheme(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-eu-west-1a"})
+	waitAgent(t, s, agent.id, "online", func(a *steward.Agent) bool { return a.Online && a.Health != nil })
+	p := b.newPage(t, s.base, "dark")
+	p.goTo("/")
+	login(t, p)
+	p.waitFor(`document.querySelector('[data-testid="stat-online-value"]')?.innerText === '1'`, "1 agent online")
+	var bg string
+	p.js(`getComputedStyle(document.body).backgroundColor`, &bg)
+	var r, g, bl int
+	if _, err := fmt.Sscanf(bg, "rgb(%d, %d, %d)", &r, &g, &bl); err != nil || r+g+bl > 3*60 {
+		t.Errorf("dark scheme body background %q is not dark", bg)
+	}
+	p.screenshot("overview-dark")
+	p.goTo("/agents/" + agent.id.String())
+	p.waitFor(`document.querySelector('[data-testid="agent-name"]')?.innerText === 'otelcol-gateway'`, "the agent page")
+	p.screenshot("agent-dark")
+	noJSErrors(t, p)
+}
+
+// TestConsoleKeyboard checks that the console is usable from the keyboard:
+// the tabs of the agent page follow the arrow keys, and the sign-in form
+// takes focus on its own.
+func TestConsoleKeyboard(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
+	waitAgent(t, s, agent.id, "online", func(a *steward.Agent) bool { return a.Online })
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/agents/" + agent.id.String())
+	p.waitFor(`document.activeElement?.dataset.testid === 'login-password'`, "focus in the password field")
+	login(t, p)
+	p.waitFor(sel(`[data-testid="tab-overview"]`), "the tabs")
+	p.js(`document.querySelector('[data-testid="tab-overview"]').focus()`, nil)
+	p.press("ArrowRight")
+	p.waitFor(`document.activeElement?.dataset.testid === 'tab-health' && document.activeElement.getAttribute('aria-selected') === 'true'`, "the Health tab selected and focused")
+	p.waitFor(`!document.querySelector('[data-testid="tab-panel-health"]').hidden && document.querySelector('[data-testid="tab-panel-overview"]').hidden`, "the Health panel shown")
+	p.press("ArrowLeft")
+	p.waitFor(`document.activeElement?.dataset.testid === 'tab-overview'`, "back to Overview")
+	// Every form control in the push dialog has a label.
+	p.click(`[data-testid="push-config"]`)
+	p.waitFor(`document.querySelector('dialog[open]') !== null`, "a dialog")
+	var unlabelled []string
+	p.js(`[...document.querySelectorAll('dialog[open] input, dialog[open] select, dialog[open] textarea')].filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)`, &unlabelled)
+	if len(unlabelled) > 0 {
+		t.Errorf("controls without a label: %v", unlabelled)
+	}
+	p.press("Escape")
+	p.waitFor(`document.querySelector('dialog[open]') === null`, "Escape to close the dialog")
+	noJSErrors(t, p)
+}

@@ -1,0 +1,88 @@
+package uitest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/controlplane"
+	stewardhttp "github.com/stewardhq/steward/http"
+	"github.com/stewardhq/steward/http/ui"
+	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/sqlite"
+)
+
+// stack is a running Steward server: store/sqlite, the control plane, the
+// OpAMP transport, the REST API and the UI, on one 127.0.0.1 listener.
+type stack struct {
+	base     string // http://127.0.0.1:port
+	opampURL string // ws://127.0.0.1:port/v1/opamp
+	password string
+	cp       *controlplane.Service
+}
+
+const adminPassword = "correct horse battery staple"
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "steward.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Replica: "uitest", FlushInterval: time.Second, Logger: log})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	opamp, err := server.New(server.Config{Handler: cp, Logger: log})
+	if err != nil {
+		cp.Close()
+		db.Close()
+		t.Fatal(err)
+	}
+	api := stewardhttp.NewServer(stewardhttp.Options{
+		Agents:            cp,
+		Configs:           cp,
+		Events:            cp.Bus(),
+		EventLog:          cp.Events,
+		AdminPassword:     adminPassword,
+		UI:                ui.Handler(),
+		OpAMP:             opamp,
+		HeartbeatInterval: 5 * time.Second,
+		Logger:            log,
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		// The event streams of open pages never end on their own.
+		_ = srv.Shutdown(sctx)
+		_ = srv.Close()
+		if err := <-served; err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+		_ = opamp.Shutdown(sctx)
+		if err := cp.Close(); err != nil {
+			t.Errorf("controlplane close: %v", err)
+		}
+		if err := db.Close(); err != nil {
+			t.Errorf("store close: %v", err)
+		}
+	})
+	addr := ln.Addr().String()
+	return &stack{base: "http://" + addr, opampURL: "ws://" + addr + "/v1/opamp", password: adminPassword, cp: cp}
+}
