@@ -33,3 +33,9 @@ func TestConformanceMemory(t *testing.T) {
 		return db
 	})
 }
+
+func BenchmarkTouchAgents(b *testing.B) { storetest.BenchmarkTouchAgents(b, openTemp(b)) }
+func BenchmarkPutAgent(b *testing.B)    { storetest.BenchmarkPutAgent(b, openTemp(b)) }
+func BenchmarkPutAgentParallel(b *testing.B) {
+	storetest.BenchmarkPutAgentParallel(b, openTemp(b))
+}

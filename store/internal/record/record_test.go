@@ -1,0 +1,96 @@
+package record
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/stewardhq/steward"
+)
+
+func TestValueRoundTrip(t *testing.T) {
+	for _, v := range []any{
+		nil, "", "text", true, false,
+		int64(0), int64(math.MinInt64), int64(math.MaxInt64),
+		0.0, -1.5, math.MaxFloat64, math.SmallestNonzeroFloat64, math.Inf(1), math.Inf(-1),
+		[]byte{}, []byte{0, 0xff},
+		[]any{}, []any{"a", int64(1), []any{nil, 2.5}},
+		map[string]any{}, map[string]any{"m": map[string]any{"b": []byte("x")}},
+		uint64(math.MaxUint64),
+	} {
+		b, err := json.Marshal(value{v})
+		if err != nil {
+			t.Fatalf("marshal %#v: %v", v, err)
+		}
+		var got value
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("unmarshal %s: %v", b, err)
+		}
+		if !reflect.DeepEqual(got.v, v) {
+			t.Errorf("%#v came back as %#v (%s)", v, got.v, b)
+		}
+	}
+	// NaN is not equal to itself: check it separately.
+	b, _ := json.Marshal(value{math.NaN()})
+	var got value
+	if err := json.Unmarshal(b, &got); err != nil || !math.IsNaN(got.v.(float64)) {
+		t.Fatalf("NaN came back as %#v (%v)", got.v, err)
+	}
+	// Narrower Go types widen to the AnyValue ones.
+	for in, want := range map[any]any{int(7): int64(7), int32(-7): int64(-7), uint8(7): int64(7), float32(0.5): 0.5} {
+		b, _ := json.Marshal(value{in})
+		var got value
+		if err := json.Unmarshal(b, &got); err != nil || got.v != want {
+			t.Errorf("%#v came back as %#v (%v)", in, got.v, err)
+		}
+	}
+	// Other types go through plain JSON.
+	b, _ = json.Marshal(value{[]string{"a", "b"}})
+	if err := json.Unmarshal(b, &got); err != nil || !reflect.DeepEqual(got.v, []any{"a", "b"}) {
+		t.Fatalf("[]string came back as %#v (%v)", got.v, err)
+	}
+}
+
+func TestValueRejectsBadDocuments(t *testing.T) {
+	for _, doc := range []string{`{}`, `{"s":"a","b":true}`, `{"q":1}`, `{"i":"x"}`, `{"i":1}`, `{"d":"one"}`, `[]`, `"bare"`} {
+		var v value
+		if err := json.Unmarshal([]byte(doc), &v); err == nil {
+			t.Errorf("%s decoded as %#v", doc, v.v)
+		}
+	}
+}
+
+func TestColumnsAndSearch(t *testing.T) {
+	a := &steward.Agent{ID: steward.NewInstanceUID(), Description: &steward.AgentDescription{
+		IdentifyingAttributes:    []steward.KeyValue{{Key: steward.AttrServiceName, Value: "Svc\x00X"}},
+		NonIdentifyingAttributes: []steward.KeyValue{{Key: steward.AttrHostName, Value: "HOST"}},
+	}, Health: &steward.ComponentHealth{Healthy: true}}
+	c := Columns(a)
+	if c.ServiceName != "SvcX" || c.HostName != "HOST" || !c.Healthy || c.ID != a.ID.String() {
+		t.Fatalf("columns %+v", c)
+	}
+	if !strings.Contains(c.Search, "svcx"+SearchSep+"host") {
+		t.Fatalf("search column %q", c.Search)
+	}
+	if _, ok := SearchTerm("a" + SearchSep); ok {
+		t.Fatalf("a term holding the separator must match nothing")
+	}
+	if term, ok := SearchTerm("HoSt"); !ok || term != "host" {
+		t.Fatalf("SearchTerm = %q, %v", term, ok)
+	}
+}
+
+func TestDecodeAgentCorrupt(t *testing.T) {
+	id := steward.NewInstanceUID().String()
+	for _, doc := range []string{``, `{`, `{"capabilities":"x"}`, `{"labels":[1]}`} {
+		_, err := DecodeAgent(id, []byte(doc))
+		if steward.ErrorCode(err) != steward.EINTERNAL || !strings.Contains(err.Error(), id) {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+	if _, err := DecodeAgent("not-a-uid", []byte(`{}`)); steward.ErrorCode(err) != steward.EINTERNAL {
+		t.Errorf("bad id: %v", err)
+	}
+}

@@ -1,0 +1,141 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+// TouchBatch is the number of agents per TouchAgents call in
+// BenchmarkTouchAgents: one heartbeat flush of a 10k-agent fleet.
+const TouchBatch = 10_000
+
+// BenchmarkTouchAgents measures one TouchAgents call over TouchBatch known
+// agents; it reports agents/s besides ns/op.
+func BenchmarkTouchAgents(b *testing.B, s steward.Store) {
+	ctx := context.Background()
+	ids := make([]steward.InstanceUID, TouchBatch)
+	for i := range ids {
+		ids[i] = steward.NewInstanceUID()
+		if err := s.PutAgent(ctx, benchAgent(ids[i], i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	seen := make(map[steward.InstanceUID]time.Time, TouchBatch)
+	t0 := time.Now()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		at := t0.Add(time.Duration(n+1) * time.Second)
+		for _, id := range ids {
+			seen[id] = at
+		}
+		if err := s.TouchAgents(ctx, seen); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(TouchBatch*b.N)/b.Elapsed().Seconds(), "agents/s")
+	a, err := s.Agent(ctx, ids[0])
+	if err != nil || a.LastSeen.Sub(t0.Add(time.Duration(b.N)*time.Second)).Abs() >= time.Microsecond {
+		b.Fatalf("last touch not stored: %v %v", a, err)
+	}
+}
+
+// BenchmarkPutAgent measures PutAgent of a typical agent (description,
+// health, a small effective config, labels), cycling over 1000 ids so most
+// calls replace an existing row, as status reports do.
+func BenchmarkPutAgent(b *testing.B, s steward.Store) {
+	ctx := context.Background()
+	const fleet = 1000
+	agents := make([]*steward.Agent, fleet)
+	for i := range agents {
+		agents[i] = benchAgent(steward.NewInstanceUID(), i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		a := agents[n%fleet]
+		a.SequenceNum++
+		if err := s.PutAgent(ctx, a); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPutAgentParallel is BenchmarkPutAgent from GOMAXPROCS
+// goroutines, each on its own agents.
+func BenchmarkPutAgentParallel(b *testing.B, s steward.Store) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		agents := make([]*steward.Agent, 100)
+		for i := range agents {
+			agents[i] = benchAgent(steward.NewInstanceUID(), i)
+		}
+		n := 0
+		for pb.Next() {
+			a := agents[n%len(agents)]
+			a.SequenceNum++
+			if err := s.PutAgent(ctx, a); err != nil {
+				b.Error(err)
+				return
+			}
+			n++
+		}
+	})
+}
+
+func benchAgent(id steward.InstanceUID, i int) *steward.Agent {
+	now := time.Now().UTC()
+	return &steward.Agent{
+		ID: id,
+		Description: &steward.AgentDescription{
+			IdentifyingAttributes: []steward.KeyValue{
+				{Key: steward.AttrServiceName, Value: "otelcol-contrib"},
+				{Key: steward.AttrServiceVersion, Value: "0.120.0"},
+				{Key: steward.AttrServiceInstanceID, Value: id.String()},
+			},
+			NonIdentifyingAttributes: []steward.KeyValue{
+				{Key: steward.AttrHostName, Value: fmt.Sprintf("host-%05d", i)},
+				{Key: steward.AttrOSType, Value: "linux"},
+				{Key: steward.AttrHostArch, Value: "amd64"},
+			},
+		},
+		Capabilities: steward.AgentReportsStatus | steward.AgentAcceptsRemoteConfig | steward.AgentReportsEffectiveConfig | steward.AgentReportsHealth,
+		Health: &steward.ComponentHealth{Healthy: true, StartTime: now, StatusTime: now, Status: "StatusOK",
+			Components: map[string]*steward.ComponentHealth{
+				"pipeline:traces":  {Healthy: true, Status: "StatusOK"},
+				"pipeline:metrics": {Healthy: true, Status: "StatusOK"},
+			}},
+		EffectiveConfig: &steward.ConfigMap{"": {Body: []byte(benchConfig), ContentType: "text/yaml"}},
+		RemoteConfigStatus: &steward.RemoteConfigStatus{
+			LastRemoteConfigHash: make([]byte, 32), Status: steward.RemoteConfigApplied,
+		},
+		Labels:      map[string]string{"env": "prod", "region": fmt.Sprintf("r%d", i%4)},
+		Online:      true,
+		Transport:   "websocket",
+		RemoteAddr:  "127.0.0.1:40000",
+		ConnectedAt: now,
+		LastSeen:    now,
+		Replica:     "replica-a",
+	}
+}
+
+const benchConfig = `receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: 0.0.0.0:4317}
+      http: {endpoint: 0.0.0.0:4318}
+processors:
+  batch: {}
+exporters:
+  otlphttp:
+    endpoint: https://collector.example:4318
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: [otlphttp]}
+    metrics: {receivers: [otlp], processors: [batch], exporters: [otlphttp]}
+`
