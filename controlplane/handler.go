@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -310,8 +311,11 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		}
 	}
 	if msg.PackageStatuses != nil {
+		prev := a.PackageStatuses
 		a.PackageStatuses = fromPackageStatuses(msg.PackageStatuses)
-		events = append(events, &steward.Event{Type: steward.EventPackageStatus, AgentID: ss.id, Message: "package statuses reported"})
+		if len(a.PackageStatuses.Packages) > 0 && !reflect.DeepEqual(prev, a.PackageStatuses) {
+			events = append(events, &steward.Event{Type: steward.EventPackageStatus, AgentID: ss.id, Message: "package statuses changed"})
+		}
 	}
 	if msg.CustomCapabilities != nil {
 		a.CustomCapabilities = slices.Clone(msg.CustomCapabilities.Capabilities)

@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Command returns the `steward server` command. Every flag has an
+// environment variable (STEWARD_<FLAG>, dashes as underscores) that sets its
+// default.
+func Command() *cobra.Command {
+	var o Options
+	var tokens, logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Steward server: OpAMP on :4320/v1/opamp, REST API and web UI on :8080",
+		Long: `Run the Steward control plane.
+
+Agents connect to ws://HOST:4320/v1/opamp (or http:// for plain-HTTP polling).
+The REST API and the web UI are served on --http-addr. State is kept in an
+embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
+(required to run several replicas).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			hopts := &slog.HandlerOptions{Level: lvl}
+			var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+			if logFormat == "json" {
+				h = slog.NewJSONHandler(os.Stderr, hopts)
+			}
+			o.Logger = slog.New(h)
+			slog.SetDefault(o.Logger)
+			for _, t := range strings.Split(tokens, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					o.APITokens = append(o.APITokens, t)
+				}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return Run(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.OpAMPAddr, "opamp-addr", env("OPAMP_ADDR", ":4320"), "OpAMP listen address (WebSocket and plain HTTP on /v1/opamp)")
+	f.StringVar(&o.HTTPAddr, "http-addr", env("HTTP_ADDR", "127.0.0.1:8080"), "REST API and web UI listen address")
+	f.StringVar(&o.DataDir, "data-dir", env("DATA_DIR", ".data"), "directory for the SQLite database and generated secrets")
+	f.StringVar(&o.PostgresDSN, "postgres", env("POSTGRES_DSN", ""), "PostgreSQL DSN; replaces SQLite and lets several replicas share state")
+	f.StringVar(&o.Replica, "replica", env("REPLICA", ""), "name of this replica (default: host name)")
+	f.StringVar(&o.TLSCertFile, "tls-cert", env("TLS_CERT", ""), "TLS certificate for the OpAMP listener (wss://, https://)")
+	f.StringVar(&o.TLSKeyFile, "tls-key", env("TLS_KEY", ""), "TLS private key for the OpAMP listener")
+	f.StringVar(&o.AdminPassword, "admin-password", env("ADMIN_PASSWORD", ""), `UI/API admin password (default: generated once into DATA_DIR/admin-password; "-" disables auth)`)
+	f.StringVar(&tokens, "api-tokens", env("API_TOKENS", ""), "comma-separated bearer tokens accepted by the REST API")
+	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", envDuration("HEARTBEAT_INTERVAL", 30*time.Second), "heartbeat interval expected of agents")
+	f.IntVar(&o.MaxConnections, "max-connections", 0, "maximum concurrent WebSocket agents (0: unlimited)")
+	f.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", env("LOG_FORMAT", "text"), "log format: text or json")
+	return cmd
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv("STEWARD_" + name); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv("STEWARD_" + name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}

@@ -1,0 +1,228 @@
+// Package daemon runs `steward server`: it wires a store (embedded SQLite or
+// PostgreSQL), the control plane, the OpAMP transport on :4320 /v1/opamp and
+// the REST API with the web UI, and shuts them down in order.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/controlplane"
+	stewardhttp "github.com/stewardhq/steward/http"
+	"github.com/stewardhq/steward/http/ui"
+	"github.com/stewardhq/steward/opamp"
+	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/postgres"
+	"github.com/stewardhq/steward/store/sqlite"
+)
+
+// Options configure a server run. Zero values take the documented defaults.
+type Options struct {
+	// OpAMPAddr is the OpAMP listen address; default ":4320".
+	OpAMPAddr string
+	// HTTPAddr serves the REST API and the web UI; default "127.0.0.1:8080".
+	HTTPAddr string
+	// DataDir holds the SQLite database and generated secrets; default
+	// ".data" (ignored for the database when PostgresDSN is set).
+	DataDir string
+	// PostgresDSN selects the PostgreSQL store (for several replicas).
+	PostgresDSN string
+	// Replica names this server; default the host name.
+	Replica string
+	// TLSCertFile and TLSKeyFile serve OpAMP over TLS (wss://, https://).
+	TLSCertFile, TLSKeyFile string
+	// AdminPassword protects the UI and API. Empty: a random one is
+	// generated once and kept in DataDir/admin-password. "-" disables
+	// authentication (local development only).
+	AdminPassword string
+	// APITokens are bearer tokens accepted by the REST API.
+	APITokens []string
+	// HeartbeatInterval expected of agents; default 30s.
+	HeartbeatInterval time.Duration
+	// MaxConnections bounds WebSocket agents (0: unlimited).
+	MaxConnections int
+	Logger         *slog.Logger
+	// Ready, if set, receives the bound addresses once both listeners are up.
+	Ready func(opampAddr, httpAddr net.Addr)
+}
+
+// Run serves until ctx ends, then shuts down gracefully: the transport first
+// (closing every agent connection), then the control plane (flushing state),
+// then the store.
+func Run(ctx context.Context, o Options) error {
+	if o.OpAMPAddr == "" {
+		o.OpAMPAddr = fmt.Sprintf(":%d", opamp.DefaultPort)
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = "127.0.0.1:8080"
+	}
+	if o.DataDir == "" {
+		o.DataDir = ".data"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	var store steward.Store
+	var err error
+	if o.PostgresDSN != "" {
+		store, err = postgres.Open(ctx, o.PostgresDSN)
+		if err != nil {
+			return fmt.Errorf("open postgres store: %w", err)
+		}
+		log.Info("store: postgresql")
+	} else {
+		path := filepath.Join(o.DataDir, "steward.db")
+		store, err = sqlite.Open(ctx, path)
+		if err != nil {
+			return fmt.Errorf("open sqlite store %s: %w", path, err)
+		}
+		log.Info("store: sqlite", "path", path)
+	}
+	defer store.Close()
+
+	cp, err := controlplane.New(ctx, controlplane.Config{
+		Store:             store,
+		Replica:           o.Replica,
+		HeartbeatInterval: o.HeartbeatInterval,
+		Logger:            log.With("component", "controlplane"),
+	})
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+
+	transport, err := server.New(server.Config{
+		Handler:        cp,
+		Capabilities:   opamp.ServerCapabilities,
+		MaxConnections: o.MaxConnections,
+		Logger:         log.With("component", "opamp"),
+	})
+	if err != nil {
+		cp.Close()
+		return fmt.Errorf("opamp transport: %w", err)
+	}
+
+	password, err := adminPassword(o, log)
+	if err != nil {
+		cp.Close()
+		return err
+	}
+	api := stewardhttp.NewServer(stewardhttp.Options{
+		Agents:        cp,
+		Configs:       cp,
+		Events:        cp.Bus(),
+		EventLog:      cp.Events,
+		AdminPassword: password,
+		APITokens:     o.APITokens,
+		UI:            ui.Handler(),
+		OpAMP:         transport,
+		Logger:        log.With("component", "http"),
+	})
+
+	opampMux := nethttp.NewServeMux()
+	opampMux.Handle(opamp.DefaultPath, transport)
+	opampSrv := &nethttp.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	apiSrv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+
+	opampLn, err := net.Listen("tcp", o.OpAMPAddr)
+	if err != nil {
+		cp.Close()
+		return fmt.Errorf("listen opamp %s: %w", o.OpAMPAddr, err)
+	}
+	apiLn, err := net.Listen("tcp", o.HTTPAddr)
+	if err != nil {
+		opampLn.Close()
+		cp.Close()
+		return fmt.Errorf("listen http %s: %w", o.HTTPAddr, err)
+	}
+	scheme := "ws"
+	errc := make(chan error, 2)
+	go func() {
+		if o.TLSCertFile != "" {
+			errc <- opampSrv.ServeTLS(opampLn, o.TLSCertFile, o.TLSKeyFile)
+		} else {
+			errc <- opampSrv.Serve(opampLn)
+		}
+	}()
+	if o.TLSCertFile != "" {
+		scheme = "wss"
+	}
+	go func() { errc <- apiSrv.Serve(apiLn) }()
+	log.Info("steward server running",
+		"opamp", fmt.Sprintf("%s://%s%s", scheme, displayAddr(opampLn.Addr()), opamp.DefaultPath),
+		"ui", "http://"+displayAddr(apiLn.Addr()), "replica", cp.Replica())
+	if o.Ready != nil {
+		o.Ready(opampLn.Addr(), apiLn.Addr())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_ = apiSrv.Shutdown(sctx)
+	_ = transport.Shutdown(sctx)
+	_ = opampSrv.Shutdown(sctx)
+	if err := cp.Close(); err != nil {
+		log.Warn("control plane close", "error", err)
+	}
+	if errors.Is(runErr, nethttp.ErrServerClosed) {
+		runErr = nil
+	}
+	return runErr
+}
+
+func displayAddr(a net.Addr) string {
+	s := a.String()
+	if strings.HasPrefix(s, "[::]:") || strings.HasPrefix(s, "0.0.0.0:") {
+		_, port, _ := net.SplitHostPort(s)
+		return "localhost:" + port
+	}
+	return s
+}
+
+// adminPassword resolves Options.AdminPassword: given, disabled ("-"), or
+// generated once and kept in DataDir/admin-password (0600).
+func adminPassword(o Options, log *slog.Logger) (string, error) {
+	switch o.AdminPassword {
+	case "-":
+		log.Warn("authentication disabled (--admin-password=-): use for local development only")
+		return "", nil
+	case "":
+	default:
+		return o.AdminPassword, nil
+	}
+	path := filepath.Join(o.DataDir, "admin-password")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		log.Info("admin password read from file", "path", path)
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [18]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	pw := base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin password: %w", err)
+	}
+	log.Info("generated an admin password for the UI", "password", pw, "path", path)
+	return pw, nil
+}
