@@ -41,10 +41,13 @@ type RemoteConfig struct {
 }
 
 // GoodConfig is a config the agent ran healthily: the remote config it came
-// from (Hash nil when there was none) and the effective file written.
+// from (RemoteHash nil when there was none) and the effective file written.
+// The effective file is rendered again from Remote at startup, since parts
+// of it (the local endpoint's port, local files) may have changed.
 type GoodConfig struct {
-	RemoteHash []byte `json:"remote_hash,omitempty"`
-	Effective  []byte `json:"effective"`
+	RemoteHash []byte            `json:"remote_hash,omitempty"`
+	Remote     steward.ConfigMap `json:"remote,omitempty"`
+	Effective  []byte            `json:"effective"`
 }
 
 // FailedConfig records a remote config hash that failed to apply.

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,17 @@ func load(path string) (*config, error) {
 	return &c, nil
 }
 
+// status is what /health answers; a reload can change it.
+var status atomic.Int32
+
+func setStatus(c *config) {
+	if c.HealthStatus == 0 {
+		status.Store(http.StatusOK)
+	} else {
+		status.Store(int32(c.HealthStatus))
+	}
+}
+
 func main() {
 	path := flag.String("config", "", "config file")
 	flag.Parse()
@@ -72,6 +84,7 @@ func main() {
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	setStatus(c)
 	childPID := 0
 	if c.SpawnChild {
 		cmd := exec.Command("sleep", "3600")
@@ -87,12 +100,8 @@ func main() {
 			fmt.Fprintln(os.Stderr, "listen:", err)
 			os.Exit(2)
 		}
-		status := c.HealthStatus
-		if status == 0 {
-			status = http.StatusOK
-		}
 		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(status)
+			w.WriteHeader(int(status.Load()))
 		}))
 	}
 	if c.PIDFile != "" {
@@ -107,6 +116,7 @@ func main() {
 		case syscall.SIGHUP:
 			if nc, err := load(*path); err == nil {
 				c = nc
+				setStatus(c)
 			}
 			fmt.Printf("reloaded %s\n", c.Greeting)
 		default:

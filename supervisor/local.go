@@ -1,0 +1,161 @@
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp"
+	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/supervisor/internal/opamphttp"
+	"google.golang.org/protobuf/proto"
+)
+
+// localServer is the OpAMP endpoint on 127.0.0.1 that the collector's opamp
+// extension reports to. It implements server.Handler and remembers what the
+// collector last reported; onChange is called (outside any lock) whenever
+// that changes.
+type localServer struct {
+	log      *slog.Logger
+	uid      func() steward.InstanceUID
+	onChange func()
+
+	ln   net.Listener
+	srv  *http.Server
+	url  string
+	http bool // served over OpAMP plain HTTP (the extension polls)
+
+	mu sync.Mutex
+	r  localReport
+}
+
+// localReport is the collector's last report.
+type localReport struct {
+	lastSeen     time.Time
+	connected    bool
+	description  *protobufs.AgentDescription
+	components   *protobufs.AvailableComponents
+	health       *protobufs.ComponentHealth
+	healthAt     time.Time
+	effective    *protobufs.EffectiveConfig
+	messageCount int
+}
+
+// localPollInterval is how often the extension polls over plain HTTP.
+const localPollInterval = time.Second
+
+// startLocalServer listens on 127.0.0.1 at a random port.
+func startLocalServer(log *slog.Logger, uid func() steward.InstanceUID, onChange func()) (*localServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &localServer{log: log, uid: uid, onChange: onChange, ln: ln, http: true}
+	mux := http.NewServeMux()
+	caps := uint64(protobufs.ServerCapabilities_ServerCapabilities_AcceptsStatus |
+		protobufs.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig)
+	mux.Handle(opamp.DefaultPath, opamphttp.New(s, caps))
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.url = "http://" + ln.Addr().String() + opamp.DefaultPath
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *localServer) extension(ppid int) *opampExtension {
+	return &opampExtension{endpoint: s.url, http: s.http, instanceUID: s.uid(), ppid: ppid, pollInterval: localPollInterval.String()}
+}
+
+func (s *localServer) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Accept admits only loopback peers.
+func (s *localServer) Accept(r *http.Request) (any, error) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return nil, steward.Errorf(steward.EFORBIDDEN, "the supervisor's local OpAMP endpoint accepts loopback peers only")
+	}
+	return nil, nil
+}
+
+// OnMessage records the collector's report. It asks for the full component
+// list when only a hash arrived, and for a full report when the message has
+// no description yet.
+func (s *localServer) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
+	if uid, err := steward.InstanceUIDFromBytes(msg.InstanceUid); err != nil || uid != s.uid() {
+		return nil, steward.Errorf(steward.EINVALID, "unexpected instance_uid: this endpoint serves the supervised collector only")
+	}
+	var flags uint64
+	s.mu.Lock()
+	r := &s.r
+	r.lastSeen = time.Now()
+	r.connected = true
+	r.messageCount++
+	changed := false
+	if msg.AgentDescription != nil && !proto.Equal(msg.AgentDescription, r.description) {
+		r.description, changed = msg.AgentDescription, true
+	}
+	if ac := msg.AvailableComponents; ac != nil {
+		if len(ac.Components) > 0 {
+			if !proto.Equal(ac, r.components) {
+				r.components, changed = ac, true
+			}
+		} else if r.components == nil || string(r.components.Hash) != string(ac.Hash) {
+			flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportAvailableComponents)
+		}
+	}
+	if msg.Health != nil {
+		if !proto.Equal(msg.Health, r.health) {
+			changed = true
+		}
+		r.health, r.healthAt = msg.Health, time.Now()
+	}
+	if msg.EffectiveConfig != nil {
+		r.effective = msg.EffectiveConfig
+	}
+	if r.description == nil && msg.AgentDisconnect == nil {
+		flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
+	}
+	if msg.AgentDisconnect != nil {
+		r.connected, changed = false, true
+	}
+	s.mu.Unlock()
+	if changed && s.onChange != nil {
+		s.onChange()
+	}
+	if flags != 0 {
+		return &protobufs.ServerToAgent{Flags: flags}, nil
+	}
+	return nil, nil
+}
+
+func (s *localServer) OnClose(server.Conn) {
+	s.mu.Lock()
+	s.r.connected = false
+	s.mu.Unlock()
+	if s.onChange != nil {
+		s.onChange()
+	}
+}
+
+// report returns a copy of the collector's last report. Over plain HTTP the
+// collector counts as connected while it polls (within 3 poll intervals).
+func (s *localServer) report() localReport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.r
+	if s.http && time.Since(r.lastSeen) > 3*localPollInterval {
+		r.connected = false
+	}
+	return r
+}
+
+// resetHealth forgets the reported health (a new collector process starts).
+func (s *localServer) resetHealth() {
+	s.mu.Lock()
+	s.r.health, s.r.healthAt = nil, time.Time{}
+	s.mu.Unlock()
+}

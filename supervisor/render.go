@@ -1,0 +1,199 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/stewardhq/steward"
+)
+
+// Effective config assembly. The sources are merged in this order, later
+// winning (maps merge key by key, lists and scalars are replaced):
+//
+//  1. supervisor defaults (collector mode: no internal metrics port)
+//  2. agent.local_config_files, in the order listed
+//  3. the remote config's files, in byte order of their names
+//  4. own telemetry offered by the server (collector mode)
+//  5. the opamp extension the supervisor needs (collector mode), which is
+//     also appended to service.extensions
+//
+// In generic mode a single source that is not a YAML mapping (e.g. a TOML
+// file) is passed through unchanged; several such sources are an error.
+
+// renderInput is everything an effective config is made from.
+type renderInput struct {
+	mode       string
+	localFiles []string
+	remote     steward.ConfigMap
+	telemetry  *ownTelemetry // collector mode; nil: none offered
+	opamp      *opampExtension
+}
+
+// opampExtension is what the supervisor injects so the collector reports to
+// its local OpAMP endpoint.
+type opampExtension struct {
+	endpoint     string // ws:// or http:// URL of the local endpoint
+	http         bool   // use the extension's HTTP (polling) client
+	instanceUID  steward.InstanceUID
+	ppid         int
+	pollInterval string
+}
+
+func render(in renderInput) ([]byte, error) {
+	var sources []Source
+	for _, path := range in.localFiles {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("local config file: %w", err)
+		}
+		sources = append(sources, Source{Name: path, Body: b})
+	}
+	for _, name := range sortedKeys(in.remote) {
+		label := fmt.Sprintf("remote config file %q", name)
+		if name == "" {
+			label = "remote config file \"\""
+		}
+		sources = append(sources, Source{Name: label, Body: in.remote[name].Body})
+	}
+	if in.mode == ModeGeneric {
+		if len(sources) == 0 {
+			return []byte{}, nil
+		}
+		merged, err := MergeSources(sources)
+		if err != nil {
+			if len(sources) == 1 {
+				return sources[0].Body, nil
+			}
+			return nil, err
+		}
+		return RenderYAML(merged)
+	}
+	merged := map[string]any{
+		"service": map[string]any{"telemetry": map[string]any{"metrics": map[string]any{"level": "none"}}},
+	}
+	rest, err := MergeSources(sources)
+	if err != nil {
+		return nil, err
+	}
+	merged = MergeYAML(merged, rest)
+	if in.telemetry != nil {
+		merged = MergeYAML(merged, in.telemetry.collectorConfig())
+	}
+	if in.opamp != nil {
+		injectOpAMP(merged, in.opamp)
+	}
+	return RenderYAML(merged)
+}
+
+// extensionName is the component ID of the injected opamp extension; a
+// distinct name keeps it apart from any opamp extension the user configured.
+const extensionName = "opamp/steward_supervisor"
+
+func injectOpAMP(m map[string]any, o *opampExtension) {
+	transport := map[string]any{"endpoint": o.endpoint, "tls": map[string]any{"insecure": true}}
+	server := map[string]any{"ws": transport}
+	if o.http {
+		transport["polling_interval"] = o.pollInterval
+		server = map[string]any{"http": transport}
+	}
+	ext := map[string]any{
+		"server":       server,
+		"instance_uid": o.instanceUID.String(),
+		"capabilities": map[string]any{
+			"reports_effective_config":     true,
+			"reports_health":               true,
+			"reports_available_components": true,
+		},
+		"ppid":               o.ppid,
+		"ppid_poll_interval": "1s",
+	}
+	exts, _ := m["extensions"].(map[string]any)
+	if exts == nil {
+		exts = map[string]any{}
+		m["extensions"] = exts
+	}
+	exts[extensionName] = ext
+	svc, _ := m["service"].(map[string]any)
+	if svc == nil {
+		svc = map[string]any{}
+		m["service"] = svc
+	}
+	list, _ := svc["extensions"].([]any)
+	for _, e := range list {
+		if e == extensionName {
+			return
+		}
+	}
+	svc["extensions"] = append(list, extensionName)
+}
+
+// ownTelemetry holds the server's offers of where the agent sends its own
+// metrics, logs and traces (OpAMP ConnectionSettingsOffers).
+type ownTelemetry struct {
+	metrics, logs, traces *protobufs.TelemetryConnectionSettings
+	hash                  []byte
+}
+
+func (t *ownTelemetry) empty() bool {
+	return t == nil || (t.metrics == nil && t.logs == nil && t.traces == nil)
+}
+
+// collectorConfig renders the offers as service.telemetry settings: a
+// periodic metrics reader and batch log/span processors, each exporting with
+// OTLP over HTTP to the offered endpoint with the offered headers.
+func (t *ownTelemetry) collectorConfig() map[string]any {
+	tel := map[string]any{}
+	if s := t.metrics; s != nil && s.DestinationEndpoint != "" {
+		tel["metrics"] = map[string]any{
+			"level": "normal",
+			"readers": []any{map[string]any{"periodic": map[string]any{
+				"exporter": map[string]any{"otlp": otlpExporter(s)},
+			}}},
+		}
+	}
+	if s := t.logs; s != nil && s.DestinationEndpoint != "" {
+		tel["logs"] = map[string]any{"processors": []any{map[string]any{"batch": map[string]any{
+			"exporter": map[string]any{"otlp": otlpExporter(s)},
+		}}}}
+	}
+	if s := t.traces; s != nil && s.DestinationEndpoint != "" {
+		tel["traces"] = map[string]any{"processors": []any{map[string]any{"batch": map[string]any{
+			"exporter": map[string]any{"otlp": otlpExporter(s)},
+		}}}}
+	}
+	return map[string]any{"service": map[string]any{"telemetry": tel}}
+}
+
+func otlpExporter(s *protobufs.TelemetryConnectionSettings) map[string]any {
+	e := map[string]any{"protocol": "http/protobuf", "endpoint": s.DestinationEndpoint}
+	if s.Headers != nil && len(s.Headers.Headers) > 0 {
+		var hs []any
+		for _, h := range s.Headers.Headers {
+			hs = append(hs, map[string]any{"name": h.Key, "value": h.Value})
+		}
+		e["headers"] = hs
+	}
+	return e
+}
+
+// bootstrapConfig is the minimal collector config used to learn the
+// collector's description and components: a nop pipeline plus the injected
+// opamp extension.
+func bootstrapConfig(o *opampExtension) ([]byte, error) {
+	m := map[string]any{
+		"receivers": map[string]any{"nop": nil},
+		"exporters": map[string]any{"nop": nil},
+		"service": map[string]any{
+			"telemetry": map[string]any{"metrics": map[string]any{"level": "none"}},
+			"pipelines": map[string]any{"traces": map[string]any{
+				"receivers": []any{"nop"}, "exporters": []any{"nop"},
+			}},
+		},
+	}
+	injectOpAMP(m, o)
+	return RenderYAML(m)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
