@@ -9,9 +9,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stewardhq/steward"
@@ -44,6 +46,7 @@ func PrincipalFrom(ctx context.Context) *Principal {
 }
 
 type authenticator struct {
+	failures *failureLimiter
 	password [32]byte // sha256 of the admin password
 	hasPass  bool
 	tokens   [][32]byte // sha256 of each API token
@@ -54,7 +57,8 @@ type authenticator struct {
 }
 
 func newAuthenticator(opts Options) *authenticator {
-	a := &authenticator{ttl: opts.SessionTTL, secure: opts.SecureCookies, now: time.Now}
+	a := &authenticator{ttl: opts.SessionTTL, secure: opts.SecureCookies, now: time.Now,
+		failures: &failureLimiter{max: maxLoginFailures, window: loginFailureWindow, seen: map[string]*failureWindow{}}}
 	if opts.AdminPassword != "" {
 		a.password, a.hasPass = sha256.Sum256([]byte(opts.AdminPassword)), true
 	}
@@ -229,8 +233,18 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, SessionResponse{AuthEnabled: false, Authenticated: true, Name: "anonymous", Method: "none"})
 		return
 	}
+	host := clientHost(r)
+	if wait := a.failures.blocked(host, a.now()); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		writeJSON(w, http.StatusTooManyRequests, ErrorResponse{Error: ErrorBody{
+			Code:    steward.EUNAVAILABLE,
+			Message: fmt.Sprintf("too many failed logins from %s; retry in %s", host, wait.Round(time.Second)),
+		}})
+		return
+	}
 	sum := sha256.Sum256([]byte(req.Password))
 	if !a.hasPass || subtle.ConstantTimeCompare(sum[:], a.password[:]) != 1 {
+		a.failures.fail(host, a.now())
 		s.log.Warn("http: failed login", "remote", r.RemoteAddr)
 		writeError(w, r, s.log, steward.Errorf(steward.EUNAUTHORIZED, "wrong password"))
 		return
@@ -274,4 +288,67 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		resp.Authenticated, resp.Name, resp.Method, resp.ExpiresAt = true, p.Name, p.Method, p.Expires
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// Failed logins from one client address are limited: after
+// maxLoginFailures within loginFailureWindow, logins from it are refused
+// with 429 until the window ends.
+const (
+	maxLoginFailures   = 10
+	loginFailureWindow = time.Minute
+)
+
+type failureWindow struct {
+	start time.Time
+	n     int
+}
+
+// failureLimiter counts failures per client in fixed windows.
+type failureLimiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	seen   map[string]*failureWindow
+}
+
+// blocked returns how long host must wait, or 0.
+func (l *failureLimiter) blocked(host string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fw := l.seen[host]
+	if fw == nil || now.Sub(fw.start) >= l.window {
+		return 0
+	}
+	if fw.n >= l.max {
+		return l.window - now.Sub(fw.start)
+	}
+	return 0
+}
+
+// fail records a failure; expired windows are dropped so the map stays
+// bounded by the clients seen within one window.
+func (l *failureLimiter) fail(host string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for h, fw := range l.seen {
+		if now.Sub(fw.start) >= l.window {
+			delete(l.seen, h)
+		}
+	}
+	fw := l.seen[host]
+	if fw == nil {
+		fw = &failureWindow{start: now}
+		l.seen[host] = fw
+	}
+	fw.n++
+}
+
+// clientHost is the request's remote IP (proxies' forwarding headers are
+// not trusted).
+func clientHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

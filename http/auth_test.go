@@ -202,3 +202,19 @@ func TestBrowserFlow(t *testing.T) {
 		t.Errorf("PUT from the browser: %d", resp.StatusCode)
 	}
 }
+
+func TestLoginFailureLimit(t *testing.T) {
+	e := newEnv(t, func(o *stewardhttp.Options) { o.AdminPassword, o.APITokens = "pw", []string{"tok"} })
+	for i := 0; i < 10; i++ {
+		if r, _, _ := e.login("guess"); r.status != 401 {
+			t.Fatalf("failure %d: %d", i+1, r.status)
+		}
+	}
+	r, sess, _ := e.login("pw")
+	if r.status != 429 || sess != nil || r.header.Get("Retry-After") == "" || r.errorCode(t) != steward.EUNAVAILABLE {
+		t.Errorf("login after 10 failures: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/api/v1/agents", nil, "Authorization", "Bearer tok"); r.status != 200 {
+		t.Errorf("tokens still work: %d", r.status)
+	}
+}
