@@ -24,11 +24,14 @@ type Rollout struct {
 	MaxFailureRatio float64 `json:"max_failure_ratio"`
 	State           string  `json:"state"`
 	// Stage is the index of the stage being rolled out.
-	Stage     int              `json:"stage"`
-	Reason    string           `json:"reason,omitempty"`
-	Progress  *RolloutProgress `json:"progress,omitempty"`
-	CreatedAt time.Time        `json:"created_at,omitzero"`
-	UpdatedAt time.Time        `json:"updated_at,omitzero"`
+	Stage    int              `json:"stage"`
+	Reason   string           `json:"reason,omitempty"`
+	Progress *RolloutProgress `json:"progress,omitempty"`
+	// Revision counts stored updates; PutRollout compares and swaps on
+	// it, so replicas never overwrite each other's newer decisions.
+	Revision  int       `json:"revision"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
 // RolloutStage selects agents by a deterministic percentage of instance
@@ -119,7 +122,10 @@ func (r *Rollout) Reached(id InstanceUID, labels map[string]string, stage int) b
 
 // RolloutStore persists rollouts. Stores that implement it enable rollouts.
 type RolloutStore interface {
-	// PutRollout creates or replaces a rollout by name.
+	// PutRollout inserts r when r.Revision is 0 (ECONFLICT if the name is
+	// taken) and otherwise updates it only if the stored revision still
+	// equals r.Revision (ECONFLICT if another writer got there first); on
+	// success r.Revision is incremented.
 	PutRollout(ctx context.Context, r *Rollout) error
 	// Rollout returns one; ENOTFOUND if missing.
 	Rollout(ctx context.Context, name string) (*Rollout, error)

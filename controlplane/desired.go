@@ -79,45 +79,8 @@ func loadDesired(ctx context.Context, st steward.Store) (*desiredState, []error,
 		d.assignments = append(d.assignments, resolved{a: a, sel: sel, cfg: c})
 	}
 	if rs, ok := st.(steward.RolloutStore); ok {
-		rollouts, err := rs.Rollouts(ctx)
-		if err != nil {
+		if err := d.applyRollouts(ctx, st, rs, &problems); err != nil {
 			return nil, nil, err
-		}
-		for _, r := range rollouts {
-			if !r.Active() {
-				continue
-			}
-			var ar activeRollout
-			ar.r = r
-			for _, v := range []struct {
-				dst **steward.Config
-				n   int
-			}{{&ar.from, r.FromVersion}, {&ar.to, r.ToVersion}} {
-				var a *steward.Assignment
-				for _, x := range as {
-					if x.Name == r.Assignment {
-						a = x
-					}
-				}
-				if a == nil {
-					break
-				}
-				c, err := st.Config(ctx, a.ConfigName, v.n)
-				if err != nil {
-					if steward.ErrorCode(err) == steward.ENOTFOUND {
-						problems = append(problems, err)
-						break
-					}
-					return nil, nil, err
-				}
-				*v.dst = c
-			}
-			if ar.from != nil && ar.to != nil {
-				if d.rollouts == nil {
-					d.rollouts = map[string]*activeRollout{}
-				}
-				d.rollouts[r.Assignment] = &ar
-			}
 		}
 	}
 	sort.SliceStable(d.assignments, func(i, j int) bool {
@@ -206,4 +169,71 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels map[string]string
 	dc := &desiredConfig{files: files, hash: h, msg: &protobufs.AgentRemoteConfig{Config: toConfigMap(files), ConfigHash: h}}
 	dc, _ = d.byKey.LoadOrStore(key, dc)
 	return dc
+}
+
+// applyRollouts takes, for each assignment, its newest rollout. An active one
+// decides per agent between its two versions (see forAgent). A finished one
+// that is newer than the assignment's last change decides the version outright
+// (completed: ToVersion, rolled back: FromVersion): the replica that finished
+// it pins the assignment right after, and until then, or if that replica died
+// in between, the rollout record is the truth.
+func (d *desiredState) applyRollouts(ctx context.Context, st steward.Store, rs steward.RolloutStore, problems *[]error) error {
+	rollouts, err := rs.Rollouts(ctx)
+	if err != nil {
+		return err
+	}
+	newest := map[string]*steward.Rollout{}
+	for _, r := range rollouts {
+		if cur := newest[r.Assignment]; cur == nil || r.UpdatedAt.After(cur.UpdatedAt) {
+			newest[r.Assignment] = r
+		}
+	}
+	for i := range d.assignments {
+		res := &d.assignments[i]
+		r := newest[res.a.Name]
+		if r == nil {
+			continue
+		}
+		load := func(v int) (*steward.Config, bool, error) {
+			if v == res.cfg.Version {
+				return res.cfg, true, nil
+			}
+			c, err := st.Config(ctx, res.a.ConfigName, v)
+			if steward.ErrorCode(err) == steward.ENOTFOUND {
+				*problems = append(*problems, err)
+				return nil, false, nil
+			}
+			return c, err == nil, err
+		}
+		switch {
+		case r.Active():
+			from, ok1, err := load(r.FromVersion)
+			if err != nil {
+				return err
+			}
+			to, ok2, err := load(r.ToVersion)
+			if err != nil {
+				return err
+			}
+			if ok1 && ok2 {
+				if d.rollouts == nil {
+					d.rollouts = map[string]*activeRollout{}
+				}
+				d.rollouts[res.a.Name] = &activeRollout{r: r, from: from, to: to}
+			}
+		case r.UpdatedAt.After(res.a.UpdatedAt):
+			v := r.ToVersion
+			if r.State == steward.RolloutRolledBack {
+				v = r.FromVersion
+			}
+			c, ok, err := load(v)
+			if err != nil {
+				return err
+			}
+			if ok {
+				res.cfg = c
+			}
+		}
+	}
+	return nil
 }

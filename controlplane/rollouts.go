@@ -65,7 +65,7 @@ func (s *Service) StartRollout(ctx context.Context, r *steward.Rollout) (*stewar
 		}
 	}
 	now := time.Now().UTC()
-	r.State, r.Stage, r.Reason, r.Progress = steward.RolloutRunning, 0, "", nil
+	r.State, r.Stage, r.Reason, r.Progress, r.Revision = steward.RolloutRunning, 0, "", nil, 0
 	r.CreatedAt, r.UpdatedAt = now, now
 	if err := rs.PutRollout(ctx, r); err != nil {
 		return nil, err
@@ -121,9 +121,6 @@ func (s *Service) RollbackRollout(ctx context.Context, name string) (*steward.Ro
 		if !r.Active() && r.State != steward.RolloutCompleted {
 			return steward.Errorf(steward.EINVALID, "rollout %q is %s", name, r.State)
 		}
-		if err := s.pin(ctx, r.Assignment, r.FromVersion); err != nil {
-			return err
-		}
 		r.State, r.Reason = steward.RolloutRolledBack, "rolled back by an operator"
 		return nil
 	})
@@ -148,10 +145,29 @@ func (s *Service) transition(ctx context.Context, name string, fn func(*steward.
 	if err := rs.PutRollout(ctx, r); err != nil {
 		return nil, err
 	}
+	s.finish(ctx, r)
 	s.emit(&steward.Event{Type: steward.EventRolloutChanged, Message: "rollout " + r.Name + " " + r.State,
 		Details: map[string]any{"rollout": r.Name, "state": r.State, "reason": r.Reason}})
 	s.changed(ctx)
 	return r, nil
+}
+
+// finish pins the assignment of a rollout that just ended to the version it
+// ended on. Only the writer whose PutRollout won calls it; until it has, the
+// rollout record decides (see applyRollouts).
+func (s *Service) finish(ctx context.Context, r *steward.Rollout) {
+	v := 0
+	switch r.State {
+	case steward.RolloutCompleted:
+		v = r.ToVersion
+	case steward.RolloutRolledBack:
+		v = r.FromVersion
+	default:
+		return
+	}
+	if err := s.pin(ctx, r.Assignment, v); err != nil {
+		s.log.Warn("pinning the assignment after a rollout; the rollout record still decides", "rollout", r.Name, "error", err)
+	}
 }
 
 // pin sets the assignment's version.
@@ -200,10 +216,6 @@ func (s *Service) progressRollouts(ctx context.Context) {
 		case p.Pending == 0 && r.Stage+1 < len(r.Stages):
 			r.Stage++
 		case p.Pending == 0:
-			if err := s.pin(ctx, r.Assignment, r.ToVersion); err != nil {
-				s.log.Warn("rollout completion", "rollout", r.Name, "error", err)
-				continue
-			}
 			r.State = steward.RolloutCompleted
 		}
 		if r.State == before.State && r.Stage == before.Stage && *p == derefProgress(before.Progress) {
@@ -211,9 +223,12 @@ func (s *Service) progressRollouts(ctx context.Context) {
 		}
 		r.UpdatedAt = time.Now().UTC()
 		if err := rs.PutRollout(ctx, r); err != nil {
-			s.log.Warn("rollout update", "rollout", r.Name, "error", err)
+			if steward.ErrorCode(err) != steward.ECONFLICT { // ECONFLICT: another replica moved it
+				s.log.Warn("rollout update", "rollout", r.Name, "error", err)
+			}
 			continue
 		}
+		s.finish(ctx, r)
 		if r.State != before.State || r.Stage != before.Stage {
 			changed = true
 			s.emit(&steward.Event{Type: steward.EventRolloutChanged,

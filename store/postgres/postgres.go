@@ -35,6 +35,9 @@ import (
 type DB struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+
+	// channel is the NOTIFY channel of this schema (see Broadcast).
+	channel string
 }
 
 var _ steward.Store = (*DB)(nil)
@@ -61,6 +64,17 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	var schema string
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		pool.Close()
+		return nil, wrap(err, "current schema")
+	}
+	// One channel per schema, so that deployments (and tests) sharing a
+	// database in separate schemas do not hear each other.
+	db.channel = "steward_" + schema
+	if len(db.channel) > 63 {
+		db.channel = db.channel[:63]
 	}
 	return db, nil
 }

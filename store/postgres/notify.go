@@ -1,0 +1,82 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stewardhq/steward"
+)
+
+var _ steward.Broadcaster = (*DB)(nil)
+
+// maxNotice is below PostgreSQL's 8000-byte NOTIFY payload limit.
+const maxNotice = 7900
+
+// Broadcast sends n to every replica listening on this database and schema
+// (pg_notify; delivered after commit, best effort). EINVALID when the encoded
+// notice exceeds the NOTIFY payload limit, EUNAVAILABLE when the database
+// cannot be reached.
+func (db *DB) Broadcast(ctx context.Context, n steward.Notice) error {
+	b, err := json.Marshal(n)
+	if err != nil {
+		return steward.Errorf(steward.EINVALID, "postgres: encode notice: %v", err)
+	}
+	if len(b) > maxNotice {
+		return steward.Errorf(steward.EINVALID, "postgres: notice of %d bytes exceeds the %d-byte limit", len(b), maxNotice)
+	}
+	_, err = db.pool.Exec(ctx, "SELECT pg_notify($1, $2)", db.channel, string(b))
+	return wrap(err, "notify")
+}
+
+// Listen holds one connection in LISTEN and calls fn for every notice until
+// ctx ends. A lost connection is re-established with backoff; notices sent
+// meanwhile are lost, which callers tolerate (they resync periodically).
+func (db *DB) Listen(ctx context.Context, fn func(steward.Notice)) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := db.listenOnce(ctx, fn)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		_ = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		if backoff < 10*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (db *DB) listenOnce(ctx context.Context, fn func(steward.Notice)) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return wrap(err, "listen")
+	}
+	// A connection that was in LISTEN must not go back to the pool.
+	defer func() { conn.Conn().Close(context.Background()); conn.Release() }()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.channel}.Sanitize()); err != nil {
+		return wrap(err, "listen")
+	}
+	for {
+		nf, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return wrap(err, "wait for notification")
+		}
+		var n steward.Notice
+		if err := json.Unmarshal([]byte(nf.Payload), &n); err != nil {
+			continue // not ours, or garbled: ignore
+		}
+		fn(n)
+	}
+}
+
+func (db *DB) String() string {
+	return fmt.Sprintf("postgres store (pool of %d)", db.pool.Config().MaxConns)
+}
