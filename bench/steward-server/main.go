@@ -1,0 +1,101 @@
+// Command steward-server is Steward's server as the benchmarks run it: the
+// same parts `steward server` wires (embedded SQLite store, control plane,
+// epoll-based OpAMP transport, REST API) without the web UI, plus
+// GET /debug/stats on the API listener reporting memory, goroutines, CPU
+// time and transport counters (see loadgen.ProcStats).
+//
+// The REST API accepts the bearer token given by -token.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stewardhq/steward/controlplane"
+	stewardhttp "github.com/stewardhq/steward/http"
+	"github.com/stewardhq/steward/loadgen"
+	"github.com/stewardhq/steward/opamp"
+	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/sqlite"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:4320", "OpAMP listen address (path /v1/opamp)")
+	api := flag.String("api", "127.0.0.1:6060", "REST API and /debug/stats listen address")
+	db := flag.String("db", "bench-steward.db", "SQLite database file")
+	token := flag.String("token", "bench", "REST API bearer token")
+	heartbeat := flag.Duration("heartbeat", 30*time.Second, "heartbeat interval expected of agents")
+	flag.Parse()
+	if _, err := loadgen.RaiseFileLimit(); err != nil {
+		log.Printf("raising the file limit: %v", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	store, err := sqlite.Open(ctx, *db)
+	if err != nil {
+		log.Fatalf("open %s: %v", *db, err)
+	}
+	defer store.Close()
+	cp, err := controlplane.New(ctx, controlplane.Config{Store: store, Replica: "bench", HeartbeatInterval: *heartbeat, Logger: logger})
+	if err != nil {
+		log.Fatalf("control plane: %v", err)
+	}
+	transport, err := server.New(server.Config{Handler: cp, Capabilities: opamp.ServerCapabilities, Logger: logger})
+	if err != nil {
+		log.Fatalf("transport: %v", err)
+	}
+	apiHandler := stewardhttp.NewServer(stewardhttp.Options{
+		Agents: cp, Configs: cp, Events: cp.Bus(), EventLog: cp.Events,
+		APITokens: []string{*token}, Logger: logger,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /debug/stats", loadgen.StatsHandler(func(p *loadgen.ProcStats) {
+		s := transport.Stats()
+		p.Connections = s.Connections
+		p.Messages = s.Messages
+	}))
+	mux.Handle("/", apiHandler)
+
+	opampMux := http.NewServeMux()
+	opampMux.Handle(opamp.DefaultPath, transport)
+	opampSrv := &http.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second}
+	apiSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	oln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatalf("listen %s: %v", *addr, err)
+	}
+	aln, err := net.Listen("tcp", *api)
+	if err != nil {
+		log.Fatalf("listen %s: %v", *api, err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- opampSrv.Serve(oln) }()
+	go func() { errc <- apiSrv.Serve(aln) }()
+	log.Printf("steward server on ws://%s%s, API and stats on http://%s", oln.Addr(), opamp.DefaultPath, aln.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Printf("serve: %v", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_ = apiSrv.Shutdown(sctx)
+	_ = transport.Shutdown(sctx)
+	_ = opampSrv.Shutdown(sctx)
+	if err := cp.Close(); err != nil {
+		log.Printf("control plane close: %v", err)
+	}
+}
