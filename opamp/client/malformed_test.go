@@ -148,3 +148,40 @@ func TestMalformedHTTPResponses(t *testing.T) {
 		t.Errorf("HeaderFunc not applied per request: %q", tokens[:2])
 	}
 }
+
+// TestHTTP413NotRetried: a request refused with 413 is not sent again;
+// polling continues.
+func TestHTTP413NotRetried(t *testing.T) {
+	var withDesc, polls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var m protobufs.AgentToServer
+		if err := proto.Unmarshal(body, &m); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		polls.Add(1)
+		if m.AgentDescription != nil {
+			withDesc.Add(1)
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		b, _ := proto.Marshal(&protobufs.ServerToAgent{})
+		_, _ = w.Write(b)
+	}))
+	defer srv.Close()
+	var failures atomic.Int32
+	startClient(t, client.Settings{
+		Endpoint:        srv.URL + "/v1/opamp",
+		Description:     description("a"),
+		PollingInterval: 50 * time.Millisecond,
+		Callbacks:       client.Callbacks{OnConnectFailed: func(ctx context.Context, err error) { failures.Add(1) }},
+	})
+	eventually(t, "polls after the 413", func() bool { return polls.Load() >= 5 })
+	if n := withDesc.Load(); n != 1 {
+		t.Fatalf("refused report sent %d times", n)
+	}
+	if f := failures.Load(); f != 0 {
+		t.Errorf("413 reported as a connection failure %d times", f)
+	}
+}

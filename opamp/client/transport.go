@@ -68,6 +68,10 @@ func (c *Client) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		select { // a reconnect request is served by this new attempt
+		case <-c.reconnect:
+		default:
+		}
 		p, cand := c.params()
 		var s session
 		if p.endpoint.Scheme == "ws" || p.endpoint.Scheme == "wss" {
@@ -327,36 +331,41 @@ func (c *Client) serveHTTP(ctx context.Context, p connParams, cand bool) session
 		c.drainWake()
 		m, out := c.build(false)
 		reply, ra, err := c.post(ctx, hc, p, m)
-		if err != nil {
-			if ctx.Err() != nil {
-				c.afterSend(out, false, true)
-				if connected {
-					c.finalHTTP(hc, p)
-				}
-				return session{connected: connected}
+		var se *httpStatusError
+		switch {
+		case err != nil && ctx.Err() != nil:
+			c.afterSend(out, false, true)
+			if connected {
+				c.finalHTTP(hc, p)
 			}
-			var se *httpStatusError
-			drop := errors.Is(err, errTooLarge) || (errors.As(err, &se) && se.code == http.StatusRequestEntityTooLarge)
-			c.afterSend(out, false, !drop)
+			return session{connected: connected}
+		case errors.Is(err, errTooLarge) || (errors.As(err, &se) && se.code == http.StatusRequestEntityTooLarge):
+			// Too large for us or for the server: the spec forbids
+			// retrying it. The exchange is over; polling goes on.
+			c.log.Error("opamp client: status report dropped", "err", err)
+			c.afterSend(out, false, false)
+		case err != nil:
+			c.afterSend(out, false, true)
 			c.onConnectFailed(err)
 			return session{connected: connected, err: err, retryAfter: ra}
-		}
-		v := c.receive(reply)
-		switch {
-		case v.unavailable:
-			c.afterSend(out, false, true)
-			return session{connected: false, err: errors.New("opamp client: server unavailable"), retryAfter: v.retryAfter}
-		case v.badRequest:
-			c.afterSend(out, false, false)
 		default:
-			c.afterSend(out, true, false)
-		}
-		if !connected {
-			connected = true
-			if cand {
-				c.settle(true, nil)
+			v := c.receive(reply)
+			switch {
+			case v.unavailable:
+				c.afterSend(out, false, true)
+				return session{connected: false, err: errors.New("opamp client: server unavailable"), retryAfter: v.retryAfter}
+			case v.badRequest:
+				c.afterSend(out, false, false)
+			default:
+				c.afterSend(out, true, false)
 			}
-			c.onConnect()
+			if !connected {
+				connected = true
+				if cand {
+					c.settle(true, nil)
+				}
+				c.onConnect()
+			}
 		}
 		if c.pending() {
 			continue
