@@ -79,13 +79,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	var store steward.Store
+	var broadcaster steward.Broadcaster
 	var err error
 	if o.PostgresDSN != "" {
-		store, err = postgres.Open(ctx, o.PostgresDSN)
+		pg, err := postgres.Open(ctx, o.PostgresDSN)
 		if err != nil {
 			return fmt.Errorf("open postgres store: %w", err)
 		}
-		log.Info("store: postgresql")
+		store, broadcaster = pg, pg
+		log.Info("store: postgresql (replicas notify each other with LISTEN/NOTIFY)")
 	} else {
 		path := filepath.Join(o.DataDir, "steward.db")
 		store, err = sqlite.Open(ctx, path)
@@ -100,6 +102,7 @@ func Run(ctx context.Context, o Options) error {
 		Store:             store,
 		Replica:           o.Replica,
 		HeartbeatInterval: o.HeartbeatInterval,
+		Broadcaster:       broadcaster,
 		Logger:            log.With("component", "controlplane"),
 	})
 	if err != nil {
@@ -121,6 +124,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		cp.Close()
 		return err
+	}
+	if password != "" && len(o.APITokens) == 0 {
+		tok, err := secretFile(filepath.Join(o.DataDir, "api-token"))
+		if err != nil {
+			cp.Close()
+			return err
+		}
+		o.APITokens = []string{tok}
+		log.Info("CLI/API token (export STEWARD_TOKEN=...)", "path", filepath.Join(o.DataDir, "api-token"))
 	}
 	api := stewardhttp.NewServer(stewardhttp.Options{
 		Agents:        cp,
@@ -211,18 +223,32 @@ func adminPassword(o Options, log *slog.Logger) (string, error) {
 		return o.AdminPassword, nil
 	}
 	path := filepath.Join(o.DataDir, "admin-password")
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+	_, statErr := os.Stat(path)
+	pw, err := secretFile(path)
+	if err != nil {
+		return "", err
+	}
+	if statErr != nil {
+		log.Info("generated an admin password for the UI", "password", pw, "path", path)
+	} else {
 		log.Info("admin password read from file", "path", path)
+	}
+	return pw, nil
+}
+
+// secretFile returns the secret kept in path, generating a random one (file
+// mode 0600) the first time.
+func secretFile(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
 	var raw [18]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
-	pw := base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write admin password: %w", err)
+	v := base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	log.Info("generated an admin password for the UI", "password", pw, "path", path)
-	return pw, nil
+	return v, nil
 }

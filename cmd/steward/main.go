@@ -1,11 +1,15 @@
-// Command steward is Steward's single binary: the CLI client of the REST
-// API and, once registered by its package, the server.
+// Command steward is Steward's single binary: `steward server` runs the
+// control plane; every other command is a client of its REST API.
 package main
 
 import (
 	"os"
 
 	"github.com/stewardhq/steward/cli"
+	"github.com/stewardhq/steward/daemon"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:])) }
+func main() {
+	cli.RegisterCommandFunc(daemon.Command)
+	os.Exit(cli.Main(os.Args[1:]))
+}
