@@ -36,22 +36,29 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 		updated = now
 	}
 	var createdAt time.Time
-	err = db.pool.QueryRow(ctx, `
+	err = db.tx(ctx, false, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, last_seen, disconnected_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			replica, disconnected_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
-			replica = excluded.replica, last_seen = excluded.last_seen,
-			disconnected_at = excluded.disconnected_at,
-			created_at = CASE WHEN $14 THEN agents.created_at ELSE excluded.created_at END,
+			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
+			created_at = CASE WHEN $13 THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at
 		RETURNING created_at`,
-		c.ID, doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
-		a.Replica, ts(a.LastSeen), ts(a.DisconnectedAt), ts(created), ts(updated), keepCreated,
-	).Scan(&createdAt)
+			c.ID, doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
+			a.Replica, ts(a.DisconnectedAt), ts(created), ts(updated), keepCreated,
+		).Scan(&createdAt)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO agent_seen (id, last_seen) VALUES ($1, $2)
+			ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`, c.ID, ts(a.LastSeen))
+		return err
+	})
 	if err != nil {
 		return wrap(err, "put agent %s", c.ID)
 	}
@@ -76,8 +83,8 @@ func (db *DB) TouchAgents(ctx context.Context, seen map[steward.InstanceUID]time
 		}
 	}
 	err := db.tx(ctx, false, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE agents a SET last_seen = GREATEST(a.last_seen, v.t)
-			FROM unnest($1::text[], $2::timestamptz[]) AS v(id, t) WHERE a.id = v.id`, ids, times)
+		_, err := tx.Exec(ctx, `UPDATE agent_seen s SET last_seen = GREATEST(s.last_seen, v.t)
+			FROM unnest($1::text[], $2::timestamptz[]) AS v(id, t) WHERE s.id = v.id`, ids, times)
 		return err
 	})
 	return wrap(err, "touch %d agents", len(seen))
@@ -91,7 +98,11 @@ func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) err
 	return wrap(err, "mark offline (replica %q)", replica)
 }
 
-const agentCols = `id, doc, online, replica, last_seen, disconnected_at, created_at, updated_at`
+// agentCols and agentFrom select what scanAgent reads.
+const (
+	agentCols = `a.id, a.doc, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at`
+	agentFrom = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
+)
 
 func scanAgent(r pgx.Row) (*steward.Agent, error) {
 	var (
@@ -127,7 +138,7 @@ func fromTS(t pgtype.Timestamptz) time.Time {
 // Agent returns one agent; ENOTFOUND if unknown, EINTERNAL naming the agent
 // if its stored document is corrupt.
 func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
-	a, err := scanAgent(db.pool.QueryRow(ctx, `SELECT `+agentCols+` FROM agents WHERE id = $1`, id.String()))
+	a, err := scanAgent(db.pool.QueryRow(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = $1`, id.String()))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, steward.Errorf(steward.ENOTFOUND, "agent %s not found", id)
 	}
@@ -153,26 +164,26 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 		return fmt.Sprintf("$%d", len(args))
 	}
 	if f.Online != nil {
-		where = append(where, "online = "+arg(*f.Online))
+		where = append(where, "a.online = "+arg(*f.Online))
 	}
 	if f.Healthy != nil {
-		where = append(where, "healthy = "+arg(*f.Healthy))
+		where = append(where, "a.healthy = "+arg(*f.Healthy))
 	}
 	if f.Search != "" {
 		term, ok := record.SearchTerm(f.Search)
 		if !ok {
 			return []*steward.Agent{}, 0, nil
 		}
-		where = append(where, "strpos(search, "+arg(term)+") > 0")
+		where = append(where, "strpos(a.search, "+arg(term)+") > 0")
 	}
 	cond := ""
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
-	q := `SELECT ` + agentCols + ` FROM agents` + cond + ` ORDER BY id`
+	q := `SELECT ` + agentCols + agentFrom + cond + ` ORDER BY a.id`
 	total := -1
 	if len(sel) == 0 {
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM agents`+cond, args...).Scan(&total); err != nil {
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM agents a`+cond, args...).Scan(&total); err != nil {
 			return nil, 0, wrap(err, "count agents")
 		}
 		if f.Offset > 0 {

@@ -3,8 +3,10 @@
 //
 // The schema is the one of store/sqlite: agent rows keep what the agent
 // reported as a JSON document next to indexed columns (id, online, healthy,
-// service name, host name, version, last seen, replica); the Agents selector
-// is evaluated in Go over the rows the column filters leave. Tables are
+// service name, host name, version, replica); last-seen times live in a
+// narrow table of their own so heartbeat batches do not rewrite whole agent
+// rows. The Agents selector is evaluated in Go over the rows the column
+// filters leave. Tables are
 // created unqualified, in the first schema of the connection's search_path.
 //
 // Migrations run at Open under a session advisory lock, so replicas starting
@@ -190,7 +192,6 @@ var migrations = []string{
 		service_version text NOT NULL DEFAULT '',
 		search          text NOT NULL DEFAULT '',
 		replica         text NOT NULL DEFAULT '',
-		last_seen       timestamptz,
 		disconnected_at timestamptz,
 		created_at      timestamptz NOT NULL,
 		updated_at      timestamptz NOT NULL
@@ -198,7 +199,11 @@ var migrations = []string{
 	CREATE INDEX agents_online ON agents(online, replica);
 	CREATE INDEX agents_service_name ON agents(service_name);
 	CREATE INDEX agents_host_name ON agents(host_name);
-	CREATE INDEX agents_last_seen ON agents(last_seen);
+	-- Heartbeats only touch this narrow table, not the wide agent rows.
+	CREATE TABLE agent_seen (
+		id        text COLLATE "C" PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+		last_seen timestamptz
+	);
 
 	CREATE TABLE configs (
 		name       text COLLATE "C" NOT NULL,

@@ -33,23 +33,30 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 		updated = now
 	}
 	var createdN int64
-	err = db.write.QueryRowContext(ctx, `
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, last_seen, disconnected_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			replica, disconnected_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
-			replica = excluded.replica, last_seen = excluded.last_seen,
-			disconnected_at = excluded.disconnected_at,
+			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at
 		RETURNING created_at`,
-		c.ID, doc, boolInt(a.Online), boolInt(c.Healthy), c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
-		a.Replica, toNanos(a.LastSeen), toNanos(a.DisconnectedAt), nanos(created), nanos(updated),
-		boolInt(keepCreated),
-	).Scan(&createdN)
+			c.ID, doc, boolInt(a.Online), boolInt(c.Healthy), c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
+			a.Replica, toNanos(a.DisconnectedAt), nanos(created), nanos(updated),
+			boolInt(keepCreated),
+		).Scan(&createdN)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO agent_seen (id, last_seen) VALUES (?, ?)
+			ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`, c.ID, toNanos(a.LastSeen))
+		return err
+	})
 	if err != nil {
 		return wrap(err, "put agent %s", c.ID)
 	}
@@ -67,7 +74,7 @@ func (db *DB) TouchAgents(ctx context.Context, seen map[steward.InstanceUID]time
 	}
 	ids := record.SortedIDs(seen)
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen = max(coalesce(last_seen, ?1), ?1) WHERE id = ?2`)
+		st, err := tx.PrepareContext(ctx, `UPDATE agent_seen SET last_seen = max(coalesce(last_seen, ?1), ?1) WHERE id = ?2`)
 		if err != nil {
 			return err
 		}
@@ -94,7 +101,11 @@ func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) err
 	return wrap(err, "mark offline (replica %q)", replica)
 }
 
-const agentCols = `id, doc, online, replica, last_seen, disconnected_at, created_at, updated_at`
+// agentCols and agentFrom select what scanAgent reads.
+const (
+	agentCols = `a.id, a.doc, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at`
+	agentFrom = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
+)
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -125,7 +136,7 @@ func scanAgent(r scanner) (*steward.Agent, error) {
 // Agent returns one agent; ENOTFOUND if unknown, EINTERNAL naming the agent
 // if its stored document is corrupt.
 func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
-	a, err := scanAgent(db.read.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE id = ?`, id.String()))
+	a, err := scanAgent(db.read.QueryRowContext(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = ?`, id.String()))
 	if err == sql.ErrNoRows {
 		return nil, steward.Errorf(steward.ENOTFOUND, "agent %s not found", id)
 	}
@@ -147,26 +158,26 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 	var where []string
 	var args []any
 	if f.Online != nil {
-		where, args = append(where, "online = ?"), append(args, boolInt(*f.Online))
+		where, args = append(where, "a.online = ?"), append(args, boolInt(*f.Online))
 	}
 	if f.Healthy != nil {
-		where, args = append(where, "healthy = ?"), append(args, boolInt(*f.Healthy))
+		where, args = append(where, "a.healthy = ?"), append(args, boolInt(*f.Healthy))
 	}
 	if f.Search != "" {
 		term, ok := record.SearchTerm(f.Search)
 		if !ok {
 			return []*steward.Agent{}, 0, nil
 		}
-		where, args = append(where, "instr(search, ?) > 0"), append(args, term)
+		where, args = append(where, "instr(a.search, ?) > 0"), append(args, term)
 	}
 	cond := ""
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
-	q := `SELECT ` + agentCols + ` FROM agents` + cond + ` ORDER BY id`
+	q := `SELECT ` + agentCols + agentFrom + cond + ` ORDER BY a.id`
 	total := -1
 	if len(sel) == 0 {
-		if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM agents`+cond, args...).Scan(&total); err != nil {
+		if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM agents a`+cond, args...).Scan(&total); err != nil {
 			return nil, 0, wrap(err, "count agents")
 		}
 		if f.Limit > 0 {
@@ -208,6 +219,9 @@ func (db *DB) DeleteAgent(ctx context.Context, id steward.InstanceUID) error {
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return steward.Errorf(steward.ENOTFOUND, "agent %s not found", id)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM agent_seen WHERE id = ?`, id.String()); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM events WHERE agent_id = ?`, id.String())
 		return err

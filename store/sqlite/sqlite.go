@@ -9,7 +9,8 @@
 //
 // Agent rows keep what the agent reported as a JSON document next to
 // indexed columns (id, online, healthy, service name, host name, version,
-// last seen, replica). The Agents selector is evaluated in Go over the rows
+// replica); last-seen times live in a narrow table of their own so that
+// heartbeat batches do not rewrite whole agent rows. The Agents selector is evaluated in Go over the rows
 // the column filters (online, healthy, search) leave, so a selector query
 // reads and decodes every such row.
 package sqlite
@@ -206,7 +207,6 @@ var migrations = []string{
 		service_version TEXT NOT NULL DEFAULT '',
 		search          TEXT NOT NULL DEFAULT '',
 		replica         TEXT NOT NULL DEFAULT '',
-		last_seen       INTEGER,
 		disconnected_at INTEGER,
 		created_at      INTEGER NOT NULL,
 		updated_at      INTEGER NOT NULL
@@ -214,7 +214,11 @@ var migrations = []string{
 	CREATE INDEX agents_online ON agents(online, replica);
 	CREATE INDEX agents_service_name ON agents(service_name);
 	CREATE INDEX agents_host_name ON agents(host_name);
-	CREATE INDEX agents_last_seen ON agents(last_seen);
+	-- Heartbeats only touch this narrow table, not the wide agent rows.
+	CREATE TABLE agent_seen (
+		id        TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+		last_seen INTEGER
+	) WITHOUT ROWID;
 
 	CREATE TABLE configs (
 		name       TEXT NOT NULL,
