@@ -20,7 +20,6 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -393,9 +392,6 @@ func (g *Generator) Env(i int) string { return g.cfg.Envs[i%len(g.cfg.Envs)] }
 func (g *Generator) WaitConnected(ctx context.Context, n int) error {
 	return waitFor(ctx, func() bool { return g.connected.Load() >= int64(n) })
 }
-
-// ErrStopped is returned by waits once the generator is closed.
-var ErrStopped = errors.New("loadgen: generator stopped")
 
 func waitFor(ctx context.Context, cond func() bool) error {
 	t := time.NewTicker(5 * time.Millisecond)
