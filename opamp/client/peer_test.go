@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"runtime"
 	"strings"
@@ -51,21 +52,34 @@ type peer struct {
 	conns    []types.Connection
 	attempts []time.Time
 	headers  []http.Header
+	certs    []string // client certificate CN per connection ("" if none)
 	closed   int
 }
 
 // startPeer starts p on addr ("127.0.0.1:0" for any port).
 func startPeer(t *testing.T, p *peer, addr string) *peer {
 	t.Helper()
+	return startPeerTLS(t, p, addr, nil)
+}
+
+// startPeerTLS starts p with TLS (nil: plain).
+func startPeerTLS(t *testing.T, p *peer, addr string, tlsConfig *tls.Config) *peer {
+	t.Helper()
 	p.t = t
 	srv := server.New(nil)
 	err := srv.Start(server.StartSettings{
 		ListenEndpoint: addr,
+		TLSConfig:      tlsConfig,
 		Settings: server.Settings{Callbacks: types.Callbacks{
 			OnConnecting: func(r *http.Request) types.ConnectionResponse {
 				p.mu.Lock()
 				p.attempts = append(p.attempts, time.Now())
 				p.headers = append(p.headers, r.Header.Clone())
+				cn := ""
+				if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+					cn = r.TLS.PeerCertificates[0].Subject.CommonName
+				}
+				p.certs = append(p.certs, cn)
 				refuse := p.refuse
 				p.mu.Unlock()
 				if refuse != nil {

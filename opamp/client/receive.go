@@ -291,7 +291,8 @@ func (c *Client) candidate(o *protobufs.OpAMPConnectionSettings) (*connParams, e
 		}
 		p.header.Set(h.Key, h.Value)
 	}
-	if o.Certificate != nil || o.Tls != nil {
+	hasClientCert := cur.tls != nil && (len(cur.tls.Certificates) > 0 || cur.tls.GetClientCertificate != nil)
+	if o.Certificate != nil || o.Tls != nil || hasClientCert {
 		var cfg *tls.Config
 		if cur.tls != nil {
 			cfg = cur.tls.Clone()
@@ -302,6 +303,11 @@ func (c *Client) candidate(o *protobufs.OpAMPConnectionSettings) (*connParams, e
 			if err := applyTLSSettings(cfg, t); err != nil {
 				return nil, err
 			}
+		}
+		if o.Certificate == nil {
+			// An offer without a certificate means: no client
+			// certificate (spec, OpAMPConnectionSettings.certificate).
+			cfg.Certificates, cfg.GetClientCertificate = nil, nil
 		}
 		if cert := o.Certificate; cert != nil {
 			if len(cert.Cert) == 0 || len(cert.PrivateKey) == 0 {
