@@ -509,6 +509,8 @@ func (p *page) screenshot(name string) {
 	if dir == "" {
 		return
 	}
+	// Transient notifications would cover the page in the docs.
+	p.js("document.getElementById('toasts')?.replaceChildren()", nil)
 	p.js("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))", nil)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		p.t.Fatal(err)

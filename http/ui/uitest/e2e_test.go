@@ -296,6 +296,9 @@ func TestConsoleKeyboard(t *testing.T) {
 	s := startStack(t)
 	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
 	waitAgent(t, s, agent.id, "online", func(a *steward.Agent) bool { return a.Online })
+	if _, err := s.cp.PutConfig(context.Background(), &steward.Config{Name: "base", Files: steward.ConfigMap{"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"}}}); err != nil {
+		t.Fatal(err)
+	}
 	p := b.newPage(t, s.base, "light")
 	p.goTo("/agents/" + agent.id.String())
 	p.waitFor(`document.activeElement?.dataset.testid === 'login-password'`, "focus in the password field")

@@ -16,7 +16,7 @@ on((ev) => {
 export function seed(events) {
   const have = new Set(buf.map((x) => x.id));
   for (const ev of events || []) if (!have.has(ev.id)) buf.push(ev);
-  buf.sort((a, b) => (b.id || 0) - (a.id || 0));
+  buf.sort((a, b) => String(b.time || '').localeCompare(String(a.time || '')) || (b.id || 0) - (a.id || 0));
   if (buf.length > MAX) buf.length = MAX;
 }
 

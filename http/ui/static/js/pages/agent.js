@@ -38,6 +38,12 @@ function attrsTable(list, testid) {
     h('tr', null, h('th', { scope: 'row', class: 'mono' }, a.key), h('td', { class: 'mono' }, attrValue(a.value))))));
 }
 
+function lineCount(text) {
+  if (!text) return 'empty';
+  const n = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
+  return n === 1 ? '1 line' : `${n} lines`;
+}
+
 /** files renders a ConfigMap: one monospaced block per file, with copy. */
 export function configFiles(map, testid) {
   const names = Object.keys(map || {}).sort();
@@ -49,7 +55,7 @@ export function configFiles(map, testid) {
       h('div', { class: 'file-head' },
         h('span', { class: 'fname' }, fileLabel(n)),
         f.content_type ? h('span', { class: 'badge plain' }, f.content_type) : null,
-        h('span', { class: 'faint' }, `${text.split('\n').length} lines`),
+        h('span', { class: 'faint' }, lineCount(text)),
         h('span', { class: 'spacer' }),
         h('button', { type: 'button', class: 'small', 'data-testid': 'copy-file', 'aria-label': 'Copy ' + fileLabel(n),
           onclick: async () => toast((await copyText(f.body || '')) ? 'Copied to the clipboard.' : 'Copy failed.') }, 'Copy')),
