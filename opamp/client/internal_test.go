@@ -1,11 +1,16 @@
 package client
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/stewardhq/steward/opamp"
 )
 
@@ -239,4 +244,32 @@ func BenchmarkBuildFullReport(b *testing.B) {
 		c.afterSend(out, true, false)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// BenchmarkHTTPPoll measures one plain-HTTP poll (build, POST over
+// loopback keep-alive, decode the reply) on the client side.
+func BenchmarkHTTPPoll(b *testing.B) {
+	reply, _ := proto.Marshal(&protobufs.ServerToAgent{InstanceUid: make([]byte, 16)})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write(reply)
+	}))
+	defer srv.Close()
+	c, err := New(Settings{Endpoint: srv.URL + "/v1/opamp"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _ := c.params()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		m, out := c.build(false)
+		if _, _, err := c.post(ctx, hc, p, m); err != nil {
+			b.Fatal(err)
+		}
+		c.afterSend(out, true, false)
+	}
 }
