@@ -317,7 +317,8 @@ func (c *Client) InstanceUID() [16]byte {
 
 // Start begins connecting in the background and returns at once; ctx only
 // bounds Start itself. Connection failures are retried forever (reported to
-// OnConnectFailed) until Stop. Start fails with ErrStarted if called twice.
+// OnConnectFailed) until Stop. Start fails with ErrStarted if called twice
+// (also after Stop): a Client is single-use.
 func (c *Client) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
