@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,10 +33,12 @@ type ProcStats struct {
 }
 
 // SelfStats measures the calling process. With gc it first runs a garbage
-// collection, so HeapInuse is close to the live heap.
+// collection and returns freed memory to the operating system
+// (debug.FreeOSMemory), so HeapInuse is close to the live heap and RSS is
+// not inflated by garbage of the past.
 func SelfStats(gc bool) ProcStats {
 	if gc {
-		runtime.GC()
+		debug.FreeOSMemory()
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

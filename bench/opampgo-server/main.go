@@ -18,6 +18,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -97,6 +98,8 @@ func main() {
 		p.Messages = st.messages.Load()
 		p.Applied = st.nApplied.Load()
 	}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	// POST /debug/push: the body is the new config file; it is offered to
 	// every connected agent.
 	mux.HandleFunc("POST /debug/push", func(w http.ResponseWriter, r *http.Request) {

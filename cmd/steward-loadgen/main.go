@@ -14,10 +14,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
+	benchpkg "github.com/stewardhq/steward/bench"
 	"github.com/stewardhq/steward/loadgen"
 )
 
@@ -105,6 +105,27 @@ func printStats(s, prev loadgen.Stats, dt, total time.Duration) {
 
 func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
 
-var _ = strings.TrimSpace
-
-func bench(ctx context.Context, args []string) error { return fmt.Errorf("not yet") }
+func bench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	var cfg benchpkg.Config
+	fs.StringVar(&cfg.Scenario, "scenario", "idle", "idle, heartbeat, rollout or storm")
+	fs.StringVar(&cfg.Server, "server", "steward", "server under test: steward or opampgo")
+	fs.StringVar(&cfg.ServerBin, "bin", "", "server binary (default ./bin/steward-server or ./bin/opampgo-server)")
+	fs.IntVar(&cfg.Agents, "agents", 1000, "number of simulated agents")
+	fs.StringVar(&cfg.OpAMPAddr, "addr", "127.0.0.1:4320", "server OpAMP address")
+	fs.StringVar(&cfg.APIAddr, "api", "127.0.0.1:6060", "server API / stats address")
+	fs.StringVar(&cfg.DataDir, "data", "", "directory for the server database and log (default: a temporary one)")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 0, "agent heartbeat interval (default 30s; 1s in the heartbeat scenario)")
+	fs.DurationVar(&cfg.Window, "window", 20*time.Second, "measurement window of the heartbeat scenario")
+	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "wait after connecting before measuring")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound of each waiting step")
+	_ = fs.Parse(args)
+	if cfg.ServerBin == "" {
+		cfg.ServerBin = "./bin/" + cfg.Server + "-server"
+	}
+	res, err := benchpkg.Run(ctx, cfg)
+	if res != nil {
+		fmt.Println(res.JSON())
+	}
+	return err
+}

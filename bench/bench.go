@@ -1,0 +1,591 @@
+// Package bench runs the benchmark scenarios of docs/performance.md: it
+// starts the server under test as a separate process (Steward's
+// bench/steward-server or the opamp-go comparison peer
+// bench/opampgo-server), drives a simulated fleet against it with package
+// loadgen from this process, and measures the server through its
+// /debug/stats endpoint (RSS, heap, goroutines, CPU time, counters).
+//
+// Scenarios:
+//   - idle: memory and goroutines per connected idle agent;
+//   - heartbeat: server CPU time per heartbeat at a steady rate;
+//   - rollout: time for a config change to be acknowledged (APPLIED) by
+//     every agent, checked on the server;
+//   - storm: kill -9 of the server, restart on the same database, time
+//     until every agent is back, and (Steward) the inventory is complete.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stewardhq/steward"
+	stewardhttp "github.com/stewardhq/steward/http"
+	"github.com/stewardhq/steward/loadgen"
+	"github.com/stewardhq/steward/opamp"
+)
+
+// Servers under test.
+const (
+	Steward = "steward"
+	OpAMPGo = "opampgo"
+)
+
+// Config configures one scenario run. Zero values take the defaults noted.
+type Config struct {
+	Scenario string // idle, heartbeat, rollout or storm
+	Server   string // Steward or OpAMPGo
+	// ServerBin is the server binary (built from bench/steward-server or
+	// bench/opampgo-server).
+	ServerBin string
+	Agents    int
+	// OpAMPAddr and APIAddr are the server's listen addresses; defaults
+	// 127.0.0.1:4320 and 127.0.0.1:6060.
+	OpAMPAddr, APIAddr string
+	// DataDir holds the server's database and log; default a new
+	// temporary directory.
+	DataDir string
+	// Heartbeat is the agents' heartbeat interval: default 30s, except in
+	// the heartbeat scenario, where it is 1s.
+	Heartbeat time.Duration
+	// Window is how long the heartbeat scenario measures; default 20s.
+	Window time.Duration
+	// Settle is how long to wait after the fleet is connected before
+	// measuring; default 5s.
+	Settle time.Duration
+	// Timeout bounds each waiting step; default 10 minutes.
+	Timeout time.Duration
+	// Log receives progress lines; default os.Stderr.
+	Log io.Writer
+}
+
+// Result is what a scenario measured. Fields that do not apply are zero.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Server   string `json:"server"`
+	Agents   int    `json:"agents"`
+
+	ConnectSeconds float64 `json:"connect_seconds,omitempty"` // time for all agents to connect
+	ConnectRate    float64 `json:"connect_rate,omitempty"`    // agents per second
+
+	// Server, per connected agent (idle scenario).
+	RSSPerAgent        float64 `json:"rss_per_agent_bytes,omitempty"`
+	HeapPerAgent       float64 `json:"heap_per_agent_bytes,omitempty"`
+	GoroutinesPerAgent float64 `json:"goroutines_per_agent,omitempty"`
+	ServerRSS          uint64  `json:"server_rss_bytes,omitempty"`
+	// The load generator's own cost per simulated agent.
+	LoadgenRSSPerAgent  float64 `json:"loadgen_rss_per_agent_bytes,omitempty"`
+	LoadgenHeapPerAgent float64 `json:"loadgen_heap_per_agent_bytes,omitempty"`
+
+	// Heartbeat scenario.
+	MessagesPerSecond float64 `json:"messages_per_second,omitempty"`
+	CPUPerMessageUS   float64 `json:"server_cpu_per_message_us,omitempty"`
+	ServerCPUPercent  float64 `json:"server_cpu_percent,omitempty"` // of one core
+	LoadgenCPUPerMsg  float64 `json:"loadgen_cpu_per_message_us,omitempty"`
+
+	// Rollout scenario: from the change request to the last APPLIED.
+	FirstRolloutSeconds float64 `json:"first_rollout_seconds,omitempty"`
+	RolloutSeconds      float64 `json:"rollout_seconds,omitempty"`
+	ServerApplied       int     `json:"server_applied,omitempty"` // agents the server reports APPLIED
+
+	// Storm scenario: from the restarted server process's start.
+	ReconnectSeconds float64 `json:"reconnect_seconds,omitempty"`
+	InventoryOK      bool    `json:"inventory_ok,omitempty"`
+	InventoryNote    string  `json:"inventory_note,omitempty"`
+
+	LoadgenErrors uint64 `json:"loadgen_connect_errors"`
+	ServerErrors  uint64 `json:"server_error_responses"`
+}
+
+// run is one scenario in progress.
+type run struct {
+	cfg   Config
+	log   io.Writer
+	srv   *exec.Cmd
+	srvLg *os.File
+	stats string
+	api   *stewardhttp.Client
+}
+
+// Run runs the configured scenario and returns its result. The server
+// process is stopped before Run returns.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Agents <= 0 {
+		return nil, fmt.Errorf("bench: Agents must be > 0")
+	}
+	if cfg.Server != Steward && cfg.Server != OpAMPGo {
+		return nil, fmt.Errorf("bench: unknown server %q, want %s or %s", cfg.Server, Steward, OpAMPGo)
+	}
+	if cfg.ServerBin == "" {
+		return nil, fmt.Errorf("bench: ServerBin is required")
+	}
+	if cfg.OpAMPAddr == "" {
+		cfg.OpAMPAddr = "127.0.0.1:4320"
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = "127.0.0.1:6060"
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 30 * time.Second
+		if cfg.Scenario == "heartbeat" {
+			cfg.Heartbeat = time.Second
+		}
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 20 * time.Second
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 5 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = os.Stderr
+	}
+	if cfg.DataDir == "" {
+		d, err := os.MkdirTemp("", "steward-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		cfg.DataDir = d
+	}
+	if _, err := loadgen.RaiseFileLimit(); err != nil {
+		fmt.Fprintf(cfg.Log, "raising the file limit: %v\n", err)
+	}
+	r := &run{cfg: cfg, log: cfg.Log, stats: "http://" + cfg.APIAddr + "/debug/stats"}
+	if cfg.Server == Steward {
+		r.api = stewardhttp.NewClient("http://"+cfg.APIAddr, "bench")
+	}
+	defer r.stopServer()
+	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Agents: cfg.Agents}
+	var err error
+	switch cfg.Scenario {
+	case "idle":
+		err = r.idle(ctx, res)
+	case "heartbeat":
+		err = r.heartbeat(ctx, res)
+	case "rollout":
+		err = r.rollout(ctx, res)
+	case "storm":
+		err = r.storm(ctx, res)
+	default:
+		err = fmt.Errorf("bench: unknown scenario %q, want idle, heartbeat, rollout or storm", cfg.Scenario)
+	}
+	return res, err
+}
+
+func (r *run) logf(format string, args ...any) {
+	fmt.Fprintf(r.log, "%s [%s %s %d] %s\n", time.Now().Format("15:04:05.000"), r.cfg.Scenario, r.cfg.Server, r.cfg.Agents, fmt.Sprintf(format, args...))
+}
+
+// startServer starts the server process and waits for its stats endpoint.
+func (r *run) startServer(ctx context.Context) error {
+	args := []string{"-addr", r.cfg.OpAMPAddr}
+	if r.cfg.Server == Steward {
+		args = append(args, "-api", r.cfg.APIAddr, "-db", filepath.Join(r.cfg.DataDir, "steward.db"), "-heartbeat", r.cfg.Heartbeat.String())
+	} else {
+		args = append(args, "-debug", r.cfg.APIAddr)
+	}
+	lf, err := os.OpenFile(filepath.Join(r.cfg.DataDir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(r.cfg.ServerBin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return fmt.Errorf("bench: start %s: %w", r.cfg.ServerBin, err)
+	}
+	r.srv, r.srvLg = cmd, lf
+	return r.until(ctx, 60*time.Second, "server ready", func() (bool, error) {
+		_, err := loadgen.FetchStats(ctx, r.stats, false)
+		return err == nil, nil
+	})
+}
+
+// stopServer ends the server: SIGTERM, then SIGKILL after 30s.
+func (r *run) stopServer() {
+	if r.srv == nil {
+		return
+	}
+	_ = r.srv.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = r.srv.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = r.srv.Process.Kill()
+		<-done
+	}
+	r.srvLg.Close()
+	r.srv = nil
+}
+
+// kill ends the server with SIGKILL, as a crash would.
+func (r *run) kill() {
+	_ = r.srv.Process.Kill()
+	_ = r.srv.Wait()
+	r.srvLg.Close()
+	r.srv = nil
+}
+
+// until polls cond every 10ms until it is true, fails, or timeout passes.
+func (r *run) until(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := cond()
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: waiting for %s: %w", what, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// fleet starts n simulated WebSocket agents and waits until all are
+// connected and the server holds them all and has handled their first
+// reports; it records the connect time in res.
+func (r *run) fleet(ctx context.Context, res *Result) (*loadgen.Generator, error) {
+	g, err := loadgen.New(loadgen.Config{
+		URL:               "ws://" + r.cfg.OpAMPAddr + opamp.DefaultPath,
+		Agents:            r.cfg.Agents,
+		HeartbeatInterval: r.cfg.Heartbeat,
+		Logger:            slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := g.Start(ctx); err != nil {
+		return nil, err
+	}
+	n := r.cfg.Agents
+	err = r.until(ctx, r.cfg.Timeout, "agents connected", func() (bool, error) {
+		return g.Stats().Connected >= int64(n), nil
+	})
+	if err != nil {
+		g.Close()
+		return nil, fmt.Errorf("%w (connected %d of %d, %d connect errors)", err, g.Stats().Connected, n, g.Stats().ConnectErrors)
+	}
+	res.ConnectSeconds = time.Since(start).Seconds()
+	res.ConnectRate = float64(n) / res.ConnectSeconds
+	r.logf("%d agents connected in %.2fs (%.0f/s)", n, res.ConnectSeconds, res.ConnectRate)
+	err = r.until(ctx, r.cfg.Timeout, "server holds every agent", func() (bool, error) {
+		st, err := loadgen.FetchStats(ctx, r.stats, false)
+		return err == nil && st.Connections >= int64(n) && st.Messages >= uint64(n), nil
+	})
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (r *run) idle(ctx context.Context, res *Result) error {
+	if err := r.startServer(ctx); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	before, err := loadgen.FetchStats(ctx, r.stats, true)
+	if err != nil {
+		return err
+	}
+	selfBefore := loadgen.SelfStats(true)
+	g, err := r.fleet(ctx, res)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	time.Sleep(r.cfg.Settle)
+	after, err := loadgen.FetchStats(ctx, r.stats, true)
+	if err != nil {
+		return err
+	}
+	selfAfter := loadgen.SelfStats(true)
+	n := float64(r.cfg.Agents)
+	res.RSSPerAgent = (float64(after.RSS) - float64(before.RSS)) / n
+	res.HeapPerAgent = (float64(after.HeapInuse) - float64(before.HeapInuse)) / n
+	res.GoroutinesPerAgent = float64(after.Goroutines-before.Goroutines) / n
+	res.ServerRSS = after.RSS
+	res.LoadgenRSSPerAgent = (float64(selfAfter.RSS) - float64(selfBefore.RSS)) / n
+	res.LoadgenHeapPerAgent = (float64(selfAfter.HeapInuse) - float64(selfBefore.HeapInuse)) / n
+	st := g.Stats()
+	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
+	r.logf("server before %s rss %s heap %d goroutines; after %s rss %s heap %d goroutines",
+		mib(before.RSS), mib(before.HeapInuse), before.Goroutines, mib(after.RSS), mib(after.HeapInuse), after.Goroutines)
+	return nil
+}
+
+func (r *run) heartbeat(ctx context.Context, res *Result) error {
+	if err := r.startServer(ctx); err != nil {
+		return err
+	}
+	g, err := r.fleet(ctx, res)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	time.Sleep(r.cfg.Settle + r.cfg.Heartbeat) // every agent past its first heartbeat
+	s1, err := loadgen.FetchStats(ctx, r.stats, false)
+	if err != nil {
+		return err
+	}
+	self1, g1, t1 := loadgen.SelfStats(false), g.Stats(), time.Now()
+	time.Sleep(r.cfg.Window)
+	s2, err := loadgen.FetchStats(ctx, r.stats, false)
+	if err != nil {
+		return err
+	}
+	self2, g2, t2 := loadgen.SelfStats(false), g.Stats(), time.Now()
+	msgs := float64(s2.Messages - s1.Messages)
+	if msgs == 0 {
+		return fmt.Errorf("bench: the server handled no messages in the window")
+	}
+	dt := t2.Sub(t1).Seconds()
+	res.MessagesPerSecond = msgs / dt
+	res.CPUPerMessageUS = float64(s2.CPU-s1.CPU) / msgs / 1e3
+	res.ServerCPUPercent = float64(s2.CPU-s1.CPU) / 1e9 / dt * 100
+	if sent := float64(g2.Sent - g1.Sent); sent > 0 {
+		res.LoadgenCPUPerMsg = float64(self2.CPU-self1.CPU) / sent / 1e3
+	}
+	res.LoadgenErrors, res.ServerErrors = g2.ConnectErrors, g2.ServerErrors
+	r.logf("%.0f messages/s, server CPU %.1f%% of a core, %.1fµs per message", res.MessagesPerSecond, res.ServerCPUPercent, res.CPUPerMessageUS)
+	return nil
+}
+
+// change makes config change number v, whose content carries marker: on
+// Steward through the REST API (the config, and on the first change an
+// assignment to every collector), on the opamp-go peer through its push
+// endpoint.
+func (r *run) change(ctx context.Context, v int, marker string) error {
+	body := fmt.Sprintf("receivers:\n  otlp:\n    protocols:\n      grpc: {}\nprocessors:\n  batch: {}\nexporters:\n  otlphttp:\n    endpoint: https://collector.example:4318\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlphttp]\n# version %d %s\n", v, marker)
+	if r.cfg.Server == OpAMPGo {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.cfg.APIAddr+"/debug/push", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("bench: push: %s", resp.Status)
+		}
+		return nil
+	}
+	if _, err := r.api.PutConfig(ctx, &steward.Config{Name: "collector", Files: steward.ConfigMap{"": {Body: []byte(body), ContentType: "text/yaml"}}}); err != nil {
+		return err
+	}
+	if v == 1 {
+		_, err := r.api.PutAssignment(ctx, &steward.Assignment{Name: "all-collectors", ConfigName: "collector", Selector: "service.name=io.opentelemetry.collector"})
+		return err
+	}
+	return nil
+}
+
+// serverApplied counts the agents the server reports as running the
+// config that carries marker.
+func (r *run) serverApplied(ctx context.Context, marker string) (int, error) {
+	if r.cfg.Server == OpAMPGo {
+		st, err := loadgen.FetchStats(ctx, r.stats, false)
+		return int(st.Applied), err
+	}
+	n := 0
+	for off := 0; ; off += 2000 {
+		agents, total, err := r.api.Agents(ctx, steward.AgentFilter{Offset: off, Limit: 2000})
+		if err != nil {
+			return 0, err
+		}
+		for _, a := range agents {
+			rs := a.RemoteConfigStatus
+			if rs == nil || rs.Status != steward.RemoteConfigApplied || a.EffectiveConfig == nil {
+				continue
+			}
+			if f, ok := (*a.EffectiveConfig)["collector"]; ok && bytes.Contains(f.Body, []byte(marker)) {
+				n++
+			}
+		}
+		if off+len(agents) >= total || len(agents) == 0 {
+			return n, nil
+		}
+	}
+}
+
+// timedRollout makes change v and waits until every agent applied it,
+// returning the time from the request to the last APPLIED, then checks
+// the server's view.
+func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (time.Duration, int, error) {
+	marker := fmt.Sprintf("rollout-%d-%s", v, steward.NewInstanceUID())
+	ro := g.TrackRollout([]byte(marker))
+	start := time.Now()
+	if err := r.change(ctx, v, marker); err != nil {
+		return 0, 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	d, err := ro.Wait(wctx, r.cfg.Agents, start)
+	if err != nil {
+		return 0, 0, err
+	}
+	var applied int
+	err = r.until(ctx, r.cfg.Timeout, "server sees every agent APPLIED", func() (bool, error) {
+		var err error
+		applied, err = r.serverApplied(ctx, marker)
+		return applied >= r.cfg.Agents, err
+	})
+	return d, applied, err
+}
+
+func (r *run) rollout(ctx context.Context, res *Result) error {
+	if err := r.startServer(ctx); err != nil {
+		return err
+	}
+	g, err := r.fleet(ctx, res)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	time.Sleep(r.cfg.Settle)
+	d1, _, err := r.timedRollout(ctx, g, 1)
+	if err != nil {
+		return err
+	}
+	res.FirstRolloutSeconds = d1.Seconds()
+	r.logf("first config (new assignment) applied by all in %.3fs", d1.Seconds())
+	time.Sleep(r.cfg.Settle)
+	d2, applied, err := r.timedRollout(ctx, g, 2)
+	if err != nil {
+		return err
+	}
+	res.RolloutSeconds = d2.Seconds()
+	res.ServerApplied = applied
+	st := g.Stats()
+	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
+	r.logf("config change applied by all in %.3fs; server reports %d APPLIED", d2.Seconds(), applied)
+	return nil
+}
+
+func (r *run) storm(ctx context.Context, res *Result) error {
+	if err := r.startServer(ctx); err != nil {
+		return err
+	}
+	g, err := r.fleet(ctx, res)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	time.Sleep(r.cfg.Settle)
+	if _, _, err := r.timedRollout(ctx, g, 1); err != nil {
+		return err
+	}
+	time.Sleep(r.cfg.Settle) // last-seen flush and event writes
+	disc := g.Stats().Disconnects
+	r.logf("kill -9 of the server")
+	r.kill()
+	n := r.cfg.Agents
+	if err := r.until(ctx, r.cfg.Timeout, "agents notice the crash", func() (bool, error) {
+		return g.Stats().Disconnects-disc >= uint64(n), nil
+	}); err != nil {
+		return err
+	}
+	restart := time.Now()
+	if err := r.startServer(ctx); err != nil {
+		return err
+	}
+	err = r.until(ctx, r.cfg.Timeout, "every agent back", func() (bool, error) {
+		if g.Stats().Connected < int64(n) {
+			return false, nil
+		}
+		st, err := loadgen.FetchStats(ctx, r.stats, false)
+		return err == nil && st.Connections >= int64(n), nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (loadgen connected %d of %d)", err, g.Stats().Connected, n)
+	}
+	res.ReconnectSeconds = time.Since(restart).Seconds()
+	r.logf("all %d agents back %.2fs after the restart began", n, res.ReconnectSeconds)
+	st := g.Stats()
+	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
+	if r.cfg.Server != Steward {
+		res.InventoryNote = "no inventory (the opamp-go peer keeps none)"
+		return nil
+	}
+	var problem string
+	err = r.until(ctx, r.cfg.Timeout, "inventory complete", func() (bool, error) {
+		problem, err = r.checkInventory(ctx, g)
+		return problem == "", err
+	})
+	if err != nil {
+		res.InventoryNote = problem
+		return err
+	}
+	res.InventoryOK = true
+	res.InventoryNote = "every agent known, online, described, APPLIED"
+	return nil
+}
+
+// checkInventory compares the server's agents with the fleet: every
+// instance uid present, online, with its description and the applied
+// config. It returns a description of the first problem, or "".
+func (r *run) checkInventory(ctx context.Context, g *loadgen.Generator) (string, error) {
+	byID := map[steward.InstanceUID]*steward.Agent{}
+	for off := 0; ; off += 2000 {
+		agents, total, err := r.api.Agents(ctx, steward.AgentFilter{Offset: off, Limit: 2000})
+		if err != nil {
+			return "", err
+		}
+		for _, a := range agents {
+			byID[a.ID] = a
+		}
+		if off+len(agents) >= total || len(agents) == 0 {
+			break
+		}
+	}
+	if len(byID) != r.cfg.Agents {
+		return fmt.Sprintf("server lists %d agents, want %d", len(byID), r.cfg.Agents), nil
+	}
+	for i, uid := range g.InstanceUIDs() {
+		a := byID[steward.InstanceUID(uid)]
+		switch {
+		case a == nil:
+			return fmt.Sprintf("agent %d missing", i), nil
+		case !a.Online:
+			return fmt.Sprintf("agent %d offline", i), nil
+		case a.Attribute("env") != g.Env(i):
+			return fmt.Sprintf("agent %d: description lost", i), nil
+		case a.RemoteConfigStatus == nil || a.RemoteConfigStatus.Status != steward.RemoteConfigApplied:
+			return fmt.Sprintf("agent %d: remote config status %+v", i, a.RemoteConfigStatus), nil
+		}
+	}
+	return "", nil
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
+
+// JSON renders a result as one line of JSON.
+func (res *Result) JSON() string {
+	b, _ := json.Marshal(res)
+	return string(b)
+}
