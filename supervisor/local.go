@@ -88,6 +88,9 @@ func (s *localServer) OnMessage(ctx context.Context, c server.Conn, msg *protobu
 	if uid, err := steward.InstanceUIDFromBytes(msg.InstanceUid); err != nil || uid != s.uid() {
 		return nil, steward.Errorf(steward.EINVALID, "unexpected instance_uid: this endpoint serves the supervised collector only")
 	}
+	s.log.Debug("collector report", "description", msg.AgentDescription != nil, "components", msg.AvailableComponents != nil,
+		"health", msg.Health != nil, "healthy", msg.GetHealth().GetHealthy(), "effective_config", msg.EffectiveConfig != nil,
+		"disconnect", msg.AgentDisconnect != nil, "seq", msg.SequenceNum)
 	var flags uint64
 	s.mu.Lock()
 	r := &s.r

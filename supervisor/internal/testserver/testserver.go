@@ -122,8 +122,12 @@ func (s *Server) onMessage(_ context.Context, c types.Connection, m *protobufs.A
 	if m.EffectiveConfig != nil {
 		a.EffectiveConfig = m.EffectiveConfig
 	}
-	if m.AvailableComponents != nil && len(m.AvailableComponents.Components) > 0 {
-		a.AvailableComponents = m.AvailableComponents
+	if ac := m.AvailableComponents; ac != nil {
+		if len(ac.Components) > 0 {
+			a.AvailableComponents = ac
+		} else if a.AvailableComponents == nil || string(a.AvailableComponents.Hash) != string(ac.Hash) {
+			reply.Flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportAvailableComponents)
+		}
 	}
 	if m.ConnectionSettingsStatus != nil {
 		a.ConnectionStatus = m.ConnectionSettingsStatus
