@@ -42,7 +42,7 @@ function readState(query) {
     online: query.get('online') || '',
     healthy: query.get('healthy') || '',
     offset: Math.max(0, parseInt(query.get('offset'), 10) || 0),
-    limit: PAGE_SIZES.includes(limit) ? limit : 50,
+    limit: limit >= 1 && limit <= 1000 ? limit : 50,
     sort: query.get('sort') || '',
     dir: query.get('dir') === 'desc' ? 'desc' : 'asc',
   };
@@ -138,7 +138,7 @@ export function mount(root, ctx) {
     const from = total ? st.offset + 1 : 0;
     const to = Math.min(st.offset + rows.length, total);
     const size = h('select', { 'aria-label': 'Rows per page', 'data-testid': 'agents-page-size' },
-      PAGE_SIZES.map((n) => h('option', { value: n, selected: n === st.limit }, `${n} per page`)));
+      [...new Set([...PAGE_SIZES, st.limit])].sort((x, y) => x - y).map((n) => h('option', { value: n, selected: n === st.limit }, `${n} per page`)));
     size.addEventListener('change', () => { st.limit = parseInt(size.value, 10); st.offset = 0; history.replaceState(null, '', toQuery(st)); load(); });
     replace(pager,
       size,
