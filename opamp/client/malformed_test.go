@@ -185,3 +185,36 @@ func TestHTTP413NotRetried(t *testing.T) {
 		t.Errorf("413 reported as a connection failure %d times", f)
 	}
 }
+
+// TestBackoffGrowsWhenServerDropsAtOnce: a server that completes the
+// handshake but closes before answering does not reset the backoff, so
+// the client retries ever more slowly instead of hammering it.
+func TestBackoffGrowsWhenServerDropsAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		_, _, _ = conn.ReadMessage()
+		_ = conn.CloseWithCode(websocket.CloseMessageTooBig, "too big")
+	}))
+	defer srv.Close()
+	startClient(t, client.Settings{
+		Endpoint:    "ws" + srv.URL[len("http"):] + "/v1/opamp",
+		Description: description("a"),
+		Backoff:     client.Backoff{Min: 50 * time.Millisecond, Max: 400 * time.Millisecond},
+	})
+	eventually(t, "six attempts", func() bool { mu.Lock(); defer mu.Unlock(); return len(at) >= 6 })
+	mu.Lock()
+	defer mu.Unlock()
+	// The fifth wait is drawn from [200ms, 400ms]; with a reset backoff it
+	// would be at most 50ms.
+	if d := at[5].Sub(at[4]); d < 200*time.Millisecond {
+		t.Fatalf("fifth retry after %v: backoff did not grow", d)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -35,6 +36,7 @@ const (
 // (HTTP).
 type session struct {
 	connected  bool          // the connection was established
+	healthy    bool          // the server answered on it: resets the backoff
 	err        error         // why it ended (nil: stopped or reconnecting)
 	retryAfter time.Duration // server-requested delay before the next attempt
 	now        bool          // reconnect at once (new connection settings)
@@ -87,7 +89,7 @@ func (c *Client) run(ctx context.Context) {
 			wait = 0
 			continue
 		}
-		if s.connected {
+		if s.healthy {
 			bo.reset()
 		}
 		switch {
@@ -172,7 +174,15 @@ func (c *Client) serveWS(ctx context.Context, p connParams, cand bool) session {
 	c.onConnect()
 
 	ended := make(chan readEnd, 1)
-	go c.readWS(conn, ended)
+	var answered atomic.Bool
+	go c.readWS(conn, ended, &answered)
+	// finish ends the session; the backoff is reset only if the server
+	// answered, so a server that accepts and drops at once is retried
+	// ever more slowly.
+	finish := func(s session) session {
+		s.healthy = answered.Load()
+		return s
+	}
 
 	hbTimer := time.NewTimer(time.Hour)
 	defer hbTimer.Stop()
@@ -232,16 +242,16 @@ func (c *Client) serveWS(ctx context.Context, p connParams, cand bool) session {
 		_ = conn.NetConn().Close()
 		<-ended
 		c.onConnectFailed(err)
-		return session{connected: true, err: err}
+		return finish(session{connected: true, err: err})
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			closeConn(true)
-			return session{connected: true}
+			return finish(session{connected: true})
 		case <-c.reconnect:
 			closeConn(false)
-			return session{connected: true, now: true}
+			return finish(session{connected: true, now: true})
 		case r := <-ended:
 			ended <- r // closeConn and the paths below wait on it
 			if r.v.unavailable {
@@ -252,20 +262,20 @@ func (c *Client) serveWS(ctx context.Context, p connParams, cand bool) session {
 			_ = conn.NetConn().Close()
 			<-ended
 			c.onConnectFailed(r.err)
-			return session{connected: true, err: r.err}
+			return finish(session{connected: true, err: r.err})
 		case <-c.wake:
 			if err := send(false); err != nil {
 				_ = conn.NetConn().Close()
 				<-ended
 				c.onConnectFailed(err)
-				return session{connected: true, err: err}
+				return finish(session{connected: true, err: err})
 			}
 		case <-hbTimer.C:
 			if err := send(false); err != nil { // a heartbeat: pending fields, if any, ride along
 				_ = conn.NetConn().Close()
 				<-ended
 				c.onConnectFailed(err)
-				return session{connected: true, err: err}
+				return finish(session{connected: true, err: err})
 			}
 		case <-c.hbChanged:
 			resetHB()
@@ -276,7 +286,7 @@ func (c *Client) serveWS(ctx context.Context, p connParams, cand bool) session {
 // readWS reads ServerToAgent messages until the connection fails or the
 // server answers UNAVAILABLE, and reports why on ended. With heartbeats on,
 // a server silent for two intervals plus slack is considered dead.
-func (c *Client) readWS(conn *websocket.Conn, ended chan<- readEnd) {
+func (c *Client) readWS(conn *websocket.Conn, ended chan<- readEnd, answered *atomic.Bool) {
 	for {
 		if hb := c.heartbeat(); hb > 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(2*hb + readSlack))
@@ -297,6 +307,7 @@ func (c *Client) readWS(conn *websocket.Conn, ended chan<- readEnd) {
 			c.log.Warn("opamp client: ignoring malformed message", "err", err)
 			continue
 		}
+		answered.Store(true)
 		if v := c.receive(&msg); v.unavailable {
 			ended <- readEnd{v: v}
 			return
@@ -347,7 +358,7 @@ func (c *Client) serveHTTP(ctx context.Context, p connParams, cand bool) session
 		case err != nil:
 			c.afterSend(out, false, true)
 			c.onConnectFailed(err)
-			return session{connected: connected, err: err, retryAfter: ra}
+			return session{connected: connected, healthy: connected, err: err, retryAfter: ra}
 		default:
 			v := c.receive(reply)
 			switch {
