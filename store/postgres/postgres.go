@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -116,10 +117,11 @@ func wrap(err error, format string, args ...any) error {
 		pgconn.Timeout(err), pgconn.SafeToRetry(err):
 		return record.Wrap(steward.EUNAVAILABLE, err, "%s", msg)
 	case errors.As(err, &pgErr):
+		class := func(c string) bool { return strings.HasPrefix(pgErr.Code, c) }
 		switch {
-		case pgErr.Code[:2] == "23":
+		case class("23"): // integrity constraint violation
 			return record.Wrap(steward.ECONFLICT, err, "%s", msg)
-		case pgErr.Code[:2] == "08", pgErr.Code[:2] == "53", pgErr.Code[:2] == "57",
+		case class("08"), class("53"), class("57"), // connection, resources, operator intervention
 			pgErr.Code == "40001", pgErr.Code == "40P01":
 			return record.Wrap(steward.EUNAVAILABLE, err, "%s", msg)
 		}
