@@ -130,6 +130,28 @@ service:
 		e := effective(srv.Agent(uid))
 		return strings.Contains(e, "debug") && strings.Contains(e, "verbosity: basic")
 	})
+	// Own telemetry: the offer lands in service.telemetry and the collector
+	// runs with it.
+	otlpAddr := freePort(t)
+	offerHash := []byte("offer-1")
+	err := srv.Send(uid, &protobufs.ServerToAgent{ConnectionSettings: &protobufs.ConnectionSettingsOffers{
+		Hash: offerHash,
+		OwnMetrics: &protobufs.TelemetryConnectionSettings{DestinationEndpoint: "http://" + otlpAddr + "/v1/metrics",
+			Headers: &protobufs.Headers{Headers: []*protobufs.Header{{Key: "authorization", Value: "Bearer t0ken"}}}},
+		OwnLogs: &protobufs.TelemetryConnectionSettings{DestinationEndpoint: "http://" + otlpAddr + "/v1/logs"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "own telemetry APPLIED", func() bool {
+		cs := srv.Agent(uid).ConnectionStatus
+		return cs != nil && string(cs.LastConnectionSettingsHash) == string(offerHash) &&
+			cs.Status == protobufs.ConnectionSettingsStatuses_ConnectionSettingsStatuses_APPLIED
+	})
+	eventually(t, "effective config with own telemetry", func() bool {
+		e := effective(srv.Agent(uid))
+		return strings.Contains(e, otlpAddr+"/v1/metrics") && strings.Contains(e, otlpAddr+"/v1/logs") && strings.Contains(e, "Bearer t0ken")
+	})
 	goodEff := effective(srv.Agent(uid))
 	pids := collectorPIDs(storage)
 	if len(pids) != 1 {

@@ -1,0 +1,118 @@
+package supervisor
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/stewardhq/steward"
+)
+
+func TestMergeYAML(t *testing.T) {
+	base, _ := ParseYAMLMap("base", []byte("a: {x: 1, y: [1, 2], z: {deep: 1}}\nb: keep\n"))
+	over, _ := ParseYAMLMap("over", []byte("a: {y: [3], z: {other: 2}, n: null}\nc: new\n"))
+	got := MergeYAML(base, over)
+	want := map[string]any{
+		"a": map[string]any{"x": 1, "y": []any{3}, "z": map[string]any{"deep": 1, "other": 2}, "n": nil},
+		"b": "keep", "c": "new",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("merge = %#v", got)
+	}
+	// The source is copied, not aliased.
+	over["a"].(map[string]any)["y"].([]any)[0] = 99
+	if got["a"].(map[string]any)["y"].([]any)[0] != 3 {
+		t.Fatal("merge result aliases its source")
+	}
+	// A scalar replaces a map and the reverse.
+	got = MergeYAML(map[string]any{"a": map[string]any{"x": 1}}, map[string]any{"a": "s"})
+	if got["a"] != "s" {
+		t.Fatalf("scalar over map = %#v", got)
+	}
+}
+
+func TestParseYAMLMapErrors(t *testing.T) {
+	for body, want := range map[string]string{
+		"- a\n- b\n":   "top level must be a mapping",
+		"a: [\n":       "invalid YAML",
+		"a: 1\n---\nb": "single YAML document",
+	} {
+		if _, err := ParseYAMLMap("f.yaml", []byte(body)); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "f.yaml") {
+			t.Errorf("%q: err = %v, want %q", body, err, want)
+		}
+	}
+	m, err := ParseYAMLMap("empty", []byte("# only a comment\n"))
+	if err != nil || len(m) != 0 {
+		t.Fatalf("empty doc = %v, %v", m, err)
+	}
+}
+
+func TestRenderOrder(t *testing.T) {
+	dir := t.TempDir()
+	l1, l2 := filepath.Join(dir, "1.yaml"), filepath.Join(dir, "2.yaml")
+	os.WriteFile(l1, []byte("v: local1\nonly_local: 1\nservice: {extensions: [health]}\n"), 0o644)
+	os.WriteFile(l2, []byte("v: local2\n"), 0o644)
+	remote := steward.ConfigMap{
+		"b": {Body: []byte("v: remote-b\n")},
+		"a": {Body: []byte("v: remote-a\nonly_a: 1\n")},
+	}
+	uid := steward.NewInstanceUID()
+	out, err := render(renderInput{
+		mode: ModeCollector, localFiles: []string{l1, l2}, remote: remote,
+		telemetry: &ownTelemetry{metrics: &protobufs.TelemetryConnectionSettings{DestinationEndpoint: "http://127.0.0.1:4318/v1/metrics"}},
+		opamp:     &opampExtension{endpoint: "ws://127.0.0.1:1/v1/opamp", instanceUID: uid, ppid: 42},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseYAMLMap("out", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["v"] != "remote-b" || m["only_local"] != 1 || m["only_a"] != 1 {
+		t.Errorf("merge order wrong:\n%s", out)
+	}
+	svc := m["service"].(map[string]any)
+	if got := svc["extensions"]; !reflect.DeepEqual(got, []any{"health", extensionName}) {
+		t.Errorf("service.extensions = %v", got)
+	}
+	ext := m["extensions"].(map[string]any)[extensionName].(map[string]any)
+	if ext["instance_uid"] != uid.String() || ext["ppid"] != 42 {
+		t.Errorf("opamp extension = %v", ext)
+	}
+	if ws := ext["server"].(map[string]any)["ws"].(map[string]any); ws["endpoint"] != "ws://127.0.0.1:1/v1/opamp" {
+		t.Errorf("server = %v", ext["server"])
+	}
+	metrics := svc["telemetry"].(map[string]any)["metrics"].(map[string]any)
+	if metrics["level"] != "normal" || !strings.Contains(string(out), "http://127.0.0.1:4318/v1/metrics") {
+		t.Errorf("own metrics not rendered:\n%s", out)
+	}
+
+	// Without own telemetry, internal metrics stay off unless configured.
+	out, _ = render(renderInput{mode: ModeCollector, remote: steward.ConfigMap{"": {Body: []byte("receivers: {nop: {}}\n")}}})
+	if !strings.Contains(string(out), "level: none") {
+		t.Errorf("collector default lacks metrics level none:\n%s", out)
+	}
+	// A bad remote file is an error naming it.
+	if _, err := render(renderInput{mode: ModeCollector, remote: steward.ConfigMap{"x.yaml": {Body: []byte("- 1\n")}}}); err == nil || !strings.Contains(err.Error(), `"x.yaml"`) {
+		t.Errorf("bad remote err = %v", err)
+	}
+	if _, err := render(renderInput{mode: ModeGeneric, localFiles: []string{filepath.Join(dir, "missing")}}); err == nil {
+		t.Error("missing local file: no error")
+	}
+}
+
+func TestRenderGenericPassesNonYAMLThrough(t *testing.T) {
+	toml := "[server]\nport = 8080\n"
+	out, err := render(renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"agent.toml": {Body: []byte(toml)}}})
+	if err != nil || string(out) != toml {
+		t.Fatalf("out = %q, %v", out, err)
+	}
+	_, err = render(renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"a": {Body: []byte(toml)}, "b": {Body: []byte("x: 1\n")}}})
+	if err == nil {
+		t.Fatal("two sources, one not YAML: no error")
+	}
+}
