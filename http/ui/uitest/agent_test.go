@@ -2,6 +2,7 @@ package uitest
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,8 @@ type testAgent struct {
 	id     steward.InstanceUID
 	hold   bool
 	offers chan *protobufs.AgentRemoteConfig
+	// commands receives every command the server sends.
+	commands chan *protobufs.ServerToAgentCommand
 
 	mu        sync.Mutex
 	effective map[string]*protobufs.AgentConfigFile
@@ -31,6 +34,8 @@ type testAgent struct {
 type agentOptions struct {
 	name, version, host string
 	hold                bool
+	// unhealthy reports the exporter failing.
+	unhealthy bool
 }
 
 const initialCollectorConfig = `receivers:
@@ -55,7 +60,8 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 	a := &testAgent{
 		t:       t,
 		hold:    o.hold,
-		offers:  make(chan *protobufs.AgentRemoteConfig, 16),
+		offers:   make(chan *protobufs.AgentRemoteConfig, 16),
+		commands: make(chan *protobufs.ServerToAgentCommand, 4),
 		release: make(chan struct{}),
 		effective: map[string]*protobufs.AgentConfigFile{
 			"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"},
@@ -97,7 +103,13 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 					a.apply(msg.RemoteConfig)
 				}
 			},
-			OnCommand: func(ctx context.Context, cmd *protobufs.ServerToAgentCommand) error { return nil },
+			OnCommand: func(ctx context.Context, cmd *protobufs.ServerToAgentCommand) error {
+				select {
+				case a.commands <- cmd:
+				default:
+				}
+				return nil
+			},
 		},
 	})
 	if err != nil {
@@ -105,13 +117,18 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 	}
 	a.c = c
 	a.id = steward.InstanceUID(c.InstanceUID())
+	exporter := &protobufs.ComponentHealth{Healthy: true, StartTimeUnixNano: now, Status: "StatusOK"}
+	if o.unhealthy {
+		exporter = &protobufs.ComponentHealth{Healthy: false, StartTimeUnixNano: now, Status: "StatusRecoverableError",
+			LastError: "sending queue is full: connection refused by traces.example.internal:4318"}
+	}
 	if err := c.SetHealth(&protobufs.ComponentHealth{
-		Healthy: true, StartTimeUnixNano: now, Status: "StatusOK",
+		Healthy: !o.unhealthy, StartTimeUnixNano: now, Status: exporter.Status, LastError: exporter.LastError,
 		ComponentHealthMap: map[string]*protobufs.ComponentHealth{
-			"pipeline:traces": {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK",
+			"pipeline:traces": {Healthy: !o.unhealthy, StartTimeUnixNano: now, Status: exporter.Status,
 				ComponentHealthMap: map[string]*protobufs.ComponentHealth{
 					"receiver:otlp":  {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK"},
-					"exporter:debug": {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK"},
+					"exporter:debug": exporter,
 				}},
 			"extension:health_check": {Healthy: true, StartTimeUnixNano: now, Status: "StatusOK"},
 		},
@@ -122,16 +139,8 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		a.mu.Lock()
-		select {
-		case <-a.release:
-		default:
-			close(a.release)
-		}
-		a.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Stop(ctx)
+		a.releaseApply()
+		a.stop()
 	})
 	return a
 }
@@ -145,6 +154,19 @@ func (a *testAgent) apply(rc *protobufs.AgentRemoteConfig) {
 		LastRemoteConfigHash: rc.ConfigHash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLYING,
 	}); err != nil {
 		a.t.Errorf("report APPLYING: %v", err)
+	}
+	if rc.GetConfig() != nil {
+		for _, f := range rc.Config.ConfigMap {
+			if strings.Contains(string(f.Body), "FAIL_ME") {
+				if err := a.c.SetRemoteConfigStatus(&protobufs.RemoteConfigStatus{
+					LastRemoteConfigHash: rc.ConfigHash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED,
+					ErrorMessage: `cannot build pipelines: unknown exporter type "otlpx" for "otlpx/central"`,
+				}); err != nil {
+					a.t.Errorf("report FAILED: %v", err)
+				}
+				return
+			}
+		}
 	}
 	done := func() {
 		a.mu.Lock()
@@ -199,4 +221,11 @@ func (a *testAgent) waitOffer() *protobufs.AgentRemoteConfig {
 		a.t.Fatalf("agent %s got no remote config within %s", a.id, waitTimeout)
 		return nil
 	}
+}
+
+// stop disconnects the agent (it says goodbye with agent_disconnect).
+func (a *testAgent) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = a.c.Stop(ctx)
 }

@@ -322,3 +322,87 @@ func TestConsoleKeyboard(t *testing.T) {
 	p.waitFor(`document.querySelector('dialog[open]') === null`, "Escape to close the dialog")
 	noJSErrors(t, p)
 }
+
+// TestConsoleAgentList covers the agent list's pagination and filters with
+// live updates, an unhealthy agent's component tree, a configuration the
+// agent fails to apply, and the restart command.
+func TestConsoleAgentList(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	a1 := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
+	a2 := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-2", unhealthy: true})
+	a3 := startAgent(t, s.opampURL, agentOptions{name: "otelcol-agent", version: "0.119.0", host: "node-3"})
+	for _, a := range []*testAgent{a1, a2, a3} {
+		waitAgent(t, s, a.id, "online with health", func(x *steward.Agent) bool { return x.Online && x.Health != nil })
+	}
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/agents?limit=2")
+	login(t, p)
+	rows := `document.querySelectorAll('[data-testid="agent-row"]').length`
+	p.waitFor(rows+` === 2 && document.querySelector('[data-testid="agents-range"]').innerText === '1–2 of 3'`, "the first page of 2")
+	p.click(`[data-testid="agents-next"]`)
+	p.waitFor(rows+` === 1 && document.querySelector('[data-testid="agents-range"]').innerText === '3–3 of 3'`, "the second page")
+	p.waitFor(`document.querySelector('[data-testid="agents-next"]').disabled && !document.querySelector('[data-testid="agents-prev"]').disabled`, "next disabled, previous enabled")
+	p.waitFor(`location.search.includes('offset=2')`, "the offset in the URL")
+	p.click(`[data-testid="agents-prev"]`)
+	p.waitFor(rows+` === 2`, "the first page again")
+
+	// Health filter.
+	p.goTo("/agents?healthy=false")
+	p.waitFor(rows+` === 1 && document.querySelector('[data-testid="agent-row"]').dataset.agentId === `+jsString(a2.id.String()), "only the unhealthy agent")
+	if got := p.text(`[data-testid="agent-row"] [data-testid="agent-health"]`); got != "Unhealthy" {
+		t.Errorf("health cell %q", got)
+	}
+
+	// Connection filter, updated live when an agent disconnects.
+	p.setValue(`[data-testid="agents-healthy"]`, "")
+	p.setValue(`[data-testid="agents-online"]`, "false")
+	p.waitFor(`document.querySelector('[data-testid="agents-empty"]') !== null`, "no offline agent yet")
+	p.js("window.__noReload = 'list'", nil)
+	a3.stop()
+	p.waitFor(rows+` === 1 && document.querySelector('[data-testid="agent-row"]').dataset.agentId === `+jsString(a3.id.String()), "the stopped agent listed as offline, live")
+	if got := p.text(`[data-testid="agent-row"] [data-testid="agent-online"]`); got != "Offline" {
+		t.Errorf("connection cell %q", got)
+	}
+	var marker string
+	p.js("window.__noReload", &marker)
+	if marker != "list" {
+		t.Fatalf("the list reloaded the page (marker %q)", marker)
+	}
+
+	// The unhealthy agent's tree shows which component fails and why.
+	p.goTo("/agents/" + a2.id.String() + "?tab=health")
+	p.waitFor(sel(`[data-testid="health-node"][data-name="exporter:debug"]`), "the health tree")
+	if got := p.text(`[data-testid="health-node"][data-name="exporter:debug"]`); !strings.Contains(got, "unhealthy") || !strings.Contains(got, "connection refused") {
+		t.Errorf("failing exporter node: %q", got)
+	}
+	p.screenshot("agent-unhealthy")
+
+	// A configuration the agent cannot apply: FAILED with its message.
+	if _, err := s.cp.PutConfig(context.Background(), &steward.Config{Name: "broken", Files: steward.ConfigMap{"": {Body: []byte("exporters:\n  otlpx/central: {} # FAIL_ME\n"), ContentType: "text/yaml"}}}); err != nil {
+		t.Fatal(err)
+	}
+	p.goTo("/agents/" + a1.id.String())
+	p.click(`[data-testid="push-config"]`)
+	p.waitFor(`document.querySelector('[data-testid="push-config-version"]')?.options.length >= 2`, "the push dialog")
+	p.setValue(`[data-testid="push-config-select"]`, "broken")
+	p.waitFor(`document.querySelector('[data-testid="push-config-name"]').value.endsWith('-broken')`, "the assignment name to follow the config")
+	p.click(`[data-testid="push-config-dialog-submit"]`)
+	p.waitFor(`document.querySelector('[data-testid="remote-config-status"]')?.innerText === 'FAILED'`, "FAILED, live")
+	p.waitFor(`document.querySelector('[data-testid="remote-config-error"]')?.innerText.includes('unknown exporter type "otlpx"')`, "the agent's error message")
+	p.screenshot("agent-failed")
+
+	// Restart: confirm, and the agent receives the command.
+	p.click(`[data-testid="restart"]`)
+	p.click(`[data-testid="restart-dialog-submit"]`)
+	select {
+	case cmd := <-a1.commands:
+		if cmd.GetType().String() != "CommandType_Restart" {
+			t.Errorf("command %v, want Restart", cmd.GetType())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the agent received no restart command")
+	}
+	p.waitFor(`[...document.querySelectorAll('[data-testid="toast"]')].some(e => e.innerText.includes('Restart command sent'))`, "the confirmation")
+	noJSErrors(t, p)
+}

@@ -149,6 +149,24 @@ export function debounce(fn, ms) {
   return d;
 }
 
+/**
+ * throttle runs fn at most once per ms, after the first call of a burst and
+ * then at the end of each period while calls keep coming: a page refreshed
+ * by a steady stream of fleet events still refreshes, but never more often
+ * than every ms.
+ */
+export function throttle(fn, ms) {
+  let t = null;
+  let last = 0;
+  const th = () => {
+    if (t) return;
+    const wait = Math.max(0, last + ms - Date.now());
+    t = setTimeout(() => { t = null; last = Date.now(); fn(); }, Math.max(wait, 50));
+  };
+  th.cancel = () => { clearTimeout(t); t = null; };
+  return th;
+}
+
 /** badge renders a status pill; kind is ok, bad, warn, info or ''. */
 export function badge(text, kind, testid) {
   return h('span', { class: 'badge' + (kind ? ' ' + kind : ''), 'data-testid': testid }, text);

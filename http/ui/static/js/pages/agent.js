@@ -1,6 +1,6 @@
 // Agent page: everything the agent reported, its operator labels, its
 // history, and the actions (restart, push a config). Refreshes live.
-import { h, replace, debounce, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, b64hex, copyText, toast, fileLabel, shortId } from '../dom.js';
+import { h, replace, throttle, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, b64hex, copyText, toast, fileLabel, shortId } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog, confirmDialog } from '../dialog.js';
@@ -371,7 +371,7 @@ export function mount(root, ctx) {
     });
   }
 
-  const refresh = debounce(load, 250);
+  const refresh = throttle(load, 500);
   const off = on((ev) => {
     if (ev.agent_id === id || ev.type === 'assignment.changed' || ev.type === 'config.changed' || ev.type === 'resync') refresh();
   });

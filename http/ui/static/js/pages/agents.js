@@ -1,6 +1,6 @@
 // Agent list: search, label selector, online/health filters, pagination and
 // sortable columns; the current page refreshes live.
-import { h, replace, debounce, timeEl, badge, configStatusKind, agentName, attr, shortId } from '../dom.js';
+import { h, replace, debounce, throttle, timeEl, badge, configStatusKind, agentName, attr, shortId } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 
@@ -187,7 +187,7 @@ export function mount(root, ctx) {
   renderHead();
   replace(tbody, h('tr', null, h('td', { class: 'empty', colspan: COLUMNS.length }, 'Loading…')));
   load();
-  const refresh = debounce(load, 800);
+  const refresh = throttle(load, 1500);
   const off = on((ev) => { if ((ev.type || '').startsWith('agent.') || ev.type === 'resync') refresh(); });
   return () => { alive = false; off(); refresh.cancel(); typed.cancel(); if (ctrl) ctrl.abort(); };
 }

@@ -1,6 +1,6 @@
 // Assignments: which configuration goes to which agents (a label selector, or
 // one agent by id). Listed on their own page and on each configuration.
-import { h, replace, debounce, timeEl, toast, shortId } from '../dom.js';
+import { h, replace, throttle, timeEl, toast, shortId } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog, confirmDialog } from '../dialog.js';
@@ -105,7 +105,7 @@ export function assignmentsView({ config } = {}) {
         } }, 'Delete'))))
       : h('tr', null, h('td', { class: 'empty', colspan: 7 }, config ? 'This configuration is not assigned to any agent.' : 'No assignment yet. Assign a configuration to agents by label selector.')));
   }
-  const refresh = debounce(load, 300);
+  const refresh = throttle(load, 500);
   const off = on((ev) => { if (ev.type === 'assignment.changed' || ev.type === 'resync') refresh(); });
   load();
   return { node, cleanup: () => { alive = false; off(); refresh.cancel(); } };

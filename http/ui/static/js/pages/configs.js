@@ -1,7 +1,7 @@
 // Configurations: the list, and for each one its versions, a view of any
 // version, the diff between two versions, an editor that saves a new
 // version, and its assignments.
-import { h, replace, debounce, timeEl, fmtTime, shortHash, b64hex, toast, fileLabel } from '../dom.js';
+import { h, replace, throttle, timeEl, fmtTime, shortHash, b64hex, toast, fileLabel } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog } from '../dialog.js';
@@ -279,7 +279,7 @@ export function mount(root, ctx) {
 
   loadList();
   loadDetail();
-  const refresh = debounce(() => { loadList(); if (tab === 'versions') loadDetail(); }, 400);
+  const refresh = throttle(() => { loadList(); if (tab === 'versions') loadDetail(); }, 400);
   const off = on((ev) => { if (ev.type === 'config.changed' || ev.type === 'resync') refresh(); });
   return () => { alive = false; off(); refresh.cancel(); if (sub) sub(); };
 }

@@ -1,6 +1,6 @@
 // Fleet overview: counts by connection, health, config status, version and
 // type, refreshed live from the event stream.
-import { h, replace, debounce, timeEl, badge, shortId } from '../dom.js';
+import { h, replace, throttle, timeEl, badge, shortId } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { recent, eventKind, seed } from '../activity.js';
@@ -120,7 +120,7 @@ export function mount(root, ctx) {
     renderActivity();
   }
 
-  const refresh = debounce(load, 300);
+  const refresh = throttle(load, 1000);
   const off = on((ev) => {
     renderActivity();
     if ((ev.type || '').startsWith('agent.') || ev.type === 'resync') refresh();
