@@ -58,11 +58,11 @@ func str(k, v string) *protobufs.KeyValue {
 func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 	t.Helper()
 	a := &testAgent{
-		t:       t,
-		hold:    o.hold,
+		t:        t,
+		hold:     o.hold,
 		offers:   make(chan *protobufs.AgentRemoteConfig, 16),
 		commands: make(chan *protobufs.ServerToAgentCommand, 4),
-		release: make(chan struct{}),
+		release:  make(chan struct{}),
 		effective: map[string]*protobufs.AgentConfigFile{
 			"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"},
 		},
