@@ -196,14 +196,15 @@ type Client struct {
 	st state
 	// conn is the connection configuration in use; cand, when set, is an
 	// accepted offer being verified.
-	conn     connParams
-	cand     *connParams
-	candHash []byte
-	hb       time.Duration // current heartbeat interval; 0 disables
-	hbSet    bool          // hb came from the server
-	started  bool
-	stopCtx  context.Context
-	cancel   context.CancelFunc
+	conn       connParams
+	cand       *connParams
+	candHash   []byte
+	hb         time.Duration // current heartbeat interval; 0 disables
+	hbSet      bool          // hb came from the server
+	serverCaps uint64        // last capabilities the server announced
+	started    bool
+	stopCtx    context.Context
+	cancel     context.CancelFunc
 
 	wake      chan struct{} // a status change is waiting to be sent
 	hbChanged chan struct{} // the heartbeat interval changed
@@ -313,6 +314,14 @@ func (c *Client) InstanceUID() [16]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.st.uid
+}
+
+// ServerCapabilities returns the capabilities the server announced last
+// (0 before its first message).
+func (c *Client) ServerCapabilities() protobufs.ServerCapabilities {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return protobufs.ServerCapabilities(c.serverCaps)
 }
 
 // Start begins connecting in the background and returns at once; ctx only

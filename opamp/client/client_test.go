@@ -677,3 +677,29 @@ func TestSlowCallbackKeepsHeartbeats(t *testing.T) {
 	})
 	eventually(t, "heartbeats while the callback blocks", func() bool { return p.count() >= 5 })
 }
+
+// TestStopWhileDisconnected: Stop on a client that cannot reach its server
+// returns promptly and leaves nothing running.
+func TestStopWhileDisconnected(t *testing.T) {
+	transports(t, func(t *testing.T, scheme string) {
+		var failures atomic.Int32
+		c, err := client.New(client.Settings{
+			Endpoint:  scheme + "://127.0.0.1:1/v1/opamp", // nothing listens on port 1
+			Backoff:   client.Backoff{Min: 20 * time.Millisecond, Max: 50 * time.Millisecond},
+			Callbacks: client.Callbacks{OnConnectFailed: func(ctx context.Context, err error) { failures.Add(1) }},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a few failed attempts", func() bool { return failures.Load() >= 3 })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "client goroutines to exit", func() bool { return len(leftovers()) == 0 })
+	})
+}

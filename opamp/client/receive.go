@@ -91,6 +91,11 @@ func (c *Client) receive(msg *protobufs.ServerToAgent) verdict {
 		c.log.Warn("opamp client: dropping message addressed to another instance_uid", "instance_uid", fmt.Sprintf("%x", msg.InstanceUid))
 		return verdict{}
 	}
+	if msg.Capabilities != 0 {
+		c.mu.Lock()
+		c.serverCaps = msg.Capabilities
+		c.mu.Unlock()
+	}
 	if e := msg.ErrorResponse; e != nil {
 		var v verdict
 		switch e.Type {

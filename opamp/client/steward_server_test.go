@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	steward "github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/client"
 	"github.com/stewardhq/steward/opamp/server"
 )
@@ -136,6 +137,9 @@ func TestStewardServer(t *testing.T) {
 		}
 		if first.AgentDescription == nil {
 			t.Error("first message is not a full report")
+		}
+		if got := uint64(c.ServerCapabilities()); got != opamp.ServerCapabilities {
+			t.Errorf("ServerCapabilities() = %#x, want %#x", got, opamp.ServerCapabilities)
 		}
 
 		if scheme == "ws" {
