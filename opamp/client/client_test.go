@@ -703,3 +703,70 @@ func TestStopWhileDisconnected(t *testing.T) {
 		eventually(t, "client goroutines to exit", func() bool { return len(leftovers()) == 0 })
 	})
 }
+
+// TestOffersGatedByCapability: only offers the agent declared it accepts
+// reach OnMessage; package statuses and health flow back.
+func TestOffersGatedByCapability(t *testing.T) {
+	transports(t, func(t *testing.T, scheme string) {
+		var offered atomic.Bool
+		p := startPeer(t, &peer{}, "127.0.0.1:0")
+		p.setReply(func(_ types.Connection, m *protobufs.AgentToServer) *protobufs.ServerToAgent {
+			if !offered.CompareAndSwap(false, true) {
+				return nil
+			}
+			return &protobufs.ServerToAgent{
+				RemoteConfig: &protobufs.AgentRemoteConfig{ConfigHash: []byte("rc")},
+				PackagesAvailable: &protobufs.PackagesAvailable{AllPackagesHash: []byte("pk"), Packages: map[string]*protobufs.PackageAvailable{
+					"plugin": {Version: "1.0.0"},
+				}},
+				ConnectionSettings: &protobufs.ConnectionSettingsOffers{
+					Hash:             []byte("cs"),
+					OwnMetrics:       &protobufs.TelemetryConnectionSettings{DestinationEndpoint: "http://127.0.0.1:4318/v1/metrics"},
+					OwnLogs:          &protobufs.TelemetryConnectionSettings{DestinationEndpoint: "http://127.0.0.1:4318/v1/logs"},
+					OtherConnections: map[string]*protobufs.OtherConnectionSettings{"x": {DestinationEndpoint: "http://127.0.0.1:9"}},
+				},
+			}
+		})
+		got := make(chan *client.MessageData, 4)
+		c := startClient(t, client.Settings{
+			Endpoint:        p.url(scheme),
+			Description:     description("a"),
+			PollingInterval: 100 * time.Millisecond,
+			Capabilities: protobufs.AgentCapabilities_AgentCapabilities_AcceptsPackages |
+				protobufs.AgentCapabilities_AgentCapabilities_ReportsPackageStatuses |
+				protobufs.AgentCapabilities_AgentCapabilities_ReportsOwnMetrics |
+				protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth,
+			Callbacks: client.Callbacks{OnMessage: func(ctx context.Context, msg *client.MessageData) {
+				if msg.PackagesAvailable != nil || msg.OwnMetrics != nil || msg.RemoteConfig != nil || msg.OwnLogs != nil {
+					got <- msg
+				}
+			}},
+		})
+		var msg *client.MessageData
+		select {
+		case msg = <-got:
+		case <-time.After(waitFor):
+			t.Fatal("offer not delivered")
+		}
+		if msg.RemoteConfig != nil || msg.OwnLogs != nil || msg.OtherConnSettings != nil {
+			t.Errorf("undeclared offers delivered: %+v", msg)
+		}
+		if msg.PackagesAvailable.GetPackages()["plugin"].GetVersion() != "1.0.0" ||
+			msg.OwnMetrics.GetDestinationEndpoint() != "http://127.0.0.1:4318/v1/metrics" ||
+			string(msg.ConnectionSettingsHash) != "cs" {
+			t.Errorf("declared offers missing: %+v", msg)
+		}
+		if err := c.SetPackageStatuses(&protobufs.PackageStatuses{ServerProvidedAllPackagesHash: []byte("pk"), Packages: map[string]*protobufs.PackageStatus{
+			"plugin": {Name: "plugin", AgentHasVersion: "1.0.0", Status: protobufs.PackageStatusEnum_PackageStatusEnum_Installed},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetHealth(&protobufs.ComponentHealth{Healthy: true, Status: "running"}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "package statuses and health", func() bool {
+			return p.find(func(m *protobufs.AgentToServer) bool { return m.PackageStatuses != nil }) != nil &&
+				p.find(func(m *protobufs.AgentToServer) bool { return m.GetHealth().GetStatus() == "running" }) != nil
+		})
+	})
+}
