@@ -146,7 +146,9 @@ func (m *MessageData) empty() bool {
 
 // Callbacks connect the client to the agent. Every field is optional. They
 // run one at a time on the client's callback goroutine, in message order;
-// ctx is cancelled when Stop is called.
+// ctx is cancelled when Stop is called. Callbacks may call the client's
+// methods except Stop, which waits for the callback goroutine: to stop from
+// a callback, call Stop on a new goroutine.
 type Callbacks struct {
 	// OnConnect is called when a connection is established (WebSocket
 	// handshake done, or first successful HTTP exchange after a failure).
