@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-telemetry/opamp-go/protobufs"
 	gosrv "github.com/open-telemetry/opamp-go/server"
 	gotypes "github.com/open-telemetry/opamp-go/server/types"
-	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/websocket"
 )

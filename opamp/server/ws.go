@@ -378,7 +378,13 @@ func (c *wsConn) finish() {
 	}
 	c.mu.Unlock()
 	c.nc.Close()
-	c.s.removeConn(c)
+	defer c.s.removeConn(c) // after OnClose: Shutdown waits for both
+	defer func() {
+		if r := recover(); r != nil {
+			c.s.errs.Add(1)
+			c.s.log.Error("opamp server: OnClose panicked", "remote", c.remote, "panic", r)
+		}
+	}()
 	c.s.handler.OnClose(c)
 }
 

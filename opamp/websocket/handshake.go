@@ -111,7 +111,7 @@ func Hijack(w http.ResponseWriter, r *http.Request, h http.Header) (nc net.Conn,
 		nc.Close()
 		return nil, nil, fmt.Errorf("websocket: writing handshake response: %w", err)
 	}
-	_ = nc.SetWriteDeadline(time.Time{})
+	_ = nc.SetDeadline(time.Time{}) // drop any the HTTP server had set
 	return nc, buffered, nil
 }
 
