@@ -157,6 +157,9 @@ func (c *Client) serveWS(ctx context.Context, p connParams, cand bool) session {
 		MaxMessageSize:   c.maxMsg,
 		HandshakeTimeout: requestTimeout,
 	})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return session{}
