@@ -2,22 +2,19 @@ package postgres
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/internal/testenv"
 )
 
 // A backend terminated under a connection (server restart, failover) must
 // surface as EUNAVAILABLE, for the statement that notices and for the ones
 // after it.
 func TestTerminatedBackendIsUnavailable(t *testing.T) {
-	dsn := os.Getenv("STEWARD_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("set STEWARD_TEST_POSTGRES_DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
-	}
+	dsn := testenv.Getenv(t, "STEWARD_TEST_POSTGRES_DSN", "set it (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	victim, err := pgx.Connect(ctx, dsn)

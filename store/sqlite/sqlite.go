@@ -253,6 +253,15 @@ var migrations = []string{
 	);
 	CREATE INDEX events_agent_time ON events(agent_id, time);
 	CREATE INDEX events_time ON events(time);`,
+	// 2: staged rollouts (a JSON document per rollout, compare-and-swap on revision).
+	`CREATE TABLE rollouts (
+		name       TEXT PRIMARY KEY,
+		assignment TEXT NOT NULL,
+		revision   INTEGER NOT NULL,
+		doc        BLOB NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE INDEX rollouts_assignment ON rollouts(assignment);`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"ConcurrentPutConfig", testConcurrentPutConfig},
 		{"ConcurrentPutAgent", testConcurrentPutAgent},
 		{"Unavailable", testUnavailable},
+		{"Rollouts", testRollouts},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,12 +11,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stewardhq/steward/internal/testenv"
 	"github.com/stewardhq/steward/store/postgres"
 )
 
@@ -29,10 +29,7 @@ const EnvDSN = "STEWARD_TEST_POSTGRES_DSN"
 // cannot be reached.
 func DSN(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(EnvDSN)
-	if base == "" {
-		t.Skipf("PostgreSQL tests need a server: set %s, e.g. %s='postgres://postgres@127.0.0.1:5432/test?sslmode=disable'", EnvDSN, EnvDSN)
-	}
+	base := testenv.Getenv(t, EnvDSN, "PostgreSQL tests need a server, e.g. "+EnvDSN+"='postgres://postgres@127.0.0.1:5432/test?sslmode=disable'")
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	schema := "steward_test_" + hex.EncodeToString(rnd[:])

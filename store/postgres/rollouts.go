@@ -1,0 +1,89 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stewardhq/steward"
+)
+
+var _ steward.RolloutStore = (*DB)(nil)
+
+// PutRollout inserts r (Revision 0; ECONFLICT if the name is taken) or
+// updates it if the stored revision equals r.Revision (ECONFLICT otherwise:
+// another replica moved it first). On success r.Revision is incremented.
+func (db *DB) PutRollout(ctx context.Context, r *steward.Rollout) error {
+	next := *r
+	next.Revision = r.Revision + 1
+	doc, err := json.Marshal(&next)
+	if err != nil {
+		return steward.Errorf(steward.EINVALID, "postgres: encode rollout %q: %v", r.Name, err)
+	}
+	if r.Revision == 0 {
+		_, err = db.pool.Exec(ctx, `INSERT INTO rollouts(name, assignment, revision, doc, updated_at) VALUES ($1, $2, 1, $3, $4)`,
+			r.Name, r.Assignment, doc, ts(r.UpdatedAt))
+		if err != nil {
+			if pgCode(err) == "23505" {
+				return steward.Errorf(steward.ECONFLICT, "rollout %q exists", r.Name)
+			}
+			return wrap(err, "put rollout %q", r.Name)
+		}
+	} else {
+		tag, err := db.pool.Exec(ctx, `UPDATE rollouts SET assignment = $1, revision = $2, doc = $3, updated_at = $4 WHERE name = $5 AND revision = $6`,
+			r.Assignment, next.Revision, doc, ts(r.UpdatedAt), r.Name, r.Revision)
+		if err != nil {
+			return wrap(err, "put rollout %q", r.Name)
+		}
+		if tag.RowsAffected() == 0 {
+			return steward.Errorf(steward.ECONFLICT, "rollout %q was changed by someone else (revision %d is no longer current)", r.Name, r.Revision)
+		}
+	}
+	r.Revision = next.Revision
+	return nil
+}
+
+// Rollout returns one rollout; ENOTFOUND if missing.
+func (db *DB) Rollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	var doc []byte
+	err := db.pool.QueryRow(ctx, `SELECT doc FROM rollouts WHERE name = $1`, name).Scan(&doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, steward.Errorf(steward.ENOTFOUND, "rollout %q not found", name)
+	} else if err != nil {
+		return nil, wrap(err, "get rollout %q", name)
+	}
+	return decodeRollout(name, doc)
+}
+
+// Rollouts lists every rollout, most recently updated first.
+func (db *DB) Rollouts(ctx context.Context) ([]*steward.Rollout, error) {
+	rows, err := db.pool.Query(ctx, `SELECT name, doc FROM rollouts ORDER BY updated_at DESC, name`)
+	if err != nil {
+		return nil, wrap(err, "list rollouts")
+	}
+	defer rows.Close()
+	var out []*steward.Rollout
+	for rows.Next() {
+		var name string
+		var doc []byte
+		if err := rows.Scan(&name, &doc); err != nil {
+			return nil, wrap(err, "list rollouts")
+		}
+		r, err := decodeRollout(name, doc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, wrap(rows.Err(), "list rollouts")
+}
+
+func decodeRollout(name string, doc []byte) (*steward.Rollout, error) {
+	var r steward.Rollout
+	if err := json.Unmarshal(doc, &r); err != nil {
+		return nil, steward.Errorf(steward.EINTERNAL, "postgres: rollout %q is corrupt: %v", name, err)
+	}
+	return &r, nil
+}
