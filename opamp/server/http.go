@@ -149,6 +149,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			steward.Errorf(steward.EINVALID, "undecodable AgentToServer message: %v", err)))
 		return
 	}
+	if err := validate(msg); err != nil {
+		s.errs.Add(1)
+		s.writeReply(w, r, http.StatusBadRequest, s.errorReply(msg.InstanceUid, err))
+		return
+	}
 	c := &httpConn{remote: r.RemoteAddr, state: state}
 	reply, err := s.call(c, msg)
 	if err != nil {
@@ -184,6 +189,14 @@ func (s *Server) writeReplyUID(w http.ResponseWriter, r *http.Request, status in
 		s.log.Error("opamp server: encoding reply", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
+	}
+	if s.checkSize(len(out)) != nil {
+		// The reply is not sent; the agent learns why.
+		status = http.StatusInternalServerError
+		out, _ = s.appendServerToAgent(nil, &protobufs.ServerToAgent{ErrorResponse: &protobufs.ServerErrorResponse{
+			Type:         protobufs.ServerErrorResponseType_ServerErrorResponseType_Unknown,
+			ErrorMessage: "reply exceeds the server's send size limit",
+		}}, uid)
 	}
 	h := w.Header()
 	h.Set("Content-Type", opamp.ContentType)

@@ -250,3 +250,26 @@ func TestHTTPErrorsAndOverload(t *testing.T) {
 		t.Fatalf("after overload: %d", resp.StatusCode)
 	}
 }
+
+func TestHTTPInstanceUIDAndReplyLimit(t *testing.T) {
+	h := newTestHandler()
+	h.onMessage = func(ctx context.Context, c Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
+		return &protobufs.ServerToAgent{CustomMessage: &protobufs.CustomMessage{Data: make([]byte, 2000)}}, nil
+	}
+	s, hs := startServer(t, h, Config{MaxSendMessageSize: 1000})
+	url := hs.URL + opamp.DefaultPath
+	bad := status(1)
+	bad.InstanceUid = nil
+	resp, b := post(t, url, marshal(t, bad), nil)
+	if e := decodeReply(t, b).GetErrorResponse(); resp.StatusCode != 400 || !strings.Contains(e.GetErrorMessage(), "16 bytes") {
+		t.Fatalf("missing instance_uid: %d %v", resp.StatusCode, e)
+	}
+	resp, b = post(t, url, marshal(t, status(1)), nil)
+	r := decodeReply(t, b)
+	if resp.StatusCode != 500 || r.CustomMessage != nil || r.GetErrorResponse().GetType() != protobufs.ServerErrorResponseType_ServerErrorResponseType_Unknown {
+		t.Fatalf("oversize reply: %d %v", resp.StatusCode, r.GetErrorResponse())
+	}
+	if s.Stats().Discarded != 1 || h.numMessages() != 1 {
+		t.Fatalf("stats %+v", s.Stats())
+	}
+}

@@ -32,6 +32,10 @@ type Config struct {
 	// decompression; default 16 MiB. A WebSocket message over it closes
 	// the connection with 1009; an HTTP body over it gets 413.
 	MaxMessageSize int64
+	// MaxSendMessageSize limits one outgoing ServerToAgent (as encoded,
+	// before compression); default 64 MiB. A larger message is not sent:
+	// Send returns ErrMessageTooLarge, and it is counted in Stats.Discarded.
+	MaxSendMessageSize int64
 	// MaxConnections limits open WebSocket connections; 0 is unlimited.
 	// Upgrades beyond it are refused with 503 and Retry-After.
 	MaxConnections int
@@ -65,7 +69,12 @@ type Stats struct {
 	BytesOut    uint64 // message payload bytes written
 	Errors      uint64 // malformed input, protocol violations, write failures
 	Refused     uint64 // connections or requests refused (Accept error, overload, limits)
+	Discarded   uint64 // outgoing messages not sent for exceeding MaxSendMessageSize
 }
+
+// ErrMessageTooLarge is returned by Conn.Send for a message over
+// Config.MaxSendMessageSize; the message is not sent.
+var ErrMessageTooLarge = errors.New("opamp server: message exceeds the send size limit; not sent")
 
 // Server serves OpAMP over WebSocket and plain HTTP on one http.Handler.
 // On Linux, idle plain-TCP WebSockets are held in an epoll set without a
@@ -104,6 +113,8 @@ type Server struct {
 	bytesOut  atomic.Uint64
 	errs      atomic.Uint64
 	refused   atomic.Uint64
+	discarded atomic.Uint64
+	maxQueue  int // bytes a connection's write queue may hold
 	idleStop  chan struct{}
 	idleDone  chan struct{}
 	stopOnce  sync.Once
@@ -117,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("opamp server: Config.Handler is required")
 	}
-	if cfg.MaxMessageSize < 0 || cfg.MaxConnections < 0 || cfg.Workers < 0 || cfg.MaxInFlight < 0 ||
+	if cfg.MaxMessageSize < 0 || cfg.MaxSendMessageSize < 0 || cfg.MaxConnections < 0 || cfg.Workers < 0 || cfg.MaxInFlight < 0 ||
 		cfg.IdleTimeout < 0 || cfg.WriteTimeout < 0 || cfg.RetryAfter < 0 {
 		return nil, errors.New("opamp server: negative limit in Config")
 	}
@@ -126,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = 16 << 20
+	}
+	if cfg.MaxSendMessageSize == 0 {
+		cfg.MaxSendMessageSize = 64 << 20
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0) * 4
@@ -150,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 		httpSem:   make(chan struct{}, cfg.MaxInFlight),
 		retryHdr:  strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
 		retryNano: uint64(cfg.RetryAfter.Nanoseconds()),
+		maxQueue:  int(max(64<<20, 2*cfg.MaxSendMessageSize)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	p, err := newPoller(s)
@@ -192,6 +207,7 @@ func (s *Server) Stats() Stats {
 		BytesOut:    s.bytesOut.Load(),
 		Errors:      s.errs.Load(),
 		Refused:     s.refused.Load(),
+		Discarded:   s.discarded.Load(),
 	}
 }
 
@@ -359,6 +375,25 @@ func (s *Server) appendServerToAgent(dst []byte, msg *protobufs.ServerToAgent, u
 		dst = protowire.AppendBytes(dst, uid)
 	}
 	return dst, nil
+}
+
+// checkSize enforces MaxSendMessageSize on an encoded message of n bytes.
+func (s *Server) checkSize(n int) error {
+	if int64(n) > s.cfg.MaxSendMessageSize {
+		s.discarded.Add(1)
+		s.log.Warn("opamp server: outgoing message over the size limit discarded", "bytes", n, "limit", s.cfg.MaxSendMessageSize)
+		return ErrMessageTooLarge
+	}
+	return nil
+}
+
+// validate checks what the transport requires of every AgentToServer: an
+// instance_uid of 16 bytes.
+func validate(msg *protobufs.AgentToServer) error {
+	if n := len(msg.InstanceUid); n != 16 {
+		return steward.Errorf(steward.EINVALID, "instance_uid must be 16 bytes, got %d", n)
+	}
+	return nil
 }
 
 // errorReply builds the ServerToAgent answering a handler or decoding

@@ -20,8 +20,7 @@ import (
 // Limits of one connection's write queue: a peer whose queue grows beyond
 // them is disconnected.
 const (
-	maxQueueLen   = 1024
-	maxQueueBytes = 64 << 20
+	maxQueueLen = 1024
 )
 
 // closeGrace bounds the closing handshake: a peer that does not answer our
@@ -97,6 +96,9 @@ func (c *wsConn) encode(msg *protobufs.ServerToAgent) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.s.checkSize(len(buf) - room); err != nil {
+		return nil, err
+	}
 	var hb [room]byte
 	hdr := websocket.AppendFrameHeader(hb[:0], true, websocket.Binary, len(buf)-room, false, [4]byte{})
 	start := room - len(hdr)
@@ -112,7 +114,7 @@ func (c *wsConn) enqueue(frame []byte, isClose bool) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if !isClose && (len(c.queue) >= maxQueueLen || c.queued+len(frame) > maxQueueBytes) {
+	if !isClose && (len(c.queue) >= maxQueueLen || c.queued+len(frame) > c.s.maxQueue) {
 		c.mu.Unlock()
 		c.s.errs.Add(1)
 		c.s.log.Warn("opamp server: agent does not read; disconnecting", "remote", c.remote, "queued", c.queued)
@@ -314,6 +316,11 @@ func (c *wsConn) handle(payload []byte) {
 		_ = c.Send(s.errorReply(uid, steward.Errorf(steward.EINVALID, "undecodable AgentToServer message: %v", err)))
 		return
 	}
+	if err := validate(msg); err != nil {
+		s.errs.Add(1)
+		_ = c.Send(s.errorReply(msg.InstanceUid, err))
+		return
+	}
 	if len(msg.InstanceUid) > 0 {
 		c.mu.Lock()
 		if string(c.uid) != string(msg.InstanceUid) {
@@ -326,7 +333,7 @@ func (c *wsConn) handle(payload []byte) {
 		reply = s.errorReply(msg.InstanceUid, err)
 	}
 	if reply != nil {
-		if err := c.Send(reply); err != nil && err != ErrClosed {
+		if err := c.Send(reply); err != nil && err != ErrClosed && err != ErrMessageTooLarge {
 			s.errs.Add(1)
 			s.log.Error("opamp server: reply not sent", "remote", c.remote, "err", err)
 		}

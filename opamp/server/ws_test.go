@@ -513,3 +513,39 @@ func TestTLSFallbackConnections(t *testing.T) {
 		t.Fatal("OnClose not called once")
 	}
 }
+
+func TestInstanceUIDAndSendLimits(t *testing.T) {
+	h := newTestHandler()
+	h.onMessage = func(ctx context.Context, c Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
+		if msg.SequenceNum == 2 { // a reply over the send limit: not sent
+			return &protobufs.ServerToAgent{CustomMessage: &protobufs.CustomMessage{Data: make([]byte, 2000)}}, nil
+		}
+		return &protobufs.ServerToAgent{Flags: msg.SequenceNum}, nil
+	}
+	s, hs := startServer(t, h, Config{MaxSendMessageSize: 1000})
+	a := dialAgent(t, hs, nil)
+	bad := status(1)
+	bad.InstanceUid = []byte("short")
+	a.send(bad)
+	e := a.recv().GetErrorResponse()
+	if e.GetType() != protobufs.ServerErrorResponseType_ServerErrorResponseType_BadRequest || !strings.Contains(e.GetErrorMessage(), "16 bytes") {
+		t.Fatalf("short instance_uid: %v", e)
+	}
+	a.send(status(2))
+	a.send(status(3))
+	if r := a.recv(); r.Flags != 3 {
+		t.Fatalf("after the discarded reply got %v", r)
+	}
+	if err := h.conn(0).Send(&protobufs.ServerToAgent{CustomMessage: &protobufs.CustomMessage{Data: make([]byte, 2000)}}); !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("Send over the limit: %v", err)
+	}
+	if err := h.conn(0).Send(&protobufs.ServerToAgent{Flags: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.recv(); r.Flags != 4 {
+		t.Fatalf("after the refused Send got %v", r)
+	}
+	if st := s.Stats(); st.Discarded != 2 || h.numMessages() != 2 {
+		t.Fatalf("discarded %d, handler saw %d messages", st.Discarded, h.numMessages())
+	}
+}
