@@ -770,3 +770,41 @@ func TestOffersGatedByCapability(t *testing.T) {
 		})
 	})
 }
+
+// TestConnectionSettingsRejected: an offer the agent rejects is reported
+// FAILED and the connection is kept.
+func TestConnectionSettingsRejected(t *testing.T) {
+	var offered atomic.Bool
+	p := startPeer(t, &peer{}, "127.0.0.1:0")
+	p.setReply(func(_ types.Connection, m *protobufs.AgentToServer) *protobufs.ServerToAgent {
+		if offered.CompareAndSwap(false, true) {
+			return &protobufs.ServerToAgent{ConnectionSettings: &protobufs.ConnectionSettingsOffers{
+				Hash:  []byte("offer-x"),
+				Opamp: &protobufs.OpAMPConnectionSettings{DestinationEndpoint: "ws://127.0.0.1:1/v1/opamp"},
+			}}
+		}
+		return nil
+	})
+	startClient(t, client.Settings{
+		Endpoint:    p.url("ws"),
+		Description: description("a"),
+		Capabilities: protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings |
+			protobufs.AgentCapabilities_AgentCapabilities_ReportsConnectionSettingsStatus,
+		Callbacks: client.Callbacks{OnOpAMPConnectionSettings: func(ctx context.Context, s *protobufs.OpAMPConnectionSettings) error {
+			return errors.New("not from this server")
+		}},
+	})
+	eventually(t, "FAILED reported", func() bool {
+		return p.find(func(m *protobufs.AgentToServer) bool {
+			st := m.ConnectionSettingsStatus
+			return st != nil && st.Status == protobufs.ConnectionSettingsStatuses_ConnectionSettingsStatuses_FAILED &&
+				st.ErrorMessage == "not from this server"
+		}) != nil
+	})
+	if n := len(p.attemptTimes()); n != 1 {
+		t.Errorf("%d connections; a rejected offer must not reconnect", n)
+	}
+	if m := p.find(func(m *protobufs.AgentToServer) bool { return m.AgentDisconnect != nil }); m != nil {
+		t.Error("agent_disconnect sent for a rejected offer")
+	}
+}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -271,5 +272,45 @@ func BenchmarkHTTPPoll(b *testing.B) {
 			b.Fatal(err)
 		}
 		c.afterSend(out, true, false)
+	}
+}
+
+func TestCandidate(t *testing.T) {
+	c := newTestClient(t, protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings)
+	c.conn.header = http.Header{"X-Keep": {"1"}, "Authorization": {"old"}}
+	c.conn.tls = &tls.Config{Certificates: []tls.Certificate{{}}}
+
+	p, err := c.candidate(&protobufs.OpAMPConnectionSettings{
+		DestinationEndpoint: "https://127.0.0.1:4320/v1/opamp",
+		Headers:             &protobufs.Headers{Headers: []*protobufs.Header{{Key: "Authorization", Value: "new"}}},
+		Tls:                 &protobufs.TLSConnectionSettings{MinVersion: "1.2", MaxVersion: "1.3", InsecureSkipVerify: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.endpoint.Scheme != "https" || p.header.Get("Authorization") != "new" || p.header.Get("X-Keep") != "1" {
+		t.Errorf("endpoint %v header %v", p.endpoint, p.header)
+	}
+	if p.tls.MinVersion != tls.VersionTLS12 || p.tls.MaxVersion != tls.VersionTLS13 || !p.tls.InsecureSkipVerify {
+		t.Errorf("tls %+v", p.tls)
+	}
+	if len(p.tls.Certificates) != 0 {
+		t.Error("client certificate kept although the offer has none")
+	}
+	if c.conn.header.Get("Authorization") != "old" || len(c.conn.tls.Certificates) != 1 {
+		t.Error("candidate modified the current settings")
+	}
+
+	for name, o := range map[string]*protobufs.OpAMPConnectionSettings{
+		"bad scheme":   {DestinationEndpoint: "ftp://127.0.0.1/"},
+		"empty header": {Headers: &protobufs.Headers{Headers: []*protobufs.Header{{Key: ""}}}},
+		"bad version":  {Tls: &protobufs.TLSConnectionSettings{MinVersion: "9"}},
+		"bad CA":       {Tls: &protobufs.TLSConnectionSettings{CaPemContents: "nope"}},
+		"cert no key":  {Certificate: &protobufs.TLSCertificate{Cert: []byte("x")}},
+		"bad cert":     {Certificate: &protobufs.TLSCertificate{Cert: []byte("x"), PrivateKey: []byte("y")}},
+	} {
+		if _, err := c.candidate(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
