@@ -350,8 +350,9 @@ func (c *Client) Start(ctx context.Context) error {
 // Stop ends the client: it sends a final message with agent_disconnect (on
 // WebSocket, then a close frame; on HTTP, one last POST) when connected,
 // closes the connection and waits until every goroutine of the client has
-// exited. ctx bounds the whole; when it expires Stop returns ctx.Err() after
-// forcing the connection closed. Stop fails with ErrNotStarted on a client
+// exited. ctx bounds the whole: when it expires Stop returns ctx.Err(), the
+// connection is cut without waiting for the server and the goroutines exit
+// on their own (a callback still running finishes first). Stop fails with ErrNotStarted on a client
 // never started; a second Stop returns nil once the first finished.
 func (c *Client) Stop(ctx context.Context) error {
 	c.mu.Lock()
