@@ -155,7 +155,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &httpConn{remote: r.RemoteAddr, state: state}
-	reply, err := s.call(c, msg)
+	reply, err := s.call(r.Context(), c, msg)
 	if err != nil {
 		status := http.StatusBadRequest
 		switch steward.ErrorCode(err) {

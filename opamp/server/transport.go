@@ -251,60 +251,68 @@ var errShuttingDown = steward.Errorf(steward.EUNAVAILABLE, "server is shutting d
 
 // Shutdown stops accepting connections and requests, closes every
 // WebSocket with status 1001 (going away) and waits for them to end and for
-// in-flight HTTP exchanges to finish. When ctx ends first, the remaining
-// connections are dropped, handlers' contexts cancelled, and ctx's error
-// returned. The server's goroutines have exited when Shutdown returns.
+// in-flight HTTP exchanges to finish; the server's goroutines have exited
+// when it returns nil. When ctx ends first, the contexts passed to
+// OnMessage are cancelled, the remaining connections dropped (OnClose is
+// still called for each, once its handler returns), and ctx's error is
+// returned after at most 5 more seconds; a handler that ignores its
+// context keeps its worker until it returns.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting = true
-	conns := make([]*wsConn, 0, len(s.conns))
-	for _, c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := s.connList()
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	var err error
-	for {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		if n == 0 && s.httpAct.Load() == 0 {
-			break
-		}
+	for !s.drained() {
 		select {
 		case <-tick.C:
 			continue
 		case <-ctx.Done():
-			err = ctx.Err()
 		}
+		// Out of time: cancel handlers, drop the rest.
 		s.cancel()
 		s.mu.Lock()
-		conns = conns[:0]
-		for _, c := range s.conns {
-			conns = append(conns, c)
-		}
+		conns = s.connList()
 		s.mu.Unlock()
 		for _, c := range conns {
 			c.finish()
 		}
-		// Dropped connections finish once their handler returns.
-		for {
-			s.mu.Lock()
-			n := len(s.conns)
-			s.mu.Unlock()
-			if n == 0 && s.httpAct.Load() == 0 {
-				break
+		limit := time.NewTimer(5 * time.Second)
+		defer limit.Stop()
+		for !s.drained() {
+			select {
+			case <-tick.C:
+			case <-limit.C:
+				go s.stop()
+				return ctx.Err()
 			}
-			<-tick.C
 		}
-		break
+		s.stop()
+		return ctx.Err()
 	}
 	s.stop()
-	return err
+	return nil
+}
+
+// connList returns the open connections; s.mu is held.
+func (s *Server) connList() []*wsConn {
+	conns := make([]*wsConn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// drained reports whether no WebSocket is open and no HTTP exchange runs.
+func (s *Server) drained() bool {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return n == 0 && s.httpAct.Load() == 0
 }
 
 // stop ends the poller, workers and idle sweeper.

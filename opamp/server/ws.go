@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -328,7 +329,7 @@ func (c *wsConn) handle(payload []byte) {
 		}
 		c.mu.Unlock()
 	}
-	reply, err := s.call(c, msg)
+	reply, err := s.call(s.ctx, c, msg)
 	if err != nil {
 		reply = s.errorReply(msg.InstanceUid, err)
 	}
@@ -344,7 +345,7 @@ func (c *wsConn) handle(payload []byte) {
 }
 
 // call runs Handler.OnMessage, turning a panic into an internal error.
-func (s *Server) call(c Conn, msg *protobufs.AgentToServer) (reply *protobufs.ServerToAgent, err error) {
+func (s *Server) call(ctx context.Context, c Conn, msg *protobufs.AgentToServer) (reply *protobufs.ServerToAgent, err error) {
 	s.inflight.Add(1)
 	defer func() {
 		s.inflight.Add(-1)
@@ -354,7 +355,7 @@ func (s *Server) call(c Conn, msg *protobufs.AgentToServer) (reply *protobufs.Se
 			reply, err = nil, fmt.Errorf("handler panic: %v", r)
 		}
 	}()
-	return s.handler.OnMessage(s.ctx, c, msg)
+	return s.handler.OnMessage(ctx, c, msg)
 }
 
 // finish ends the connection now (no further handshake): it leaves the
