@@ -503,11 +503,21 @@ func TestTLSFallbackConnections(t *testing.T) {
 	if r := a.recv(); r.Flags != 99 {
 		t.Fatalf("push %v", r)
 	}
+	code := make(chan int, 1)
+	go func() { // answers the close handshake
+		_, _, err := a.ws.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			code <- ce.Code
+		} else {
+			code <- -1
+		}
+	}()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if code := a.recvClose(); code != websocket.CloseGoingAway {
-		t.Fatalf("close %d", code)
+	if c := <-code; c != websocket.CloseGoingAway {
+		t.Fatalf("close %d", c)
 	}
 	if h.closedCount(h.conn(0)) != 1 {
 		t.Fatal("OnClose not called once")
