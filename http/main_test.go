@@ -25,14 +25,14 @@ import (
 // env is a Server in front of the real control plane over an in-memory
 // SQLite store, listening on 127.0.0.1.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	cp  *controlplane.Service
 	db  *sqlite.DB
 	srv *stewardhttp.Server
 	ts  *httptest.Server
 }
 
-func newEnv(t *testing.T, configure func(*stewardhttp.Options)) *env {
+func newEnv(t testing.TB, configure func(*stewardhttp.Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, ":memory:")
