@@ -12,7 +12,6 @@ import (
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/server"
-	"github.com/stewardhq/steward/supervisor/internal/opamphttp"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -25,10 +24,11 @@ type localServer struct {
 	uid      func() steward.InstanceUID
 	onChange func()
 
-	ln   net.Listener
-	srv  *http.Server
-	url  string
-	http bool // served over OpAMP plain HTTP (the extension polls)
+	ln        net.Listener
+	srv       *http.Server
+	transport *server.Server
+	url       string
+	http      bool // the extension uses plain HTTP polling instead of WebSocket
 
 	mu sync.Mutex
 	r  localReport
@@ -46,22 +46,28 @@ type localReport struct {
 	messageCount int
 }
 
-// localPollInterval is how often the extension polls over plain HTTP.
+// localPollInterval is how often the extension would poll over plain HTTP.
 const localPollInterval = time.Second
 
-// startLocalServer listens on 127.0.0.1 at a random port.
+// startLocalServer listens on 127.0.0.1 at a random port and serves OpAMP
+// (WebSocket; plain HTTP works too) through opamp/server.
 func startLocalServer(log *slog.Logger, uid func() steward.InstanceUID, onChange func()) (*localServer, error) {
+	s := &localServer{log: log, uid: uid, onChange: onChange}
+	caps := uint64(protobufs.ServerCapabilities_ServerCapabilities_AcceptsStatus |
+		protobufs.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig)
+	transport, err := server.New(server.Config{Handler: s, Capabilities: caps, Logger: log, Workers: 2, MaxConnections: 4})
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &localServer{log: log, uid: uid, onChange: onChange, ln: ln, http: true}
+	s.ln, s.transport = ln, transport
 	mux := http.NewServeMux()
-	caps := uint64(protobufs.ServerCapabilities_ServerCapabilities_AcceptsStatus |
-		protobufs.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig)
-	mux.Handle(opamp.DefaultPath, opamphttp.New(s, caps))
+	mux.Handle(opamp.DefaultPath, transport)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.url = "http://" + ln.Addr().String() + opamp.DefaultPath
+	s.url = "ws://" + ln.Addr().String() + opamp.DefaultPath
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }
@@ -70,7 +76,14 @@ func (s *localServer) extension(ppid int) *opampExtension {
 	return &opampExtension{endpoint: s.url, http: s.http, instanceUID: s.uid(), ppid: ppid, pollInterval: localPollInterval.String()}
 }
 
-func (s *localServer) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// Shutdown closes the collector's connection and the listener.
+func (s *localServer) Shutdown(ctx context.Context) error {
+	err := s.transport.Shutdown(ctx)
+	if err2 := s.srv.Shutdown(ctx); err == nil {
+		err = err2
+	}
+	return err
+}
 
 // Accept admits only loopback peers.
 func (s *localServer) Accept(r *http.Request) (any, error) {

@@ -74,6 +74,9 @@ func newGeneric(t *testing.T, endpoint, dir, localCfg, extra string) *genericHar
 	if !strings.Contains(extra, "health:") {
 		extra += "  health: {min_uptime: 300ms, interval: 200ms}\n"
 	}
+	if !strings.Contains(extra, "config_apply_timeout:") {
+		extra += "  config_apply_timeout: 20s\n"
+	}
 	if !strings.Contains(extra, "restart:") {
 		extra += "  restart: {initial_backoff: 50ms, max_backoff: 400ms}\n"
 	}
@@ -89,7 +92,6 @@ agent:
   args: [-config, %s]
   config_file: %s
   local_config_files: [%s]
-  config_apply_timeout: 20s
   stop_timeout: 5s
 %s
 storage:
@@ -309,7 +311,7 @@ func TestGenericSignalReloadAndHTTPProbe(t *testing.T) {
 	dir := t.TempDir()
 	healthAddr := freePort(t)
 	h := newGeneric(t, srv.URL, dir, "pid_file: "+filepath.Join(dir, "pid")+"\nhealth_addr: "+healthAddr+"\n",
-		"  reload: signal:SIGHUP\n  health: {http_url: \"http://"+healthAddr+"/health\", interval: 200ms, timeout: 1s}\n")
+		"  reload: signal:SIGHUP\n  config_apply_timeout: 4s\n  health: {http_url: \"http://"+healthAddr+"/health\", interval: 200ms, timeout: 1s}\n")
 	uid := h.sup.InstanceUID()
 	eventually(t, "healthy", func() bool {
 		a := srv.Agent(uid)
@@ -347,5 +349,38 @@ func TestNewInstanceUIDIsPersisted(t *testing.T) {
 		got, err := h.sup.store.InstanceUID()
 		return err == nil && got == newUID && h.sup.InstanceUID() == newUID
 	})
-	eventually(t, "server hears the new uid", func() bool { return srv.Agent(newUID) != nil })
+}
+
+// A "collector" whose opamp extension never connects (the test agent) is
+// reported unhealthy once bootstrap_timeout has passed.
+func TestCollectorModeExtensionMissing(t *testing.T) {
+	srv := testserver.Start(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "supervisor.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(`
+server: {endpoint: %s}
+agent:
+  mode: collector
+  executable: %s
+  bootstrap_timeout: 1s
+  health: {interval: 200ms}
+storage: {directory: %s}
+`, srv.URL, testAgent, filepath.Join(dir, "state")))
+	h := &genericHarness{t: t, dir: dir, cfgPath: cfgPath}
+	h.start()
+	uid := h.sup.InstanceUID()
+	eventually(t, "unhealthy: extension did not connect", func() bool {
+		a := srv.Agent(uid)
+		return a != nil && a.Health != nil && !a.Health.Healthy &&
+			strings.Contains(a.Health.LastError, "opamp extension did not connect within 1s")
+	})
+	a := srv.Agent(uid)
+	if p := a.Health.ComponentHealthMap["process"]; p == nil || !p.Healthy {
+		t.Fatalf("process health = %v", p)
+	}
+	// Without a bootstrap report the description is the supervisor's own.
+	if a.Description == nil || len(a.Description.IdentifyingAttributes) == 0 ||
+		a.Description.IdentifyingAttributes[0].GetValue().GetStringValue() != "testagent" {
+		t.Fatalf("description = %v", a.Description)
+	}
 }
