@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/spf13/cobra"
@@ -341,16 +342,20 @@ func TestConnectionAndAuthErrors(t *testing.T) {
 	}
 }
 
+var registered atomic.Int64
+
 func TestRegisterCommand(t *testing.T) {
-	ran := make(chan []string, 1)
+	// The registry is global: use a fresh name so that -count=N works.
+	name := fmt.Sprintf("hello%d", registered.Add(1))
+	ran := make(chan []string, 10)
 	cli.RegisterCommandFunc(func() *cobra.Command {
-		return &cobra.Command{Use: "hello", RunE: func(cmd *cobra.Command, args []string) error {
+		return &cobra.Command{Use: name, RunE: func(cmd *cobra.Command, args []string) error {
 			ran <- args
 			cmd.Println("hi")
 			return nil
 		}}
 	})
-	out, _, code := runCLI("hello", "x")
+	out, _, code := runCLI(name, "x")
 	if code != 0 || out != "hi\n" {
 		t.Errorf("registered command: %d %q", code, out)
 	}
@@ -359,10 +364,10 @@ func TestRegisterCommand(t *testing.T) {
 		if len(args) != 1 || args[0] != "x" {
 			t.Errorf("args %v", args)
 		}
-	case <-time.After(10 * time.Second):
+	default:
 		t.Error("registered command did not run")
 	}
-	if out, _, _ := runCLI("--help"); !strings.Contains(out, "hello") || !strings.Contains(out, "agents") {
+	if out, _, _ := runCLI("--help"); !strings.Contains(out, name) || !strings.Contains(out, "agents") {
 		t.Errorf("help lacks commands:\n%s", out)
 	}
 }
