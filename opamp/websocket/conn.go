@@ -78,7 +78,9 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadlin
 // frame, the close is echoed and ReadMessage returns a *CloseError. Invalid
 // frames fail the connection (a close frame with the matching status is
 // sent, then the connection is closed) and return the *ProtocolError. Once
-// an error is returned, every later call returns it again.
+// an error is returned, every later call returns it again — except a
+// read deadline expiring (a net.Error with Timeout()), after which reading
+// may continue where it stopped.
 func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
@@ -147,6 +149,14 @@ func (c *Conn) read() (Opcode, []byte, error) {
 			}
 		}
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// A deadline is not fatal: the parser keeps its place.
+				if len(c.pending) > 0 {
+					continue // deliver what arrived first
+				}
+				return 0, nil, err
+			}
 			if errors.Is(err, io.EOF) {
 				err = &CloseError{Code: CloseAbnormal, Reason: "connection closed without a close frame"}
 			}
@@ -259,8 +269,10 @@ func (c *Conn) CloseWithCode(code int, reason string) error {
 	if werr == nil {
 		if c.readMu.TryLock() {
 			_ = c.nc.SetReadDeadline(time.Now().Add(CloseTimeout))
-			for c.readErr == nil {
-				_, _, _ = c.read()
+			for {
+				if _, _, err := c.read(); err != nil {
+					break
+				}
 			}
 			c.readMu.Unlock()
 		} else {

@@ -263,3 +263,21 @@ func TestCloseWithoutPeerIsBounded(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 }
+
+func TestReadDeadlineIsNotFatal(t *testing.T) {
+	c := dial(t, echoServer(t, 0))
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, _, err := c.ReadMessage()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if err := c.WriteMessage(Binary, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := c.ReadMessage(); err != nil || string(b) != "again" {
+		t.Fatalf("after timeout: %q %v", b, err)
+	}
+}
