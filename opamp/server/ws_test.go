@@ -559,3 +559,75 @@ func TestInstanceUIDAndSendLimits(t *testing.T) {
 		t.Fatalf("discarded %d, handler saw %d messages", st.Discarded, h.numMessages())
 	}
 }
+
+func TestNoGoroutineLeakPerConnection(t *testing.T) {
+	h := newTestHandler()
+	// Plain (epoll) and TLS (goroutine per connection) servers.
+	s, err := New(Config{Handler: h, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := httptest.NewServer(s)
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(s)
+	defer tlsSrv.Close()
+	defer s.Shutdown(context.Background())
+	tlsCfg := &tls.Config{RootCAs: tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	dialBoth := func() []*websocket.Conn {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		a, _, err := websocket.Dial(ctx, wsURL(plain), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(tlsSrv.URL, "https")+opamp.DefaultPath, &websocket.DialOptions{TLSConfig: tlsCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []*websocket.Conn{a, b}
+	}
+	exchange := func(ws *websocket.Conn) {
+		a := &agent{t: t, ws: ws}
+		a.send(status(1))
+		a.recv()
+	}
+	// Warm up (TLS session machinery, http server goroutines), then count.
+	for _, ws := range dialBoth() {
+		exchange(ws)
+		ws.Close()
+	}
+	eventually(t, "warm-up connections closed", func() bool { return s.Stats().Connections == 0 })
+	plain.CloseClientConnections()
+	tlsSrv.CloseClientConnections()
+	base := numGoroutines()
+	for round := 0; round < 10; round++ {
+		conns := dialBoth()
+		for _, ws := range conns {
+			exchange(ws)
+		}
+		switch round % 3 {
+		case 0: // agent closes
+			for _, ws := range conns {
+				ws.Close()
+			}
+		case 1: // server closes
+			for i := 0; i < 2; i++ {
+				c := h.conn(h.numConns() - 1 - i)
+				c.Close()
+			}
+			for _, ws := range conns {
+				ws.ReadMessage() // close frame, echoed
+			}
+		case 2: // agent drops TCP
+			for _, ws := range conns {
+				ws.NetConn().Close()
+			}
+		}
+		eventually(t, "connections closed", func() bool { return s.Stats().Connections == 0 })
+	}
+	eventually(t, "goroutines back to baseline", func() bool { return numGoroutines() <= base })
+	conns, calls := h.totalClosed()
+	if conns != calls {
+		t.Fatalf("OnClose: %d connections, %d calls", conns, calls)
+	}
+}
