@@ -124,7 +124,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 // with a ": heartbeat" comment every HeartbeatInterval. Optional filters:
 // agent=<id> and type=<t1,t2>. When the bus drops this subscriber for being
 // too slow, an "event: resync" is sent and the stream ends (EventSource
-// clients reconnect and should reload state). It ends when the client goes.
+// clients reconnect and should reload state). It ends when the client goes
+// or the Server is closed.
 func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	f, err := parseEventFilter(r)
 	if err != nil {
@@ -160,6 +161,8 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.closing:
 			return
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stewardhq/steward"
@@ -67,6 +68,9 @@ type Server struct {
 	log      *slog.Logger
 
 	heartbeat time.Duration
+	// closing is closed by Close to end event streams.
+	closing   chan struct{}
+	closeOnce sync.Once
 
 	root *http.ServeMux
 	api  *http.ServeMux
@@ -88,6 +92,7 @@ func NewServer(opts Options) *Server {
 		ready:     opts.Ready,
 		log:       opts.Logger,
 		heartbeat: opts.HeartbeatInterval,
+		closing:   make(chan struct{}),
 		root:      http.NewServeMux(),
 		api:       http.NewServeMux(),
 	}
@@ -161,6 +166,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	s.root.ServeHTTP(w, r)
+}
+
+// Close ends every open event stream, now and for streams opened later
+// (they end at once). Other requests are unaffected. Register it with
+// net/http.Server.RegisterOnShutdown, as streams never become idle and would
+// otherwise hold Shutdown until its deadline. It always returns nil.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	return nil
 }
 
 // Routes returns the "METHOD /path" patterns of the REST API and health

@@ -184,3 +184,26 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Errorf("served document differs: %d", r.status)
 	}
 }
+
+// TestCloseEndsStreams checks that Server.Close lets net/http's Shutdown
+// finish although an event stream is open.
+func TestCloseEndsStreams(t *testing.T) {
+	e := newEnv(t, nil)
+	resp, err := e.ts.Client().Get(e.ts.URL + "/api/v1/events/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := readSSE(bufio.NewReader(resp.Body))
+	if ev := <-events; ev.comment != "connected" {
+		t.Fatalf("first: %+v", ev)
+	}
+	e.ts.Config.RegisterOnShutdown(func() { e.srv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.ts.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for range events {
+	}
+}
