@@ -1,0 +1,117 @@
+// Command steward-k8s-bridge reports the OpenTelemetry Operator's
+// OpenTelemetryCollector resources to a Steward server as OpAMP agents and
+// applies the remote config Steward assigns to them. See docs/kubernetes.md.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stewardhq/steward/bridge"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "steward-k8s-bridge:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("steward-k8s-bridge", flag.ContinueOnError)
+	server := fs.String("server", "ws://steward.steward.svc:4320/v1/opamp", "Steward OpAMP endpoint (ws, wss, http or https)")
+	namespaces := fs.String("namespaces", "", "comma-separated namespaces to watch; empty watches all (needs cluster-wide RBAC)")
+	cluster := fs.String("cluster-name", "", "reported as k8s.cluster.name")
+	apiVersion := fs.String("api-version", bridge.DefaultVersion, "OpenTelemetryCollector API version: v1beta1 or v1alpha1")
+	managed := fs.String("managed-selector", "", `label selector of collectors that accept remote config, besides those annotated steward.dev/managed: "true"`)
+	tokenFile := fs.String("token-file", "", "file holding the bearer token sent to Steward (re-read on every connection); the STEWARD_TOKEN environment variable is used when unset")
+	caFile := fs.String("ca-file", "", "PEM CA bundle to verify a wss/https Steward server")
+	insecure := fs.Bool("insecure-skip-tls-verify", false, "do not verify the Steward server's certificate (testing only)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file; empty uses the in-cluster service account")
+	heartbeat := fs.Duration("heartbeat-interval", 30*time.Second, "OpAMP heartbeat interval of each agent")
+	healthAddr := fs.String("health-addr", ":8081", "serve /healthz (live) and /readyz (caches synced) here; empty disables")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	dyn, kube, err := bridge.KubeClients(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg := bridge.Config{
+		Endpoint:          *server,
+		Dynamic:           dyn,
+		Kube:              kube,
+		ClusterName:       *cluster,
+		APIVersion:        *apiVersion,
+		ManagedSelector:   *managed,
+		HeartbeatInterval: *heartbeat,
+		Logger:            log,
+	}
+	for _, ns := range strings.Split(*namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			cfg.Namespaces = append(cfg.Namespaces, ns)
+		}
+	}
+	switch {
+	case *tokenFile != "":
+		cfg.HeaderFunc = bridge.BearerTokenFile(*tokenFile)
+	case os.Getenv("STEWARD_TOKEN") != "":
+		cfg.Header = http.Header{"Authorization": {"Bearer " + strings.TrimSpace(os.Getenv("STEWARD_TOKEN"))}}
+	}
+	if *caFile != "" || *insecure {
+		tc := &tls.Config{InsecureSkipVerify: *insecure}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return fmt.Errorf("--ca-file: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--ca-file %s: no PEM certificates", *caFile)
+			}
+		}
+		cfg.TLSConfig = tc
+	}
+	b, err := bridge.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *healthAddr != "" {
+		ln, err := net.Listen("tcp", *healthAddr)
+		if err != nil {
+			return fmt.Errorf("--health-addr: %w", err)
+		}
+		hs := &http.Server{Handler: bridge.HealthHandler(b), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer hs.Close()
+	}
+	log.Info("steward-k8s-bridge starting", "server", *server, "namespaces", cfg.Namespaces, "cluster", *cluster, "api_version", *apiVersion)
+	return b.Run(ctx)
+}
