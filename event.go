@@ -52,3 +52,7 @@ type EventBus interface {
 // EventRolloutChanged records a rollout starting, advancing, pausing,
 // completing or rolling back.
 const EventRolloutChanged = "rollout.changed"
+
+// EventReplicaLost records that a server replica stopped renewing its lease
+// and that its agents were marked offline.
+const EventReplicaLost = "replica.lost"

@@ -3,6 +3,7 @@ package steward
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 // Notice is a message between server replicas that share a database: a
@@ -43,4 +44,15 @@ type Broadcaster interface {
 	// Listen calls fn for each notice until ctx ends, reconnecting after
 	// database failures; it returns ctx's error.
 	Listen(ctx context.Context, fn func(Notice)) error
+}
+
+// ReplicaStore records which server replicas are alive, so that the agents
+// of a replica that died without a goodbye are marked offline by the others.
+// It is a lease in the shared database, not a consensus protocol.
+type ReplicaStore interface {
+	// ReplicaAlive records that replica was alive at at.
+	ReplicaAlive(ctx context.Context, replica string, at time.Time) error
+	// ReapReplicas forgets replicas last seen before before, marks their
+	// agents offline, and returns their names.
+	ReapReplicas(ctx context.Context, before time.Time) ([]string, error)
 }

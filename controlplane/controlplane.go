@@ -51,7 +51,11 @@ type Config struct {
 	// ResyncInterval rebuilds desired state from the store and reconciles
 	// every connected agent even when no notice arrived; default 30 s.
 	ResyncInterval time.Duration
-	Logger         *slog.Logger
+	// ReplicaLease: a replica that has not renewed its lease for this long
+	// is taken as dead and its agents are marked offline by the others
+	// (with a store that implements steward.ReplicaStore); default 60 s.
+	ReplicaLease time.Duration
+	Logger       *slog.Logger
 }
 
 // Service is the control plane. Create it with New, serve its Handler on
@@ -118,6 +122,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 30 * time.Second
 	}
+	if cfg.ReplicaLease <= 0 {
+		cfg.ReplicaLease = 60 * time.Second
+	}
+	if cfg.FlushInterval > cfg.ReplicaLease/3 {
+		cfg.FlushInterval = cfg.ReplicaLease / 3 // leases are renewed on this tick
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -138,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.renewLease(ctx)
 	s.wg.Add(2)
 	go s.housekeeping()
 	go s.eventWriter()
@@ -167,6 +178,30 @@ func (s *Service) Close() error {
 	defer cancel()
 	s.flushTouches(ctx)
 	return s.store.MarkOffline(ctx, s.cfg.Replica, time.Now().UTC())
+}
+
+// renewLease renews this replica's lease and reaps replicas whose lease
+// lapsed, marking their agents offline.
+func (s *Service) renewLease(ctx context.Context) {
+	rs, ok := s.store.(steward.ReplicaStore)
+	if !ok {
+		return
+	}
+	now := time.Now().UTC()
+	if err := rs.ReplicaAlive(ctx, s.cfg.Replica, now); err != nil {
+		s.log.Warn("replica lease renewal failed", "error", err)
+		return
+	}
+	dead, err := rs.ReapReplicas(ctx, now.Add(-s.cfg.ReplicaLease))
+	if err != nil {
+		s.log.Warn("reaping dead replicas failed", "error", err)
+		return
+	}
+	for _, r := range dead {
+		s.log.Warn("replica lease lapsed: its agents are marked offline", "replica", r)
+		s.emit(&steward.Event{Type: steward.EventReplicaLost, Message: "replica " + r + " stopped renewing its lease; its agents were marked offline",
+			Details: map[string]any{"replica": r}})
+	}
 }
 
 // reload rebuilds the desired-state snapshot from the store.
@@ -362,6 +397,7 @@ func (s *Service) housekeeping() {
 			s.flushTouches(s.ctx)
 			s.expire()
 			s.progressRollouts(s.ctx)
+			s.renewLease(s.ctx)
 		case <-s.rolloutKick:
 			s.progressRollouts(s.ctx)
 		case <-resync.C:

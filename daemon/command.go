@@ -63,6 +63,7 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.StringVar(&tokens, "api-tokens", env("API_TOKENS", ""), "comma-separated bearer tokens accepted by the REST API")
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", envDuration("HEARTBEAT_INTERVAL", 30*time.Second), "heartbeat interval expected of agents")
 	f.IntVar(&o.MaxConnections, "max-connections", 0, "maximum concurrent WebSocket agents (0: unlimited)")
+	f.DurationVar(&o.ReplicaLease, "replica-lease", envDuration("REPLICA_LEASE", 60*time.Second), "a replica silent for this long is taken as dead and its agents are marked offline")
 	f.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", env("LOG_FORMAT", "text"), "log format: text or json")
 	return cmd

@@ -52,7 +52,10 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// MaxConnections bounds WebSocket agents (0: unlimited).
 	MaxConnections int
-	Logger         *slog.Logger
+	// ReplicaLease is how long a replica may go without renewing its lease
+	// before the others mark its agents offline; default 60s.
+	ReplicaLease time.Duration
+	Logger       *slog.Logger
 	// Ready, if set, receives the bound addresses once both listeners are up.
 	Ready func(opampAddr, httpAddr net.Addr)
 }
@@ -103,6 +106,7 @@ func Run(ctx context.Context, o Options) error {
 		Replica:           o.Replica,
 		HeartbeatInterval: o.HeartbeatInterval,
 		Broadcaster:       broadcaster,
+		ReplicaLease:      o.ReplicaLease,
 		Logger:            log.With("component", "controlplane"),
 	})
 	if err != nil {

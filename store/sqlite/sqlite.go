@@ -262,6 +262,11 @@ var migrations = []string{
 		updated_at INTEGER NOT NULL
 	);
 	CREATE INDEX rollouts_assignment ON rollouts(assignment);`,
+	// 3: replica leases (see steward.ReplicaStore).
+	`CREATE TABLE replicas (
+		name    TEXT PRIMARY KEY,
+		seen_at INTEGER NOT NULL
+	);`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"ConcurrentPutAgent", testConcurrentPutAgent},
 		{"Unavailable", testUnavailable},
 		{"Rollouts", testRollouts},
+		{"Replicas", testReplicas},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

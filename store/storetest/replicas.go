@@ -1,0 +1,41 @@
+package storetest
+
+import (
+	"testing"
+
+	"github.com/stewardhq/steward"
+)
+
+// testReplicas checks ReplicaStore: a replica whose lease lapsed is reaped
+// with its agents marked offline; live replicas and their agents are kept.
+func testReplicas(t *testing.T, s steward.Store) {
+	rs, ok := s.(steward.ReplicaStore)
+	if !ok {
+		t.Fatalf("%T does not implement steward.ReplicaStore", s)
+	}
+	c := ctx(t)
+	a1 := agentWith(1, "otelcol", "h1", "1", nil, true, nil)
+	a1.Replica = "dead"
+	a2 := agentWith(2, "otelcol", "h2", "1", nil, true, nil)
+	a2.Replica = "live"
+	must(t, s.PutAgent(c, a1), "put a1")
+	must(t, s.PutAgent(c, a2), "put a2")
+	must(t, rs.ReplicaAlive(c, "dead", ts(100, 0)), "lease dead")
+	must(t, rs.ReplicaAlive(c, "live", ts(100, 0)), "lease live")
+	must(t, rs.ReplicaAlive(c, "live", ts(200, 0)), "renew live")
+	must(t, rs.ReplicaAlive(c, "live", ts(150, 0)), "older renewal is ignored")
+
+	dead, err := rs.ReapReplicas(c, ts(180, 0))
+	must(t, err, "reap")
+	if len(dead) != 1 || dead[0] != "dead" {
+		t.Fatalf("reaped %v, want [dead]", dead)
+	}
+	g1, _ := s.Agent(c, a1.ID)
+	g2, _ := s.Agent(c, a2.ID)
+	if g1.Online || !g2.Online {
+		t.Fatalf("after reaping: dead replica's agent online=%v, live replica's agent online=%v", g1.Online, g2.Online)
+	}
+	if again, _ := rs.ReapReplicas(c, ts(180, 0)); len(again) != 0 {
+		t.Fatalf("reaped twice: %v", again)
+	}
+}
