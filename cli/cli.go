@@ -125,7 +125,14 @@ type app struct {
 	output string
 }
 
-func (a *app) client() *stewardhttp.Client { return stewardhttp.NewClient(a.server, a.token) }
+// client returns an API client; a --server without a scheme means http.
+func (a *app) client() *stewardhttp.Client {
+	server := a.server
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	return stewardhttp.NewClient(server, a.token)
+}
 
 // NewRootCommand builds the steward command tree: the API client commands,
 // global flags --server (env STEWARD_SERVER, default

@@ -333,6 +333,10 @@ func TestConnectionAndAuthErrors(t *testing.T) {
 	if _, errs, code := runCLI("configs", "list"); code != 0 {
 		t.Errorf("with environment: %d %s", code, errs)
 	}
+	// A server address without a scheme means http.
+	if _, errs, code := runCLI("--server", strings.TrimPrefix(e.url, "http://"), "configs", "list"); code != 0 {
+		t.Errorf("server without scheme: %d %s", code, errs)
+	}
 	ts := httptest.NewServer(nil)
 	dead := ts.URL
 	ts.Close()
