@@ -209,6 +209,10 @@ func (s *Server) handleAgentEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	if _, err := s.agents.Agent(r.Context(), id); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
 	events, err := s.agents.AgentEvents(r.Context(), id, limit)
 	if err != nil {
 		writeError(w, r, s.log, err)

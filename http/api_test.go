@@ -108,6 +108,9 @@ func TestAgents(t *testing.T) {
 		}
 		return false
 	})
+	if r := e.do("GET", "/api/v1/agents/"+unknown.String()+"/events", nil); r.status != 404 {
+		t.Errorf("events of unknown agent: %d", r.status)
+	}
 	if r := e.do("GET", "/api/v1/agents/"+idA.String()+"/events?limit=5000", nil); r.status != 400 {
 		t.Errorf("limit over max: %d", r.status)
 	}
