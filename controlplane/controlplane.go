@@ -285,6 +285,12 @@ func (s *Service) reconcileLocked(ss *session, msg *protobufs.ServerToAgent) boo
 				Message: "remote config offered", Details: map[string]any{"hash": hexString(want)}})
 		}
 	}
+	if s.offerPackages(ss, msg) {
+		changed = true
+	}
+	if s.offerConnectionSettings(ss, msg) {
+		changed = true
+	}
 	if ss.transport == server.HTTP {
 		now := time.Now()
 		if ss.pendingCommand != nil && msg.Command == nil {

@@ -50,12 +50,17 @@ type session struct {
 // connState is what Accept attaches to a connection.
 type connState struct {
 	sess *session // set by the first message on a WebSocket
+	auth any      // what authenticate returned
 }
 
-// Accept admits every connection. Agent authentication is layered in front
-// of the transport (see the auth package) and stores its verdict here.
+// Accept authenticates the connection (see authenticate) before any message
+// is read.
 func (s *Service) Accept(r *http.Request) (any, error) {
-	return &connState{}, nil
+	a, err := s.authenticate(r)
+	if err != nil {
+		return nil, err
+	}
+	return &connState{auth: a}, nil
 }
 
 // OnClose marks a WebSocket agent offline, unless a newer connection of the

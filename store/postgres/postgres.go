@@ -254,6 +254,11 @@ var migrations = []string{
 		name    TEXT PRIMARY KEY,
 		seen_at TIMESTAMPTZ NOT NULL
 	);`,
+	// 4: reserved for packages (issue: secure auto-update). Replace this
+	// placeholder with the schema; no database in use has real content here.
+	`SELECT 1`,
+	// 5: reserved for agent credentials, API tokens and the audit log.
+	`SELECT 1`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration
