@@ -207,3 +207,62 @@ func TestCloseEndsStreams(t *testing.T) {
 	for range events {
 	}
 }
+
+// TestOpenAPIRefs checks that every $ref in the document resolves and every
+// operation has a unique operationId.
+func TestOpenAPIRefs(t *testing.T) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(stewardhttp.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	resolve := func(ref string) bool {
+		var cur any = doc
+		for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return false
+			}
+			if cur, ok = m[part]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	refs := 0
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if k == "$ref" {
+					refs++
+					if s, _ := x.(string); !strings.HasPrefix(s, "#/") || !resolve(s) {
+						t.Errorf("unresolved $ref %v", x)
+					}
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(doc)
+	if refs == 0 {
+		t.Error("no $ref found")
+	}
+	ids := map[string]bool{}
+	for path, item := range doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			if method == "parameters" {
+				continue
+			}
+			id, _ := op.(map[string]any)["operationId"].(string)
+			if id == "" || ids[id] {
+				t.Errorf("%s %s: missing or duplicate operationId %q", method, path, id)
+			}
+			ids[id] = true
+		}
+	}
+}
