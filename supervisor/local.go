@@ -30,8 +30,9 @@ type localServer struct {
 	url       string
 	http      bool // the extension uses plain HTTP polling instead of WebSocket
 
-	mu sync.Mutex
-	r  localReport
+	mu   sync.Mutex
+	r    localReport
+	uids map[steward.InstanceUID]bool // instance UIDs given to collectors
 }
 
 // localReport is the collector's last report.
@@ -72,8 +73,18 @@ func startLocalServer(log *slog.Logger, uid func() steward.InstanceUID, onChange
 	return s, nil
 }
 
+// extension returns the opamp extension settings for a collector config.
+// The instance UID written there is accepted from then on (a collector
+// keeps the UID it was started with when the server assigns a new one).
 func (s *localServer) extension(ppid int) *opampExtension {
-	return &opampExtension{endpoint: s.url, http: s.http, instanceUID: s.uid(), ppid: ppid, pollInterval: localPollInterval.String()}
+	uid := s.uid()
+	s.mu.Lock()
+	if s.uids == nil {
+		s.uids = map[steward.InstanceUID]bool{}
+	}
+	s.uids[uid] = true
+	s.mu.Unlock()
+	return &opampExtension{endpoint: s.url, http: s.http, instanceUID: uid, ppid: ppid, pollInterval: localPollInterval.String()}
 }
 
 // Shutdown closes the collector's connection and the listener.
@@ -98,7 +109,11 @@ func (s *localServer) Accept(r *http.Request) (any, error) {
 // list when only a hash arrived, and for a full report when the message has
 // no description yet.
 func (s *localServer) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
-	if uid, err := steward.InstanceUIDFromBytes(msg.InstanceUid); err != nil || uid != s.uid() {
+	uid, err := steward.InstanceUIDFromBytes(msg.InstanceUid)
+	s.mu.Lock()
+	known := err == nil && s.uids[uid]
+	s.mu.Unlock()
+	if !known {
 		return nil, steward.Errorf(steward.EINVALID, "unexpected instance_uid: this endpoint serves the supervised collector only")
 	}
 	s.log.Debug("collector report", "description", msg.AgentDescription != nil, "components", msg.AvailableComponents != nil,

@@ -221,7 +221,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.client = c
+	s.mu.Unlock()
 	s.reportInitialStatus()
 
 	env := make([]string, 0, len(a.Env))
@@ -346,6 +348,9 @@ func (s *Supervisor) description() *protobufs.AgentDescription {
 			strKV(steward.AttrHostName, host),
 		}
 	}
+	// The collector makes up a new service.instance.id on every start; the
+	// instance UID is the stable identity.
+	d.IdentifyingAttributes = setAttrs(d.IdentifyingAttributes, map[string]string{steward.AttrServiceInstanceID: s.InstanceUID().String()})
 	d.IdentifyingAttributes = setAttrs(d.IdentifyingAttributes, s.cfg.Agent.Description.IdentifyingAttributes)
 	d.NonIdentifyingAttributes = setAttrs(d.NonIdentifyingAttributes, s.cfg.Agent.Description.NonIdentifyingAttributes)
 	return d
@@ -642,7 +647,7 @@ func (s *Supervisor) switchTo(ctx context.Context, eff []byte) error {
 	s.mu.Unlock()
 	p := s.runner.Current()
 	if same && p != nil {
-		return s.waitHealthy(ctx, p, time.Now())
+		return s.waitHealthy(ctx, p, p.StartedAt())
 	}
 	if err := s.writeConfig(eff); err != nil {
 		return err
@@ -664,9 +669,10 @@ func (s *Supervisor) switchTo(ctx context.Context, eff []byte) error {
 }
 
 // waitHealthy waits until p is healthy: in collector mode its opamp
-// extension reports healthy; in generic mode the HTTP probe answers 2xx, or
-// without a probe the process stays up for health.min_uptime. It fails when
-// the process exits (with its last error output) or on the timeout.
+// extension reports healthy (after since); in generic mode the process stays
+// up for health.min_uptime after since and then, when configured, the HTTP
+// probe answers 2xx. It fails when the process exits (with its last error
+// output) or on the timeout.
 func (s *Supervisor) waitHealthy(ctx context.Context, p *agentproc.Process, since time.Time) error {
 	a := &s.cfg.Agent
 	ctx, cancel := context.WithTimeout(ctx, a.ConfigApplyTimeout)
@@ -691,6 +697,10 @@ func (s *Supervisor) waitHealthy(ctx context.Context, p *agentproc.Process, sinc
 			} else {
 				last = "the collector's opamp extension did not report health"
 			}
+		case time.Since(since) < a.Health.MinUptime:
+			// Settle first: a signalled agent may not have reloaded yet,
+			// and a bad config may take a moment to bring an agent down.
+			last = "agent did not stay up"
 		case a.Health.HTTPURL != "":
 			err := s.probe(ctx)
 			if err == nil {
@@ -700,10 +710,7 @@ func (s *Supervisor) waitHealthy(ctx context.Context, p *agentproc.Process, sinc
 				last = err.Error()
 			}
 		default:
-			if time.Since(since) >= a.Health.MinUptime {
-				return nil
-			}
-			last = "agent did not stay up"
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -855,19 +862,30 @@ func (s *Supervisor) onProcessEvent(ev agentproc.Event) {
 	s.updateHealth()
 }
 
+// upstreamConn returns the server connection, nil before Run made it.
+func (s *Supervisor) upstreamConn() upstream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.client
+}
+
 func (s *Supervisor) onLocalChange() {
-	r := s.local.report()
-	if r.components != nil && s.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsAvailableComponents) && s.client != nil {
-		_ = s.client.SetAvailableComponents(r.components)
+	c := s.upstreamConn()
+	if c == nil {
+		return // bootstrap: Run reads the report itself
 	}
-	if r.description != nil && s.client != nil {
+	r := s.local.report()
+	if r.components != nil && s.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsAvailableComponents) {
+		_ = c.SetAvailableComponents(r.components)
+	}
+	if r.description != nil {
 		d := s.description()
 		s.mu.Lock()
 		changed := s.desc == nil || !protoEqual(d, s.desc)
 		s.desc = d
 		s.mu.Unlock()
 		if changed {
-			_ = s.client.SetAgentDescription(d)
+			_ = c.SetAgentDescription(d)
 		}
 	}
 	s.updateHealth()
@@ -947,7 +965,8 @@ func (s *Supervisor) health() *protobufs.ComponentHealth {
 }
 
 func (s *Supervisor) updateHealth() {
-	if s.client == nil || !s.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth) {
+	c := s.upstreamConn()
+	if c == nil || !s.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth) {
 		return
 	}
 	h := s.health()
@@ -958,7 +977,7 @@ func (s *Supervisor) updateHealth() {
 	}
 	s.mu.Unlock()
 	if !same {
-		_ = s.client.SetHealth(h)
+		_ = c.SetHealth(h)
 	}
 }
 

@@ -311,7 +311,7 @@ func TestGenericSignalReloadAndHTTPProbe(t *testing.T) {
 	dir := t.TempDir()
 	healthAddr := freePort(t)
 	h := newGeneric(t, srv.URL, dir, "pid_file: "+filepath.Join(dir, "pid")+"\nhealth_addr: "+healthAddr+"\n",
-		"  reload: signal:SIGHUP\n  config_apply_timeout: 4s\n  health: {http_url: \"http://"+healthAddr+"/health\", interval: 200ms, timeout: 1s}\n")
+		"  reload: signal:SIGHUP\n  config_apply_timeout: 4s\n  health: {http_url: \"http://"+healthAddr+"/health\", interval: 200ms, timeout: 1s, min_uptime: 1s}\n")
 	uid := h.sup.InstanceUID()
 	eventually(t, "healthy", func() bool {
 		a := srv.Agent(uid)
