@@ -18,11 +18,12 @@ import (
 // offered config is reported APPLYING and applied only after release, so a
 // test can watch the status change.
 type testAgent struct {
-	t      *testing.T
-	c      *client.Client
-	id     steward.InstanceUID
-	hold   bool
-	offers chan *protobufs.AgentRemoteConfig
+	t          *testing.T
+	failConfig bool
+	c          *client.Client
+	id         steward.InstanceUID
+	hold       bool
+	offers     chan *protobufs.AgentRemoteConfig
 	// commands receives every command the server sends.
 	commands chan *protobufs.ServerToAgentCommand
 
@@ -36,6 +37,8 @@ type agentOptions struct {
 	hold                bool
 	// unhealthy reports the exporter failing.
 	unhealthy bool
+	// failConfig reports every remote config FAILED.
+	failConfig bool
 }
 
 const initialCollectorConfig = `receivers:
@@ -58,11 +61,12 @@ func str(k, v string) *protobufs.KeyValue {
 func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 	t.Helper()
 	a := &testAgent{
-		t:        t,
-		hold:     o.hold,
-		offers:   make(chan *protobufs.AgentRemoteConfig, 16),
-		commands: make(chan *protobufs.ServerToAgentCommand, 4),
-		release:  make(chan struct{}),
+		t:          t,
+		hold:       o.hold,
+		failConfig: o.failConfig,
+		offers:     make(chan *protobufs.AgentRemoteConfig, 16),
+		commands:   make(chan *protobufs.ServerToAgentCommand, 4),
+		release:    make(chan struct{}),
 		effective: map[string]*protobufs.AgentConfigFile{
 			"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"},
 		},
@@ -157,7 +161,7 @@ func (a *testAgent) apply(rc *protobufs.AgentRemoteConfig) {
 	}
 	if rc.GetConfig() != nil {
 		for _, f := range rc.Config.ConfigMap {
-			if strings.Contains(string(f.Body), "FAIL_ME") {
+			if a.failConfig || strings.Contains(string(f.Body), "FAIL_ME") {
 				if err := a.c.SetRemoteConfigStatus(&protobufs.RemoteConfigStatus{
 					LastRemoteConfigHash: rc.ConfigHash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED,
 					ErrorMessage: `cannot build pipelines: unknown exporter type "otlpx" for "otlpx/central"`,

@@ -406,3 +406,91 @@ func TestConsoleAgentList(t *testing.T) {
 	p.waitFor(`[...document.querySelectorAll('[data-testid="toast"]')].some(e => e.innerText.includes('Restart command sent'))`, "the confirmation")
 	noJSErrors(t, p)
 }
+
+// TestConsoleFleet runs a fleet of two dozen agents of several types,
+// versions and states, and checks that the overview and the agent list add
+// them up as they are (these are also the documentation's screenshots).
+func TestConsoleFleet(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	type spec struct {
+		name, version  string
+		n              int
+		unhealthy, bad int // how many of the n are unhealthy / fail configs
+	}
+	specs := []spec{
+		{"otelcol-agent", "0.120.0", 8, 1, 1},
+		{"otelcol-agent", "0.119.0", 6, 1, 0},
+		{"otelcol-gateway", "0.120.0", 4, 1, 0},
+		{"otelcol-gateway", "0.118.0", 2, 0, 0},
+		{"otelcol-contrib", "0.119.0", 4, 0, 0},
+	}
+	var all []*testAgent
+	for _, sp := range specs {
+		for i := 0; i < sp.n; i++ {
+			host := fmt.Sprintf("ip-10-0-%d-%d", len(all)/8+1, 10+len(all)*7%90)
+			all = append(all, startAgent(t, s.opampURL, agentOptions{name: sp.name, version: sp.version, host: host,
+				unhealthy: i < sp.unhealthy, failConfig: i >= sp.unhealthy && i < sp.unhealthy+sp.bad}))
+		}
+	}
+	for _, a := range all {
+		waitAgent(t, s, a.id, "online with health", func(x *steward.Agent) bool { return x.Online && x.Health != nil })
+	}
+	// Every otelcol-agent gets a config by selector; one of them fails it.
+	ctx := context.Background()
+	if _, err := s.cp.PutConfig(ctx, &steward.Config{Name: "node-agent", Comment: "Node-level collection", Files: steward.ConfigMap{"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cp.PutAssignment(ctx, &steward.Assignment{Name: "all-node-agents", ConfigName: "node-agent", Selector: "service.name=otelcol-agent"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range all[:14] {
+		waitAgent(t, s, a.id, "config status", func(x *steward.Agent) bool {
+			return x.RemoteConfigStatus != nil && (x.RemoteConfigStatus.Status == steward.RemoteConfigApplied || x.RemoteConfigStatus.Status == steward.RemoteConfigFailed)
+		})
+	}
+	// Two contrib collectors go away.
+	all[len(all)-1].stop()
+	all[len(all)-2].stop()
+	for _, a := range all[len(all)-2:] {
+		waitAgent(t, s, a.id, "offline", func(x *steward.Agent) bool { return !x.Online })
+	}
+
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/")
+	login(t, p)
+	want := map[string]string{
+		"stat-total-value": "24", "stat-online-value": "22", "stat-offline-value": "2",
+		"stat-healthy-value": "21", "stat-unhealthy-value": "3", "stat-config-failed-value": "1",
+	}
+	for id, v := range want {
+		p.waitFor(`document.querySelector('[data-testid="`+id+`"]')?.innerText === `+jsString(v), "%s = %s", id, v)
+	}
+	counts := func(testid string) map[string]string {
+		var m map[string]string
+		p.js(`Object.fromEntries([...document.querySelectorAll('[data-testid="`+testid+`-item"]')].map(li => [li.dataset.name, li.querySelector('.count').innerText]))`, &m)
+		return m
+	}
+	if got, want := fmt.Sprint(counts("by-type")), fmt.Sprint(map[string]string{"otelcol-agent": "14", "otelcol-gateway": "6", "otelcol-contrib": "4"}); got != want {
+		t.Errorf("by type %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(counts("by-version")), fmt.Sprint(map[string]string{"0.120.0": "12", "0.119.0": "10", "0.118.0": "2"}); got != want {
+		t.Errorf("by version %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(counts("by-config-status")), fmt.Sprint(map[string]string{"APPLIED": "13", "FAILED": "1", "UNSET": "10"}); got != want {
+		t.Errorf("by config status %s, want %s", got, want)
+	}
+	p.screenshot("fleet-overview")
+
+	// A version on the overview links to the agents that run it.
+	p.click(`[data-testid="by-version-item"][data-name="0.118.0"] a`)
+	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 2`, "the 2 agents on 0.118.0")
+	if got := p.text(`[data-testid="agents-count"]`); got != "2 agents" {
+		t.Errorf("count %q", got)
+	}
+	p.goTo("/agents?limit=25")
+	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 24`, "24 rows")
+	p.click(`[data-testid="sort-version"]`)
+	p.screenshot("fleet-agents")
+	noJSErrors(t, p)
+}

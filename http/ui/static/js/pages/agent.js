@@ -147,24 +147,57 @@ export function mount(root, ctx) {
     history.replaceState(null, '', u.pathname + u.search);
     renderTabs(focus);
   }
+  // Tabs, header and actions are built once and updated in place, so a
+  // live refresh never swaps an element out from under a click.
+  const tabButtons = TABS.map((t, i) => {
+    const count = h('span', { class: 'count', hidden: true });
+    const b = h('button', { type: 'button', role: 'tab', id: 'tab-' + t.key, 'aria-controls': 'tp-' + t.key, 'data-testid': 'tab-' + t.key,
+      onclick: () => selectTab(t.key),
+      onkeydown: (e) => {
+        let j = null;
+        if (e.key === 'ArrowRight') j = (i + 1) % TABS.length;
+        else if (e.key === 'ArrowLeft') j = (i - 1 + TABS.length) % TABS.length;
+        else if (e.key === 'Home') j = 0;
+        else if (e.key === 'End') j = TABS.length - 1;
+        if (j !== null) { e.preventDefault(); selectTab(TABS[j].key, true); }
+      } }, t.label, count);
+    b.count = count;
+    return b;
+  });
+  tabs.append(...tabButtons);
   function renderTabs(focus) {
-    replace(tabs, TABS.map((t, i) => {
+    TABS.forEach((t, i) => {
+      const b = tabButtons[i];
       const sel = t.key === tab;
-      const count = t.key === 'events' ? s.events.length : null;
-      return h('button', { type: 'button', role: 'tab', id: 'tab-' + t.key, 'aria-selected': String(sel), 'aria-controls': 'tp-' + t.key,
-        tabindex: sel ? '0' : '-1', 'data-testid': 'tab-' + t.key,
-        onclick: () => selectTab(t.key),
-        onkeydown: (e) => {
-          let j = null;
-          if (e.key === 'ArrowRight') j = (i + 1) % TABS.length;
-          else if (e.key === 'ArrowLeft') j = (i - 1 + TABS.length) % TABS.length;
-          else if (e.key === 'Home') j = 0;
-          else if (e.key === 'End') j = TABS.length - 1;
-          if (j !== null) { e.preventDefault(); selectTab(TABS[j].key, true); }
-        } }, t.label, count ? h('span', { class: 'count' }, String(count)) : null);
-    }));
-    for (const t of TABS) panels[t.key].hidden = t.key !== tab;
-    if (focus) tabs.querySelector('[aria-selected="true"]').focus();
+      b.setAttribute('aria-selected', String(sel));
+      b.tabIndex = sel ? 0 : -1;
+      if (t.key === 'events') {
+        b.count.textContent = String(s.events.length);
+        b.count.hidden = !s.events.length;
+      }
+      panels[t.key].hidden = !sel;
+    });
+    if (focus) tabButtons[TABS.findIndex((t) => t.key === tab)].focus();
+  }
+
+  let hd = null;
+  function buildHead() {
+    const x = {
+      crumb: h('span'),
+      name: h('h1', { tabindex: '-1', 'data-testid': 'agent-name' }),
+      badges: h('span', { class: 'inline' }),
+      sub: h('div', { class: 'sub' }),
+      copy: h('button', { type: 'button', class: 'link small', 'aria-label': 'Copy the instance id', onclick: async () => toast((await copyText(id)) ? 'Instance id copied.' : 'Copy failed.') }, 'copy'),
+      push: h('button', { type: 'button', class: 'primary', 'data-testid': 'push-config', onclick: pushConfig }, 'Push config'),
+      restart: h('button', { type: 'button', 'data-testid': 'restart', onclick: restart }, 'Restart'),
+    };
+    replace(head,
+      h('div', { class: 'titles' },
+        h('div', { class: 'breadcrumb' }, h('a', { href: '/agents' }, 'Agents'), ' / ', x.crumb),
+        h('div', { class: 'inline' }, x.name, x.badges),
+        x.sub),
+      h('div', { class: 'actions' }, x.push, x.restart));
+    return x;
   }
 
   async function load() {
@@ -176,6 +209,7 @@ export function mount(root, ctx) {
       agent = await api.agent(id, o);
     } catch (e) {
       if (e.name === 'AbortError' || e.status === 401 || !alive) return;
+      hd = null;
       replace(head, h('div', { class: 'titles' },
         h('div', { class: 'breadcrumb' }, h('a', { href: '/agents' }, 'Agents')),
         h('h1', null, e.status === 404 ? 'Agent not found' : 'Could not load the agent'),
@@ -203,28 +237,30 @@ export function mount(root, ctx) {
     const rcs = a.remote_config_status;
     const canRestart = (a.capabilities && (a.capabilities.names || []).includes('AcceptsRestartCommand'));
     const canConfig = (a.capabilities && (a.capabilities.names || []).includes('AcceptsRemoteConfig'));
-    replace(head,
-      h('div', { class: 'titles' },
-        h('div', { class: 'breadcrumb' }, h('a', { href: '/agents' }, 'Agents'), ' / ', shortId(a.id)),
-        h('div', { class: 'inline' },
-          h('h1', { tabindex: '-1', 'data-testid': 'agent-name' }, agentName(a)),
-          badge(a.online ? 'Online' : 'Offline', a.online ? 'ok' : '', 'agent-online'),
-          a.health ? badge(a.health.healthy ? 'Healthy' : 'Unhealthy', a.health.healthy ? 'ok' : 'bad', 'agent-health') : badge('Health unknown', '', 'agent-health')),
-        h('div', { class: 'sub' },
-          h('span', { class: 'mono', 'data-testid': 'agent-id' }, a.id),
-          h('button', { type: 'button', class: 'link small', onclick: async () => toast((await copyText(a.id)) ? 'Instance id copied.' : 'Copy failed.') }, 'copy'),
-          attr(a, 'service.version') ? h('span', null, 'v', attr(a, 'service.version')) : null,
-          attr(a, 'host.name') ? h('span', null, attr(a, 'host.name')) : null,
-          h('span', null, 'last seen ', timeEl(a.last_seen)))),
-      h('div', { class: 'actions' },
-        h('button', { type: 'button', class: 'primary', 'data-testid': 'push-config', disabled: !canConfig,
-          title: canConfig ? 'Assign a configuration to this agent' : 'The agent does not accept remote configuration', onclick: pushConfig }, 'Push config'),
-        h('button', { type: 'button', 'data-testid': 'restart', disabled: !canRestart || !a.online,
-          title: !canRestart ? 'The agent does not accept the restart command' : (!a.online ? 'The agent is offline' : 'Ask the agent to restart'), onclick: restart }, 'Restart')));
+    if (!hd) hd = buildHead();
+    hd.crumb.textContent = shortId(a.id);
+    hd.name.textContent = agentName(a);
+    replace(hd.badges,
+      badge(a.online ? 'Online' : 'Offline', a.online ? 'ok' : '', 'agent-online'),
+      a.health ? badge(a.health.healthy ? 'Healthy' : 'Unhealthy', a.health.healthy ? 'ok' : 'bad', 'agent-health') : badge('Health unknown', '', 'agent-health'));
+    replace(hd.sub,
+      h('span', { class: 'mono', 'data-testid': 'agent-id' }, a.id),
+      hd.copy,
+      attr(a, 'service.version') ? h('span', null, 'v', attr(a, 'service.version')) : null,
+      attr(a, 'host.name') ? h('span', null, attr(a, 'host.name')) : null,
+      h('span', null, 'last seen ', timeEl(a.last_seen)));
+    hd.push.disabled = !canConfig;
+    hd.push.title = canConfig ? 'Assign a configuration to this agent' : 'The agent does not accept remote configuration';
+    hd.restart.disabled = !canRestart || !a.online;
+    hd.restart.title = !canRestart ? 'The agent does not accept the restart command' : (!a.online ? 'The agent is offline' : 'Ask the agent to restart');
     renderTabs();
 
     // Overview.
-    if (!labels || !labels.dirty) labels = labelsEditor(a, load);
+    const labelsKey = JSON.stringify(Object.entries(a.labels || {}).sort());
+    if (!labels || (!labels.dirty && labels.key !== labelsKey)) {
+      labels = labelsEditor(a, load);
+      labels.key = labelsKey;
+    }
     const caps = new Set((a.capabilities && a.capabilities.names) || []);
     const css = a.connection_settings_status;
     replace(panels.overview, h('div', { class: 'grid cols-2' },

@@ -118,6 +118,7 @@ export function mount(root, ctx) {
 
   let rows = [];
   let total = 0;
+  let shownKey = null;
   function renderRows() {
     const col = COLUMNS.find((c) => c.key === st.sort);
     const view = rows.slice();
@@ -165,15 +166,21 @@ export function mount(root, ctx) {
       } else {
         selErr.textContent = 'Could not load agents: ' + e.message;
       }
-      rows = []; total = 0;
+      rows = []; total = 0; shownKey = null;
       renderRows(); renderPager();
       return;
     }
     if (!alive) return;
     selector.removeAttribute('aria-invalid');
     selErr.textContent = '';
-    rows = list(resp, 'agents');
-    total = typeof resp.total === 'number' ? resp.total : rows.length;
+    const fresh = list(resp, 'agents');
+    const newTotal = typeof resp.total === 'number' ? resp.total : fresh.length;
+    // Unchanged: keep the rows (a refresh must not eat a click).
+    const key = JSON.stringify([fresh, newTotal, st]);
+    if (key === shownKey) return;
+    shownKey = key;
+    rows = fresh;
+    total = newTotal;
     if (rows.length === 0 && st.offset > 0 && total > 0) {
       st.offset = Math.max(0, Math.floor((total - 1) / st.limit) * st.limit);
       history.replaceState(null, '', toQuery(st));

@@ -79,6 +79,7 @@ export function assignmentsView({ config } = {}) {
       h('thead', null, h('tr', null, ['Name', 'Configuration', 'Version', 'Target', 'Priority', 'Updated', ''].map((c) => h('th', { scope: 'col' }, c)))),
       tbody)));
   let alive = true;
+  let shownKey = null;
   async function load() {
     let all;
     try { all = list(await api.assignments(), 'assignments'); } catch (e) {
@@ -87,6 +88,9 @@ export function assignmentsView({ config } = {}) {
     }
     if (!alive) return;
     replace(err);
+    const key = JSON.stringify(all);
+    if (key === shownKey) return;
+    shownKey = key;
     const rows = all.filter((a) => !config || a.config === config).sort((x, y) => (y.priority || 0) - (x.priority || 0) || x.name.localeCompare(y.name));
     replace(tbody, rows.length ? rows.map((a) => h('tr', { 'data-testid': 'assignment-row', 'data-name': a.name },
       h('td', { class: 'mono' }, a.name),

@@ -111,6 +111,8 @@ export function mount(root, ctx) {
   let cfgs = [];
   let versions = [];
   let sub = null; // cleanup of a nested view
+  let listKey = null;   // what the list shows
+  let detailKey = null; // the versions the detail shows
 
   const nav = h('ul', { class: 'list-nav', 'data-testid': 'config-list' });
   const detail = h('div', { 'data-testid': 'config-detail' });
@@ -140,6 +142,10 @@ export function mount(root, ctx) {
     }
     if (!alive) return;
     cfgs.sort((a, b) => a.name.localeCompare(b.name));
+    // Unchanged: keep the elements (a refresh must not eat a click).
+    const key = cfgs.map((c) => c.name + '@' + c.version).join();
+    if (key === listKey) return;
+    listKey = key;
     replace(nav, cfgs.length ? cfgs.map((c) => h('li', null,
       h('a', { href: '/configs/' + encodeURIComponent(c.name), 'aria-current': c.name === name ? 'page' : null, 'data-testid': 'config-link', 'data-name': c.name },
         h('span', { class: 'mono' }, c.name), h('span', { class: 'v' }, 'v' + c.version))))
@@ -174,6 +180,9 @@ export function mount(root, ctx) {
     }
     if (!alive) return;
     versions.sort((a, b) => b.version - a.version);
+    const key = versions.map((v) => v.version).join();
+    if (key === detailKey) return;
+    detailKey = key;
     renderDetail();
   }
 
@@ -200,7 +209,7 @@ export function mount(root, ctx) {
     if (tab === 'versions') renderVersions(body);
     else if (tab === 'view') renderView(body);
     else if (tab === 'diff') renderDiffTab(body);
-    else if (tab === 'edit') body.append(editorForm(latest, name, () => { tab = 'versions'; setQuery({ tab: null }); loadList(); loadDetail(); }));
+    else if (tab === 'edit') body.append(editorForm(latest, name, () => { tab = 'versions'; setQuery({ tab: null }); detailKey = null; loadList(); loadDetail(); }));
     else if (tab === 'assignments') { const v = assignmentsView({ config: name }); body.append(v.node); sub = v.cleanup; }
   }
 

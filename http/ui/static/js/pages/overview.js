@@ -78,14 +78,14 @@ export function mount(root, ctx) {
 
   const activity = h('div');
   function renderActivity() {
-    const evs = recent(12);
+    const evs = recent(10);
     replace(activity, evs.length
       ? h('table', { class: 'data', 'data-testid': 'activity' },
         h('tbody', null, evs.map((ev) => h('tr', null,
           h('td', { class: 'nowrap' }, badge(ev.type, eventKind(ev))),
           h('td', null, ev.agent_id && !/^0{8}-/.test(ev.agent_id)
             ? h('a', { href: '/agents/' + encodeURIComponent(ev.agent_id), class: 'mono' }, shortId(ev.agent_id)) : ''),
-          h('td', null, ev.message || ''),
+          h('td', { class: 'msg', title: ev.message || '' }, ev.message || ''),
           h('td', { class: 'nowrap right' }, timeEl(ev.time))))))
       : h('p', { class: 'muted panel-body' }, 'Events from the fleet appear here as they happen.'));
   }
@@ -103,7 +103,7 @@ export function mount(root, ctx) {
         stat('Unhealthy', s.unhealthy, { href: '/agents?healthy=false', testid: 'stat-unhealthy', kind: s.unhealthy ? 'bad' : '', meta: pct(s.unhealthy, total) + '% of fleet' }),
         stat('Config failed', cfg.FAILED || 0, { testid: 'stat-config-failed', kind: cfg.FAILED ? 'bad' : '', meta: (cfg.APPLIED || 0).toLocaleString() + ' applied' })),
       h('div', { class: 'grid cols-3' },
-        panel('Health', h('div', { class: 'panel-body' },
+        panel('Health and connection', h('div', { class: 'panel-body' },
           h('div', { class: 'ratio', role: 'img', 'aria-label': `${s.healthy || 0} healthy, ${s.unhealthy || 0} unhealthy, ${unknownHealth} not reporting` },
             h('span', { class: 'ok', style: `width:${pct(s.healthy, total)}%` }),
             h('span', { class: 'bad', style: `width:${pct(s.unhealthy, total)}%` }),
@@ -111,12 +111,19 @@ export function mount(root, ctx) {
           h('div', { class: 'kvs', 'data-testid': 'health-legend' },
             h('span', null, h('span', { class: 'k' }, 'Healthy'), num(s.healthy || 0)),
             h('span', null, h('span', { class: 'k' }, 'Unhealthy'), num(s.unhealthy || 0)),
-            h('span', null, h('span', { class: 'k' }, 'Not reporting'), num(unknownHealth))))),
+            h('span', null, h('span', { class: 'k' }, 'Not reporting'), num(unknownHealth))),
+          h('h3', { class: 'muted', style: 'margin-top:14px' }, 'Connection'),
+          h('div', { class: 'ratio', role: 'img', 'aria-label': `${s.online || 0} online, ${s.offline || 0} offline` },
+            h('span', { class: 'ok', style: `width:${pct(s.online, total)}%` }),
+            h('span', { class: 'muted', style: `width:${pct(s.offline, total)}%` })),
+          h('div', { class: 'kvs' },
+            h('span', null, h('span', { class: 'k' }, 'Online'), num(s.online || 0)),
+            h('span', null, h('span', { class: 'k' }, 'Offline'), num(s.offline || 0))))),
         panel('Remote config status', bars(cfg, total, { testid: 'by-config-status', kind: configKind, empty: 'No agent has reported a remote config status.' })),
-        panel('Live activity', activity)),
+        panel('Versions', bars(s.by_version, total, { testid: 'by-version', href: (n) => sel('service.version', n) }))),
       h('div', { class: 'grid cols-2', style: 'margin-top:16px' },
         panel('Agent types', bars(s.by_type, total, { testid: 'by-type', href: (n) => sel('service.name', n) })),
-        panel('Versions', bars(s.by_version, total, { testid: 'by-version', href: (n) => sel('service.version', n) }))));
+        panel('Live activity', activity)));
     renderActivity();
   }
 
