@@ -372,6 +372,17 @@ func TestPoolsAsAgents(t *testing.T) {
 		return a != nil && a.Online && a.Attribute(bridge.AttrCollectorMode) == "daemonset" && a.Health != nil && a.Health.Status == "no pods"
 	})
 
+	// Opting a running pool in reconnects it with AcceptsRemoteConfig.
+	cur = getCR(t, c, "observability", "agents")
+	cur.SetAnnotations(map[string]string{bridge.ManagedAnnotation: "true"})
+	if _, err := c.dyn.Resource(gvr).Namespace("observability").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "opted-in pool accepts remote config", func() bool {
+		a := agent(t, stew, newID)
+		return a.Online && a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) && a.Attribute(bridge.AttrManaged) == "true"
+	})
+
 	// Deleting a resource disconnects its agent.
 	if err := c.dyn.Resource(gvr).Namespace("observability").Delete(ctx, "readonly", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
