@@ -13,6 +13,7 @@ import (
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/internal/testenv"
 	"github.com/stewardhq/steward/supervisor/internal/testserver"
 )
 
@@ -38,10 +39,8 @@ func collectorPIDs(marker string) []int {
 // against a real OpAMP server and a real collector built by
 // scripts/build-otelcol.sh (STEWARD_OTELCOL_BIN).
 func TestCollectorEndToEnd(t *testing.T) {
-	otelcol := os.Getenv("STEWARD_OTELCOL_BIN")
-	if otelcol == "" {
-		t.Skip("STEWARD_OTELCOL_BIN is not set; build a collector with scripts/build-otelcol.sh and export STEWARD_OTELCOL_BIN=<path it prints>")
-	}
+	otelcol := testenv.Getenv(t, "STEWARD_OTELCOL_BIN",
+		"build a collector with scripts/build-otelcol.sh and export STEWARD_OTELCOL_BIN=<the path it prints>")
 	dir := t.TempDir()
 	supBin := filepath.Join(dir, "steward-supervisor")
 	if out, err := exec.Command("go", "build", "-o", supBin, "../cmd/steward-supervisor").CombinedOutput(); err != nil {
