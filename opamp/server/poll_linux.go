@@ -105,17 +105,49 @@ func (p *poller) del(fd int) {
 
 var errWouldBlock = errors.New("would block")
 
-// readNonblock reads once from rc without waiting; errWouldBlock when
-// nothing is available, io.EOF-like (0, nil) at end of stream.
-func readNonblock(rc syscall.RawConn, b []byte) (n int, err error) {
-	cerr := rc.Read(func(fd uintptr) bool {
+// rawOp is a reusable callback for RawConn.Read/Write: a closure made per
+// call would be allocated on every read and write.
+type rawOp struct {
+	b     []byte
+	n     int
+	err   error
+	read  func(fd uintptr) bool
+	write func(fd uintptr) bool
+}
+
+var rawOps = sync.Pool{New: func() any {
+	op := &rawOp{}
+	op.read = func(fd uintptr) bool {
 		for {
-			n, err = unix.Read(int(fd), b)
-			if err != unix.EINTR {
+			op.n, op.err = unix.Read(int(fd), op.b)
+			if op.err != unix.EINTR {
+				return true // never wait in the netpoller
+			}
+		}
+	}
+	op.write = func(fd uintptr) bool {
+		for {
+			op.n, op.err = unix.Write(int(fd), op.b)
+			if op.err != unix.EINTR {
 				return true
 			}
 		}
-	})
+	}
+	return op
+}}
+
+func doRaw(rc syscall.RawConn, b []byte, write bool) (n int, err error) {
+	op := rawOps.Get().(*rawOp)
+	op.b = b
+	var cerr error
+	if write {
+		cerr = rc.Write(op.write)
+	} else {
+		cerr = rc.Read(op.read)
+	}
+	n, err = op.n, op.err
+	op.b, op.err = nil, nil
+	rawOps.Put(op)
 	if cerr != nil {
 		return 0, cerr
 	}
@@ -128,28 +160,13 @@ func readNonblock(rc syscall.RawConn, b []byte) (n int, err error) {
 	return n, err
 }
 
-// writeNonblock writes once to rc without waiting; errWouldBlock when the
+// readNonblock reads once from rc without waiting: errWouldBlock when
+// nothing is available, (0, nil) at end of stream.
+func readNonblock(rc syscall.RawConn, b []byte) (int, error) { return doRaw(rc, b, false) }
+
+// writeNonblock writes once to rc without waiting: errWouldBlock when the
 // socket buffer is full.
-func writeNonblock(rc syscall.RawConn, b []byte) (n int, err error) {
-	cerr := rc.Write(func(fd uintptr) bool {
-		for {
-			n, err = unix.Write(int(fd), b)
-			if err != unix.EINTR {
-				return true
-			}
-		}
-	})
-	if cerr != nil {
-		return 0, cerr
-	}
-	if err == unix.EAGAIN {
-		return 0, errWouldBlock
-	}
-	if n < 0 {
-		n = 0
-	}
-	return n, err
-}
+func writeNonblock(rc syscall.RawConn, b []byte) (int, error) { return doRaw(rc, b, true) }
 
 // onReadable runs on a worker when c's socket is readable: it reads what
 // is there into a pooled buffer, handles the messages it completes, and

@@ -122,18 +122,40 @@ func (c *wsConn) enqueue(frame []byte, isClose bool) error {
 		c.finish()
 		return ErrClosed
 	}
-	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
 	if isClose {
 		c.closeSent = true
 		c.grace = time.AfterFunc(closeGrace, c.finish)
 	}
 	if c.writing {
+		c.queue = append(c.queue, frame)
+		c.queued += len(frame)
 		c.mu.Unlock()
 		return nil
 	}
-	c.writing = true
+	c.writing = true // the queue is empty whenever no one is writing
+	if c.rc == nil {
+		c.queue = append(c.queue, frame)
+		c.queued += len(frame)
+		c.mu.Unlock()
+		c.flush()
+		return nil
+	}
 	c.mu.Unlock()
+	// Epoll-driven: try the frame straight away, queueing only the rest.
+	n, err := writeNonblock(c.rc, frame)
+	if err != nil && err != errWouldBlock {
+		c.writeFailed(err)
+		return nil
+	}
+	c.s.bytesOut.Add(uint64(n))
+	if n == len(frame) {
+		c.s.sent.Add(1)
+	} else {
+		c.mu.Lock()
+		c.queue = append([][]byte{frame[n:]}, c.queue...)
+		c.queued += len(frame) - n
+		c.mu.Unlock()
+	}
 	c.flush()
 	return nil
 }
@@ -496,17 +518,26 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Lock()
-	if s.shutting || s.stopped {
+	if s.stopped {
+		// Shutdown has finished: the agent saw 101, so Accept's state
+		// still gets its OnClose.
 		s.mu.Unlock()
-		nc.Close()
 		s.open.Add(-1)
+		nc.Close()
+		s.handler.OnClose(c)
 		return
 	}
+	// Shutdown may have begun after the check above: it waits for every
+	// registered connection, and this one closes itself below.
+	shutting := s.shutting
 	s.nextID++
 	c.id = s.nextID
 	s.conns[c.id] = c
 	s.mu.Unlock()
 	s.accepted.Add(1)
+	if shutting {
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
 	if c.rc == nil {
 		go c.runBlocking(buffered)
 		return

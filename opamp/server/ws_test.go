@@ -392,7 +392,7 @@ func TestShutdownWithUnresponsivePeers(t *testing.T) {
 	a.send(status(1))
 	b := dialAgent(t, hs, nil) // idle, never answers the close handshake
 	_ = b
-	eventually(t, "handler running", func() bool { return s.Stats().InFlight == 1 })
+	eventually(t, "handler running", func() bool { return s.Stats().InFlight == 1 && s.Stats().Connections == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
