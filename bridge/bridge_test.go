@@ -53,7 +53,7 @@ type stewardServer struct {
 	endpoint string
 }
 
-func startSteward(t *testing.T) *stewardServer {
+func startSteward(t testing.TB) *stewardServer {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, ":memory:")
