@@ -19,7 +19,7 @@ import (
 // gateway (receivers, processors, exporters and pipelines).
 func BenchmarkMergeConfigFiles(b *testing.B) {
 	files := map[string]*protobufs.AgentConfigFile{
-		"base": {Body: []byte("receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: 0.0.0.0:4317}\n      http: {endpoint: 0.0.0.0:4318}\nprocessors:\n  batch: {}\n  memory_limiter: {check_interval: 1s, limit_percentage: 80}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [debug]}\n    metrics: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [debug]}\n")},
+		"base":      {Body: []byte("receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: 0.0.0.0:4317}\n      http: {endpoint: 0.0.0.0:4318}\nprocessors:\n  batch: {}\n  memory_limiter: {check_interval: 1s, limit_percentage: 80}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [debug]}\n    metrics: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [debug]}\n")},
 		"exporters": {Body: []byte("exporters:\n  debug: {verbosity: basic}\n  otlp/backend: {endpoint: backend:4317, tls: {insecure: true}}\n")},
 		"prod":      {Body: []byte("service:\n  pipelines:\n    traces: {exporters: [otlp/backend]}\n    metrics: {exporters: [otlp/backend]}\n")},
 	}
