@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -629,5 +631,65 @@ func TestNoGoroutineLeakPerConnection(t *testing.T) {
 	conns, calls := h.totalClosed()
 	if conns != calls {
 		t.Fatalf("OnClose: %d connections, %d calls", conns, calls)
+	}
+}
+
+func TestLargeMessagesBothWays(t *testing.T) {
+	h := newTestHandler()
+	h.onMessage = func(ctx context.Context, c Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
+		body := msg.GetEffectiveConfig().GetConfigMap().GetConfigMap()[""].GetBody()
+		return &protobufs.ServerToAgent{RemoteConfig: &protobufs.AgentRemoteConfig{
+			Config: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{"": {Body: body}}},
+		}}, nil
+	}
+	_, hs := startServer(t, h, Config{})
+	a := dialAgent(t, hs, nil)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 8<<20/16) // 8 MiB
+	msg := status(1)
+	msg.EffectiveConfig = &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{
+		ConfigMap: map[string]*protobufs.AgentConfigFile{"": {Body: big}},
+	}}
+	for i := 0; i < 3; i++ {
+		a.send(msg)
+		r := a.recv()
+		if !bytes.Equal(r.GetRemoteConfig().GetConfig().GetConfigMap()[""].GetBody(), big) {
+			t.Fatalf("round %d: echoed body differs (%d bytes)", i, len(r.GetRemoteConfig().GetConfig().GetConfigMap()[""].GetBody()))
+		}
+	}
+}
+
+func TestFramesPipelinedWithHandshake(t *testing.T) {
+	h := newTestHandler()
+	_, hs := startServer(t, h, Config{})
+	nc, err := net.Dial("tcp", hs.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	req := "GET " + opamp.DefaultPath + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	b1, _ := opamp.AppendWS(nil, status(1))
+	b2, _ := opamp.AppendWS(nil, status(2))
+	out := []byte(req)
+	out = websocket.AppendFrame(out, true, websocket.Binary, b1, true, [4]byte{1, 1, 1, 1})
+	out = websocket.AppendFrame(out, true, websocket.Binary, b2, true, [4]byte{2, 2, 2, 2})
+	if _, err := nc.Write(out); err != nil { // one write: frames arrive with the request
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	var rest []byte
+	if n := br.Buffered(); n > 0 {
+		rest, _ = br.Peek(n)
+	}
+	ws := websocket.NewConn(nc, true, append([]byte(nil), rest...), 0)
+	a := &agent{t: t, ws: ws}
+	for n := uint64(1); n <= 2; n++ {
+		if r := a.recv(); r.Flags != n {
+			t.Fatalf("reply %d: %v", n, r)
+		}
 	}
 }

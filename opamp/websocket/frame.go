@@ -246,10 +246,13 @@ func (p *Parser) feed(b []byte, emit func(op Opcode, payload []byte) error) erro
 			p.ctrl = append(p.ctrl, chunk...)
 		} else {
 			if cap(p.msg)-len(p.msg) < n {
-				// Grow for the rest of this frame, bounded so a lying
-				// header cannot make us allocate much ahead of the bytes.
-				grow := min(p.left, 64<<10)
-				nb := make([]byte, len(p.msg), int64(len(p.msg))+max(grow, int64(n)))
+				// Grow geometrically, but never past the end of this
+				// frame, nor to more than twice what has arrived, so a
+				// lying header cannot make us allocate ahead of the bytes.
+				l := int64(len(p.msg))
+				newCap := min(l+p.left, int64(cap(p.msg))+max(int64(cap(p.msg)), 64<<10))
+				newCap = max(newCap, l+int64(n))
+				nb := make([]byte, l, newCap)
 				copy(nb, p.msg)
 				p.msg = nb
 			}
