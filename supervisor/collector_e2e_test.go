@@ -126,8 +126,9 @@ service:
 		return hasStatus(srv.Agent(uid), good, protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED)
 	})
 	eventually(t, "effective config reported", func() bool {
+		// The collector's own rendering (defaults filled in).
 		e := effective(srv.Agent(uid))
-		return strings.Contains(e, "debug") && strings.Contains(e, "verbosity: basic")
+		return strings.Contains(e, "sampling_initial:") && strings.Contains(e, "- debug")
 	})
 	// Own telemetry: the offer lands in service.telemetry and the collector
 	// runs with it.
@@ -149,9 +150,13 @@ service:
 	})
 	eventually(t, "effective config with own telemetry", func() bool {
 		e := effective(srv.Agent(uid))
-		return strings.Contains(e, otlpAddr+"/v1/metrics") && strings.Contains(e, otlpAddr+"/v1/logs") && strings.Contains(e, "Bearer t0ken")
+		return strings.Contains(e, otlpAddr+"/v1/metrics") && strings.Contains(e, otlpAddr+"/v1/logs")
 	})
+	if f := mustRead(t, filepath.Join(storage, "effective.yaml")); !strings.Contains(f, "Bearer t0ken") || !strings.Contains(f, "verbosity: basic") {
+		t.Errorf("collector config file lacks the offered header or the remote config:\n%s", f)
+	}
 	goodEff := effective(srv.Agent(uid))
+	goodFile := mustRead(t, filepath.Join(storage, "effective.yaml"))
 	pids := collectorPIDs(storage)
 	if len(pids) != 1 {
 		t.Fatalf("collector processes after good config: %v", pids)
@@ -173,11 +178,9 @@ service:
 		b, _ := os.ReadFile(filepath.Join(storage, "effective.yaml"))
 		a := srv.Agent(uid)
 		p := collectorPIDs(storage)
-		return string(b) == goodEff && len(p) == 1 && p[0] != goodPID && a.Health != nil && a.Health.Healthy
+		return string(b) == goodFile && len(p) == 1 && p[0] != goodPID && a.Health != nil && a.Health.Healthy
 	})
-	if e := effective(srv.Agent(uid)); e != goodEff {
-		t.Errorf("effective config after rollback differs:\n%s", e)
-	}
+	eventually(t, "effective config after rollback", func() bool { return effective(srv.Agent(uid)) == goodEff })
 
 	// SIGTERM: the supervisor stops the collector and leaves no orphan.
 	collector := collectorPIDs(storage)

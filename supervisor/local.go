@@ -44,6 +44,7 @@ type localReport struct {
 	health       *protobufs.ComponentHealth
 	healthAt     time.Time
 	effective    *protobufs.EffectiveConfig
+	effectiveAt  time.Time
 	messageCount int
 }
 
@@ -145,7 +146,10 @@ func (s *localServer) OnMessage(ctx context.Context, c server.Conn, msg *protobu
 		r.health, r.healthAt = msg.Health, time.Now()
 	}
 	if msg.EffectiveConfig != nil {
-		r.effective = msg.EffectiveConfig
+		if !proto.Equal(msg.EffectiveConfig, r.effective) {
+			changed = true
+		}
+		r.effective, r.effectiveAt = msg.EffectiveConfig, time.Now()
 	}
 	if r.description == nil && msg.AgentDisconnect == nil {
 		flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
@@ -184,9 +188,11 @@ func (s *localServer) report() localReport {
 	return r
 }
 
-// resetHealth forgets the reported health (a new collector process starts).
+// resetHealth forgets the reported health and effective config (a new
+// collector process starts).
 func (s *localServer) resetHealth() {
 	s.mu.Lock()
 	s.r.health, s.r.healthAt = nil, time.Time{}
+	s.r.effective, s.r.effectiveAt = nil, time.Time{}
 	s.mu.Unlock()
 }

@@ -90,6 +90,8 @@ type Supervisor struct {
 	probeErr  string // last HTTP probe error ("" ok)
 	lastSent  *protobufs.ComponentHealth
 	desc      *protobufs.AgentDescription
+	// relayedEff is the collector's effective config last relayed.
+	relayedEff *protobufs.EffectiveConfig
 }
 
 // procHealth is what the supervisor knows of the agent process.
@@ -424,7 +426,13 @@ func (s *Supervisor) writeConfig(eff []byte) error {
 	return nil
 }
 
+// getEffectiveConfig returns, in collector mode, the effective config the
+// running collector reported (its secrets redacted by the collector), and
+// otherwise the file the supervisor wrote.
 func (s *Supervisor) getEffectiveConfig(context.Context) (*protobufs.EffectiveConfig, error) {
+	if ec := s.collectorEffective(); ec != nil {
+		return ec, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
@@ -862,6 +870,22 @@ func (s *Supervisor) onProcessEvent(ev agentproc.Event) {
 	s.updateHealth()
 }
 
+// collectorEffective returns the effective config reported by the running
+// collector process, nil when there is none.
+func (s *Supervisor) collectorEffective() *protobufs.EffectiveConfig {
+	if s.local == nil {
+		return nil
+	}
+	r := s.local.report()
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if !p.running || r.effective == nil || r.effective.ConfigMap == nil || r.effectiveAt.Before(p.startedAt) {
+		return nil
+	}
+	return r.effective
+}
+
 // upstreamConn returns the server connection, nil before Run made it.
 func (s *Supervisor) upstreamConn() upstream {
 	s.mu.Lock()
@@ -877,6 +901,15 @@ func (s *Supervisor) onLocalChange() {
 	r := s.local.report()
 	if r.components != nil && s.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsAvailableComponents) {
 		_ = c.SetAvailableComponents(r.components)
+	}
+	if ec := s.collectorEffective(); ec != nil && s.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig) {
+		s.mu.Lock()
+		changed := !protoEqual(ec, s.relayedEff)
+		s.relayedEff = ec
+		s.mu.Unlock()
+		if changed {
+			_ = c.UpdateEffectiveConfig(context.Background())
+		}
 	}
 	if r.description != nil {
 		d := s.description()
