@@ -58,6 +58,12 @@ type Config struct {
 	// Heartbeat is the agents' heartbeat interval: default 30s, except in
 	// the heartbeat scenario, where it is 1s.
 	Heartbeat time.Duration
+	// HTTP makes the agents poll over plain HTTP instead of holding a
+	// WebSocket (idle and heartbeat scenarios).
+	HTTP bool
+	// ReconnectJitter spreads the agents' first reconnect attempt after
+	// losing the server; default 1s (a storm).
+	ReconnectJitter time.Duration
 	// Window is how long the heartbeat scenario measures; default 20s.
 	Window time.Duration
 	// Settle is how long to wait after the fleet is connected before
@@ -71,9 +77,10 @@ type Config struct {
 
 // Result is what a scenario measured. Fields that do not apply are zero.
 type Result struct {
-	Scenario string `json:"scenario"`
-	Server   string `json:"server"`
-	Agents   int    `json:"agents"`
+	Scenario  string `json:"scenario"`
+	Server    string `json:"server"`
+	Transport string `json:"transport"`
+	Agents    int    `json:"agents"`
 
 	ConnectSeconds float64 `json:"connect_seconds,omitempty"` // time for all agents to connect
 	ConnectRate    float64 `json:"connect_rate,omitempty"`    // agents per second
@@ -113,6 +120,8 @@ type run struct {
 	log   io.Writer
 	srv   *exec.Cmd
 	srvLg *os.File
+	// exited receives the server's exit status once.
+	exited chan error
 	stats string
 	api   *stewardhttp.Client
 }
@@ -140,6 +149,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if cfg.Scenario == "heartbeat" {
 			cfg.Heartbeat = time.Second
 		}
+	}
+	if cfg.ReconnectJitter <= 0 {
+		cfg.ReconnectJitter = time.Second
+	}
+	if cfg.HTTP && cfg.Scenario != "idle" && cfg.Scenario != "heartbeat" {
+		return nil, fmt.Errorf("bench: HTTP agents are supported by the idle and heartbeat scenarios only")
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = 20 * time.Second
@@ -169,7 +184,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.api = stewardhttp.NewClient("http://"+cfg.APIAddr, "bench")
 	}
 	defer r.stopServer()
-	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Agents: cfg.Agents}
+	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Transport: "websocket", Agents: cfg.Agents}
+	if cfg.HTTP {
+		res.Transport = "http"
+	}
 	var err error
 	switch cfg.Scenario {
 	case "idle":
@@ -198,18 +216,32 @@ func (r *run) startServer(ctx context.Context) error {
 	} else {
 		args = append(args, "-debug", r.cfg.APIAddr)
 	}
+	if _, err := loadgen.FetchStats(ctx, r.stats, false); err == nil {
+		return fmt.Errorf("bench: something already serves %s; stop it first", r.stats)
+	}
 	lf, err := os.OpenFile(filepath.Join(r.cfg.DataDir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(r.cfg.ServerBin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
+	// The server must not outlive the benchmark.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return fmt.Errorf("bench: start %s: %w", r.cfg.ServerBin, err)
 	}
 	r.srv, r.srvLg = cmd, lf
+	exited := make(chan error, 1)
+	r.exited = exited
+	go func() { exited <- cmd.Wait() }()
 	return r.until(ctx, 60*time.Second, "server ready", func() (bool, error) {
+		select {
+		case err := <-exited:
+			exited <- err
+			return false, fmt.Errorf("server exited: %v (see %s)", err, lf.Name())
+		default:
+		}
 		_, err := loadgen.FetchStats(ctx, r.stats, false)
 		return err == nil, nil
 	})
@@ -221,13 +253,11 @@ func (r *run) stopServer() {
 		return
 	}
 	_ = r.srv.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = r.srv.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-r.exited:
 	case <-time.After(30 * time.Second):
 		_ = r.srv.Process.Kill()
-		<-done
+		<-r.exited
 	}
 	r.srvLg.Close()
 	r.srv = nil
@@ -236,7 +266,7 @@ func (r *run) stopServer() {
 // kill ends the server with SIGKILL, as a crash would.
 func (r *run) kill() {
 	_ = r.srv.Process.Kill()
-	_ = r.srv.Wait()
+	<-r.exited
 	r.srvLg.Close()
 	r.srv = nil
 }
@@ -263,14 +293,19 @@ func (r *run) until(ctx context.Context, timeout time.Duration, what string, con
 	}
 }
 
-// fleet starts n simulated WebSocket agents and waits until all are
-// connected and the server holds them all and has handled their first
+// fleet starts n simulated agents and waits until all are connected (HTTP:
+// have polled) and the server holds them all and has handled their first
 // reports; it records the connect time in res.
 func (r *run) fleet(ctx context.Context, res *Result) (*loadgen.Generator, error) {
+	scheme := "ws://"
+	if r.cfg.HTTP {
+		scheme = "http://"
+	}
 	g, err := loadgen.New(loadgen.Config{
-		URL:               "ws://" + r.cfg.OpAMPAddr + opamp.DefaultPath,
+		URL:               scheme + r.cfg.OpAMPAddr + opamp.DefaultPath,
 		Agents:            r.cfg.Agents,
 		HeartbeatInterval: r.cfg.Heartbeat,
+		ReconnectJitter:   r.cfg.ReconnectJitter,
 		Logger:            slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -293,7 +328,8 @@ func (r *run) fleet(ctx context.Context, res *Result) (*loadgen.Generator, error
 	r.logf("%d agents connected in %.2fs (%.0f/s)", n, res.ConnectSeconds, res.ConnectRate)
 	err = r.until(ctx, r.cfg.Timeout, "server holds every agent", func() (bool, error) {
 		st, err := loadgen.FetchStats(ctx, r.stats, false)
-		return err == nil && st.Connections >= int64(n) && st.Messages >= uint64(n), nil
+		held := st.Connections >= int64(n) || r.cfg.HTTP // HTTP agents hold no connection
+		return err == nil && held && st.Messages >= uint64(n), nil
 	})
 	if err != nil {
 		g.Close()

@@ -53,11 +53,13 @@ type Config struct {
 	// ConnectRate limits new connections per second (0: no limit).
 	ConnectRate int
 	// BackoffMin and BackoffMax bound the jittered exponential backoff
-	// between reconnect attempts; defaults 500ms and 30s. After losing an
-	// established connection an agent waits a uniformly random time in
-	// [0, BackoffMin×8) first, so a restarted server is not hit by every
-	// agent at the same instant.
+	// between failed connect attempts; defaults 500ms and 30s.
 	BackoffMin, BackoffMax time.Duration
+	// ReconnectJitter: after losing an established connection an agent
+	// waits a uniformly random time in [0, ReconnectJitter) before its
+	// first reconnect attempt, so a restarted server is not hit by every
+	// agent at the same instant; default 4s.
+	ReconnectJitter time.Duration
 	// SourceAddrs is the number of local addresses 127.0.0.1 .. 127.0.0.N
 	// connections are bound to, round-robin, so more agents than the
 	// ephemeral port range (about 28k per source/destination pair) can
@@ -174,6 +176,9 @@ func New(cfg Config) (*Generator, error) {
 	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = cfg.BackoffMin
+	}
+	if cfg.ReconnectJitter <= 0 {
+		cfg.ReconnectJitter = 4 * time.Second
 	}
 	if cfg.SourceAddrs <= 0 {
 		cfg.SourceAddrs = 1 + cfg.Agents/20000

@@ -278,7 +278,7 @@ func (g *Generator) dialWS() (int, []byte, error) {
 }
 
 // closeLocked drops the connection, if any. With reconnect the agent waits
-// a short random time, then connects again; otherwise it is closed for
+// a random time below ReconnectJitter, then connects again; otherwise it is closed for
 // good.
 func (a *agent) closeLocked(reconnect bool) {
 	g := a.g
@@ -297,7 +297,7 @@ func (a *agent) closeLocked(reconnect bool) {
 		return
 	}
 	a.state = stateWaiting
-	a.afterLocked(time.Duration(rand.Int64N(int64(g.cfg.BackoffMin) * 8)))
+	a.afterLocked(time.Duration(rand.Int64N(int64(g.cfg.ReconnectJitter))))
 }
 
 // readLocked drains the socket (edge-triggered) through the parser.
