@@ -122,8 +122,8 @@ type run struct {
 	srvLg *os.File
 	// exited receives the server's exit status once.
 	exited chan error
-	stats string
-	api   *stewardhttp.Client
+	stats  string
+	api    *stewardhttp.Client
 }
 
 // Run runs the configured scenario and returns its result. The server
