@@ -242,13 +242,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 		kf := informers.NewSharedInformerFactoryWithOptions(b.cfg.Kube, b.cfg.ResyncPeriod,
 			informers.WithNamespace(ns),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.LabelSelector = LabelManagedBy + "=" + OperatorName
+				o.LabelSelector = LabelManagedBy + "=" + OperatorName + "," + LabelComponent + "=" + CollectorComponent
 			}))
 		podInf := kf.Core().V1().Pods()
+		crs := crInf.Lister()
 		_, err = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { enqueuePod(queue, obj) },
-			UpdateFunc: func(_, obj any) { enqueuePod(queue, obj) },
-			DeleteFunc: func(obj any) { enqueuePod(queue, obj) },
+			AddFunc:    func(obj any) { enqueuePod(queue, crs, obj) },
+			UpdateFunc: func(_, obj any) { enqueuePod(queue, crs, obj) },
+			DeleteFunc: func(obj any) { enqueuePod(queue, crs, obj) },
 		})
 		if err != nil {
 			close(stop)
@@ -310,7 +311,9 @@ func enqueueObject(q workqueue.TypedRateLimitingInterface[string], obj any) {
 	}
 }
 
-func enqueuePod(q workqueue.TypedRateLimitingInterface[string], obj any) {
+// enqueuePod queues the collector a pod belongs to: the one in the pod's
+// namespace whose InstanceLabel is the pod's instance label.
+func enqueuePod(q workqueue.TypedRateLimitingInterface[string], crs cache.GenericLister, obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
@@ -318,8 +321,18 @@ func enqueuePod(q workqueue.TypedRateLimitingInterface[string], obj any) {
 	if err != nil {
 		return
 	}
-	if key, ok := splitInstance(m.GetLabels()[LabelInstance]); ok {
-		q.Add(key)
+	inst := m.GetLabels()[LabelInstance]
+	if inst == "" {
+		return
+	}
+	list, err := crs.ByNamespace(m.GetNamespace()).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, o := range list {
+		if cm, err := meta(o); err == nil && InstanceLabel(cm.GetNamespace(), cm.GetName()) == inst {
+			q.Add(cm.GetNamespace() + "/" + cm.GetName())
+		}
 	}
 }
 
@@ -382,11 +395,9 @@ func (b *Bridge) reconcile(ctx context.Context, key string) error {
 		return fmt.Errorf("unexpected object %T", obj)
 	}
 	c := parseCollector(u)
-	sel, err := labels.ValidatedSelectorFromSet(labels.Set{LabelManagedBy: OperatorName, LabelInstance: c.podInstance()})
+	sel, err := labels.ValidatedSelectorFromSet(labels.Set{LabelManagedBy: OperatorName, LabelComponent: CollectorComponent, LabelInstance: c.podInstance()})
 	if err != nil {
-		// An instance label value that is not a valid label value (name
-		// too long): the operator cannot label such pods either.
-		sel = labels.Nothing()
+		sel = labels.Nothing() // cannot happen: InstanceLabel fits a label value
 	}
 	pods, err := w.pods.Pods(ns).List(sel)
 	if err != nil {

@@ -150,7 +150,8 @@ func pod(ns, instance, name string, ready bool, crash string) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
 			bridge.LabelManagedBy: bridge.OperatorName,
-			bridge.LabelInstance:  ns + "." + instance,
+			bridge.LabelInstance:  bridge.InstanceLabel(ns, instance),
+			bridge.LabelComponent: bridge.CollectorComponent,
 		}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning},
 	}
@@ -258,9 +259,14 @@ func TestPoolsAsAgents(t *testing.T) {
 		map[string]string{"env": "prod", "team": "sre"}, map[string]string{bridge.ManagedAnnotation: "true"}, baseConfig())
 	ro := collectorObj("observability", "readonly", readonlyUID, map[string]string{"env": "dev"}, nil, baseConfig())
 	other := collectorObj("elsewhere", "ignored", "2d7e5b5a-bc5e-4da0-8b7a-3e4f5a6b7c8d", nil, nil, baseConfig())
-	c := newCluster([]runtime.Object{gw, ro, other},
+	longName := "collector-" + strings.Repeat("l", 50) // instance label truncated
+	long := collectorObj("observability", longName, "4f9a7d7c-de7a-4fc2-8d9c-5a6b7c8d9eaf", nil, nil, baseConfig())
+	ta := pod("observability", "gateway", "gateway-targetallocator-xyz", false, "not a collector pod")
+	ta.Labels[bridge.LabelComponent] = "opentelemetry-targetallocator"
+	c := newCluster([]runtime.Object{gw, ro, other, long},
 		pod("observability", "gateway", "gateway-collector-abc", true, ""),
 		pod("observability", "gateway", "gateway-collector-def", false, "back-off 5m0s restarting failed container"),
+		ta,
 	)
 	b := runBridge(t, c, stew, nil)
 
@@ -323,9 +329,23 @@ func TestPoolsAsAgents(t *testing.T) {
 	if ra := agent(t, stew, roID); ra.Capabilities.Has(steward.AgentAcceptsRemoteConfig) || ra.Attribute(bridge.AttrManaged) != "false" {
 		t.Errorf("read-only pool: capabilities %v, managed=%q", ra.Capabilities.Names(), ra.Attribute(bridge.AttrManaged))
 	}
-	if n := len(b.Agents()); n != 2 {
-		t.Errorf("bridge reports %d pools, want 2 (namespace elsewhere is not watched): %+v", n, b.Agents())
+	if n := len(b.Agents()); n != 3 {
+		t.Errorf("bridge reports %d pools, want 3 (namespace elsewhere is not watched): %+v", n, b.Agents())
 	}
+
+	// A pod appearing for a collector whose name is too long for the
+	// instance label as is.
+	if len(bridge.InstanceLabel("observability", longName)) != 63 {
+		t.Fatal("test name does not exercise truncation")
+	}
+	if _, err := c.kube.CoreV1().Pods("observability").Create(ctx, pod("observability", longName, "long-collector-1", true, ""), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	longID := mustUID(t, "4f9a7d7c-de7a-4fc2-8d9c-5a6b7c8d9eaf")
+	eventually(t, "long-named pool healthy with its pod", func() bool {
+		a := agent(t, stew, longID)
+		return a != nil && a.Health != nil && a.Health.Healthy && a.Health.Components["pod/long-collector-1"] != nil
+	})
 
 	// Steward selectors see the Kubernetes attributes and labels.
 	list, _, err := stew.cp.Agents(ctx, steward.AgentFilter{Selector: "k8s.namespace.name=observability,env=prod"})

@@ -33,10 +33,13 @@ const (
 	// bridge last wrote to spec.config, so a restarted bridge reports it.
 	HashAnnotation = "steward.dev/remote-config-hash"
 
-	// Labels the operator puts on the pods of a collector.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	LabelInstance  = "app.kubernetes.io/instance"
-	OperatorName   = "opentelemetry-operator"
+	// Labels the operator puts on the pods of a collector (its target
+	// allocator's pods share the first two, with another component).
+	LabelManagedBy     = "app.kubernetes.io/managed-by"
+	LabelInstance      = "app.kubernetes.io/instance"
+	LabelComponent     = "app.kubernetes.io/component"
+	OperatorName       = "opentelemetry-operator"
+	CollectorComponent = "opentelemetry-collector"
 
 	// FieldManager names the bridge's writes.
 	FieldManager = "steward-k8s-bridge"
@@ -162,8 +165,37 @@ func nameUID(name string) [16]byte {
 }
 
 // podInstance is the value of the operator's instance label on the pods of
-// the collector.
-func (c *collector) podInstance() string { return c.Namespace + "." + c.Name }
+// the collector (see InstanceLabel).
+func (c *collector) podInstance() string { return InstanceLabel(c.Namespace, c.Name) }
+
+// InstanceLabel returns the value of the label app.kubernetes.io/instance
+// that the operator gives the pods of collector namespace/name:
+// "namespace.name", fitted into the 63 characters a label value may hold by
+// shortening the namespace first (then the name), and trimmed of
+// non-alphanumeric characters at both ends.
+func InstanceLabel(namespace, name string) string {
+	const max = 63
+	if excess := len(namespace) + 1 + len(name) - max; excess > 0 {
+		if len(namespace) > excess {
+			namespace = namespace[:len(namespace)-excess]
+		} else {
+			excess -= len(namespace)
+			namespace = ""
+			if len(name) > excess {
+				name = name[:len(name)-excess]
+			} else {
+				name = ""
+			}
+		}
+	}
+	v := namespace + "." + name
+	if len(v) > max {
+		return v[:max]
+	}
+	return strings.TrimFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})
+}
 
 // sortedLabelKeys returns the collector's label keys in order.
 func sortedLabelKeys(m map[string]string) []string {
@@ -175,13 +207,3 @@ func sortedLabelKeys(m map[string]string) []string {
 	return keys
 }
 
-// splitInstance splits an instance label "namespace.name" into a store key
-// "namespace/name". Namespaces cannot contain dots, so the first dot
-// separates them.
-func splitInstance(v string) (string, bool) {
-	ns, name, ok := strings.Cut(v, ".")
-	if !ok || ns == "" || name == "" {
-		return "", false
-	}
-	return ns + "/" + name, true
-}

@@ -118,11 +118,23 @@ func TestParseCollector(t *testing.T) {
 		t.Errorf("name-based uid version %d", uuid.UUID(a).Version())
 	}
 
-	if key, ok := splitInstance("observability.my.collector"); !ok || key != "observability/my.collector" {
-		t.Errorf("splitInstance = %q %v", key, ok)
-	}
-	if _, ok := splitInstance("nodot"); ok {
-		t.Error("splitInstance accepted a value without a dot")
+	long := strings.Repeat("n", 40)
+	for _, tc := range []struct{ ns, name, want string }{
+		{"observability", "gateway", "observability.gateway"},
+		{"observability", "my.collector", "observability.my.collector"},
+		// Too long: the namespace is shortened first.
+		{long, "collector-with-a-long-name-x", strings.Repeat("n", 34) + ".collector-with-a-long-name-x"},
+		// The namespace dropped entirely, then the name cut; the leading
+		// '.' left over is trimmed.
+		{"abc", strings.Repeat("x", 70), strings.Repeat("x", 62)},
+	} {
+		got := InstanceLabel(tc.ns, tc.name)
+		if got != tc.want {
+			t.Errorf("InstanceLabel(%q, %q) = %q, want %q", tc.ns, tc.name, got, tc.want)
+		}
+		if len(got) > 63 || strings.Trim(got, "-._") != got {
+			t.Errorf("InstanceLabel(%q, %q) = %q is not a valid label value", tc.ns, tc.name, got)
+		}
 	}
 }
 
