@@ -206,4 +206,3 @@ func sortedLabelKeys(m map[string]string) []string {
 	sort.Strings(keys)
 	return keys
 }
-
