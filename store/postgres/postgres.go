@@ -257,8 +257,45 @@ var migrations = []string{
 	// 4: reserved for packages (issue: secure auto-update). Replace this
 	// placeholder with the schema; no database in use has real content here.
 	`SELECT 1`,
-	// 5: reserved for agent credentials, API tokens and the audit log.
-	`SELECT 1`,
+	// 5: agent credentials, API tokens, connection settings and the audit
+	// log (see credentials.go); records are JSON documents next to the
+	// columns they are looked up by.
+	`CREATE TABLE api_tokens (
+		id         TEXT PRIMARY KEY,
+		hash       BYTEA NOT NULL UNIQUE,
+		created_at TIMESTAMPTZ NOT NULL,
+		doc        JSONB NOT NULL
+	);
+	CREATE TABLE enrollment_tokens (
+		id         TEXT PRIMARY KEY,
+		hash       BYTEA NOT NULL UNIQUE,
+		created_at TIMESTAMPTZ NOT NULL,
+		doc        JSONB NOT NULL
+	);
+	CREATE TABLE agent_certificates (
+		serial     TEXT PRIMARY KEY,
+		agent_id   TEXT NOT NULL,
+		created_at TIMESTAMPTZ NOT NULL,
+		doc        JSONB NOT NULL
+	);
+	CREATE INDEX agent_certificates_agent ON agent_certificates(agent_id, created_at);
+	CREATE TABLE connection_settings (
+		name TEXT PRIMARY KEY,
+		doc  JSONB NOT NULL
+	);
+	CREATE TABLE secrets (
+		name  TEXT PRIMARY KEY,
+		value BYTEA NOT NULL
+	);
+	CREATE TABLE audit_log (
+		id      BIGSERIAL PRIMARY KEY,
+		time    TIMESTAMPTZ NOT NULL,
+		actor   TEXT NOT NULL,
+		action  TEXT NOT NULL,
+		target  TEXT NOT NULL,
+		details JSONB
+	);
+	CREATE INDEX audit_log_time ON audit_log(time);`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration

@@ -270,8 +270,45 @@ var migrations = []string{
 	// 4: reserved for packages (issue: secure auto-update). Replace this
 	// placeholder with the schema; no database in use has real content here.
 	`SELECT 1`,
-	// 5: reserved for agent credentials, API tokens and the audit log.
-	`SELECT 1`,
+	// 5: agent credentials, API tokens, connection settings and the audit
+	// log (see credentials.go); records are JSON documents next to the
+	// columns they are looked up by.
+	`CREATE TABLE api_tokens (
+		id         TEXT PRIMARY KEY,
+		hash       BLOB NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL,
+		doc        BLOB NOT NULL
+	);
+	CREATE TABLE enrollment_tokens (
+		id         TEXT PRIMARY KEY,
+		hash       BLOB NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL,
+		doc        BLOB NOT NULL
+	);
+	CREATE TABLE agent_certificates (
+		serial     TEXT PRIMARY KEY,
+		agent_id   TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		doc        BLOB NOT NULL
+	);
+	CREATE INDEX agent_certificates_agent ON agent_certificates(agent_id, created_at);
+	CREATE TABLE connection_settings (
+		name TEXT PRIMARY KEY,
+		doc  BLOB NOT NULL
+	);
+	CREATE TABLE secrets (
+		name  TEXT PRIMARY KEY,
+		value BLOB NOT NULL
+	);
+	CREATE TABLE audit_log (
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		time    INTEGER NOT NULL,
+		actor   TEXT NOT NULL,
+		action  TEXT NOT NULL,
+		target  TEXT NOT NULL,
+		details BLOB
+	);
+	CREATE INDEX audit_log_time ON audit_log(time);`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration

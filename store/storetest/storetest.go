@@ -44,6 +44,12 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Unavailable", testUnavailable},
 		{"Rollouts", testRollouts},
 		{"Replicas", testReplicas},
+		{"Tokens", testTokens},
+		{"EnrollmentTokens", testEnrollmentTokens},
+		{"Certificates", testCertificates},
+		{"Secrets", testSecrets},
+		{"ConnectionSettings", testConnectionSettingsStore},
+		{"Audit", testAudit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
