@@ -320,7 +320,9 @@ func (s *Service) emit(e *steward.Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	s.bus.Publish(e)
+	// Subscribers get their own copy: the event writer sets e.ID later.
+	pub := *e
+	s.bus.Publish(&pub)
 	if s.cfg.Broadcaster != nil {
 		if data, err := json.Marshal(e); err == nil && len(data) < 7000 {
 			go s.broadcast(steward.Notice{Kind: steward.NoticeEvent, Agent: e.AgentID, Data: data})

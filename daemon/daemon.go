@@ -5,7 +5,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -141,9 +143,11 @@ func Run(ctx context.Context, o Options) error {
 	api := stewardhttp.NewServer(stewardhttp.Options{
 		Agents:        cp,
 		Configs:       cp,
+		Rollouts:      cp,
 		Events:        cp.Bus(),
 		EventLog:      cp.Events,
 		AdminPassword: password,
+		SessionKey:    sessionKey(password),
 		APITokens:     o.APITokens,
 		UI:            ui.Handler(),
 		OpAMP:         transport,
@@ -154,6 +158,7 @@ func Run(ctx context.Context, o Options) error {
 	opampMux.Handle(opamp.DefaultPath, transport)
 	opampSrv := &nethttp.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	apiSrv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	apiSrv.RegisterOnShutdown(func() { api.Close() }) // ends event streams
 
 	opampLn, err := net.Listen("tcp", o.OpAMPAddr)
 	if err != nil {
@@ -238,6 +243,18 @@ func adminPassword(o Options, log *slog.Logger) (string, error) {
 		log.Info("admin password read from file", "path", path)
 	}
 	return pw, nil
+}
+
+// sessionKey derives the UI session signing key from the admin password, so
+// that replicas sharing a password accept each other's sessions and changing
+// the password ends every session.
+func sessionKey(password string) []byte {
+	if password == "" {
+		return nil
+	}
+	m := hmac.New(sha256.New, []byte("steward session key v1"))
+	m.Write([]byte(password))
+	return m.Sum(nil)
 }
 
 // secretFile returns the secret kept in path, generating a random one (file

@@ -353,3 +353,59 @@ func (c *Client) Events(ctx context.Context, f steward.EventFilter) ([]*steward.
 
 // String describes the client for messages.
 func (c *Client) String() string { return fmt.Sprintf("steward API at %s", c.URL) }
+
+var _ steward.RolloutService = (*Client)(nil)
+
+func rolloutPath(name string) string { return "/api/v1/rollouts/" + url.PathEscape(name) }
+
+// StartRollout starts a staged rollout.
+func (c *Client) StartRollout(ctx context.Context, r *steward.Rollout) (*steward.Rollout, error) {
+	var out steward.Rollout
+	if _, err := c.do(ctx, "POST", "/api/v1/rollouts", nil, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Rollout returns one rollout with its progress.
+func (c *Client) Rollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	var out steward.Rollout
+	if _, err := c.do(ctx, "GET", rolloutPath(name), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Rollouts lists rollouts, most recently changed first.
+func (c *Client) Rollouts(ctx context.Context) ([]*steward.Rollout, error) {
+	var out struct {
+		Rollouts []*steward.Rollout `json:"rollouts"`
+	}
+	if _, err := c.do(ctx, "GET", "/api/v1/rollouts", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Rollouts, nil
+}
+
+func (c *Client) rolloutAction(ctx context.Context, name, action string) (*steward.Rollout, error) {
+	var out steward.Rollout
+	if _, err := c.do(ctx, "POST", rolloutPath(name)+"/"+action, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PauseRollout stops a running rollout where it is.
+func (c *Client) PauseRollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	return c.rolloutAction(ctx, name, "pause")
+}
+
+// ResumeRollout continues a paused rollout.
+func (c *Client) ResumeRollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	return c.rolloutAction(ctx, name, "resume")
+}
+
+// RollbackRollout returns every agent to the rollout's from_version.
+func (c *Client) RollbackRollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	return c.rolloutAction(ctx, name, "rollback")
+}

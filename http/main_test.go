@@ -40,11 +40,7 @@ func newEnv(t testing.TB, configure func(*stewardhttp.Options)) *env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	// copyingBus works around controlplane.emit publishing the *Event
-	// that its event writer later mutates (Event.ID): a data race with any
-	// subscriber. Remove once emit publishes a copy.
-	bus := copyingBus{controlplane.NewBus()}
-	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Bus: bus, Replica: "test", FlushInterval: 50 * time.Millisecond, Logger: log})
+	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Replica: "test", FlushInterval: 50 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +56,6 @@ func newEnv(t testing.TB, configure func(*stewardhttp.Options)) *env {
 		db.Close()
 	})
 	return e
-}
-
-type copyingBus struct{ *controlplane.Bus }
-
-func (b copyingBus) Publish(e *steward.Event) {
-	c := *e
-	b.Bus.Publish(&c)
 }
 
 // testConn is an OpAMP connection as the control plane sees it; it records

@@ -17,6 +17,8 @@ import (
 type Options struct {
 	Agents  steward.AgentService
 	Configs steward.ConfigService
+	// Rollouts serves /api/v1/rollouts; without it those routes answer 501.
+	Rollouts steward.RolloutService
 	// Events feeds GET /api/v1/events/stream; without it the stream
 	// answers 501.
 	Events steward.EventBus
@@ -61,6 +63,7 @@ type Options struct {
 type Server struct {
 	agents   steward.AgentService
 	configs  steward.ConfigService
+	rollouts steward.RolloutService
 	events   steward.EventBus
 	eventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
 	ready    func(ctx context.Context) error
@@ -87,6 +90,7 @@ func NewServer(opts Options) *Server {
 	s := &Server{
 		agents:    opts.Agents,
 		configs:   opts.Configs,
+		rollouts:  opts.Rollouts,
 		events:    opts.Events,
 		eventLog:  opts.EventLog,
 		ready:     opts.Ready,
@@ -130,6 +134,13 @@ func NewServer(opts Options) *Server {
 	s.handle("GET /api/v1/assignments/{name}", s.handleAssignment, authed)
 	s.handle("PUT /api/v1/assignments/{name}", s.handlePutAssignment, authed)
 	s.handle("DELETE /api/v1/assignments/{name}", s.handleDeleteAssignment, authed)
+
+	s.handle("GET /api/v1/rollouts", s.handleRollouts, authed)
+	s.handle("POST /api/v1/rollouts", s.handleStartRollout, authed)
+	s.handle("GET /api/v1/rollouts/{name}", s.handleRollout, authed)
+	s.handle("POST /api/v1/rollouts/{name}/pause", s.handlePauseRollout, authed)
+	s.handle("POST /api/v1/rollouts/{name}/resume", s.handleResumeRollout, authed)
+	s.handle("POST /api/v1/rollouts/{name}/rollback", s.handleRollbackRollout, authed)
 
 	s.handle("GET /api/v1/summary", s.handleSummary, authed)
 	s.handle("GET /api/v1/events", s.handleEvents, authed)
