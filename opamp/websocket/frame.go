@@ -128,8 +128,15 @@ type Parser struct {
 	// otherwise masked frames are a protocol error (client side).
 	FromClient bool
 	// MaxMessageSize limits a reassembled data message; <= 0 means
-	// DefaultMaxMessageSize. Exceeding it is ErrMessageTooBig.
+	// DefaultMaxMessageSize. Exceeding it is ErrMessageTooBig. For a
+	// compressed message it limits the compressed size; Inflate limits
+	// the rest.
 	MaxMessageSize int64
+	// Deflate accepts RSV1 on the first frame of a data message
+	// (permessage-deflate negotiated); Compressed reports it during emit.
+	Deflate bool
+
+	compressed bool // the data message in progress is compressed
 
 	err error
 
@@ -148,6 +155,11 @@ type Parser struct {
 	msg   []byte // payload of the data message in progress
 	ctrl  []byte // payload of a split control frame
 }
+
+// Compressed reports, while emit runs for a data message, whether that
+// message is compressed (RSV1 with Deflate set): its payload must go
+// through Inflate, and a Text message's UTF-8 has not been checked.
+func (p *Parser) Compressed() bool { return p.compressed }
 
 // Idle reports whether the parser holds no partial frame or message.
 func (p *Parser) Idle() bool { return !p.inFrame && p.hn == 0 && p.msgOp == 0 }
@@ -298,10 +310,15 @@ func headerLen(hn uint8, hdr []byte, more []byte) int {
 // header validates a complete frame header and starts the frame.
 func (p *Parser) header(h []byte) error {
 	b0, b1 := h[0], h[1]
-	if b0&0x70 != 0 {
-		return protoErr("reserved bits set (no extension negotiated)")
-	}
 	op := Opcode(b0 & 0x0F)
+	if b0&0x70 != 0 {
+		if b0&0x30 != 0 || !p.Deflate {
+			return protoErr("reserved bits set (no extension negotiated)")
+		}
+		if op.IsControl() || op == Continuation {
+			return protoErr("RSV1 set on a %s frame", op)
+		}
+	}
 	fin := b0&0x80 != 0
 	masked := b1&0x80 != 0
 	switch op {
@@ -352,6 +369,7 @@ func (p *Parser) header(h []byte) error {
 		}
 		if op != Continuation {
 			p.msgOp = op
+			p.compressed = b0&RSV1 != 0
 		}
 	}
 	p.inFrame, p.fin, p.op, p.masked, p.kpos, p.left = true, fin, op, masked, 0, int64(n)
@@ -385,10 +403,11 @@ func (p *Parser) complete(op Opcode, payload []byte, emit func(Opcode, []byte) e
 	}
 	mop := p.msgOp
 	p.msgOp = 0
-	if mop == Text && !utf8.Valid(payload) {
+	if mop == Text && !p.compressed && !utf8.Valid(payload) {
 		return &ProtocolError{Code: CloseInvalidPayload, Reason: "text message is not valid UTF-8"}
 	}
 	err := emit(mop, payload)
 	p.msg = nil // release: idle parsers hold no payload memory
+	p.compressed = false
 	return err
 }

@@ -236,7 +236,8 @@ func FuzzParser(f *testing.F) {
 	f.Add(AppendFrame(nil, true, Binary, bytes.Repeat([]byte{1}, 300), false, [4]byte{}), uint8(7), false)
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, fromClient bool) {
 		c := int(chunk%64) + 1
-		p := Parser{FromClient: fromClient, MaxMessageSize: 4096}
+		deflate := chunk&0x80 != 0
+		p := Parser{FromClient: fromClient, MaxMessageSize: 4096, Deflate: deflate}
 		total := 0
 		emit := func(op Opcode, b []byte) error {
 			switch op {
@@ -271,7 +272,7 @@ func FuzzParser(f *testing.F) {
 			t.Fatalf("emitted %d payload bytes from %d input bytes", total, len(data))
 		}
 		// Whole-input feeding must agree with chunked feeding.
-		p2 := Parser{FromClient: fromClient, MaxMessageSize: 4096}
+		p2 := Parser{FromClient: fromClient, MaxMessageSize: 4096, Deflate: deflate}
 		total2 := 0
 		err2 := p2.Feed(append([]byte(nil), data...), func(op Opcode, b []byte) error { total2 += len(b); return nil })
 		if (err == nil) != (err2 == nil) || total != total2 {
