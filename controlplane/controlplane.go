@@ -55,7 +55,9 @@ type Config struct {
 	// is taken as dead and its agents are marked offline by the others
 	// (with a store that implements steward.ReplicaStore); default 60 s.
 	ReplicaLease time.Duration
-	Logger       *slog.Logger
+	// Packages configures packages and their content (see packages.go).
+	Packages PackageOptions
+	Logger   *slog.Logger
 }
 
 // Service is the control plane. Create it with New, serve its Handler on
@@ -83,6 +85,8 @@ type Service struct {
 	events        chan *steward.Event
 	eventsDropped atomic.Int64
 	rolloutKick   chan struct{}
+
+	pkg packageMachinery
 }
 
 var (
@@ -142,6 +146,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		rolloutKick: make(chan struct{}, 1),
 	}
 	if err := cfg.Store.MarkOffline(ctx, cfg.Replica, time.Now().UTC()); err != nil {
+		return nil, err
+	}
+	if err := s.initPackages(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.reload(ctx); err != nil {
@@ -216,7 +223,7 @@ func (s *Service) reload(ctx context.Context) error {
 		s.log.Warn("assignment skipped", "error", p)
 	}
 	s.desired.Store(d)
-	return nil
+	return s.reloadPackages(ctx)
 }
 
 // Reconcile rebuilds the desired state from the store and offers each

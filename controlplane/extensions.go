@@ -9,10 +9,6 @@ import (
 // Seams for the features layered on the reconciler. Each is called with the
 // session lock held from reconcileLocked (offers) or from Accept.
 
-// offerPackages adds PackagesAvailable to msg when the agent lacks the
-// packages assigned to it; it reports whether it added anything.
-func (s *Service) offerPackages(ss *session, msg *protobufs.ServerToAgent) bool { return false }
-
 // offerConnectionSettings adds ConnectionSettingsOffers to msg when the
 // agent's offered settings differ from its desired ones.
 func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAgent) bool {

@@ -40,6 +40,10 @@ type session struct {
 	offeredHash    []byte
 	componentsHash []byte
 	healthy        *bool
+	// pkgReported is the agent's server_provided_all_packages_hash;
+	// pkgOffered the all-packages hash last offered on this connection.
+	pkgReported []byte
+	pkgOffered  []byte
 
 	// Commands waiting for an HTTP agent's next poll.
 	pendingCommand *protobufs.ServerToAgentCommand
@@ -218,6 +222,7 @@ func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID, newUID *stew
 			ss.conn = c
 			ss.transport = server.WebSocket
 			ss.offeredHash = nil // a new connection: offer again if needed
+			ss.pkgOffered = nil
 			fresh = true
 			if old != nil {
 				go old.Close() // replaced by a newer connection of the same agent
@@ -355,6 +360,9 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	}
 	if a.AvailableComponents != nil {
 		ss.componentsHash = a.AvailableComponents.Hash
+	}
+	if a.PackageStatuses != nil {
+		ss.pkgReported = a.PackageStatuses.ServerProvidedAllPackagesHash
 	}
 	if a.Health != nil {
 		h := a.Health.Healthy

@@ -254,9 +254,46 @@ var migrations = []string{
 		name    TEXT PRIMARY KEY,
 		seen_at TIMESTAMPTZ NOT NULL
 	);`,
-	// 4: reserved for packages (issue: secure auto-update). Replace this
-	// placeholder with the schema; no database in use has real content here.
-	`SELECT 1`,
+	// 4: packages (metadata), package assignments with one row per offered
+	// package (the foreign key keeps an assigned version from being
+	// deleted), the signing key every replica shares, and package content
+	// in 1 MiB chunks (see BlobStore) so replicas share it too.
+	`CREATE TABLE packages (
+		name       TEXT NOT NULL,
+		version    TEXT NOT NULL,
+		hash       BYTEA NOT NULL,
+		doc        JSONB NOT NULL,
+		created_at TIMESTAMPTZ NOT NULL,
+		PRIMARY KEY (name, version)
+	);
+	CREATE INDEX packages_hash ON packages(hash);
+	CREATE TABLE package_assignments (
+		name       TEXT PRIMARY KEY,
+		doc        JSONB NOT NULL,
+		created_at TIMESTAMPTZ NOT NULL
+	);
+	CREATE TABLE package_assignment_items (
+		assignment TEXT NOT NULL REFERENCES package_assignments(name) ON DELETE CASCADE,
+		package    TEXT NOT NULL,
+		version    TEXT NOT NULL,
+		PRIMARY KEY (assignment, package),
+		FOREIGN KEY (package, version) REFERENCES packages(name, version)
+	);
+	CREATE INDEX package_assignment_items_pkg ON package_assignment_items(package, version);
+	CREATE TABLE package_signing_key (
+		id          INTEGER PRIMARY KEY CHECK (id = 1),
+		private_key BYTEA NOT NULL
+	);
+	CREATE TABLE package_blobs (
+		hash BYTEA PRIMARY KEY,
+		size BIGINT NOT NULL
+	);
+	CREATE TABLE package_blob_chunks (
+		hash BYTEA NOT NULL REFERENCES package_blobs(hash) ON DELETE CASCADE,
+		seq  INTEGER NOT NULL,
+		data BYTEA NOT NULL,
+		PRIMARY KEY (hash, seq)
+	);`,
 	// 5: agent credentials, API tokens, connection settings and the audit
 	// log (see credentials.go); records are JSON documents next to the
 	// columns they are looked up by.

@@ -17,3 +17,7 @@ func BenchmarkPutAgent(b *testing.B)    { storetest.BenchmarkPutAgent(b, pgtest.
 func BenchmarkPutAgentParallel(b *testing.B) {
 	storetest.BenchmarkPutAgentParallel(b, pgtest.Open(b))
 }
+
+func TestBlobStore(t *testing.T) {
+	storetest.TestBlobStore(t, pgtest.Open(t))
+}

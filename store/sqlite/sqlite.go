@@ -267,9 +267,35 @@ var migrations = []string{
 		name    TEXT PRIMARY KEY,
 		seen_at INTEGER NOT NULL
 	);`,
-	// 4: reserved for packages (issue: secure auto-update). Replace this
-	// placeholder with the schema; no database in use has real content here.
-	`SELECT 1`,
+	// 4: packages (metadata; content is in a steward.BlobStore), package
+	// assignments with one row per offered package (the foreign key keeps
+	// an assigned version from being deleted), and the signing key.
+	`CREATE TABLE packages (
+		name       TEXT NOT NULL,
+		version    TEXT NOT NULL,
+		hash       BLOB NOT NULL,
+		doc        BLOB NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (name, version)
+	);
+	CREATE INDEX packages_hash ON packages(hash);
+	CREATE TABLE package_assignments (
+		name       TEXT PRIMARY KEY,
+		doc        BLOB NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE package_assignment_items (
+		assignment TEXT NOT NULL REFERENCES package_assignments(name) ON DELETE CASCADE,
+		package    TEXT NOT NULL,
+		version    TEXT NOT NULL,
+		PRIMARY KEY (assignment, package),
+		FOREIGN KEY (package, version) REFERENCES packages(name, version)
+	);
+	CREATE INDEX package_assignment_items_pkg ON package_assignment_items(package, version);
+	CREATE TABLE package_signing_key (
+		id          INTEGER PRIMARY KEY CHECK (id = 1),
+		private_key BLOB NOT NULL
+	);`,
 	// 5: agent credentials, API tokens, connection settings and the audit
 	// log (see credentials.go); records are JSON documents next to the
 	// columns they are looked up by.

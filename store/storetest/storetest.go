@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Unavailable", testUnavailable},
 		{"Rollouts", testRollouts},
 		{"Replicas", testReplicas},
+		{"Packages", testPackages},
 		{"Tokens", testTokens},
 		{"EnrollmentTokens", testEnrollmentTokens},
 		{"Certificates", testCertificates},

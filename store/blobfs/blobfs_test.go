@@ -1,0 +1,46 @@
+package blobfs_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stewardhq/steward/store/blobfs"
+	"github.com/stewardhq/steward/store/storetest"
+)
+
+func TestBlobStore(t *testing.T) {
+	d, err := blobfs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.TestBlobStore(t, d)
+}
+
+// A refused upload leaves no temporary file behind.
+func TestNoLeftovers(t *testing.T) {
+	root := t.TempDir()
+	d, err := blobfs.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.PutBlob(context.Background(), bytes.NewReader(make([]byte, 100)), 10, nil); err == nil {
+		t.Fatal("oversized upload accepted")
+	}
+	if _, _, err := d.PutBlob(context.Background(), bytes.NewReader([]byte("x")), 10, make([]byte, 32)); err == nil {
+		t.Fatal("upload with a wrong hash accepted")
+	}
+	h, _, err := d.PutBlob(context.Background(), bytes.NewReader([]byte("ok")), 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != filepath.Base(d.Path(h)) {
+		t.Fatalf("directory holds %v, want only the stored blob", entries)
+	}
+}
