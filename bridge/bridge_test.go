@@ -635,3 +635,38 @@ func TestRestartKeepsAppliedStatus(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestHTTPTransport: with an http:// endpoint the pools poll over plain
+// HTTP; a config assigned before they connect is applied from the reply to
+// their first report; deleting the resource drops the pool.
+func TestHTTPTransport(t *testing.T) {
+	stew := startSteward(t)
+	ctx := context.Background()
+	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gw", Files: steward.ConfigMap{"": {Body: []byte("receivers:\n  otlp: {}\n")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stew.cp.PutAssignment(ctx, &steward.Assignment{Name: "gw", ConfigName: "gw", Selector: "service.name=gateway"}); err != nil {
+		t.Fatal(err)
+	}
+	gw := collectorObj("observability", "gateway", gatewayUID, nil, map[string]string{bridge.ManagedAnnotation: "true"}, baseConfig())
+	c := newCluster([]runtime.Object{gw}, pod("observability", "gateway", "gateway-collector-abc", true, ""))
+	b := runBridge(t, c, stew, func(cfg *bridge.Config) {
+		cfg.Endpoint = "http" + strings.TrimPrefix(stew.endpoint, "ws")
+	})
+	gwID := mustUID(t, gatewayUID)
+	eventually(t, "APPLIED over HTTP", func() bool {
+		a := agent(t, stew, gwID)
+		return a != nil && a.Online && a.Transport == "http" && a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status == steward.RemoteConfigApplied
+	})
+	if v, _, _ := unstructured.NestedMap(getCR(t, c, "observability", "gateway").Object, "spec", "config"); len(v) != 1 || v["receivers"] == nil {
+		t.Errorf("spec.config = %v, want the assigned config only", v)
+	}
+	if err := c.dyn.Resource(gvr).Namespace("observability").Delete(ctx, "gateway", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The bridge stops the pool's client (its last POST carries
+	// agent_disconnect). Steward's control plane marks an HTTP agent
+	// offline only after HTTPOfflineAfter, so that is not waited for here;
+	// the WebSocket case is checked in TestPoolsAsAgents.
+	eventually(t, "pool dropped after delete", func() bool { return len(b.Agents()) == 0 })
+}
