@@ -15,6 +15,11 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
+/** unauthorized reports a lost session noticed elsewhere (the event stream). */
+export function unauthorized() {
+  onUnauthorized(new ApiError(401, 'unauthorized', 'Your session has ended.'));
+}
+
 /** csrfToken reads the steward_csrf cookie set at login. */
 export function csrfToken() {
   for (const part of document.cookie.split(';')) {

@@ -22,6 +22,7 @@ const app = document.getElementById('app');
 let shell = null;       // {main, nav, live}
 let cleanup = null;     // the mounted page's teardown
 let loggedOut = false;  // showing the login page
+let authEnabled = true; // false when the server runs without authentication
 
 /** navigate changes the route without a reload. */
 export function navigate(to, { replace: rep = false } = {}) {
@@ -48,7 +49,7 @@ function buildShell() {
     nav,
     h('span', { class: 'spacer' }),
     live,
-    h('button', { class: 'small', type: 'button', 'data-testid': 'logout', onclick: logout }, 'Sign out'),
+    authEnabled ? h('button', { class: 'small', type: 'button', 'data-testid': 'logout', onclick: logout }, 'Sign out') : null,
   );
   replace(app, header, main);
   events.onState((s) => {
@@ -173,6 +174,7 @@ setInterval(tickTimes, 10000);
 // Ask for the session first so a signed-out visitor sees the sign-in form
 // at once rather than the shell failing behind it.
 api.session().then((s) => {
+  authEnabled = !s || s.auth_enabled !== false;
   if (s && s.auth_enabled && !s.authenticated && location.pathname !== '/login') {
     showLogin(location.pathname + location.search);
   } else {

@@ -11,6 +11,8 @@ export const EVENT_TYPES = [
   'assignment.changed', 'agent.deleted',
 ];
 
+import { api, unauthorized } from './api.js';
+
 const listeners = new Set();
 const stateListeners = new Set();
 let es = null;
@@ -57,6 +59,11 @@ function open() {
       setState('reconnecting');
       es.close();
       es = null;
+      // The browser gave up: the server refused the stream. If the session
+      // has ended, send the user to the sign-in form instead of retrying.
+      api.session().then((sess) => {
+        if (wanted && sess && sess.auth_enabled && !sess.authenticated) unauthorized();
+      }, () => {});
       timer = setTimeout(open, retry);
       retry = Math.min(retry * 2, 30000);
     } else {
