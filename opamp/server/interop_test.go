@@ -130,11 +130,11 @@ func TestInteropOpampGoWebSocketClient(t *testing.T) {
 	if string(first.InstanceUid) != string(uid1) {
 		t.Fatalf("instance uid %x", first.InstanceUid)
 	}
-	// It offered permessage-deflate; we do not negotiate it and the client
-	// carries on uncompressed.
+	// With EnableCompression it offers permessage-deflate, which we
+	// accept: everything below travels compressed.
 	emu.Lock()
 	if !strings.Contains(extensions[0], "permessage-deflate") {
-		t.Logf("client offered extensions %q", extensions[0])
+		t.Fatalf("client offered extensions %q", extensions[0])
 	}
 	emu.Unlock()
 	// A pushed remote config reaches it, and it reports applying it.

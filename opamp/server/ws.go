@@ -49,8 +49,9 @@ type wsConn struct {
 	state    any
 	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
 
-	parser websocket.Parser
-	failed bool // parser failed; bytes are drained, not parsed
+	parser  websocket.Parser
+	failed  bool // parser failed; bytes are drained, not parsed
+	deflate bool // permessage-deflate negotiated
 
 	mu            sync.Mutex
 	uid           []byte // instance_uid last seen from the agent
@@ -91,21 +92,47 @@ func (c *wsConn) encode(msg *protobufs.ServerToAgent) ([]byte, error) {
 	uid := c.uid
 	c.mu.Unlock()
 	const room = 10 // the largest unmasked frame header
-	buf := make([]byte, room, room+1+proto.Size(msg)+32)
-	buf = append(buf, opamp.WSHeader)
-	buf, err := c.s.appendServerToAgent(buf, msg, uid)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.s.checkSize(len(buf) - room); err != nil {
-		return nil, err
+	size := 1 + proto.Size(msg) + 32
+	var buf []byte
+	if c.deflate && size >= minCompress {
+		bp := encodeBufs.Get().(*[]byte)
+		defer encodeBufs.Put(bp)
+		raw := append((*bp)[:0], opamp.WSHeader)
+		raw, err := c.s.appendServerToAgent(raw, msg, uid)
+		*bp = raw[:0]
+		if err != nil {
+			return nil, err
+		}
+		if err := c.s.checkSize(len(raw)); err != nil { // before compression
+			return nil, err
+		}
+		buf = websocket.AppendDeflate(make([]byte, room, room+len(raw)/2+64), raw)
+	} else {
+		buf = make([]byte, room, room+size)
+		buf = append(buf, opamp.WSHeader)
+		var err error
+		if buf, err = c.s.appendServerToAgent(buf, msg, uid); err != nil {
+			return nil, err
+		}
+		if err := c.s.checkSize(len(buf) - room); err != nil {
+			return nil, err
+		}
 	}
 	var hb [room]byte
 	hdr := websocket.AppendFrameHeader(hb[:0], true, websocket.Binary, len(buf)-room, false, [4]byte{})
+	if c.deflate && size >= minCompress {
+		hdr[0] |= websocket.RSV1
+	}
 	start := room - len(hdr)
 	copy(buf[start:], hdr)
 	return buf[start:], nil
 }
+
+// minCompress is the smallest message compressed when permessage-deflate
+// is negotiated; smaller ones gain nothing.
+const minCompress = 256
+
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // enqueue adds a frame to the write queue and starts writing it. A close
 // frame makes it the last one. ErrClosed once a close frame was queued.
@@ -330,6 +357,24 @@ func (c *wsConn) handle(payload []byte) {
 	s := c.s
 	s.messages.Add(1)
 	s.bytesIn.Add(uint64(len(payload)))
+	if c.parser.Compressed() {
+		bp := encodeBufs.Get().(*[]byte)
+		out, err := websocket.Inflate((*bp)[:0], payload, s.cfg.MaxMessageSize)
+		if err != nil {
+			encodeBufs.Put(bp)
+			s.errs.Add(1)
+			pe := err.(*websocket.ProtocolError)
+			c.closeWith(pe.Code, pe.Reason)
+			return
+		}
+		defer func() {
+			if cap(out) <= 1<<20 {
+				*bp = out[:0]
+				encodeBufs.Put(bp)
+			}
+		}()
+		payload = out
+	}
 	msg := &protobufs.AgentToServer{}
 	if err := opamp.DecodeWS(payload, msg); err != nil {
 		s.errs.Add(1)
@@ -501,7 +546,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, err)
 		return
 	}
-	nc, buffered, err := websocket.Hijack(w, r, nil)
+	var hdr http.Header
+	ext := websocket.NegotiateDeflate(r.Header)
+	if ext != "" {
+		hdr = http.Header{"Sec-Websocket-Extensions": {ext}}
+	}
+	nc, buffered, err := websocket.Hijack(w, r, hdr)
 	if err != nil {
 		s.open.Add(-1)
 		s.errs.Add(1)
@@ -510,6 +560,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &wsConn{s: s, nc: nc, remote: r.RemoteAddr, state: state, busy: true}
 	c.parser.FromClient = true
 	c.parser.MaxMessageSize = s.cfg.MaxMessageSize
+	c.deflate = ext != ""
+	c.parser.Deflate = c.deflate
 	c.lastRead.Store(time.Now().UnixNano())
 	if tcp, ok := nc.(*net.TCPConn); ok && s.poll != nil {
 		if rc, err := tcp.SyscallConn(); err == nil {

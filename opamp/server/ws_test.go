@@ -644,12 +644,12 @@ func TestLargeMessagesBothWays(t *testing.T) {
 	}
 	_, hs := startServer(t, h, Config{})
 	a := dialAgent(t, hs, nil)
-	big := bytes.Repeat([]byte("0123456789abcdef"), 8<<20/16) // 8 MiB
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16) // 4 MiB
 	msg := status(1)
 	msg.EffectiveConfig = &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{
 		ConfigMap: map[string]*protobufs.AgentConfigFile{"": {Body: big}},
 	}}
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 2; i++ {
 		a.send(msg)
 		r := a.recv()
 		if !bytes.Equal(r.GetRemoteConfig().GetConfig().GetConfigMap()[""].GetBody(), big) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // CloseTimeout bounds how long Close waits for the peer's close frame.
@@ -137,6 +138,17 @@ func (c *Conn) read() (Opcode, []byte, error) {
 		}
 		if len(chunk) > 0 {
 			ferr := c.p.Feed(chunk, func(op Opcode, b []byte) error {
+				if c.p.Compressed() {
+					out, err := Inflate(nil, b, c.p.maxSize())
+					if err != nil {
+						return err
+					}
+					if op == Text && !utf8.Valid(out) {
+						return &ProtocolError{Code: CloseInvalidPayload, Reason: "text message is not valid UTF-8"}
+					}
+					c.pending = append(c.pending, message{op, out})
+					return nil
+				}
 				c.pending = append(c.pending, message{op, append([]byte(nil), b...)})
 				return nil
 			})

@@ -21,6 +21,10 @@ const DeflateExtension = "permessage-deflate"
 // per-connection compression state is kept (compressors are pooled).
 const deflateAccept = DeflateExtension + "; server_no_context_takeover; client_no_context_takeover"
 
+// DeflateOffer is the Sec-WebSocket-Extensions request value a client
+// sends to offer permessage-deflate without context takeover.
+const DeflateOffer = deflateAccept
+
 // NegotiateDeflate returns the Sec-WebSocket-Extensions response value
 // that accepts permessage-deflate when the request offers it in a form this
 // package supports (any offer without a server_max_window_bits below 15 or
@@ -117,4 +121,3 @@ func AppendDeflate(dst, payload []byte) []byte {
 	}
 	return out
 }
-

@@ -136,7 +136,11 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 
 // DialOptions configures Dial.
 type DialOptions struct {
-	Header           http.Header   // extra request headers (e.g. Authorization)
+	// Header holds extra request headers (e.g. Authorization). Setting
+	// Sec-WebSocket-Extensions to DeflateOffer offers compression: if the
+	// server accepts, the Conn inflates compressed messages it receives
+	// (it always sends uncompressed).
+	Header           http.Header
 	TLSConfig        *tls.Config   // for wss://; nil: defaults
 	MaxMessageSize   int64         // <= 0: DefaultMaxMessageSize
 	HandshakeTimeout time.Duration // 0: 30s; also bounded by ctx
@@ -224,8 +228,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		Header:     make(http.Header),
 		Host:       u.Host,
 	}
-	for k, v := range opts.Header {
-		req.Header[k] = v
+	for k, vs := range opts.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
 	}
 	req.Header.Set("Upgrade", "websocket")
 	req.Header.Set("Connection", "Upgrade")
@@ -260,10 +266,18 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		return nil, resp, fmt.Errorf("%w: response lacks Connection: Upgrade", ErrBadHandshake)
 	case resp.Header.Get("Sec-WebSocket-Accept") != AcceptKey(key):
 		return nil, resp, fmt.Errorf("%w: wrong Sec-WebSocket-Accept", ErrBadHandshake)
-	case resp.Header.Get("Sec-WebSocket-Extensions") != "":
-		return nil, resp, fmt.Errorf("%w: server chose an extension that was not offered", ErrBadHandshake)
 	case resp.Header.Get("Sec-WebSocket-Protocol") != "":
 		return nil, resp, fmt.Errorf("%w: server chose a subprotocol that was not offered", ErrBadHandshake)
+	}
+	deflate := false
+	if ext := strings.Join(resp.Header.Values("Sec-WebSocket-Extensions"), ","); ext != "" {
+		// Only permessage-deflate, only when offered, and only without
+		// server context takeover (each message inflates on its own).
+		if req.Header.Get("Sec-WebSocket-Extensions") == "" || NegotiateDeflate(resp.Header) == "" ||
+			!strings.Contains(ext, "server_no_context_takeover") || strings.Contains(ext, ",") {
+			return nil, resp, fmt.Errorf("%w: unsupported extension response %q", ErrBadHandshake, ext)
+		}
+		deflate = true
 	}
 	var buffered []byte
 	if n := br.Buffered(); n > 0 {
@@ -275,5 +289,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	}
 	ok = true
 	_ = nc.SetDeadline(time.Time{})
-	return NewConn(nc, true, buffered, opts.MaxMessageSize), resp, nil
+	c := NewConn(nc, true, buffered, opts.MaxMessageSize)
+	c.p.Deflate = deflate
+	return c, resp, nil
 }
