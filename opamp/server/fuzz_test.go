@@ -23,6 +23,9 @@ func FuzzConnInput(f *testing.F) {
 	f.Add(websocket.AppendFrame(nil, true, websocket.Close, []byte{3, 0xE8}, true, key), uint8(9))
 	disc, _ := opamp.AppendWS(nil, &protobufs.AgentToServer{AgentDisconnect: &protobufs.AgentDisconnect{}})
 	f.Add(websocket.AppendFrame(nil, true, websocket.Binary, disc, true, key), uint8(4))
+	comp := websocket.AppendFrame(nil, true, websocket.Binary, websocket.AppendDeflate(nil, good), true, key)
+	comp[0] |= websocket.RSV1
+	f.Add(comp, uint8(0x83))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		h := newTestHandler()
 		s, err := New(Config{Handler: h, Logger: quietLog, MaxMessageSize: 4096})
@@ -36,6 +39,8 @@ func FuzzConnInput(f *testing.F) {
 		c := &wsConn{s: s, nc: srvSide, remote: "fuzz", busy: true}
 		c.parser.FromClient = true
 		c.parser.MaxMessageSize = s.cfg.MaxMessageSize
+		c.deflate = chunk&0x80 != 0 // permessage-deflate negotiated
+		c.parser.Deflate = c.deflate
 		s.mu.Lock()
 		s.nextID++
 		c.id = s.nextID
