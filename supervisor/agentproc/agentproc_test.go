@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,5 +261,53 @@ func TestRunnerRestart(t *testing.T) {
 	<-done
 	if !p.Exited() || r.Current() != nil {
 		t.Fatal("agent still running after Run returned")
+	}
+}
+
+type countHandler struct {
+	mu      sync.Mutex
+	info    int
+	dropped int
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.Level == slog.LevelInfo {
+		h.info++
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "dropped" {
+			h.dropped += int(a.Value.Int64())
+		}
+		return true
+	})
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestOutputLogIsRateLimited(t *testing.T) {
+	h := &countHandler{}
+	n := 3 * LogBurst
+	// A burst far over the limit, then one line after a pause that lets the
+	// bucket refill, so the dropped count is reported.
+	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do echo line $i; i=$((i+1)); done; sleep 0.5; echo last", n)
+	p, err := Start(Command{Path: "sh", Args: []string{"-c", script}}, NewTail(10), slog.New(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.info >= n || h.info < LogBurst {
+		t.Fatalf("logged %d of %d lines; want between %d and %d", h.info, n+1, LogBurst, n)
+	}
+	if h.info+h.dropped != n+1 {
+		t.Fatalf("logged %d + dropped %d != %d lines", h.info, h.dropped, n+1)
+	}
+	if got := p.Tail().Lines(0); got[len(got)-1] != "last" || len(got) != 10 {
+		t.Fatalf("tail = %v", got)
 	}
 }

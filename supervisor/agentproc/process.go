@@ -35,6 +35,7 @@ type Process struct {
 	done    chan struct{}
 	err     error // exit error, valid after done
 	tail    *Tail
+	limit   logLimiter
 	outWG   sync.WaitGroup
 }
 
@@ -81,6 +82,44 @@ func Start(c Command, tail *Tail, log *slog.Logger) (*Process, error) {
 // maxLine bounds one captured output line; the rest is dropped.
 const maxLine = 4096
 
+// Agent output reaches the supervisor's log at most at LogLinesPerSecond
+// on average, in bursts of up to LogBurst lines; lines over the limit are
+// counted and the count is logged once output is allowed again. (The tail
+// keeps every line.)
+const (
+	LogLinesPerSecond = 200
+	LogBurst          = 2000
+)
+
+// logLimiter is a token bucket shared by a process's stdout and stderr.
+type logLimiter struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	dropped int
+}
+
+// allow reports whether a line may be logged now, and how many lines were
+// dropped since the last allowed one.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last.IsZero() {
+		l.tokens = LogBurst
+	} else {
+		l.tokens = min(LogBurst, l.tokens+now.Sub(l.last).Seconds()*LogLinesPerSecond)
+	}
+	l.last = now
+	if l.tokens < 1 {
+		l.dropped++
+		return false, 0
+	}
+	l.tokens--
+	d := l.dropped
+	l.dropped = 0
+	return true, d
+}
+
 func (p *Process) pump(r io.Reader, stream string, log *slog.Logger) {
 	defer p.outWG.Done()
 	br := bufio.NewReaderSize(r, maxLine)
@@ -89,7 +128,12 @@ func (p *Process) pump(r io.Reader, stream string, log *slog.Logger) {
 		if len(line) > 0 || (err == nil && !isPrefix) {
 			s := string(line)
 			p.tail.Add(s)
-			log.Info(s, "stream", stream)
+			if ok, dropped := p.limit.allow(time.Now()); ok {
+				if dropped > 0 {
+					log.Warn("agent output over the log rate limit; lines not logged", "dropped", dropped)
+				}
+				log.Info(s, "stream", stream)
+			}
 		}
 		for isPrefix && err == nil { // discard the rest of an over-long line
 			_, isPrefix, err = br.ReadLine()
