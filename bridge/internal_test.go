@@ -69,7 +69,17 @@ func TestMergeConfigFiles(t *testing.T) {
 		t.Errorf("keys = %v", m)
 	}
 
+	// Tagged scalars keep a usable text form; binary is decoded.
+	m, err = MergeConfigFiles(files("", "day: 2001-12-14\nat: 2001-12-14T21:59:43.1Z\nbin: !!binary aGVsbG8=\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["day"] != "2001-12-14" || m["at"] != "2001-12-14T21:59:43.1Z" || m["bin"] != "hello" {
+		t.Errorf("tagged scalars = %#v", m)
+	}
+
 	for body, want := range map[string]string{
+		"a: .inf\n":       "JSON has no infinities",
 		"a: [1\n":         "invalid YAML",
 		"- a\n- b\n":      "top level must be a mapping",
 		"just a string":   "top level must be a mapping",

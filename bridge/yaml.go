@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"gopkg.in/yaml.v3"
@@ -126,7 +128,17 @@ func jsonCompatible(v any) (any, error) {
 		}
 		return int64(t), nil
 	case float64:
+		if math.IsInf(t, 0) || math.IsNaN(t) {
+			return nil, fmt.Errorf("%v cannot be stored in spec.config (JSON has no infinities or NaN); quote it", t)
+		}
 		return t, nil
+	case time.Time:
+		// An unquoted timestamp: keep it as text, in the form it was
+		// most likely written in.
+		if t.Location() == time.UTC && t.Equal(t.Truncate(24*time.Hour)) {
+			return t.Format(time.DateOnly), nil
+		}
+		return t.Format(time.RFC3339Nano), nil
 	case string, bool, nil:
 		return t, nil
 	case []byte: // !!binary
