@@ -39,6 +39,8 @@ type agentOptions struct {
 	unhealthy bool
 	// failConfig reports every remote config FAILED.
 	failConfig bool
+	// packages reports package statuses (one installed, one failed).
+	packages bool
 }
 
 const initialCollectorConfig = `receivers:
@@ -79,6 +81,9 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 		protobufs.AgentCapabilities_AgentCapabilities_AcceptsRestartCommand |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
 	now := uint64(time.Now().Add(-2 * time.Hour).UnixNano())
+	if o.packages {
+		caps |= protobufs.AgentCapabilities_AgentCapabilities_ReportsPackageStatuses
+	}
 	c, err := client.New(client.Settings{
 		Endpoint:     url,
 		Capabilities: caps,
@@ -138,6 +143,16 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 		},
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if o.packages {
+		if err := c.SetPackageStatuses(&protobufs.PackageStatuses{Packages: map[string]*protobufs.PackageStatus{
+			"otelcol-contrib": {Name: "otelcol-contrib", AgentHasVersion: "0.120.0", ServerOfferedVersion: "0.120.0",
+				Status: protobufs.PackageStatusEnum_PackageStatusEnum_Installed},
+			"geoip-db": {Name: "geoip-db", AgentHasVersion: "2024.10", ServerOfferedVersion: "2024.11",
+				Status: protobufs.PackageStatusEnum_PackageStatusEnum_InstallFailed, ErrorMessage: "checksum mismatch"},
+		}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -329,7 +329,7 @@ func TestConsoleKeyboard(t *testing.T) {
 func TestConsoleAgentList(t *testing.T) {
 	b := startBrowser(t)
 	s := startStack(t)
-	a1 := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
+	a1 := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1", packages: true})
 	a2 := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-2", unhealthy: true})
 	a3 := startAgent(t, s.opampURL, agentOptions{name: "otelcol-agent", version: "0.119.0", host: "node-3"})
 	for _, a := range []*testAgent{a1, a2, a3} {
@@ -377,6 +377,13 @@ func TestConsoleAgentList(t *testing.T) {
 		t.Errorf("failing exporter node: %q", got)
 	}
 	p.screenshot("agent-unhealthy")
+
+	// Packages as reported.
+	p.goTo("/agents/" + a1.id.String() + "?tab=packages")
+	p.waitFor(`document.querySelectorAll('[data-testid="packages"] tbody tr').length === 2`, "2 packages")
+	if got := p.text(`[data-testid="packages"]`); !strings.Contains(got, "INSTALL_FAILED") || !strings.Contains(got, "checksum mismatch") || !strings.Contains(got, "INSTALLED") {
+		t.Errorf("packages table: %q", got)
+	}
 
 	// A configuration the agent cannot apply: FAILED with its message.
 	if _, err := s.cp.PutConfig(context.Background(), &steward.Config{Name: "broken", Files: steward.ConfigMap{"": {Body: []byte("exporters:\n  otlpx/central: {} # FAIL_ME\n"), ContentType: "text/yaml"}}}); err != nil {
@@ -492,5 +499,33 @@ func TestConsoleFleet(t *testing.T) {
 	p.waitFor(`document.querySelectorAll('[data-testid="agent-row"]').length === 24`, "24 rows")
 	p.click(`[data-testid="sort-version"]`)
 	p.screenshot("fleet-agents")
+	noJSErrors(t, p)
+}
+
+// TestConsoleSessionEnds checks that losing the session mid-use (cookies
+// gone, as when it expires) leads to the sign-in form and, after signing in
+// again, back to the page the user was going to.
+func TestConsoleSessionEnds(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
+	waitAgent(t, s, agent.id, "online", func(a *steward.Agent) bool { return a.Online })
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/")
+	login(t, p)
+	p.waitFor(`document.querySelector('[data-testid="stat-online-value"]')?.innerText === '1'`, "the overview")
+	p.must("Network.clearBrowserCookies", nil, nil)
+	p.click(`[data-testid="nav-agents"]`)
+	p.waitFor(sel(`[data-testid="login-form"]`), "the sign-in form after the session ended")
+	p.waitFor(`location.pathname === '/login' && new URLSearchParams(location.search).get('next') === '/agents'`, "the way back in the URL")
+	login(t, p)
+	p.waitFor(`location.pathname === '/agents' && document.querySelectorAll('[data-testid="agent-row"]').length === 1`, "the agent list after signing in again")
+	// State-changing requests carry the CSRF header from the new cookie.
+	p.click(`[data-testid="agent-link"]`)
+	p.click(`[data-testid="label-add"]`)
+	p.typeInto(`[data-testid="label-key"]`, "env")
+	p.typeInto(`[data-testid="label-value"]`, "prod")
+	p.click(`[data-testid="labels-save"]`)
+	waitAgent(t, s, agent.id, "label env=prod", func(a *steward.Agent) bool { return a.Labels["env"] == "prod" })
 	noJSErrors(t, p)
 }
