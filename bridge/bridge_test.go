@@ -670,3 +670,33 @@ func TestHTTPTransport(t *testing.T) {
 	// the WebSocket case is checked in TestPoolsAsAgents.
 	eventually(t, "pool dropped after delete", func() bool { return len(b.Agents()) == 0 })
 }
+
+// TestAllNamespaces: without Namespaces the bridge watches the whole
+// cluster, and a pool's pods are only those of its own namespace.
+func TestAllNamespaces(t *testing.T) {
+	stew := startSteward(t)
+	a := collectorObj("team-a", "otel", "5a0b8e8d-ef8b-4ad3-9ead-6b7c8d9eafb0", nil, nil, baseConfig())
+	bObj := collectorObj("team-b", "otel", "6b1c9f9e-f09c-4be4-afbe-7c8d9eafb0c1", nil, nil, baseConfig())
+	c := newCluster([]runtime.Object{a, bObj},
+		pod("team-a", "otel", "otel-collector-1", true, ""),
+		pod("team-b", "otel", "otel-collector-1", false, "bad config"),
+		pod("team-b", "otel", "otel-collector-2", false, "bad config"))
+	br := runBridge(t, c, stew, func(cfg *bridge.Config) { cfg.Namespaces = nil })
+	idA, idB := mustUID(t, "5a0b8e8d-ef8b-4ad3-9ead-6b7c8d9eafb0"), mustUID(t, "6b1c9f9e-f09c-4be4-afbe-7c8d9eafb0c1")
+	eventually(t, "both pools online", func() bool {
+		x, y := agent(t, stew, idA), agent(t, stew, idB)
+		return x != nil && y != nil && x.Online && y.Online && x.Health != nil && y.Health != nil
+	})
+	if h := agent(t, stew, idA).Health; !h.Healthy || h.Status != "1/1 pods ready, 2 desired" {
+		t.Errorf("team-a health = %q healthy=%v", h.Status, h.Healthy)
+	}
+	if h := agent(t, stew, idB).Health; h.Healthy || h.Status != "0/2 pods ready, 2 desired" || !strings.Contains(h.LastError, "bad config") {
+		t.Errorf("team-b health = %q healthy=%v %q", h.Status, h.Healthy, h.LastError)
+	}
+	if got := agent(t, stew, idB).Attribute(bridge.AttrK8sNamespace); got != "team-b" {
+		t.Errorf("team-b namespace attribute = %q", got)
+	}
+	if n := len(br.Agents()); n != 2 {
+		t.Errorf("%d pools", n)
+	}
+}
