@@ -19,6 +19,9 @@ type Options struct {
 	Configs steward.ConfigService
 	// Rollouts serves /api/v1/rollouts; without it those routes answer 501.
 	Rollouts steward.RolloutService
+	// Packages serves /api/v1/packages, /api/v1/package-assignments and
+	// the agents' signed download URLs; without it those routes answer 501.
+	Packages steward.PackageService
 	// Events feeds GET /api/v1/events/stream; without it the stream
 	// answers 501.
 	Events steward.EventBus
@@ -64,6 +67,7 @@ type Server struct {
 	agents   steward.AgentService
 	configs  steward.ConfigService
 	rollouts steward.RolloutService
+	packages steward.PackageService
 	events   steward.EventBus
 	eventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
 	ready    func(ctx context.Context) error
@@ -91,6 +95,7 @@ func NewServer(opts Options) *Server {
 		agents:    opts.Agents,
 		configs:   opts.Configs,
 		rollouts:  opts.Rollouts,
+		packages:  opts.Packages,
 		events:    opts.Events,
 		eventLog:  opts.EventLog,
 		ready:     opts.Ready,
@@ -141,6 +146,8 @@ func NewServer(opts Options) *Server {
 	s.handle("POST /api/v1/rollouts/{name}/pause", s.handlePauseRollout, authed)
 	s.handle("POST /api/v1/rollouts/{name}/resume", s.handleResumeRollout, authed)
 	s.handle("POST /api/v1/rollouts/{name}/rollback", s.handleRollbackRollout, authed)
+
+	s.registerPackageRoutes()
 
 	s.handle("GET /api/v1/summary", s.handleSummary, authed)
 	s.handle("GET /api/v1/events", s.handleEvents, authed)
