@@ -225,3 +225,73 @@ const (
 	AuditCertificateRevoked  = "certificate.revoked"
 	AuditCertificateRejected = "certificate.csr_rejected"
 )
+
+// EventAgentRefused records an agent connection or request refused for its
+// credentials (bad, expired or revoked certificate or enrollment token, or
+// a rejected CSR).
+const EventAgentRefused = "agent.refused"
+
+// EventCertificateIssued records a client certificate issued to an agent.
+const EventCertificateIssued = "agent.certificate_issued"
+
+type actorKey struct{}
+
+// WithActor returns ctx carrying the name of who acts (for the audit log).
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// ActorFrom returns the actor in ctx, or "system".
+func ActorFrom(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		return a
+	}
+	return "system"
+}
+
+// CredentialService manages API tokens, agent enrollment tokens, agent
+// certificates, connection settings and the audit log. Every change is
+// audited under ActorFrom(ctx). Errors: EINVALID for bad input, ENOTFOUND,
+// ENOTIMPLEMENTED when the store keeps no credentials.
+type CredentialService interface {
+	// CreateToken creates an API token and returns it with its secret,
+	// which is not kept and cannot be shown again. ttl 0: no expiry.
+	CreateToken(ctx context.Context, name string, role Role, ttl time.Duration) (*Token, string, error)
+	// Tokens lists API tokens (never their secrets).
+	Tokens(ctx context.Context) ([]*Token, error)
+	// DeleteToken revokes an API token at once.
+	DeleteToken(ctx context.Context, id string) error
+	// AuthenticateToken returns the token whose secret this is;
+	// EUNAUTHORIZED when unknown or expired. It records LastUsed.
+	AuthenticateToken(ctx context.Context, secret string) (*Token, error)
+
+	// CreateEnrollmentToken creates an enrollment token from t (Name,
+	// Selector, MaxUses, ExpiresAt) and returns it with its secret.
+	CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) (*EnrollmentToken, string, error)
+	EnrollmentTokens(ctx context.Context) ([]*EnrollmentToken, error)
+	// RevokeEnrollmentToken stops a token from admitting new agents (agents
+	// already admitted keep their certificates).
+	RevokeEnrollmentToken(ctx context.Context, id string) error
+
+	// Certificates lists issued agent certificates (of one agent, or all).
+	Certificates(ctx context.Context, agent *InstanceUID) ([]*AgentCertificate, error)
+	// RevokeCertificate revokes a certificate and disconnects the agent
+	// using it; its later connections with it are refused.
+	RevokeCertificate(ctx context.Context, serial string) (*AgentCertificate, error)
+	// CACertificate returns the PEM certificate of the CA that signs agent
+	// certificates; ENOTFOUND when none is configured.
+	CACertificate(ctx context.Context) ([]byte, error)
+
+	// PutConnectionSettings creates or replaces connection settings by name
+	// and offers the result to the matching agents at once.
+	PutConnectionSettings(ctx context.Context, c *ConnectionSettings) (*ConnectionSettings, error)
+	ConnectionSettings(ctx context.Context, name string) (*ConnectionSettings, error)
+	ConnectionSettingsList(ctx context.Context) ([]*ConnectionSettings, error)
+	DeleteConnectionSettings(ctx context.Context, name string) error
+
+	// Audit lists audit entries, newest first.
+	Audit(ctx context.Context, f AuditFilter) ([]*AuditEntry, error)
+	// RecordAudit appends an entry (Actor from ctx when empty). Failures
+	// are returned, never hidden.
+	RecordAudit(ctx context.Context, e *AuditEntry) error
+}

@@ -342,7 +342,9 @@ func (r *run) idle(ctx context.Context, res *Result) error {
 	if err := r.startServer(ctx); err != nil {
 		return err
 	}
-	time.Sleep(time.Second)
+	if err := sleep(ctx, time.Second); err != nil {
+		return err
+	}
 	before, err := loadgen.FetchStats(ctx, r.stats, true)
 	if err != nil {
 		return err
@@ -353,7 +355,9 @@ func (r *run) idle(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer g.Close()
-	time.Sleep(r.cfg.Settle)
+	if err := sleep(ctx, r.cfg.Settle); err != nil {
+		return err
+	}
 	after, err := loadgen.FetchStats(ctx, r.stats, true)
 	if err != nil {
 		return err
@@ -382,13 +386,17 @@ func (r *run) heartbeat(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer g.Close()
-	time.Sleep(r.cfg.Settle + r.cfg.Heartbeat) // every agent past its first heartbeat
+	if err := sleep(ctx, r.cfg.Settle + r.cfg.Heartbeat); err != nil { // every agent past its first heartbeat
+		return err
+	}
 	s1, err := loadgen.FetchStats(ctx, r.stats, false)
 	if err != nil {
 		return err
 	}
 	self1, g1, t1 := loadgen.SelfStats(false), g.Stats(), time.Now()
-	time.Sleep(r.cfg.Window)
+	if err := sleep(ctx, r.cfg.Window); err != nil {
+		return err
+	}
 	s2, err := loadgen.FetchStats(ctx, r.stats, false)
 	if err != nil {
 		return err
@@ -503,14 +511,18 @@ func (r *run) rollout(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer g.Close()
-	time.Sleep(r.cfg.Settle)
+	if err := sleep(ctx, r.cfg.Settle); err != nil {
+		return err
+	}
 	d1, _, err := r.timedRollout(ctx, g, 1)
 	if err != nil {
 		return err
 	}
 	res.FirstRolloutSeconds = d1.Seconds()
 	r.logf("first config (new assignment) applied by all in %.3fs", d1.Seconds())
-	time.Sleep(r.cfg.Settle)
+	if err := sleep(ctx, r.cfg.Settle); err != nil {
+		return err
+	}
 	d2, applied, err := r.timedRollout(ctx, g, 2)
 	if err != nil {
 		return err
@@ -532,11 +544,15 @@ func (r *run) storm(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer g.Close()
-	time.Sleep(r.cfg.Settle)
+	if err := sleep(ctx, r.cfg.Settle); err != nil {
+		return err
+	}
 	if _, _, err := r.timedRollout(ctx, g, 1); err != nil {
 		return err
 	}
-	time.Sleep(r.cfg.Settle) // last-seen flush and event writes
+	if err := sleep(ctx, r.cfg.Settle); err != nil { // last-seen flush and event writes
+		return err
+	}
 	disc := g.Stats().Disconnects
 	r.logf("kill -9 of the server")
 	r.kill()
@@ -616,6 +632,18 @@ func (r *run) checkInventory(ctx context.Context, g *loadgen.Generator) (string,
 		}
 	}
 	return "", nil
+}
+
+// sleep waits for d or until ctx ends, returning ctx's error then.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }

@@ -55,6 +55,8 @@ type Config struct {
 	// is taken as dead and its agents are marked offline by the others
 	// (with a store that implements steward.ReplicaStore); default 60 s.
 	ReplicaLease time.Duration
+	// Auth configures agent authentication and credentials (see auth.go).
+	Auth AgentAuth
 	// Packages configures packages and their content (see packages.go).
 	Packages PackageOptions
 	Logger   *slog.Logger
@@ -85,6 +87,8 @@ type Service struct {
 	events        chan *steward.Event
 	eventsDropped atomic.Int64
 	rolloutKick   chan struct{}
+
+	cred credState // agent credentials and connection settings (auth.go)
 
 	pkg packageMachinery
 }
@@ -151,6 +155,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.initPackages(ctx); err != nil {
 		return nil, err
 	}
+	s.initCredentials()
 	if err := s.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -223,6 +228,9 @@ func (s *Service) reload(ctx context.Context) error {
 		s.log.Warn("assignment skipped", "error", p)
 	}
 	s.desired.Store(d)
+	if err := s.reloadConnectionSettings(ctx); err != nil {
+		return err
+	}
 	return s.reloadPackages(ctx)
 }
 

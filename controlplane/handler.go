@@ -40,6 +40,8 @@ type session struct {
 	offeredHash    []byte
 	componentsHash []byte
 	healthy        *bool
+	// cred is the agent's credential state (auth.go).
+	cred agentCred
 	// pkgReported is the agent's server_provided_all_packages_hash;
 	// pkgOffered the all-packages hash last offered on this connection.
 	pkgReported []byte
@@ -126,6 +128,10 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 		s.touch(id, now)
 		return nil, nil // the transport closes; OnClose marks it offline
 	}
+	if err := s.admit(ctx, c, ss, msg, reply, fresh); err != nil {
+		refuseConn(c, err)
+		return nil, err
+	}
 
 	if err := s.applyReport(ctx, ss, c, msg, fresh, now); err != nil {
 		// Nothing is lost: the agent is asked for its full state once
@@ -134,6 +140,13 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 		return nil, err
 	}
 
+	if msg.ConnectionSettingsRequest != nil {
+		// A CSR: the certificate is offered below; a refusal is a
+		// BadRequest error response (the report is already stored).
+		if err := s.handleCSR(ctx, c, ss, msg.ConnectionSettingsRequest); err != nil {
+			return nil, err
+		}
+	}
 	if ss.needFull && msg.AgentDescription == nil {
 		reply.Flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
 		ss.needFull = false

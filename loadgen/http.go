@@ -19,11 +19,7 @@ import (
 // whose keep-alive connections come from the source addresses round-robin.
 func (g *Generator) startHTTP() {
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{}
-		if la := g.localAddr(); la != nil {
-			d.LocalAddr = la
-		}
-		return d.DialContext(ctx, network, addr)
+		return g.dialer().DialContext(ctx, network, addr)
 	}
 	g.client = &http.Client{
 		Transport: &http.Transport{

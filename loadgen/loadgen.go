@@ -62,8 +62,9 @@ type Config struct {
 	ReconnectJitter time.Duration
 	// SourceAddrs is the number of local addresses 127.0.0.1 .. 127.0.0.N
 	// connections are bound to, round-robin, so more agents than the
-	// ephemeral port range (about 28k per source/destination pair) can
-	// connect; default 1 + Agents/20000. Only used for loopback servers.
+	// ephemeral port range (about 28k per source/destination pair, see
+	// net.ipv4.ip_local_port_range) can connect; default 1 + Agents/10000.
+	// Only used for loopback servers.
 	SourceAddrs int
 	// Header is added to every handshake and HTTP request (e.g.
 	// Authorization).
@@ -181,7 +182,7 @@ func New(cfg Config) (*Generator, error) {
 		cfg.ReconnectJitter = 4 * time.Second
 	}
 	if cfg.SourceAddrs <= 0 {
-		cfg.SourceAddrs = 1 + cfg.Agents/20000
+		cfg.SourceAddrs = 1 + cfg.Agents/10000
 	}
 	if cfg.SourceAddrs > 254 {
 		cfg.SourceAddrs = 254

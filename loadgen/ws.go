@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -181,6 +182,28 @@ func (g *Generator) connect(a *agent) {
 	}
 }
 
+// dialer binds to the next source address, if any, with
+// IP_BIND_ADDRESS_NO_PORT: the port is then chosen at connect time for the
+// whole 4-tuple (as without bind), which is fast even with most ports in
+// use and lets TIME_WAIT ports of earlier runs be reused on loopback.
+func (g *Generator) dialer() *net.Dialer {
+	d := &net.Dialer{}
+	if la := g.localAddr(); la != nil {
+		d.LocalAddr = la
+		d.Control = func(network, address string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return d
+}
+
 // retryAfterError is a refused handshake or poll that named a Retry-After.
 type retryAfterError struct {
 	status int
@@ -211,11 +234,7 @@ func (g *Generator) dialWS() (int, []byte, error) {
 	if g.u.Port() == "" {
 		host = net.JoinHostPort(g.u.Hostname(), "80")
 	}
-	d := net.Dialer{}
-	if la := g.localAddr(); la != nil {
-		d.LocalAddr = la
-	}
-	c, err := d.DialContext(ctx, "tcp", host)
+	c, err := g.dialer().DialContext(ctx, "tcp", host)
 	if err != nil {
 		return -1, nil, err
 	}

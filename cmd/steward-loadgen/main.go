@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.ConnectRate, "rate", 0, "max new connections per second (0: unlimited)")
 	fs.IntVar(&cfg.Dialers, "dialers", 64, "parallel connection attempts")
 	fs.DurationVar(&cfg.ReconnectJitter, "reconnect-jitter", 4*time.Second, "spread of the first reconnect after losing the server")
-	fs.IntVar(&cfg.SourceAddrs, "sources", 0, "source addresses 127.0.0.1..N (0: 1 per 20000 agents)")
+	fs.IntVar(&cfg.SourceAddrs, "sources", 0, "source addresses 127.0.0.1..N (0: 1 + agents/10000)")
 	token := fs.String("token", "", "bearer token for the OpAMP endpoint")
 	every := fs.Duration("every", 5*time.Second, "stats print interval")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")

@@ -1,0 +1,516 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"sort"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/ca"
+	"github.com/stewardhq/steward/opamp/server"
+)
+
+var _ steward.CredentialService = (*Service)(nil)
+
+// reloadConnectionSettings refreshes the connection settings snapshot.
+func (s *Service) reloadConnectionSettings(ctx context.Context) error {
+	if s.cred.conns == nil {
+		return nil
+	}
+	list, err := s.cred.conns.ConnectionSettingsList(ctx)
+	if err != nil {
+		return err
+	}
+	s.cred.settings.Store(&list)
+	return nil
+}
+
+func (s *Service) connectionSettings() []*steward.ConnectionSettings {
+	if p := s.cred.settings.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// offerConnectionSettings adds ConnectionSettingsOffers to msg when the
+// agent's desired connection settings (the merged ConnectionSettings
+// matching its labels, plus its client certificate) hash differently from
+// what it last reported and from what was last offered on this connection.
+// Each part is offered only to an agent with the matching capability: own
+// metrics/traces/logs (ReportsOwn*), other connections
+// (AcceptsOtherConnectionSettings), and the OpAMP settings — heartbeat
+// interval and certificate — (AcceptsOpAMPConnectionSettings). A
+// certificate past two thirds of its lifetime is renewed first. ss.mu is
+// held.
+func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAgent) bool {
+	if !ss.cred.loaded {
+		return false
+	}
+	caps := ss.caps
+	opamp := caps.Has(steward.AgentAcceptsOpAMPConnectionSettings)
+	s.maybeRenew(ss)
+	eff := steward.MergeConnectionSettings(s.connectionSettings(), ss.labels)
+	if eff == nil {
+		eff = &steward.EffectiveConnectionSettings{}
+	}
+	// Only what the agent can take is part of its offer (and its hash).
+	view := &steward.EffectiveConnectionSettings{}
+	if caps.Has(steward.AgentReportsOwnMetrics) {
+		view.OwnMetrics = eff.OwnMetrics
+	}
+	if caps.Has(steward.AgentReportsOwnTraces) {
+		view.OwnTraces = eff.OwnTraces
+	}
+	if caps.Has(steward.AgentReportsOwnLogs) {
+		view.OwnLogs = eff.OwnLogs
+	}
+	if caps.Has(steward.AgentAcceptsOtherConnectionSettings) {
+		view.Other = eff.Other
+	}
+	var cert *steward.AgentCertificate
+	if opamp {
+		view.HeartbeatIntervalSeconds = eff.HeartbeatIntervalSeconds
+		cert = ss.cred.cert
+	}
+	if view.Empty() && cert == nil {
+		return false
+	}
+	serial := ""
+	if cert != nil {
+		serial = cert.Serial
+	}
+	hash := view.Hash(serial)
+	if bytes.Equal(hash, ss.cred.reported) || bytes.Equal(hash, ss.cred.offered) {
+		return false
+	}
+	// Offered on an earlier connection and the agent connects with the
+	// offered certificate (if any): it has the settings, even if it does
+	// not report their status. Re-offering would only make it reconnect.
+	if prev, ok := s.cred.offered.Load(ss.id); ok && bytes.Equal(prev.([]byte), hash) && (cert == nil || ss.cred.connSerial == cert.Serial) {
+		return false
+	}
+	offer := &protobufs.ConnectionSettingsOffers{Hash: hash,
+		OwnMetrics: telemetry(view.OwnMetrics), OwnTraces: telemetry(view.OwnTraces), OwnLogs: telemetry(view.OwnLogs)}
+	if len(view.Other) > 0 {
+		offer.OtherConnections = map[string]*protobufs.OtherConnectionSettings{}
+		for name, d := range view.Other {
+			offer.OtherConnections[name] = &protobufs.OtherConnectionSettings{DestinationEndpoint: d.Endpoint, Headers: headers(d.Headers)}
+		}
+	}
+	if opamp && (view.HeartbeatIntervalSeconds != nil || cert != nil) {
+		o := &protobufs.OpAMPConnectionSettings{HeartbeatIntervalSeconds: s.heartbeatSeconds(view.HeartbeatIntervalSeconds)}
+		if cert != nil {
+			o.Certificate = &protobufs.TLSCertificate{Cert: cert.PEM}
+			if s.cfg.Auth.CA != nil {
+				o.Certificate.CaCert = s.cfg.Auth.CA.CertPEM()
+			}
+		}
+		offer.Opamp = o
+	}
+	msg.ConnectionSettings = offer
+	ss.cred.offered = hash
+	s.cred.offered.Store(ss.id, hash)
+	s.emit(&steward.Event{Type: "agent.connection_settings_sent", AgentID: ss.id, Message: "connection settings offered",
+		Details: map[string]any{"hash": hexString(hash), "certificate": serial}})
+	return true
+}
+
+// heartbeatSeconds is the interval offered: the configured one when it is
+// between 1 s and the server's own HeartbeatInterval (which the server
+// enforces), else the server's.
+func (s *Service) heartbeatSeconds(v *uint64) uint64 {
+	limit := uint64(s.cfg.HeartbeatInterval / time.Second)
+	if v != nil && *v > 0 && *v <= limit {
+		return *v
+	}
+	return max(limit, 1)
+}
+
+func telemetry(d *steward.TelemetryDestination) *protobufs.TelemetryConnectionSettings {
+	if d == nil {
+		return nil
+	}
+	return &protobufs.TelemetryConnectionSettings{DestinationEndpoint: d.Endpoint, Headers: headers(d.Headers)}
+}
+
+func headers(h map[string]string) *protobufs.Headers {
+	if len(h) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := &protobufs.Headers{}
+	for _, k := range keys {
+		out.Headers = append(out.Headers, &protobufs.Header{Key: k, Value: h[k]})
+	}
+	return out
+}
+
+// maybeRenew re-issues the agent's certificate for the same public key
+// once two thirds of its lifetime have passed, so the next offer carries
+// the new one. ss.mu is held.
+func (s *Service) maybeRenew(ss *session) {
+	cur := ss.cred.cert
+	if cur == nil || s.cfg.Auth.CA == nil || s.cred.store == nil || s.now().Before(ca.RenewAt(cur)) {
+		return
+	}
+	b, _ := pem.Decode(cur.PEM)
+	if b == nil {
+		return
+	}
+	prev, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return
+	}
+	next, err := s.cfg.Auth.CA.Renew(prev, s.cfg.Auth.CertLifetime)
+	if err != nil {
+		s.log.Warn("certificate renewal failed", "agent", ss.id, "serial", cur.Serial, "error", err)
+		return
+	}
+	rec := ca.Record(next, ss.id)
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.cred.store.PutCertificate(ctx, rec); err != nil {
+		s.log.Warn("certificate renewal not stored", "agent", ss.id, "error", err)
+		return
+	}
+	ss.cred.cert = rec
+	s.audit(ctx, &steward.AuditEntry{Actor: "system", Action: steward.AuditCertificateRotated, Target: ss.id.String(),
+		Details: map[string]any{"serial": rec.Serial, "previous": cur.Serial, "not_after": rec.NotAfter}})
+	s.emit(&steward.Event{Type: steward.EventCertificateIssued, AgentID: ss.id, Message: "client certificate renewed",
+		Details: map[string]any{"serial": rec.Serial, "previous": cur.Serial, "not_after": rec.NotAfter}})
+}
+
+// handleCSR signs the CSR in a ConnectionSettingsRequest with the CA; the
+// certificate is then offered (offerConnectionSettings). EINVALID (a
+// BadRequest ServerErrorResponse, as the spec requires) when the agent
+// lacks AcceptsOpAMPConnectionSettings, no CA is configured, or the CSR is
+// malformed, badly signed, names no uid or another agent's uid. ss.mu is
+// held.
+func (s *Service) handleCSR(ctx context.Context, c server.Conn, ss *session, req *protobufs.ConnectionSettingsRequest) error {
+	cr := req.GetOpamp().GetCertificateRequest()
+	if cr == nil {
+		return nil
+	}
+	fail := func(err error) error {
+		s.emit(&steward.Event{Type: steward.EventAgentRefused, AgentID: ss.id, Message: "certificate request refused: " + steward.ErrorMessage(err)})
+		s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(ss.id), Action: steward.AuditCertificateRejected, Target: ss.id.String(),
+			Details: map[string]any{"reason": steward.ErrorMessage(err), "remote_addr": c.RemoteAddr()}})
+		return err
+	}
+	switch {
+	case !ss.caps.Has(steward.AgentAcceptsOpAMPConnectionSettings):
+		return fail(steward.Errorf(steward.EINVALID, "certificate request refused: the agent does not declare AcceptsOpAMPConnectionSettings, so it cannot be offered the certificate"))
+	case s.cfg.Auth.CA == nil || s.cred.store == nil:
+		return fail(steward.Errorf(steward.EINVALID, "certificate request refused: this server has no CA for agent certificates"))
+	}
+	cert, err := s.cfg.Auth.CA.SignCSR(cr.Csr, ss.id, s.cfg.Auth.CertLifetime)
+	if err != nil {
+		return fail(steward.Errorf(steward.EINVALID, "certificate request refused: %s", steward.ErrorMessage(err)))
+	}
+	rec := ca.Record(cert, ss.id)
+	if err := s.cred.store.PutCertificate(ctx, rec); err != nil {
+		return err
+	}
+	ss.cred.cert = rec
+	s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(ss.id), Action: steward.AuditCertificateIssued, Target: ss.id.String(),
+		Details: map[string]any{"serial": rec.Serial, "not_after": rec.NotAfter}})
+	s.emit(&steward.Event{Type: steward.EventCertificateIssued, AgentID: ss.id, Message: "client certificate issued",
+		Details: map[string]any{"serial": rec.Serial, "not_after": rec.NotAfter}})
+	return nil
+}
+
+// ---- steward.CredentialService ----
+
+func (s *Service) credStore() (steward.CredentialStore, error) {
+	if s.cred.store == nil {
+		return nil, steward.Errorf(steward.ENOTIMPLEMENTED, "the store keeps no credentials")
+	}
+	return s.cred.store, nil
+}
+
+// RecordAudit appends an audit entry; Actor defaults to ActorFrom(ctx).
+func (s *Service) RecordAudit(ctx context.Context, e *steward.AuditEntry) error {
+	if s.cred.audit == nil {
+		return steward.Errorf(steward.ENOTIMPLEMENTED, "the store keeps no audit log")
+	}
+	if e.Actor == "" {
+		e.Actor = steward.ActorFrom(ctx)
+	}
+	return s.cred.audit.AppendAudit(ctx, e)
+}
+
+// Audit lists audit entries, newest first.
+func (s *Service) Audit(ctx context.Context, f steward.AuditFilter) ([]*steward.AuditEntry, error) {
+	if s.cred.audit == nil {
+		return nil, steward.Errorf(steward.ENOTIMPLEMENTED, "the store keeps no audit log")
+	}
+	return s.cred.audit.Audit(ctx, f)
+}
+
+func (s *Service) audited(ctx context.Context, action, target string, details map[string]any) {
+	s.audit(ctx, &steward.AuditEntry{Actor: steward.ActorFrom(ctx), Action: action, Target: target, Details: details})
+}
+
+// CreateToken creates an API token; EINVALID for a bad name or role.
+func (s *Service) CreateToken(ctx context.Context, name string, role steward.Role, ttl time.Duration) (*steward.Token, string, error) {
+	cs, err := s.credStore()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := steward.ValidateName("token", name); err != nil {
+		return nil, "", err
+	}
+	if _, err := steward.ParseRole(string(role)); err != nil {
+		return nil, "", err
+	}
+	if ttl < 0 {
+		return nil, "", steward.Errorf(steward.EINVALID, "token lifetime must be >= 0")
+	}
+	secret := steward.NewSecret("stw")
+	now := time.Now().UTC()
+	t := &steward.Token{ID: steward.NewID(), Name: name, Role: role, Hash: steward.HashSecret(secret), CreatedAt: now}
+	if ttl > 0 {
+		t.ExpiresAt = now.Add(ttl)
+	}
+	if err := cs.PutToken(ctx, t); err != nil {
+		return nil, "", err
+	}
+	s.audited(ctx, "token.create", name, map[string]any{"id": t.ID, "role": string(role), "expires_at": t.ExpiresAt})
+	return t, secret, nil
+}
+
+// Tokens lists API tokens.
+func (s *Service) Tokens(ctx context.Context) ([]*steward.Token, error) {
+	cs, err := s.credStore()
+	if err != nil {
+		return nil, err
+	}
+	return cs.Tokens(ctx)
+}
+
+// DeleteToken revokes an API token; ENOTFOUND if unknown.
+func (s *Service) DeleteToken(ctx context.Context, id string) error {
+	cs, err := s.credStore()
+	if err != nil {
+		return err
+	}
+	if err := cs.DeleteToken(ctx, id); err != nil {
+		return err
+	}
+	s.audited(ctx, "token.delete", id, nil)
+	return nil
+}
+
+// AuthenticateToken returns the API token with this secret; EUNAUTHORIZED
+// when unknown or expired. LastUsed is updated at most once a minute.
+func (s *Service) AuthenticateToken(ctx context.Context, secret string) (*steward.Token, error) {
+	cs, err := s.credStore()
+	if err != nil {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "API tokens are not available")
+	}
+	t, err := cs.TokenByHash(ctx, steward.HashSecret(secret))
+	if steward.ErrorCode(err) == steward.ENOTFOUND {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "unknown API token")
+	} else if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	if t.Expired(now) {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "API token %q expired", t.Name)
+	}
+	if now.Sub(t.LastUsed) > time.Minute {
+		t.LastUsed = now
+		if err := cs.PutToken(ctx, t); err != nil {
+			s.log.Debug("token last-used not stored", "error", err)
+		}
+	}
+	return t, nil
+}
+
+// CreateEnrollmentToken creates an enrollment token.
+func (s *Service) CreateEnrollmentToken(ctx context.Context, t steward.EnrollmentToken) (*steward.EnrollmentToken, string, error) {
+	cs, err := s.credStore()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := steward.ValidateName("enrollment token", t.Name); err != nil {
+		return nil, "", err
+	}
+	if t.Selector != "" {
+		if _, err := steward.ParseSelector(t.Selector); err != nil {
+			return nil, "", err
+		}
+	}
+	if t.MaxUses < 0 {
+		return nil, "", steward.Errorf(steward.EINVALID, "max_uses must be >= 0")
+	}
+	secret := steward.NewSecret("stwe")
+	out := &steward.EnrollmentToken{ID: steward.NewID(), Name: t.Name, Hash: steward.HashSecret(secret), Selector: t.Selector,
+		MaxUses: t.MaxUses, ExpiresAt: t.ExpiresAt.UTC(), CreatedAt: time.Now().UTC()}
+	if t.ExpiresAt.IsZero() {
+		out.ExpiresAt = time.Time{}
+	}
+	if err := cs.PutEnrollmentToken(ctx, out); err != nil {
+		return nil, "", err
+	}
+	s.audited(ctx, "enrollment_token.create", t.Name, map[string]any{"id": out.ID, "selector": t.Selector, "max_uses": t.MaxUses, "expires_at": out.ExpiresAt})
+	return out, secret, nil
+}
+
+// EnrollmentTokens lists enrollment tokens.
+func (s *Service) EnrollmentTokens(ctx context.Context) ([]*steward.EnrollmentToken, error) {
+	cs, err := s.credStore()
+	if err != nil {
+		return nil, err
+	}
+	return cs.EnrollmentTokens(ctx)
+}
+
+// RevokeEnrollmentToken marks an enrollment token revoked; ENOTFOUND if
+// unknown.
+func (s *Service) RevokeEnrollmentToken(ctx context.Context, id string) error {
+	cs, err := s.credStore()
+	if err != nil {
+		return err
+	}
+	list, err := cs.EnrollmentTokens(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range list {
+		if t.ID == id {
+			t.Revoked = true
+			if err := cs.PutEnrollmentToken(ctx, t); err != nil {
+				return err
+			}
+			s.audited(ctx, "enrollment_token.revoke", t.Name, map[string]any{"id": id})
+			return nil
+		}
+	}
+	return steward.Errorf(steward.ENOTFOUND, "enrollment token %q not found", id)
+}
+
+// Certificates lists issued agent certificates.
+func (s *Service) Certificates(ctx context.Context, agent *steward.InstanceUID) ([]*steward.AgentCertificate, error) {
+	cs, err := s.credStore()
+	if err != nil {
+		return nil, err
+	}
+	return cs.Certificates(ctx, agent)
+}
+
+// RevokeCertificate revokes a certificate and closes the connection of the
+// agent that presented it on this replica (other replicas refuse its next
+// connection); ENOTFOUND if unknown.
+func (s *Service) RevokeCertificate(ctx context.Context, serial string) (*steward.AgentCertificate, error) {
+	cs, err := s.credStore()
+	if err != nil {
+		return nil, err
+	}
+	c, err := cs.RevokeCertificate(ctx, serial, time.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	s.audited(ctx, steward.AuditCertificateRevoked, c.AgentID.String(), map[string]any{"serial": c.Serial})
+	s.emit(&steward.Event{Type: steward.EventAgentRefused, AgentID: c.AgentID, Message: "client certificate " + c.Serial + " revoked",
+		Details: map[string]any{"serial": c.Serial}})
+	if ss := s.lookup(c.AgentID); ss != nil {
+		ss.mu.Lock()
+		var conn server.Conn
+		if ss.cred.connSerial == c.Serial {
+			conn = ss.conn
+		}
+		if ss.cred.cert != nil && ss.cred.cert.Serial == c.Serial {
+			ss.cred.cert = nil
+		}
+		ss.mu.Unlock()
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}
+	return c, nil
+}
+
+// CACertificate returns the agent CA's certificate (PEM).
+func (s *Service) CACertificate(ctx context.Context) ([]byte, error) {
+	if s.cfg.Auth.CA == nil {
+		return nil, steward.Errorf(steward.ENOTFOUND, "no agent CA is configured")
+	}
+	return s.cfg.Auth.CA.CertPEM(), nil
+}
+
+func (s *Service) connStore() (steward.ConnectionSettingsStore, error) {
+	if s.cred.conns == nil {
+		return nil, steward.Errorf(steward.ENOTIMPLEMENTED, "the store keeps no connection settings")
+	}
+	return s.cred.conns, nil
+}
+
+// PutConnectionSettings stores c and reconciles every agent at once.
+func (s *Service) PutConnectionSettings(ctx context.Context, c *steward.ConnectionSettings) (*steward.ConnectionSettings, error) {
+	cs, err := s.connStore()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	out := *c
+	out.UpdatedAt = now
+	if prev, err := cs.ConnectionSettings(ctx, c.Name); err == nil {
+		out.CreatedAt = prev.CreatedAt
+	} else if steward.ErrorCode(err) == steward.ENOTFOUND {
+		out.CreatedAt = now
+	} else {
+		return nil, err
+	}
+	if err := cs.PutConnectionSettings(ctx, &out); err != nil {
+		return nil, err
+	}
+	s.audited(ctx, "connection_settings.put", c.Name, map[string]any{"selector": c.Selector})
+	s.changed(ctx)
+	return &out, nil
+}
+
+// ConnectionSettings returns one by name.
+func (s *Service) ConnectionSettings(ctx context.Context, name string) (*steward.ConnectionSettings, error) {
+	cs, err := s.connStore()
+	if err != nil {
+		return nil, err
+	}
+	return cs.ConnectionSettings(ctx, name)
+}
+
+// ConnectionSettingsList lists all, by name.
+func (s *Service) ConnectionSettingsList(ctx context.Context) ([]*steward.ConnectionSettings, error) {
+	cs, err := s.connStore()
+	if err != nil {
+		return nil, err
+	}
+	return cs.ConnectionSettingsList(ctx)
+}
+
+// DeleteConnectionSettings removes one and reconciles; ENOTFOUND if
+// unknown.
+func (s *Service) DeleteConnectionSettings(ctx context.Context, name string) error {
+	cs, err := s.connStore()
+	if err != nil {
+		return err
+	}
+	if err := cs.DeleteConnectionSettings(ctx, name); err != nil {
+		return err
+	}
+	s.audited(ctx, "connection_settings.delete", name, nil)
+	s.changed(ctx)
+	return nil
+}
