@@ -386,7 +386,7 @@ func (r *run) heartbeat(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer g.Close()
-	if err := sleep(ctx, r.cfg.Settle + r.cfg.Heartbeat); err != nil { // every agent past its first heartbeat
+	if err := sleep(ctx, r.cfg.Settle+r.cfg.Heartbeat); err != nil { // every agent past its first heartbeat
 		return err
 	}
 	s1, err := loadgen.FetchStats(ctx, r.stats, false)
