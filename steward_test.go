@@ -1,0 +1,272 @@
+package steward_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stewardhq/steward"
+)
+
+func TestSelector(t *testing.T) {
+	labels := map[string]string{"env": "prod", "region": "eu", "service.name": "otelcol", "k8s.io/app": "gw"}
+	cases := []struct {
+		sel  string
+		want bool
+	}{
+		{"", true},
+		{"env=prod", true},
+		{"env==prod", true},
+		{"env=dev", false},
+		{"env!=dev", true},
+		{"env!=prod", false},
+		{"missing!=x", true},
+		{"env in (dev, prod)", true},
+		{"env in (dev,staging)", false},
+		{"env notin (dev)", true},
+		{"missing notin (dev)", true},
+		{"region notin (eu,us)", false},
+		{"env", true},
+		{"missing", false},
+		{"!missing", true},
+		{"!env", false},
+		{"env=prod, region=eu", true},
+		{"env=prod,region=us", false},
+		{"service.name=otelcol,k8s.io/app=gw", true},
+		{"  env = prod ,  !canary  ", true},
+	}
+	for _, c := range cases {
+		sel, err := steward.ParseSelector(c.sel)
+		if err != nil {
+			t.Fatalf("ParseSelector(%q): %v", c.sel, err)
+		}
+		if got := sel.Matches(labels); got != c.want {
+			t.Errorf("%q matches = %v, want %v", c.sel, got, c.want)
+		}
+		// The canonical form parses to the same selector.
+		again, err := steward.ParseSelector(sel.String())
+		if err != nil || again.String() != sel.String() {
+			t.Errorf("round trip of %q via %q: %v %v", c.sel, sel.String(), again, err)
+		}
+	}
+	for _, bad := range []string{"=x", "env=prod,", "env in prod", "env in (a,b", "env ~ x", "!", "env=prod;x"} {
+		if _, err := steward.ParseSelector(bad); steward.ErrorCode(err) != steward.EINVALID {
+			t.Errorf("ParseSelector(%q) = %v, want EINVALID", bad, err)
+		} else if !strings.Contains(err.Error(), "offset") {
+			t.Errorf("error for %q does not say where: %v", bad, err)
+		}
+	}
+}
+
+func FuzzParseSelector(f *testing.F) {
+	for _, s := range []string{"env=prod", "a in (b,c),!d", "x notin (y)", "k!=v"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sel, err := steward.ParseSelector(s)
+		if err != nil {
+			return
+		}
+		// Whatever parses renders to a canonical form that parses to
+		// the same canonical form.
+		again, err := steward.ParseSelector(sel.String())
+		if err != nil {
+			t.Fatalf("canonical form %q of %q does not parse: %v", sel.String(), s, err)
+		}
+		if again.String() != sel.String() {
+			t.Fatalf("canonical form not stable: %q -> %q", sel.String(), again.String())
+		}
+		sel.Matches(map[string]string{"a": "b"})
+	})
+}
+
+func TestInstanceUID(t *testing.T) {
+	u := steward.NewInstanceUID()
+	if u[6]>>4 != 7 || u[8]>>6 != 2 {
+		t.Fatalf("not a UUID v7: %s", u)
+	}
+	s := u.String()
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		t.Fatalf("canonical form %q", s)
+	}
+	for _, in := range []string{s, strings.ReplaceAll(s, "-", ""), strings.ToUpper(s)} {
+		p, err := steward.ParseInstanceUID(in)
+		if err != nil || p != u {
+			t.Fatalf("ParseInstanceUID(%q) = %s, %v", in, p, err)
+		}
+	}
+	for _, bad := range []string{"", "xyz", s[:35], s + "0", "0123456789abcdefghij0123456789ab"} {
+		if _, err := steward.ParseInstanceUID(bad); steward.ErrorCode(err) != steward.EINVALID {
+			t.Errorf("ParseInstanceUID(%q) = %v, want EINVALID", bad, err)
+		}
+	}
+	if _, err := steward.InstanceUIDFromBytes(make([]byte, 15)); steward.ErrorCode(err) != steward.EINVALID {
+		t.Fatalf("15 bytes: %v", err)
+	}
+	b, _ := json.Marshal(u)
+	var back steward.InstanceUID
+	if err := json.Unmarshal(b, &back); err != nil || back != u {
+		t.Fatalf("JSON round trip: %s %v", b, err)
+	}
+	// UUID v7 sorts by creation time.
+	if later := steward.NewInstanceUID(); later.String() < s && later.String()[:13] != s[:13] {
+		t.Fatalf("later uid %s sorts before %s", later, s)
+	}
+}
+
+func TestConfigMapHash(t *testing.T) {
+	a := steward.ConfigMap{"a": {Body: []byte("x"), ContentType: "text/yaml"}, "b": {Body: []byte("y")}}
+	b := steward.ConfigMap{"b": {Body: []byte("y")}, "a": {Body: []byte("x"), ContentType: "text/yaml"}}
+	if string(a.Hash()) != string(b.Hash()) {
+		t.Fatal("hash depends on map order")
+	}
+	for name, other := range map[string]steward.ConfigMap{
+		"body":         {"a": {Body: []byte("x2"), ContentType: "text/yaml"}, "b": {Body: []byte("y")}},
+		"content type": {"a": {Body: []byte("x")}, "b": {Body: []byte("y")}},
+		"file name":    {"a2": {Body: []byte("x"), ContentType: "text/yaml"}, "b": {Body: []byte("y")}},
+		// Length-prefixing keeps ("ab","") apart from ("a","b").
+		"boundaries": {"a": {Body: []byte(""), ContentType: "text/yamlx"}, "b": {Body: []byte("y")}},
+	} {
+		if string(other.Hash()) == string(a.Hash()) {
+			t.Errorf("changing the %s does not change the hash", name)
+		}
+	}
+	if (steward.ConfigMap{}).Hash() != nil {
+		t.Fatal("empty map should hash to nil")
+	}
+}
+
+func TestConfigFileJSON(t *testing.T) {
+	for _, f := range []steward.ConfigFile{
+		{Body: []byte("receivers:\n  otlp: {}\n"), ContentType: "text/yaml"},
+		{Body: []byte{0xff, 0x00, 0x01}},
+		{},
+	} {
+		b, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back steward.ConfigFile
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if string(back.Body) != string(f.Body) || back.ContentType != f.ContentType {
+			t.Fatalf("round trip %q -> %s -> %q", f.Body, b, back.Body)
+		}
+	}
+	b, _ := json.Marshal(steward.ConfigFile{Body: []byte("a: 1\n")})
+	if !strings.Contains(string(b), `"body":"a: 1\n"`) {
+		t.Fatalf("text bodies should stay readable: %s", b)
+	}
+}
+
+func TestAssignmentValidate(t *testing.T) {
+	id := steward.NewInstanceUID()
+	ok := []steward.Assignment{
+		{Name: "a", ConfigName: "c", Selector: "env=prod"},
+		{Name: "a.b_c-1", ConfigName: "c", AgentID: &id, Version: 3},
+	}
+	for _, a := range ok {
+		if err := a.Validate(); err != nil {
+			t.Errorf("%+v: %v", a, err)
+		}
+	}
+	bad := []steward.Assignment{
+		{Name: "", ConfigName: "c", Selector: "x"},
+		{Name: "-a", ConfigName: "c", Selector: "x"},
+		{Name: "a", ConfigName: "c"},
+		{Name: "a", ConfigName: "c", Selector: "x", AgentID: &id},
+		{Name: "a", ConfigName: "c", Selector: "x in ("},
+		{Name: "a", ConfigName: "c", Selector: "x", Version: -1},
+		{Name: "a", ConfigName: "has space", Selector: "x"},
+	}
+	for _, a := range bad {
+		if err := a.Validate(); steward.ErrorCode(err) != steward.EINVALID {
+			t.Errorf("%+v: %v, want EINVALID", a, err)
+		}
+	}
+}
+
+func TestRollout(t *testing.T) {
+	r := steward.Rollout{Name: "r", Assignment: "a", ToVersion: 2,
+		Stages: []steward.RolloutStage{{Selector: "ring=canary"}, {Percent: 30}, {Percent: 100}}}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// Percent stages take a stable share of uids.
+	in30 := 0
+	const n = 5000
+	for i := 0; i < n; i++ {
+		id := steward.NewInstanceUID()
+		if r.Reached(id, nil, 0) {
+			t.Fatal("stage 0 is selector-only")
+		}
+		if r.Reached(id, nil, 1) {
+			in30++
+			if !r.Reached(id, nil, 2) {
+				t.Fatal("stages are cumulative")
+			}
+		}
+		if !r.Reached(id, nil, 2) {
+			t.Fatal("100% reaches everyone")
+		}
+		if r.Reached(id, nil, 1) != r.Reached(id, nil, 1) {
+			t.Fatal("not stable")
+		}
+	}
+	if frac := float64(in30) / n; frac < 0.25 || frac > 0.35 {
+		t.Fatalf("30%% stage reached %.1f%% of agents", frac*100)
+	}
+	if !r.Reached(steward.NewInstanceUID(), map[string]string{"ring": "canary"}, 0) {
+		t.Fatal("selector stage")
+	}
+	for _, bad := range []steward.Rollout{
+		{Name: "r", Assignment: "a", ToVersion: 0, Stages: r.Stages},
+		{Name: "r", Assignment: "a", ToVersion: 2},
+		{Name: "r", Assignment: "a", ToVersion: 2, Stages: []steward.RolloutStage{{Percent: 50}, {Percent: 20}}},
+		{Name: "r", Assignment: "a", ToVersion: 2, Stages: []steward.RolloutStage{{Percent: 50, Selector: "x"}}},
+		{Name: "r", Assignment: "a", ToVersion: 2, Stages: []steward.RolloutStage{{Percent: 101}}},
+		{Name: "r", Assignment: "a", ToVersion: 2, Stages: r.Stages, MaxFailureRatio: 1.5},
+	} {
+		if err := bad.Validate(); steward.ErrorCode(err) != steward.EINVALID {
+			t.Errorf("%+v: %v, want EINVALID", bad, err)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	err := fmt.Errorf("wrapped: %w", steward.Errorf(steward.ENOTFOUND, "agent %s not found", "x"))
+	if steward.ErrorCode(err) != steward.ENOTFOUND || steward.ErrorMessage(err) != "agent x not found" {
+		t.Fatalf("%q %q", steward.ErrorCode(err), steward.ErrorMessage(err))
+	}
+	plain := errors.New("disk on fire")
+	if steward.ErrorCode(plain) != steward.EINTERNAL || steward.ErrorMessage(plain) != "internal error" {
+		t.Fatal("internal errors must not leak their text")
+	}
+	if steward.ErrorCode(nil) != "" {
+		t.Fatal("nil")
+	}
+}
+
+func TestAgentLabelSet(t *testing.T) {
+	a := &steward.Agent{ID: steward.NewInstanceUID(), Description: &steward.AgentDescription{
+		IdentifyingAttributes:    []steward.KeyValue{{Key: "service.name", Value: "otelcol"}, {Key: "replicas", Value: int64(3)}},
+		NonIdentifyingAttributes: []steward.KeyValue{{Key: "env", Value: "dev"}, {Key: "service.name", Value: "shadowed"}, {Key: "list", Value: []any{"a"}}, {Key: "on", Value: true}},
+	}, Labels: map[string]string{"env": "prod"}}
+	got := a.LabelSet()
+	want := map[string]string{"service.name": "otelcol", "replicas": "3", "env": "prod", "on": "true", "instance.uid": a.ID.String()}
+	if len(got) != len(want) {
+		t.Fatalf("label set %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("label %s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	b, _ := json.Marshal(a.Capabilities | steward.AgentAcceptsRemoteConfig | steward.AgentReportsHealth)
+	if !strings.Contains(string(b), `"AcceptsRemoteConfig"`) || !strings.Contains(string(b), `"bits":2050`) {
+		t.Fatalf("capabilities JSON %s", b)
+	}
+}
