@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
 	stewardhttp "github.com/stewardhq/steward/http"
 	"github.com/stewardhq/steward/http/ui"
@@ -38,7 +37,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Bus: copyingBus{controlplane.NewBus()}, Replica: "uitest", FlushInterval: time.Second, Logger: log})
+	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Replica: "uitest", FlushInterval: time.Second, Logger: log})
 	if err != nil {
 		db.Close()
 		t.Fatal(err)
@@ -86,19 +85,4 @@ func startStack(t *testing.T) *stack {
 	})
 	addr := ln.Addr().String()
 	return &stack{base: "http://" + addr, opampURL: "ws://" + addr + "/v1/opamp", password: adminPassword, cp: cp}
-}
-
-// copyingBus publishes a copy of each event.
-//
-// TODO(controlplane): remove. Service.emit publishes an event and queues
-// the same pointer for the event writer, whose Store.AppendEvents sets its
-// ID while the REST API's event stream is encoding it: a data race that
-// `go test -race` reports as soon as a browser holds the stream open. Until
-// emit hands the bus (or the writer) its own copy, the UI tests publish
-// copies so that they test the UI rather than fail on that race.
-type copyingBus struct{ steward.EventBus }
-
-func (b copyingBus) Publish(e *steward.Event) {
-	c := *e
-	b.EventBus.Publish(&c)
 }
