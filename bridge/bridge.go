@@ -203,9 +203,10 @@ func (b *Bridge) Agents() []AgentInfo {
 
 // Run watches the configured namespaces and keeps one agent per
 // OpenTelemetryCollector connected until ctx ends; then it disconnects every
-// agent (each sends agent_disconnect) and returns nil. It fails if the
-// caches cannot be filled (e.g. the resource type is not installed or RBAC
-// forbids listing) before ctx ends, or if called twice.
+// agent (each sends agent_disconnect) and returns nil. Until the caches are
+// filled no agent connects and Ready stays open; while listing fails (the
+// resource type is not installed, RBAC forbids it) client-go retries and
+// logs. Run fails if called twice.
 func (b *Bridge) Run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.ran {
@@ -223,6 +224,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	stop := make(chan struct{})
 	var synced []cache.InformerSynced
 	var factories []interface{ Shutdown() }
+	shutdownInformers := func() {
+		close(stop)
+		for _, f := range factories {
+			f.Shutdown()
+		}
+	}
 	namespaces := b.cfg.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
@@ -236,7 +243,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			DeleteFunc: func(obj any) { enqueueObject(queue, obj) },
 		})
 		if err != nil {
-			close(stop)
+			shutdownInformers()
 			return fmt.Errorf("bridge: watch %s: %w", b.gvr.Resource, err)
 		}
 		kf := informers.NewSharedInformerFactoryWithOptions(b.cfg.Kube, b.cfg.ResyncPeriod,
@@ -252,7 +259,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			DeleteFunc: func(obj any) { enqueuePod(queue, crs, obj) },
 		})
 		if err != nil {
-			close(stop)
+			shutdownInformers()
 			return fmt.Errorf("bridge: watch pods: %w", err)
 		}
 		b.mu.Lock()
@@ -263,22 +270,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 		kf.Start(stop)
 		factories = append(factories, df, kf)
 	}
-	shutdownInformers := func() {
-		close(stop)
-		for _, f := range factories {
-			f.Shutdown()
-		}
-	}
 
-	syncCtx, cancelSync := context.WithCancel(ctx)
-	defer cancelSync()
-	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
-		queue.ShutDown()
-		shutdownInformers()
-		if ctx.Err() != nil {
-			return nil
-		}
-		return errors.New("bridge: caches did not sync")
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		shutdownInformers() // ctx ended first
+		return nil
 	}
 	b.log.Info("watching OpenTelemetryCollector resources", "resource", b.gvr.String(), "namespaces", namespaces)
 

@@ -2,18 +2,23 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func TestBearerTokenFile(t *testing.T) {
@@ -74,5 +79,42 @@ func TestHealthHandler(t *testing.T) {
 	}
 	if err := b.Run(context.Background()); err == nil {
 		t.Error("second Run succeeded")
+	}
+}
+
+// TestRunForbidden: while listing is refused (no RBAC) the bridge is not
+// ready and starts nothing; cancelling ctx still ends Run cleanly.
+func TestRunForbidden(t *testing.T) {
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{GVR("v1beta1"): "OpenTelemetryCollectorList"})
+	var lists atomic.Int32
+	dyn.PrependReactor("list", Resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists.Add(1)
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: Group, Resource: Resource}, "", errors.New("RBAC: access denied"))
+	})
+	b := mustNew(t, Config{Dynamic: dyn, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for lists.Load() < 2 { // refused, then retried
+		if time.Now().After(deadline) {
+			t.Fatal("bridge did not retry listing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-b.Ready():
+		t.Fatal("ready although listing is forbidden")
+	default:
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return")
 	}
 }
