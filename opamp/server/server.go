@@ -31,9 +31,11 @@ var ErrClosed = errors.New("opamp server: connection closed")
 // HTTP request/response exchange.
 type Conn interface {
 	// Send queues msg for the agent and returns without waiting for the
-	// write. Messages to one Conn are written in the order sent. The
-	// transport sets Capabilities on msg. ErrNotPushable on HTTP,
-	// ErrClosed once closed; a peer that does not read within the write
+	// write. Messages to one Conn are written in the order sent. msg is
+	// not modified (one message may be pushed to many agents at once): the
+	// capabilities and the agent's instance_uid are set on the wire.
+	// ErrNotPushable on HTTP, ErrClosed once closed, ErrMessageTooLarge
+	// over MaxSendMessageSize; a peer that does not read within the write
 	// timeout is disconnected rather than allowed to block anyone.
 	Send(msg *protobufs.ServerToAgent) error
 	// Close ends the connection (WebSocket close frame, then TCP close).
