@@ -32,7 +32,7 @@ func (s *Supervisor) bootstrap(ctx context.Context) {
 	for _, k := range sortedKeys(a.Env) {
 		env = append(env, k+"="+a.Env[k])
 	}
-	p, err := agentproc.Start(agentproc.Command{Path: a.Executable, Args: args, Env: env}, nil, log)
+	p, err := agentproc.Start(agentproc.Command{Path: s.executable(), Args: args, Env: env}, nil, log)
 	if err != nil {
 		log.Error("start collector for bootstrap", "error", err)
 		return

@@ -26,6 +26,7 @@ type Config struct {
 	Storage      StorageConfig      `yaml:"storage"`
 	Telemetry    TelemetryConfig    `yaml:"telemetry"`
 	Capabilities CapabilitiesConfig `yaml:"capabilities"`
+	Packages     PackagesConfig     `yaml:"packages"`
 }
 
 // ServerConfig says how to reach the Steward (OpAMP) server.
@@ -318,6 +319,17 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Storage.Directory == "" {
 		bad("storage.directory", "is required")
+	}
+	for i, k := range c.Packages.TrustedKeys {
+		if _, err := ParseTrustedKey(k); err != nil {
+			bad("packages.trusted_keys", "key %d: %v", i+1, err)
+		}
+	}
+	if c.Packages.MaxSize < 0 {
+		bad("packages.max_size", "must not be negative")
+	}
+	if c.Packages.DownloadTimeout < 0 {
+		bad("packages.download_timeout", "must not be negative")
 	}
 	switch c.Telemetry.Logs.Level {
 	case "debug", "info", "warn", "error":

@@ -28,7 +28,6 @@ type localServer struct {
 	srv       *http.Server
 	transport *server.Server
 	url       string
-	http      bool // the extension uses plain HTTP polling instead of WebSocket
 
 	mu   sync.Mutex
 	r    localReport
@@ -47,9 +46,6 @@ type localReport struct {
 	effectiveAt  time.Time
 	messageCount int
 }
-
-// localPollInterval is how often the extension would poll over plain HTTP.
-const localPollInterval = time.Second
 
 // startLocalServer listens on 127.0.0.1 at a random port and serves OpAMP
 // (WebSocket; plain HTTP works too) through opamp/server.
@@ -85,7 +81,7 @@ func (s *localServer) extension(ppid int) *opampExtension {
 	}
 	s.uids[uid] = true
 	s.mu.Unlock()
-	return &opampExtension{endpoint: s.url, http: s.http, instanceUID: uid, ppid: ppid, pollInterval: localPollInterval.String()}
+	return &opampExtension{endpoint: s.url, instanceUID: uid, ppid: ppid}
 }
 
 // Shutdown closes the collector's connection and the listener.
@@ -176,16 +172,11 @@ func (s *localServer) OnClose(server.Conn) {
 	}
 }
 
-// report returns a copy of the collector's last report. Over plain HTTP the
-// collector counts as connected while it polls (within 3 poll intervals).
+// report returns a copy of the collector's last report.
 func (s *localServer) report() localReport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.r
-	if s.http && time.Since(r.lastSeen) > 3*localPollInterval {
-		r.connected = false
-	}
-	return r
+	return s.r
 }
 
 // resetHealth forgets the reported health and effective config (a new

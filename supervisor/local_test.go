@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ func TestLocalServerRecordsOnlyItsCollector(t *testing.T) {
 	}
 	defer ls.Shutdown(context.Background())
 	ext := ls.extension(1)
-	if ext.instanceUID != uid || ext.http {
+	if ext.instanceUID != uid || !strings.HasPrefix(ext.endpoint, "ws://127.0.0.1:") {
 		t.Fatalf("extension = %+v", ext)
 	}
 

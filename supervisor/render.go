@@ -3,7 +3,6 @@ package supervisor
 import (
 	"fmt"
 	"os"
-	"strconv"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward"
@@ -34,11 +33,9 @@ type renderInput struct {
 // opampExtension is what the supervisor injects so the collector reports to
 // its local OpAMP endpoint.
 type opampExtension struct {
-	endpoint     string // ws:// or http:// URL of the local endpoint
-	http         bool   // use the extension's HTTP (polling) client
-	instanceUID  steward.InstanceUID
-	ppid         int
-	pollInterval string
+	endpoint    string // ws:// URL of the local endpoint
+	instanceUID steward.InstanceUID
+	ppid        int
 }
 
 func render(in renderInput) ([]byte, error) {
@@ -92,12 +89,7 @@ func render(in renderInput) ([]byte, error) {
 const extensionName = "opamp/steward_supervisor"
 
 func injectOpAMP(m map[string]any, o *opampExtension) {
-	transport := map[string]any{"endpoint": o.endpoint, "tls": map[string]any{"insecure": true}}
-	server := map[string]any{"ws": transport}
-	if o.http {
-		transport["polling_interval"] = o.pollInterval
-		server = map[string]any{"http": transport}
-	}
+	server := map[string]any{"ws": map[string]any{"endpoint": o.endpoint, "tls": map[string]any{"insecure": true}}}
 	ext := map[string]any{
 		"server":       server,
 		"instance_uid": o.instanceUID.String(),
@@ -195,5 +187,3 @@ func bootstrapConfig(o *opampExtension) ([]byte, error) {
 	injectOpAMP(m, o)
 	return RenderYAML(m)
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -27,9 +27,10 @@ import (
 	"github.com/stewardhq/steward/supervisor/agentproc"
 )
 
-// PackageManager is the seam for agent packages (downloading, verifying and
-// installing what the server offers). It is not implemented yet; with a nil
-// PackageManager the supervisor does not declare AcceptsPackages.
+// PackageManager handles agent packages (downloading, verifying and
+// installing what the server offers). The built-in one is enabled by
+// packages.trusted_keys (see packages.go); with none the supervisor does
+// not declare AcceptsPackages.
 type PackageManager interface {
 	// Sync brings installed packages in line with what the server offers
 	// and reports progress through report. It is called from the
@@ -62,10 +63,13 @@ type Options struct {
 
 // Supervisor runs one agent. Create it with New and call Run once.
 type Supervisor struct {
-	cfg    *Config
-	log    *slog.Logger
-	store  *Storage
-	pkgs   PackageManager
+	cfg   *Config
+	log   *slog.Logger
+	store *Storage
+	pkgs  PackageManager
+	// pkgMgr is the built-in PackageManager (packages.trusted_keys set);
+	// the agent then runs from its current link.
+	pkgMgr *packageManager
 	caps   protobufs.AgentCapabilities
 	client upstream
 	// newUpstream makes the server connection (tests replace it).
@@ -123,6 +127,13 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{cfg: cfg, log: log, store: store, pkgs: opts.Packages, uid: uid, state: st, wake: make(chan struct{}, 1)}
+	if s.pkgs == nil && cfg.Packages.Enabled() {
+		pm, err := newPackageManager(s)
+		if err != nil {
+			return nil, err
+		}
+		s.pkgs, s.pkgMgr = pm, pm
+	}
 	s.caps = s.capabilities()
 	if cfg.Agent.Mode == ModeCollector {
 		s.configPath = store.Path("effective.yaml")
@@ -233,7 +244,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		env = append(env, k+"="+a.Env[k])
 	}
 	s.runner = agentproc.NewRunner(agentproc.RunnerConfig{
-		Command:         agentproc.Command{Path: a.Executable, Args: args, Env: env},
+		Command:         agentproc.Command{Path: s.executable(), Args: args, Env: env},
 		StopTimeout:     a.StopTimeout,
 		InitialBackoff:  a.Restart.InitialBackoff,
 		MaxBackoff:      a.Restart.MaxBackoff,
@@ -392,7 +403,21 @@ func (s *Supervisor) reportInitialStatus() {
 	if rcs != nil && s.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig) {
 		_ = s.client.SetRemoteConfigStatus(rcs)
 	}
+	if s.pkgMgr != nil {
+		// The server learns what is installed (and the all-packages hash
+		// it offered last) before it decides what to offer.
+		_ = s.client.SetPackageStatuses(s.pkgMgr.statuses())
+	}
 	s.updateHealth()
+}
+
+// executable is the program the supervisor runs: agent.executable, or the
+// current link of the package manager.
+func (s *Supervisor) executable() string {
+	if s.pkgMgr != nil {
+		return s.pkgMgr.Executable()
+	}
+	return s.cfg.Agent.Executable
 }
 
 // render assembles the effective config from remote files and the given

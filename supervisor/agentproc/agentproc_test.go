@@ -116,7 +116,7 @@ func TestStopKillsHungProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	readPIDs(t, pidFile) // signal handlers are installed
-	p.Stop(context.Background(), 300*time.Millisecond)
+	p.Stop(context.Background(), 2*time.Second)
 	var ee *exec.ExitError
 	if err := p.Err(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("exit = %v, want killed by SIGKILL", err)
@@ -199,7 +199,7 @@ func TestRunnerBacksOffAndDetectsCrashLoop(t *testing.T) {
 	cmd, _ := agentCmd(t, "behavior: crash\nexit_code: 3\n")
 	rec := &recorder{}
 	r := NewRunner(RunnerConfig{Command: cmd, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond,
-		CrashLoopCount: 3, CrashLoopWindow: time.Hour, OnEvent: rec.add})
+		ResetAfter: time.Hour, CrashLoopCount: 3, CrashLoopWindow: time.Hour, OnEvent: rec.add})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -309,5 +309,23 @@ func TestOutputLogIsRateLimited(t *testing.T) {
 	}
 	if got := p.Tail().Lines(0); got[len(got)-1] != "last" || len(got) != 10 {
 		t.Fatalf("tail = %v", got)
+	}
+}
+
+func TestRunnerResetsBackoffAfterStableRun(t *testing.T) {
+	cmd, _ := agentCmd(t, "behavior: crash\ncrash_after: 300ms\n")
+	rec := &recorder{}
+	r := NewRunner(RunnerConfig{Command: cmd, InitialBackoff: 10 * time.Millisecond, MaxBackoff: time.Second,
+		ResetAfter: 200 * time.Millisecond, OnEvent: rec.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	eventually(t, "3 exits", func() bool { return len(rec.exits()) >= 3 })
+	cancel()
+	<-done
+	for i, e := range rec.exits()[:3] {
+		if e.Backoff != 10*time.Millisecond {
+			t.Errorf("exit %d after %v: backoff %v, want the initial 10ms", i, e.Uptime, e.Backoff)
+		}
 	}
 }

@@ -17,9 +17,12 @@ type RunnerConfig struct {
 	StopTimeout time.Duration // SIGTERM to SIGKILL (10s)
 	// Backoff between restarts after unrequested exits doubles from
 	// InitialBackoff (1s) up to MaxBackoff (1m); it starts over once a
-	// process has stayed up for MaxBackoff, or on Restart.
+	// process has stayed up for ResetAfter, or on Restart.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
+	// ResetAfter is how long a run must last for the backoff to start over
+	// (default MaxBackoff).
+	ResetAfter time.Duration
 	// CrashLoopCount exits within CrashLoopWindow (5 in 5m) make the exit
 	// event a crash loop.
 	CrashLoopCount  int
@@ -97,6 +100,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.MaxBackoff < cfg.InitialBackoff {
 		cfg.MaxBackoff = cfg.InitialBackoff
 	}
+	def(&cfg.ResetAfter, cfg.MaxBackoff)
 	if cfg.CrashLoopCount <= 0 {
 		cfg.CrashLoopCount = 5
 	}
@@ -180,7 +184,7 @@ func (r *Runner) Run(ctx context.Context) {
 			case <-p.Done():
 				r.setCurrent(nil)
 				ev = Event{Kind: EventExited, Process: p, Err: p.Err(), Uptime: time.Since(p.StartedAt())}
-				if ev.Uptime >= r.cfg.MaxBackoff {
+				if ev.Uptime >= r.cfg.ResetAfter {
 					consecutive = 0
 				}
 			case pending = <-r.restartCh:
