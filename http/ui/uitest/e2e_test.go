@@ -529,3 +529,64 @@ func TestConsoleSessionEnds(t *testing.T) {
 	waitAgent(t, s, agent.id, "label env=prod", func(a *steward.Agent) bool { return a.Labels["env"] == "prod" })
 	noJSErrors(t, p)
 }
+
+// TestConsoleRollout starts a staged rollout from the console and follows
+// it live: the first stage (one host by selector) waits while its agent is
+// still applying; pause and resume work; then it completes and the
+// assignment is pinned to the new version.
+func TestConsoleRollout(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	ctx := context.Background()
+	first := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
+	second := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-2"})
+	for i, body := range []string{initialCollectorConfig, strings.Replace(initialCollectorConfig, "debug: {}", "debug:\n    verbosity: detailed", 1)} {
+		if _, err := s.cp.PutConfig(ctx, &steward.Config{Name: "gw", Comment: fmt.Sprintf("version %d", i+1), Files: steward.ConfigMap{"": {Body: []byte(body), ContentType: "text/yaml"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.cp.PutAssignment(ctx, &steward.Assignment{Name: "gateways", ConfigName: "gw", Version: 1, Selector: "service.name=otelcol-gateway"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []*testAgent{first, second} {
+		a.waitOffer()
+		waitAgent(t, s, a.id, "v1 APPLIED", func(x *steward.Agent) bool {
+			return x.RemoteConfigStatus != nil && x.RemoteConfigStatus.Status == steward.RemoteConfigApplied
+		})
+	}
+	// The first stage's agent holds the new version in APPLYING.
+	first.mu.Lock()
+	first.hold, first.release = true, make(chan struct{})
+	first.mu.Unlock()
+
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/rollouts")
+	login(t, p)
+	p.click(`[data-testid="rollout-new"]`)
+	p.waitFor(`document.querySelector('[data-testid="rollout-to"]')?.options.length === 2`, "the versions of gw")
+	p.setValue(`[data-testid="rollout-to"]`, "2")
+	p.waitFor(`document.querySelector('[data-testid="rollout-name"]').value === 'gateways-v2'`, "the suggested name")
+	p.setValue(`[data-testid="rollout-stages"]`, "host.name=gw-1\n100")
+	p.click(`[data-testid="rollout-dialog-submit"]`)
+	row := `[data-testid="rollout-row"][data-name="gateways-v2"]`
+	p.waitFor(sel(row+`[data-state="running"]`), "the running rollout")
+	if got := p.text(row + ` [data-testid="rollout-stage"]`); got != "1 of 2" {
+		t.Errorf("stage %q, want 1 of 2", got)
+	}
+	first.waitOffer()
+	p.waitFor(`document.querySelector('`+row+` [data-testid="rollout-progress"]')?.innerText.includes('1 pending')`, "the first stage pending, live")
+	p.screenshot("rollout")
+
+	p.click(row + ` [data-testid="rollout-pause"]`)
+	p.waitFor(sel(row+`[data-state="paused"]`), "paused")
+	p.click(row + ` [data-testid="rollout-resume"]`)
+	p.waitFor(sel(row+`[data-state="running"]`), "running again")
+
+	first.releaseApply()
+	second.waitOffer()
+	p.waitFor(sel(row+`[data-state="completed"]`), "completed, live")
+	if a, err := s.cp.Assignment(ctx, "gateways"); err != nil || a.Version != 2 {
+		t.Errorf("assignment after the rollout: %+v, %v", a, err)
+	}
+	noJSErrors(t, p)
+}

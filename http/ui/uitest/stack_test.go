@@ -51,6 +51,7 @@ func startStack(t *testing.T) *stack {
 	api := stewardhttp.NewServer(stewardhttp.Options{
 		Agents:            cp,
 		Configs:           cp,
+		Rollouts:          cp,
 		Events:            cp.Bus(),
 		EventLog:          cp.Events,
 		AdminPassword:     adminPassword,

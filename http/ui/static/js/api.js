@@ -97,6 +97,9 @@ export const api = {
   putConfig: (name, files, comment) => request('PUT', '/configs/' + enc(name), { files, comment }),
   assignments: (opts) => request('GET', '/assignments', undefined, opts),
   putAssignment: (a) => request('PUT', '/assignments/' + enc(a.name), a),
+  rollouts: (opts) => request('GET', '/rollouts', undefined, opts),
+  startRollout: (r) => request('POST', '/rollouts', r),
+  rolloutAction: (name, action) => request('POST', '/rollouts/' + enc(name) + '/' + action, {}),
   deleteAssignment: (name) => request('DELETE', '/assignments/' + enc(name)),
 };
 

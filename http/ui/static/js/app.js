@@ -8,6 +8,7 @@ import * as agents from './pages/agents.js';
 import * as agent from './pages/agent.js';
 import * as configs from './pages/configs.js';
 import * as assignments from './pages/assignments.js';
+import * as rollouts from './pages/rollouts.js';
 
 const routes = [
   { re: /^\/$/, page: overview, nav: '/' },
@@ -16,6 +17,7 @@ const routes = [
   { re: /^\/configs\/?$/, page: configs, nav: '/configs' },
   { re: /^\/configs\/([^/]+)$/, page: configs, nav: '/configs', keys: ['name'] },
   { re: /^\/assignments\/?$/, page: assignments, nav: '/assignments' },
+  { re: /^\/rollouts\/?$/, page: rollouts, nav: '/rollouts' },
 ];
 
 const app = document.getElementById('app');
@@ -42,6 +44,7 @@ function buildShell() {
     h('a', { href: '/agents', 'data-testid': 'nav-agents' }, 'Agents'),
     h('a', { href: '/configs', 'data-testid': 'nav-configs' }, 'Configurations'),
     h('a', { href: '/assignments', 'data-testid': 'nav-assignments' }, 'Assignments'),
+    h('a', { href: '/rollouts', 'data-testid': 'nav-rollouts' }, 'Rollouts'),
   );
   const main = h('main', { id: 'main', tabindex: '-1', 'data-testid': 'main' });
   const header = h('header', { class: 'topbar' },
