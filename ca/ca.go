@@ -33,6 +33,10 @@ const DefaultLifetime = 30 * 24 * time.Hour
 
 // CA signs agent client certificates. It is safe for concurrent use.
 type CA struct {
+	// Clock, when set, is the time certificates are issued at (tests);
+	// default time.Now. Set it before use.
+	Clock func() time.Time
+
 	cert    *x509.Certificate
 	key     *ecdsa.PrivateKey
 	certPEM []byte
@@ -275,6 +279,9 @@ func (c *CA) issue(pub any, id steward.InstanceUID, lifetime time.Duration) (*x5
 		lifetime = DefaultLifetime
 	}
 	now := time.Now().UTC()
+	if c.Clock != nil {
+		now = c.Clock().UTC()
+	}
 	notAfter := now.Add(lifetime)
 	if notAfter.After(c.cert.NotAfter) {
 		notAfter = c.cert.NotAfter
