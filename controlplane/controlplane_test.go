@@ -534,3 +534,18 @@ func TestDuplicateInstanceUIDFromAnotherHost(t *testing.T) {
 		t.Fatal("agent offline after its replaced connection closed")
 	}
 }
+
+func TestHTTPAgentDisconnectGoesOfflineAtOnce(t *testing.T) {
+	f := newFixture(t)
+	uid := steward.NewInstanceUID()
+	f.send(f.connect(server.HTTP), fullReport(uid, 1, "prod"))
+	m := heartbeat(uid, 2)
+	m.AgentDisconnect = &protobufs.AgentDisconnect{}
+	if r := f.send(f.connect(server.HTTP), m); r == nil {
+		t.Fatal("an HTTP request always gets a reply")
+	}
+	eventually(t, "agent offline after agent_disconnect", func() bool {
+		a, err := f.svc.Agent(f.ctx, uid)
+		return err == nil && !a.Online
+	})
+}

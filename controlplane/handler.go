@@ -126,6 +126,17 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 
 	if msg.AgentDisconnect != nil {
 		s.touch(id, now)
+		if c.Transport() == server.HTTP {
+			// No connection to close: the goodbye itself ends the session.
+			s.mu.Lock()
+			if s.sessions[id] == ss {
+				delete(s.sessions, id)
+			}
+			s.mu.Unlock()
+			ss.closed = true
+			s.markOffline(id, now)
+			return reply, nil
+		}
 		return nil, nil // the transport closes; OnClose marks it offline
 	}
 	if err := s.admit(ctx, c, ss, msg, reply, fresh); err != nil {
