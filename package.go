@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -117,6 +119,28 @@ func writeLenPrefixed(w io.Writer, b []byte) {
 func PackageKeyID(pub ed25519.PublicKey) string {
 	h := sha256.Sum256(pub)
 	return hex.EncodeToString(h[:8])
+}
+
+// ParsePackageKey decodes an ed25519 public key written as base64
+// (standard or URL alphabet, padded or not) or hex of its raw 32 bytes;
+// EINVALID otherwise.
+func ParsePackageKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	var b []byte
+	var err error
+	if len(s) == 2*ed25519.PublicKeySize {
+		b, err = hex.DecodeString(s)
+	} else {
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			if b, err = enc.DecodeString(s); err == nil {
+				break
+			}
+		}
+	}
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, Errorf(EINVALID, "%q is not an ed25519 public key (32 bytes, base64 or hex)", s)
+	}
+	return ed25519.PublicKey(b), nil
 }
 
 // SignPackageHash signs the raw SHA-256 of a package's content.

@@ -59,11 +59,18 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.StringVar(&o.Replica, "replica", env("REPLICA", ""), "name of this replica (default: host name)")
 	f.StringVar(&o.TLSCertFile, "tls-cert", env("TLS_CERT", ""), "TLS certificate for the OpAMP listener (wss://, https://)")
 	f.StringVar(&o.TLSKeyFile, "tls-key", env("TLS_KEY", ""), "TLS private key for the OpAMP listener")
+	f.BoolVar(&o.RequireAgentAuth, "require-agent-auth", env("REQUIRE_AGENT_AUTH", "") == "true", "refuse agents without an enrollment token (Authorization: Bearer) or a client certificate")
+	f.StringVar(&o.AgentCACertFile, "agent-ca-cert", env("AGENT_CA_CERT", ""), "CA certificate that signs agent client certificates (default: generated into DATA_DIR/agent-ca, or kept in PostgreSQL)")
+	f.StringVar(&o.AgentCAKeyFile, "agent-ca-key", env("AGENT_CA_KEY", ""), "private key of --agent-ca-cert (ECDSA)")
+	f.DurationVar(&o.AgentCertLifetime, "agent-cert-lifetime", envDuration("AGENT_CERT_LIFETIME", 30*24*time.Hour), "lifetime of issued agent certificates (renewed after two thirds)")
 	f.StringVar(&o.AdminPassword, "admin-password", env("ADMIN_PASSWORD", ""), `UI/API admin password (default: generated once into DATA_DIR/admin-password; "-" disables auth)`)
 	f.StringVar(&tokens, "api-tokens", env("API_TOKENS", ""), "comma-separated bearer tokens accepted by the REST API")
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", envDuration("HEARTBEAT_INTERVAL", 30*time.Second), "heartbeat interval expected of agents")
 	f.IntVar(&o.MaxConnections, "max-connections", 0, "maximum concurrent WebSocket agents (0: unlimited)")
 	f.DurationVar(&o.ReplicaLease, "replica-lease", envDuration("REPLICA_LEASE", 60*time.Second), "a replica silent for this long is taken as dead and its agents are marked offline")
+	f.StringVar(&o.PackageURL, "package-url", env("PACKAGE_URL", ""), "base URL agents download packages from (the OpAMP listener serves them), e.g. https://steward.example.com:4320")
+	f.StringSliceVar(&o.TrustedPackageKeys, "trusted-package-keys", envList("TRUSTED_PACKAGE_KEYS"), "ed25519 public keys (base64 or hex) whose signatures are accepted on uploaded packages")
+	f.Int64Var(&o.MaxPackageSize, "max-package-size", 1<<30, "largest package upload in bytes")
 	f.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", env("LOG_FORMAT", "text"), "log format: text or json")
 	return cmd
@@ -83,4 +90,14 @@ func envDuration(name string, def time.Duration) time.Duration {
 		}
 	}
 	return def
+}
+
+func envList(name string) []string {
+	var out []string
+	for _, v := range strings.Split(env(name, ""), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

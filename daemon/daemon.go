@@ -25,6 +25,7 @@ import (
 	"github.com/stewardhq/steward/http/ui"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/blobfs"
 	"github.com/stewardhq/steward/store/postgres"
 	"github.com/stewardhq/steward/store/sqlite"
 )
@@ -57,7 +58,17 @@ type Options struct {
 	// ReplicaLease is how long a replica may go without renewing its lease
 	// before the others mark its agents offline; default 60s.
 	ReplicaLease time.Duration
-	Logger       *slog.Logger
+	// PackageURL is how agents reach package downloads (the OpAMP
+	// listener serves them too), e.g. "https://steward.example.com:4320".
+	// Default: derived from OpAMPAddr when it names a host, else download
+	// URLs are relative to the agent's OpAMP endpoint (see docs/packages.md).
+	PackageURL string
+	// TrustedPackageKeys are ed25519 public keys (base64 or hex) whose
+	// signatures are accepted on uploaded packages, besides the server's.
+	TrustedPackageKeys []string
+	// MaxPackageSize bounds package uploads; default 1 GiB.
+	MaxPackageSize int64
+	Logger         *slog.Logger
 	// Ready, if set, receives the bound addresses once both listeners are up.
 	Ready func(opampAddr, httpAddr net.Addr)
 }
@@ -103,12 +114,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer store.Close()
 
+	pkgOpts, err := packageOptions(o, store)
+	if err != nil {
+		return err
+	}
 	cp, err := controlplane.New(ctx, controlplane.Config{
 		Store:             store,
 		Replica:           o.Replica,
 		HeartbeatInterval: o.HeartbeatInterval,
 		Broadcaster:       broadcaster,
 		ReplicaLease:      o.ReplicaLease,
+		Packages:          pkgOpts,
 		Logger:            log.With("component", "controlplane"),
 	})
 	if err != nil {
@@ -144,6 +160,7 @@ func Run(ctx context.Context, o Options) error {
 		Agents:        cp,
 		Configs:       cp,
 		Rollouts:      cp,
+		Packages:      cp,
 		Events:        cp.Bus(),
 		EventLog:      cp.Events,
 		AdminPassword: password,
@@ -156,6 +173,8 @@ func Run(ctx context.Context, o Options) error {
 
 	opampMux := nethttp.NewServeMux()
 	opampMux.Handle(opamp.DefaultPath, transport)
+	// Agents download offered packages from the listener they already reach.
+	opampMux.Handle("GET "+controlplane.PackageContentPath+"{hash}", api)
 	opampSrv := &nethttp.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	apiSrv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	apiSrv.RegisterOnShutdown(func() { api.Close() }) // ends event streams
@@ -272,4 +291,36 @@ func secretFile(path string) (string, error) {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return v, nil
+}
+
+// packageOptions configures packages: content in DataDir/packages (SQLite)
+// or in the database (PostgreSQL, shared by replicas).
+func packageOptions(o Options, store steward.Store) (controlplane.PackageOptions, error) {
+	po := controlplane.PackageOptions{BaseURL: o.PackageURL, MaxSize: o.MaxPackageSize}
+	for _, k := range o.TrustedPackageKeys {
+		pub, err := steward.ParsePackageKey(k)
+		if err != nil {
+			return po, fmt.Errorf("trusted package key: %w", err)
+		}
+		po.TrustedKeys = append(po.TrustedKeys, pub)
+	}
+	if _, ok := store.(steward.BlobStore); !ok {
+		blobs, err := blobfs.Open(filepath.Join(o.DataDir, "packages"))
+		if err != nil {
+			return po, err
+		}
+		po.Blobs = blobs
+	}
+	if po.BaseURL == "" {
+		if host, port, err := net.SplitHostPort(o.OpAMPAddr); err == nil && host != "" && port != "0" {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+				scheme := "http"
+				if o.TLSCertFile != "" {
+					scheme = "https"
+				}
+				po.BaseURL = scheme + "://" + net.JoinHostPort(host, port)
+			}
+		}
+	}
+	return po, nil
 }

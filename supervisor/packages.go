@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -45,22 +44,11 @@ func (c *PackagesConfig) Enabled() bool { return len(c.TrustedKeys) > 0 }
 // ParseTrustedKey decodes a trusted key: base64 (standard or URL, padded
 // or not) or hex of a raw 32-byte ed25519 public key.
 func ParseTrustedKey(s string) (ed25519.PublicKey, error) {
-	s = strings.TrimSpace(s)
-	var b []byte
-	var err error
-	if len(s) == 2*ed25519.PublicKeySize {
-		b, err = hex.DecodeString(s)
-	} else {
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-			if b, err = enc.DecodeString(s); err == nil {
-				break
-			}
-		}
+	k, err := steward.ParsePackageKey(s)
+	if err != nil {
+		return nil, errors.New(steward.ErrorMessage(err))
 	}
-	if err != nil || len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%q is not an ed25519 public key (32 bytes, base64 or hex)", s)
-	}
-	return ed25519.PublicKey(b), nil
+	return k, nil
 }
 
 // InstalledPackage is a package the supervisor installed from the server.
