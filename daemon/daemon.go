@@ -45,6 +45,14 @@ type Options struct {
 	Replica string
 	// TLSCertFile and TLSKeyFile serve OpAMP over TLS (wss://, https://).
 	TLSCertFile, TLSKeyFile string
+	// RequireAgentAuth refuses agents without an enrollment token or a
+	// client certificate.
+	RequireAgentAuth bool
+	// AgentCACertFile and AgentCAKeyFile give the CA that signs agent
+	// certificates (default: generated, see agentCA).
+	AgentCACertFile, AgentCAKeyFile string
+	// AgentCertLifetime of issued agent certificates; default 30 days.
+	AgentCertLifetime time.Duration
 	// AdminPassword protects the UI and API. Empty: a random one is
 	// generated once and kept in DataDir/admin-password. "-" disables
 	// authentication (local development only).
@@ -118,7 +126,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	authority, err := agentCA(ctx, o, store, log)
+	if err != nil {
+		return err
+	}
 	cp, err := controlplane.New(ctx, controlplane.Config{
+		Auth:              controlplane.AgentAuth{Require: o.RequireAgentAuth, CA: authority, CertLifetime: o.AgentCertLifetime},
 		Store:             store,
 		Replica:           o.Replica,
 		HeartbeatInterval: o.HeartbeatInterval,
@@ -175,7 +188,8 @@ func Run(ctx context.Context, o Options) error {
 	opampMux.Handle(opamp.DefaultPath, transport)
 	// Agents download offered packages from the listener they already reach.
 	opampMux.Handle("GET "+controlplane.PackageContentPath+"{hash}", api)
-	opampSrv := &nethttp.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	opampSrv := &nethttp.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		TLSConfig: opampTLS(authority)}
 	apiSrv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	apiSrv.RegisterOnShutdown(func() { api.Close() }) // ends event streams
 
