@@ -163,7 +163,7 @@ These commands talk to a Steward server's REST API. Point them at it with
 	pf.StringVar(&a.token, "token", os.Getenv("STEWARD_TOKEN"), "API token (env STEWARD_TOKEN)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
-	root.AddCommand(a.agentsCommand(), a.configsCommand(), a.assignmentsCommand(), a.rolloutsCommand(), a.summaryCommand())
+	root.AddCommand(a.agentsCommand(), a.configsCommand(), a.assignmentsCommand(), a.rolloutsCommand(), a.packagesCommand(), a.summaryCommand())
 
 	registryMu.Lock()
 	fns := append([]func() *cobra.Command(nil), registry...)
