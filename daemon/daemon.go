@@ -176,6 +176,7 @@ func Run(ctx context.Context, o Options) error {
 		Packages:      cp,
 		Events:        cp.Bus(),
 		EventLog:      cp.Events,
+		Credentials:   cp,
 		AdminPassword: password,
 		SessionKey:    sessionKey(password),
 		APITokens:     o.APITokens,

@@ -35,6 +35,10 @@ type Principal struct {
 	Method string
 	// Expires is when a session ends (zero for tokens).
 	Expires time.Time
+	// Role is what the principal may do (see requiredRole): admin for the
+	// password session, the configured API tokens and open access; the
+	// token's role for tokens created through the API.
+	Role steward.Role
 }
 
 type principalKey struct{}
@@ -54,6 +58,7 @@ type authenticator struct {
 	ttl      time.Duration
 	secure   bool
 	now      func() time.Time
+	creds    steward.CredentialService // API tokens with roles (optional)
 }
 
 func newAuthenticator(opts Options) *authenticator {
@@ -67,6 +72,7 @@ func newAuthenticator(opts Options) *authenticator {
 			a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
 		}
 	}
+	a.creds = opts.Credentials
 	if a.ttl <= 0 {
 		a.ttl = 12 * time.Hour
 	}
@@ -86,7 +92,7 @@ func (a *authenticator) enabled() bool { return a.hasPass || len(a.tokens) > 0 }
 // auth is on. A bad Authorization header never falls back to the cookie.
 func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
 	if !a.enabled() {
-		return &Principal{Name: "anonymous", Method: "none"}, nil
+		return &Principal{Name: "anonymous", Method: "none", Role: steward.RoleAdmin}, nil
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
@@ -100,10 +106,17 @@ func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
 				found = i + 1
 			}
 		}
+		if found == 0 && a.creds != nil {
+			t, err := a.creds.AuthenticateToken(r.Context(), strings.TrimSpace(tok))
+			if err != nil {
+				return nil, steward.Errorf(steward.EUNAUTHORIZED, "invalid API token")
+			}
+			return &Principal{Name: t.Name, Method: "token", Role: t.Role}, nil
+		}
 		if found == 0 {
 			return nil, steward.Errorf(steward.EUNAUTHORIZED, "invalid API token")
 		}
-		return &Principal{Name: "token-" + strconv.Itoa(found), Method: "token"}, nil
+		return &Principal{Name: "token-" + strconv.Itoa(found), Method: "token", Role: steward.RoleAdmin}, nil
 	}
 	c, err := r.Cookie(SessionCookie)
 	if err != nil {
@@ -124,7 +137,7 @@ func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
 			return nil, steward.Errorf(steward.EFORBIDDEN, "missing or wrong %s header: send the value of the %s cookie", CSRFHeader, CSRFCookie)
 		}
 	}
-	return &Principal{Name: s.name, Method: "session", Expires: s.expires}, nil
+	return &Principal{Name: s.name, Method: "session", Expires: s.expires, Role: steward.RoleAdmin}, nil
 }
 
 func isUnsafe(method string) bool {
@@ -135,9 +148,14 @@ func isUnsafe(method string) bool {
 	return true
 }
 
-// permit decides whether p may make request r. Every authenticated
-// principal is an administrator for now; roles will be checked here.
-func (a *authenticator) permit(p *Principal, r *http.Request) error { return nil }
+// permit decides whether p may make request r: its role must allow the
+// role the route needs (requiredRole); EFORBIDDEN otherwise.
+func (a *authenticator) permit(p *Principal, r *http.Request) error {
+	if need := requiredRole(r); !p.Role.Allows(need) {
+		return steward.Errorf(steward.EFORBIDDEN, "%s %s needs the %s role; %s has %q", r.Method, r.URL.Path, need, p.Name, p.Role)
+	}
+	return nil
+}
 
 // authorize wraps an API handler: the request runs with its Principal in
 // the context, or is refused with 401/403.
@@ -151,7 +169,8 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 			writeError(w, r, s.log, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		ctx := steward.WithActor(context.WithValue(r.Context(), principalKey{}, p), actorName(p))
+		s.audited(p, next, w, r.WithContext(ctx))
 	})
 }
 

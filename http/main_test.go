@@ -44,7 +44,7 @@ func newEnv(t testing.TB, configure func(*stewardhttp.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := stewardhttp.Options{Agents: cp, Configs: cp, Events: cp.Bus(), EventLog: cp.Events, Logger: log}
+	opts := stewardhttp.Options{Agents: cp, Configs: cp, Events: cp.Bus(), EventLog: cp.Events, Credentials: cp, Logger: log}
 	if configure != nil {
 		configure(&opts)
 	}

@@ -28,6 +28,10 @@ type Options struct {
 	// EventLog answers GET /api/v1/events (recent fleet events, newest
 	// first); without it that route answers 501.
 	EventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
+	// Credentials serves API tokens with roles, enrollment tokens, agent
+	// certificates, connection settings and the audit log (credentials.go);
+	// without it those routes answer 501 and no change is audited.
+	Credentials steward.CredentialService
 
 	// AdminPassword enables POST /api/v1/login, which sets a session
 	// cookie. APITokens are accepted as "Authorization: Bearer <token>".
@@ -71,6 +75,7 @@ type Server struct {
 	events   steward.EventBus
 	eventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
 	ready    func(ctx context.Context) error
+	creds    steward.CredentialService
 	auth     *authenticator
 	log      *slog.Logger
 
@@ -99,6 +104,7 @@ func NewServer(opts Options) *Server {
 		events:    opts.Events,
 		eventLog:  opts.EventLog,
 		ready:     opts.Ready,
+		creds:     opts.Credentials,
 		log:       opts.Logger,
 		heartbeat: opts.HeartbeatInterval,
 		closing:   make(chan struct{}),
@@ -148,6 +154,7 @@ func NewServer(opts Options) *Server {
 	s.handle("POST /api/v1/rollouts/{name}/rollback", s.handleRollbackRollout, authed)
 
 	s.registerPackageRoutes()
+	s.registerCredentialRoutes()
 
 	s.handle("GET /api/v1/summary", s.handleSummary, authed)
 	s.handle("GET /api/v1/events", s.handleEvents, authed)

@@ -1,0 +1,435 @@
+package http
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+// Roles per route. Reads need viewer, changes operator, except the
+// credential and connection routes (and reading tokens), which need admin.
+// Password sessions and the API tokens given in Options are admin.
+var adminPrefixes = []string{"/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates",
+	"/api/v1/agent-ca", "/api/v1/connection-settings", "/api/v1/audit"}
+
+// requiredRole returns the role a request needs.
+func requiredRole(r *http.Request) steward.Role {
+	path := r.URL.Path
+	for _, p := range adminPrefixes {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			if !isUnsafe(r.Method) && (p == "/api/v1/certificates" || p == "/api/v1/agent-ca" ||
+				p == "/api/v1/connection-settings" || p == "/api/v1/audit") {
+				return steward.RoleViewer
+			}
+			return steward.RoleAdmin
+		}
+	}
+	if isUnsafe(r.Method) {
+		return steward.RoleOperator
+	}
+	return steward.RoleViewer
+}
+
+// selfAudited routes record their own, more precise audit entries (the
+// credential service does); the middleware does not add one.
+func selfAudited(r *http.Request) bool {
+	for _, p := range []string{"/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates", "/api/v1/connection-settings"} {
+		if r.URL.Path == p || strings.HasPrefix(r.URL.Path, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// actorName is how a principal appears in the audit log.
+func actorName(p *Principal) string {
+	if p.Method == "session" {
+		return p.Name + " session"
+	}
+	return p.Name
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Flush lets event streams through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// audited runs a state-changing request and, when it succeeded, records it
+// in the audit log (actor, "METHOD pattern", path).
+func (s *Server) audited(p *Principal, next http.Handler, w http.ResponseWriter, r *http.Request) {
+	if s.creds == nil || !isUnsafe(r.Method) || selfAudited(r) {
+		next.ServeHTTP(w, r)
+		return
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	next.ServeHTTP(rec, r)
+	if rec.status == 0 || rec.status >= 400 {
+		return
+	}
+	e := &steward.AuditEntry{Actor: actorName(p), Action: r.Method + " " + strings.TrimPrefix(r.Pattern, r.Method+" "), Target: r.URL.Path}
+	if err := s.creds.RecordAudit(r.Context(), e); err != nil {
+		s.log.Warn("http: audit entry not stored", "action", e.Action, "target", e.Target, "err", err)
+	}
+}
+
+func (s *Server) credentials(w http.ResponseWriter, r *http.Request) steward.CredentialService {
+	if s.creds == nil {
+		writeError(w, r, s.log, steward.Errorf(steward.ENOTIMPLEMENTED, "credentials are not available on this server"))
+	}
+	return s.creds
+}
+
+func (s *Server) registerCredentialRoutes() {
+	s.handle("GET /api/v1/tokens", s.handleTokens, authed)
+	s.handle("POST /api/v1/tokens", s.handleCreateToken, authed)
+	s.handle("DELETE /api/v1/tokens/{id}", s.handleDeleteToken, authed)
+	s.handle("GET /api/v1/enrollment-tokens", s.handleEnrollmentTokens, authed)
+	s.handle("POST /api/v1/enrollment-tokens", s.handleCreateEnrollmentToken, authed)
+	s.handle("DELETE /api/v1/enrollment-tokens/{id}", s.handleRevokeEnrollmentToken, authed)
+	s.handle("GET /api/v1/certificates", s.handleCertificates, authed)
+	s.handle("POST /api/v1/certificates/{serial}/revoke", s.handleRevokeCertificate, authed)
+	s.handle("GET /api/v1/agent-ca", s.handleAgentCA, authed)
+	s.handle("GET /api/v1/connection-settings", s.handleConnectionSettingsList, authed)
+	s.handle("GET /api/v1/connection-settings/{name}", s.handleConnectionSettings, authed)
+	s.handle("PUT /api/v1/connection-settings/{name}", s.handlePutConnectionSettings, authed)
+	s.handle("DELETE /api/v1/connection-settings/{name}", s.handleDeleteConnectionSettings, authed)
+	s.handle("GET /api/v1/audit", s.handleAudit, authed)
+}
+
+// CreateTokenRequest is the body of POST /api/v1/tokens.
+type CreateTokenRequest struct {
+	Name string       `json:"name"`
+	Role steward.Role `json:"role"`
+	// TTL is a Go duration ("720h"); empty: no expiry.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// CreatedTokenResponse carries a new token and its secret, shown once.
+type CreatedTokenResponse struct {
+	Token  *steward.Token `json:"token"`
+	Secret string         `json:"secret"`
+}
+
+// TokensResponse lists API tokens.
+type TokensResponse struct {
+	Tokens []*steward.Token `json:"tokens"`
+}
+
+func (s *Server) handleTokens(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	list, err := cs.Tokens(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if list == nil {
+		list = []*steward.Token{}
+	}
+	writeJSON(w, http.StatusOK, TokensResponse{Tokens: list})
+}
+
+func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	var req CreateTokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "invalid ttl %q: use a positive Go duration such as 720h", req.TTL))
+			return
+		}
+		ttl = d
+	}
+	t, secret, err := cs.CreateToken(r.Context(), req.Name, req.Role, ttl)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, CreatedTokenResponse{Token: t, Secret: secret})
+}
+
+func (s *Server) handleDeleteToken(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	if err := cs.DeleteToken(r.Context(), r.PathValue("id")); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// CreateEnrollmentTokenRequest is the body of POST /api/v1/enrollment-tokens.
+type CreateEnrollmentTokenRequest struct {
+	Name     string `json:"name"`
+	Selector string `json:"selector,omitempty"`
+	MaxUses  int    `json:"max_uses,omitempty"`
+	// TTL is a Go duration; empty: no expiry.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// CreatedEnrollmentTokenResponse carries a new enrollment token and its
+// secret, shown once.
+type CreatedEnrollmentTokenResponse struct {
+	Token  *steward.EnrollmentToken `json:"token"`
+	Secret string                   `json:"secret"`
+}
+
+// EnrollmentTokensResponse lists enrollment tokens.
+type EnrollmentTokensResponse struct {
+	Tokens []*steward.EnrollmentToken `json:"tokens"`
+}
+
+func (s *Server) handleEnrollmentTokens(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	list, err := cs.EnrollmentTokens(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if list == nil {
+		list = []*steward.EnrollmentToken{}
+	}
+	writeJSON(w, http.StatusOK, EnrollmentTokensResponse{Tokens: list})
+}
+
+func (s *Server) handleCreateEnrollmentToken(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	var req CreateEnrollmentTokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	t := steward.EnrollmentToken{Name: req.Name, Selector: req.Selector, MaxUses: req.MaxUses}
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "invalid ttl %q: use a positive Go duration such as 24h", req.TTL))
+			return
+		}
+		t.ExpiresAt = time.Now().Add(d)
+	}
+	out, secret, err := cs.CreateEnrollmentToken(r.Context(), t)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, CreatedEnrollmentTokenResponse{Token: out, Secret: secret})
+}
+
+func (s *Server) handleRevokeEnrollmentToken(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	if err := cs.RevokeEnrollmentToken(r.Context(), r.PathValue("id")); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// CertificatesResponse lists agent certificates.
+type CertificatesResponse struct {
+	Certificates []*steward.AgentCertificate `json:"certificates"`
+}
+
+func (s *Server) handleCertificates(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	var agent *steward.InstanceUID
+	if v := r.URL.Query().Get("agent"); v != "" {
+		id, err := steward.ParseInstanceUID(v)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		agent = &id
+	}
+	list, err := cs.Certificates(r.Context(), agent)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if list == nil {
+		list = []*steward.AgentCertificate{}
+	}
+	writeJSON(w, http.StatusOK, CertificatesResponse{Certificates: list})
+}
+
+func (s *Server) handleRevokeCertificate(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	c, err := cs.RevokeCertificate(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) handleAgentCA(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	pem, err := cs.CACertificate(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(pem)
+}
+
+// ConnectionSettingsListResponse lists connection settings.
+type ConnectionSettingsListResponse struct {
+	Settings []*steward.ConnectionSettings `json:"settings"`
+}
+
+func (s *Server) handleConnectionSettingsList(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	list, err := cs.ConnectionSettingsList(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if list == nil {
+		list = []*steward.ConnectionSettings{}
+	}
+	writeJSON(w, http.StatusOK, ConnectionSettingsListResponse{Settings: list})
+}
+
+func (s *Server) handleConnectionSettings(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	c, err := cs.ConnectionSettings(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) handlePutConnectionSettings(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	var c steward.ConnectionSettings
+	if err := decodeJSON(r, &c); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if c.Name != "" && c.Name != r.PathValue("name") {
+		writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "name %q in the body differs from %q in the path", c.Name, r.PathValue("name")))
+		return
+	}
+	c.Name = r.PathValue("name")
+	out, err := cs.PutConnectionSettings(r.Context(), &c)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleDeleteConnectionSettings(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	if err := cs.DeleteConnectionSettings(r.Context(), r.PathValue("name")); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// AuditResponse lists audit entries, newest first.
+type AuditResponse struct {
+	Entries []*steward.AuditEntry `json:"entries"`
+}
+
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	cs := s.credentials(w, r)
+	if cs == nil {
+		return
+	}
+	q := r.URL.Query()
+	limit, err := intParam(q, "limit", DefaultEventLimit, 1, MaxEventLimit)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	f := steward.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Limit: limit}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "invalid since %q: use RFC 3339", v))
+			return
+		}
+		f.Since = t
+	}
+	list, err := cs.Audit(r.Context(), f)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if list == nil {
+		list = []*steward.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, AuditResponse{Entries: list})
+}
