@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -305,5 +306,46 @@ func TestExternalSignatureFromTrustedKey(t *testing.T) {
 	}
 	if err := svc2.VerifyDownload(other[:], e, tok); steward.ErrorCode(err) != steward.EUNAUTHORIZED {
 		t.Fatalf("token for another hash accepted: %v", err)
+	}
+}
+
+// BenchmarkPackageOffer measures a new agent's first message when a package
+// assignment matches it: the report is stored and PackagesAvailable (with
+// signed download URLs) is built.
+func BenchmarkPackageOffer(b *testing.B) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		b.Fatal(err)
+	}
+	blobs, _ := blobfs.Open(b.TempDir())
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", Packages: controlplane.PackageOptions{Blobs: blobs, BaseURL: "http://127.0.0.1:9"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { svc.Close(); st.Close() }()
+	for _, n := range []string{"agent", "addon-a", "addon-b"} {
+		typ := steward.PackageAddon
+		if n == "agent" {
+			typ = steward.PackageTopLevel
+		}
+		if _, err := svc.UploadPackage(ctx, &steward.Package{Name: n, Version: "1", Type: typ}, strings.NewReader(n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := svc.PutPackageAssignment(ctx, &steward.PackageAssignment{Name: "all", Selector: "service.name=otelcol",
+		Packages: []steward.PackageRef{{Name: "agent", Version: "1"}, {Name: "addon-a", Version: "1"}, {Name: "addon-b", Version: "1"}}}); err != nil {
+		b.Fatal(err)
+	}
+	caps := steward.AgentAcceptsPackages | steward.AgentReportsPackageStatuses
+	for b.Loop() {
+		state, _ := svc.Accept(&http.Request{})
+		c := &testConn{transport: server.WebSocket, state: state}
+		id := steward.NewInstanceUID()
+		r, err := svc.OnMessage(ctx, c, pkgAgentHello(id, 1, caps))
+		if err != nil || r.PackagesAvailable == nil || len(r.PackagesAvailable.Packages) != 3 {
+			b.Fatalf("reply %v, %v", r, err)
+		}
+		svc.OnClose(c)
 	}
 }
