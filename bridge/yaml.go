@@ -3,9 +3,7 @@ package bridge
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"gopkg.in/yaml.v3"
+
+	"github.com/stewardhq/steward/internal/yamlmerge"
 )
 
 // MergeConfigFiles merges the files of an offered remote config into one
@@ -36,56 +36,22 @@ func MergeConfigFiles(files map[string]*protobufs.AgentConfigFile) (map[string]a
 		if name == "" {
 			name = "(unnamed file)"
 		}
-		m, err := parseYAMLMap(name, files[k].GetBody())
+		m, err := yamlmerge.ParseMap(name, files[k].GetBody())
 		if err != nil {
 			return nil, err
 		}
-		out = mergeMaps(out, m)
+		j, err := jsonCompatible(m)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = yamlmerge.Merge(out, j.(map[string]any))
 	}
 	return out, nil
 }
 
-// parseYAMLMap decodes body as a single YAML mapping, converted to
-// JSON-compatible types. An empty document is an empty map.
-func parseYAMLMap(name string, body []byte) (map[string]any, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(body))
-	var v any
-	if err := dec.Decode(&v); errors.Is(err, io.EOF) {
-		return map[string]any{}, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("%s: invalid YAML: %w", name, err)
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: expected a single YAML document", name)
-	}
-	if v == nil {
-		return map[string]any{}, nil
-	}
-	j, err := jsonCompatible(v)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	m, ok := j.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%s: top level must be a mapping, got %s", name, kindOf(v))
-	}
-	return m, nil
-}
-
-func kindOf(v any) string {
-	switch v.(type) {
-	case []any:
-		return "a list"
-	case string:
-		return "a string"
-	default:
-		return fmt.Sprintf("a %T", v)
-	}
-}
-
 // jsonCompatible converts a value decoded by yaml.v3 into the types
-// unstructured objects accept: map keys become strings, integers int64.
+// unstructured objects accept (yamlmerge.ParseMap already made keys
+// strings): integers become int64.
 func jsonCompatible(v any) (any, error) {
 	switch t := v.(type) {
 	case map[string]any:
@@ -96,16 +62,6 @@ func jsonCompatible(v any) (any, error) {
 				return nil, err
 			}
 			m[k] = c
-		}
-		return m, nil
-	case map[any]any:
-		m := make(map[string]any, len(t))
-		for k, x := range t {
-			c, err := jsonCompatible(x)
-			if err != nil {
-				return nil, err
-			}
-			m[fmt.Sprint(k)] = c
 		}
 		return m, nil
 	case []any:
@@ -155,19 +111,6 @@ func jsonCompatible(v any) (any, error) {
 		}
 		return s, nil
 	}
-}
-
-func mergeMaps(dst, src map[string]any) map[string]any {
-	for k, sv := range src {
-		sm, sIsMap := sv.(map[string]any)
-		dm, dIsMap := dst[k].(map[string]any)
-		if sIsMap && dIsMap {
-			dst[k] = mergeMaps(dm, sm)
-			continue
-		}
-		dst[k] = sv
-	}
-	return dst
 }
 
 // renderYAML encodes v with sorted keys and 2-space indentation.

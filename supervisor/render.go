@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"github.com/stewardhq/steward/internal/yamlmerge"
 	"os"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -39,49 +40,49 @@ type opampExtension struct {
 }
 
 func render(in renderInput) ([]byte, error) {
-	var sources []Source
+	var sources []yamlmerge.Source
 	for _, path := range in.localFiles {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("local config file: %w", err)
 		}
-		sources = append(sources, Source{Name: path, Body: b})
+		sources = append(sources, yamlmerge.Source{Name: path, Body: b})
 	}
 	for _, name := range sortedKeys(in.remote) {
 		label := fmt.Sprintf("remote config file %q", name)
 		if name == "" {
 			label = "remote config file \"\""
 		}
-		sources = append(sources, Source{Name: label, Body: in.remote[name].Body})
+		sources = append(sources, yamlmerge.Source{Name: label, Body: in.remote[name].Body})
 	}
 	if in.mode == ModeGeneric {
 		if len(sources) == 0 {
 			return []byte{}, nil
 		}
-		merged, err := MergeSources(sources)
+		merged, err := yamlmerge.Sources(sources)
 		if err != nil {
 			if len(sources) == 1 {
 				return sources[0].Body, nil
 			}
 			return nil, err
 		}
-		return RenderYAML(merged)
+		return yamlmerge.Render(merged)
 	}
 	merged := map[string]any{
 		"service": map[string]any{"telemetry": map[string]any{"metrics": map[string]any{"level": "none"}}},
 	}
-	rest, err := MergeSources(sources)
+	rest, err := yamlmerge.Sources(sources)
 	if err != nil {
 		return nil, err
 	}
-	merged = MergeYAML(merged, rest)
+	merged = yamlmerge.Merge(merged, rest)
 	if in.telemetry != nil {
-		merged = MergeYAML(merged, in.telemetry.collectorConfig())
+		merged = yamlmerge.Merge(merged, in.telemetry.collectorConfig())
 	}
 	if in.opamp != nil {
 		injectOpAMP(merged, in.opamp)
 	}
-	return RenderYAML(merged)
+	return yamlmerge.Render(merged)
 }
 
 // extensionName is the component ID of the injected opamp extension; a
@@ -185,5 +186,5 @@ func bootstrapConfig(o *opampExtension) ([]byte, error) {
 		},
 	}
 	injectOpAMP(m, o)
-	return RenderYAML(m)
+	return yamlmerge.Render(m)
 }
