@@ -164,6 +164,7 @@ These commands talk to a Steward server's REST API. Point them at it with
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(a.agentsCommand(), a.configsCommand(), a.assignmentsCommand(), a.rolloutsCommand(), a.packagesCommand(), a.summaryCommand())
+	root.AddCommand(a.credentialCommands()...)
 
 	registryMu.Lock()
 	fns := append([]func() *cobra.Command(nil), registry...)
