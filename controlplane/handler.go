@@ -348,7 +348,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		prev := a.PackageStatuses
 		a.PackageStatuses = fromPackageStatuses(msg.PackageStatuses)
 		if len(a.PackageStatuses.Packages) > 0 && !reflect.DeepEqual(prev, a.PackageStatuses) {
-			events = append(events, &steward.Event{Type: steward.EventPackageStatus, AgentID: ss.id, Message: "package statuses changed"})
+			events = append(events, packageStatusEvent(ss.id, prev, a.PackageStatuses))
 		}
 	}
 	if msg.CustomCapabilities != nil {

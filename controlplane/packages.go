@@ -543,3 +543,48 @@ func (s *Service) DesiredPackages(ctx context.Context, id steward.InstanceUID) (
 	}
 	return o.pkgs, o.hash, nil
 }
+
+// packageStatusEvent describes what changed in an agent's package statuses:
+// the message names each package whose state changed ("otelcol 2.0
+// INSTALL_FAILED: hash mismatch ..."), the details list them all.
+func packageStatusEvent(id steward.InstanceUID, prev, cur *steward.PackageStatuses) *steward.Event {
+	names := make([]string, 0, len(cur.Packages))
+	for n := range cur.Packages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var changed []string
+	details := make([]map[string]any, 0, len(names))
+	for _, n := range names {
+		p := cur.Packages[n]
+		if p == nil {
+			continue
+		}
+		version := p.ServerOfferedVersion
+		if p.Status == steward.PackageInstalled && p.AgentHasVersion != "" {
+			version = p.AgentHasVersion
+		}
+		d := map[string]any{"name": n, "status": p.Status, "version": version, "agent_has_version": p.AgentHasVersion}
+		if p.ErrorMessage != "" {
+			d["error_message"] = p.ErrorMessage
+		}
+		details = append(details, d)
+		var old *steward.PackageStatus
+		if prev != nil {
+			old = prev.Packages[n]
+		}
+		if old == nil || old.Status != p.Status || old.ServerOfferedVersion != p.ServerOfferedVersion || old.ErrorMessage != p.ErrorMessage {
+			s := n + " " + version + " " + string(p.Status)
+			if p.ErrorMessage != "" {
+				s += ": " + p.ErrorMessage
+			}
+			changed = append(changed, s)
+		}
+	}
+	msg := "package statuses changed"
+	if len(changed) > 0 {
+		msg = "package " + strings.Join(changed, "; ")
+	}
+	return &steward.Event{Type: steward.EventPackageStatus, AgentID: id, Message: msg,
+		Details: map[string]any{"packages": details, "server_provided_all_packages_hash": hexString(cur.ServerProvidedAllPackagesHash)}}
+}

@@ -316,6 +316,29 @@ func TestPackageRefusedLeavesAgentUntouched(t *testing.T) {
 		}
 	}
 
+	// Each refusal is in the agent's history, with its reason.
+	eventually(t, "package status events", func() bool {
+		events, err := st.cp.AgentEvents(context.Background(), uid, 500)
+		if err != nil {
+			return false
+		}
+		want := map[string]bool{"2.0-tampered INSTALL_FAILED: hash mismatch": false, "2.0-truncated INSTALL_FAILED: hash mismatch": false,
+			"2.0-other-key INSTALL_FAILED: bad signature": false}
+		for _, e := range events {
+			for w := range want {
+				if e.Type == steward.EventPackageStatus && strings.Contains(e.Message, "testagent "+w) {
+					want[w] = true
+				}
+			}
+		}
+		for _, ok := range want {
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+
 	// The same supervisor accepts a properly signed package afterwards.
 	st.assign(uid, "1.0")
 	waitStatus(t, st, uid, "1.0 installed", func(s *steward.PackageStatus) bool { return s.Status == steward.PackageInstalled })
