@@ -38,7 +38,11 @@ func newMemPackages() *memPackages {
 	return &memPackages{states: map[string]types.PackageState{}, content: map[string][]byte{}, hashes: map[string][]byte{}, sigs: map[string][]byte{}}
 }
 
-func (m *memPackages) AllPackagesHash() ([]byte, error) { m.mu.Lock(); defer m.mu.Unlock(); return m.allHash, nil }
+func (m *memPackages) AllPackagesHash() ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.allHash, nil
+}
 func (m *memPackages) SetAllPackagesHash(h []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
