@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
 	stewardhttp "github.com/stewardhq/steward/http"
@@ -359,5 +360,122 @@ func TestPackagesConfig(t *testing.T) {
 		if !bytes.Equal(got, pub) {
 			t.Fatalf("key %s decoded wrong", k)
 		}
+	}
+}
+
+// An addon is kept as a file next to the agent, without a restart, and
+// removed when it is no longer offered.
+func TestPackageAddon(t *testing.T) {
+	st := startSteward(t)
+	dir := t.TempDir()
+	content := []byte("plugin: v1\n")
+	p, err := st.cp.UploadPackage(context.Background(), &steward.Package{Name: "plugin", Version: "1", Type: steward.PackageAddon}, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newPackageSupervisor(t, st, dir, st.serverKey())
+	uid := h.sup.InstanceUID()
+	eventually(t, "agent running", func() bool { pid := h.agentPID(); return pid > 0 && alive(pid) })
+	eventually(t, "agent connected", func() bool { a, err := st.cp.Agent(context.Background(), uid); return err == nil && a.Online })
+	pid := h.agentPID()
+	if _, err := st.cp.PutPackageAssignment(context.Background(), &steward.PackageAssignment{Name: "plugins", AgentID: &uid,
+		Packages: []steward.PackageRef{{Name: "plugin", Version: "1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var s *steward.PackageStatus
+	eventually(t, "addon installed", func() bool {
+		a, err := st.cp.Agent(context.Background(), uid)
+		if err != nil || a.PackageStatuses == nil {
+			return false
+		}
+		s = a.PackageStatuses.Packages["plugin"]
+		return s != nil && s.Status == steward.PackageInstalled
+	})
+	if !bytes.Equal(s.AgentHasHash, p.OfferHash()) {
+		t.Fatalf("status %+v", s)
+	}
+	file := filepath.Join(contentDir(filepath.Join(dir, "state"), content), "plugin")
+	if b, err := os.ReadFile(file); err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("addon file: %v", err)
+	}
+	if h.agentPID() != pid {
+		t.Fatal("installing an addon restarted the agent")
+	}
+	if err := st.cp.DeletePackageAssignment(context.Background(), "plugins"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "addon removed", func() bool {
+		a, err := st.cp.Agent(context.Background(), uid)
+		if err != nil || a.PackageStatuses == nil {
+			return false
+		}
+		_, still := a.PackageStatuses.Packages["plugin"]
+		return !still && bytes.Equal(a.PackageStatuses.ServerProvidedAllPackagesHash, steward.AllPackagesHash(nil))
+	})
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("addon file still there: %v", err)
+	}
+}
+
+// Malformed or hostile offers are refused with a clear status; nothing
+// panics and nothing is installed. No server is needed: the package
+// manager is driven directly.
+func TestPackageOffersMalformed(t *testing.T) {
+	dir := t.TempDir()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	cfg, err := ParseConfig([]byte(fmt.Sprintf("server: {endpoint: ws://127.0.0.1:1/v1/opamp}\nagent: {mode: generic, executable: %s, config_file: %s}\nstorage: {directory: %s}\npackages: {trusted_keys: [%q]}\n",
+		testAgent, filepath.Join(dir, "a.yaml"), filepath.Join(dir, "state"), base64.StdEncoding.EncodeToString(pub))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := sup.pkgMgr
+	if pm == nil || sup.caps&0x8 == 0 {
+		t.Fatal("packages not enabled by trusted_keys")
+	}
+	sum := sha256.Sum256([]byte("x"))
+	good := ed25519.Sign(priv, sum[:])
+	cases := []struct {
+		name string
+		p    *protobufs.PackageAvailable
+		want string
+	}{
+		{"no-file", &protobufs.PackageAvailable{Type: protobufs.PackageType_PackageType_Addon, Version: "1", Hash: []byte{1}}, "no downloadable file"},
+		{"short-hash", &protobufs.PackageAvailable{Type: protobufs.PackageType_PackageType_Addon, Version: "1", Hash: []byte{2},
+			File: &protobufs.DownloadableFile{DownloadUrl: "http://127.0.0.1:1/x", ContentHash: []byte{1, 2}}}, "not a SHA-256"},
+		{"unsigned", &protobufs.PackageAvailable{Type: protobufs.PackageType_PackageType_Addon, Version: "1", Hash: []byte{3},
+			File: &protobufs.DownloadableFile{DownloadUrl: "http://127.0.0.1:1/x", ContentHash: sum[:]}}, "not signed"},
+		{"file-url", &protobufs.PackageAvailable{Type: protobufs.PackageType_PackageType_Addon, Version: "1", Hash: []byte{4},
+			File: &protobufs.DownloadableFile{DownloadUrl: "file:///etc/passwd", ContentHash: sum[:], Signature: good}}, "only http and https"},
+		{"unreachable", &protobufs.PackageAvailable{Type: protobufs.PackageType_PackageType_Addon, Version: "1", Hash: []byte{5},
+			File: &protobufs.DownloadableFile{DownloadUrl: "http://127.0.0.1:1/x", ContentHash: sum[:], Signature: good}}, "download failed"},
+	}
+	offer := &protobufs.PackagesAvailable{Packages: map[string]*protobufs.PackageAvailable{"nil-package": nil}, AllPackagesHash: []byte("all")}
+	for _, c := range cases {
+		offer.Packages[c.name] = c.p
+	}
+	offer.Packages["../escape"] = &protobufs.PackageAvailable{Type: protobufs.PackageType_PackageType_Addon, Version: "1", Hash: []byte{6},
+		File: &protobufs.DownloadableFile{DownloadUrl: "http://127.0.0.1:1/x", ContentHash: sum[:], Signature: good}}
+	var last *protobufs.PackageStatuses
+	if err := pm.Sync(context.Background(), offer, func(ps *protobufs.PackageStatuses) { last = ps }); err == nil {
+		t.Fatal("Sync of a bad offer reported no error")
+	}
+	for _, c := range cases {
+		s := last.Packages[c.name]
+		if s == nil || s.Status != protobufs.PackageStatusEnum_PackageStatusEnum_InstallFailed || !strings.Contains(s.ErrorMessage, c.want) {
+			t.Errorf("%s: status %v, want INSTALL_FAILED with %q", c.name, s, c.want)
+		}
+	}
+	if s := last.Packages["../escape"]; s == nil || s.Status != protobufs.PackageStatusEnum_PackageStatusEnum_InstallFailed {
+		t.Errorf("a package name with a path was not refused: %v", s)
+	}
+	if string(last.ServerProvidedAllPackagesHash) != "all" {
+		t.Errorf("all packages hash %q", last.ServerProvidedAllPackagesHash)
+	}
+	if cur, _ := os.Readlink(pm.Executable()); cur != testAgent {
+		t.Fatalf("current link points at %q", cur)
 	}
 }
