@@ -36,6 +36,10 @@ type ServerConfig struct {
 	Endpoint string            `yaml:"endpoint"`
 	Headers  map[string]string `yaml:"headers"`
 	TLS      TLSConfig         `yaml:"tls"`
+	// RequestCertificate asks the server for a client certificate (a CSR
+	// naming the instance uid) until one is stored; it is then used for
+	// every connection and renewed by the server.
+	RequestCertificate bool `yaml:"request_certificate"`
 }
 
 // TLSConfig configures the client side of TLS to the server.
@@ -130,7 +134,8 @@ type CapabilitiesConfig struct {
 	ReportsOwnTraces                *bool `yaml:"reports_own_traces"`                 // true in collector mode
 	ReportsAvailableComponents      *bool `yaml:"reports_available_components"`       // true in collector mode
 	ReportsHeartbeat                *bool `yaml:"reports_heartbeat"`                  // true
-	ReportsConnectionSettingsStatus *bool `yaml:"reports_connection_settings_status"` // true in collector mode
+	ReportsConnectionSettingsStatus *bool `yaml:"reports_connection_settings_status"` // true in collector mode or with server.request_certificate
+	AcceptsOpAMPConnectionSettings  *bool `yaml:"accepts_opamp_connection_settings"`  // true with server.request_certificate
 }
 
 // ReloadSignal returns the signal named by Reload ("signal:SIGHUP"), or 0

@@ -32,6 +32,8 @@ type State struct {
 	// Failed is the last remote config that failed to apply; it is not
 	// retried until the server sends a different one.
 	Failed *FailedConfig `json:"failed,omitempty"`
+	// Connection is the accepted connection settings (connection.go).
+	Connection *ConnectionState `json:"connection,omitempty"`
 }
 
 // RemoteConfig is a remote config as received (AgentRemoteConfig).

@@ -134,6 +134,7 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		}
 		s.pkgs, s.pkgMgr = pm, pm
 	}
+	s.loadConnection()
 	s.caps = s.capabilities()
 	if cfg.Agent.Mode == ModeCollector {
 		s.configPath = store.Path("effective.yaml")
@@ -174,7 +175,8 @@ func (s *Supervisor) capabilities() protobufs.AgentCapabilities {
 		{collector && on(c.ReportsOwnLogs, true), protobufs.AgentCapabilities_AgentCapabilities_ReportsOwnLogs},
 		{collector && on(c.ReportsOwnTraces, true), protobufs.AgentCapabilities_AgentCapabilities_ReportsOwnTraces},
 		{collector && on(c.ReportsAvailableComponents, true), protobufs.AgentCapabilities_AgentCapabilities_ReportsAvailableComponents},
-		{collector && on(c.ReportsConnectionSettingsStatus, true), protobufs.AgentCapabilities_AgentCapabilities_ReportsConnectionSettingsStatus},
+		{(collector || s.cfg.Server.RequestCertificate) && on(c.ReportsConnectionSettingsStatus, true), protobufs.AgentCapabilities_AgentCapabilities_ReportsConnectionSettingsStatus},
+		{on(c.AcceptsOpAMPConnectionSettings, s.cfg.Server.RequestCertificate), protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings},
 		{s.pkgs != nil, protobufs.AgentCapabilities_AgentCapabilities_AcceptsPackages | protobufs.AgentCapabilities_AgentCapabilities_ReportsPackageStatuses},
 	} {
 		if x.v {
@@ -305,6 +307,9 @@ func (s *Supervisor) newClient() (upstream, error) {
 			OnInstanceUIDChange: s.onInstanceUIDChange,
 		},
 	}
+	if err := s.connectionSettings(&settings); err != nil {
+		return nil, err
+	}
 	if s.newUpstream != nil {
 		return s.newUpstream(settings)
 	}
@@ -408,6 +413,7 @@ func (s *Supervisor) reportInitialStatus() {
 		// it offered last) before it decides what to offer.
 		_ = s.client.SetPackageStatuses(s.pkgMgr.statuses())
 	}
+	s.reportConnectionStatus()
 	s.updateHealth()
 }
 
@@ -477,6 +483,7 @@ func (s *Supervisor) onInstanceUIDChange(uid [16]byte) {
 
 // onMessage queues what the server offers; the work loop applies it.
 func (s *Supervisor) onMessage(_ context.Context, m *client.MessageData) {
+	s.noteHeartbeat(m)
 	s.mu.Lock()
 	if m.RemoteConfig != nil {
 		s.pendingRC = m.RemoteConfig
@@ -867,6 +874,7 @@ func (s *Supervisor) applyTelemetry(ctx context.Context, t *ownTelemetry) {
 	s.mu.Lock()
 	s.telemetry = t
 	s.mu.Unlock()
+	s.saveTelemetry(t)
 	report(protobufs.ConnectionSettingsStatuses_ConnectionSettingsStatuses_APPLIED, "")
 	s.reportEffectiveConfig(ctx)
 }

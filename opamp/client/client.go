@@ -132,6 +132,11 @@ type MessageData struct {
 	// SetConnectionSettingsStatus.
 	ConnectionSettingsHash []byte
 
+	// HeartbeatInterval is the interval the server offered in its OpAMP
+	// connection settings (ReportsHeartbeat), already applied by the
+	// client; the agent may persist it for its next start.
+	HeartbeatInterval *time.Duration
+
 	PackagesAvailable   *protobufs.PackagesAvailable // AcceptsPackages
 	AgentIdentification *protobufs.AgentIdentification
 	CustomCapabilities  *protobufs.CustomCapabilities // the server's
@@ -141,7 +146,7 @@ type MessageData struct {
 func (m *MessageData) empty() bool {
 	return m.RemoteConfig == nil && m.OwnMetrics == nil && m.OwnTraces == nil && m.OwnLogs == nil &&
 		m.OtherConnSettings == nil && m.PackagesAvailable == nil && m.AgentIdentification == nil &&
-		m.CustomCapabilities == nil && m.CustomMessage == nil
+		m.CustomCapabilities == nil && m.CustomMessage == nil && m.HeartbeatInterval == nil
 }
 
 // Callbacks connect the client to the agent. Every field is optional. They

@@ -190,6 +190,10 @@ func (c *Client) receive(msg *protobufs.ServerToAgent) verdict {
 		}
 		if cs.Opamp != nil {
 			c.offerOpAMP(cs.Opamp, cs.Hash)
+			if c.has(protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat) {
+				d := time.Duration(min(cs.Opamp.HeartbeatIntervalSeconds, uint64(maxRetryAfter/time.Second))) * time.Second
+				data.HeartbeatInterval = &d
+			}
 		}
 	}
 	if !data.empty() && cb.OnMessage != nil {
