@@ -258,7 +258,9 @@ func TestWebSocketFleet(t *testing.T) {
 	}
 	s = startStack(t, db, s.addr)
 	defer s.stop(t)
-	if err := g.WaitConnected(wctx, n); err != nil {
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer rcancel()
+	if err := g.WaitConnected(rctx, n); err != nil {
 		t.Fatalf("after restart connected %d of %d: %v", g.Stats().Connected, n, err)
 	}
 	if err := eventually(30*time.Second, func() error { return inventory(ctx, s.cp, g) }); err != nil {
