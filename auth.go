@@ -295,3 +295,8 @@ type CredentialService interface {
 	// are returned, never hidden.
 	RecordAudit(ctx context.Context, e *AuditEntry) error
 }
+
+// NoticeRevoked tells the other replicas that the certificate whose serial
+// (a JSON string) is in Data was revoked, so that they close the
+// connection of Agent that presented it.
+const NoticeRevoked = "revoked"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"sort"
 	"time"
@@ -409,8 +410,9 @@ func (s *Service) Certificates(ctx context.Context, agent *steward.InstanceUID) 
 }
 
 // RevokeCertificate revokes a certificate and closes the connection of the
-// agent that presented it on this replica (other replicas refuse its next
-// connection); ENOTFOUND if unknown.
+// agent that presented it, on this replica and (through the Broadcaster) on
+// the others; every later connection with it is refused. ENOTFOUND if
+// unknown.
 func (s *Service) RevokeCertificate(ctx context.Context, serial string) (*steward.AgentCertificate, error) {
 	cs, err := s.credStore()
 	if err != nil {
@@ -423,21 +425,31 @@ func (s *Service) RevokeCertificate(ctx context.Context, serial string) (*stewar
 	s.audited(ctx, steward.AuditCertificateRevoked, c.AgentID.String(), map[string]any{"serial": c.Serial})
 	s.emit(&steward.Event{Type: steward.EventAgentRefused, AgentID: c.AgentID, Message: "client certificate " + c.Serial + " revoked",
 		Details: map[string]any{"serial": c.Serial}})
-	if ss := s.lookup(c.AgentID); ss != nil {
-		ss.mu.Lock()
-		var conn server.Conn
-		if ss.cred.connSerial == c.Serial {
-			conn = ss.conn
-		}
-		if ss.cred.cert != nil && ss.cred.cert.Serial == c.Serial {
-			ss.cred.cert = nil
-		}
-		ss.mu.Unlock()
-		if conn != nil {
-			_ = conn.Close()
-		}
-	}
+	s.dropRevoked(c.AgentID, c.Serial)
+	data, _ := json.Marshal(c.Serial)
+	s.broadcast(steward.Notice{Kind: steward.NoticeRevoked, Agent: c.AgentID, Data: data})
 	return c, nil
+}
+
+// dropRevoked closes the connection of agent id if it presented the
+// revoked certificate serial, and stops offering that certificate.
+func (s *Service) dropRevoked(id steward.InstanceUID, serial string) {
+	ss := s.lookup(id)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	var conn server.Conn
+	if ss.cred.connSerial == serial {
+		conn = ss.conn
+	}
+	if ss.cred.cert != nil && ss.cred.cert.Serial == serial {
+		ss.cred.cert = nil
+	}
+	ss.mu.Unlock()
+	if conn != nil {
+		_ = conn.Close()
+	}
 }
 
 // CACertificate returns the agent CA's certificate (PEM).

@@ -65,6 +65,11 @@ func (s *Service) onNotice(n steward.Notice) {
 		if err != nil {
 			s.log.Warn("command from another replica failed", "agent", n.Agent, "type", c.Type, "error", err)
 		}
+	case steward.NoticeRevoked:
+		var serial string
+		if json.Unmarshal(n.Data, &serial) == nil {
+			s.dropRevoked(n.Agent, serial)
+		}
 	case steward.NoticeEvent:
 		var e steward.Event
 		if err := json.Unmarshal(n.Data, &e); err == nil {
