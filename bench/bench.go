@@ -90,6 +90,10 @@ type Result struct {
 	HeapPerAgent       float64 `json:"heap_per_agent_bytes,omitempty"`
 	GoroutinesPerAgent float64 `json:"goroutines_per_agent,omitempty"`
 	ServerRSS          uint64  `json:"server_rss_bytes,omitempty"`
+	// ConnectCPUUS is the server's CPU time per agent for accepting it and
+	// handling its full status report (and the few heartbeats sent before
+	// the measurement ends), microseconds.
+	ConnectCPUUS float64 `json:"server_cpu_per_connect_us,omitempty"`
 	// The load generator's own cost per simulated agent.
 	LoadgenRSSPerAgent  float64 `json:"loadgen_rss_per_agent_bytes,omitempty"`
 	LoadgenHeapPerAgent float64 `json:"loadgen_heap_per_agent_bytes,omitempty"`
@@ -368,6 +372,7 @@ func (r *run) idle(ctx context.Context, res *Result) error {
 	res.HeapPerAgent = (float64(after.HeapInuse) - float64(before.HeapInuse)) / n
 	res.GoroutinesPerAgent = float64(after.Goroutines-before.Goroutines) / n
 	res.ServerRSS = after.RSS
+	res.ConnectCPUUS = float64(after.CPU-before.CPU) / n / 1e3
 	res.LoadgenRSSPerAgent = (float64(selfAfter.RSS) - float64(selfBefore.RSS)) / n
 	res.LoadgenHeapPerAgent = (float64(selfAfter.HeapInuse) - float64(selfBefore.HeapInuse)) / n
 	st := g.Stats()
