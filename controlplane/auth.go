@@ -68,6 +68,9 @@ type credState struct {
 	// offered maps an agent to the connection settings hash last offered
 	// to it on any connection.
 	offered sync.Map
+	// renamed maps a uid the server assigned to a certificate-authenticated
+	// agent to the uid its certificate names (in memory only).
+	renamed sync.Map
 }
 
 // agentCred is the per-session credential state (guarded by session.mu).
@@ -238,10 +241,14 @@ func (s *Service) admit(ctx context.Context, c server.Conn, ss *session, msg *pr
 	if auth != nil && auth.method == "certificate" {
 		if reply.AgentIdentification != nil {
 			// The server assigned this connection a new uid; the agent
-			// may use it (and ask for a certificate naming it).
+			// may use it, also on later connections with its old
+			// certificate, until it has one naming the new uid (spec:
+			// "Using instance_uid in the CSR").
 			auth.assigned.Store(&ss.id)
+			s.cred.renamed.Store(ss.id, auth.certUID)
 		}
-		if a := auth.assigned.Load(); auth.certUID != ss.id && (a == nil || *a != ss.id) {
+		renamedFrom, _ := s.cred.renamed.Load(ss.id)
+		if a := auth.assigned.Load(); auth.certUID != ss.id && (a == nil || *a != ss.id) && renamedFrom != auth.certUID {
 			return s.refuse(ctx, auth.certUID, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 				"client certificate %s belongs to agent %s, not %s", auth.serial, auth.certUID, ss.id))
 		}

@@ -219,7 +219,10 @@ func (s *Service) handleCSR(ctx context.Context, c server.Conn, ss *session, req
 	}
 	rec := ca.Record(cert, ss.id)
 	if err := s.cred.store.PutCertificate(ctx, rec); err != nil {
-		return err
+		// The spec wants BadRequest for any failure to issue; the agent
+		// may send its CSR again.
+		s.log.Warn("issued certificate not recorded", "agent", ss.id, "error", err)
+		return steward.Errorf(steward.EINVALID, "certificate request failed: the certificate could not be recorded (%s); send the request again later", steward.ErrorMessage(err))
 	}
 	ss.cred.cert = rec
 	s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(ss.id), Action: steward.AuditCertificateIssued, Target: ss.id.String(),

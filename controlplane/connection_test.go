@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -356,5 +357,63 @@ func TestAPITokens(t *testing.T) {
 	entries, _ := f.svc.Audit(ctx, steward.AuditFilter{Action: "token."})
 	if len(entries) != 3 || entries[0].Action != "token.delete" || entries[0].Actor != "admin session" {
 		t.Fatalf("audit: %+v", entries)
+	}
+}
+
+// An agent told to take a new instance uid may keep using its old
+// certificate, on this and later connections, and ask for a certificate
+// naming the new uid; a certificate used for any other uid is refused.
+func TestCertificateAfterNewInstanceUID(t *testing.T) {
+	authority, err := ca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newAuthFixture(t, controlplane.AgentAuth{Require: true, CA: authority})
+	old := steward.NewInstanceUID()
+	csr, _ := newCSR(t, old.String())
+	cert, err := authority.SignCSR(csr, old, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.(steward.CredentialStore).PutCertificate(f.ctx, ca.Record(cert, old)); err != nil {
+		t.Fatal(err)
+	}
+	connect := func() *testConn {
+		r := (&http.Request{Header: http.Header{}, TLS: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}}).WithContext(f.ctx)
+		st, err := f.svc.Accept(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &testConn{transport: server.WebSocket, state: st}
+		c.onClose = func() { f.svc.OnClose(c) }
+		return c
+	}
+	c := connect()
+	m := connReport(old, 0, "prod", connCaps)
+	m.Flags = uint64(protobufs.AgentToServerFlags_AgentToServerFlags_RequestInstanceUid)
+	r := f.send(c, m)
+	if r.AgentIdentification == nil {
+		t.Fatal("no new instance uid assigned")
+	}
+	nu, _ := steward.InstanceUIDFromBytes(r.AgentIdentification.NewInstanceUid)
+	f.send(c, heartbeat(nu, 1))
+	c.Close()
+
+	// A later connection with the old certificate and the new uid: a CSR
+	// for the new uid is accepted.
+	c = connect()
+	csr2, _ := newCSR(t, nu.String())
+	m2 := csrMessage(nu, 2, csr2)
+	r2, err := f.svc.OnMessage(f.ctx, c, m2)
+	if err != nil {
+		t.Fatalf("CSR for the assigned uid over the old certificate: %v", err)
+	}
+	if r2.GetConnectionSettings().GetOpamp().GetCertificate() == nil {
+		t.Fatal("no certificate offered for the new uid")
+	}
+	// Any other uid with that certificate: refused.
+	c3 := connect()
+	if _, err := f.svc.OnMessage(f.ctx, c3, connReport(steward.NewInstanceUID(), 0, "prod", connCaps)); steward.ErrorCode(err) != steward.EFORBIDDEN {
+		t.Fatalf("certificate used for another uid: %v, want EFORBIDDEN", err)
 	}
 }
