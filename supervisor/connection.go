@@ -145,6 +145,10 @@ func (s *Supervisor) connectionSettings(cs *client.Settings) error {
 	s.mu.Unlock()
 	if cert, err := s.issuedCertificate(); err != nil {
 		s.log.Warn("the stored client certificate is unusable; connecting without it", "error", err)
+	} else if cert != nil && cert.Leaf != nil && !time.Now().Before(cert.Leaf.NotAfter) {
+		// It would fail the handshake; connect with the other credentials
+		// (the enrollment token) and request a new one.
+		s.log.Warn("the stored client certificate expired; connecting without it", "not_after", cert.Leaf.NotAfter)
 	} else if cert != nil {
 		if cs.TLSConfig == nil {
 			cs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -158,6 +162,15 @@ func (s *Supervisor) connectionSettings(cs *client.Settings) error {
 		cs.Callbacks.OnConnect = func(ctx context.Context) {
 			if prev != nil {
 				prev(ctx)
+			}
+			s.maybeRequestCertificate()
+		}
+		// A new instance uid needs a certificate naming it (spec: "Using
+		// instance_uid in the CSR").
+		prevUID := cs.Callbacks.OnInstanceUIDChange
+		cs.Callbacks.OnInstanceUIDChange = func(uid [16]byte) {
+			if prevUID != nil {
+				prevUID(uid)
 			}
 			s.maybeRequestCertificate()
 		}

@@ -238,3 +238,55 @@ storage:
 }
 
 func ptrU64(v uint64) *uint64 { return &v }
+
+// A stored certificate is used for connections until it expires; an
+// expired one is left out (the handshake would fail) so the supervisor can
+// enroll again.
+func TestStoredCertificateUse(t *testing.T) {
+	authority, err := ca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := OpenStorage(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Supervisor{cfg: &Config{}, store: store, state: &State{}, log: slog.New(slog.DiscardHandler), uid: steward.NewInstanceUID()}
+	csr, err := s.newCSR(s.uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func(now time.Time) bool {
+		authority.Clock = func() time.Time { return now }
+		cert, err := authority.SignCSR(csr, s.uid, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.onOpAMPConnectionSettings(context.Background(), &protobufs.OpAMPConnectionSettings{
+			Certificate: &protobufs.TLSCertificate{Cert: ca.PEM(cert)}}); err != nil {
+			t.Fatal(err)
+		}
+		var cs client.Settings
+		if err := s.connectionSettings(&cs); err != nil {
+			t.Fatal(err)
+		}
+		return cs.TLSConfig != nil && len(cs.TLSConfig.Certificates) == 1
+	}
+	if !use(time.Now()) {
+		t.Fatal("a valid stored certificate is not used")
+	}
+	if use(time.Now().Add(-2 * time.Hour)) {
+		t.Fatal("an expired stored certificate is used")
+	}
+	if _, err := os.Stat(store.Path("client.crt.prev")); err != nil {
+		t.Fatalf("previous certificate not kept: %v", err)
+	}
+	// A certificate for another key is refused.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: s.uid.String()}}, other)
+	foreign, _ := authority.SignCSR(der, s.uid, time.Hour)
+	if err := s.onOpAMPConnectionSettings(context.Background(), &protobufs.OpAMPConnectionSettings{
+		Certificate: &protobufs.TLSCertificate{Cert: ca.PEM(foreign)}}); err == nil {
+		t.Fatal("a certificate for another key was accepted")
+	}
+}
