@@ -225,8 +225,9 @@ type page struct {
 	session string
 	base    string // the server's http://127.0.0.1:port
 
-	mu     sync.Mutex
-	errors []string // uncaught exceptions and console errors
+	mu      sync.Mutex
+	errors  []string          // uncaught exceptions and console errors
+	pending map[string]string // requests in flight: id -> method and URL
 }
 
 // newPage opens a tab with a 1440×900 viewport in the given color scheme
@@ -249,7 +250,8 @@ func (b *browser) newPage(t *testing.T, base, scheme string) *page {
 	b.mu.Lock()
 	b.handlers[p.session] = append(b.handlers[p.session], p.onEvent)
 	b.mu.Unlock()
-	for _, m := range []string{"Page.enable", "Runtime.enable", "Log.enable"} {
+	p.pending = map[string]string{}
+	for _, m := range []string{"Page.enable", "Runtime.enable", "Log.enable", "Network.enable"} {
 		p.must(m, nil, nil)
 	}
 	p.must("Emulation.setDeviceMetricsOverride", map[string]any{"width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": false}, nil)
@@ -259,6 +261,23 @@ func (b *browser) newPage(t *testing.T, base, scheme string) *page {
 
 func (p *page) onEvent(method string, params json.RawMessage) {
 	switch method {
+	case "Network.requestWillBeSent":
+		var e struct {
+			RequestID string `json:"requestId"`
+			Request   struct{ Method, URL string }
+		}
+		_ = json.Unmarshal(params, &e)
+		p.mu.Lock()
+		p.pending[e.RequestID] = time.Now().Format("15:04:05.000") + " " + e.Request.Method + " " + e.Request.URL
+		p.mu.Unlock()
+	case "Network.loadingFinished", "Network.loadingFailed":
+		var e struct {
+			RequestID string `json:"requestId"`
+		}
+		_ = json.Unmarshal(params, &e)
+		p.mu.Lock()
+		delete(p.pending, e.RequestID)
+		p.mu.Unlock()
 	case "Runtime.exceptionThrown":
 		var e struct {
 			ExceptionDetails struct {
@@ -400,8 +419,14 @@ func (p *page) waitFor(cond string, what string, args ...any) {
 	_ = p.eval("document.body ? document.body.innerText.slice(0, 3000) : ''", &text)
 	shot := filepath.Join(os.TempDir(), fmt.Sprintf("steward-uitest-%d.png", time.Now().UnixNano()))
 	_ = p.screenshotTo(shot)
-	p.t.Fatalf("timed out after %s waiting for %s (condition %s; last error %v)\nscreenshot: %s\npage text:\n%s\njs errors: %v",
-		waitTimeout, fmt.Sprintf(what, args...), cond, last, shot, text, p.jsErrors())
+	p.mu.Lock()
+	var inflight []string
+	for _, r := range p.pending {
+		inflight = append(inflight, r)
+	}
+	p.mu.Unlock()
+	p.t.Fatalf("timed out after %s waiting for %s (condition %s; last error %v)\nscreenshot: %s\npage text:\n%s\njs errors: %v\nrequests in flight: %v",
+		waitTimeout, fmt.Sprintf(what, args...), cond, last, shot, text, p.jsErrors(), inflight)
 }
 
 // sel returns a JS expression selecting one element.

@@ -320,6 +320,15 @@ func TestConsoleKeyboard(t *testing.T) {
 	}
 	p.press("Escape")
 	p.waitFor(`document.querySelector('dialog[open]') === null`, "Escape to close the dialog")
+
+	// A configuration without assignments can be deleted.
+	p.goTo("/configs/base")
+	p.click(`[data-testid="config-delete"]`)
+	p.click(`[data-testid="config-delete-dialog-submit"]`)
+	p.waitFor(`location.pathname === '/configs' && document.querySelectorAll('[data-testid="config-link"]').length === 0`, "the empty configuration list")
+	if _, err := s.cp.Config(context.Background(), "base", 0); steward.ErrorCode(err) != steward.ENOTFOUND {
+		t.Errorf("deleted config: %v", err)
+	}
 	noJSErrors(t, p)
 }
 
@@ -368,6 +377,23 @@ func TestConsoleAgentList(t *testing.T) {
 	p.js("window.__noReload", &marker)
 	if marker != "list" {
 		t.Fatalf("the list reloaded the page (marker %q)", marker)
+	}
+
+	// An offline agent can be forgotten from its page.
+	p.click(`[data-testid="agent-row"] [data-testid="agent-link"]`)
+	p.waitFor(`location.pathname === `+jsString("/agents/"+a3.id.String()), "the offline agent's page")
+	p.click(`[data-testid="forget"]`)
+	p.click(`[data-testid="forget-dialog-submit"]`)
+	p.waitFor(`location.pathname === '/agents'`, "back to the list")
+	if _, err := s.cp.Agent(context.Background(), a3.id); steward.ErrorCode(err) != steward.ENOTFOUND {
+		t.Errorf("forgotten agent: %v", err)
+	}
+	p.goTo("/agents/" + a1.id.String())
+	p.waitFor(sel(`[data-testid="push-config"]`), "an online agent's page")
+	var hidden bool
+	p.js(`document.querySelector('[data-testid="forget"]').hidden`, &hidden)
+	if !hidden {
+		t.Error("Forget is offered for an online agent")
 	}
 
 	// The unhealthy agent's tree shows which component fails and why.
@@ -588,5 +614,48 @@ func TestConsoleRollout(t *testing.T) {
 	if a, err := s.cp.Assignment(ctx, "gateways"); err != nil || a.Version != 2 {
 		t.Errorf("assignment after the rollout: %+v, %v", a, err)
 	}
+	noJSErrors(t, p)
+}
+
+// TestConsoleManyPageLoads loads one page after another in the same tab, as
+// a user opening links in place would. Each page holds an event stream; a
+// page kept in the back/forward cache must not keep its stream, or after six
+// the browser has no connection left to the server and the console stalls.
+func TestConsoleManyPageLoads(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
+	waitAgent(t, s, agent.id, "online", func(a *steward.Agent) bool { return a.Online })
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/")
+	login(t, p)
+	pages := []struct{ path, ready string }{
+		{"/", `document.querySelector('[data-testid="stat-online-value"]')?.innerText === '1'`},
+		{"/agents", `document.querySelectorAll('[data-testid="agent-row"]').length === 1`},
+		{"/agents/" + agent.id.String(), `document.querySelector('[data-testid="agent-name"]')?.innerText === 'otelcol-gateway'`},
+		{"/configs", sel(`[data-testid="config-new"]`)},
+		{"/assignments", sel(`[data-testid="assignment-new"]`)},
+		{"/rollouts", sel(`[data-testid="rollout-new"]`)},
+	}
+	for round := 0; round < 2; round++ {
+		for _, pg := range pages {
+			p.goTo(pg.path)
+			p.waitFor(pg.ready+` && document.querySelector('[data-testid="live"]')?.dataset.state === 'live'`, "%s loaded and live (round %d)", pg.path, round+1)
+		}
+	}
+	// One page is open, so one stream: those of the pages left behind are
+	// closed (the server sees them end).
+	deadline := time.Now().Add(waitTimeout)
+	for s.streams.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d event streams open after 12 page loads in one tab, want 1", s.streams.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Back: the page may come from the back/forward cache; it must be live.
+	p.js("history.back()", nil)
+	p.waitFor(`location.pathname === '/assignments' && document.querySelector('[data-testid="live"]')?.dataset.state === 'live'`, "the previous page, live")
+	p.goTo("/agents/" + agent.id.String())
+	p.waitFor(`document.querySelector('[data-testid="agent-name"]')?.innerText === 'otelcol-gateway'`, "the agent page after 13 loads")
 	noJSErrors(t, p)
 }

@@ -8,6 +8,7 @@ import (
 	nethttp "net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,8 @@ type stack struct {
 	opampURL string // ws://127.0.0.1:port/v1/opamp
 	password string
 	cp       *controlplane.Service
+	// streams counts the event streams being served now.
+	streams atomic.Int64
 }
 
 const adminPassword = "correct horse battery staple"
@@ -64,7 +67,16 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	st := &stack{password: adminPassword, cp: cp}
+	// Count open event streams, to check that pages do not leak them.
+	counted := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if r.URL.Path == "/api/v1/events/stream" {
+			st.streams.Add(1)
+			defer st.streams.Add(-1)
+		}
+		api.ServeHTTP(w, r)
+	})
+	srv := &nethttp.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -85,5 +97,6 @@ func startStack(t *testing.T) *stack {
 		}
 	})
 	addr := ln.Addr().String()
-	return &stack{base: "http://" + addr, opampURL: "ws://" + addr + "/v1/opamp", password: adminPassword, cp: cp}
+	st.base, st.opampURL = "http://"+addr, "ws://"+addr+"/v1/opamp"
+	return st
 }

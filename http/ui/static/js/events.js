@@ -72,6 +72,24 @@ function open() {
   };
 }
 
+// A page left for another keeps its connections while the browser holds it
+// in the back/forward cache; an event stream per page left behind would
+// soon use up the browser's six connections to the server and stall every
+// request. Close the stream when the page is hidden, reopen it if the page
+// is shown again.
+window.addEventListener('pagehide', () => {
+  clearTimeout(timer);
+  if (es) es.close();
+  es = null;
+});
+window.addEventListener('pageshow', (e) => {
+  if (e.persisted && wanted && !es) {
+    open();
+    // Events were missed while the page was away.
+    dispatch('resync', '{"type":"resync"}');
+  }
+});
+
 /** start opens the stream (idempotent). */
 export function start() {
   wanted = true;

@@ -190,13 +190,14 @@ export function mount(root, ctx) {
       copy: h('button', { type: 'button', class: 'link small', 'aria-label': 'Copy the instance id', onclick: async () => toast((await copyText(id)) ? 'Instance id copied.' : 'Copy failed.') }, 'copy'),
       push: h('button', { type: 'button', class: 'primary', 'data-testid': 'push-config', onclick: pushConfig }, 'Push config'),
       restart: h('button', { type: 'button', 'data-testid': 'restart', onclick: restart }, 'Restart'),
+      forget: h('button', { type: 'button', class: 'danger', 'data-testid': 'forget', onclick: forget }, 'Forget'),
     };
     replace(head,
       h('div', { class: 'titles' },
         h('div', { class: 'breadcrumb' }, h('a', { href: '/agents' }, 'Agents'), ' / ', x.crumb),
         h('div', { class: 'inline' }, x.name, x.badges),
         x.sub),
-      h('div', { class: 'actions' }, x.push, x.restart));
+      h('div', { class: 'actions' }, x.push, x.restart, x.forget));
     return x;
   }
 
@@ -251,6 +252,8 @@ export function mount(root, ctx) {
       h('span', null, 'last seen ', timeEl(a.last_seen)));
     hd.push.disabled = !canConfig;
     hd.push.title = canConfig ? 'Assign a configuration to this agent' : 'The agent does not accept remote configuration';
+    hd.forget.hidden = a.online;
+    hd.forget.title = 'Remove this offline agent and its history; it reappears if it connects again';
     hd.restart.disabled = !canRestart || !a.online;
     hd.restart.title = !canRestart ? 'The agent does not accept the restart command' : (!a.online ? 'The agent is offline' : 'Ask the agent to restart');
     renderTabs();
@@ -349,6 +352,18 @@ export function mount(root, ctx) {
             try { await api.deleteAssignment(x.name); toast('Assignment removed.'); load(); } catch (e) { toast(e.message, 'bad'); }
           }
         } }, 'Remove'))))));
+  }
+
+  async function forget() {
+    const ok = await openDialog({
+      title: 'Forget agent', submitLabel: 'Forget', danger: true, testid: 'forget-dialog',
+      body: h('p', null, `Remove ${agentName(s.agent)} (${id}) and its event history from Steward? If the agent connects again it is listed again.`),
+      onSubmit: () => api.deleteAgent(id),
+    });
+    if (ok) {
+      toast(`Forgot ${agentName(s.agent)}.`);
+      ctx.navigate('/agents');
+    }
   }
 
   async function restart() {

@@ -204,7 +204,8 @@ export function mount(root, ctx) {
           h('h2', { class: 'mono', style: 'font-size:17px', 'data-testid': 'config-name' }, name),
           h('div', { class: 'sub' }, h('span', { 'data-testid': 'config-latest' }, 'latest v' + (latest ? latest.version : '?')),
             latest ? h('span', null, 'saved ', timeEl(latest.created_at), latest.author ? ' by ' + latest.author : '') : null,
-            latest ? h('span', { class: 'mono', title: b64hex(latest.hash) }, shortHash(latest.hash)) : null))),
+            latest ? h('span', { class: 'mono', title: b64hex(latest.hash) }, shortHash(latest.hash)) : null)),
+        h('div', { class: 'actions' }, h('button', { type: 'button', class: 'small danger', 'data-testid': 'config-delete', onclick: deleteConfig }, 'Delete configuration'))),
       tabs, body);
     if (tab === 'versions') renderVersions(body);
     else if (tab === 'view') renderView(body);
@@ -213,8 +214,19 @@ export function mount(root, ctx) {
     else if (tab === 'assignments') { const v = assignmentsView({ config: name }); body.append(v.node); sub = v.cleanup; }
   }
 
+  async function deleteConfig() {
+    const ok = await openDialog({
+      title: 'Delete configuration', submitLabel: 'Delete', danger: true, testid: 'config-delete-dialog',
+      body: h('p', null, `Delete "${name}" and all ${versions.length} of its versions? Agents keep running what they have. A configuration still assigned cannot be deleted: remove its assignments first.`),
+      onSubmit: () => api.deleteConfig(name),
+    });
+    if (ok) {
+      toast(`Deleted ${name}.`);
+      ctx.navigate('/configs');
+    }
+  }
+
   function go(patch) {
-    Object.assign(patch, {});
     if (patch.tab) tab = patch.tab;
     setQuery(patch);
     renderDetail();
