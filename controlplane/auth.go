@@ -122,12 +122,13 @@ func (s *Service) authenticate(r *http.Request) (any, error) {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return s.authCertificate(ctx, r.TLS.PeerCertificates[0], r.TLS.VerifiedChains, r.RemoteAddr)
 	}
-	if h := r.Header.Get("Authorization"); h != "" {
-		secret, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || strings.TrimSpace(secret) == "" {
-			return nil, s.refuse(ctx, steward.InstanceUID{}, r.RemoteAddr, steward.Errorf(steward.EUNAUTHORIZED, "malformed Authorization header: use Bearer <enrollment token>"))
+	// Only the Bearer scheme is ours; another (e.g. for a proxy in front)
+	// counts as no credentials.
+	if scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if secret = strings.TrimSpace(secret); secret == "" {
+			return nil, s.refuse(ctx, steward.InstanceUID{}, r.RemoteAddr, steward.Errorf(steward.EUNAUTHORIZED, "empty bearer token: send Authorization: Bearer <enrollment token>"))
 		}
-		return s.authToken(ctx, strings.TrimSpace(secret), r.RemoteAddr)
+		return s.authToken(ctx, secret, r.RemoteAddr)
 	}
 	if s.cfg.Auth.Require {
 		// Not audited: such requests carry no identity to record.

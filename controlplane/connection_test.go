@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,6 +264,10 @@ func TestEnrollmentTokens(t *testing.T) {
 	}
 	if _, err := accept("stwe_wrong"); steward.ErrorCode(err) != steward.EUNAUTHORIZED {
 		t.Fatalf("wrong token: %v, want EUNAUTHORIZED", err)
+	}
+	basic := (&http.Request{Header: http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}}).WithContext(ctx)
+	if _, err := f.svc.Accept(basic); steward.ErrorCode(err) != steward.EUNAUTHORIZED || !strings.Contains(err.Error(), "authentication required") {
+		t.Fatalf("another scheme counts as no credentials: %v", err)
 	}
 	_, expired, err := f.svc.CreateEnrollmentToken(ctx, steward.EnrollmentToken{Name: "old", ExpiresAt: time.Now().Add(-time.Minute)})
 	if err != nil {
