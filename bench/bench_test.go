@@ -1,0 +1,105 @@
+package bench_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/bench"
+)
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// build compiles one of the benchmark servers.
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// TestScenarios runs every scenario with a small fleet against both real
+// servers, as separate processes, and checks what each one reports.
+func TestScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the benchmark servers")
+	}
+	dir := t.TempDir()
+	bins := map[string]string{
+		bench.Steward: build(t, dir, "github.com/stewardhq/steward/bench/steward-server"),
+		bench.OpAMPGo: build(t, dir, "github.com/stewardhq/steward/bench/opampgo-server"),
+	}
+	const n = 100
+	for _, srv := range []string{bench.Steward, bench.OpAMPGo} {
+		for _, sc := range []string{"idle", "heartbeat", "rollout", "storm"} {
+			t.Run(srv+"/"+sc, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+				defer cancel()
+				res, err := bench.Run(ctx, bench.Config{
+					Scenario: sc, Server: srv, ServerBin: bins[srv], Agents: n,
+					OpAMPAddr: freeAddr(t), APIAddr: freeAddr(t), DataDir: t.TempDir(),
+					Window: 2 * time.Second, Settle: 500 * time.Millisecond, Timeout: time.Minute,
+					ReconnectJitter: 200 * time.Millisecond, Log: io.Discard,
+				})
+				if err != nil {
+					t.Fatalf("%v (result %s)", err, res.JSON())
+				}
+				if res.ConnectSeconds <= 0 || res.ServerErrors != 0 {
+					t.Fatalf("result %s: want a connect time and no server errors", res.JSON())
+				}
+				switch sc {
+				case "idle":
+					// RSS of 100 agents is within the noise of what the
+					// runtime returns to the OS; the heap must grow.
+					if res.ServerRSS == 0 || res.HeapPerAgent <= 0 {
+						t.Fatalf("result %s: no memory measured", res.JSON())
+					}
+					if srv == bench.OpAMPGo && res.GoroutinesPerAgent < 0.9 {
+						t.Fatalf("result %s: the opamp-go server runs a goroutine per connection", res.JSON())
+					}
+				case "heartbeat":
+					if res.MessagesPerSecond <= 0 || res.CPUPerMessageUS <= 0 {
+						t.Fatalf("result %s: no heartbeat CPU measured", res.JSON())
+					}
+				case "rollout":
+					if res.ServerApplied != n || res.RolloutSeconds <= 0 {
+						t.Fatalf("result %s: want %d agents APPLIED on the server", res.JSON(), n)
+					}
+				case "storm":
+					if res.ReconnectSeconds <= 0 || (srv == bench.Steward && !res.InventoryOK) {
+						t.Fatalf("result %s: want every agent back (and the inventory complete)", res.JSON())
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestRunValidates(t *testing.T) {
+	for _, c := range []bench.Config{
+		{Scenario: "idle", Server: bench.Steward, ServerBin: "x"},
+		{Scenario: "idle", Server: "nginx", ServerBin: "x", Agents: 1},
+		{Scenario: "idle", Server: bench.Steward, Agents: 1},
+		{Scenario: "rollout", Server: bench.Steward, ServerBin: "x", Agents: 1, HTTP: true},
+	} {
+		if _, err := bench.Run(context.Background(), c); err == nil {
+			t.Errorf("Run(%+v) succeeded, want an error", c)
+		}
+	}
+}
