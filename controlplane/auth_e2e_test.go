@@ -248,7 +248,7 @@ func TestAgentCredentialsEndToEnd(t *testing.T) {
 	uid := steward.NewInstanceUID()
 	k := newAgentKey()
 	agent := s.startAgent(uid, token, k)
-	eventually(t, "the agent online", func() bool {
+	eventually30(t, "the agent online", func() bool {
 		a, err := s.svc.Agent(ctx, uid)
 		return err == nil && a.Online
 	})
@@ -258,10 +258,10 @@ func TestAgentCredentialsEndToEnd(t *testing.T) {
 	if err := agent.RequestConnectionSettings(k.csr(t, uid.String())); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a certificate issued", func() bool { return len(s.certs(uid)) == 1 })
+	eventually30(t, "a certificate issued", func() bool { return len(s.certs(uid)) == 1 })
 	first := s.certs(uid)[0]
-	eventually(t, "a TLS connection with the issued certificate", func() bool { return s.sawSerial(first.Serial) })
-	eventually(t, "APPLIED reported", func() bool { return s.appliedHash(uid) != nil })
+	eventually30(t, "a TLS connection with the issued certificate", func() bool { return s.sawSerial(first.Serial) })
+	eventually30(t, "APPLIED reported", func() bool { return s.appliedHash(uid) != nil })
 	firstHash := s.appliedHash(uid)
 
 	// Rotation: past two thirds of its lifetime the certificate is renewed
@@ -270,13 +270,13 @@ func TestAgentCredentialsEndToEnd(t *testing.T) {
 	if err := s.svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a renewed certificate", func() bool { return len(s.certs(uid)) == 2 })
+	eventually30(t, "a renewed certificate", func() bool { return len(s.certs(uid)) == 2 })
 	second := s.certs(uid)[0]
 	if second.Serial == first.Serial || !second.NotAfter.After(first.NotAfter) {
 		t.Fatalf("renewal: %+v after %+v", second, first)
 	}
-	eventually(t, "a TLS connection with the renewed certificate", func() bool { return s.sawSerial(second.Serial) })
-	eventually(t, "APPLIED reported for the renewal", func() bool {
+	eventually30(t, "a TLS connection with the renewed certificate", func() bool { return s.sawSerial(second.Serial) })
+	eventually30(t, "APPLIED reported for the renewal", func() bool {
 		h := s.appliedHash(uid)
 		return h != nil && !bytes.Equal(h, firstHash)
 	})
@@ -290,11 +290,11 @@ func TestAgentCredentialsEndToEnd(t *testing.T) {
 	if _, err := s.svc.RevokeCertificate(ctx, second.Serial); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the revoked agent offline", func() bool {
+	eventually30(t, "the revoked agent offline", func() bool {
 		a, err := s.svc.Agent(ctx, uid)
 		return err == nil && !a.Online
 	})
-	eventually(t, "the agent's reconnections refused", func() bool {
+	eventually30(t, "the agent's reconnections refused", func() bool {
 		e, _ := s.svc.Audit(ctx, steward.AuditFilter{Action: steward.AuditAgentRefused})
 		for _, x := range e {
 			if x.Target == uid.String() && strings.Contains(x.Details["reason"].(string), "revoked") {
@@ -389,3 +389,16 @@ func TestClientCertificateRefusals(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// eventually30 polls cond for up to 30 seconds (these tests reconnect over
+// TLS several times; a loaded machine is slow at that).
+func eventually30(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
