@@ -321,6 +321,10 @@ func TestConsoleKeyboard(t *testing.T) {
 	p.press("Escape")
 	p.waitFor(`document.querySelector('dialog[open]') === null`, "Escape to close the dialog")
 
+	// Navigating moves focus to the new page's content.
+	p.click(`[data-testid="nav-agents"]`)
+	p.waitFor(`location.pathname === '/agents' && document.activeElement?.id === 'main'`, "focus on the content after navigating")
+
 	// A configuration without assignments can be deleted.
 	p.goTo("/configs/base")
 	p.click(`[data-testid="config-delete"]`)

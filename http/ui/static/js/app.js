@@ -34,6 +34,10 @@ export function navigate(to, { replace: rep = false } = {}) {
   if (rep) history.replaceState(null, '', to);
   else history.pushState(null, '', to);
   route();
+  // Move focus to the new content, as a page load would, so keyboard and
+  // screen reader users start there rather than on the link they left.
+  if (shell && app.contains(shell.main)) shell.main.focus({ preventScroll: true });
+  window.scrollTo(0, 0);
 }
 
 function buildShell() {

@@ -72,7 +72,7 @@ function healthNode(name, c) {
       c.status ? h('span', { class: 'muted' }, c.status) : null,
       c.start_time ? h('span', { class: 'faint' }, 'since ', timeEl(c.start_time)) : null,
       c.last_error ? h('span', { class: 'err' }, c.last_error) : null),
-    kids.length ? h('ul', { role: 'group' }, kids.map((k) => healthNode(k, c.components[k]))) : null);
+    kids.length ? h('ul', null, kids.map((k) => healthNode(k, c.components[k]))) : null);
 }
 
 function labelsEditor(agent, onSaved) {
@@ -298,7 +298,7 @@ export function mount(root, ctx) {
 
     // Health.
     replace(panels.health, a.health
-      ? panel('Component health', h('ul', { class: 'tree', role: 'tree', 'data-testid': 'health-tree' }, healthNode(attr(a, 'service.name') || 'agent', a.health)))
+      ? panel('Component health', h('ul', { class: 'tree', 'aria-label': 'Component health', 'data-testid': 'health-tree' }, healthNode(attr(a, 'service.name') || 'agent', a.health)))
       : panel('Component health', h('p', { class: 'muted' }, caps.has('ReportsHealth') ? 'The agent has not reported its health yet.' : 'The agent does not report health.')));
 
     // Configuration.
