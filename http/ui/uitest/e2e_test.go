@@ -640,6 +640,7 @@ func TestConsoleManyPageLoads(t *testing.T) {
 		{"/configs", sel(`[data-testid="config-new"]`)},
 		{"/assignments", sel(`[data-testid="assignment-new"]`)},
 		{"/rollouts", sel(`[data-testid="rollout-new"]`)},
+		{"/events", `document.querySelector('[data-testid="event-row"][data-type="agent.connected"]') !== null`},
 	}
 	for round := 0; round < 2; round++ {
 		for _, pg := range pages {
@@ -658,8 +659,23 @@ func TestConsoleManyPageLoads(t *testing.T) {
 	}
 	// Back: the page may come from the back/forward cache; it must be live.
 	p.js("history.back()", nil)
-	p.waitFor(`location.pathname === '/assignments' && document.querySelector('[data-testid="live"]')?.dataset.state === 'live'`, "the previous page, live")
+	p.waitFor(`location.pathname === '/rollouts' && document.querySelector('[data-testid="live"]')?.dataset.state === 'live'`, "the previous page, live")
 	p.goTo("/agents/" + agent.id.String())
-	p.waitFor(`document.querySelector('[data-testid="agent-name"]')?.innerText === 'otelcol-gateway'`, "the agent page after 13 loads")
+	p.waitFor(`document.querySelector('[data-testid="agent-name"]')?.innerText === 'otelcol-gateway'`, "the agent page after 15 loads")
+
+	// The event log, filtered by type, grows live.
+	p.goTo("/events")
+	p.setValue(`[data-testid="events-type"]`, "agent.connected")
+	p.waitFor(`location.search === '?type=agent.connected' && document.querySelectorAll('[data-testid="event-row"]').length === 1`, "one agent.connected event")
+	other := startAgent(t, s.opampURL, agentOptions{name: "otelcol-agent", version: "0.120.0", host: "node-1"})
+	p.waitFor(`document.querySelectorAll('[data-testid="event-row"]').length === 2 && document.querySelector('[data-testid="event-row"] a')?.title === `+jsString(other.id.String()), "the new connection on top, live")
+	var types []string
+	p.js(`[...document.querySelectorAll('[data-testid="event-row"]')].map(r => r.dataset.type)`, &types)
+	for _, ty := range types {
+		if ty != "agent.connected" {
+			t.Errorf("filtered list shows a %s event", ty)
+		}
+	}
+	p.screenshot("events")
 	noJSErrors(t, p)
 }

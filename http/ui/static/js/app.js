@@ -9,6 +9,7 @@ import * as agent from './pages/agent.js';
 import * as configs from './pages/configs.js';
 import * as assignments from './pages/assignments.js';
 import * as rollouts from './pages/rollouts.js';
+import * as eventsPage from './pages/events.js';
 
 const routes = [
   { re: /^\/$/, page: overview, nav: '/' },
@@ -18,6 +19,7 @@ const routes = [
   { re: /^\/configs\/([^/]+)$/, page: configs, nav: '/configs', keys: ['name'] },
   { re: /^\/assignments\/?$/, page: assignments, nav: '/assignments' },
   { re: /^\/rollouts\/?$/, page: rollouts, nav: '/rollouts' },
+  { re: /^\/events\/?$/, page: eventsPage, nav: '/events' },
 ];
 
 const app = document.getElementById('app');
@@ -49,6 +51,7 @@ function buildShell() {
     h('a', { href: '/configs', 'data-testid': 'nav-configs' }, 'Configurations'),
     h('a', { href: '/assignments', 'data-testid': 'nav-assignments' }, 'Assignments'),
     h('a', { href: '/rollouts', 'data-testid': 'nav-rollouts' }, 'Rollouts'),
+    h('a', { href: '/events', 'data-testid': 'nav-events' }, 'Events'),
   );
   const main = h('main', { id: 'main', tabindex: '-1', 'data-testid': 'main' });
   const header = h('header', { class: 'topbar' },

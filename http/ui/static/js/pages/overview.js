@@ -123,7 +123,7 @@ export function mount(root, ctx) {
         panel('Versions', bars(s.by_version, total, { testid: 'by-version', href: (n) => sel('service.version', n) }))),
       h('div', { class: 'grid cols-2', style: 'margin-top:16px' },
         panel('Agent types', bars(s.by_type, total, { testid: 'by-type', href: (n) => sel('service.name', n) })),
-        panel('Live activity', activity)));
+        panel('Live activity', activity, h('a', { href: '/events', class: 'small' }, 'All events'))));
     renderActivity();
   }
 
