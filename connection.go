@@ -101,11 +101,11 @@ func (e *EffectiveConnectionSettings) Empty() bool {
 // MergeConnectionSettings merges the sets that match labels: per field, the
 // highest priority (then lowest name) wins. Sets with a bad selector are
 // skipped. It returns nil when none matches.
-func MergeConnectionSettings(all []*ConnectionSettings, labels map[string]string) *EffectiveConnectionSettings {
+func MergeConnectionSettings(all []*ConnectionSettings, labels Labeled) *EffectiveConnectionSettings {
 	var match []*ConnectionSettings
 	for _, c := range all {
 		sel, err := ParseSelector(c.Selector)
-		if err != nil || !sel.Matches(labels) {
+		if err != nil || !sel.MatchLabels(labels) {
 			continue
 		}
 		match = append(match, c)

@@ -105,14 +105,14 @@ func Bucket(id InstanceUID) int {
 
 // Reached reports whether an agent (id and label set) falls within stages
 // 0..stage.
-func (r *Rollout) Reached(id InstanceUID, labels map[string]string, stage int) bool {
+func (r *Rollout) Reached(id InstanceUID, labels Labeled, stage int) bool {
 	for i := 0; i <= stage && i < len(r.Stages); i++ {
 		st := r.Stages[i]
 		if st.Percent > 0 && Bucket(id) < st.Percent {
 			return true
 		}
 		if st.Selector != "" {
-			if sel, err := ParseSelector(st.Selector); err == nil && sel.Matches(labels) {
+			if sel, err := ParseSelector(st.Selector); err == nil && sel.MatchLabels(labels) {
 				return true
 			}
 		}

@@ -50,10 +50,25 @@ func ParseSelector(s string) (Selector, error) {
 	}
 }
 
+// Labeled is a set of labels a Selector can match: a LabelMap, or the
+// compact Labels the control plane keeps per connected agent.
+type Labeled interface {
+	Label(key string) (value string, ok bool)
+}
+
+// LabelMap is a Labeled map.
+type LabelMap map[string]string
+
+// Label looks key up.
+func (m LabelMap) Label(key string) (string, bool) { v, ok := m[key]; return v, ok }
+
 // Matches reports whether labels satisfy every requirement.
-func (sel Selector) Matches(labels map[string]string) bool {
+func (sel Selector) Matches(labels map[string]string) bool { return sel.MatchLabels(LabelMap(labels)) }
+
+// MatchLabels reports whether labels satisfy every requirement.
+func (sel Selector) MatchLabels(labels Labeled) bool {
 	for _, r := range sel {
-		v, ok := labels[r.Key]
+		v, ok := labels.Label(r.Key)
 		switch r.Op {
 		case "exists":
 			if !ok {

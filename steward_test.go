@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -200,26 +201,26 @@ func TestRollout(t *testing.T) {
 	const n = 5000
 	for i := 0; i < n; i++ {
 		id := steward.NewInstanceUID()
-		if r.Reached(id, nil, 0) {
+		if r.Reached(id, steward.LabelMap(nil), 0) {
 			t.Fatal("stage 0 is selector-only")
 		}
-		if r.Reached(id, nil, 1) {
+		if r.Reached(id, steward.LabelMap(nil), 1) {
 			in30++
-			if !r.Reached(id, nil, 2) {
+			if !r.Reached(id, steward.LabelMap(nil), 2) {
 				t.Fatal("stages are cumulative")
 			}
 		}
-		if !r.Reached(id, nil, 2) {
+		if !r.Reached(id, steward.LabelMap(nil), 2) {
 			t.Fatal("100% reaches everyone")
 		}
-		if r.Reached(id, nil, 1) != r.Reached(id, nil, 1) {
+		if r.Reached(id, steward.LabelMap(nil), 1) != r.Reached(id, steward.LabelMap(nil), 1) {
 			t.Fatal("not stable")
 		}
 	}
 	if frac := float64(in30) / n; frac < 0.25 || frac > 0.35 {
 		t.Fatalf("30%% stage reached %.1f%% of agents", frac*100)
 	}
-	if !r.Reached(steward.NewInstanceUID(), map[string]string{"ring": "canary"}, 0) {
+	if !r.Reached(steward.NewInstanceUID(), steward.LabelMap{"ring": "canary"}, 0) {
 		t.Fatal("selector stage")
 	}
 	for _, bad := range []steward.Rollout{
@@ -268,5 +269,74 @@ func TestAgentLabelSet(t *testing.T) {
 	b, _ := json.Marshal(a.Capabilities | steward.AgentAcceptsRemoteConfig | steward.AgentReportsHealth)
 	if !strings.Contains(string(b), `"AcceptsRemoteConfig"`) || !strings.Contains(string(b), `"bits":2050`) {
 		t.Fatalf("capabilities JSON %s", b)
+	}
+}
+
+func TestCompactLabels(t *testing.T) {
+	a := &steward.Agent{ID: steward.NewInstanceUID(), Description: &steward.AgentDescription{
+		IdentifyingAttributes: []steward.KeyValue{{Key: "service.name", Value: "otelcol"}},
+		NonIdentifyingAttributes: []steward.KeyValue{{Key: "env", Value: "prod"}, {Key: "host.name", Value: "h1"},
+			{Key: "zone", Value: ""}},
+	}, Labels: map[string]string{"ring": "canary"}}
+	l := a.CompactLabels()
+	want := a.LabelSet()
+	if got := l.Map(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Map() = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got, ok := l.Label(k); !ok || got != v {
+			t.Fatalf("Label(%q) = %q, %v; want %q", k, got, ok, v)
+		}
+	}
+	for _, k := range []string{"missing", "", "zzz", "aaa"} {
+		if _, ok := l.Label(k); ok {
+			t.Fatalf("Label(%q) found", k)
+		}
+	}
+	// Selectors match compact labels exactly as they match the map.
+	for _, s := range []string{"env=prod", "env!=prod", "ring in (canary,beta)", "!zone", "zone", "instance.uid=" + a.ID.String(), "service.name,host.name=h1"} {
+		sel, err := steward.ParseSelector(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sel.MatchLabels(l) != sel.Matches(want) {
+			t.Fatalf("%q: compact %v, map %v", s, sel.MatchLabels(l), sel.Matches(want))
+		}
+	}
+	if _, ok := (steward.Labels{}).Label("instance.uid"); ok {
+		t.Fatal("zero Labels has an instance.uid")
+	}
+}
+
+func TestCompactLabelsEdges(t *testing.T) {
+	id := steward.NewInstanceUID()
+	empty := steward.NewLabels(id, nil)
+	if _, ok := empty.Label("a"); ok {
+		t.Fatal("empty set has a label")
+	}
+	if v, ok := empty.Label("instance.uid"); !ok || v != id.String() {
+		t.Fatal("instance.uid comes from the id")
+	}
+	l := steward.NewLabels(id, map[string]string{"a": "", "b\x00x": "dropped", "c": "x\x00y", "instance.uid": "ignored"})
+	if v, ok := l.Label("a"); !ok || v != "" {
+		t.Fatalf("empty value: %q %v", v, ok)
+	}
+	if _, ok := l.Label("b\x00x"); ok {
+		t.Fatal("a key with NUL is not stored")
+	}
+	if v, _ := l.Label("c"); v != "xy" {
+		t.Fatalf("NUL is dropped from values: %q", v)
+	}
+	if v, _ := l.Label("instance.uid"); v != id.String() {
+		t.Fatal("instance.uid label is the id")
+	}
+	// Agents with the same keys share the interned key set.
+	a := steward.NewLabels(steward.NewInstanceUID(), map[string]string{"env": "prod", "host.name": "h1"})
+	b := steward.NewLabels(steward.NewInstanceUID(), map[string]string{"env": "dev", "host.name": "h2"})
+	if va, _ := a.Label("host.name"); va != "h1" {
+		t.Fatal(va)
+	}
+	if vb, _ := b.Label("env"); vb != "dev" {
+		t.Fatal(vb)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/stewardhq/steward"
-	"github.com/stewardhq/steward/opamp/server"
 )
 
 // Agent returns one agent from the store; ENOTFOUND if unknown.
@@ -73,7 +72,7 @@ func (s *Service) SetAgentLabels(ctx context.Context, id steward.InstanceUID, la
 	}
 	if ss != nil {
 		if err == nil {
-			ss.labels = a.LabelSet()
+			ss.labels = a.CompactLabels()
 		}
 		ss.mu.Unlock()
 	}
@@ -145,7 +144,7 @@ func (s *Service) lookup(id steward.InstanceUID) *session {
 func (s *Service) RestartAgent(ctx context.Context, id steward.InstanceUID) error {
 	cmd := &protobufs.ServerToAgentCommand{Type: protobufs.CommandType_CommandType_Restart}
 	err := s.deliver(ctx, id, steward.AgentAcceptsRestartCommand, "restart", steward.Command{Type: "restart"}, func(m *protobufs.ServerToAgent) { m.Command = cmd },
-		func(ss *session) { ss.pendingCommand = cmd })
+		func(ss *session) { ss.queue().command = cmd })
 	if err == nil {
 		s.emit(&steward.Event{Type: steward.EventCommandSent, AgentID: id, Message: "restart command sent"})
 	}
@@ -160,7 +159,7 @@ func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID,
 	}
 	cm := &protobufs.CustomMessage{Capability: msg.Capability, Type: msg.Type, Data: msg.Data}
 	err := s.deliver(ctx, id, 0, "custom message", steward.Command{Type: "custom_message", CustomMessage: &msg}, func(m *protobufs.ServerToAgent) { m.CustomMessage = cm },
-		func(ss *session) { ss.pendingCustom = append(ss.pendingCustom, cm) },
+		func(ss *session) { q := ss.queue(); q.custom = append(q.custom, cm) },
 		func(ss *session) error {
 			if !slices.Contains(ss.customCaps, msg.Capability) {
 				return steward.Errorf(steward.EINVALID, "agent %s did not declare custom capability %q", id, msg.Capability)
@@ -191,9 +190,9 @@ func (s *Service) deliver(ctx context.Context, id steward.InstanceUID, need stew
 		}
 	}
 	conn := ss.conn
-	if conn == nil || ss.transport == server.HTTP {
+	if conn == nil || ss.http {
 		queue(ss)
-		ss.pendingUntil = time.Now().Add(s.cfg.CommandTTL)
+		ss.queue().until = time.Now().Add(s.cfg.CommandTTL)
 		ss.mu.Unlock()
 		return nil
 	}
@@ -220,4 +219,23 @@ func (s *Service) Events(ctx context.Context, f steward.EventFilter) ([]*steward
 		f.Limit = 100
 	}
 	return s.store.Events(ctx, f)
+}
+
+var _ steward.Summarizer = (*Service)(nil)
+
+// Summary counts the fleet: in the database when the store can (SQL
+// aggregates), else by reading every agent.
+func (s *Service) Summary(ctx context.Context) (*steward.FleetSummary, error) {
+	if ss, ok := s.store.(steward.SummaryStore); ok {
+		return ss.Summary(ctx)
+	}
+	agents, _, err := s.store.Agents(ctx, steward.AgentFilter{})
+	if err != nil {
+		return nil, err
+	}
+	sum := steward.NewFleetSummary()
+	for _, a := range agents {
+		sum.Add(a)
+	}
+	return sum, nil
 }

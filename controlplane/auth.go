@@ -75,7 +75,6 @@ type credState struct {
 
 // agentCred is the per-session credential state (guarded by session.mu).
 type agentCred struct {
-	loaded bool
 	// cert is the agent's newest unrevoked certificate, offered in its
 	// OpAMP connection settings.
 	cert *steward.AgentCertificate
@@ -134,8 +133,12 @@ func (s *Service) authenticate(r *http.Request) (any, error) {
 		// Not audited: such requests carry no identity to record.
 		return nil, steward.Errorf(steward.EUNAUTHORIZED, "agent authentication required: present an enrollment token (Authorization: Bearer) or a client certificate")
 	}
-	return &agentAuth{method: "none"}, nil
+	return noAuth, nil
 }
+
+// noAuth is shared by every connection that presented no credentials (its
+// admitted flag is never consulted for method "none").
+var noAuth = &agentAuth{method: "none"}
 
 func (s *Service) authCertificate(ctx context.Context, cert *x509.Certificate, chains [][]*x509.Certificate, remote string) (any, error) {
 	uid, _ := ca.InstanceUID(cert)
@@ -274,9 +277,9 @@ func (s *Service) admit(ctx context.Context, c server.Conn, ss *session, msg *pr
 				"client certificate %s belongs to agent %s, not %s", auth.serial, auth.certUID, ss.id))
 		}
 	}
-	if ss.cred.loaded && !fresh && (auth == nil || auth.method == "none" || auth.admitted.Load() ||
-		(auth.method == "certificate" && ss.cred.connSerial == auth.serial) ||
-		(auth.method == "enrollment-token" && ss.cred.tokenID == auth.token.ID)) {
+	if ss.credLoaded && !fresh && (auth == nil || auth.method == "none" || auth.admitted.Load() ||
+		(auth.method == "certificate" && ss.creds().connSerial == auth.serial) ||
+		(auth.method == "enrollment-token" && ss.creds().tokenID == auth.token.ID)) {
 		// The same credentials as on this agent's previous message (HTTP
 		// agents authenticate every request).
 		if auth != nil {
@@ -307,37 +310,56 @@ func (s *Service) admit(ctx context.Context, c server.Conn, ss *session, msg *pr
 			if err := s.enroll(ctx, c, ss, auth.token, msg); err != nil {
 				return err
 			}
-		} else if stored.ConnectionStatus != nil {
-			ss.cred.reported = stored.ConnectionStatus.LastConnectionSettingsHash
 		}
 		auth.admitted.Store(true)
 	} else if auth != nil {
 		auth.admitted.Store(true)
 	}
-	if !ss.cred.loaded && s.cred.store != nil {
-		if a, err := s.store.Agent(ctx, ss.id); err == nil && a.ConnectionStatus != nil {
-			ss.cred.reported = a.ConnectionStatus.LastConnectionSettingsHash
-		}
-	}
-	ss.cred.loaded = true
-	ss.cred.cert = nil
+	// The reported connection settings hash is restored from the store
+	// with the rest of the agent's state (applyReport).
+	ss.credLoaded = true
+	var cert *steward.AgentCertificate
 	for _, ct := range certs { // newest first
 		if !ct.Revoked && s.now().Before(ct.NotAfter) {
-			ss.cred.cert = ct
+			cert = ct
 			break
 		}
 	}
-	if fresh {
-		ss.cred.offered = nil
-	}
-	ss.cred.connSerial, ss.cred.tokenID = "", ""
+	var serial, tokenID string
 	if auth != nil && auth.method == "certificate" {
-		ss.cred.connSerial = auth.serial
+		serial = auth.serial
 	} else if auth != nil && auth.method == "enrollment-token" {
-		ss.cred.tokenID = auth.token.ID
+		tokenID = auth.token.ID
+	}
+	if ss.cred != nil || cert != nil || serial != "" || tokenID != "" {
+		c := ss.credsForUpdate()
+		c.cert, c.connSerial, c.tokenID = cert, serial, tokenID
+		if fresh {
+			c.offered = nil
+		}
 	}
 	s.noteConnStatus(ss, msg)
 	return nil
+}
+
+// noCreds is what creds returns for a session without credential state.
+var noCreds agentCred
+
+// creds returns the session's credential state for reading (never nil; do
+// not modify the result).
+func (ss *session) creds() *agentCred {
+	if ss.cred == nil {
+		return &noCreds
+	}
+	return ss.cred
+}
+
+// credsForUpdate returns the session's credential state, made on first use.
+func (ss *session) credsForUpdate() *agentCred {
+	if ss.cred == nil {
+		ss.cred = &agentCred{}
+	}
+	return ss.cred
 }
 
 // enroll admits a new agent with an enrollment token.
@@ -370,8 +392,8 @@ func (s *Service) enroll(ctx context.Context, c server.Conn, ss *session, t *ste
 
 // noteConnStatus keeps the connection settings hash the agent reported.
 func (s *Service) noteConnStatus(ss *session, msg *protobufs.AgentToServer) {
-	if st := msg.ConnectionSettingsStatus; st != nil {
-		ss.cred.reported = st.LastConnectionSettingsHash
+	if st := msg.ConnectionSettingsStatus; st != nil && (ss.cred != nil || len(st.LastConnectionSettingsHash) > 0) {
+		ss.credsForUpdate().reported = st.LastConnectionSettingsHash
 	}
 }
 

@@ -102,18 +102,17 @@ func (s *Service) DeleteAssignment(ctx context.Context, name string) error {
 // DesiredConfig returns what the agent should run (empty when nothing is
 // assigned) and its hash.
 func (s *Service) DesiredConfig(ctx context.Context, id steward.InstanceUID) (steward.ConfigMap, []byte, error) {
-	var labels map[string]string
+	var labels steward.Labeled
 	if ss := s.lookup(id); ss != nil {
 		ss.mu.Lock()
 		labels = ss.labels
 		ss.mu.Unlock()
-	}
-	if labels == nil {
+	} else {
 		a, err := s.store.Agent(ctx, id)
 		if err != nil {
 			return nil, nil, err
 		}
-		labels = a.LabelSet()
+		labels = steward.LabelMap(a.LabelSet())
 	}
 	d := s.desired.Load().forAgent(id, labels)
 	if d == nil {

@@ -49,7 +49,7 @@ func (s *Service) connectionSettings() []*steward.ConnectionSettings {
 // certificate past two thirds of its lifetime is renewed first. ss.mu is
 // held.
 func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAgent) bool {
-	if !ss.cred.loaded {
+	if !ss.credLoaded {
 		return false
 	}
 	caps := ss.caps
@@ -76,7 +76,7 @@ func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAg
 	var cert *steward.AgentCertificate
 	if opamp {
 		view.HeartbeatIntervalSeconds = eff.HeartbeatIntervalSeconds
-		cert = ss.cred.cert
+		cert = ss.creds().cert
 	}
 	if view.Empty() && cert == nil {
 		return false
@@ -86,7 +86,7 @@ func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAg
 		serial = cert.Serial
 	}
 	hash := view.Hash(serial)
-	if bytes.Equal(hash, ss.cred.reported) || bytes.Equal(hash, ss.cred.offered) {
+	if bytes.Equal(hash, ss.creds().reported) || bytes.Equal(hash, ss.creds().offered) {
 		return false
 	}
 	// Offered on an earlier connection and the agent connects with the
@@ -114,7 +114,7 @@ func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAg
 		offer.Opamp = o
 	}
 	msg.ConnectionSettings = offer
-	ss.cred.offered = hash
+	ss.credsForUpdate().offered = hash
 	s.cred.offered.Store(ss.id, hash)
 	s.emit(&steward.Event{Type: "agent.connection_settings_sent", AgentID: ss.id, Message: "connection settings offered",
 		Details: map[string]any{"hash": hexString(hash), "certificate": serial}})
@@ -159,7 +159,7 @@ func headers(h map[string]string) *protobufs.Headers {
 // once two thirds of its lifetime have passed, so the next offer carries
 // the new one. ss.mu is held.
 func (s *Service) maybeRenew(ss *session) {
-	cur := ss.cred.cert
+	cur := ss.creds().cert
 	if cur == nil || s.cfg.Auth.CA == nil || s.cred.store == nil || s.now().Before(ca.RenewAt(cur)) {
 		return
 	}
@@ -183,7 +183,7 @@ func (s *Service) maybeRenew(ss *session) {
 		s.log.Warn("certificate renewal not stored", "agent", ss.id, "error", err)
 		return
 	}
-	ss.cred.cert = rec
+	ss.credsForUpdate().cert = rec
 	s.audit(ctx, &steward.AuditEntry{Actor: "system", Action: steward.AuditCertificateRotated, Target: ss.id.String(),
 		Details: map[string]any{"serial": rec.Serial, "previous": cur.Serial, "not_after": rec.NotAfter}})
 	s.emit(&steward.Event{Type: steward.EventCertificateIssued, AgentID: ss.id, Message: "client certificate renewed",
@@ -224,7 +224,7 @@ func (s *Service) handleCSR(ctx context.Context, c server.Conn, ss *session, req
 		s.log.Warn("issued certificate not recorded", "agent", ss.id, "error", err)
 		return steward.Errorf(steward.EINVALID, "certificate request failed: the certificate could not be recorded (%s); send the request again later", steward.ErrorMessage(err))
 	}
-	ss.cred.cert = rec
+	ss.credsForUpdate().cert = rec
 	s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(ss.id), Action: steward.AuditCertificateIssued, Target: ss.id.String(),
 		Details: map[string]any{"serial": rec.Serial, "not_after": rec.NotAfter}})
 	s.emit(&steward.Event{Type: steward.EventCertificateIssued, AgentID: ss.id, Message: "client certificate issued",
@@ -443,11 +443,11 @@ func (s *Service) dropRevoked(id steward.InstanceUID, serial string) {
 	}
 	ss.mu.Lock()
 	var conn server.Conn
-	if ss.cred.connSerial == serial {
+	if ss.creds().connSerial == serial {
 		conn = ss.conn
 	}
-	if ss.cred.cert != nil && ss.cred.cert.Serial == serial {
-		ss.cred.cert = nil
+	if c := ss.cred; c != nil && c.cert != nil && c.cert.Serial == serial {
+		c.cert = nil
 	}
 	ss.mu.Unlock()
 	if conn != nil {

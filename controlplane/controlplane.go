@@ -306,22 +306,25 @@ func (s *Service) reconcileLocked(ss *session, msg *protobufs.ServerToAgent) boo
 	if s.offerConnectionSettings(ss, msg) {
 		changed = true
 	}
-	if ss.transport == server.HTTP {
+	if q := ss.pending; q != nil && ss.http {
 		now := time.Now()
-		if ss.pendingCommand != nil && msg.Command == nil {
-			if now.Before(ss.pendingUntil) {
-				msg.Command = ss.pendingCommand
+		if q.command != nil && msg.Command == nil {
+			if now.Before(q.until) {
+				msg.Command = q.command
 				changed = true
 			}
-			ss.pendingCommand = nil
+			q.command = nil
 		}
-		for len(ss.pendingCustom) > 0 && msg.CustomMessage == nil {
-			m := ss.pendingCustom[0]
-			ss.pendingCustom = ss.pendingCustom[1:]
-			if now.Before(ss.pendingUntil) {
+		for len(q.custom) > 0 && msg.CustomMessage == nil {
+			m := q.custom[0]
+			q.custom = q.custom[1:]
+			if now.Before(q.until) {
 				msg.CustomMessage = m
 				changed = true
 			}
+		}
+		if q.command == nil && len(q.custom) == 0 {
+			ss.pending = nil
 		}
 	}
 	return changed
@@ -469,13 +472,13 @@ func (s *Service) expire() {
 	s.mu.Lock()
 	for id, ss := range s.sessions {
 		ss.mu.Lock()
-		last := ss.lastSeen
+		last := time.Unix(0, ss.lastSeen)
 		switch {
-		case ss.transport == server.HTTP && now.Sub(last) > s.cfg.HTTPOfflineAfter:
+		case ss.http && now.Sub(last) > s.cfg.HTTPOfflineAfter:
 			delete(s.sessions, id)
 			ss.closed = true
 			stale = append(stale, ss)
-		case ss.transport == server.WebSocket && ss.conn != nil &&
+		case !ss.http && ss.conn != nil &&
 			ss.caps.Has(steward.AgentReportsHeartbeat) && now.Sub(last) > 3*s.cfg.HeartbeatInterval:
 			silent = append(silent, ss.conn)
 		}

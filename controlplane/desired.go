@@ -117,7 +117,7 @@ func itoa(n int) string {
 
 // forAgent returns the desired config of an agent with the given id and
 // label set; nil when no assignment matches.
-func (d *desiredState) forAgent(id steward.InstanceUID, labels map[string]string) *desiredConfig {
+func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) *desiredConfig {
 	var matched []int
 	var cfgs []*steward.Config // the version each match resolves to
 	for i := range d.assignments {
@@ -126,7 +126,7 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels map[string]string
 			if *r.a.AgentID == id {
 				matched = append(matched, i)
 			}
-		} else if r.sel.Matches(labels) {
+		} else if r.sel.MatchLabels(labels) {
 			matched = append(matched, i)
 		}
 	}

@@ -25,32 +25,45 @@ type session struct {
 
 	mu         sync.Mutex
 	conn       server.Conn // the WebSocket; nil for plain HTTP
-	transport  server.Transport
+	http       bool        // plain HTTP: no conn to push on
 	closed     bool
 	caps       steward.AgentCapabilities
-	labels     map[string]string
+	labels     steward.Labels // compact: one per connected agent
 	customCaps []string
 	seq        uint64
-	lastSeen   time.Time
+	lastSeen   int64 // Unix nanoseconds
 	needFull   bool
 	// reportedHash is the agent's last_remote_config_hash; offeredHash the
 	// hash last offered to it by this session.
 	reportedHash   []byte
-	reportedStatus steward.RemoteConfigState
 	offeredHash    []byte
 	componentsHash []byte
-	healthy        *bool
-	// cred is the agent's credential state (auth.go).
-	cred agentCred
+	// credLoaded is set once admit has looked at the agent's credentials;
+	// cred holds them (auth.go), made only when there is something to keep.
+	credLoaded bool
+	cred       *agentCred
 	// pkgReported is the agent's server_provided_all_packages_hash;
 	// pkgOffered the all-packages hash last offered on this connection.
 	pkgReported []byte
 	pkgOffered  []byte
 
-	// Commands waiting for an HTTP agent's next poll.
-	pendingCommand *protobufs.ServerToAgentCommand
-	pendingCustom  []*protobufs.CustomMessage
-	pendingUntil   time.Time
+	// pending holds commands waiting for an HTTP agent's next poll.
+	pending *pendingCommands
+}
+
+// pendingCommands wait for a plain-HTTP agent's next poll, until expiry.
+type pendingCommands struct {
+	command *protobufs.ServerToAgentCommand
+	custom  []*protobufs.CustomMessage
+	until   time.Time
+}
+
+// queue returns the session's pending commands, made on first use.
+func (ss *session) queue() *pendingCommands {
+	if ss.pending == nil {
+		ss.pending = &pendingCommands{}
+	}
+	return ss.pending
 }
 
 // connState is what Accept attaches to a connection.
@@ -122,7 +135,7 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 		ss.needFull = true
 	}
 	ss.seq = msg.SequenceNum
-	ss.lastSeen = now
+	ss.lastSeen = now.UnixNano()
 
 	if msg.AgentDisconnect != nil {
 		s.touch(id, now)
@@ -235,7 +248,7 @@ func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID, newUID *stew
 		*newUID = id
 	}
 	if ss == nil {
-		ss = &session{id: id, transport: c.Transport()}
+		ss = &session{id: id, http: c.Transport() == server.HTTP}
 		s.sessions[id] = ss
 		fresh = true
 	}
@@ -244,7 +257,7 @@ func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID, newUID *stew
 		if ss.conn != c {
 			old := ss.conn
 			ss.conn = c
-			ss.transport = server.WebSocket
+			ss.http = false
 			ss.offeredHash = nil // a new connection: offer again if needed
 			ss.pkgOffered = nil
 			fresh = true
@@ -257,12 +270,12 @@ func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID, newUID *stew
 		if st != nil {
 			st.sess = ss
 		}
-	} else if ss.transport == server.WebSocket && ss.conn != nil {
+	} else if !ss.http && ss.conn != nil {
 		// An agent that switched to HTTP while its socket lingers.
 		ss.mu.Lock()
 		old := ss.conn
 		ss.conn = nil
-		ss.transport = server.HTTP
+		ss.http = true
 		ss.mu.Unlock()
 		go old.Close()
 	}
@@ -370,11 +383,10 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	}
 	// Only now, with the report safely stored, update the session.
 	ss.caps = caps
-	ss.labels = a.LabelSet()
+	ss.labels = a.CompactLabels()
 	ss.customCaps = a.CustomCapabilities
 	if a.RemoteConfigStatus != nil {
 		ss.reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
-		ss.reportedStatus = a.RemoteConfigStatus.Status
 		if msg.RemoteConfigStatus != nil && len(s.desired.Load().rollouts) > 0 {
 			select { // let running rollouts look at the news
 			case s.rolloutKick <- struct{}{}:
@@ -385,12 +397,11 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if a.AvailableComponents != nil {
 		ss.componentsHash = a.AvailableComponents.Hash
 	}
+	if a.ConnectionStatus != nil && (ss.cred != nil || len(a.ConnectionStatus.LastConnectionSettingsHash) > 0) {
+		ss.credsForUpdate().reported = a.ConnectionStatus.LastConnectionSettingsHash
+	}
 	if a.PackageStatuses != nil {
 		ss.pkgReported = a.PackageStatuses.ServerProvidedAllPackagesHash
-	}
-	if a.Health != nil {
-		h := a.Health.Healthy
-		ss.healthy = &h
 	}
 	for _, e := range events {
 		s.emit(e)

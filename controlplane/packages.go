@@ -189,7 +189,7 @@ func (s *Service) reloadPackages(ctx context.Context) error {
 // forAgent returns the packages an agent is offered; nil when no package
 // assignment matches it. Per package name the first matching assignment (by
 // priority, then name) wins, and so it does for the one top-level package.
-func (d *desiredPackages) forAgent(id steward.InstanceUID, labels map[string]string) *packageOffer {
+func (d *desiredPackages) forAgent(id steward.InstanceUID, labels steward.Labeled) *packageOffer {
 	if d == nil {
 		return nil
 	}
@@ -197,7 +197,7 @@ func (d *desiredPackages) forAgent(id steward.InstanceUID, labels map[string]str
 	var matched []*resolvedPkgAssignment
 	for i := range d.assignments {
 		r := &d.assignments[i]
-		if r.a.AgentID != nil && *r.a.AgentID == id || r.a.AgentID == nil && r.sel.Matches(labels) {
+		if r.a.AgentID != nil && *r.a.AgentID == id || r.a.AgentID == nil && r.sel.MatchLabels(labels) {
 			matched = append(matched, r)
 			kb.WriteString(r.a.Name)
 			kb.WriteByte(0)
@@ -537,7 +537,7 @@ func (s *Service) DesiredPackages(ctx context.Context, id steward.InstanceUID) (
 	if err != nil {
 		return nil, nil, err
 	}
-	o := s.pkg.desired.Load().forAgent(id, a.LabelSet())
+	o := s.pkg.desired.Load().forAgent(id, steward.LabelMap(a.LabelSet()))
 	if o == nil {
 		return nil, nil, nil
 	}

@@ -45,7 +45,7 @@ func (s *Service) onNotice(n steward.Notice) {
 			return
 		}
 		ss.mu.Lock()
-		ss.labels = a.LabelSet()
+		ss.labels = a.CompactLabels()
 		ss.mu.Unlock()
 		s.push(ss)
 	case steward.NoticeCommand:

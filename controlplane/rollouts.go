@@ -274,7 +274,7 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 		if !a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) {
 			continue
 		}
-		labels := a.LabelSet()
+		labels := steward.LabelMap(a.LabelSet())
 		if !r.Reached(a.ID, labels, r.Stage) {
 			continue
 		}

@@ -11,48 +11,27 @@ import (
 )
 
 // SummaryResponse is the fleet overview of GET /api/v1/summary.
-type SummaryResponse struct {
-	Total     int `json:"total"`
-	Online    int `json:"online"`
-	Offline   int `json:"offline"`
-	Healthy   int `json:"healthy"`
-	Unhealthy int `json:"unhealthy"`
-	// ByType counts agents by service.name ("" when not reported).
-	ByType map[string]int `json:"by_type"`
-	// ByVersion counts agents by service.version ("" when not reported).
-	ByVersion map[string]int `json:"by_version"`
-	// ByConfigStatus counts agents by remote config status (UNSET when
-	// not reported).
-	ByConfigStatus map[string]int `json:"by_config_status"`
-}
+type SummaryResponse = steward.FleetSummary
 
 // Summarize counts agents for the fleet overview.
 func Summarize(agents []*steward.Agent) SummaryResponse {
-	s := SummaryResponse{ByType: map[string]int{}, ByVersion: map[string]int{}, ByConfigStatus: map[string]int{}}
+	s := steward.NewFleetSummary()
 	for _, a := range agents {
-		s.Total++
-		if a.Online {
-			s.Online++
-		} else {
-			s.Offline++
-		}
-		if a.Healthy() {
-			s.Healthy++
-		} else {
-			s.Unhealthy++
-		}
-		s.ByType[a.Attribute(steward.AttrServiceName)]++
-		s.ByVersion[a.Attribute(steward.AttrServiceVersion)]++
-		st := steward.RemoteConfigUnset
-		if a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status != "" {
-			st = a.RemoteConfigStatus.Status
-		}
-		s.ByConfigStatus[string(st)]++
+		s.Add(a)
 	}
-	return s
+	return *s
 }
 
 func (s *Server) handleSummary(w http.ResponseWriter, r *http.Request) {
+	if sum, ok := s.agents.(steward.Summarizer); ok {
+		out, err := sum.Summary(r.Context())
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
 	agents, _, err := s.agents.Agents(r.Context(), steward.AgentFilter{})
 	if err != nil {
 		writeError(w, r, s.log, err)

@@ -39,18 +39,19 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 	err = db.tx(ctx, false, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			replica, disconnected_at, created_at, updated_at, config_status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
+			config_status = excluded.config_status,
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN $13 THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at
 		RETURNING created_at`,
 			c.ID, doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
-			a.Replica, ts(a.DisconnectedAt), ts(created), ts(updated), keepCreated,
+			a.Replica, ts(a.DisconnectedAt), ts(created), ts(updated), keepCreated, c.ConfigStatus,
 		).Scan(&createdAt)
 		if err != nil {
 			return err

@@ -333,6 +333,9 @@ var migrations = []string{
 		details JSONB
 	);
 	CREATE INDEX audit_log_time ON audit_log(time);`,
+	// 6: the reported remote config status as a column, for Summary.
+	`ALTER TABLE agents ADD COLUMN config_status TEXT NOT NULL DEFAULT 'UNSET';
+	UPDATE agents SET config_status = COALESCE(doc->'remote_config_status'->>'status', 'UNSET');`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration

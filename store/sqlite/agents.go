@@ -36,18 +36,19 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			replica, disconnected_at, created_at, updated_at, config_status)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
+			config_status = excluded.config_status,
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at
 		RETURNING created_at`,
 			c.ID, doc, boolInt(a.Online), boolInt(c.Healthy), c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
-			a.Replica, toNanos(a.DisconnectedAt), nanos(created), nanos(updated),
+			a.Replica, toNanos(a.DisconnectedAt), nanos(created), nanos(updated), c.ConfigStatus,
 			boolInt(keepCreated),
 		).Scan(&createdN)
 		if err != nil {

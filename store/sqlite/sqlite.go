@@ -335,6 +335,9 @@ var migrations = []string{
 		details BLOB
 	);
 	CREATE INDEX audit_log_time ON audit_log(time);`,
+	// 6: the reported remote config status as a column, for Summary.
+	`ALTER TABLE agents ADD COLUMN config_status TEXT NOT NULL DEFAULT 'UNSET';
+	UPDATE agents SET config_status = COALESCE(json_extract(CAST(doc AS TEXT), '$.remote_config_status.status'), 'UNSET');`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration

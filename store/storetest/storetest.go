@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Unavailable", testUnavailable},
 		{"Rollouts", testRollouts},
 		{"Replicas", testReplicas},
+		{"Summary", testSummary},
 		{"Packages", testPackages},
 		{"Tokens", testTokens},
 		{"EnrollmentTokens", testEnrollmentTokens},

@@ -50,6 +50,8 @@ type AgentColumns struct {
 	ServiceName    string
 	HostName       string
 	ServiceVersion string
+	// ConfigStatus is the reported remote config status (UNSET if none).
+	ConfigStatus string
 	// Search is the lower-cased id, service name, host name and version,
 	// joined by SearchSep; Agents' Search filter is a substring of it.
 	Search string
@@ -63,6 +65,7 @@ func Columns(a *steward.Agent) AgentColumns {
 		ServiceName:    a.Attribute(steward.AttrServiceName),
 		HostName:       a.Attribute(steward.AttrHostName),
 		ServiceVersion: a.Attribute(steward.AttrServiceVersion),
+		ConfigStatus:   string(a.ConfigState()),
 	}
 	// Postgres text cannot hold NUL; no search term can match it anyway.
 	nul := strings.NewReplacer("\x00", "")

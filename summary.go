@@ -1,0 +1,62 @@
+package steward
+
+import "context"
+
+// FleetSummary counts the fleet for an overview.
+type FleetSummary struct {
+	Total     int `json:"total"`
+	Online    int `json:"online"`
+	Offline   int `json:"offline"`
+	Healthy   int `json:"healthy"`
+	Unhealthy int `json:"unhealthy"` // unhealthy or not reporting health
+	// ByType counts agents by service.name ("" when not reported).
+	ByType map[string]int `json:"by_type"`
+	// ByVersion counts agents by service.version ("" when not reported).
+	ByVersion map[string]int `json:"by_version"`
+	// ByConfigStatus counts agents by remote config status (UNSET when not
+	// reported).
+	ByConfigStatus map[string]int `json:"by_config_status"`
+}
+
+// NewFleetSummary returns a summary with its maps made.
+func NewFleetSummary() *FleetSummary {
+	return &FleetSummary{ByType: map[string]int{}, ByVersion: map[string]int{}, ByConfigStatus: map[string]int{}}
+}
+
+// Add counts one agent.
+func (s *FleetSummary) Add(a *Agent) {
+	s.Total++
+	if a.Online {
+		s.Online++
+	} else {
+		s.Offline++
+	}
+	if a.Healthy() {
+		s.Healthy++
+	} else {
+		s.Unhealthy++
+	}
+	s.ByType[a.Attribute(AttrServiceName)]++
+	s.ByVersion[a.Attribute(AttrServiceVersion)]++
+	s.ByConfigStatus[string(a.ConfigState())]++
+}
+
+// ConfigState is the agent's reported remote config status, UNSET when it
+// reported none.
+func (a *Agent) ConfigState() RemoteConfigState {
+	if a.RemoteConfigStatus == nil || a.RemoteConfigStatus.Status == "" {
+		return RemoteConfigUnset
+	}
+	return a.RemoteConfigStatus.Status
+}
+
+// SummaryStore is implemented by stores that count the fleet in the
+// database rather than by reading every agent.
+type SummaryStore interface {
+	Summary(ctx context.Context) (*FleetSummary, error)
+}
+
+// Summarizer is implemented by services that can summarize the fleet.
+type Summarizer interface {
+	Summary(ctx context.Context) (*FleetSummary, error)
+}
