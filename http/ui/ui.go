@@ -10,6 +10,7 @@ package ui
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -30,6 +31,9 @@ type asset struct {
 	body        []byte
 	contentType string
 	etag        string
+	// gz is body gzipped, when that is smaller; gzETag names it.
+	gz     []byte
+	gzETag string
 }
 
 // contentTypes are set explicitly so that serving does not depend on the
@@ -59,7 +63,9 @@ var contentTypes = map[string]string{
 //   - 404 for a missing file with an extension (a stale script reference
 //     must fail loudly, not execute HTML).
 //
-// Every response carries a strong ETag and Cache-Control "no-cache": the
+// Text files are sent gzip-compressed to clients that accept it (Vary:
+// Accept-Encoding; the compressed form has its own ETag). Every response
+// carries a strong ETag and Cache-Control "no-cache": the
 // browser keeps the files but revalidates them, getting 304 Not Modified
 // until the binary is upgraded (file names are not content-hashed, so a
 // max-age would serve a stale mix after an upgrade). It also sets
@@ -102,7 +108,17 @@ func newHandler(fsys fs.FS) (*handler, error) {
 		if ct == "" {
 			ct = http.DetectContentType(b)
 		}
-		h.files[p] = &asset{body: b, contentType: ct, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+		a := &asset{body: b, contentType: ct, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+		if compressible(ct) {
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+			_, _ = zw.Write(b)
+			_ = zw.Close()
+			if buf.Len() < len(b) {
+				a.gz, a.gzETag = buf.Bytes(), `"`+hex.EncodeToString(sum[:12])+`-gz"`
+			}
+		}
+		h.files[p] = a
 		return nil
 	})
 	if err != nil {
@@ -139,7 +155,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	hd.Set("Content-Type", a.contentType)
 	hd.Set("Cache-Control", "no-cache")
-	hd.Set("ETag", a.etag)
+	body, etag := a.body, a.etag
+	if a.gz != nil {
+		hd.Set("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			body, etag = a.gz, a.gzETag
+			hd.Set("Content-Encoding", "gzip")
+		}
+	}
+	hd.Set("ETag", etag)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
@@ -147,5 +171,26 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Content-Security-Policy", csp)
 	}
 	// ServeContent handles If-None-Match (304), Range and HEAD.
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+func compressible(contentType string) bool {
+	return strings.HasPrefix(contentType, "text/") || strings.HasPrefix(contentType, "image/svg") ||
+		strings.HasPrefix(contentType, "application/json")
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding allows gzip
+// (listed without q=0).
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+				continue
+			}
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
 }

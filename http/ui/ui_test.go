@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -176,4 +178,39 @@ func cleanJoin(dir, rel string) string {
 		}
 	}
 	return strings.Join(parts, "/")
+}
+
+func TestHandlerGzip(t *testing.T) {
+	h := Handler()
+	plain := get(t, h, http.MethodGet, "/js/pages/agent.js", nil)
+	plainBody := body(t, plain)
+	if plain.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("compressed without Accept-Encoding: %q", plain.Header.Get("Content-Encoding"))
+	}
+	if plain.Header.Get("Vary") != "Accept-Encoding" {
+		t.Errorf("Vary %q", plain.Header.Get("Vary"))
+	}
+	for _, ae := range []string{"gzip", "gzip, deflate, br, zstd", "br;q=1.0, gzip;q=0.8"} {
+		r := get(t, h, http.MethodGet, "/js/pages/agent.js", map[string]string{"Accept-Encoding": ae})
+		if r.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("Accept-Encoding %q: Content-Encoding %q", ae, r.Header.Get("Content-Encoding"))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader([]byte(body(t, r))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(zr)
+		if err != nil || string(got) != plainBody {
+			t.Fatalf("gunzipped body differs (%d vs %d bytes, %v)", len(got), len(plainBody), err)
+		}
+		if r.Header.Get("ETag") == plain.Header.Get("ETag") {
+			t.Errorf("compressed and identity responses share ETag %s", r.Header.Get("ETag"))
+		}
+		if r2 := get(t, h, http.MethodGet, "/js/pages/agent.js", map[string]string{"Accept-Encoding": ae, "If-None-Match": r.Header.Get("ETag")}); r2.StatusCode != http.StatusNotModified {
+			t.Errorf("revalidating the compressed form: %d", r2.StatusCode)
+		}
+	}
+	if r := get(t, h, http.MethodGet, "/js/app.js", map[string]string{"Accept-Encoding": "gzip;q=0, identity"}); r.Header.Get("Content-Encoding") != "" {
+		t.Errorf("gzip;q=0 got %q", r.Header.Get("Content-Encoding"))
+	}
 }

@@ -304,6 +304,12 @@ func TestConsoleKeyboard(t *testing.T) {
 	p.waitFor(`document.activeElement?.dataset.testid === 'login-password'`, "focus in the password field")
 	login(t, p)
 	p.waitFor(sel(`[data-testid="tab-overview"]`), "the tabs")
+	// The modules arrived compressed and were decoded.
+	var sizes struct{ Encoded, Decoded int }
+	p.js(`(() => { const e = performance.getEntriesByType('resource').find(e => e.name.endsWith('/js/pages/agent.js')); return {Encoded: e.encodedBodySize, Decoded: e.decodedBodySize}; })()`, &sizes)
+	if sizes.Encoded <= 0 || sizes.Encoded >= sizes.Decoded {
+		t.Errorf("agent.js: %d bytes on the wire for %d decoded, want gzip", sizes.Encoded, sizes.Decoded)
+	}
 	p.js(`document.querySelector('[data-testid="tab-overview"]').focus()`, nil)
 	p.press("ArrowRight")
 	p.waitFor(`document.activeElement?.dataset.testid === 'tab-health' && document.activeElement.getAttribute('aria-selected') === 'true'`, "the Health tab selected and focused")
