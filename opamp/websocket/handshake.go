@@ -190,7 +190,8 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if err != nil {
 		return nil, nil, fmt.Errorf("websocket: dial %s: %w", host, err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	raw := nc // the TCP conn; nc may become its TLS wrapper below
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
 	ok := false
 	defer func() {
 		if !ok {
