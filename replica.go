@@ -42,7 +42,9 @@ type Broadcaster interface {
 	// lost desired-state notice only delays a change).
 	Broadcast(ctx context.Context, n Notice) error
 	// Listen calls fn for each notice until ctx ends, reconnecting after
-	// database failures; it returns ctx's error.
+	// database failures; it returns ctx's error. Whenever the subscription
+	// (re)starts it delivers a NoticeDesired with an empty Origin, since
+	// notices sent before were missed.
 	Listen(ctx context.Context, fn func(Notice)) error
 }
 

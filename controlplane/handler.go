@@ -171,10 +171,11 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 			return nil, err
 		}
 	}
-	if ss.needFull && msg.AgentDescription == nil {
+	// A message with a description is not necessarily a full report
+	// (status compression may still omit other fields), so whatever made
+	// us need the full state is answered with the flag.
+	if ss.needFull {
 		reply.Flags |= uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
-		ss.needFull = false
-	} else if msg.AgentDescription != nil {
 		ss.needFull = false
 	}
 	if msg.AvailableComponents != nil && len(msg.AvailableComponents.Components) == 0 &&
@@ -305,11 +306,18 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if err != nil {
 		return err
 	}
-	if fresh && a.Description == nil && msg.AgentDescription == nil {
+	switch {
+	case fresh && a.Description == nil && msg.AgentDescription == nil:
 		// A new connection from an agent whose state we never stored
 		// (e.g. it compressed its first report after our database was
-		// reset): ask for all of it. Otherwise the store is current:
-		// every report was stored before it was answered.
+		// reset): ask for all of it.
+		ss.needFull = true
+	case fresh && c.Transport() == server.WebSocket && msg.SequenceNum != a.SequenceNum+1:
+		// A WebSocket agent reconnecting may omit fields it believes it
+		// sent on the old connection; a report lost with that connection
+		// shows as a gap from the last stored sequence number. (Plain
+		// HTTP loses nothing that way: an unanswered request is resent,
+		// so the store is current for an HTTP agent on any replica.)
 		ss.needFull = true
 	}
 	var events []*steward.Event

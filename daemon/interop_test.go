@@ -317,7 +317,7 @@ func TestServerRestartLosesNothing(t *testing.T) {
 func summarize(evs []steward.Event) string {
 	var b strings.Builder
 	for _, e := range evs {
-		fmt.Fprintf(&b, "%s %s; ", e.Type, e.Message)
+		fmt.Fprintf(&b, "%s %s %v; ", e.Type, e.Message, e.Details)
 	}
 	return b.String()
 }

@@ -221,11 +221,40 @@ func TestReplicasSharePostgres(t *testing.T) {
 		api0.call(t, "GET", "/api/v1/agents/"+gone.id(), nil, &got)
 		return !got.Online
 	})
-	agents = append(agents, gone)
 	var list struct{ Total int }
 	api0.call(t, "GET", "/api/v1/agents", nil, &list)
-	if list.Total != len(agents) {
-		t.Fatalf("inventory has %d agents, want %d", list.Total, len(agents))
+	if list.Total != len(agents)+1 {
+		t.Fatalf("inventory has %d agents, want %d", list.Total, len(agents)+1)
+	}
+
+	// A staged rollout started on one replica, which is killed at once:
+	// another replica carries it through.
+	r3 := startReplica(t, bin, dsn, "r3")
+	lb.mu.Lock()
+	lb.backends = []string{reps[0].opamp, r3.opamp}
+	lb.mu.Unlock()
+	api3 := r3.server()
+	api0.call(t, "PUT", "/api/v1/assignments/prod", map[string]any{"name": "prod", "config": "base", "version": 2, "selector": "env=prod"}, &steward.Assignment{})
+	api0.call(t, "PUT", "/api/v1/configs/base", map[string]any{"files": map[string]any{"": map[string]string{"body": "v: 3\n"}}}, &steward.Config{})
+	var ro steward.Rollout
+	api0.call(t, "POST", "/api/v1/rollouts", map[string]any{"name": "to-v3", "assignment": "prod", "to_version": 3,
+		"stages": []map[string]any{{"percent": 50}, {"percent": 100}}}, &ro)
+	if ro.FromVersion != 2 || ro.State != steward.RolloutRunning {
+		t.Fatalf("rollout started as %+v", ro)
+	}
+	reps[0].kill()
+	lb.mu.Lock()
+	lb.backends = []string{r3.opamp}
+	lb.mu.Unlock()
+	eventually(t, "rollout completed by the surviving replica", func() bool {
+		api3.call(t, "GET", "/api/v1/rollouts/to-v3", nil, &ro)
+		return ro.State == steward.RolloutCompleted
+	})
+	waitApplied(t, api3, agents, "v: 3\n")
+	var as steward.Assignment
+	api3.call(t, "GET", "/api/v1/assignments/prod", nil, &as)
+	if as.Version != 3 {
+		t.Fatalf("assignment pinned to %d after the rollout, want 3", as.Version)
 	}
 }
 

@@ -33,8 +33,9 @@ func (db *DB) Broadcast(ctx context.Context, n steward.Notice) error {
 }
 
 // Listen holds one connection in LISTEN and calls fn for every notice until
-// ctx ends. A lost connection is re-established with backoff; notices sent
-// meanwhile are lost, which callers tolerate (they resync periodically).
+// ctx ends. A lost connection is re-established with backoff. Each time
+// LISTEN takes effect (first and after a reconnect) fn gets a NoticeDesired
+// with no origin, so the listener catches up on notices it missed.
 func (db *DB) Listen(ctx context.Context, fn func(steward.Notice)) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -64,6 +65,9 @@ func (db *DB) listenOnce(ctx context.Context, fn func(steward.Notice)) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.channel}.Sanitize()); err != nil {
 		return wrap(err, "listen")
 	}
+	// Notices sent before this LISTEN (at start, or while reconnecting)
+	// were missed: tell the listener to catch up from the database.
+	fn(steward.Notice{Kind: steward.NoticeDesired})
 	for {
 		nf, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
