@@ -7,6 +7,7 @@ import (
 	"errors"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/internal/record"
 )
 
 var _ steward.RolloutStore = (*DB)(nil)
@@ -56,7 +57,7 @@ func (db *DB) Rollout(ctx context.Context, name string) (*steward.Rollout, error
 	} else if err != nil {
 		return nil, wrap(err, "get rollout %q", name)
 	}
-	return decodeRollout(name, doc)
+	return record.DecodeRollout(name, doc)
 }
 
 // Rollouts lists every rollout, most recently updated first.
@@ -73,19 +74,11 @@ func (db *DB) Rollouts(ctx context.Context) ([]*steward.Rollout, error) {
 		if err := rows.Scan(&name, &doc); err != nil {
 			return nil, wrap(err, "list rollouts")
 		}
-		r, err := decodeRollout(name, doc)
+		r, err := record.DecodeRollout(name, doc)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, wrap(rows.Err(), "list rollouts")
-}
-
-func decodeRollout(name string, doc []byte) (*steward.Rollout, error) {
-	var r steward.Rollout
-	if err := json.Unmarshal(doc, &r); err != nil {
-		return nil, steward.Errorf(steward.EINTERNAL, "sqlite: rollout %q is corrupt: %v", name, err)
-	}
-	return &r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/internal/record"
 )
 
 var _ steward.SummaryStore = (*DB)(nil)
@@ -23,17 +24,9 @@ func (db *DB) Summary(ctx context.Context) (*steward.FleetSummary, error) {
 		if err != nil {
 			return nil, wrap(err, "summary by %s", col)
 		}
-		for rows.Next() {
-			var k string
-			var n int
-			if err := rows.Scan(&k, &n); err != nil {
-				rows.Close()
-				return nil, wrap(err, "summary by %s", col)
-			}
-			m[k] = n
-		}
+		err = record.CountInto(rows, m)
 		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err != nil {
 			return nil, wrap(err, "summary by %s", col)
 		}
 	}
