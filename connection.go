@@ -98,29 +98,55 @@ func (e *EffectiveConnectionSettings) Empty() bool {
 		e.HeartbeatIntervalSeconds == nil && len(e.Other) == 0)
 }
 
-// MergeConnectionSettings merges the sets that match labels: per field, the
-// highest priority (then lowest name) wins. Sets with a bad selector are
-// skipped. It returns nil when none matches.
-func MergeConnectionSettings(all []*ConnectionSettings, labels Labeled) *EffectiveConnectionSettings {
-	var match []*ConnectionSettings
+// ConnectionSettingsSet is a list of connection settings prepared for
+// matching many agents: selectors parsed once, sets ordered by priority
+// (then name). It is immutable.
+type ConnectionSettingsSet struct {
+	list []*ConnectionSettings
+	sels []Selector
+}
+
+// NewConnectionSettingsSet prepares all. Sets with a bad selector are left
+// out (they were validated when saved).
+func NewConnectionSettingsSet(all []*ConnectionSettings) *ConnectionSettingsSet {
+	s := &ConnectionSettingsSet{}
 	for _, c := range all {
 		sel, err := ParseSelector(c.Selector)
-		if err != nil || !sel.MatchLabels(labels) {
+		if err != nil {
 			continue
 		}
-		match = append(match, c)
+		s.list, s.sels = append(s.list, c), append(s.sels, sel)
 	}
-	if len(match) == 0 {
-		return nil
+	order := make([]int, len(s.list))
+	for i := range order {
+		order[i] = i
 	}
-	sort.SliceStable(match, func(i, j int) bool {
-		if match[i].Priority != match[j].Priority {
-			return match[i].Priority > match[j].Priority
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := s.list[order[i]], s.list[order[j]]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
 		}
-		return match[i].Name < match[j].Name
+		return a.Name < b.Name
 	})
-	e := &EffectiveConnectionSettings{}
-	for _, c := range match {
+	list, sels := make([]*ConnectionSettings, len(order)), make([]Selector, len(order))
+	for i, o := range order {
+		list[i], sels[i] = s.list[o], s.sels[o]
+	}
+	s.list, s.sels = list, sels
+	return s
+}
+
+// Merge merges the sets that match labels: per field, the highest priority
+// (then lowest name) wins. It returns nil when none matches.
+func (s *ConnectionSettingsSet) Merge(labels Labeled) *EffectiveConnectionSettings {
+	var e *EffectiveConnectionSettings
+	for i, c := range s.list {
+		if !s.sels[i].MatchLabels(labels) {
+			continue
+		}
+		if e == nil {
+			e = &EffectiveConnectionSettings{}
+		}
 		if e.OwnMetrics == nil {
 			e.OwnMetrics = c.OwnMetrics
 		}
@@ -143,6 +169,12 @@ func MergeConnectionSettings(all []*ConnectionSettings, labels Labeled) *Effecti
 		}
 	}
 	return e
+}
+
+// MergeConnectionSettings merges the sets of all that match labels (see
+// ConnectionSettingsSet.Merge); sets with a bad selector are skipped.
+func MergeConnectionSettings(all []*ConnectionSettings, labels Labeled) *EffectiveConnectionSettings {
+	return NewConnectionSettingsSet(all).Merge(labels)
 }
 
 // Hash returns a deterministic SHA-256 of the settings together with extra

@@ -56,3 +56,7 @@ const EventRolloutChanged = "rollout.changed"
 // EventReplicaLost records that a server replica stopped renewing its lease
 // and that its agents were marked offline.
 const EventReplicaLost = "replica.lost"
+
+// EventConnectionSettingsSent records connection settings (own telemetry,
+// heartbeat, certificate) offered to an agent.
+const EventConnectionSettingsSent = "agent.connection_settings_sent"

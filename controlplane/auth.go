@@ -64,7 +64,7 @@ type credState struct {
 	store    steward.CredentialStore
 	audit    steward.AuditStore
 	conns    steward.ConnectionSettingsStore
-	settings atomic.Pointer[[]*steward.ConnectionSettings]
+	settings atomic.Pointer[steward.ConnectionSettingsSet]
 	// offered maps an agent to the connection settings hash last offered
 	// to it on any connection.
 	offered sync.Map
@@ -86,6 +86,8 @@ type agentCred struct {
 	// hash last offered on this connection.
 	reported []byte
 	offered  []byte
+	// memo keeps the last computed offer (see connectionView).
+	memo connMemo
 }
 
 func (s *Service) initCredentials() {

@@ -27,16 +27,20 @@ func (s *Service) reloadConnectionSettings(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.cred.settings.Store(&list)
+	s.cred.settings.Store(steward.NewConnectionSettingsSet(list))
 	return nil
 }
 
-func (s *Service) connectionSettings() []*steward.ConnectionSettings {
+// connectionSettings returns the prepared connection settings (possibly
+// empty, never nil).
+func (s *Service) connectionSettings() *steward.ConnectionSettingsSet {
 	if p := s.cred.settings.Load(); p != nil {
-		return *p
+		return p
 	}
-	return nil
+	return noConnectionSettings
 }
+
+var noConnectionSettings = &steward.ConnectionSettingsSet{}
 
 // offerConnectionSettings adds ConnectionSettingsOffers to msg when the
 // agent's desired connection settings (the merged ConnectionSettings
@@ -55,44 +59,25 @@ func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAg
 	caps := ss.caps
 	opamp := caps.Has(steward.AgentAcceptsOpAMPConnectionSettings)
 	s.maybeRenew(ss)
-	eff := steward.MergeConnectionSettings(s.connectionSettings(), ss.labels)
-	if eff == nil {
-		eff = &steward.EffectiveConnectionSettings{}
-	}
-	// Only what the agent can take is part of its offer (and its hash).
-	view := &steward.EffectiveConnectionSettings{}
-	if caps.Has(steward.AgentReportsOwnMetrics) {
-		view.OwnMetrics = eff.OwnMetrics
-	}
-	if caps.Has(steward.AgentReportsOwnTraces) {
-		view.OwnTraces = eff.OwnTraces
-	}
-	if caps.Has(steward.AgentReportsOwnLogs) {
-		view.OwnLogs = eff.OwnLogs
-	}
-	if caps.Has(steward.AgentAcceptsOtherConnectionSettings) {
-		view.Other = eff.Other
-	}
 	var cert *steward.AgentCertificate
 	if opamp {
-		view.HeartbeatIntervalSeconds = eff.HeartbeatIntervalSeconds
 		cert = ss.creds().cert
 	}
-	if view.Empty() && cert == nil {
+	view, hash := s.connectionView(ss, cert)
+	if view == nil {
 		return false
 	}
 	serial := ""
 	if cert != nil {
 		serial = cert.Serial
 	}
-	hash := view.Hash(serial)
 	if bytes.Equal(hash, ss.creds().reported) || bytes.Equal(hash, ss.creds().offered) {
 		return false
 	}
 	// Offered on an earlier connection and the agent connects with the
 	// offered certificate (if any): it has the settings, even if it does
 	// not report their status. Re-offering would only make it reconnect.
-	if prev, ok := s.cred.offered.Load(ss.id); ok && bytes.Equal(prev.([]byte), hash) && (cert == nil || ss.cred.connSerial == cert.Serial) {
+	if prev, ok := s.cred.offered.Load(ss.id); ok && bytes.Equal(prev.([]byte), hash) && (cert == nil || ss.creds().connSerial == cert.Serial) {
 		return false
 	}
 	offer := &protobufs.ConnectionSettingsOffers{Hash: hash,
@@ -116,9 +101,68 @@ func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAg
 	msg.ConnectionSettings = offer
 	ss.credsForUpdate().offered = hash
 	s.cred.offered.Store(ss.id, hash)
-	s.emit(&steward.Event{Type: "agent.connection_settings_sent", AgentID: ss.id, Message: "connection settings offered",
+	s.emit(&steward.Event{Type: steward.EventConnectionSettingsSent, AgentID: ss.id, Message: "connection settings offered",
 		Details: map[string]any{"hash": hexString(hash), "certificate": serial}})
 	return true
+}
+
+// connMemo remembers an agent's last computed offer and what it was
+// computed from, so that a heartbeat does not merge and hash again.
+type connMemo struct {
+	set    *steward.ConnectionSettingsSet
+	labels steward.Labels
+	caps   steward.AgentCapabilities
+	cert   *steward.AgentCertificate
+	view   *steward.EffectiveConnectionSettings
+	hash   []byte
+}
+
+// connectionView returns what the agent should be offered — the merged
+// settings matching its labels, narrowed to what its capabilities take,
+// with its certificate — and the offer's hash; nil when there is nothing to
+// offer. The result is memoized per session until any input changes.
+func (s *Service) connectionView(ss *session, cert *steward.AgentCertificate) (*steward.EffectiveConnectionSettings, []byte) {
+	set, caps := s.connectionSettings(), ss.caps
+	if c := ss.cred; c != nil {
+		if m := &c.memo; m.set == set && m.labels == ss.labels && m.caps == caps && m.cert == cert {
+			return m.view, m.hash
+		}
+	}
+	eff := set.Merge(ss.labels)
+	if eff == nil {
+		eff = &steward.EffectiveConnectionSettings{}
+	}
+	// Only what the agent can take is part of its offer (and its hash).
+	view := &steward.EffectiveConnectionSettings{}
+	if caps.Has(steward.AgentReportsOwnMetrics) {
+		view.OwnMetrics = eff.OwnMetrics
+	}
+	if caps.Has(steward.AgentReportsOwnTraces) {
+		view.OwnTraces = eff.OwnTraces
+	}
+	if caps.Has(steward.AgentReportsOwnLogs) {
+		view.OwnLogs = eff.OwnLogs
+	}
+	if caps.Has(steward.AgentAcceptsOtherConnectionSettings) {
+		view.Other = eff.Other
+	}
+	if caps.Has(steward.AgentAcceptsOpAMPConnectionSettings) {
+		view.HeartbeatIntervalSeconds = eff.HeartbeatIntervalSeconds
+	}
+	var hash []byte
+	if view.Empty() && cert == nil {
+		view = nil
+	} else {
+		serial := ""
+		if cert != nil {
+			serial = cert.Serial
+		}
+		hash = view.Hash(serial)
+	}
+	if view != nil || ss.cred != nil {
+		ss.credsForUpdate().memo = connMemo{set: set, labels: ss.labels, caps: caps, cert: cert, view: view, hash: hash}
+	}
+	return view, hash
 }
 
 // heartbeatSeconds is the interval offered: the configured one when it is

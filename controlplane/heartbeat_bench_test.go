@@ -3,7 +3,10 @@ package controlplane_test
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"testing"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
@@ -14,6 +17,11 @@ import (
 // BenchmarkHeartbeat measures the control plane's cost of one bare
 // heartbeat from a connected agent that runs its assigned config.
 func BenchmarkHeartbeat(b *testing.B) {
+	b.Run("config", func(b *testing.B) { benchHeartbeat(b, false) })
+	b.Run("config+connection-settings", func(b *testing.B) { benchHeartbeat(b, true) })
+}
+
+func benchHeartbeat(b *testing.B, withSettings bool) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, b.TempDir()+"/db")
 	if err != nil {
@@ -27,19 +35,32 @@ func BenchmarkHeartbeat(b *testing.B) {
 	defer svc.Close()
 	svc.PutConfig(ctx, &steward.Config{Name: "base", Files: yamlConfig("a: 1\n")})
 	svc.PutAssignment(ctx, &steward.Assignment{Name: "prod", ConfigName: "base", Selector: "env=prod"})
+	if withSettings {
+		for i, sel := range []string{"env=prod", "env=dev", "region in (eu,us)"} {
+			if _, err := svc.PutConnectionSettings(ctx, &steward.ConnectionSettings{Name: "s" + strconv.Itoa(i), Selector: sel,
+				OwnMetrics: &steward.TelemetryDestination{Endpoint: "https://otlp.example.com/v1/metrics"}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	uid := steward.NewInstanceUID()
 	state, err := svc.Accept(&http.Request{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	c := &testConn{transport: server.WebSocket, state: state}
-	if _, err := svc.OnMessage(ctx, c, fullReport(uid, 1, "prod")); err != nil {
+	// The agent takes own-metrics settings, so they are part of its offer.
+	first := fullReport(uid, 1, "prod")
+	first.Capabilities |= uint64(protobufs.AgentCapabilities_AgentCapabilities_ReportsOwnMetrics)
+	if _, err := svc.OnMessage(ctx, c, first); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := svc.OnMessage(ctx, c, heartbeat(uid, uint64(i+2))); err != nil {
+		hb := heartbeat(uid, uint64(i+2))
+		hb.Capabilities = first.Capabilities
+		if _, err := svc.OnMessage(ctx, c, hb); err != nil {
 			b.Fatal(err)
 		}
 	}
