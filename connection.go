@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -201,4 +202,193 @@ type ConnectionSettingsStore interface {
 	ConnectionSettingsList(ctx context.Context) ([]*ConnectionSettings, error)
 	// DeleteConnectionSettings removes one; ENOTFOUND if unknown.
 	DeleteConnectionSettings(ctx context.Context, name string) error
+}
+
+// RedactedSecret stands in for a secret value in what the API returns:
+// every header value of connection settings (such as "Authorization:
+// Bearer …") and any copy of one in an agent's reported effective config.
+// Sending it back in an update keeps the stored value (see KeepSecrets).
+const RedactedSecret = "(redacted)"
+
+// destinations returns each destination of c by a key naming it
+// ("own_metrics", "own_traces", "own_logs", "other/NAME"); the values are
+// c's own (headers maps are shared), for reading.
+func (c *ConnectionSettings) destinations() map[string]TelemetryDestination {
+	out := make(map[string]TelemetryDestination, 3+len(c.Other))
+	for key, d := range map[string]*TelemetryDestination{"own_metrics": c.OwnMetrics, "own_traces": c.OwnTraces, "own_logs": c.OwnLogs} {
+		if d != nil {
+			out[key] = *d
+		}
+	}
+	for name, d := range c.Other {
+		out["other/"+name] = d
+	}
+	return out
+}
+
+// Redacted returns a copy of c (sharing no headers map) with every header
+// value replaced by RedactedSecret; header names stay visible.
+func (c *ConnectionSettings) Redacted() *ConnectionSettings {
+	out := *c
+	out.OwnMetrics, out.OwnTraces, out.OwnLogs = redactDest(c.OwnMetrics), redactDest(c.OwnTraces), redactDest(c.OwnLogs)
+	if c.Other != nil {
+		out.Other = make(map[string]TelemetryDestination, len(c.Other))
+		for name, d := range c.Other {
+			out.Other[name] = *redactDest(&d)
+		}
+	}
+	return &out
+}
+
+func redactDest(d *TelemetryDestination) *TelemetryDestination {
+	if d == nil {
+		return nil
+	}
+	r := TelemetryDestination{Endpoint: d.Endpoint}
+	if d.Headers != nil {
+		r.Headers = make(map[string]string, len(d.Headers))
+		for k := range d.Headers {
+			r.Headers[k] = RedactedSecret
+		}
+	}
+	return &r
+}
+
+// KeepSecrets replaces, in c, each header value equal to RedactedSecret by
+// the stored value of the same header of the same destination in prev (nil
+// when c is new), so that a caller who reads redacted settings can update
+// them without knowing their secrets. It fails with EINVALID when there is
+// no stored value to keep, or when the destination's endpoint changed: a
+// stored secret is never sent to an endpoint chosen by someone who may not
+// have been able to read it. c's destinations are replaced by copies; prev
+// is not changed.
+func (c *ConnectionSettings) KeepSecrets(prev *ConnectionSettings) error {
+	stored := map[string]TelemetryDestination{}
+	if prev != nil {
+		stored = prev.destinations()
+	}
+	keep := func(key string, d *TelemetryDestination) (*TelemetryDestination, error) {
+		if d == nil {
+			return nil, nil
+		}
+		out := TelemetryDestination{Endpoint: d.Endpoint}
+		if d.Headers != nil {
+			out.Headers = make(map[string]string, len(d.Headers))
+		}
+		for h, v := range d.Headers {
+			if v == RedactedSecret {
+				old, ok := stored[key]
+				switch {
+				case !ok || old.Headers[h] == "":
+					return nil, Errorf(EINVALID, "connection settings %q: %s header %q is %q but no value is stored: send the value", c.Name, key, h, RedactedSecret)
+				case old.Endpoint != d.Endpoint:
+					return nil, Errorf(EINVALID, "connection settings %q: the %s endpoint changed, so header %q must be sent again (a stored secret is never sent to a new endpoint)", c.Name, key, h)
+				}
+				v = old.Headers[h]
+			}
+			out.Headers[h] = v
+		}
+		return &out, nil
+	}
+	var err error
+	if c.OwnMetrics, err = keep("own_metrics", c.OwnMetrics); err != nil {
+		return err
+	}
+	if c.OwnTraces, err = keep("own_traces", c.OwnTraces); err != nil {
+		return err
+	}
+	if c.OwnLogs, err = keep("own_logs", c.OwnLogs); err != nil {
+		return err
+	}
+	if c.Other != nil {
+		other := make(map[string]TelemetryDestination, len(c.Other))
+		for name, d := range c.Other {
+			k, err := keep("other/"+name, &d)
+			if err != nil {
+				return err
+			}
+			other[name] = *k
+		}
+		c.Other = other
+	}
+	return nil
+}
+
+// minScrubbedSecret is the shortest secret a SecretScrubber replaces:
+// shorter header values ("1", "gzip") would blank out unrelated text.
+const minScrubbedSecret = 4
+
+// SecretScrubber replaces known secret values in text that may echo them,
+// such as the effective config an agent reports after its supervisor wrote
+// the offered connection-settings headers into the collector's config. It
+// is immutable and safe for concurrent use.
+type SecretScrubber struct{ r *strings.Replacer }
+
+// NewSecretScrubber scrubs every header value of all that is at least four
+// characters long.
+func NewSecretScrubber(all []*ConnectionSettings) *SecretScrubber {
+	var secrets []string
+	seen := map[string]bool{}
+	for _, c := range all {
+		for _, d := range c.destinations() {
+			for _, v := range d.Headers {
+				if len(v) >= minScrubbedSecret && !seen[v] {
+					seen[v] = true
+					secrets = append(secrets, v)
+				}
+			}
+		}
+	}
+	if len(secrets) == 0 {
+		return &SecretScrubber{}
+	}
+	// Longest first, so that a secret containing another is replaced whole.
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	pairs := make([]string, 0, 2*len(secrets))
+	for _, v := range secrets {
+		pairs = append(pairs, v, RedactedSecret)
+	}
+	return &SecretScrubber{r: strings.NewReplacer(pairs...)}
+}
+
+// ConfigMap returns files with every known secret replaced by
+// RedactedSecret, and whether anything was replaced (files itself is never
+// changed).
+func (s *SecretScrubber) ConfigMap(files ConfigMap) (ConfigMap, bool) {
+	if s.r == nil || files == nil {
+		return files, false
+	}
+	var out ConfigMap
+	for name, f := range files {
+		body := s.r.Replace(string(f.Body))
+		if body == string(f.Body) {
+			continue
+		}
+		if out == nil {
+			out = make(ConfigMap, len(files))
+			for n, f := range files {
+				out[n] = f
+			}
+		}
+		out[name] = ConfigFile{Body: []byte(body), ContentType: f.ContentType}
+	}
+	if out == nil {
+		return files, false
+	}
+	return out, true
+}
+
+// Agent returns a, or a shallow copy of it whose effective config has every
+// known secret replaced by RedactedSecret.
+func (s *SecretScrubber) Agent(a *Agent) *Agent {
+	if a == nil || a.EffectiveConfig == nil {
+		return a
+	}
+	files, changed := s.ConfigMap(*a.EffectiveConfig)
+	if !changed {
+		return a
+	}
+	cp := *a
+	cp.EffectiveConfig = &files
+	return &cp
 }

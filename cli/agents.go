@@ -166,7 +166,7 @@ func (a *app) agentsShowCommand() *cobra.Command {
 }
 
 func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
-	line := func(k, v string) { fmt.Fprintf(w, "%-15s %s\n", k+":", v) }
+	line := func(k, v string) { fmt.Fprintf(w, "%-15s %s\n", k+":", safe(v)) }
 	line("ID", ag.ID.String())
 	line("Type", strings.TrimSpace(orDash(ag.Attribute(steward.AttrServiceName))+" "+ag.Attribute(steward.AttrServiceVersion)))
 	line("Host", orDash(ag.Attribute(steward.AttrHostName)))
@@ -205,11 +205,11 @@ func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
 		fmt.Fprintln(w, "Attributes:")
 		for _, kv := range ag.Description.IdentifyingAttributes {
 			v, _ := kv.ScalarString()
-			fmt.Fprintf(w, "  %s = %s (identifying)\n", kv.Key, v)
+			fmt.Fprintf(w, "  %s = %s (identifying)\n", safe(kv.Key), safe(v))
 		}
 		for _, kv := range ag.Description.NonIdentifyingAttributes {
 			v, _ := kv.ScalarString()
-			fmt.Fprintf(w, "  %s = %s\n", kv.Key, v)
+			fmt.Fprintf(w, "  %s = %s\n", safe(kv.Key), safe(v))
 		}
 	}
 	if ag.EffectiveConfig != nil && len(*ag.EffectiveConfig) > 0 {
@@ -221,7 +221,7 @@ func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
 		sort.Strings(names)
 		for _, n := range names {
 			f := (*ag.EffectiveConfig)[n]
-			fmt.Fprintf(w, "  %s (%d bytes, %s)\n", orDash(n), len(f.Body), orDash(f.ContentType))
+			fmt.Fprintf(w, "  %s (%d bytes, %s)\n", safe(orDash(n)), len(f.Body), safe(orDash(f.ContentType)))
 		}
 	}
 }
@@ -279,7 +279,7 @@ agent reports.`,
 			if a.output == "json" {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"id": id, "labels": labels})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Labels of %s: %s\n", id, orDash(formatLabels(labels)))
+			fmt.Fprintf(cmd.OutOrStdout(), "Labels of %s: %s\n", id, safe(orDash(formatLabels(labels))))
 			return nil
 		}),
 	}
@@ -377,7 +377,7 @@ func (a *app) summaryCommand() *cobra.Command {
 				}
 				sort.Strings(keys)
 				for _, k := range keys {
-					fmt.Fprintf(w, "  %-20s %d\n", orDash(k), sec.m[k])
+					fmt.Fprintf(w, "  %-20s %d\n", safe(orDash(k)), sec.m[k])
 				}
 			}
 			return nil

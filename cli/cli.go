@@ -7,17 +7,22 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -84,10 +89,10 @@ func Execute(ctx context.Context, root *cobra.Command, args []string, stdout, st
 	}
 	var re *runError
 	if errors.As(err, &re) {
-		fmt.Fprintln(stderr, "Error:", describe(re.err))
+		fmt.Fprintln(stderr, "Error:", safe(describe(re.err)))
 		return ExitError
 	}
-	fmt.Fprintln(stderr, "Error:", err)
+	fmt.Fprintln(stderr, "Error:", safe(err.Error()))
 	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
 	return ExitUsage
 }
@@ -123,15 +128,46 @@ type app struct {
 	server string
 	token  string
 	output string
+	caFile string
+	// httpClient trusts caFile (nil: the default client and system roots).
+	httpClient *http.Client
+}
+
+// loadCA sets httpClient to trust the PEM certificates in caFile, for a
+// server whose REST listener has a certificate of a private CA.
+func (a *app) loadCA() error {
+	if a.caFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(a.caFile)
+	if err != nil {
+		return fmt.Errorf("--ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return fmt.Errorf("--ca-file %s: no PEM certificate in it", a.caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	a.httpClient = &http.Client{Timeout: 60 * time.Second, Transport: tr}
+	return nil
 }
 
 // client returns an API client; a --server without a scheme means http.
+// The token is --token, else STEWARD_TOKEN (read here rather than given as
+// the flag's default, so that no help page ever prints it).
 func (a *app) client() *stewardhttp.Client {
 	server := a.server
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
-	return stewardhttp.NewClient(server, a.token)
+	token := a.token
+	if token == "" {
+		token = os.Getenv("STEWARD_TOKEN")
+	}
+	c := stewardhttp.NewClient(server, token)
+	c.HTTPClient = a.httpClient
+	return c
 }
 
 // NewRootCommand builds the steward command tree: the API client commands,
@@ -151,7 +187,7 @@ These commands talk to a Steward server's REST API. Point them at it with
 			if a.output != "table" && a.output != "json" {
 				return fmt.Errorf("invalid --output %q: use table or json", a.output)
 			}
-			return nil
+			return a.loadCA()
 		},
 	}
 	server := os.Getenv("STEWARD_SERVER")
@@ -160,7 +196,8 @@ These commands talk to a Steward server's REST API. Point them at it with
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", server, "Steward server URL (env STEWARD_SERVER)")
-	pf.StringVar(&a.token, "token", os.Getenv("STEWARD_TOKEN"), "API token (env STEWARD_TOKEN)")
+	pf.StringVar(&a.token, "token", "", "API token (default: the STEWARD_TOKEN environment variable, never shown)")
+	pf.StringVar(&a.caFile, "ca-file", os.Getenv("STEWARD_CA_FILE"), "PEM file of the CA that signed the server's HTTPS certificate (env STEWARD_CA_FILE)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(a.agentsCommand(), a.configsCommand(), a.assignmentsCommand(), a.rolloutsCommand(), a.packagesCommand(), a.summaryCommand())
@@ -189,20 +226,30 @@ func run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 // usagef returns a usage error (exit 2).
 func usagef(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON. encoding/json escapes C0 controls
+// but not C1 controls or bidirectional overrides; those are written as
+// \uXXXX too (the same JSON value), so JSON output is as inert on a
+// terminal as tables.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, jsonSafe(b.String()))
+	return err
 }
 
-// table writes rows aligned in columns.
+// table writes rows aligned in columns; cells go through safe, so a tab,
+// newline or escape sequence in a value cannot break the layout or reach
+// the terminal.
 func table(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
 		for i, c := range r {
-			r[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(c)
+			r[i] = safe(c)
 		}
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}

@@ -127,7 +127,7 @@ func (a *app) rolloutVerb(verb, short string, fn func(ctx context.Context, name 
 func printRollout(w io.Writer, r *steward.Rollout) {
 	fmt.Fprintf(w, "Rollout:     %s\nAssignment:  %s\nVersions:    %d → %d\nState:       %s\n", r.Name, r.Assignment, r.FromVersion, r.ToVersion, r.State)
 	if r.Reason != "" {
-		fmt.Fprintf(w, "Reason:      %s\n", r.Reason)
+		fmt.Fprintf(w, "Reason:      %s\n", safe(r.Reason))
 	}
 	fmt.Fprintf(w, "Progress:    %s\nStages:\n", progressText(r.Progress))
 	for i, st := range r.Stages {
@@ -142,7 +142,7 @@ func printRollout(w io.Writer, r *steward.Rollout) {
 		if st.Percent > 0 {
 			what = strconv.Itoa(st.Percent) + "% of agents"
 		}
-		fmt.Fprintf(w, "  %s %d. %s\n", mark, i+1, what)
+		fmt.Fprintf(w, "  %s %d. %s\n", mark, i+1, safe(what))
 	}
 }
 

@@ -514,23 +514,30 @@ func (s *Service) connStore() (steward.ConnectionSettingsStore, error) {
 	return s.cred.conns, nil
 }
 
-// PutConnectionSettings stores c and reconciles every agent at once.
+// PutConnectionSettings stores c and reconciles every agent at once. A
+// header value equal to steward.RedactedSecret keeps the stored value (see
+// ConnectionSettings.KeepSecrets); c itself is not changed.
 func (s *Service) PutConnectionSettings(ctx context.Context, c *steward.ConnectionSettings) (*steward.ConnectionSettings, error) {
 	cs, err := s.connStore()
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	now := time.Now().UTC()
 	out := *c
 	out.UpdatedAt = now
-	if prev, err := cs.ConnectionSettings(ctx, c.Name); err == nil {
+	prev, err := cs.ConnectionSettings(ctx, c.Name)
+	switch {
+	case err == nil:
 		out.CreatedAt = prev.CreatedAt
-	} else if steward.ErrorCode(err) == steward.ENOTFOUND {
-		out.CreatedAt = now
-	} else {
+	case steward.ErrorCode(err) == steward.ENOTFOUND:
+		prev, out.CreatedAt = nil, now
+	default:
+		return nil, err
+	}
+	if err := out.KeepSecrets(prev); err != nil {
+		return nil, err
+	}
+	if err := out.Validate(); err != nil {
 		return nil, err
 	}
 	if err := cs.PutConnectionSettings(ctx, &out); err != nil {

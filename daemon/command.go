@@ -13,9 +13,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Command returns the `steward server` command. Every flag has an
+// Command returns the `steward server` command. Most flags have an
 // environment variable (STEWARD_<FLAG>, dashes as underscores) that sets its
-// default.
+// default; those holding secrets (--admin-password, --api-tokens,
+// --postgres) read theirs when the command runs, so help never shows them.
 func Command() *cobra.Command {
 	var o Options
 	var tokens, logLevel, logFormat string
@@ -41,6 +42,17 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 			}
 			o.Logger = slog.New(h)
 			slog.SetDefault(o.Logger)
+			// Secrets come from flags or the environment at run time; they
+			// are never flag defaults, which --help would print.
+			if o.PostgresDSN == "" {
+				o.PostgresDSN = env("POSTGRES_DSN", "")
+			}
+			if o.AdminPassword == "" {
+				o.AdminPassword = env("ADMIN_PASSWORD", "")
+			}
+			if tokens == "" {
+				tokens = env("API_TOKENS", "")
+			}
 			for _, t := range strings.Split(tokens, ",") {
 				if t = strings.TrimSpace(t); t != "" {
 					o.APITokens = append(o.APITokens, t)
@@ -55,7 +67,7 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.StringVar(&o.OpAMPAddr, "opamp-addr", env("OPAMP_ADDR", ":4320"), "OpAMP listen address (WebSocket and plain HTTP on /v1/opamp)")
 	f.StringVar(&o.HTTPAddr, "http-addr", env("HTTP_ADDR", "127.0.0.1:8080"), "REST API and web UI listen address")
 	f.StringVar(&o.DataDir, "data-dir", env("DATA_DIR", ".data"), "directory for the SQLite database and generated secrets")
-	f.StringVar(&o.PostgresDSN, "postgres", env("POSTGRES_DSN", ""), "PostgreSQL DSN; replaces SQLite and lets several replicas share state")
+	f.StringVar(&o.PostgresDSN, "postgres", "", "PostgreSQL DSN; replaces SQLite and lets several replicas share state (env STEWARD_POSTGRES_DSN)")
 	f.StringVar(&o.Replica, "replica", env("REPLICA", ""), "name of this replica (default: host name)")
 	f.StringVar(&o.TLSCertFile, "tls-cert", env("TLS_CERT", ""), "TLS certificate for the OpAMP listener (wss://, https://)")
 	f.StringVar(&o.TLSKeyFile, "tls-key", env("TLS_KEY", ""), "TLS private key for the OpAMP listener")
@@ -63,8 +75,8 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.StringVar(&o.AgentCACertFile, "agent-ca-cert", env("AGENT_CA_CERT", ""), "CA certificate that signs agent client certificates (default: generated into DATA_DIR/agent-ca, or kept in PostgreSQL)")
 	f.StringVar(&o.AgentCAKeyFile, "agent-ca-key", env("AGENT_CA_KEY", ""), "private key of --agent-ca-cert (ECDSA)")
 	f.DurationVar(&o.AgentCertLifetime, "agent-cert-lifetime", envDuration("AGENT_CERT_LIFETIME", 30*24*time.Hour), "lifetime of issued agent certificates (renewed after two thirds)")
-	f.StringVar(&o.AdminPassword, "admin-password", env("ADMIN_PASSWORD", ""), `UI/API admin password (default: generated once into DATA_DIR/admin-password; "-" disables auth)`)
-	f.StringVar(&tokens, "api-tokens", env("API_TOKENS", ""), "comma-separated bearer tokens accepted by the REST API")
+	f.StringVar(&o.AdminPassword, "admin-password", "", `UI/API admin password (env STEWARD_ADMIN_PASSWORD; default: generated once into DATA_DIR/admin-password; "-" disables auth)`)
+	f.StringVar(&tokens, "api-tokens", "", "comma-separated bearer tokens accepted by the REST API (env STEWARD_API_TOKENS)")
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", envDuration("HEARTBEAT_INTERVAL", 30*time.Second), "heartbeat interval expected of agents")
 	f.IntVar(&o.MaxConnections, "max-connections", 0, "maximum concurrent WebSocket agents (0: unlimited)")
 	f.DurationVar(&o.ReplicaLease, "replica-lease", envDuration("REPLICA_LEASE", 60*time.Second), "a replica silent for this long is taken as dead and its agents are marked offline")

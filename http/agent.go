@@ -106,6 +106,10 @@ func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
 	if agents == nil {
 		agents = []*steward.Agent{}
 	}
+	if err := s.scrubAgents(r, agents); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, AgentsResponse{Agents: agents, Total: total})
 }
 
@@ -116,11 +120,15 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.agents.Agent(r.Context(), id)
+	list := []*steward.Agent{a}
+	if err == nil {
+		err = s.scrubAgents(r, list)
+	}
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	writeJSON(w, http.StatusOK, list[0])
 }
 
 func (s *Server) handleDeleteAgent(w http.ResponseWriter, r *http.Request) {
@@ -156,11 +164,15 @@ func (s *Server) handleSetAgentLabels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.agents.Agent(r.Context(), id)
+	list := []*steward.Agent{a}
+	if err == nil {
+		err = s.scrubAgents(r, list)
+	}
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	writeJSON(w, http.StatusOK, list[0])
 }
 
 func (s *Server) handleRestartAgent(w http.ResponseWriter, r *http.Request) {

@@ -9,18 +9,19 @@ import (
 )
 
 // Roles per route. Reads need viewer, changes operator, except the
-// credential and connection routes (and reading tokens), which need admin.
+// credential routes (and reading tokens), which need admin. Connection
+// settings are read by viewers and written by operators, like configs; their
+// secrets are redacted for everyone unless an admin asks (secrets.go).
 // Password sessions and the API tokens given in Options are admin.
 var adminPrefixes = []string{"/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates",
-	"/api/v1/agent-ca", "/api/v1/connection-settings", "/api/v1/audit"}
+	"/api/v1/agent-ca", "/api/v1/audit"}
 
 // requiredRole returns the role a request needs.
 func requiredRole(r *http.Request) steward.Role {
 	path := r.URL.Path
 	for _, p := range adminPrefixes {
 		if path == p || strings.HasPrefix(path, p+"/") {
-			if !isUnsafe(r.Method) && (p == "/api/v1/certificates" || p == "/api/v1/agent-ca" ||
-				p == "/api/v1/connection-settings" || p == "/api/v1/audit") {
+			if !isUnsafe(r.Method) && (p == "/api/v1/certificates" || p == "/api/v1/agent-ca" || p == "/api/v1/audit") {
 				return steward.RoleViewer
 			}
 			return steward.RoleAdmin
@@ -347,6 +348,10 @@ func (s *Server) handleConnectionSettingsList(w http.ResponseWriter, r *http.Req
 	if list == nil {
 		list = []*steward.ConnectionSettings{}
 	}
+	if err := s.redactSettings(r, list); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, ConnectionSettingsListResponse{Settings: list})
 }
 
@@ -356,11 +361,15 @@ func (s *Server) handleConnectionSettings(w http.ResponseWriter, r *http.Request
 		return
 	}
 	c, err := cs.ConnectionSettings(r.Context(), r.PathValue("name"))
+	list := []*steward.ConnectionSettings{c}
+	if err == nil {
+		err = s.redactSettings(r, list)
+	}
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, list[0])
 }
 
 func (s *Server) handlePutConnectionSettings(w http.ResponseWriter, r *http.Request) {
@@ -383,7 +392,7 @@ func (s *Server) handlePutConnectionSettings(w http.ResponseWriter, r *http.Requ
 		writeError(w, r, s.log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, out.Redacted())
 }
 
 func (s *Server) handleDeleteConnectionSettings(w http.ResponseWriter, r *http.Request) {

@@ -35,7 +35,7 @@ func (e *env) createToken(t *testing.T, name string, role steward.Role, auth str
 }
 
 // Roles are enforced per route: viewer reads, operator changes the fleet,
-// admin manages credentials and connection settings.
+// operators also write connection settings, admin manages credentials.
 func TestRoles(t *testing.T) {
 	e := newCredEnv(t)
 	viewer := e.createToken(t, "dash", steward.RoleViewer, "static-admin")
@@ -58,7 +58,7 @@ func TestRoles(t *testing.T) {
 		{"POST", "/api/v1/tokens", map[string]string{"name": "x", "role": "viewer"}, map[string]int{viewer: 403, operator: 403}},
 		{"GET", "/api/v1/enrollment-tokens", nil, map[string]int{viewer: 403, operator: 403, admin: 200}},
 		{"POST", "/api/v1/enrollment-tokens", map[string]any{"name": "fleet", "max_uses": 5}, map[string]int{viewer: 403, operator: 403, admin: 201}},
-		{"PUT", "/api/v1/connection-settings/prod", settings, map[string]int{viewer: 403, operator: 403, admin: 200}},
+		{"PUT", "/api/v1/connection-settings/prod", settings, map[string]int{viewer: 403, operator: 200, admin: 200}},
 		{"GET", "/api/v1/connection-settings/prod", nil, map[string]int{viewer: 200, operator: 200, admin: 200}},
 		{"POST", "/api/v1/certificates/abcd/revoke", nil, map[string]int{viewer: 403, operator: 403, admin: 404}},
 	}
