@@ -92,32 +92,29 @@ func agentID(r *http.Request) (steward.InstanceUID, error) {
 	return steward.ParseInstanceUID(r.PathValue("id"))
 }
 
-func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) error {
 	f, err := parseAgentFilter(r.URL.Query())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	agents, total, err := s.agents.Agents(r.Context(), f)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if agents == nil {
 		agents = []*steward.Agent{}
 	}
 	if err := s.scrubAgents(r, agents); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, AgentsResponse{Agents: agents, Total: total})
+	return nil
 }
 
-func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) error {
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	a, err := s.agents.Agent(r.Context(), id)
 	list := []*steward.Agent{a}
@@ -125,43 +122,39 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 		err = s.scrubAgents(r, list)
 	}
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, list[0])
+	return nil
 }
 
-func (s *Server) handleDeleteAgent(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeleteAgent(w http.ResponseWriter, r *http.Request) error {
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if err := s.agents.DeleteAgent(r.Context(), id); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // handleSetAgentLabels replaces the operator labels and returns the agent.
-func (s *Server) handleSetAgentLabels(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSetAgentLabels(w http.ResponseWriter, r *http.Request) error {
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	var req LabelsRequest
 	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if req.Labels == nil {
 		req.Labels = map[string]string{}
 	}
 	if err := s.agents.SetAgentLabels(r.Context(), id, req.Labels); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	a, err := s.agents.Agent(r.Context(), id)
 	list := []*steward.Agent{a}
@@ -169,92 +162,83 @@ func (s *Server) handleSetAgentLabels(w http.ResponseWriter, r *http.Request) {
 		err = s.scrubAgents(r, list)
 	}
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, list[0])
+	return nil
 }
 
-func (s *Server) handleRestartAgent(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRestartAgent(w http.ResponseWriter, r *http.Request) error {
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if err := s.agents.RestartAgent(r.Context(), id); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
+	return nil
 }
 
-func (s *Server) handleCustomMessage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCustomMessage(w http.ResponseWriter, r *http.Request) error {
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	var msg steward.CustomMessage
 	if err := decodeJSON(r, &msg); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if msg.Capability == "" || msg.Type == "" {
-		writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "custom message needs a capability and a type"))
-		return
+		return steward.Errorf(steward.EINVALID, "custom message needs a capability and a type")
 	}
 	if err := s.agents.SendCustomMessage(r.Context(), id, msg); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
+	return nil
 }
 
-func (s *Server) handleAgentEvents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAgentEvents(w http.ResponseWriter, r *http.Request) error {
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	limit, err := intParam(r.URL.Query(), "limit", DefaultEventLimit, 1, MaxEventLimit)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if _, err := s.agents.Agent(r.Context(), id); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	events, err := s.agents.AgentEvents(r.Context(), id, limit)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if events == nil {
 		events = []*steward.Event{}
 	}
 	writeJSON(w, http.StatusOK, EventsResponse{Events: events})
+	return nil
 }
 
 // handleDesiredConfig returns what the agent should run; 404 for an
 // unknown agent.
-func (s *Server) handleDesiredConfig(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDesiredConfig(w http.ResponseWriter, r *http.Request) error {
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if _, err := s.agents.Agent(r.Context(), id); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	files, hash, err := s.configs.DesiredConfig(r.Context(), id)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if files == nil {
 		files = steward.ConfigMap{}
 	}
 	writeJSON(w, http.StatusOK, DesiredConfigResponse{Files: files, Hash: hash})
+	return nil
 }

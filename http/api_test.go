@@ -467,3 +467,36 @@ func TestHealthAndMounts(t *testing.T) {
 		t.Errorf("API 404 must not fall through to the UI: %d %s", r.status, r.body)
 	}
 }
+
+// TestRolloutErrors checks that every rollout route's refusal reaches the
+// client with its status and code (the actions once dropped their error and
+// answered 200 with an empty body).
+func TestRolloutErrors(t *testing.T) {
+	e := newEnv(t, func(o *stewardhttp.Options) { o.Rollouts = o.Agents.(steward.RolloutService) })
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"GET", "/api/v1/rollouts/nope", "", 404, steward.ENOTFOUND},
+		{"POST", "/api/v1/rollouts/nope/pause", "", 404, steward.ENOTFOUND},
+		{"POST", "/api/v1/rollouts/nope/resume", "", 404, steward.ENOTFOUND},
+		{"POST", "/api/v1/rollouts/nope/rollback", "", 404, steward.ENOTFOUND},
+		{"POST", "/api/v1/rollouts/-bad-/pause", "", 400, steward.EINVALID},
+		{"POST", "/api/v1/rollouts", "{}", 400, steward.EINVALID},
+		{"POST", "/api/v1/rollouts", `{"name":"r","assignment":"missing","to_version":2,"stages":[{"percent":100}]}`, 404, steward.ENOTFOUND},
+	} {
+		var body any
+		if c.body != "" {
+			body = c.body
+		}
+		if r := e.do(c.method, c.path, body); r.status != c.status || r.errorCode(t) != c.code {
+			t.Errorf("%s %s: %d %s, want %d %s", c.method, c.path, r.status, r.body, c.status, c.code)
+		}
+	}
+
+	without := newEnv(t, nil)
+	if r := without.do("POST", "/api/v1/rollouts/nope/pause", nil); r.status != 501 || r.errorCode(t) != steward.ENOTIMPLEMENTED {
+		t.Errorf("without a rollout service: %d %s, want 501", r.status, r.body)
+	}
+}

@@ -158,20 +158,19 @@ func (a *authenticator) permit(p *Principal, r *http.Request) error {
 }
 
 // authorize wraps an API handler: the request runs with its Principal in
-// the context, or is refused with 401/403.
-func (s *Server) authorize(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// the context, or is refused with EUNAUTHORIZED (401) or EFORBIDDEN (403).
+func (s *Server) authorize(next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		p, err := s.auth.authenticate(r)
 		if err == nil {
 			err = s.auth.permit(p, r)
 		}
 		if err != nil {
-			writeError(w, r, s.log, err)
-			return
+			return err
 		}
 		ctx := steward.WithActor(context.WithValue(r.Context(), principalKey{}, p), actorName(p))
-		s.audited(p, next, w, r.WithContext(ctx))
-	})
+		return s.audited(p, next, w, r.WithContext(ctx))
+	}
 }
 
 type session struct {
@@ -241,16 +240,15 @@ type SessionResponse struct {
 
 // handleLogin checks the admin password and sets the session and CSRF
 // cookies. 401 on a wrong password or when no password is configured.
-func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	var req LoginRequest
 	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	a := s.auth
 	if !a.enabled() {
 		writeJSON(w, http.StatusOK, SessionResponse{AuthEnabled: false, Authenticated: true, Name: "anonymous", Method: "none"})
-		return
+		return nil
 	}
 	host := clientHost(r)
 	if wait := a.failures.blocked(host, a.now()); wait > 0 {
@@ -259,14 +257,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			Code:    steward.EUNAVAILABLE,
 			Message: fmt.Sprintf("too many failed logins from %s; retry in %s", host, wait.Round(time.Second)),
 		}})
-		return
+		return nil
 	}
 	sum := sha256.Sum256([]byte(req.Password))
 	if !a.hasPass || subtle.ConstantTimeCompare(sum[:], a.password[:]) != 1 {
 		a.failures.fail(host, a.now())
 		s.log.Warn("http: failed login", "remote", r.RemoteAddr)
-		writeError(w, r, s.log, steward.Errorf(steward.EUNAUTHORIZED, "wrong password"))
-		return
+		return steward.Errorf(steward.EUNAUTHORIZED, "wrong password")
 	}
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
@@ -284,22 +281,24 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		AuthEnabled: true, Authenticated: true, Name: sess.name, Method: "session",
 		ExpiresAt: sess.expires, CSRFToken: sess.csrf,
 	})
+	return nil
 }
 
 // handleLogout clears the session cookies. Sessions are stateless, so a
 // copied cookie stays valid until it expires.
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 	secure := s.auth.secure || r.TLS != nil
 	for _, name := range []string{SessionCookie, CSRFCookie} {
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
 			HttpOnly: name == SessionCookie, Secure: secure, SameSite: http.SameSiteStrictMode})
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // handleSession reports whether auth is on and whether the caller is
 // authenticated; it never fails with 401.
-func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
 	resp := SessionResponse{AuthEnabled: s.auth.enabled()}
 	r2 := r.Clone(r.Context())
 	r2.Method = http.MethodGet // no CSRF check for a read
@@ -307,6 +306,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		resp.Authenticated, resp.Name, resp.Method, resp.ExpiresAt = true, p.Name, p.Method, p.Expires
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // Failed logins from one client address are limited: after

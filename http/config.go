@@ -45,145 +45,131 @@ func configName(r *http.Request) (string, error) {
 	return name, steward.ValidateName("config", name)
 }
 
-func (s *Server) handleConfigs(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleConfigs(w http.ResponseWriter, r *http.Request) error {
 	cs, err := s.configs.Configs(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if cs == nil {
 		cs = []*steward.Config{}
 	}
 	writeJSON(w, http.StatusOK, ConfigsResponse{Configs: cs})
+	return nil
 }
 
-func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) error {
 	name, err := configName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	version, err := intParam(r.URL.Query(), "version", 0, 0, -1)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	c, err := s.configs.Config(r.Context(), name, version)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, c)
+	return nil
 }
 
 // handlePutConfig stores a new version: 201 when one was created, 200 when
 // the content equals the latest version (which is returned).
-func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) error {
 	name, err := configName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	var req PutConfigRequest
 	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	c := &steward.Config{Name: name, Files: req.Files, Comment: req.Comment}
 	if p := PrincipalFrom(r.Context()); p != nil {
 		c.Author = p.Name
 	}
 	if err := c.Validate(); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	prev := 0
 	if old, err := s.configs.Config(r.Context(), name, 0); err == nil {
 		prev = old.Version
 	} else if steward.ErrorCode(err) != steward.ENOTFOUND {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	stored, err := s.configs.PutConfig(r.Context(), c)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	status := http.StatusOK
 	if stored.Version != prev {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, stored)
+	return nil
 }
 
-func (s *Server) handleDeleteConfig(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeleteConfig(w http.ResponseWriter, r *http.Request) error {
 	name, err := configName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if err := s.configs.DeleteConfig(r.Context(), name); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (s *Server) handleConfigVersions(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleConfigVersions(w http.ResponseWriter, r *http.Request) error {
 	name, err := configName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	cs, err := s.configs.ConfigHistory(r.Context(), name)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if len(cs) == 0 {
-		writeError(w, r, s.log, steward.Errorf(steward.ENOTFOUND, "config %q not found", name))
-		return
+		return steward.Errorf(steward.ENOTFOUND, "config %q not found", name)
 	}
 	writeJSON(w, http.StatusOK, VersionsResponse{Versions: cs})
+	return nil
 }
 
 // handleConfigDiff diffs version from against version to. to defaults to
 // the latest version and from to the one before to.
-func (s *Server) handleConfigDiff(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleConfigDiff(w http.ResponseWriter, r *http.Request) error {
 	name, err := configName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	to, err := intParam(q, "to", 0, 1, -1)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	from, err := intParam(q, "from", 0, 1, -1)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	newer, err := s.configs.Config(r.Context(), name, to)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if from == 0 {
 		from = newer.Version - 1
 		if from < 1 {
-			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "config %q has only version %d: give from", name, newer.Version))
-			return
+			return steward.Errorf(steward.EINVALID, "config %q has only version %d: give from", name, newer.Version)
 		}
 	}
 	older, err := s.configs.Config(r.Context(), name, from)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, DiffResponse{Name: name, From: older.Version, To: newer.Version, Diff: DiffConfigs(older, newer)})
+	return nil
 }
 
 // DiffConfigs returns a unified diff of every file of a against the same
@@ -241,16 +227,16 @@ func isTextBody(b []byte) bool {
 	return true
 }
 
-func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request) error {
 	as, err := s.configs.Assignments(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if as == nil {
 		as = []*steward.Assignment{}
 	}
 	writeJSON(w, http.StatusOK, AssignmentsResponse{Assignments: as})
+	return nil
 }
 
 func assignmentName(r *http.Request) (string, error) {
@@ -258,66 +244,59 @@ func assignmentName(r *http.Request) (string, error) {
 	return name, steward.ValidateName("assignment", name)
 }
 
-func (s *Server) handleAssignment(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAssignment(w http.ResponseWriter, r *http.Request) error {
 	name, err := assignmentName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	a, err := s.configs.Assignment(r.Context(), name)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, a)
+	return nil
 }
 
 // handlePutAssignment creates (201) or replaces (200) an assignment. The
 // body's name, when given, must equal the path's.
-func (s *Server) handlePutAssignment(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePutAssignment(w http.ResponseWriter, r *http.Request) error {
 	name, err := assignmentName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	var a steward.Assignment
 	if err := decodeJSON(r, &a); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if a.Name != "" && a.Name != name {
-		writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "assignment name %q in the body differs from %q in the path", a.Name, name))
-		return
+		return steward.Errorf(steward.EINVALID, "assignment name %q in the body differs from %q in the path", a.Name, name)
 	}
 	a.Name = name
 	if err := a.Validate(); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	status := http.StatusOK
 	if _, err := s.configs.Assignment(r.Context(), name); steward.ErrorCode(err) == steward.ENOTFOUND {
 		status = http.StatusCreated
 	} else if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	stored, err := s.configs.PutAssignment(r.Context(), &a)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, status, stored)
+	return nil
 }
 
-func (s *Server) handleDeleteAssignment(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeleteAssignment(w http.ResponseWriter, r *http.Request) error {
 	name, err := assignmentName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if err := s.configs.DeleteAssignment(r.Context(), name); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

@@ -82,28 +82,32 @@ func (s *statusRecorder) Flush() {
 }
 
 // audited runs a state-changing request and, when it succeeded, records it
-// in the audit log (actor, "METHOD pattern", path).
-func (s *Server) audited(p *Principal, next http.Handler, w http.ResponseWriter, r *http.Request) {
+// in the audit log (actor, "METHOD pattern", path). It returns next's error.
+func (s *Server) audited(p *Principal, next handlerFunc, w http.ResponseWriter, r *http.Request) error {
 	if s.creds == nil || !isUnsafe(r.Method) || selfAudited(r) {
-		next.ServeHTTP(w, r)
-		return
+		return next(w, r)
 	}
 	rec := &statusRecorder{ResponseWriter: w}
-	next.ServeHTTP(rec, r)
+	if err := next(rec, r); err != nil {
+		return err
+	}
 	if rec.status == 0 || rec.status >= 400 {
-		return
+		return nil
 	}
 	e := &steward.AuditEntry{Actor: actorName(p), Action: r.Method + " " + strings.TrimPrefix(r.Pattern, r.Method+" "), Target: r.URL.Path}
 	if err := s.creds.RecordAudit(r.Context(), e); err != nil {
 		s.log.Warn("http: audit entry not stored", "action", e.Action, "target", e.Target, "err", err)
 	}
+	return nil
 }
 
-func (s *Server) credentials(w http.ResponseWriter, r *http.Request) steward.CredentialService {
+// credentials returns the credentials service, or ENOTIMPLEMENTED (501)
+// when this server has none.
+func (s *Server) credentials() (steward.CredentialService, error) {
 	if s.creds == nil {
-		writeError(w, r, s.log, steward.Errorf(steward.ENOTIMPLEMENTED, "credentials are not available on this server"))
+		return nil, steward.Errorf(steward.ENOTIMPLEMENTED, "credentials are not available on this server")
 	}
-	return s.creds
+	return s.creds, nil
 }
 
 func (s *Server) registerCredentialRoutes() {
@@ -142,59 +146,57 @@ type TokensResponse struct {
 	Tokens []*steward.Token `json:"tokens"`
 }
 
-func (s *Server) handleTokens(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleTokens(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	list, err := cs.Tokens(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if list == nil {
 		list = []*steward.Token{}
 	}
 	writeJSON(w, http.StatusOK, TokensResponse{Tokens: list})
+	return nil
 }
 
-func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	var req CreateTokenRequest
 	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
 		if err != nil || d <= 0 {
-			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "invalid ttl %q: use a positive Go duration such as 720h", req.TTL))
-			return
+			return steward.Errorf(steward.EINVALID, "invalid ttl %q: use a positive Go duration such as 720h", req.TTL)
 		}
 		ttl = d
 	}
 	t, secret, err := cs.CreateToken(r.Context(), req.Name, req.Role, ttl)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, CreatedTokenResponse{Token: t, Secret: secret})
+	return nil
 }
 
-func (s *Server) handleDeleteToken(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleDeleteToken(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	if err := cs.DeleteToken(r.Context(), r.PathValue("id")); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // CreateEnrollmentTokenRequest is the body of POST /api/v1/enrollment-tokens.
@@ -218,59 +220,57 @@ type EnrollmentTokensResponse struct {
 	Tokens []*steward.EnrollmentToken `json:"tokens"`
 }
 
-func (s *Server) handleEnrollmentTokens(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleEnrollmentTokens(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	list, err := cs.EnrollmentTokens(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if list == nil {
 		list = []*steward.EnrollmentToken{}
 	}
 	writeJSON(w, http.StatusOK, EnrollmentTokensResponse{Tokens: list})
+	return nil
 }
 
-func (s *Server) handleCreateEnrollmentToken(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleCreateEnrollmentToken(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	var req CreateEnrollmentTokenRequest
 	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	t := steward.EnrollmentToken{Name: req.Name, Selector: req.Selector, MaxUses: req.MaxUses}
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
 		if err != nil || d <= 0 {
-			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "invalid ttl %q: use a positive Go duration such as 24h", req.TTL))
-			return
+			return steward.Errorf(steward.EINVALID, "invalid ttl %q: use a positive Go duration such as 24h", req.TTL)
 		}
 		t.ExpiresAt = time.Now().Add(d)
 	}
 	out, secret, err := cs.CreateEnrollmentToken(r.Context(), t)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, CreatedEnrollmentTokenResponse{Token: out, Secret: secret})
+	return nil
 }
 
-func (s *Server) handleRevokeEnrollmentToken(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleRevokeEnrollmentToken(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	if err := cs.RevokeEnrollmentToken(r.Context(), r.PathValue("id")); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // CertificatesResponse lists agent certificates.
@@ -278,56 +278,55 @@ type CertificatesResponse struct {
 	Certificates []*steward.AgentCertificate `json:"certificates"`
 }
 
-func (s *Server) handleCertificates(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleCertificates(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	var agent *steward.InstanceUID
 	if v := r.URL.Query().Get("agent"); v != "" {
 		id, err := steward.ParseInstanceUID(v)
 		if err != nil {
-			writeError(w, r, s.log, err)
-			return
+			return err
 		}
 		agent = &id
 	}
 	list, err := cs.Certificates(r.Context(), agent)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if list == nil {
 		list = []*steward.AgentCertificate{}
 	}
 	writeJSON(w, http.StatusOK, CertificatesResponse{Certificates: list})
+	return nil
 }
 
-func (s *Server) handleRevokeCertificate(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleRevokeCertificate(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	c, err := cs.RevokeCertificate(r.Context(), r.PathValue("serial"))
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, c)
+	return nil
 }
 
-func (s *Server) handleAgentCA(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleAgentCA(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	pem, err := cs.CACertificate(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, _ = w.Write(pem)
+	return nil
 }
 
 // ConnectionSettingsListResponse lists connection settings.
@@ -335,30 +334,29 @@ type ConnectionSettingsListResponse struct {
 	Settings []*steward.ConnectionSettings `json:"settings"`
 }
 
-func (s *Server) handleConnectionSettingsList(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleConnectionSettingsList(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	list, err := cs.ConnectionSettingsList(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if list == nil {
 		list = []*steward.ConnectionSettings{}
 	}
 	if err := s.redactSettings(r, list); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, ConnectionSettingsListResponse{Settings: list})
+	return nil
 }
 
-func (s *Server) handleConnectionSettings(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleConnectionSettings(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	c, err := cs.ConnectionSettings(r.Context(), r.PathValue("name"))
 	list := []*steward.ConnectionSettings{c}
@@ -366,45 +364,43 @@ func (s *Server) handleConnectionSettings(w http.ResponseWriter, r *http.Request
 		err = s.redactSettings(r, list)
 	}
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, list[0])
+	return nil
 }
 
-func (s *Server) handlePutConnectionSettings(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handlePutConnectionSettings(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	var c steward.ConnectionSettings
 	if err := decodeJSON(r, &c); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if c.Name != "" && c.Name != r.PathValue("name") {
-		writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "name %q in the body differs from %q in the path", c.Name, r.PathValue("name")))
-		return
+		return steward.Errorf(steward.EINVALID, "name %q in the body differs from %q in the path", c.Name, r.PathValue("name"))
 	}
 	c.Name = r.PathValue("name")
 	out, err := cs.PutConnectionSettings(r.Context(), &c)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, out.Redacted())
+	return nil
 }
 
-func (s *Server) handleDeleteConnectionSettings(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleDeleteConnectionSettings(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	if err := cs.DeleteConnectionSettings(r.Context(), r.PathValue("name")); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // AuditResponse lists audit entries, newest first.
@@ -412,33 +408,31 @@ type AuditResponse struct {
 	Entries []*steward.AuditEntry `json:"entries"`
 }
 
-func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
-	cs := s.credentials(w, r)
-	if cs == nil {
-		return
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.credentials()
+	if err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	limit, err := intParam(q, "limit", DefaultEventLimit, 1, MaxEventLimit)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	f := steward.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Limit: limit}
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "invalid since %q: use RFC 3339", v))
-			return
+			return steward.Errorf(steward.EINVALID, "invalid since %q: use RFC 3339", v)
 		}
 		f.Since = t
 	}
 	list, err := cs.Audit(r.Context(), f)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if list == nil {
 		list = []*steward.AuditEntry{}
 	}
 	writeJSON(w, http.StatusOK, AuditResponse{Entries: list})
+	return nil
 }

@@ -22,22 +22,21 @@ func Summarize(agents []*steward.Agent) SummaryResponse {
 	return *s
 }
 
-func (s *Server) handleSummary(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSummary(w http.ResponseWriter, r *http.Request) error {
 	if sum, ok := s.agents.(steward.Summarizer); ok {
 		out, err := sum.Summary(r.Context())
 		if err != nil {
-			writeError(w, r, s.log, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, out)
-		return
+		return nil
 	}
 	agents, _, err := s.agents.Agents(r.Context(), steward.AgentFilter{})
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, Summarize(agents))
+	return nil
 }
 
 // parseEventFilter reads limit, type (repeatable or comma-separated), agent
@@ -73,25 +72,23 @@ func parseEventFilter(r *http.Request) (steward.EventFilter, error) {
 
 // handleEvents lists recent fleet events, newest first; 501 without an
 // event log.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	f, err := parseEventFilter(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if s.eventLog == nil {
-		writeError(w, r, s.log, steward.Errorf(steward.ENOTIMPLEMENTED, "this server keeps no event log"))
-		return
+		return steward.Errorf(steward.ENOTIMPLEMENTED, "this server keeps no event log")
 	}
 	events, err := s.eventLog(r.Context(), f)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if events == nil {
 		events = []*steward.Event{}
 	}
 	writeJSON(w, http.StatusOK, EventsResponse{Events: events})
+	return nil
 }
 
 // handleEventStream streams live events as server-sent events:
@@ -105,15 +102,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 // too slow, an "event: resync" is sent and the stream ends (EventSource
 // clients reconnect and should reload state). It ends when the client goes
 // or the Server is closed.
-func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) error {
 	f, err := parseEventFilter(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if s.events == nil {
-		writeError(w, r, s.log, steward.Errorf(steward.ENOTIMPLEMENTED, "this server has no event bus"))
-		return
+		return steward.Errorf(steward.ENOTIMPLEMENTED, "this server has no event bus")
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
@@ -126,10 +121,10 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	if _, err := fmt.Fprint(w, "retry: 2000\n: connected\n\n"); err != nil {
-		return
+		return nil
 	}
 	if rc.Flush() != nil {
-		return
+		return nil
 	}
 	types := map[string]bool{}
 	for _, t := range f.Types {
@@ -140,12 +135,12 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-s.closing:
-			return
+			return nil
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
-				return
+				return nil
 			}
 		case e, ok := <-ch:
 			if !ok {
@@ -153,7 +148,7 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 					_, _ = fmt.Fprint(w, "event: resync\ndata: {}\n\n")
 					_ = rc.Flush()
 				}
-				return
+				return nil
 			}
 			if e == nil || (f.AgentID != nil && e.AgentID != *f.AgentID) || (len(types) > 0 && !types[e.Type]) {
 				continue
@@ -168,7 +163,7 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 				idLine = fmt.Sprintf("id: %d\n", e.ID)
 			}
 			if _, err := fmt.Fprintf(w, "%sevent: %s\ndata: %s\n\n", idLine, sseField(e.Type), b); err != nil || rc.Flush() != nil {
-				return
+				return nil
 			}
 		}
 	}

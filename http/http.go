@@ -77,6 +77,28 @@ func FromErrorStatusCode(status int) string {
 	return steward.EINTERNAL
 }
 
+// handlerFunc is the shape of every handler in this package: it writes a
+// success response itself and returns a failure instead of writing it, so
+// that errorHandler is the one place where errors become responses. A
+// handler that has started its response (a stream, served content) returns
+// nil: a status cannot be sent twice.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// errorHandler adapts a handlerFunc to http.Handler, the way
+// http.HandlerFunc adapts a plain function: a returned error is written by
+// writeError, which maps its steward code to the status and logs internal
+// errors to log.
+type errorHandler struct {
+	fn  handlerFunc
+	log *slog.Logger
+}
+
+func (h errorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h.fn(w, r); err != nil {
+		writeError(w, r, h.log, err)
+	}
+}
+
 // writeError writes err as an error response. Internal errors are logged with
 // their detail and answered with a generic message.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {

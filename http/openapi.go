@@ -11,8 +11,9 @@ import (
 //go:embed openapi.yaml
 var OpenAPI []byte
 
-func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("Cache-Control", "no-cache")
 	_, _ = w.Write(OpenAPI)
+	return nil
 }

@@ -52,19 +52,22 @@ func (s *Server) registerPackageRoutes() {
 
 // handleUpload registers an authenticated route whose body is not capped
 // at MaxBodySize.
-func (s *Server) handleUpload(pattern string, h http.HandlerFunc) {
+func (s *Server) handleUpload(pattern string, h handlerFunc) {
 	s.routes = append(s.routes, pattern)
-	s.api.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	authorized := s.authorize(h)
+	s.api.Handle(pattern, s.adapt(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		s.authorize(h).ServeHTTP(w, r)
+		return authorized(w, r)
 	}))
 }
 
-func (s *Server) packageService(w http.ResponseWriter, r *http.Request) steward.PackageService {
+// packageService returns the packages service, or ENOTIMPLEMENTED (501) when this
+// server has none.
+func (s *Server) packageService() (steward.PackageService, error) {
 	if s.packages == nil {
-		writeError(w, r, s.log, steward.Errorf(steward.ENOTIMPLEMENTED, "packages are not available on this server"))
+		return nil, steward.Errorf(steward.ENOTIMPLEMENTED, "packages are not available on this server")
 	}
-	return s.packages
+	return s.packages, nil
 }
 
 func packageNameVersion(r *http.Request) (string, string, error) {
@@ -78,20 +81,20 @@ func packageNameVersion(r *http.Request) (string, string, error) {
 	return name, version, nil
 }
 
-func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	list, err := ps.Packages(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if list == nil {
 		list = []*steward.Package{}
 	}
 	writeJSON(w, http.StatusOK, PackagesResponse{Packages: list})
+	return nil
 }
 
 // handleUploadPackage stores the request body as a package version. Query:
@@ -99,164 +102,153 @@ func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) {
 // refused unless the content matches), signature (base64, optional: an
 // ed25519 signature over the raw sha256 by a trusted key; without it the
 // server signs). The Content-Type header is kept as the package's.
-func (s *Server) handleUploadPackage(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handleUploadPackage(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	name, version, err := packageNameVersion(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	p := &steward.Package{Name: name, Version: version, Type: steward.PackageType(q.Get("type")), ContentType: r.Header.Get("Content-Type")}
 	if h := q.Get("sha256"); h != "" {
 		if p.Hash, err = hex.DecodeString(h); err != nil || len(p.Hash) != 32 {
-			writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "sha256 must be 64 hex digits"))
-			return
+			return steward.Errorf(steward.EINVALID, "sha256 must be 64 hex digits")
 		}
 	}
 	if sig := q.Get("signature"); sig != "" {
 		if p.Signature, err = base64.StdEncoding.DecodeString(sig); err != nil {
 			if p.Signature, err = base64.URLEncoding.DecodeString(sig); err != nil {
-				writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "signature must be base64"))
-				return
+				return steward.Errorf(steward.EINVALID, "signature must be base64")
 			}
 		}
 	}
 	if err := p.Validate(); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	out, err := ps.UploadPackage(r.Context(), p, r.Body)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, out)
+	return nil
 }
 
-func (s *Server) handlePackage(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handlePackage(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	name, version, err := packageNameVersion(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	p, err := ps.Package(r.Context(), name, version)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, p)
+	return nil
 }
 
-func (s *Server) handleDeletePackage(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handleDeletePackage(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	name, version, err := packageNameVersion(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if err := ps.DeletePackage(r.Context(), name, version); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // handlePackageContent serves a version's content to API users.
-func (s *Server) handlePackageContent(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handlePackageContent(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	name, version, err := packageNameVersion(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	p, err := ps.Package(r.Context(), name, version)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
-	s.serveContent(w, r, ps, p.Hash)
+	return s.serveContent(w, r, ps, p.Hash)
 }
 
 // handleSignedContent serves content to agents through the signed,
 // expiring download URLs the control plane puts in its offers.
-func (s *Server) handleSignedContent(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handleSignedContent(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	hash, err := hex.DecodeString(strings.ToLower(r.PathValue("hash")))
 	if err != nil || len(hash) != 32 {
-		writeError(w, r, s.log, steward.Errorf(steward.ENOTFOUND, "no package content %q", r.PathValue("hash")))
-		return
+		return steward.Errorf(steward.ENOTFOUND, "no package content %q", r.PathValue("hash"))
 	}
 	q := r.URL.Query()
 	expires, err := strconv.ParseInt(q.Get("expires"), 10, 64)
 	if err != nil {
-		writeError(w, r, s.log, steward.Errorf(steward.EUNAUTHORIZED, "download URL without a valid expiry"))
-		return
+		return steward.Errorf(steward.EUNAUTHORIZED, "download URL without a valid expiry")
 	}
 	if err := ps.VerifyDownload(hash, expires, q.Get("token")); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
-	s.serveContent(w, r, ps, hash)
+	return s.serveContent(w, r, ps, hash)
 }
 
 // serveContent streams content with range support; the ETag is its hash.
-func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, ps steward.PackageService, hash []byte) {
+func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, ps steward.PackageService, hash []byte) error {
 	f, _, err := ps.OpenPackageContent(r.Context(), hash)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"sha256:`+hex.EncodeToString(hash)+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=3600, immutable")
 	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
 }
 
-func (s *Server) handlePackageKeys(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handlePackageKeys(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	keys, err := ps.PackageKeys(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, PackageKeysResponse{Keys: keys})
+	return nil
 }
 
-func (s *Server) handlePackageAssignments(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handlePackageAssignments(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	list, err := ps.PackageAssignments(r.Context())
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if list == nil {
 		list = []*steward.PackageAssignment{}
 	}
 	writeJSON(w, http.StatusOK, PackageAssignmentsResponse{Assignments: list})
+	return nil
 }
 
 func packageAssignmentName(r *http.Request) (string, error) {
@@ -264,88 +256,82 @@ func packageAssignmentName(r *http.Request) (string, error) {
 	return name, steward.ValidateName("package assignment", name)
 }
 
-func (s *Server) handlePackageAssignment(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handlePackageAssignment(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	name, err := packageAssignmentName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	a, err := ps.PackageAssignment(r.Context(), name)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, a)
+	return nil
 }
 
 // handlePutPackageAssignment creates or replaces a package assignment; the
 // name in the path wins over one in the body.
-func (s *Server) handlePutPackageAssignment(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handlePutPackageAssignment(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	name, err := packageAssignmentName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	var a steward.PackageAssignment
 	if err := decodeJSON(r, &a); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if a.Name != "" && a.Name != name {
-		writeError(w, r, s.log, steward.Errorf(steward.EINVALID, "body names package assignment %q, path %q", a.Name, name))
-		return
+		return steward.Errorf(steward.EINVALID, "body names package assignment %q, path %q", a.Name, name)
 	}
 	a.Name = name
 	out, err := ps.PutPackageAssignment(r.Context(), &a)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (s *Server) handleDeletePackageAssignment(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handleDeletePackageAssignment(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	name, err := packageAssignmentName(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if err := ps.DeletePackageAssignment(r.Context(), name); err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (s *Server) handleDesiredPackages(w http.ResponseWriter, r *http.Request) {
-	ps := s.packageService(w, r)
-	if ps == nil {
-		return
+func (s *Server) handleDesiredPackages(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.packageService()
+	if err != nil {
+		return err
 	}
 	id, err := agentID(r)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	pkgs, hash, err := ps.DesiredPackages(r.Context(), id)
 	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+		return err
 	}
 	if pkgs == nil {
 		pkgs = []*steward.Package{}
 	}
 	writeJSON(w, http.StatusOK, DesiredPackagesResponse{Packages: pkgs, AllPackagesHash: hash})
+	return nil
 }

@@ -160,7 +160,7 @@ func NewServer(opts Options) *Server {
 	s.handle("GET /api/v1/events", s.handleEvents, authed)
 	s.handle("GET /api/v1/events/stream", s.handleEventStream, authed)
 
-	s.api.HandleFunc("/", s.handleAPINotFound)
+	s.api.Handle("/", s.adapt(s.handleAPINotFound))
 
 	s.root.Handle("/api/", s.api)
 	s.handleRoot("GET /healthz", s.handleHealthz)
@@ -171,9 +171,9 @@ func NewServer(opts Options) *Server {
 	if opts.UI != nil {
 		s.root.Handle("/", opts.UI)
 	} else {
-		s.root.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, r, s.log, steward.Errorf(steward.ENOTFOUND, "no page at %s", r.URL.Path))
-		})
+		s.root.Handle("/", s.adapt(func(w http.ResponseWriter, r *http.Request) error {
+			return steward.Errorf(steward.ENOTFOUND, "no page at %s", r.URL.Path)
+		}))
 	}
 	return s
 }
@@ -213,38 +213,41 @@ const (
 	authed
 )
 
+// adapt makes h an http.Handler whose errors are written (and logged) by
+// writeError.
+func (s *Server) adapt(h handlerFunc) http.Handler { return errorHandler{fn: h, log: s.log} }
+
 // handle registers an API route. Authed routes go through authorize, which
 // is the one place where access is decided.
-func (s *Server) handle(pattern string, h http.HandlerFunc, a access) {
+func (s *Server) handle(pattern string, h handlerFunc, a access) {
 	s.routes = append(s.routes, pattern)
-	var next http.Handler = h
 	if a == authed {
-		next = s.authorize(h)
+		h = s.authorize(h)
 	}
-	s.api.Handle(pattern, s.limitBody(next))
+	s.api.Handle(pattern, s.adapt(s.limitBody(h)))
 }
 
-func (s *Server) handleRoot(pattern string, h http.HandlerFunc) {
+func (s *Server) handleRoot(pattern string, h handlerFunc) {
 	s.routes = append(s.routes, pattern)
-	s.root.Handle(pattern, h)
+	s.root.Handle(pattern, s.adapt(h))
 }
 
-// limitBody caps request bodies at MaxBodySize and sets common headers.
-func (s *Server) limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// limitBody caps request bodies at MaxBodySize (413 beyond) and sets common
+// headers.
+func (s *Server) limitBody(next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if r.ContentLength > MaxBodySize {
-			writeError(w, r, s.log, &http.MaxBytesError{Limit: MaxBodySize})
-			return
+			return &http.MaxBytesError{Limit: MaxBodySize}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
-		next.ServeHTTP(w, r)
-	})
+		return next(w, r)
+	}
 }
 
 // handleAPINotFound answers unknown API paths with a JSON 404, or a 405 when
 // the path exists for other methods.
-func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) error {
 	var allowed []string
 	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
 		if m == r.Method {
@@ -262,19 +265,20 @@ func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) {
 			Code:    steward.EINVALID,
 			Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")),
 		}})
-		return
+		return nil
 	}
-	writeError(w, r, s.log, steward.Errorf(steward.ENOTFOUND, "no API route %s %s", r.Method, r.URL.Path))
+	return steward.Errorf(steward.ENOTFOUND, "no API route %s %s", r.Method, r.URL.Path)
 }
 
 // handleHealthz reports liveness: the process serves HTTP.
-func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
 }
 
 // handleReadyz reports readiness from Options.Ready: 200, or 503 with the
 // reason.
-func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 	if s.ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
@@ -285,8 +289,9 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 				msg = "not ready"
 			}
 			writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: ErrorBody{Code: steward.EUNAVAILABLE, Message: msg}})
-			return
+			return nil
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
 }
