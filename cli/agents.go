@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -55,8 +57,8 @@ func (a *app) agentsListCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, stewardhttp.AgentsResponse{Agents: agents, Total: total})
+			if a.structured() {
+				return a.print(w, stewardhttp.AgentsResponse{Agents: agents, Total: total})
 			}
 			if len(agents) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "No agents found.")
@@ -142,27 +144,89 @@ func parseID(s string) (steward.InstanceUID, error) {
 }
 
 func (a *app) agentsShowCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one agent in detail",
-		Args:  cobra.ExactArgs(1),
+	var selector string
+	cmd := &cobra.Command{
+		Use:   "show ID | --selector SELECTOR",
+		Short: "Show agents in detail: status, health, config bodies, packages",
+		Long: `Show one agent (by id) or every agent matching a label selector in detail:
+connection, health, remote config status with the agent's error, labels,
+attributes, package statuses with their messages, and the body of each file
+of the effective config the agent reports.`,
+		Example: `  steward agents show 0192f1c2-...
+  steward agents show --selector service.name=syslog-ng
+  steward agents show 0192f1c2-... -o yaml`,
+		Args: cobra.MaximumNArgs(1),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 1) == (selector != "") {
+				return usagef("give an agent id or --selector, not both")
+			}
+			if selector != "" {
+				if _, err := steward.ParseSelector(selector); err != nil {
+					return usagef("%s", steward.ErrorMessage(err))
+				}
+				return nil
+			}
 			_, err := parseID(args[0])
 			return err
 		},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			id, _ := parseID(args[0])
-			ag, err := a.client().Agent(cmd.Context(), id)
+			w := cmd.OutOrStdout()
+			if selector == "" {
+				id, _ := parseID(args[0])
+				ag, err := a.client().Agent(cmd.Context(), id)
+				if err != nil {
+					return err
+				}
+				if a.structured() {
+					return a.print(w, ag)
+				}
+				printAgent(w, ag, time.Now())
+				return nil
+			}
+			agents, err := a.agentsDetail(cmd.Context(), selector)
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), ag)
+			if a.structured() {
+				return a.print(w, stewardhttp.AgentsResponse{Agents: agents, Total: len(agents)})
 			}
-			printAgent(cmd.OutOrStdout(), ag, time.Now())
+			if len(agents) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "No agents found.")
+				return nil
+			}
+			now := time.Now()
+			for i, ag := range agents {
+				if i > 0 {
+					fmt.Fprintln(w)
+				}
+				printAgent(w, ag, now)
+			}
 			return nil
 		}),
 	}
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "show every agent matching this label selector")
+	return cmd
+}
+
+// agentsDetail returns every agent matching selector, each read in full.
+func (a *app) agentsDetail(ctx context.Context, selector string) ([]*steward.Agent, error) {
+	c := a.client()
+	list, _, err := c.Agents(ctx, steward.AgentFilter{Selector: selector})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*steward.Agent, 0, len(list))
+	for _, ag := range list {
+		full, err := c.Agent(ctx, ag.ID)
+		if steward.ErrorCode(err) == steward.ENOTFOUND {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: %w", ag.ID, err)
+		}
+		out = append(out, full)
+	}
+	return out, nil
 }
 
 func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
@@ -212,18 +276,86 @@ func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
 			fmt.Fprintf(w, "  %s = %s\n", safe(kv.Key), safe(v))
 		}
 	}
+	printPackages(w, ag.PackageStatuses)
 	if ag.EffectiveConfig != nil && len(*ag.EffectiveConfig) > 0 {
 		fmt.Fprintln(w, "Effective config:")
-		names := make([]string, 0, len(*ag.EffectiveConfig))
-		for n := range *ag.EffectiveConfig {
-			names = append(names, n)
+		printConfigFiles(w, *ag.EffectiveConfig)
+	}
+}
+
+// printPackages lists the agent's package statuses, one line each with the
+// version it has, the version offered and the agent's message (an
+// INSTALL_FAILED reason), under the agent's overall package error if any.
+func printPackages(w io.Writer, ps *steward.PackageStatuses) {
+	if ps == nil || (len(ps.Packages) == 0 && ps.ErrorMessage == "") {
+		return
+	}
+	fmt.Fprintln(w, "Packages:")
+	if ps.ErrorMessage != "" {
+		fmt.Fprintf(w, "  error: %s\n", safe(ps.ErrorMessage))
+	}
+	names := make([]string, 0, len(ps.Packages))
+	for n := range ps.Packages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := ps.Packages[n]
+		line := fmt.Sprintf("  %s %s", safe(n), safe(string(p.Status)))
+		if p.Status == steward.PackageDownloading && p.DownloadPercent > 0 {
+			line += fmt.Sprintf(" %.0f%%", p.DownloadPercent)
 		}
-		sort.Strings(names)
-		for _, n := range names {
-			f := (*ag.EffectiveConfig)[n]
-			fmt.Fprintf(w, "  %s (%d bytes, %s)\n", safe(orDash(n)), len(f.Body), safe(orDash(f.ContentType)))
+		line += fmt.Sprintf(" (has %s, offered %s)", safe(orDash(p.AgentHasVersion)), safe(orDash(p.ServerOfferedVersion)))
+		if p.ErrorMessage != "" {
+			line += ": " + safe(p.ErrorMessage)
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+// printConfigFiles prints each file of m, in name order, under a header
+// giving its name ("default file" for the unnamed one an agent reads by
+// default), size and content type, with its body indented; a body that is
+// not UTF-8 text is summarised instead of printed.
+func printConfigFiles(w io.Writer, m steward.ConfigMap) {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f := m[n]
+		name := n
+		if name == "" {
+			name = "default file"
+		}
+		ct := f.ContentType
+		if ct == "" {
+			ct = "no content type"
+		}
+		fmt.Fprintf(w, "  %s (%d bytes, %s)", safe(name), len(f.Body), safe(ct))
+		switch {
+		case len(f.Body) == 0:
+			fmt.Fprintln(w, ": empty")
+		case !utf8.Valid(f.Body):
+			fmt.Fprintln(w, ": binary, not shown (see -o json)")
+		default:
+			fmt.Fprintln(w, ":")
+			for _, l := range strings.Split(strings.TrimRight(string(f.Body), "\n"), "\n") {
+				fmt.Fprintln(w, strings.TrimRight("    "+safeKeepTabs(l), " \t"))
+			}
 		}
 	}
+}
+
+// safeKeepTabs is safe for a line of a config body, where tabs are
+// indentation rather than a way to disguise text.
+func safeKeepTabs(line string) string {
+	parts := strings.Split(line, "\t")
+	for i, p := range parts {
+		parts[i] = safe(p)
+	}
+	return strings.Join(parts, "\t")
 }
 
 func formatLabels(m map[string]string) string {
@@ -276,8 +408,8 @@ agent reports.`,
 			if err := c.SetAgentLabels(cmd.Context(), id, labels); err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"id": id, "labels": labels})
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), map[string]any{"id": id, "labels": labels})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Labels of %s: %s\n", id, safe(orDash(formatLabels(labels))))
 			return nil
@@ -318,8 +450,8 @@ func (a *app) agentsRestartCommand() *cobra.Command {
 			if err := a.client().RestartAgent(cmd.Context(), id); err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"id": id, "status": "sent"})
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), map[string]any{"id": id, "status": "sent"})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Restart command sent to %s.\n", id)
 			return nil
@@ -358,8 +490,8 @@ func (a *app) summaryCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, s)
+			if a.structured() {
+				return a.print(w, s)
 			}
 			fmt.Fprintf(w, "Agents: %d (%d online, %d offline; %d healthy, %d unhealthy or unknown)\n",
 				s.Total, s.Online, s.Offline, s.Healthy, s.Unhealthy)

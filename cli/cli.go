@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stewardhq/steward"
 	stewardhttp "github.com/stewardhq/steward/http"
@@ -173,7 +174,7 @@ func (a *app) client() *stewardhttp.Client {
 // NewRootCommand builds the steward command tree: the API client commands,
 // global flags --server (env STEWARD_SERVER, default
 // http://localhost:8080), --token (env STEWARD_TOKEN) and -o/--output
-// (table or json), plus every registered command.
+// (table, json or yaml), plus every registered command.
 func NewRootCommand() *cobra.Command {
 	a := &app{}
 	root := &cobra.Command{
@@ -184,10 +185,11 @@ func NewRootCommand() *cobra.Command {
 These commands talk to a Steward server's REST API. Point them at it with
 --server (or STEWARD_SERVER) and authenticate with --token (or STEWARD_TOKEN).`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if a.output != "table" && a.output != "json" {
-				return fmt.Errorf("invalid --output %q: use table or json", a.output)
+			switch a.output {
+			case "table", "json", "yaml":
+				return a.loadCA()
 			}
-			return a.loadCA()
+			return fmt.Errorf("invalid --output %q: use table, json or yaml", a.output)
 		},
 	}
 	server := os.Getenv("STEWARD_SERVER")
@@ -198,7 +200,7 @@ These commands talk to a Steward server's REST API. Point them at it with
 	pf.StringVar(&a.server, "server", server, "Steward server URL (env STEWARD_SERVER)")
 	pf.StringVar(&a.token, "token", "", "API token (default: the STEWARD_TOKEN environment variable, never shown)")
 	pf.StringVar(&a.caFile, "ca-file", os.Getenv("STEWARD_CA_FILE"), "PEM file of the CA that signed the server's HTTPS certificate (env STEWARD_CA_FILE)")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 
 	root.AddCommand(a.agentsCommand(), a.configsCommand(), a.assignmentsCommand(), a.rolloutsCommand(), a.packagesCommand(), a.summaryCommand())
 	root.AddCommand(a.credentialCommands()...)
@@ -226,6 +228,19 @@ func run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 // usagef returns a usage error (exit 2).
 func usagef(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
+// structured reports whether -o asks for a machine-readable format (json
+// or yaml) rather than the table for people.
+func (a *app) structured() bool { return a.output == "json" || a.output == "yaml" }
+
+// print writes v in the -o format: indented JSON, or YAML with the same
+// field names and order as the JSON (the API's own shape, not Go's).
+func (a *app) print(w io.Writer, v any) error {
+	if a.output == "yaml" {
+		return printYAML(w, v)
+	}
+	return printJSON(w, v)
+}
+
 // printJSON writes v as indented JSON. encoding/json escapes C0 controls
 // but not C1 controls or bidirectional overrides; those are written as
 // \uXXXX too (the same JSON value), so JSON output is as inert on a
@@ -239,6 +254,50 @@ func printJSON(w io.Writer, v any) error {
 	}
 	_, err := io.WriteString(w, jsonSafe(b.String()))
 	return err
+}
+
+// printYAML writes v's JSON encoding as block-style YAML: JSON is YAML, so
+// it is decoded into a node tree (which keeps the key order) and re-encoded
+// with the JSON styling dropped; multi-line strings such as config bodies
+// come out as literal blocks. Like printJSON, it is inert on a terminal: a
+// string holding control or bidirectional-formatting runes is double-quoted,
+// where YAML escapes controls itself and jsonSafe's \uXXXX escapes mean the
+// same rune.
+func printYAML(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	// The YAML reader refuses raw C1 controls, which encoding/json leaves.
+	if err := yaml.Unmarshal([]byte(jsonSafe(string(b))), &doc); err != nil {
+		return fmt.Errorf("converting JSON to YAML: %w", err)
+	}
+	plain(&doc)
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, jsonSafe(out.String()))
+	return err
+}
+
+// plain clears the flow and quoting styles a JSON document decodes with
+// (the encoder still quotes a string that would read as another type), and
+// double-quotes strings holding runes a terminal would act on.
+func plain(n *yaml.Node) {
+	n.Style = 0
+	if n.Kind == yaml.ScalarNode && strings.ContainsFunc(n.Value, func(r rune) bool { return r != '\n' && r != '\t' && unsafeRune(r) }) {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	for _, c := range n.Content {
+		plain(c)
+	}
 }
 
 // table writes rows aligned in columns; cells go through safe, so a tab,

@@ -113,7 +113,7 @@ func (e *env) connect(name, version, host string, caps steward.AgentCapabilities
 func TestAgentCommands(t *testing.T) {
 	e := newEnv(t)
 	idA := e.connect("otelcol", "0.120.0", "web-1", steward.AgentAcceptsRestartCommand)
-	idB := e.connect("fluentbit", "3.1", "db-1", 0)
+	idB := e.connect("fluentbit", "3.1", "store-1", 0)
 
 	out := e.mustRun("agents", "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -129,7 +129,7 @@ func TestAgentCommands(t *testing.T) {
 	if !strings.Contains(out, idA.String()) || strings.Contains(out, idB.String()) {
 		t.Errorf("--selector:\n%s", out)
 	}
-	out = e.mustRun("agents", "list", "--search", "db-")
+	out = e.mustRun("agents", "list", "--search", "store-")
 	if strings.Contains(out, idA.String()) || !strings.Contains(out, idB.String()) {
 		t.Errorf("--search:\n%s", out)
 	}
@@ -186,7 +186,8 @@ func TestAgentCommands(t *testing.T) {
 		{"agents", "list", "--online", "--offline"},
 		{"agents", "list", "--selector", "a in ("},
 		{"agents", "list", "--bogus"},
-		{"agents", "list", "-o", "yaml"},
+		{"agents", "list", "-o", "xml"},
+		{"agents", "show", idA.String(), "--selector", "env=prod"},
 		{"frobnicate"},
 	} {
 		if _, errs, code := e.run(args...); code != cli.ExitUsage || !strings.HasPrefix(errs, "Error: ") {

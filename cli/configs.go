@@ -61,8 +61,8 @@ func (a *app) configsListCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, stewardhttp.ConfigsResponse{Configs: cs})
+			if a.structured() {
+				return a.print(w, stewardhttp.ConfigsResponse{Configs: cs})
 			}
 			if len(cs) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "No configs found.")
@@ -162,8 +162,8 @@ creates no new version.`,
 				if err != nil {
 					return err
 				}
-				if a.output == "json" {
-					return printJSON(cmd.OutOrStdout(), map[string]any{"config": c, "created": created})
+				if a.structured() {
+					return a.print(cmd.OutOrStdout(), map[string]any{"config": c, "created": created})
 				}
 				if created {
 					fmt.Fprintf(cmd.OutOrStdout(), "Config %s: created version %d.\n", c.Name, c.Version)
@@ -200,8 +200,8 @@ the other under "==> NAME <==" headers.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, c)
+			if a.structured() {
+				return a.print(w, c)
 			}
 			if f, ok := c.Files[""]; ok && len(c.Files) == 1 {
 				_, err := w.Write(f.Body)
@@ -244,8 +244,8 @@ func (a *app) configsHistoryCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, stewardhttp.VersionsResponse{Versions: vs})
+			if a.structured() {
+				return a.print(w, stewardhttp.VersionsResponse{Versions: vs})
 			}
 			rows := make([][]string, 0, len(vs))
 			for _, c := range vs {
@@ -279,8 +279,8 @@ func (a *app) configsDiffCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), d)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), d)
 			}
 			if d.Diff == "" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Versions %d and %d of %s are identical.\n", from, to, args[0])
@@ -347,8 +347,8 @@ latest version of the config.`,
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), stored)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), stored)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Assignment %s: config %s (%s) to %s.\n", stored.Name, stored.ConfigName, versionText(stored.Version), targetText(stored))
 			return nil
@@ -393,8 +393,8 @@ func (a *app) assignmentsCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, stewardhttp.AssignmentsResponse{Assignments: as})
+			if a.structured() {
+				return a.print(w, stewardhttp.AssignmentsResponse{Assignments: as})
 			}
 			if len(as) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "No assignments found.")

@@ -26,8 +26,8 @@ func (a *app) tokensCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), stewardhttp.TokensResponse{Tokens: ts})
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), stewardhttp.TokensResponse{Tokens: ts})
 			}
 			rows := [][]string{}
 			for _, t := range ts {
@@ -46,8 +46,8 @@ func (a *app) tokensCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.output == "json" {
-					return printJSON(cmd.OutOrStdout(), out)
+				if a.structured() {
+					return a.print(cmd.OutOrStdout(), out)
 				}
 				fmt.Fprintln(cmd.ErrOrStderr(), "Token "+out.Token.Name+" ("+string(out.Token.Role)+") created; its secret is shown only now:")
 				fmt.Fprintln(cmd.OutOrStdout(), out.Secret)
@@ -76,8 +76,8 @@ func (a *app) enrollmentTokensCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), stewardhttp.EnrollmentTokensResponse{Tokens: ts})
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), stewardhttp.EnrollmentTokensResponse{Tokens: ts})
 			}
 			rows := [][]string{}
 			for _, t := range ts {
@@ -101,8 +101,8 @@ func (a *app) enrollmentTokensCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), out)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), out)
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "Enrollment token "+out.Token.Name+" created; agents send it as \"Authorization: Bearer <secret>\". Secret (shown only now):")
 			fmt.Fprintln(cmd.OutOrStdout(), out.Secret)
@@ -141,8 +141,8 @@ func (a *app) certsCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.output == "json" {
-					return printJSON(cmd.OutOrStdout(), stewardhttp.CertificatesResponse{Certificates: cs})
+				if a.structured() {
+					return a.print(cmd.OutOrStdout(), stewardhttp.CertificatesResponse{Certificates: cs})
 				}
 				rows := [][]string{}
 				for _, c := range cs {
@@ -165,8 +165,8 @@ func (a *app) certsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), c)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), c)
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "Certificate "+c.Serial+" of agent "+c.AgentID.String()+" revoked.")
 			return nil
@@ -183,8 +183,8 @@ func (a *app) connectionSettingsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), stewardhttp.ConnectionSettingsListResponse{Settings: cs})
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), stewardhttp.ConnectionSettingsListResponse{Settings: cs})
 			}
 			dest := func(d *steward.TelemetryDestination) string {
 				if d == nil {
@@ -235,8 +235,8 @@ func (a *app) connectionSettingsCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.output == "json" {
-					return printJSON(cmd.OutOrStdout(), out)
+				if a.structured() {
+					return a.print(cmd.OutOrStdout(), out)
 				}
 				fmt.Fprintln(cmd.ErrOrStderr(), "Connection settings "+out.Name+" saved.")
 				return nil
@@ -270,8 +270,8 @@ func (a *app) auditCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), stewardhttp.AuditResponse{Entries: es})
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), stewardhttp.AuditResponse{Entries: es})
 			}
 			rows := [][]string{}
 			for _, e := range es {

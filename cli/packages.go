@@ -41,8 +41,8 @@ func (a *app) packagesListCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, stewardhttp.PackagesResponse{Packages: list})
+			if a.structured() {
+				return a.print(w, stewardhttp.PackagesResponse{Packages: list})
 			}
 			if len(list) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "No packages found.")
@@ -104,8 +104,8 @@ must verify against a key the server trusts.`,
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), out)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), out)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Uploaded %s %s (%s, %d bytes, sha256 %x, signed by %s).\n", out.Name, out.Version, out.Type, out.Size, out.Hash, out.SignedBy)
 			return nil
@@ -142,8 +142,8 @@ func (a *app) packagesShowCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, p)
+			if a.structured() {
+				return a.print(w, p)
 			}
 			fmt.Fprintf(w, "Name:       %s\nVersion:    %s\nType:       %s\nSize:       %d\nSHA-256:    %x\nSigned by:  %s\nSignature:  %s\nUploaded:   %s\n",
 				p.Name, p.Version, p.Type, p.Size, p.Hash, p.SignedBy, base64.StdEncoding.EncodeToString(p.Signature), when(p.CreatedAt))
@@ -221,8 +221,8 @@ func (a *app) packagesKeysCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, stewardhttp.PackageKeysResponse{Keys: keys})
+			if a.structured() {
+				return a.print(w, stewardhttp.PackageKeysResponse{Keys: keys})
 			}
 			rows := make([][]string, 0, len(keys))
 			for _, k := range keys {
@@ -268,8 +268,8 @@ func (a *app) packagesAssignCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), out)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), out)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Package assignment %s saved: %s to %s.\n", out.Name, refList(out.Packages), target(out))
 			return nil
@@ -308,8 +308,8 @@ func (a *app) packagesAssignmentsCommand() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(w, stewardhttp.PackageAssignmentsResponse{Assignments: list})
+			if a.structured() {
+				return a.print(w, stewardhttp.PackageAssignmentsResponse{Assignments: list})
 			}
 			if len(list) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "No package assignments found.")

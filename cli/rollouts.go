@@ -48,8 +48,8 @@ exceeds --max-failure-ratio, and pins the assignment when the last stage is done
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), out)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), out)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Rollout %s started: assignment %s, version %d → %d in %d stage(s).\n",
 				out.Name, out.Assignment, out.FromVersion, out.ToVersion, len(out.Stages))
@@ -74,8 +74,8 @@ exceeds --max-failure-ratio, and pins the assignment when the last stage is done
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"rollouts": rs})
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), map[string]any{"rollouts": rs})
 			}
 			if len(rs) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "No rollouts found.")
@@ -115,8 +115,8 @@ func (a *app) rolloutVerb(verb, short string, fn func(ctx context.Context, name 
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), r)
+			if a.structured() {
+				return a.print(cmd.OutOrStdout(), r)
 			}
 			printRollout(cmd.OutOrStdout(), r)
 			return nil
