@@ -478,10 +478,9 @@ func (pm *packageManager) fetch(ctx context.Context, name string, p *protobufs.P
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	tmp, err := os.CreateTemp(dir, ".download-*")
+	// Download next to the content directories and create this one only
+	// for a verified file, so a refused download leaves nothing behind.
+	tmp, err := os.CreateTemp(pm.dir, ".download-*")
 	if err != nil {
 		return "", err
 	}
@@ -540,6 +539,9 @@ func (pm *packageManager) fetch(ctx context.Context, name string, p *protobufs.P
 		return "", err
 	}
 	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
