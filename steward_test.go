@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -213,15 +215,88 @@ func TestRollout(t *testing.T) {
 		if !r.Reached(id, steward.LabelMap(nil), 2) {
 			t.Fatal("100% reaches everyone")
 		}
-		if r.Reached(id, steward.LabelMap(nil), 1) != r.Reached(id, steward.LabelMap(nil), 1) {
-			t.Fatal("not stable")
-		}
 	}
 	if frac := float64(in30) / n; frac < 0.25 || frac > 0.35 {
 		t.Fatalf("30%% stage reached %.1f%% of agents", frac*100)
 	}
 	if !r.Reached(steward.NewInstanceUID(), steward.LabelMap{"ring": "canary"}, 0) {
 		t.Fatal("selector stage")
+	}
+}
+
+// bucketsChild, set in the environment, makes TestRolloutBucketsAgreeAcrossProcesses
+// print the buckets of the fixed uids instead of running the test.
+const bucketsChild = "STEWARD_TEST_BUCKETS_CHILD"
+
+// fixedUIDs are uids made from their index, the same in every process.
+func fixedUIDs() []steward.InstanceUID {
+	ids := make([]steward.InstanceUID, 500)
+	for i := range ids {
+		ids[i][0], ids[i][1], ids[i][15] = byte(i>>8), byte(i), 0x5a
+	}
+	return ids
+}
+
+func bucketsOf(ids []steward.InstanceUID) string {
+	var b strings.Builder
+	for _, id := range ids {
+		fmt.Fprintf(&b, "%d ", steward.Bucket(id))
+	}
+	return b.String()
+}
+
+// Every replica and every restart must place an agent in the same stage of
+// a rollout: an agent's bucket depends on its uid alone, not on the process
+// computing it (a per-process seeded hash would pass any check made inside
+// one process). Another process computes the buckets of the same uids; a
+// rollout read back from its stored (JSON) form and a uid parsed from its
+// text must reach the same agents.
+func TestRolloutBucketsAgreeAcrossProcesses(t *testing.T) {
+	ids := fixedUIDs()
+	if os.Getenv(bucketsChild) == "1" {
+		fmt.Print(bucketsOf(ids))
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRolloutBucketsAgreeAcrossProcesses$")
+	cmd.Env = append(os.Environ(), bucketsChild+"=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child process: %v", err)
+	}
+	mine := bucketsOf(ids)
+	if got, _, _ := strings.Cut(string(out), "PASS"); strings.TrimSpace(got) != strings.TrimSpace(mine) {
+		t.Fatalf("another process puts the same uids in other buckets:\n%s\nhere:\n%s", got, mine)
+	}
+	if distinct := len(strings.Fields(mine)); distinct != len(ids) {
+		t.Fatalf("%d buckets for %d uids", distinct, len(ids))
+	}
+	seen := map[int]bool{}
+	for _, id := range ids {
+		seen[steward.Bucket(id)] = true
+	}
+	if len(seen) < 90 {
+		t.Fatalf("500 uids fall in only %d of 100 buckets", len(seen))
+	}
+
+	r := steward.Rollout{Name: "r", Assignment: "a", ToVersion: 2, Stages: []steward.RolloutStage{{Percent: 30}, {Percent: 70}}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored steward.Rollout
+	if err := json.Unmarshal(b, &stored); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		parsed, err := steward.ParseInstanceUID(id.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for stage := range r.Stages {
+			if r.Reached(id, steward.LabelMap(nil), stage) != stored.Reached(parsed, steward.LabelMap(nil), stage) {
+				t.Fatalf("uid %s, stage %d: the stored rollout disagrees", id, stage)
+			}
+		}
 	}
 	for _, bad := range []steward.Rollout{
 		{Name: "r", Assignment: "a", ToVersion: 0, Stages: r.Stages},

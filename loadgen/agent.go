@@ -53,8 +53,6 @@ type agent struct {
 	full     bool   // HTTP: the next poll must carry the full state
 	polling  bool   // HTTP: a poller owns it
 	online   bool   // HTTP: the last poll succeeded
-	outbox   []*protobufs.AgentToServer
-	lastSent time.Time
 }
 
 func newAgent(g *Generator, i int) *agent {

@@ -129,10 +129,6 @@ type ownTelemetry struct {
 	hash                  []byte
 }
 
-func (t *ownTelemetry) empty() bool {
-	return t == nil || (t.metrics == nil && t.logs == nil && t.traces == nil)
-}
-
 // collectorConfig renders the offers as service.telemetry settings: a
 // periodic metrics reader and batch log/span processors, each exporting with
 // OTLP over HTTP to the offered endpoint with the offered headers.

@@ -217,12 +217,12 @@ func TestReceiveRobustness(t *testing.T) {
 
 func BenchmarkBuildHeartbeat(b *testing.B) {
 	c := newTestClient(b, protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat)
-	m, out := c.build(false)
+	_, out := c.build(false)
 	c.afterSend(out, true, false)
 	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		m, out = c.build(false)
+		m, out := c.build(false)
 		buf, _ = opamp.AppendWS(buf[:0], m)
 		c.afterSend(out, true, false)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/websocket"
-	"google.golang.org/protobuf/proto"
 )
 
 // waitFor bounds every eventually: generous, for a loaded 2-core machine.
@@ -236,5 +235,3 @@ func status(seq uint64) *protobufs.AgentToServer {
 }
 
 func numGoroutines() int { return runtime.NumGoroutine() }
-
-func protoEqual(a, b proto.Message) bool { return proto.Equal(a, b) }
