@@ -54,7 +54,7 @@ func TestTokensCommands(t *testing.T) {
 		}
 	}
 	id := strings.Fields(strings.Split(list, "\n")[1])[0]
-	e.mustRun("tokens", "delete", id)
+	e.mustRun("tokens", "delete", "--", id) // ids are base64url and may begin with "-"
 	if _, _, code := runCLI(append(op, "agents", "list")...); code != 1 {
 		t.Fatalf("deleted token still works: exit %d", code)
 	}
