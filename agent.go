@@ -93,6 +93,13 @@ type Agent struct {
 	ConnectionStatus    *ConnectionSettingsStatus `json:"connection_settings_status,omitempty"`
 	CustomCapabilities  []string                  `json:"custom_capabilities,omitempty"`
 
+	// OpAMPSettingsOffered is the hash of the OpAMP connection settings
+	// (endpoint, heartbeat, certificate) last offered to an agent that does
+	// not report ConnectionSettingsStatus. Such an agent applies them by
+	// reconnecting and cannot say it has them; this keeps its reconnects —
+	// also after a server restart — from being offered them again.
+	OpAMPSettingsOffered Hash `json:"opamp_settings_offered_hash,omitempty"`
+
 	// Labels are set by operators through the API, in addition to the
 	// attributes the agent reports; selectors match both (see Agent.LabelSet).
 	Labels map[string]string `json:"labels,omitempty"`

@@ -65,9 +65,6 @@ type credState struct {
 	audit    steward.AuditStore
 	conns    steward.ConnectionSettingsStore
 	settings atomic.Pointer[steward.ConnectionSettingsSet]
-	// offered maps an agent to the connection settings hash last offered
-	// to it on any connection.
-	offered sync.Map
 	// renamed maps a uid the server assigned to a certificate-authenticated
 	// agent to the uid its certificate names (in memory only).
 	renamed sync.Map
@@ -83,9 +80,12 @@ type agentCred struct {
 	connSerial string
 	tokenID    string
 	// reported is the agent's last_connection_settings_hash; offered the
-	// hash last offered on this connection.
-	reported []byte
-	offered  []byte
+	// hash last offered on this connection; opampOffered the hash of the
+	// OpAMP settings last offered to an agent that does not report their
+	// status (stored as Agent.OpAMPSettingsOffered).
+	reported     []byte
+	offered      []byte
+	opampOffered []byte
 	// memo keeps the last computed offer (see connectionView).
 	memo connMemo
 }

@@ -3,9 +3,12 @@ package controlplane
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
+	"net/url"
 	"sort"
 	"time"
 
@@ -42,17 +45,27 @@ func (s *Service) connectionSettings() *steward.ConnectionSettingsSet {
 
 var noConnectionSettings = &steward.ConnectionSettingsSet{}
 
-// offerConnectionSettings adds ConnectionSettingsOffers to msg when the
-// agent's desired connection settings (the merged ConnectionSettings
-// matching its labels, plus its client certificate) hash differently from
-// what it last reported and from what was last offered on this connection.
-// Each part is offered only to an agent with the matching capability: own
+// offerConnectionSettings adds ConnectionSettingsOffers to msg, for the
+// agent's connection c, when the agent's desired connection settings (the
+// merged ConnectionSettings matching its labels, plus its client
+// certificate) hash differently from what it last reported in
+// connection_settings_status — level-triggered: the spec (ConnectionSettingsStatus.
+// last_connection_settings_hash) says the server MUST include them then. They
+// are offered once per connection (a new connection, also after a server
+// restart, offers them again) until the agent reports their hash.
+//
+// Each part goes only to an agent with the matching capability: own
 // metrics/traces/logs (ReportsOwn*), other connections
 // (AcceptsOtherConnectionSettings), and the OpAMP settings — heartbeat
-// interval and certificate — (AcceptsOpAMPConnectionSettings). A
-// certificate past two thirds of its lifetime is renewed first. ss.mu is
-// held.
-func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAgent) bool {
+// interval and certificate, always with the non-empty destination_endpoint
+// the spec requires (Config.PublicURL, else the URL the agent connected
+// to) — (AcceptsOpAMPConnectionSettings). An agent applies OpAMP settings by
+// reconnecting; one that does not report ReportsConnectionSettingsStatus
+// cannot say it did, so the OpAMP part is offered to it once per distinct
+// value, recorded in the store (Agent.OpAMPSettingsOffered) so that a server
+// restart changes nothing. A certificate past two thirds of its lifetime
+// is renewed first. ss.mu is held.
+func (s *Service) offerConnectionSettings(ss *session, c server.Conn, msg *protobufs.ServerToAgent) bool {
 	if !ss.credLoaded {
 		return false
 	}
@@ -63,24 +76,15 @@ func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAg
 	if opamp {
 		cert = ss.creds().cert
 	}
-	view, hash := s.connectionView(ss, cert)
-	if view == nil {
+	o := s.connectionView(ss, c, cert)
+	if o == nil {
 		return false
 	}
-	serial := ""
-	if cert != nil {
-		serial = cert.Serial
-	}
-	if bytes.Equal(hash, ss.creds().reported) || bytes.Equal(hash, ss.creds().offered) {
+	if cr := ss.creds(); bytes.Equal(o.hash, cr.reported) || bytes.Equal(o.hash, cr.offered) {
 		return false
 	}
-	// Offered on an earlier connection and the agent connects with the
-	// offered certificate (if any): it has the settings, even if it does
-	// not report their status. Re-offering would only make it reconnect.
-	if prev, ok := s.cred.offered.Load(ss.id); ok && bytes.Equal(prev.([]byte), hash) && (cert == nil || ss.creds().connSerial == cert.Serial) {
-		return false
-	}
-	offer := &protobufs.ConnectionSettingsOffers{Hash: hash,
+	view := o.view
+	offer := &protobufs.ConnectionSettingsOffers{Hash: o.hash,
 		OwnMetrics: telemetry(view.OwnMetrics), OwnTraces: telemetry(view.OwnTraces), OwnLogs: telemetry(view.OwnLogs)}
 	if len(view.Other) > 0 {
 		offer.OtherConnections = map[string]*protobufs.OtherConnectionSettings{}
@@ -88,22 +92,61 @@ func (s *Service) offerConnectionSettings(ss *session, msg *protobufs.ServerToAg
 			offer.OtherConnections[name] = &protobufs.OtherConnectionSettings{DestinationEndpoint: d.Endpoint, Headers: headers(d.Headers)}
 		}
 	}
-	if opamp && (view.HeartbeatIntervalSeconds != nil || cert != nil) {
-		o := &protobufs.OpAMPConnectionSettings{HeartbeatIntervalSeconds: s.heartbeatSeconds(view.HeartbeatIntervalSeconds)}
+	if o.opampHash != nil && (caps.Has(steward.AgentReportsConnectionSettingsStatus) || !bytes.Equal(o.opampHash, ss.creds().opampOffered)) {
+		op := &protobufs.OpAMPConnectionSettings{DestinationEndpoint: o.endpoint, HeartbeatIntervalSeconds: s.heartbeatSeconds(view.HeartbeatIntervalSeconds)}
 		if cert != nil {
-			o.Certificate = &protobufs.TLSCertificate{Cert: cert.PEM}
+			op.Certificate = &protobufs.TLSCertificate{Cert: cert.PEM}
 			if s.cfg.Auth.CA != nil {
-				o.Certificate.CaCert = s.cfg.Auth.CA.CertPEM()
+				op.Certificate.CaCert = s.cfg.Auth.CA.CertPEM()
 			}
 		}
-		offer.Opamp = o
+		offer.Opamp = op
+		if !caps.Has(steward.AgentReportsConnectionSettingsStatus) {
+			s.recordOpAMPOffer(ss, o.opampHash)
+		}
+	}
+	ss.credsForUpdate().offered = o.hash
+	if offer.Opamp == nil && offer.OwnMetrics == nil && offer.OwnTraces == nil && offer.OwnLogs == nil && offer.OtherConnections == nil {
+		return false // only OpAMP settings, which the agent already took
 	}
 	msg.ConnectionSettings = offer
-	ss.credsForUpdate().offered = hash
-	s.cred.offered.Store(ss.id, hash)
+	serial := ""
+	if cert != nil {
+		serial = cert.Serial
+	}
 	s.emit(&steward.Event{Type: steward.EventConnectionSettingsSent, AgentID: ss.id, Message: "connection settings offered",
-		Details: map[string]any{"hash": hexString(hash), "certificate": serial}})
+		Details: map[string]any{"hash": hexString(o.hash), "certificate": serial, "opamp": offer.Opamp != nil}})
 	return true
+}
+
+// recordOpAMPOffer stores, on the agent, the hash of the OpAMP connection
+// settings just offered to it (see offerConnectionSettings). A failure is
+// logged: the agent is then offered them once more after a server restart.
+// ss.mu is held.
+func (s *Service) recordOpAMPOffer(ss *session, hash []byte) {
+	ss.credsForUpdate().opampOffered = hash
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	a, err := s.store.Agent(ctx, ss.id)
+	if err == nil {
+		a.OpAMPSettingsOffered = hash
+		err = s.store.PutAgent(ctx, a)
+	}
+	if err != nil {
+		s.log.Warn("OpAMP connection settings offer not recorded", "agent", ss.id, "error", err)
+	}
+}
+
+// connOffer is what one agent should be offered.
+type connOffer struct {
+	// view holds the merged settings narrowed to what the agent takes.
+	view *steward.EffectiveConnectionSettings
+	// hash covers everything offered (ConnectionSettingsOffers.hash).
+	hash []byte
+	// endpoint is the OpAMP destination_endpoint; opampHash covers the
+	// OpAMP part (endpoint, heartbeat, certificate), nil when there is none.
+	endpoint  string
+	opampHash []byte
 }
 
 // connMemo remembers an agent's last computed offer and what it was
@@ -113,19 +156,38 @@ type connMemo struct {
 	labels steward.Labels
 	caps   steward.AgentCapabilities
 	cert   *steward.AgentCertificate
-	view   *steward.EffectiveConnectionSettings
-	hash   []byte
+	ep     connEndpoint
+	offer  *connOffer
 }
 
-// connectionView returns what the agent should be offered — the merged
-// settings matching its labels, narrowed to what its capabilities take,
-// with its certificate — and the offer's hash; nil when there is nothing to
-// offer. The result is memoized per session until any input changes.
-func (s *Service) connectionView(ss *session, cert *steward.AgentCertificate) (*steward.EffectiveConnectionSettings, []byte) {
+// endpointOf returns the OpAMP URL to offer an agent on connection c:
+// Config.PublicURL, else the URL c was opened with.
+func (s *Service) endpointOf(c server.Conn) connEndpoint {
+	if s.publicURL.host != "" {
+		return s.publicURL
+	}
+	if c != nil {
+		if st, _ := c.State().(*connState); st != nil {
+			return st.endpoint
+		}
+	}
+	return connEndpoint{}
+}
+
+// connectionView returns what the agent should be offered on connection c —
+// the merged settings matching its labels, narrowed to what its capabilities
+// take, with its certificate and the OpAMP endpoint — and the hashes; nil
+// when there is nothing to offer. The result is memoized per session until
+// any input changes.
+func (s *Service) connectionView(ss *session, c server.Conn, cert *steward.AgentCertificate) *connOffer {
 	set, caps := s.connectionSettings(), ss.caps
-	if c := ss.cred; c != nil {
-		if m := &c.memo; m.set == set && m.labels == ss.labels && m.caps == caps && m.cert == cert {
-			return m.view, m.hash
+	var ep connEndpoint
+	if caps.Has(steward.AgentAcceptsOpAMPConnectionSettings) {
+		ep = s.endpointOf(c)
+	}
+	if cr := ss.cred; cr != nil {
+		if m := &cr.memo; m.set == set && m.labels == ss.labels && m.caps == caps && m.cert == cert && m.ep == ep {
+			return m.offer
 		}
 	}
 	eff := set.Merge(ss.labels)
@@ -149,20 +211,56 @@ func (s *Service) connectionView(ss *session, cert *steward.AgentCertificate) (*
 	if caps.Has(steward.AgentAcceptsOpAMPConnectionSettings) {
 		view.HeartbeatIntervalSeconds = eff.HeartbeatIntervalSeconds
 	}
-	var hash []byte
-	if view.Empty() && cert == nil {
-		view = nil
-	} else {
+	var o *connOffer
+	if !view.Empty() || cert != nil {
+		o = &connOffer{view: view}
 		serial := ""
 		if cert != nil {
 			serial = cert.Serial
 		}
-		hash = view.Hash(serial)
+		extra := serial
+		if view.HeartbeatIntervalSeconds != nil || cert != nil {
+			o.endpoint = ep.String()
+			hb := s.heartbeatSeconds(view.HeartbeatIntervalSeconds)
+			o.opampHash = opampSettingsHash(o.endpoint, hb, serial)
+			extra = string(o.opampHash)
+		}
+		o.hash = view.Hash(extra)
 	}
-	if view != nil || ss.cred != nil {
-		ss.credsForUpdate().memo = connMemo{set: set, labels: ss.labels, caps: caps, cert: cert, view: view, hash: hash}
+	if o != nil || ss.cred != nil {
+		ss.credsForUpdate().memo = connMemo{set: set, labels: ss.labels, caps: caps, cert: cert, ep: ep, offer: o}
 	}
-	return view, hash
+	return o
+}
+
+// opampSettingsHash is the hash of an OpAMPConnectionSettings offer.
+func opampSettingsHash(endpoint string, heartbeat uint64, serial string) []byte {
+	h := sha256.New()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(len(endpoint)))
+	h.Write(b[:])
+	h.Write([]byte(endpoint))
+	binary.BigEndian.PutUint64(b[:], heartbeat)
+	h.Write(b[:])
+	h.Write([]byte(serial))
+	return h.Sum(nil)
+}
+
+// checkPublicURL accepts "" or an absolute ws, wss, http or https URL with
+// a host (the spec requires a WebSocket or HTTP URL).
+func checkPublicURL(raw string) (connEndpoint, error) {
+	if raw == "" {
+		return connEndpoint{}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
+		return connEndpoint{}, steward.Errorf(steward.EINVALID, "public OpAMP URL %q must be a ws, wss, http or https URL with a host", raw)
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/v1/opamp"
+	}
+	return connEndpoint{scheme: u.Scheme, host: u.Host, path: path}, nil
 }
 
 // heartbeatSeconds is the interval offered: the configured one when it is

@@ -59,7 +59,12 @@ type Config struct {
 	Auth AgentAuth
 	// Packages configures packages and their content (see packages.go).
 	Packages PackageOptions
-	Logger   *slog.Logger
+	// PublicURL is the OpAMP URL offered to agents as the
+	// destination_endpoint of their OpAMP connection settings, e.g.
+	// "wss://steward.example.com:4320/v1/opamp". Default: the URL each
+	// agent connected to (scheme, Host header and path of its request).
+	PublicURL string
+	Logger    *slog.Logger
 }
 
 // Service is the control plane. Create it with New, serve its Handler on
@@ -89,6 +94,8 @@ type Service struct {
 	rolloutKick   chan struct{}
 
 	cred credState // agent credentials and connection settings (auth.go)
+	// publicURL is Config.PublicURL parsed; zero: each connection's own.
+	publicURL connEndpoint
 
 	pkg packageMachinery
 }
@@ -139,7 +146,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	publicURL, err := checkPublicURL(cfg.PublicURL)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
+		publicURL:   publicURL,
 		cfg:         cfg,
 		store:       cfg.Store,
 		bus:         cfg.Bus,
@@ -268,7 +280,7 @@ func (s *Service) push(ss *session) {
 		return
 	}
 	msg := &protobufs.ServerToAgent{InstanceUid: ss.id[:]}
-	changed := s.reconcileLocked(ss, msg)
+	changed := s.reconcileLocked(ss, conn, msg)
 	ss.mu.Unlock()
 	if changed {
 		if err := conn.Send(msg); err != nil {
@@ -277,9 +289,10 @@ func (s *Service) push(ss *session) {
 	}
 }
 
-// reconcileLocked fills msg with what the session's agent lacks; it reports
-// whether it added anything. ss.mu is held.
-func (s *Service) reconcileLocked(ss *session, msg *protobufs.ServerToAgent) bool {
+// reconcileLocked fills msg, for the agent's connection c, with what the
+// session's agent lacks; it reports whether it added anything. ss.mu is
+// held.
+func (s *Service) reconcileLocked(ss *session, c server.Conn, msg *protobufs.ServerToAgent) bool {
 	changed := false
 	if ss.caps.Has(steward.AgentAcceptsRemoteConfig) {
 		d := s.desired.Load().forAgent(ss.id, ss.labels)
@@ -303,7 +316,7 @@ func (s *Service) reconcileLocked(ss *session, msg *protobufs.ServerToAgent) boo
 	if s.offerPackages(ss, msg) {
 		changed = true
 	}
-	if s.offerConnectionSettings(ss, msg) {
+	if s.offerConnectionSettings(ss, c, msg) {
 		changed = true
 	}
 	if q := ss.pending; q != nil && ss.http {

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/server"
 )
 
@@ -70,6 +72,35 @@ func (ss *session) queue() *pendingCommands {
 type connState struct {
 	sess *session // set by the first message on a WebSocket
 	auth any      // what authenticate returned
+	// endpoint is what the agent connected to, the default
+	// destination_endpoint of its OpAMP connection settings offers.
+	endpoint connEndpoint
+}
+
+// connEndpoint is the URL an agent connected to, kept in parts (taken from
+// the request without copying) and joined only when an offer needs it.
+type connEndpoint struct {
+	scheme, host, path string
+}
+
+// String returns the URL, e.g. "wss://steward.example.com:4320/v1/opamp".
+func (e connEndpoint) String() string { return e.scheme + "://" + e.host + e.path }
+
+// requestEndpoint returns the URL r was sent to: ws or wss for a WebSocket
+// upgrade, http or https otherwise; the Host header; the request path
+// (default /v1/opamp).
+func requestEndpoint(r *http.Request) connEndpoint {
+	e := connEndpoint{scheme: "http", host: r.Host, path: opamp.DefaultPath}
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		e.scheme = "ws"
+	}
+	if r.TLS != nil {
+		e.scheme += "s"
+	}
+	if r.URL != nil && r.URL.Path != "" {
+		e.path = r.URL.Path
+	}
+	return e
 }
 
 // Accept authenticates the connection (see authenticate) before any message
@@ -79,7 +110,7 @@ func (s *Service) Accept(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &connState{auth: a}, nil
+	return &connState{auth: a, endpoint: requestEndpoint(r)}, nil
 }
 
 // OnClose marks a WebSocket agent offline, unless a newer connection of the
@@ -190,7 +221,7 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 
 	// The spec requires a reply to every AgentToServer message, on both
 	// transports; most carry only instance_uid and capabilities.
-	s.reconcileLocked(ss, reply)
+	s.reconcileLocked(ss, c, reply)
 	return reply, nil
 }
 
@@ -407,6 +438,9 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	}
 	if a.ConnectionStatus != nil && (ss.cred != nil || len(a.ConnectionStatus.LastConnectionSettingsHash) > 0) {
 		ss.credsForUpdate().reported = a.ConnectionStatus.LastConnectionSettingsHash
+	}
+	if fresh && len(a.OpAMPSettingsOffered) > 0 {
+		ss.credsForUpdate().opampOffered = a.OpAMPSettingsOffered
 	}
 	if a.PackageStatuses != nil {
 		ss.pkgReported = a.PackageStatuses.ServerProvidedAllPackagesHash

@@ -80,6 +80,7 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", envDuration("HEARTBEAT_INTERVAL", 30*time.Second), "heartbeat interval expected of agents")
 	f.IntVar(&o.MaxConnections, "max-connections", 0, "maximum concurrent WebSocket agents (0: unlimited)")
 	f.DurationVar(&o.ReplicaLease, "replica-lease", envDuration("REPLICA_LEASE", 60*time.Second), "a replica silent for this long is taken as dead and its agents are marked offline")
+	f.StringVar(&o.OpAMPPublicURL, "opamp-public-url", env("OPAMP_PUBLIC_URL", ""), "OpAMP URL offered to agents in OpAMP connection settings, e.g. wss://steward.example.com:4320/v1/opamp (default: the URL each agent connected to)")
 	f.StringVar(&o.PackageURL, "package-url", env("PACKAGE_URL", ""), "base URL agents download packages from (the OpAMP listener serves them), e.g. https://steward.example.com:4320")
 	f.StringSliceVar(&o.TrustedPackageKeys, "trusted-package-keys", envList("TRUSTED_PACKAGE_KEYS"), "ed25519 public keys (base64 or hex) whose signatures are accepted on uploaded packages")
 	f.Int64Var(&o.MaxPackageSize, "max-package-size", 1<<30, "largest package upload in bytes")

@@ -66,6 +66,10 @@ type Options struct {
 	// ReplicaLease is how long a replica may go without renewing its lease
 	// before the others mark its agents offline; default 60s.
 	ReplicaLease time.Duration
+	// OpAMPPublicURL is the OpAMP URL offered to agents as the
+	// destination_endpoint of OpAMP connection settings (heartbeat,
+	// certificates); default: the URL each agent connected to.
+	OpAMPPublicURL string
 	// PackageURL is how agents reach package downloads (the OpAMP
 	// listener serves them too), e.g. "https://steward.example.com:4320".
 	// Default: derived from OpAMPAddr when it names a host, else download
@@ -138,6 +142,7 @@ func Run(ctx context.Context, o Options) error {
 		Broadcaster:       broadcaster,
 		ReplicaLease:      o.ReplicaLease,
 		Packages:          pkgOpts,
+		PublicURL:         o.OpAMPPublicURL,
 		Logger:            log.With("component", "controlplane"),
 	})
 	if err != nil {

@@ -104,6 +104,7 @@ type agentDoc struct {
 	Transport           string                            `json:"transport,omitempty"`
 	RemoteAddr          string                            `json:"remote_addr,omitempty"`
 	ConnectedAt         time.Time                         `json:"connected_at,omitzero"`
+	OpAMPOffered        steward.Hash                      `json:"opamp_offered,omitempty"`
 }
 
 type descriptionDoc struct {
@@ -139,6 +140,7 @@ func EncodeAgent(a *steward.Agent) ([]byte, error) {
 		Transport:           a.Transport,
 		RemoteAddr:          a.RemoteAddr,
 		ConnectedAt:         a.ConnectedAt,
+		OpAMPOffered:        a.OpAMPSettingsOffered,
 	}
 	if a.Description != nil {
 		d.Description = &descriptionDoc{
@@ -166,19 +168,20 @@ func DecodeAgent(id string, doc []byte) (*steward.Agent, error) {
 		return nil, steward.Errorf(steward.EINTERNAL, "stored agent %s is corrupt: %v", id, err)
 	}
 	a := &steward.Agent{
-		ID:                 uid,
-		Capabilities:       steward.AgentCapabilities(d.Capabilities),
-		Health:             d.Health,
-		EffectiveConfig:    d.EffectiveConfig,
-		RemoteConfigStatus: d.RemoteConfigStatus,
-		PackageStatuses:    d.PackageStatuses,
-		ConnectionStatus:   d.ConnectionStatus,
-		CustomCapabilities: d.CustomCapabilities,
-		Labels:             d.Labels,
-		SequenceNum:        d.SequenceNum,
-		Transport:          d.Transport,
-		RemoteAddr:         d.RemoteAddr,
-		ConnectedAt:        d.ConnectedAt,
+		ID:                   uid,
+		Capabilities:         steward.AgentCapabilities(d.Capabilities),
+		Health:               d.Health,
+		EffectiveConfig:      d.EffectiveConfig,
+		RemoteConfigStatus:   d.RemoteConfigStatus,
+		PackageStatuses:      d.PackageStatuses,
+		ConnectionStatus:     d.ConnectionStatus,
+		CustomCapabilities:   d.CustomCapabilities,
+		Labels:               d.Labels,
+		SequenceNum:          d.SequenceNum,
+		Transport:            d.Transport,
+		RemoteAddr:           d.RemoteAddr,
+		ConnectedAt:          d.ConnectedAt,
+		OpAMPSettingsOffered: d.OpAMPOffered,
 	}
 	if d.Description != nil {
 		a.Description = &steward.AgentDescription{

@@ -1,0 +1,218 @@
+package daemon_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	opampclient "github.com/open-telemetry/opamp-go/client"
+	"github.com/open-telemetry/opamp-go/client/types"
+	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/daemon"
+)
+
+// startServerWith runs `steward server` with o (loopback listeners on
+// random ports unless o names them).
+func startServerWith(t *testing.T, o daemon.Options) *server {
+	t.Helper()
+	if o.OpAMPAddr == "" {
+		o.OpAMPAddr = "127.0.0.1:0"
+	}
+	o.HTTPAddr, o.AdminPassword, o.Replica = "127.0.0.1:0", "-", "test"
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]net.Addr, 1)
+	s := &server{cancel: cancel, done: make(chan error, 1)}
+	o.Ready = func(op, h net.Addr) { ready <- [2]net.Addr{op, h} }
+	go func() { s.done <- daemon.Run(ctx, o) }()
+	select {
+	case a := <-ready:
+		s.opamp, s.api = a[0].String(), "http://"+a[1].String()
+	case err := <-s.done:
+		t.Fatalf("server did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start in time")
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+// settingsAgent is an opamp-go client that takes connection settings: own
+// metrics and OpAMP settings, like the upstream opampsupervisor (which does
+// not report ConnectionSettingsStatus), or with that status when reports is
+// set. It records every offer it receives.
+type settingsAgent struct {
+	client opampclient.OpAMPClient
+	mu     sync.Mutex
+	opamp  []*protobufs.OpAMPConnectionSettings
+	own    []*protobufs.TelemetryConnectionSettings
+}
+
+func startSettingsAgent(t *testing.T, url string, uid types.InstanceUid, reports bool) *settingsAgent {
+	t.Helper()
+	a := &settingsAgent{}
+	ws := url[:2] == "ws"
+	if ws {
+		a.client = opampclient.NewWebSocket(nil)
+	} else {
+		hc := opampclient.NewHTTP(nil)
+		hc.SetPollingInterval(100 * time.Millisecond)
+		a.client = hc
+	}
+	if err := a.client.SetAgentDescription(&protobufs.AgentDescription{IdentifyingAttributes: []*protobufs.KeyValue{{Key: "service.name",
+		Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: "io.opentelemetry.collector"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	caps := protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsOwnMetrics |
+		protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings
+	if ws {
+		// Over HTTP the offered heartbeat would become the polling interval.
+		caps |= protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+	}
+	if reports {
+		caps |= protobufs.AgentCapabilities_AgentCapabilities_ReportsConnectionSettingsStatus
+	}
+	err := a.client.Start(context.Background(), types.StartSettings{
+		OpAMPServerURL: url, InstanceUid: uid, Capabilities: caps,
+		Callbacks: types.Callbacks{
+			OnOpampConnectionSettings: func(_ context.Context, s *protobufs.OpAMPConnectionSettings) error {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				a.opamp = append(a.opamp, s)
+				return nil
+			},
+			OnMessage: func(_ context.Context, m *types.MessageData) {
+				if m.OwnMetricsConnSettings != nil {
+					a.mu.Lock()
+					a.own = append(a.own, m.OwnMetricsConnSettings)
+					a.mu.Unlock()
+				}
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.stop() })
+	return a
+}
+
+func (a *settingsAgent) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.client.Stop(ctx)
+}
+
+// offers returns how many OpAMP and own-metrics offers arrived, and the
+// last OpAMP one.
+func (a *settingsAgent) offers() (opamp, own int, last *protobufs.OpAMPConnectionSettings) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.opamp) > 0 {
+		last = a.opamp[len(a.opamp)-1]
+	}
+	return len(a.opamp), len(a.own), last
+}
+
+func putHeartbeatAndMetrics(t *testing.T, srv *server) {
+	t.Helper()
+	srv.call(t, "PUT", "/api/v1/connection-settings/all", map[string]any{"name": "all", "selector": "",
+		"heartbeat_interval_seconds": 5, "own_metrics": map[string]any{"endpoint": "http://127.0.0.1:4318/v1/metrics"}}, &steward.ConnectionSettings{})
+}
+
+// Finding 1 of issue 12: OpAMPConnectionSettings offers carried an empty
+// destination_endpoint, which the spec forbids and the upstream supervisor
+// refuses ("server::endpoint must be specified"). It is now the URL the
+// agent connected to, on both transports, or --opamp-public-url.
+func TestOpAMPSettingsOfferCarriesDestinationEndpoint(t *testing.T) {
+	srv := startServerWith(t, daemon.Options{DataDir: t.TempDir()})
+	putHeartbeatAndMetrics(t, srv)
+	for _, url := range []string{"ws://" + srv.opamp + "/v1/opamp", "http://" + srv.opamp + "/v1/opamp"} {
+		a := startSettingsAgent(t, url, types.InstanceUid(steward.NewInstanceUID()), false)
+		eventually(t, "OpAMP settings offered over "+url, func() bool { n, _, _ := a.offers(); return n > 0 })
+		_, _, got := a.offers()
+		if got.DestinationEndpoint != url {
+			t.Errorf("destination_endpoint = %q, want %q (what the agent connected to)", got.DestinationEndpoint, url)
+		}
+		if got.HeartbeatIntervalSeconds != 5 {
+			t.Errorf("heartbeat_interval_seconds = %d, want 5", got.HeartbeatIntervalSeconds)
+		}
+	}
+
+	public := "wss://steward.example.com:4320/v1/opamp"
+	srv2 := startServerWith(t, daemon.Options{DataDir: t.TempDir(), OpAMPPublicURL: public})
+	putHeartbeatAndMetrics(t, srv2)
+	a := startSettingsAgent(t, "ws://"+srv2.opamp+"/v1/opamp", types.InstanceUid(steward.NewInstanceUID()), false)
+	eventually(t, "OpAMP settings offered", func() bool { n, _, _ := a.offers(); return n > 0 })
+	if _, _, got := a.offers(); got.DestinationEndpoint != public {
+		t.Errorf("destination_endpoint = %q, want --opamp-public-url %q", got.DestinationEndpoint, public)
+	}
+}
+
+// Finding 2 of issue 12: connection settings were offered once per server
+// process — an agent that reconnected (e.g. restarted without persisting
+// them) was not offered them again, while after a server restart it was.
+// Now the same rule holds before and after a restart: own telemetry is
+// offered on every connection until the agent reports the hash; the OpAMP
+// part, which an agent applies by reconnecting, once per value to an agent
+// that cannot report it (no reconnect loop).
+func TestConnectionSettingsOfferedOnEveryConnectionAlsoAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServerWith(t, daemon.Options{DataDir: dir})
+	putHeartbeatAndMetrics(t, srv)
+	url := "ws://" + srv.opamp + "/v1/opamp"
+	uid := types.InstanceUid(steward.NewInstanceUID())
+
+	first := startSettingsAgent(t, url, uid, false)
+	eventually(t, "first offer", func() bool { n, own, _ := first.offers(); return n == 1 && own == 1 })
+	first.stop()
+
+	// The agent restarts without having kept the settings: a new process,
+	// the same instance uid.
+	second := startSettingsAgent(t, url, uid, false)
+	eventually(t, "own metrics offered again on the new connection", func() bool { _, own, _ := second.offers(); return own == 1 })
+
+	// The same after a server restart (same data, same port).
+	srv.stop()
+	srv2 := startServerWith(t, daemon.Options{DataDir: dir, OpAMPAddr: srv.opamp})
+	eventually(t, "own metrics offered again after the server restart", func() bool { _, own, _ := second.offers(); return own == 2 })
+	if n, _, _ := second.offers(); n != 0 {
+		t.Fatalf("OpAMP settings offered %d times to an agent that already took them; it would reconnect each time", n)
+	}
+	_ = srv2
+
+	// An agent that reports ConnectionSettingsStatus is offered them until
+	// it reports their hash, then neither on reconnect nor after a restart.
+	ruid := types.InstanceUid(steward.NewInstanceUID())
+	r1 := startSettingsAgent(t, url, ruid, true)
+	eventually(t, "reporting agent offered", func() bool { n, own, _ := r1.offers(); return n == 1 && own == 1 })
+	id := steward.InstanceUID(ruid).String()
+	eventually(t, "reporting agent's APPLIED stored", func() bool {
+		var got steward.Agent
+		srv2.call(t, "GET", "/api/v1/agents/"+id, nil, &got)
+		return got.ConnectionStatus != nil && got.ConnectionStatus.Status == "APPLIED"
+	})
+	r1.stop()
+	r2 := startSettingsAgent(t, url, ruid, true)
+	srv2.stop()
+	restarted := time.Now()
+	srv3 := startServerWith(t, daemon.Options{DataDir: dir, OpAMPAddr: srv.opamp})
+	eventually(t, "reporting agent reconnected to the restarted server", func() bool {
+		var got steward.Agent
+		srv3.call(t, "GET", "/api/v1/agents/"+id, nil, &got)
+		return got.Online && got.ConnectedAt.After(restarted)
+	})
+	// Its first message is answered right after it is stored; give the
+	// answer time to arrive before looking at what it carried.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if n, own, _ := r2.offers(); n != 0 || own != 0 {
+			t.Fatalf("settings the agent reported APPLIED were offered again (%d OpAMP, %d own metrics)", n, own)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

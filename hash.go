@@ -1,0 +1,63 @@
+package steward
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+)
+
+// Hash is a content hash (a config, package, connection settings or
+// component hash). It is written as lower-case hex in JSON — the one format
+// the API, the CLI and the UI show — and read from hex or, for documents
+// written before hashes were hex, from base64.
+type Hash []byte
+
+// String returns the hash in lower-case hex.
+func (h Hash) String() string { return hex.EncodeToString(h) }
+
+// Short returns the first 12 hex digits, for tables.
+func (h Hash) Short() string {
+	s := h.String()
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+// MarshalJSON writes the hash as a hex string ("" for an empty hash).
+func (h Hash) MarshalJSON() ([]byte, error) { return json.Marshal(h.String()) }
+
+// UnmarshalJSON reads a hex string, or a standard base64 string (the
+// format of earlier stored documents); null and "" give an empty hash.
+// EINVALID for anything else.
+func (h *Hash) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*h = nil
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Errorf(EINVALID, "a hash must be a hex string: %v", err)
+	}
+	v, err := ParseHash(s)
+	if err != nil {
+		return err
+	}
+	*h = v
+	return nil
+}
+
+// ParseHash reads a hex hash, or a base64 one (see Hash.UnmarshalJSON).
+// Hex wins when a string is both (an even number of hex digits).
+func ParseHash(s string) (Hash, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if b, err := hex.DecodeString(s); err == nil {
+		return b, nil
+	}
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return nil, Errorf(EINVALID, "invalid hash %q: want hex", s)
+}
