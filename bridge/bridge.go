@@ -93,6 +93,10 @@ type Config struct {
 	ResyncPeriod time.Duration
 	// Logger receives the bridge's diagnostics; nil: slog.Default().
 	Logger *slog.Logger
+
+	// LeaderElection, when set, lets several bridges run for the same
+	// namespaces: only the holder of the Lease watches and reports.
+	LeaderElection *LeaderElection
 }
 
 // Bridge connects OpenTelemetryCollector pools to Steward. Create it with
@@ -106,6 +110,7 @@ type Bridge struct {
 	ready chan struct{}
 
 	mu      sync.Mutex
+	leader  string           // holder of the Lease last observed (leader election)
 	pools   map[string]*pool // by "namespace/name"
 	watches []*nsWatch
 	ran     bool
@@ -170,6 +175,13 @@ func New(cfg Config) (*Bridge, error) {
 		ns = nil // all namespaces
 	}
 	cfg.Namespaces = ns
+	if le := cfg.LeaderElection; le != nil {
+		c, err := le.withDefaults()
+		if err != nil {
+			return nil, fmt.Errorf("bridge: leader election: %w", err)
+		}
+		cfg.LeaderElection = c
+	}
 	return &Bridge{
 		cfg:   cfg,
 		gvr:   GVR(cfg.APIVersion),
@@ -207,6 +219,9 @@ func (b *Bridge) Agents() []AgentInfo {
 // filled no agent connects and Ready stays open; while listing fails (the
 // resource type is not installed, RBAC forbids it) client-go retries and
 // logs. Run fails if called twice.
+//
+// With Config.LeaderElection set, Run first takes part in the election and
+// watches and serves only while it holds the Lease (see runElected).
 func (b *Bridge) Run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.ran {
@@ -215,7 +230,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.ran = true
 	b.mu.Unlock()
+	if b.cfg.LeaderElection != nil {
+		return b.runElected(ctx)
+	}
+	return b.serve(ctx)
+}
 
+// serve watches and keeps the agents connected until ctx ends (see Run).
+func (b *Bridge) serve(ctx context.Context) error {
 	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "steward-k8s-bridge"})

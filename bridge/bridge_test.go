@@ -700,3 +700,76 @@ func TestAllNamespaces(t *testing.T) {
 		t.Errorf("%d pools", n)
 	}
 }
+
+// TestLeaderElection: two bridges with leader election on one cluster; one
+// leads and reports the pools, the other stands by (ready, not leading);
+// stopping the leader releases the Lease and the follower takes over and
+// reconnects the pool. (The kill of a leader, whose Lease must expire, is
+// covered against a real API server in bridge/kubetest.)
+func TestLeaderElection(t *testing.T) {
+	stew := startSteward(t)
+	gw := collectorObj("observability", "gateway", gatewayUID, nil, nil, baseConfig())
+	c := newCluster([]runtime.Object{gw})
+	type candidate struct {
+		b      *bridge.Bridge
+		cancel context.CancelFunc
+		errc   chan error
+		hs     *httptest.Server
+	}
+	start := func(id string) *candidate {
+		b, err := bridge.New(bridge.Config{
+			Endpoint: stew.endpoint, Dynamic: c.dyn, Kube: c.kube, Namespaces: []string{"observability"},
+			Backoff: client.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+			LeaderElection: &bridge.LeaderElection{Namespace: "steward", Name: "steward-k8s-bridge", Identity: id,
+				LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cd := &candidate{b: b, cancel: cancel, errc: make(chan error, 1), hs: httptest.NewServer(bridge.HealthHandler(b))}
+		go func() { cd.errc <- b.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case <-cd.errc:
+			case <-time.After(waitFor):
+				t.Errorf("%s: Run did not return", id)
+			}
+			cd.hs.Close()
+		})
+		return cd
+	}
+	get := func(cd *candidate, path string) int {
+		resp, err := http.Get(cd.hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	a := start("bridge-a")
+	eventually(t, "bridge-a leading", func() bool { _, l := a.b.Leader(); return l && get(a, "/leaderz") == 200 })
+	b := start("bridge-b")
+	eventually(t, "bridge-b standing by, ready", func() bool {
+		h, l := b.b.Leader()
+		return !l && h == "bridge-a" && get(b, "/readyz") == 200
+	})
+	if get(b, "/leaderz") != 503 || len(b.b.Agents()) != 0 {
+		t.Errorf("follower acts: /leaderz %d, %d pools", get(b, "/leaderz"), len(b.b.Agents()))
+	}
+	id := mustUID(t, gatewayUID)
+	eventually(t, "pool online through the leader", func() bool { ag := agent(t, stew, id); return ag != nil && ag.Online })
+
+	// Stopping the leader releases the Lease: the follower takes over.
+	a.cancel()
+	if err := <-a.errc; err != nil {
+		t.Errorf("leader Run: %v", err)
+	}
+	a.errc <- nil // for the cleanup
+	eventually(t, "bridge-b leading", func() bool { _, l := b.b.Leader(); return l && get(b, "/leaderz") == 200 })
+	eventually(t, "pool online through the new leader", func() bool {
+		ag := agent(t, stew, id)
+		return ag != nil && ag.Online && len(b.b.Agents()) == 1
+	})
+}

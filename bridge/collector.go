@@ -118,6 +118,10 @@ func parseCollector(u *unstructured.Unstructured) *collector {
 		}
 	}
 	c.Image, _, _ = unstructured.NestedString(u.Object, "spec", "image")
+	if c.Image == "" {
+		// The operator's default image, which it reports in status.image.
+		c.Image, _, _ = unstructured.NestedString(u.Object, "status", "image")
+	}
 	c.Version, _, _ = unstructured.NestedString(u.Object, "status", "version")
 	cfg, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "config")
 	if ok && cfg != nil {

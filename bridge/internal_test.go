@@ -113,6 +113,21 @@ func TestParseCollector(t *testing.T) {
 		t.Errorf("v1beta1 config = %q", c.Config)
 	}
 
+	// The operator leaves spec.image empty for its default image and
+	// reports the image it runs in status.image.
+	if err := unstructured.SetNestedField(u.Object, "otel/opentelemetry-collector-k8s:0.140.0", "status", "image"); err != nil {
+		t.Fatal(err)
+	}
+	if c = parseCollector(u); c.Image != "otel/opentelemetry-collector-k8s:0.140.0" {
+		t.Errorf("image from status = %q", c.Image)
+	}
+	if err := unstructured.SetNestedField(u.Object, "my/collector:1", "spec", "image"); err != nil {
+		t.Fatal(err)
+	}
+	if c = parseCollector(u); c.Image != "my/collector:1" {
+		t.Errorf("spec.image = %q, want it to win over status.image", c.Image)
+	}
+
 	// Instance uids: the resource uid when it is a UUID, else stable
 	// name-based ones that differ by cluster, namespace and name.
 	u.SetUID("0b5c3f3e-9a3c-4b8e-8f5e-1c2d3e4f5a6b")
@@ -201,6 +216,12 @@ func TestNewErrors(t *testing.T) {
 		"no clients":   {Endpoint: "ws://127.0.0.1:1/v1/opamp"},
 		"bad version":  {Endpoint: "ws://127.0.0.1:1/v1/opamp", Dynamic: dyn, Kube: kube, APIVersion: "v2"},
 		"bad selector": {Endpoint: "ws://127.0.0.1:1/v1/opamp", Dynamic: dyn, Kube: kube, ManagedSelector: "a in (("},
+		"lease without identity": {Endpoint: "ws://127.0.0.1:1/v1/opamp", Dynamic: dyn, Kube: kube,
+			LeaderElection: &LeaderElection{Namespace: "steward", Name: "lease"}},
+		"renew deadline past lease duration": {Endpoint: "ws://127.0.0.1:1/v1/opamp", Dynamic: dyn, Kube: kube,
+			LeaderElection: &LeaderElection{Namespace: "steward", Name: "lease", Identity: "a", LeaseDuration: 5 * time.Second, RenewDeadline: 5 * time.Second}},
+		"retry period too long": {Endpoint: "ws://127.0.0.1:1/v1/opamp", Dynamic: dyn, Kube: kube,
+			LeaderElection: &LeaderElection{Namespace: "steward", Name: "lease", Identity: "a", RetryPeriod: 9 * time.Second}},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)

@@ -65,21 +65,50 @@ func BearerTokenFile(path string) func(http.Header) http.Header {
 	}
 }
 
-// HealthHandler serves the bridge's probes: /healthz answers 200 while the
-// process runs; /readyz answers 200 once b is Ready (caches synced, an agent
-// started for every resource) and 503 before.
+// HealthHandler serves the bridge's probes:
+//   - /healthz answers 200 while the process runs;
+//   - /readyz answers 200 once b is Ready (caches synced, an agent started
+//     for every resource) and 503 before. With leader election, a follower
+//     answers 200 ("standby") once it has seen a leader hold the Lease, so a
+//     Deployment of several replicas rolls out; a leader answers as above;
+//     503 while no leader is known;
+//   - /leaderz answers 200 on the bridge that acts (the leader once Ready,
+//     or the only bridge) and 503 on a follower, so tooling can tell which
+//     replica acts.
 func HealthHandler(b *Bridge) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-b.Ready():
-			fmt.Fprintf(w, "ready: %d collector pools\n", len(b.Agents()))
-		default:
+		holder, leading := b.Leader()
+		switch {
+		case leading && b.isReady():
+			fmt.Fprintf(w, "ready: leading, %d collector pools\n", len(b.Agents()))
+		case leading:
 			http.Error(w, "caches not synced yet", http.StatusServiceUnavailable)
+		case holder != "":
+			fmt.Fprintf(w, "ready: standby, leader is %s\n", holder)
+		default:
+			http.Error(w, "no leader elected yet", http.StatusServiceUnavailable)
 		}
 	})
+	mux.HandleFunc("/leaderz", func(w http.ResponseWriter, r *http.Request) {
+		holder, leading := b.Leader()
+		if leading && b.isReady() {
+			fmt.Fprintln(w, "leading")
+			return
+		}
+		http.Error(w, fmt.Sprintf("not leading; leader is %q", holder), http.StatusServiceUnavailable)
+	})
 	return mux
+}
+
+func (b *Bridge) isReady() bool {
+	select {
+	case <-b.ready:
+		return true
+	default:
+		return false
+	}
 }

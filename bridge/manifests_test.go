@@ -70,34 +70,67 @@ func TestManifests(t *testing.T) {
 		"opentelemetry.io/" + Resource: {"get", "list", "watch", "update"},
 		"/pods":                        {"get", "list", "watch"},
 	}
-	for _, kind := range []string{"ClusterRole", "Role"} {
-		roles := byKind[kind]
-		if len(roles) != 1 {
-			t.Fatalf("%d %s documents, want 1", len(roles), kind)
-		}
+	// grants lists the verbs of a role by "group/resource" (plus
+	// "[name,…]" when limited to resourceNames).
+	grants := func(role any) map[string][]string {
 		got := map[string][]string{}
-		for _, r := range list(roles[0], "rules") {
+		for _, r := range list(role, "rules") {
+			names := ""
+			for _, n := range list(r, "resourceNames") {
+				names += "," + n.(string)
+			}
+			if names != "" {
+				names = "[" + names[1:] + "]"
+			}
 			for _, g := range list(r, "apiGroups") {
 				for _, res := range list(r, "resources") {
 					for _, v := range list(r, "verbs") {
-						k := g.(string) + "/" + res.(string)
+						k := g.(string) + "/" + res.(string) + names
 						got[k] = append(got[k], v.(string))
 					}
 				}
 			}
 		}
+		return got
+	}
+	check := func(what string, got, want map[string][]string) {
 		for res, verbs := range want {
 			slices.Sort(verbs)
 			g := got[res]
 			slices.Sort(g)
 			if !slices.Equal(g, verbs) {
-				t.Errorf("%s grants %s %v, want %v", kind, res, g, verbs)
+				t.Errorf("%s grants %s %v, want %v", what, res, g, verbs)
 			}
 		}
 		if len(got) != len(want) {
-			t.Errorf("%s grants extra resources: %v", kind, got)
+			t.Errorf("%s grants extra resources: %v", what, got)
 		}
 	}
+	rolesNamed := func(kind, name string) []object {
+		var out []object
+		for _, o := range byKind[kind] {
+			if str(o, "metadata", "name") == name {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		roles := rolesNamed(kind, FieldManager)
+		if len(roles) != 1 {
+			t.Fatalf("%d %s documents named %s, want 1", len(roles), kind, FieldManager)
+		}
+		check(kind, grants(roles[0]), want)
+	}
+	// Leader election: the Lease in the bridge's own namespace.
+	le := rolesNamed("Role", FieldManager+"-leader-election")
+	if len(le) != 1 {
+		t.Fatalf("%d leader election Roles, want 1", len(le))
+	}
+	check("leader election Role", grants(le[0]), map[string][]string{
+		"coordination.k8s.io/leases":                       {"create"},
+		"coordination.k8s.io/leases[" + FieldManager + "]": {"get", "update"},
+	})
 
 	sas := byKind["ServiceAccount"]
 	if len(sas) != 1 {
@@ -113,6 +146,10 @@ func TestManifests(t *testing.T) {
 		}
 	}
 
+	if ns := str(le[0], "metadata", "namespace"); ns != saNS {
+		t.Errorf("leader election Role in namespace %q, want the bridge's %q", ns, saNS)
+	}
+
 	deps := byKind["Deployment"]
 	if len(deps) != 1 {
 		t.Fatalf("%d Deployments", len(deps))
@@ -126,10 +163,15 @@ func TestManifests(t *testing.T) {
 		t.Fatalf("%d containers", len(containers))
 	}
 	var tokenFile string
+	elect := false
 	for _, a := range list(containers[0], "args") {
 		if v, ok := strings.CutPrefix(a.(string), "--token-file="); ok {
 			tokenFile = v
 		}
+		elect = elect || a == "--leader-elect"
+	}
+	if replicas, _ := d["spec"].(map[string]any)["replicas"].(int); replicas < 2 || !elect {
+		t.Errorf("Deployment: %d replicas, --leader-elect %v; want 2 leader-elected replicas", replicas, elect)
 	}
 	mounted := false
 	for _, m := range list(containers[0], "volumeMounts") {

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/stewardhq/steward/bridge"
 )
 
@@ -43,6 +45,13 @@ func run() error {
 	heartbeat := fs.Duration("heartbeat-interval", 30*time.Second, "OpAMP heartbeat interval of each agent")
 	healthAddr := fs.String("health-addr", ":8081", "serve /healthz (live) and /readyz (caches synced) here; empty disables")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	elect := fs.Bool("leader-elect", false, "run several bridges for the same namespaces: only the holder of a coordination.k8s.io Lease acts")
+	electNS := fs.String("leader-elect-namespace", "", "namespace of the Lease; default: the pod's namespace (service account), else POD_NAMESPACE")
+	electName := fs.String("leader-elect-name", "steward-k8s-bridge", "name of the Lease")
+	electID := fs.String("leader-elect-id", "", "identity of this bridge in the election; default: hostname (the pod name) plus a random suffix")
+	leaseDuration := fs.Duration("leader-elect-lease-duration", 15*time.Second, "a follower takes over this long after the leader's last renewal")
+	renewDeadline := fs.Duration("leader-elect-renew-deadline", 10*time.Second, "the leader stops acting when it could not renew the Lease for this long")
+	retryPeriod := fs.Duration("leader-elect-retry-period", 2*time.Second, "interval between attempts to acquire or renew the Lease")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -96,6 +105,14 @@ func run() error {
 		}
 		cfg.TLSConfig = tc
 	}
+	if *elect {
+		le, err := leaderElection(*electNS, *electName, *electID)
+		if err != nil {
+			return err
+		}
+		le.LeaseDuration, le.RenewDeadline, le.RetryPeriod = *leaseDuration, *renewDeadline, *retryPeriod
+		cfg.LeaderElection = le
+	}
 	b, err := bridge.New(cfg)
 	if err != nil {
 		return err
@@ -111,7 +128,36 @@ func run() error {
 		hs := &http.Server{Handler: bridge.HealthHandler(b), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()
+		log.Info("serving probes", "addr", ln.Addr().String())
 	}
-	log.Info("steward-k8s-bridge starting", "server", *server, "namespaces", cfg.Namespaces, "cluster", *cluster, "api_version", *apiVersion)
+	log.Info("steward-k8s-bridge starting", "server", *server, "namespaces", cfg.Namespaces, "cluster", *cluster, "api_version", *apiVersion, "leader_elect", *elect)
 	return b.Run(ctx)
+}
+
+// saNamespaceFile holds the pod's namespace in a cluster.
+const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// leaderElection fills the Lease's namespace (flag, the pod's namespace, or
+// POD_NAMESPACE) and this bridge's identity (flag, or hostname plus a random
+// suffix, so a restarted pod of the same name is a new candidate).
+func leaderElection(ns, name, id string) (*bridge.LeaderElection, error) {
+	if ns == "" {
+		if b, err := os.ReadFile(saNamespaceFile); err == nil {
+			ns = strings.TrimSpace(string(b))
+		}
+	}
+	if ns == "" {
+		ns = os.Getenv("POD_NAMESPACE")
+	}
+	if ns == "" {
+		return nil, errors.New("--leader-elect: set --leader-elect-namespace (no service account namespace or POD_NAMESPACE found)")
+	}
+	if id == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--leader-elect: hostname for the identity: %w", err)
+		}
+		id = host + "_" + uuid.NewString()
+	}
+	return &bridge.LeaderElection{Namespace: ns, Name: name, Identity: id}, nil
 }
