@@ -1,7 +1,8 @@
 // Package uitest holds the web console's end-to-end tests: they run the real
 // server stack (store/sqlite, controlplane, the OpAMP transport, the REST API
 // and the embedded UI) on 127.0.0.1 with a real OpAMP agent connected, and
-// drive a headless Chromium through the Chrome DevTools Protocol.
+// drive a headless Chromium with chromedp (the Chrome DevTools Protocol over
+// a pipe; the browser opens no debugging port).
 //
 // Chromium is found through STEWARD_CHROMIUM, then chromium, chromium-browser
 // and google-chrome on PATH (scripts/install-chromium.sh installs Debian's).

@@ -550,7 +550,7 @@ func TestConsoleSessionEnds(t *testing.T) {
 	p.goTo("/")
 	login(t, p)
 	p.waitFor(`document.querySelector('[data-testid="stat-online-value"]')?.innerText === '1'`, "the overview")
-	p.must("Network.clearBrowserCookies", nil, nil)
+	p.clearCookies()
 	p.click(`[data-testid="nav-agents"]`)
 	p.waitFor(sel(`[data-testid="login-form"]`), "the sign-in form after the session ended")
 	p.waitFor(`location.pathname === '/login' && new URLSearchParams(location.search).get('next') === '/agents'`, "the way back in the URL")
