@@ -27,10 +27,9 @@ import (
 	"github.com/stewardhq/steward/daemon"
 )
 
-// startTLSServer runs `steward server` with TLS on the OpAMP listener and
-// agent authentication required; it returns the server and a pool trusting
-// its certificate.
-func startTLSServer(t *testing.T, dir string) (*server, *x509.CertPool) {
+// selfSignedCert writes a certificate for 127.0.0.1 and its key into dir
+// and returns their paths and a pool trusting the certificate.
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "steward"},
@@ -39,12 +38,25 @@ func startTLSServer(t *testing.T, dir string) (*server, *x509.CertPool) {
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	keyDER, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
+	pool = x509.NewCertPool()
 	pool.AddCert(leaf)
+	return certFile, keyFile, pool
+}
+
+// startTLSServer runs `steward server` with TLS on the OpAMP listener and
+// agent authentication required; it returns the server and a pool trusting
+// its certificate.
+func startTLSServer(t *testing.T, dir string) (*server, *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile, pool := selfSignedCert(t, dir)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]net.Addr, 1)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	stewardhttp "github.com/stewardhq/steward/http"
 )
 
 // Command returns the `steward server` command. Most flags have an
@@ -19,7 +21,7 @@ import (
 // --postgres) read theirs when the command runs, so help never shows them.
 func Command() *cobra.Command {
 	var o Options
-	var tokens, logLevel, logFormat string
+	var tokens, logLevel, logFormat, proxies string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Steward server: OpAMP on :4320/v1/opamp, REST API and web UI on :8080",
@@ -53,6 +55,10 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 			if tokens == "" {
 				tokens = env("API_TOKENS", "")
 			}
+			var err error
+			if o.TrustedProxies, err = stewardhttp.ParseTrustedProxies(proxies); err != nil {
+				return fmt.Errorf("--trusted-proxies: %w", err)
+			}
 			for _, t := range strings.Split(tokens, ",") {
 				if t = strings.TrimSpace(t); t != "" {
 					o.APITokens = append(o.APITokens, t)
@@ -71,6 +77,10 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.StringVar(&o.Replica, "replica", env("REPLICA", ""), "name of this replica (default: host name)")
 	f.StringVar(&o.TLSCertFile, "tls-cert", env("TLS_CERT", ""), "TLS certificate for the OpAMP listener (wss://, https://)")
 	f.StringVar(&o.TLSKeyFile, "tls-key", env("TLS_KEY", ""), "TLS private key for the OpAMP listener")
+	f.StringVar(&o.HTTPTLSCertFile, "http-tls-cert", env("HTTP_TLS_CERT", ""), "TLS certificate for the REST API and UI listener (https://; session cookies become Secure)")
+	f.StringVar(&o.HTTPTLSKeyFile, "http-tls-key", env("HTTP_TLS_KEY", ""), "TLS private key for the REST API and UI listener")
+	f.BoolVar(&o.HTTPSecureCookies, "http-secure-cookies", env("HTTP_SECURE_COOKIES", "") == "true", "mark session cookies Secure on a plain-HTTP listener behind a TLS-terminating proxy")
+	f.StringVar(&proxies, "trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated CIDR prefixes of reverse proxies whose X-Forwarded-For/-Proto are believed (login throttling per client, Secure cookies)")
 	f.BoolVar(&o.RequireAgentAuth, "require-agent-auth", env("REQUIRE_AGENT_AUTH", "") == "true", "refuse agents without an enrollment token (Authorization: Bearer) or a client certificate")
 	f.StringVar(&o.AgentCACertFile, "agent-ca-cert", env("AGENT_CA_CERT", ""), "CA certificate that signs agent client certificates (default: generated into DATA_DIR/agent-ca, or kept in PostgreSQL)")
 	f.StringVar(&o.AgentCAKeyFile, "agent-ca-key", env("AGENT_CA_KEY", ""), "private key of --agent-ca-cert (ECDSA)")

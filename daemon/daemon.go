@@ -5,15 +5,15 @@ package daemon
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	nethttp "net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +45,15 @@ type Options struct {
 	Replica string
 	// TLSCertFile and TLSKeyFile serve OpAMP over TLS (wss://, https://).
 	TLSCertFile, TLSKeyFile string
+	// HTTPTLSCertFile and HTTPTLSKeyFile serve the REST API and the UI
+	// over TLS (https://); session cookies are then Secure.
+	HTTPTLSCertFile, HTTPTLSKeyFile string
+	// HTTPSecureCookies marks session cookies Secure on a plain-HTTP
+	// listener, for a TLS-terminating proxy in front of it.
+	HTTPSecureCookies bool
+	// TrustedProxies are the reverse proxies (CIDR prefixes) whose
+	// X-Forwarded-For and X-Forwarded-Proto the REST API believes.
+	TrustedProxies []netip.Prefix
 	// RequireAgentAuth refuses agents without an enrollment token or a
 	// client certificate.
 	RequireAgentAuth bool
@@ -174,20 +183,27 @@ func Run(ctx context.Context, o Options) error {
 		o.APITokens = []string{tok}
 		log.Info("CLI/API token (export STEWARD_TOKEN=...)", "path", filepath.Join(o.DataDir, "api-token"))
 	}
+	if (o.HTTPTLSCertFile == "") != (o.HTTPTLSKeyFile == "") {
+		cp.Close()
+		return fmt.Errorf("--http-tls-cert and --http-tls-key go together")
+	}
+	sessions, _ := store.(steward.SessionStore)
 	api := stewardhttp.NewServer(stewardhttp.Options{
-		Agents:        cp,
-		Configs:       cp,
-		Rollouts:      cp,
-		Packages:      cp,
-		Events:        cp.Bus(),
-		EventLog:      cp.Events,
-		Credentials:   cp,
-		AdminPassword: password,
-		SessionKey:    sessionKey(password),
-		APITokens:     o.APITokens,
-		UI:            ui.Handler(),
-		OpAMP:         transport,
-		Logger:        log.With("component", "http"),
+		Agents:         cp,
+		Configs:        cp,
+		Rollouts:       cp,
+		Packages:       cp,
+		Events:         cp.Bus(),
+		EventLog:       cp.Events,
+		Credentials:    cp,
+		AdminPassword:  password,
+		Sessions:       sessions,
+		SecureCookies:  o.HTTPSecureCookies,
+		TrustedProxies: o.TrustedProxies,
+		APITokens:      o.APITokens,
+		UI:             ui.Handler(),
+		OpAMP:          transport,
+		Logger:         log.With("component", "http"),
 	})
 
 	opampMux := nethttp.NewServeMux()
@@ -196,7 +212,8 @@ func Run(ctx context.Context, o Options) error {
 	opampMux.Handle("GET "+controlplane.PackageContentPath+"{hash}", api)
 	opampSrv := &nethttp.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		TLSConfig: opampTLS(authority)}
-	apiSrv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	apiSrv := &nethttp.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	apiSrv.RegisterOnShutdown(func() { api.Close() }) // ends event streams
 
 	opampLn, err := net.Listen("tcp", o.OpAMPAddr)
@@ -222,10 +239,20 @@ func Run(ctx context.Context, o Options) error {
 	if o.TLSCertFile != "" {
 		scheme = "wss"
 	}
-	go func() { errc <- apiSrv.Serve(apiLn) }()
+	uiScheme := "http"
+	go func() {
+		if o.HTTPTLSCertFile != "" {
+			errc <- apiSrv.ServeTLS(apiLn, o.HTTPTLSCertFile, o.HTTPTLSKeyFile)
+		} else {
+			errc <- apiSrv.Serve(apiLn)
+		}
+	}()
+	if o.HTTPTLSCertFile != "" {
+		uiScheme = "https"
+	}
 	log.Info("steward server running",
 		"opamp", fmt.Sprintf("%s://%s%s", scheme, displayAddr(opampLn.Addr()), opamp.DefaultPath),
-		"ui", "http://"+displayAddr(apiLn.Addr()), "replica", cp.Replica())
+		"ui", uiScheme+"://"+displayAddr(apiLn.Addr()), "replica", cp.Replica())
 	if o.Ready != nil {
 		o.Ready(opampLn.Addr(), apiLn.Addr())
 	}
@@ -282,18 +309,6 @@ func adminPassword(o Options, log *slog.Logger) (string, error) {
 		log.Info("admin password read from file", "path", path)
 	}
 	return pw, nil
-}
-
-// sessionKey derives the UI session signing key from the admin password, so
-// that replicas sharing a password accept each other's sessions and changing
-// the password ends every session.
-func sessionKey(password string) []byte {
-	if password == "" {
-		return nil
-	}
-	m := hmac.New(sha256.New, []byte("steward session key v1"))
-	m.Write([]byte(password))
-	return m.Sum(nil)
 }
 
 // secretFile returns the secret kept in path, generating a random one (file

@@ -2,14 +2,12 @@ package http
 
 import (
 	"context"
-	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -50,22 +48,30 @@ func PrincipalFrom(ctx context.Context) *Principal {
 }
 
 type authenticator struct {
-	failures *failureLimiter
+	throttle *loginThrottle
 	password [32]byte // sha256 of the admin password
 	hasPass  bool
+	// epoch names the admin password in stored sessions (sessionEpoch),
+	// derived on first use: it is deliberately slow.
+	epoch    func() string
 	tokens   [][32]byte // sha256 of each API token
-	key      []byte
+	sessions steward.SessionStore
 	ttl      time.Duration
 	secure   bool
+	proxies  trustedProxies
 	now      func() time.Time
 	creds    steward.CredentialService // API tokens with roles (optional)
 }
 
 func newAuthenticator(opts Options) *authenticator {
-	a := &authenticator{ttl: opts.SessionTTL, secure: opts.SecureCookies, now: time.Now,
-		failures: &failureLimiter{max: maxLoginFailures, window: loginFailureWindow, seen: map[string]*failureWindow{}}}
+	a := &authenticator{ttl: opts.SessionTTL, secure: opts.SecureCookies, now: opts.Clock, sessions: opts.Sessions,
+		proxies: trustedProxies(opts.TrustedProxies), throttle: newLoginThrottle(opts.LoginThrottle)}
+	if a.now == nil {
+		a.now = time.Now
+	}
 	if opts.AdminPassword != "" {
 		a.password, a.hasPass = sha256.Sum256([]byte(opts.AdminPassword)), true
+		a.epoch = sync.OnceValue(func() string { return sessionEpoch(opts.AdminPassword) })
 	}
 	for _, t := range opts.APITokens {
 		if t != "" {
@@ -76,12 +82,19 @@ func newAuthenticator(opts Options) *authenticator {
 	if a.ttl <= 0 {
 		a.ttl = 12 * time.Hour
 	}
-	a.key = append([]byte(nil), opts.SessionKey...)
-	if len(a.key) == 0 {
-		a.key = make([]byte, 32)
-		_, _ = rand.Read(a.key)
-	}
 	return a
+}
+
+// sessionEpoch derives, slowly (PBKDF2), a name for the admin password that
+// is stored with each session: a server accepts only sessions of its own
+// password, so changing the password ends every session on every replica,
+// and the stored name does not make the password cheap to guess.
+func sessionEpoch(password string) string {
+	k, err := pbkdf2.Key(sha256.New, password, []byte("steward session epoch v1"), 20000, 16)
+	if err != nil { // only for parameters outside FIPS limits, not these
+		panic(fmt.Sprintf("session epoch: %v", err))
+	}
+	return hex.EncodeToString(k)
 }
 
 // enabled reports whether any credential is configured.
@@ -89,7 +102,8 @@ func (a *authenticator) enabled() bool { return a.hasPass || len(a.tokens) > 0 }
 
 // authenticate identifies the caller: a bearer token, else a session
 // cookie. It returns EUNAUTHORIZED when no valid credential is presented and
-// auth is on. A bad Authorization header never falls back to the cookie.
+// auth is on, EUNAVAILABLE when the session store cannot answer. A bad
+// Authorization header never falls back to the cookie.
 func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
 	if !a.enabled() {
 		return &Principal{Name: "anonymous", Method: "none", Role: steward.RoleAdmin}, nil
@@ -122,22 +136,43 @@ func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, steward.Errorf(steward.EUNAUTHORIZED, "authentication required: log in or send \"Authorization: Bearer <token>\"")
 	}
-	s, err := a.verify(c.Value)
+	s, err := a.session(r.Context(), c.Value)
 	if err != nil {
 		return nil, err
 	}
 	if isUnsafe(r.Method) {
 		// Double submit: the header must equal the CSRF cookie, which must
-		// be the token bound into the signed session.
+		// be the token stored with the session.
 		h := r.Header.Get(CSRFHeader)
 		cc, err := r.Cookie(CSRFCookie)
 		if h == "" || err != nil ||
 			subtle.ConstantTimeCompare([]byte(h), []byte(cc.Value)) != 1 ||
-			subtle.ConstantTimeCompare([]byte(h), []byte(s.csrf)) != 1 {
+			subtle.ConstantTimeCompare([]byte(h), []byte(s.CSRF)) != 1 {
 			return nil, steward.Errorf(steward.EFORBIDDEN, "missing or wrong %s header: send the value of the %s cookie", CSRFHeader, CSRFCookie)
 		}
 	}
-	return &Principal{Name: s.name, Method: "session", Expires: s.expires, Role: steward.RoleAdmin}, nil
+	return &Principal{Name: s.Name, Method: "session", Expires: s.ExpiresAt, Role: steward.RoleAdmin}, nil
+}
+
+// session returns the live session whose cookie value is v: stored, of
+// this server's password epoch and not expired; EUNAUTHORIZED otherwise.
+func (a *authenticator) session(ctx context.Context, v string) (*steward.Session, error) {
+	bad := steward.Errorf(steward.EUNAUTHORIZED, "invalid session: log in again")
+	if a.sessions == nil || !a.hasPass || v == "" {
+		return nil, bad
+	}
+	s, err := a.sessions.SessionByHash(ctx, steward.HashSecret(v))
+	switch {
+	case steward.ErrorCode(err) == steward.ENOTFOUND:
+		return nil, bad
+	case err != nil:
+		return nil, fmt.Errorf("look up session: %w", err)
+	case s.Epoch != a.epoch():
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "session ended: the admin password changed; log in again")
+	case !a.now().Before(s.ExpiresAt):
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "session expired: log in again")
+	}
+	return s, nil
 }
 
 func isUnsafe(method string) bool {
@@ -173,54 +208,6 @@ func (s *Server) authorize(next handlerFunc) handlerFunc {
 	}
 }
 
-type session struct {
-	name    string
-	expires time.Time
-	csrf    string
-}
-
-// sign encodes a session as base64url(payload) "." base64url(HMAC).
-func (a *authenticator) sign(s session) string {
-	payload := fmt.Sprintf("v1|%s|%d|%s", s.name, s.expires.Unix(), s.csrf)
-	m := hmac.New(sha256.New, a.key)
-	m.Write([]byte(payload))
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString(m.Sum(nil))
-}
-
-// verify checks a session cookie value: signature, format and expiry.
-func (a *authenticator) verify(v string) (session, error) {
-	bad := steward.Errorf(steward.EUNAUTHORIZED, "invalid session: log in again")
-	p64, mac64, ok := strings.Cut(v, ".")
-	if !ok {
-		return session{}, bad
-	}
-	enc := base64.RawURLEncoding
-	payload, err1 := enc.DecodeString(p64)
-	mac, err2 := enc.DecodeString(mac64)
-	if err1 != nil || err2 != nil {
-		return session{}, bad
-	}
-	m := hmac.New(sha256.New, a.key)
-	m.Write(payload)
-	if !hmac.Equal(mac, m.Sum(nil)) {
-		return session{}, bad
-	}
-	parts := strings.Split(string(payload), "|")
-	if len(parts) != 4 || parts[0] != "v1" {
-		return session{}, bad
-	}
-	exp, err := strconv.ParseInt(parts[2], 10, 64)
-	if err != nil {
-		return session{}, bad
-	}
-	s := session{name: parts[1], expires: time.Unix(exp, 0), csrf: parts[3]}
-	if !a.now().Before(s.expires) {
-		return session{}, steward.Errorf(steward.EUNAUTHORIZED, "session expired: log in again")
-	}
-	return s, nil
-}
-
 // LoginRequest is the body of POST /api/v1/login.
 type LoginRequest struct {
 	Password string `json:"password"`
@@ -238,8 +225,11 @@ type SessionResponse struct {
 	CSRFToken string `json:"csrf_token,omitempty"`
 }
 
-// handleLogin checks the admin password and sets the session and CSRF
-// cookies. 401 on a wrong password or when no password is configured.
+// handleLogin checks the admin password, stores a new session and sets
+// the session and CSRF cookies. 401 on a wrong password or when no password
+// is configured; 429 with Retry-After while this account and client wait
+// after failures (see loginThrottle), whatever the password; 501 without a
+// session store.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	var req LoginRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -250,44 +240,72 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, SessionResponse{AuthEnabled: false, Authenticated: true, Name: "anonymous", Method: "none"})
 		return nil
 	}
-	host := clientHost(r)
-	if wait := a.failures.blocked(host, a.now()); wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+	now := a.now()
+	client := a.proxies.clientAddr(r)
+	key := loginKey("admin", client)
+	if wait := a.throttle.wait(key, now); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		writeJSON(w, http.StatusTooManyRequests, ErrorResponse{Error: ErrorBody{
 			Code:    steward.EUNAVAILABLE,
-			Message: fmt.Sprintf("too many failed logins from %s; retry in %s", host, wait.Round(time.Second)),
+			Message: fmt.Sprintf("too many failed logins for admin from %s; retry in %s", client, wait.Round(time.Millisecond)),
 		}})
 		return nil
 	}
 	sum := sha256.Sum256([]byte(req.Password))
 	if !a.hasPass || subtle.ConstantTimeCompare(sum[:], a.password[:]) != 1 {
-		a.failures.fail(host, a.now())
-		s.log.Warn("http: failed login", "remote", r.RemoteAddr)
+		a.throttle.fail(key, now)
+		s.log.Warn("http: failed login", "client", client.String(), "remote", r.RemoteAddr)
 		return steward.Errorf(steward.EUNAUTHORIZED, "wrong password")
 	}
+	if a.sessions == nil {
+		return steward.Errorf(steward.ENOTIMPLEMENTED, "this server keeps no sessions: use an API token")
+	}
+	a.throttle.succeed(key)
+	secret := steward.NewSecret("stws")
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
-	sess := session{name: "admin", expires: a.now().Add(a.ttl).Truncate(time.Second), csrf: hex.EncodeToString(raw[:])}
-	secure := a.secure || r.TLS != nil
+	sess := &steward.Session{Hash: steward.HashSecret(secret), Name: "admin", CSRF: hex.EncodeToString(raw[:]), Epoch: a.epoch(),
+		CreatedAt: now.UTC(), ExpiresAt: now.Add(a.ttl).UTC().Truncate(time.Second)}
+	if err := a.sessions.PutSession(r.Context(), sess); err != nil {
+		return fmt.Errorf("store session: %w", err)
+	}
+	// Expired sessions and those of an older password go on every login.
+	if _, err := a.sessions.DeleteSessions(r.Context(), a.epoch(), now); err != nil {
+		s.log.Warn("http: old sessions not removed", "err", err)
+	}
+	secure := a.secureCookies(r)
 	http.SetCookie(w, &http.Cookie{
-		Name: SessionCookie, Value: a.sign(sess), Path: "/", Expires: sess.expires,
+		Name: SessionCookie, Value: secret, Path: "/", Expires: sess.ExpiresAt,
 		MaxAge: int(a.ttl / time.Second), HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode,
 	})
 	http.SetCookie(w, &http.Cookie{
-		Name: CSRFCookie, Value: sess.csrf, Path: "/", Expires: sess.expires,
+		Name: CSRFCookie, Value: sess.CSRF, Path: "/", Expires: sess.ExpiresAt,
 		MaxAge: int(a.ttl / time.Second), Secure: secure, SameSite: http.SameSiteStrictMode,
 	})
 	writeJSON(w, http.StatusOK, SessionResponse{
-		AuthEnabled: true, Authenticated: true, Name: sess.name, Method: "session",
-		ExpiresAt: sess.expires, CSRFToken: sess.csrf,
+		AuthEnabled: true, Authenticated: true, Name: sess.Name, Method: "session",
+		ExpiresAt: sess.ExpiresAt, CSRFToken: sess.CSRF,
 	})
 	return nil
 }
 
-// handleLogout clears the session cookies. Sessions are stateless, so a
-// copied cookie stays valid until it expires.
+// secureCookies reports whether cookies get the Secure attribute: always
+// with Options.SecureCookies, else when the request came over TLS, to us or
+// (X-Forwarded-Proto: https) to a trusted proxy.
+func (a *authenticator) secureCookies(r *http.Request) bool {
+	return a.secure || r.TLS != nil || a.proxies.forwardedHTTPS(r)
+}
+
+// handleLogout ends the session of the cookie sent, on every replica, and
+// clears the cookies; the old cookie is refused from then on. It succeeds
+// without a session too.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
-	secure := s.auth.secure || r.TLS != nil
+	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" && s.auth.sessions != nil {
+		if err := s.auth.sessions.DeleteSession(r.Context(), steward.HashSecret(c.Value)); err != nil {
+			return fmt.Errorf("end session: %w", err)
+		}
+	}
+	secure := s.auth.secureCookies(r)
 	for _, name := range []string{SessionCookie, CSRFCookie} {
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
 			HttpOnly: name == SessionCookie, Secure: secure, SameSite: http.SameSiteStrictMode})
@@ -307,67 +325,4 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
-}
-
-// Failed logins from one client address are limited: after
-// maxLoginFailures within loginFailureWindow, logins from it are refused
-// with 429 until the window ends.
-const (
-	maxLoginFailures   = 10
-	loginFailureWindow = time.Minute
-)
-
-type failureWindow struct {
-	start time.Time
-	n     int
-}
-
-// failureLimiter counts failures per client in fixed windows.
-type failureLimiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	seen   map[string]*failureWindow
-}
-
-// blocked returns how long host must wait, or 0.
-func (l *failureLimiter) blocked(host string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fw := l.seen[host]
-	if fw == nil || now.Sub(fw.start) >= l.window {
-		return 0
-	}
-	if fw.n >= l.max {
-		return l.window - now.Sub(fw.start)
-	}
-	return 0
-}
-
-// fail records a failure; expired windows are dropped so the map stays
-// bounded by the clients seen within one window.
-func (l *failureLimiter) fail(host string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for h, fw := range l.seen {
-		if now.Sub(fw.start) >= l.window {
-			delete(l.seen, h)
-		}
-	}
-	fw := l.seen[host]
-	if fw == nil {
-		fw = &failureWindow{start: now}
-		l.seen[host] = fw
-	}
-	fw.n++
-}
-
-// clientHost is the request's remote IP (proxies' forwarding headers are
-// not trusted).
-func clientHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

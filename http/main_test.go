@@ -34,26 +34,42 @@ type env struct {
 
 func newEnv(t testing.TB, configure func(*stewardhttp.Options)) *env {
 	t.Helper()
+	return newEnvOn(t, nil, false, configure)
+}
+
+// newEnvOn is newEnv over db (a new in-memory database when nil, closed
+// with the env), serving TLS when tls is set.
+func newEnvOn(t testing.TB, db *sqlite.DB, tls bool, configure func(*stewardhttp.Options)) *env {
+	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, ":memory:")
-	if err != nil {
-		t.Fatal(err)
+	ownDB := db == nil
+	if ownDB {
+		var err error
+		if db, err = sqlite.Open(ctx, ":memory:"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	log := slog.New(slog.DiscardHandler)
 	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Replica: "test", FlushInterval: 50 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := stewardhttp.Options{Agents: cp, Configs: cp, Events: cp.Bus(), EventLog: cp.Events, Credentials: cp, Logger: log}
+	opts := stewardhttp.Options{Agents: cp, Configs: cp, Events: cp.Bus(), EventLog: cp.Events, Credentials: cp, Sessions: db, Logger: log}
 	if configure != nil {
 		configure(&opts)
 	}
 	e := &env{t: t, cp: cp, db: db, srv: stewardhttp.NewServer(opts)}
-	e.ts = httptest.NewServer(e.srv)
+	if tls {
+		e.ts = httptest.NewTLSServer(e.srv)
+	} else {
+		e.ts = httptest.NewServer(e.srv)
+	}
 	t.Cleanup(func() {
 		e.ts.Close()
 		cp.Close()
-		db.Close()
+		if ownDB {
+			db.Close()
+		}
 	})
 	return e
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -33,22 +34,31 @@ type Options struct {
 	// without it those routes answer 501 and no change is audited.
 	Credentials steward.CredentialService
 
-	// AdminPassword enables POST /api/v1/login, which sets a session
-	// cookie. APITokens are accepted as "Authorization: Bearer <token>".
-	// When both are empty authentication is OFF and anyone who can reach
-	// the listener has full access: use that for local development only.
+	// AdminPassword enables POST /api/v1/login, which opens a session.
+	// APITokens are accepted as "Authorization: Bearer <token>". When both
+	// are empty authentication is OFF and anyone who can reach the
+	// listener has full access: use that for local development only.
 	AdminPassword string
 	APITokens     []string
-	// SessionKey signs session cookies (HMAC-SHA256). Replicas behind one
-	// load balancer need the same key; when empty a random key is made and
-	// sessions end when the process does.
-	SessionKey []byte
+	// Sessions keeps login sessions (the store, shared by replicas, so a
+	// logout anywhere ends the session everywhere); without it login
+	// answers 501 and only API tokens work.
+	Sessions steward.SessionStore
 	// SessionTTL is how long a login lasts; default 12 hours.
 	SessionTTL time.Duration
 	// SecureCookies always sets the Secure attribute on cookies, for
 	// servers behind a TLS-terminating proxy. Otherwise it is set when the
-	// request arrived over TLS.
+	// request arrived over TLS, to this server or to a trusted proxy.
 	SecureCookies bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For (the
+	// client address, for login throttling and logs) and
+	// X-Forwarded-Proto are believed; those headers from anyone else are
+	// ignored.
+	TrustedProxies []netip.Prefix
+	// LoginThrottle slows password guessing (zero: defaults).
+	LoginThrottle LoginThrottle
+	// Clock replaces time.Now for sessions and login throttling (tests).
+	Clock func() time.Time
 
 	// UI is mounted at "/" (optional). OpAMP is mounted at /v1/opamp
 	// (optional).

@@ -336,6 +336,16 @@ var migrations = []string{
 	// 6: the reported remote config status as a column, for Summary.
 	`ALTER TABLE agents ADD COLUMN config_status TEXT NOT NULL DEFAULT 'UNSET';
 	UPDATE agents SET config_status = COALESCE(doc->'remote_config_status'->>'status', 'UNSET');`,
+	// 7: browser sessions of the REST API and UI (sessions.go).
+	`CREATE TABLE sessions (
+		hash       BYTEA PRIMARY KEY,
+		name       TEXT NOT NULL,
+		csrf       TEXT NOT NULL,
+		epoch      TEXT NOT NULL,
+		created_at TIMESTAMPTZ NOT NULL,
+		expires_at TIMESTAMPTZ NOT NULL
+	);
+	CREATE INDEX sessions_expires ON sessions(expires_at);`,
 }
 
 // migrate applies, in order and each in its own transaction, every migration

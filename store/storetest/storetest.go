@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Secrets", testSecrets},
 		{"ConnectionSettings", testConnectionSettingsStore},
 		{"Audit", testAudit},
+		{"Sessions", testSessions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -58,6 +58,7 @@ func startStack(t *testing.T) *stack {
 		Events:            cp.Bus(),
 		EventLog:          cp.Events,
 		AdminPassword:     adminPassword,
+		Sessions:          db,
 		UI:                ui.Handler(),
 		OpAMP:             opamp,
 		HeartbeatInterval: 5 * time.Second,

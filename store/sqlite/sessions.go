@@ -1,0 +1,53 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+var _ steward.SessionStore = (*DB)(nil)
+
+// PutSession stores a new session; ECONFLICT when its hash exists.
+func (db *DB) PutSession(ctx context.Context, s *steward.Session) error {
+	if len(s.Hash) == 0 {
+		return steward.Errorf(steward.EINVALID, "session needs a hash")
+	}
+	_, err := db.write.ExecContext(ctx, `INSERT INTO sessions(hash, name, csrf, epoch, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		s.Hash, s.Name, s.CSRF, s.Epoch, nanos(s.CreatedAt), nanos(s.ExpiresAt))
+	return wrap(err, "put session")
+}
+
+// SessionByHash returns a session; ENOTFOUND when there is none.
+func (db *DB) SessionByHash(ctx context.Context, hash []byte) (*steward.Session, error) {
+	s := &steward.Session{}
+	var created, expires sql.NullInt64
+	err := db.read.QueryRowContext(ctx, `SELECT hash, name, csrf, epoch, created_at, expires_at FROM sessions WHERE hash = ?`, hash).
+		Scan(&s.Hash, &s.Name, &s.CSRF, &s.Epoch, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, steward.Errorf(steward.ENOTFOUND, "session not found")
+	} else if err != nil {
+		return nil, wrap(err, "get session")
+	}
+	s.CreatedAt, s.ExpiresAt = fromNanos(created), fromNanos(expires)
+	return s, nil
+}
+
+// DeleteSession ends a session; nil when there is none.
+func (db *DB) DeleteSession(ctx context.Context, hash []byte) error {
+	_, err := db.write.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, hash)
+	return wrap(err, "delete session")
+}
+
+// DeleteSessions removes expired sessions and those of other epochs.
+func (db *DB) DeleteSessions(ctx context.Context, keepEpoch string, now time.Time) (int, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR epoch <> ?`, nanos(now), keepEpoch)
+	if err != nil {
+		return 0, wrap(err, "delete sessions")
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
