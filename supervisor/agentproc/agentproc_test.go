@@ -329,3 +329,82 @@ func TestRunnerResetsBackoffAfterStableRun(t *testing.T) {
 		}
 	}
 }
+
+// A Restart (a new config) ends a crash loop: the exits before it are not
+// counted towards the next one.
+func TestRunnerRestartEndsCrashLoop(t *testing.T) {
+	cmd, _ := agentCmd(t, "behavior: crash\nexit_code: 3\n")
+	rec := &recorder{}
+	r := NewRunner(RunnerConfig{Command: cmd, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		ResetAfter: time.Hour, CrashLoopCount: 3, CrashLoopWindow: time.Hour, OnEvent: rec.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "a crash loop", func() bool {
+		ex := rec.exits()
+		return len(ex) > 0 && ex[len(ex)-1].CrashLoop
+	})
+	if _, err := r.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	before := len(rec.events)
+	rec.mu.Unlock()
+	var next Event
+	eventually(t, "the first exit after the restart", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, e := range rec.events[before:] {
+			if e.Kind == EventExited {
+				next = e
+				return true
+			}
+		}
+		return false
+	})
+	if next.CrashLoop || next.Crashes != 1 {
+		t.Fatalf("first exit after a restart: crash loop %v after %d exits, want no crash loop after 1", next.CrashLoop, next.Crashes)
+	}
+}
+
+// A runner started idle starts nothing until Restart; Idle stops the agent
+// and starts nothing until the next Restart.
+func TestRunnerIdle(t *testing.T) {
+	cmd, dir := agentCmd(t, "")
+	pidFile := filepath.Join(dir, "pids")
+	os.WriteFile(cmd.Args[1], []byte("pid_file: "+pidFile+"\n"), 0o644)
+	rec := &recorder{}
+	r := NewRunner(RunnerConfig{Command: cmd, StartIdle: true, OnEvent: rec.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if err := r.Idle(ctx); err != nil { // answered while idle: Run is listening
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	n := len(rec.events)
+	rec.mu.Unlock()
+	if r.Current() != nil || n != 0 {
+		t.Fatalf("an idle runner started a process (%d events)", n)
+	}
+	p, err := r.Restart(ctx)
+	if err != nil || p == nil || p.Exited() {
+		t.Fatalf("Restart from idle: %v, %v", p, err)
+	}
+	readPIDs(t, pidFile)
+	if err := r.Idle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Exited() || r.Current() != nil {
+		t.Fatal("Idle left the agent running")
+	}
+	if n := len(rec.exits()); n != 0 {
+		t.Fatalf("a requested stop reported %d exits", n)
+	}
+	p2, err := r.Restart(ctx)
+	if err != nil || p2 == nil || p2.Pid() == p.Pid() {
+		t.Fatalf("Restart after Idle: %v, %v", p2, err)
+	}
+}

@@ -27,6 +27,9 @@ type RunnerConfig struct {
 	// event a crash loop.
 	CrashLoopCount  int
 	CrashLoopWindow time.Duration
+	// StartIdle makes Run wait for the first Restart before starting a
+	// process (an agent with nothing to run yet).
+	StartIdle bool
 	// TailLines is how many output lines each run keeps (100).
 	TailLines int
 	Log       *slog.Logger
@@ -75,7 +78,7 @@ type Event struct {
 // exponential backoff, detects crash loops, and restarts it on request.
 type Runner struct {
 	cfg       RunnerConfig
-	restartCh chan chan restartResult
+	restartCh chan request
 	mu        sync.Mutex
 	cur       *Process
 	done      chan struct{} // closed when Run returns
@@ -84,6 +87,13 @@ type Runner struct {
 type restartResult struct {
 	p   *Process
 	err error
+}
+
+// request asks Run to stop the running process and then start a new one,
+// or, with idle, to start none until the next Restart.
+type request struct {
+	idle  bool
+	reply chan restartResult
 }
 
 // NewRunner returns a Runner; call Run to start the agent.
@@ -110,7 +120,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{cfg: cfg, restartCh: make(chan chan restartResult), done: make(chan struct{})}
+	return &Runner{cfg: cfg, restartCh: make(chan request), done: make(chan struct{})}
 }
 
 // Current returns the running process, or nil between runs.
@@ -142,16 +152,30 @@ var ErrNotRunning = errors.New("agent runner is not running")
 // wait, resets the backoff and starts a new process at once. It returns the
 // new process, or the start error. It fails with ctx's error or
 // ErrNotRunning if Run is not running.
+//
+// A Restart also ends a crash loop: the exits counted towards it belonged to
+// what ran before (usually an earlier config).
 func (r *Runner) Restart(ctx context.Context) (*Process, error) {
-	reply := make(chan restartResult, 1)
+	return r.ask(ctx, false)
+}
+
+// Idle stops the running process (gracefully) or cuts short the backoff
+// wait, and starts nothing until the next Restart. It fails like Restart.
+func (r *Runner) Idle(ctx context.Context) error {
+	_, err := r.ask(ctx, true)
+	return err
+}
+
+func (r *Runner) ask(ctx context.Context, idle bool) (*Process, error) {
+	req := request{idle: idle, reply: make(chan restartResult, 1)}
 	select {
-	case r.restartCh <- reply:
+	case r.restartCh <- req:
 	case <-r.done:
 		return nil, ErrNotRunning
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	res := <-reply
+	res := <-req.reply
 	return res.p, res.err
 }
 
@@ -162,14 +186,27 @@ func (r *Runner) Run(ctx context.Context) {
 	var (
 		consecutive int         // unrequested exits since the last stable run
 		crashes     []time.Time // exit times within the window
-		pending     chan restartResult
+		pending     *request
+		idle        = r.cfg.StartIdle
 	)
 	stopCtx := context.WithoutCancel(ctx)
 	defer close(r.done)
 	for {
+		for idle {
+			select {
+			case req := <-r.restartCh:
+				if req.idle {
+					req.reply <- restartResult{}
+					continue
+				}
+				pending, idle = &req, false
+			case <-ctx.Done():
+				return
+			}
+		}
 		p, err := Start(r.cfg.Command, NewTail(r.cfg.TailLines), r.cfg.Log)
 		if pending != nil {
-			pending <- restartResult{p, err}
+			pending.reply <- restartResult{p, err}
 			pending = nil
 		}
 		var ev Event
@@ -185,13 +222,14 @@ func (r *Runner) Run(ctx context.Context) {
 				r.setCurrent(nil)
 				ev = Event{Kind: EventExited, Process: p, Err: p.Err(), Uptime: time.Since(p.StartedAt())}
 				if ev.Uptime >= r.cfg.ResetAfter {
-					consecutive = 0
+					consecutive, crashes = 0, nil
 				}
-			case pending = <-r.restartCh:
-				r.cfg.Log.Info("restarting agent", "pid", p.Pid())
+			case req := <-r.restartCh:
+				r.cfg.Log.Info("stopping agent for a restart", "pid", p.Pid(), "idle", req.idle)
 				p.Stop(stopCtx, r.cfg.StopTimeout)
 				r.setCurrent(nil)
-				consecutive = 0
+				consecutive, crashes = 0, nil
+				pending, idle = r.accept(req)
 				continue
 			case <-ctx.Done():
 				r.cfg.Log.Info("stopping agent", "pid", p.Pid())
@@ -217,14 +255,26 @@ func (r *Runner) Run(ctx context.Context) {
 		t := time.NewTimer(ev.Backoff)
 		select {
 		case <-t.C:
-		case pending = <-r.restartCh:
+		case req := <-r.restartCh:
 			t.Stop()
-			consecutive = 0
+			consecutive, crashes = 0, nil
+			pending, idle = r.accept(req)
 		case <-ctx.Done():
 			t.Stop()
 			return
 		}
 	}
+}
+
+// accept takes a request once the old process is gone: an idle request is
+// answered at once and leaves Run idle; a restart is answered by the next
+// start.
+func (r *Runner) accept(req request) (pending *request, idle bool) {
+	if req.idle {
+		req.reply <- restartResult{}
+		return nil, true
+	}
+	return &req, false
 }
 
 func (r *Runner) emit(ev Event) {
