@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,4 +205,63 @@ service:
 		t.Errorf("processes left behind: %v", left)
 	}
 	eventually(t, "server sees the disconnect", func() bool { return !srv.Agent(uid).Connected })
+}
+
+// A collector with no local config and no remote config yet runs a nop
+// pipeline with the opamp extension, healthy, instead of refusing the
+// extension-only config ("no receiver configuration specified") in a crash
+// loop; the first remote config replaces the nop pipeline.
+func TestCollectorWithoutPipelineRunsNopPipeline(t *testing.T) {
+	otelcol := testenv.Getenv(t, "STEWARD_OTELCOL_BIN",
+		"build a collector with scripts/build-otelcol.sh and export STEWARD_OTELCOL_BIN=<the path it prints>")
+	srv := testserver.Start(t)
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "state")
+	h := &genericHarness{t: t, dir: dir, cfgPath: filepath.Join(dir, "supervisor.yaml")}
+	writeFile(t, h.cfgPath, fmt.Sprintf(`
+server: {endpoint: %s}
+agent:
+  mode: collector
+  executable: %s
+  config_apply_timeout: 60s
+  bootstrap_timeout: 60s
+  restart: {initial_backoff: 100ms, max_backoff: 1s, crash_loop_count: 3}
+storage: {directory: %s}
+`, srv.URL, otelcol, storage))
+	h.start()
+	uid := h.sup.InstanceUID()
+	eventually(t, "collector healthy before any remote config", func() bool {
+		a := srv.Agent(uid)
+		return a != nil && a.Health != nil && a.Health.Healthy && a.Health.ComponentHealthMap["collector"] != nil
+	})
+	if f := mustRead(t, filepath.Join(storage, "effective.yaml")); !strings.Contains(f, "nop/steward_supervisor") {
+		t.Fatalf("no nop pipeline in the collector's config:\n%s", f)
+	}
+	pids := collectorPIDs(storage)
+	if len(pids) != 1 {
+		t.Fatalf("collector processes: %v", pids)
+	}
+
+	port := freePort(t)
+	good := srv.PushConfig(uid, map[string]string{"": fmt.Sprintf(`
+receivers:
+  otlp: {protocols: {http: {endpoint: "%s"}}}
+exporters:
+  debug: {}
+service:
+  pipelines:
+    logs: {receivers: [otlp], exporters: [debug]}
+`, port)})
+	eventually(t, "remote config APPLIED", func() bool {
+		a := srv.Agent(uid)
+		return hasStatus(a, good, protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED) && a.Health.Healthy
+	})
+	if f := mustRead(t, filepath.Join(storage, "effective.yaml")); strings.Contains(f, nopComponent) {
+		t.Fatalf("the nop pipeline outlived the remote config:\n%s", f)
+	}
+	conn, err := net.Dial("tcp", port)
+	if err != nil {
+		t.Fatalf("the remote config's OTLP receiver does not answer: %v", err)
+	}
+	conn.Close()
 }

@@ -19,6 +19,12 @@ import (
 //  5. the opamp extension the supervisor needs (collector mode), which is
 //     also appended to service.extensions
 //
+// A collector refuses to start without a pipeline ("no receiver
+// configuration specified"), so in collector mode a merge that defines no
+// pipeline (typically: no local files and no remote config yet) gets a nop
+// pipeline of its own; the collector then runs healthy, waiting for its
+// first remote config, instead of crash-looping.
+//
 // In generic mode a single source that is not a YAML mapping (e.g. a TOML
 // file) is passed through unchanged; several such sources are an error.
 
@@ -79,10 +85,48 @@ func render(in renderInput) ([]byte, error) {
 	if in.telemetry != nil {
 		merged = yamlmerge.Merge(merged, in.telemetry.collectorConfig())
 	}
+	if !hasPipeline(merged) {
+		injectNopPipeline(merged)
+	}
 	if in.opamp != nil {
 		injectOpAMP(merged, in.opamp)
 	}
 	return yamlmerge.Render(merged)
+}
+
+// Component IDs of the nop pipeline injected into a collector config that
+// has none; distinct names keep them apart from the user's components.
+const (
+	nopComponent = "nop/steward_supervisor"
+	nopPipeline  = "traces/steward_supervisor"
+)
+
+// hasPipeline reports whether a collector config defines a pipeline.
+func hasPipeline(m map[string]any) bool {
+	svc, _ := m["service"].(map[string]any)
+	pipelines, _ := svc["pipelines"].(map[string]any)
+	return len(pipelines) > 0
+}
+
+// injectNopPipeline adds a nop receiver, a nop exporter and a traces
+// pipeline joining them.
+func injectNopPipeline(m map[string]any) {
+	for _, kind := range []string{"receivers", "exporters"} {
+		comps, _ := m[kind].(map[string]any)
+		if comps == nil {
+			comps = map[string]any{}
+			m[kind] = comps
+		}
+		comps[nopComponent] = nil
+	}
+	svc, _ := m["service"].(map[string]any)
+	if svc == nil {
+		svc = map[string]any{}
+		m["service"] = svc
+	}
+	svc["pipelines"] = map[string]any{nopPipeline: map[string]any{
+		"receivers": []any{nopComponent}, "exporters": []any{nopComponent},
+	}}
 }
 
 // extensionName is the component ID of the injected opamp extension; a
@@ -172,15 +216,9 @@ func otlpExporter(s *protobufs.TelemetryConnectionSettings) map[string]any {
 // opamp extension.
 func bootstrapConfig(o *opampExtension) ([]byte, error) {
 	m := map[string]any{
-		"receivers": map[string]any{"nop": nil},
-		"exporters": map[string]any{"nop": nil},
-		"service": map[string]any{
-			"telemetry": map[string]any{"metrics": map[string]any{"level": "none"}},
-			"pipelines": map[string]any{"traces": map[string]any{
-				"receivers": []any{"nop"}, "exporters": []any{"nop"},
-			}},
-		},
+		"service": map[string]any{"telemetry": map[string]any{"metrics": map[string]any{"level": "none"}}},
 	}
+	injectNopPipeline(m)
 	injectOpAMP(m, o)
 	return yamlmerge.Render(m)
 }
