@@ -74,8 +74,14 @@ type AgentConfig struct {
 	// SIGKILL (default 10s).
 	StopTimeout time.Duration `yaml:"stop_timeout"`
 	// LocalConfigFiles are merged, in order, under the remote config.
-	LocalConfigFiles []string      `yaml:"local_config_files"`
-	Restart          RestartConfig `yaml:"restart"`
+	LocalConfigFiles []string `yaml:"local_config_files"`
+	// InitialConfigFile (generic mode) stands in for the remote config
+	// until the first one has been applied: the agent starts on it (merged
+	// over the local files) and returns to it when a remote config fails
+	// with no earlier good one. Without it and without local files, a
+	// generic agent is not started until a remote config arrives.
+	InitialConfigFile string        `yaml:"initial_config_file"`
+	Restart           RestartConfig `yaml:"restart"`
 	// Description adds attributes to the agent description reported to
 	// the server (generic mode reports only these plus host facts).
 	Description DescriptionConfig `yaml:"description"`
@@ -289,6 +295,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if a.Reload != "restart" && a.ReloadSignal() == 0 {
 		bad("agent.reload", "must be \"restart\" or \"signal:NAME\" (HUP, USR1, USR2, INT, TERM), not %q", a.Reload)
+	}
+	if a.Mode == ModeCollector && a.InitialConfigFile != "" {
+		bad("agent.initial_config_file", "is for generic mode; a collector without a pipeline runs a nop pipeline until its first remote config")
 	}
 	if a.Mode == ModeCollector && a.Reload != "restart" {
 		bad("agent.reload", "collector mode always restarts the collector; remove the setting")

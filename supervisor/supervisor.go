@@ -100,6 +100,7 @@ type Supervisor struct {
 
 // procHealth is what the supervisor knows of the agent process.
 type procHealth struct {
+	waiting   bool // generic mode: not started, no config to run yet
 	running   bool
 	startedAt time.Time
 	lastError string
@@ -213,23 +214,31 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.desc = s.description()
 
 	// The agent starts on its last good config, so a supervisor restart
-	// with the server down keeps running what worked.
-	s.mu.Lock()
-	var good steward.ConfigMap
-	if s.state.Good != nil {
-		good = s.state.Good.Remote
-	}
-	s.mu.Unlock()
-	eff, err := s.render(good, nil)
-	if err != nil && good != nil {
-		s.log.Error("last good config no longer renders; starting on local files only", "error", err)
-		eff, err = s.render(nil, nil)
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.writeConfig(eff); err != nil {
-		return err
+	// with the server down keeps running what worked; before the first
+	// remote config, on the initial config (generic mode) or the local
+	// files, and a generic agent with none of them waits for the server.
+	idle := s.nothingToRun()
+	if idle {
+		s.log.Info("no config to run yet: the agent starts with the first remote config")
+		s.mu.Lock()
+		s.proc = procHealth{waiting: true}
+		s.mu.Unlock()
+	} else {
+		base, err := s.fallbackRemote()
+		if err != nil {
+			return err
+		}
+		eff, err := s.render(base, nil)
+		if err != nil && base != nil {
+			s.log.Error("last good config no longer renders; starting on local files only", "error", err)
+			eff, err = s.render(nil, nil)
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.writeConfig(eff); err != nil {
+			return err
+		}
 	}
 
 	c, err := s.newClient()
@@ -252,6 +261,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		MaxBackoff:      a.Restart.MaxBackoff,
 		CrashLoopCount:  a.Restart.CrashLoopCount,
 		CrashLoopWindow: a.Restart.CrashLoopWindow,
+		StartIdle:       idle,
 		Log:             s.log.With("component", "agent"),
 		OnEvent:         s.onProcessEvent,
 	})
@@ -415,6 +425,38 @@ func (s *Supervisor) reportInitialStatus() {
 	}
 	s.reportConnectionStatus()
 	s.updateHealth()
+}
+
+// fallbackRemote is what stands in for a remote config when none is being
+// applied: the last good remote config, else (generic mode) the initial
+// config file as a single file, else nothing.
+func (s *Supervisor) fallbackRemote() (steward.ConfigMap, error) {
+	s.mu.Lock()
+	good := s.state.Good
+	s.mu.Unlock()
+	if good != nil {
+		return good.Remote, nil
+	}
+	if path := s.cfg.Agent.InitialConfigFile; path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("agent.initial_config_file: %w", err)
+		}
+		return steward.ConfigMap{"": {Body: b}}, nil
+	}
+	return nil, nil
+}
+
+// nothingToRun reports whether a generic agent has no config at all: no
+// good remote config, no initial config file and no local files. Such an
+// agent is not started (an empty file would only make it exit) until a
+// remote config arrives.
+func (s *Supervisor) nothingToRun() bool {
+	a := &s.cfg.Agent
+	s.mu.Lock()
+	good := s.state.Good
+	s.mu.Unlock()
+	return a.Mode == ModeGeneric && good == nil && a.InitialConfigFile == "" && len(a.LocalConfigFiles) == 0
 }
 
 // executable is the program the supervisor runs: agent.executable, or the
@@ -643,16 +685,25 @@ func (s *Supervisor) applyRemoteConfig(ctx context.Context, rc *protobufs.AgentR
 	s.rollback(ctx)
 }
 
-// rollback returns the agent to the last good config (or the local files
-// alone when nothing was ever applied) and restarts it there.
+// rollback returns the agent to the last good config (else the initial
+// config or the local files alone) and restarts it there; a generic agent
+// with nothing to return to is stopped and waits for the next config.
 func (s *Supervisor) rollback(ctx context.Context) {
-	s.mu.Lock()
-	var remote steward.ConfigMap
-	if s.state.Good != nil {
-		remote = s.state.Good.Remote
+	if s.nothingToRun() {
+		if err := s.runner.Idle(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("stop agent after a failed first config", "error", err)
+		}
+		s.mu.Lock()
+		s.proc = procHealth{waiting: true}
+		s.mu.Unlock()
+		s.updateHealth()
+		return
 	}
-	s.mu.Unlock()
-	eff, err := s.render(remote, nil)
+	remote, err := s.fallbackRemote()
+	var eff []byte
+	if err == nil {
+		eff, err = s.render(remote, nil)
+	}
 	if err == nil {
 		err = s.switchTo(ctx, eff)
 	}
@@ -995,6 +1046,8 @@ func (s *Supervisor) health() *protobufs.ComponentHealth {
 		procH.Status = "running"
 		procH.StartTimeUnixNano = uint64(p.startedAt.UnixNano())
 		h.StartTimeUnixNano = procH.StartTimeUnixNano
+	} else if p.waiting {
+		procH.Status = "waiting for a remote config"
 	} else {
 		procH.Status = "stopped"
 	}
