@@ -20,7 +20,7 @@ import (
 
 func main() {
 	path := flag.String("config", "supervisor.yaml", "supervisor config file")
-	check := flag.Bool("check", false, "validate the config file and exit")
+	check := flag.Bool("check", false, "validate the config file and what it names on this host (executable, files), then exit")
 	flag.Parse()
 	cfg, err := supervisor.LoadConfig(*path)
 	if err != nil {
@@ -28,6 +28,10 @@ func main() {
 		os.Exit(2)
 	}
 	if *check {
+		if err := cfg.Check(); err != nil {
+			fmt.Fprintf(os.Stderr, "steward-supervisor: %s:\n%v\n", *path, err)
+			os.Exit(2)
+		}
 		fmt.Println("config OK")
 		return
 	}
