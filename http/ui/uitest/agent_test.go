@@ -41,6 +41,8 @@ type agentOptions struct {
 	failConfig bool
 	// packages reports package statuses (one installed, one failed).
 	packages bool
+	// effective replaces the initial effective config reported.
+	effective string
 }
 
 const initialCollectorConfig = `receivers:
@@ -72,6 +74,9 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 		effective: map[string]*protobufs.AgentConfigFile{
 			"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"},
 		},
+	}
+	if o.effective != "" {
+		a.effective[""] = &protobufs.AgentConfigFile{Body: []byte(o.effective), ContentType: "text/yaml"}
 	}
 	caps := protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
 		protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |

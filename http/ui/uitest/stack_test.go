@@ -57,6 +57,7 @@ func startStack(t *testing.T) *stack {
 		Rollouts:          cp,
 		Events:            cp.Bus(),
 		EventLog:          cp.Events,
+		Credentials:       cp,
 		AdminPassword:     adminPassword,
 		Sessions:          db,
 		UI:                ui.Handler(),

@@ -45,6 +45,9 @@ function lineCount(text) {
 }
 
 /** files renders a ConfigMap: one monospaced block per file, with copy. */
+/** REDACTED is what the server shows in place of a secret (steward.RedactedSecret). */
+const REDACTED = '(redacted)';
+
 export function configFiles(map, testid) {
   const names = Object.keys(map || {}).sort();
   if (!names.length) return h('p', { class: 'muted', 'data-testid': testid }, 'No files.');
@@ -59,6 +62,8 @@ export function configFiles(map, testid) {
         h('span', { class: 'spacer' }),
         h('button', { type: 'button', class: 'small', 'data-testid': 'copy-file', 'aria-label': 'Copy ' + fileLabel(n),
           onclick: async () => toast((await copyText(f.body || '')) ? 'Copied to the clipboard.' : 'Copy failed.') }, 'Copy')),
+      text.includes(REDACTED) ? h('p', { class: 'faint', 'data-testid': 'redacted-note' },
+        `Secret values are shown as ${REDACTED}; an admin can read them through the API with ?reveal=true.`) : null,
       h('pre', { class: 'code', tabindex: '0', 'aria-label': fileLabel(n) }, text));
   }));
 }
