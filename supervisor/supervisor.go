@@ -23,6 +23,7 @@ import (
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/internal/yamlmerge"
 	"github.com/stewardhq/steward/opamp/client"
 	"github.com/stewardhq/steward/supervisor/agentproc"
 )
@@ -509,8 +510,22 @@ func (s *Supervisor) getEffectiveConfig(context.Context) (*protobufs.EffectiveCo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
-		"": {Body: bytes.Clone(s.effective), ContentType: "text/yaml"},
+		"": {Body: bytes.Clone(s.effective), ContentType: effectiveContentType(s.cfg.Agent.Mode, s.effective)},
 	}}}, nil
+}
+
+// effectiveContentType labels the file the supervisor wrote: YAML in
+// collector mode and whenever it is a YAML mapping (the generic mode merges
+// YAML sources into one); text/plain for what the generic mode passed
+// through unchanged, such as a syslog-ng, TOML or INI file.
+func effectiveContentType(mode string, body []byte) string {
+	if mode == ModeCollector {
+		return "text/yaml"
+	}
+	if m, err := yamlmerge.ParseMap("effective config", body); err != nil || len(m) == 0 {
+		return "text/plain"
+	}
+	return "text/yaml"
 }
 
 func (s *Supervisor) onInstanceUIDChange(uid [16]byte) {
@@ -828,9 +843,19 @@ func healthError(h *protobufs.ComponentHealth) string {
 }
 
 // lastErrorLine picks the agent's most telling output line: the last one
-// mentioning an error, else the last line.
+// that begins with an error word ("Error: invalid configuration: ..." from
+// a collector, "Error parsing config, ..." from syslog-ng), else the last one
+// mentioning an error anywhere, else the last line. The first rule keeps an
+// agent that echoes the offending config (syslog-ng prints the lines around
+// the mistake) from reporting a config line that merely contains "error".
 func lastErrorLine(t *agentproc.Tail) string {
 	lines := t.Lines(0)
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.ToLower(strings.TrimSpace(lines[i]))
+		if hasAnyPrefix(l, "error", "fatal", "panic", "invalid") {
+			return lines[i]
+		}
+	}
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := strings.ToLower(lines[i])
 		if strings.Contains(l, "error") || strings.Contains(l, "invalid") || strings.Contains(l, "fatal") || strings.Contains(l, "panic") {
@@ -841,6 +866,15 @@ func lastErrorLine(t *agentproc.Tail) string {
 		return lines[len(lines)-1]
 	}
 	return "no output"
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func exitString(err error) string {
