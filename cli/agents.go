@@ -205,6 +205,7 @@ of the effective config the agent reports.`,
 		}),
 	}
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "show every agent matching this label selector")
+	cmd.Flags().BoolVar(&a.reveal, "reveal", false, "show secrets in the effective config in clear (admin only; audited)")
 	return cmd
 }
 

@@ -130,6 +130,8 @@ type app struct {
 	token  string
 	output string
 	caFile string
+	// reveal asks for secrets in clear (--reveal; admins only).
+	reveal bool
 	// httpClient trusts caFile (nil: the default client and system roots).
 	httpClient *http.Client
 }
@@ -168,6 +170,7 @@ func (a *app) client() *stewardhttp.Client {
 	}
 	c := stewardhttp.NewClient(server, token)
 	c.HTTPClient = a.httpClient
+	c.RevealSecrets = a.reveal
 	return c
 }
 

@@ -202,6 +202,7 @@ func (a *app) connectionSettingsCommand() *cobra.Command {
 			}
 			return table(cmd.OutOrStdout(), []string{"NAME", "SELECTOR", "PRIORITY", "METRICS", "TRACES", "LOGS", "HEARTBEAT"}, rows)
 		})}
+	list.Flags().BoolVar(&a.reveal, "reveal", false, "header values in clear with -o json or yaml (admin only; audited); otherwise (redacted)")
 	var c steward.ConnectionSettings
 	var metrics, traces, logs string
 	var headers []string

@@ -139,3 +139,21 @@ func TestErrorsNeverShowToken(t *testing.T) {
 		}
 	}
 }
+
+// Secrets are (redacted) in the CLI's output unless an admin asks with
+// --reveal; a viewer asking is refused.
+func TestRevealSecrets(t *testing.T) {
+	e := newEnv(t)
+	e.mustRun("connection-settings", "set", "prod", "--metrics", "https://127.0.0.1:4318/v1/metrics", "--header", "Authorization=Bearer cli-SECRET-1")
+	if out := e.mustRun("connection-settings", "list", "-o", "json"); strings.Contains(out, "cli-SECRET") || !strings.Contains(out, steward.RedactedSecret) {
+		t.Errorf("list without --reveal:\n%s", out)
+	}
+	if out := e.mustRun("connection-settings", "list", "-o", "json", "--reveal"); !strings.Contains(out, "Bearer cli-SECRET-1") {
+		t.Errorf("admin list --reveal:\n%s", out)
+	}
+	viewer := strings.TrimSpace(e.mustRun("tokens", "create", "dash", "--role", "viewer"))
+	out, errs, code := runCLI("--server", e.url, "--token", viewer, "connection-settings", "list", "-o", "json", "--reveal")
+	if code != cli.ExitError || strings.Contains(out+errs, "cli-SECRET") || !strings.Contains(errs, "admin") {
+		t.Errorf("viewer --reveal: exit %d\n%s%s", code, out, errs)
+	}
+}

@@ -27,6 +27,22 @@ type Client struct {
 	Token string
 	// HTTPClient defaults to a client with a 60 second timeout.
 	HTTPClient *http.Client
+	// RevealSecrets asks for secrets in clear (?reveal=true) when reading
+	// agents and connection settings; the server allows it to admins only
+	// (EFORBIDDEN otherwise) and audits it.
+	RevealSecrets bool
+}
+
+// revealQuery returns q with reveal=true when RevealSecrets is set.
+func (c *Client) revealQuery(q url.Values) url.Values {
+	if !c.RevealSecrets {
+		return q
+	}
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("reveal", "true")
+	return q
 }
 
 var (
@@ -125,7 +141,7 @@ func agentPath(id steward.InstanceUID, rest string) string {
 // Agent returns one agent.
 func (c *Client) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
 	var a steward.Agent
-	if _, err := c.do(ctx, "GET", agentPath(id, ""), nil, nil, &a); err != nil {
+	if _, err := c.do(ctx, "GET", agentPath(id, ""), c.revealQuery(nil), nil, &a); err != nil {
 		return nil, err
 	}
 	return &a, nil
@@ -153,7 +169,7 @@ func (c *Client) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
 	var resp AgentsResponse
-	if _, err := c.do(ctx, "GET", "/api/v1/agents", q, nil, &resp); err != nil {
+	if _, err := c.do(ctx, "GET", "/api/v1/agents", c.revealQuery(q), nil, &resp); err != nil {
 		return nil, 0, err
 	}
 	return resp.Agents, resp.Total, nil

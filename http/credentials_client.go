@@ -77,7 +77,7 @@ func (c *Client) PutConnectionSettings(ctx context.Context, cs *steward.Connecti
 // ConnectionSettingsList lists connection settings.
 func (c *Client) ConnectionSettingsList(ctx context.Context) ([]*steward.ConnectionSettings, error) {
 	var out ConnectionSettingsListResponse
-	_, err := c.do(ctx, "GET", "/api/v1/connection-settings", nil, nil, &out)
+	_, err := c.do(ctx, "GET", "/api/v1/connection-settings", c.revealQuery(nil), nil, &out)
 	return out.Settings, err
 }
 
