@@ -243,7 +243,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	now := a.now()
 	client := a.proxies.clientAddr(r)
 	key := loginKey("admin", client)
-	if wait := a.throttle.wait(key, now); wait > 0 {
+	if wait := a.throttle.attempt(key, now); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		writeJSON(w, http.StatusTooManyRequests, ErrorResponse{Error: ErrorBody{
 			Code:    steward.EUNAVAILABLE,
@@ -253,14 +253,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	sum := sha256.Sum256([]byte(req.Password))
 	if !a.hasPass || subtle.ConstantTimeCompare(sum[:], a.password[:]) != 1 {
-		a.throttle.fail(key, now)
 		s.log.Warn("http: failed login", "client", client.String(), "remote", r.RemoteAddr)
 		return steward.Errorf(steward.EUNAUTHORIZED, "wrong password")
 	}
+	a.throttle.succeed(key)
 	if a.sessions == nil {
 		return steward.Errorf(steward.ENOTIMPLEMENTED, "this server keeps no sessions: use an API token")
 	}
-	a.throttle.succeed(key)
 	secret := steward.NewSecret("stws")
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])

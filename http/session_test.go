@@ -269,3 +269,33 @@ func TestSecureCookies(t *testing.T) {
 		}
 	}
 }
+
+// Concurrent wrong passwords cannot all slip through one open moment: each
+// attempt is counted before the password is checked, so of a burst only
+// the free attempts are answered 401 and the rest wait.
+func TestLoginThrottleConcurrent(t *testing.T) {
+	clock := newFakeClock()
+	e := newEnvOn(t, nil, true, func(o *stewardhttp.Options) {
+		o.AdminPassword, o.Clock = "pw", clock.Now
+		o.LoginThrottle = stewardhttp.LoginThrottle{Free: 3, Base: time.Minute, Max: time.Minute}
+	})
+	const burst = 24
+	statuses := make(chan int, burst)
+	var wg sync.WaitGroup
+	for i := 0; i < burst; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- e.loginFrom("guess", "").status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for st := range statuses {
+		count[st]++
+	}
+	if count[401] != 3 || count[429] != burst-3 {
+		t.Errorf("burst of %d wrong passwords: %v, want 3 answered 401 and the rest 429", burst, count)
+	}
+}

@@ -80,30 +80,24 @@ func (l *loginThrottle) delay(fails int) time.Duration {
 	return min(d, l.cfg.Max)
 }
 
-// wait returns how long key must still wait at now before an attempt is
-// considered, or 0.
-func (l *loginThrottle) wait(key string, now time.Time) time.Duration {
+// attempt starts a login attempt by key at now: it returns how long key
+// must still wait (the attempt is refused and not counted), or 0 after
+// counting the attempt as a failure, which succeed undoes. Counting before
+// the password is checked means concurrent attempts cannot all slip
+// through the same open moment.
+func (l *loginThrottle) attempt(key string, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.seen[key]
-	if e == nil {
-		return 0
-	}
-	if now.Sub(e.last) >= l.forget {
+	if e != nil && now.Sub(e.last) >= l.forget {
 		delete(l.seen, key)
-		return 0
+		e = nil
 	}
-	if w := e.last.Add(l.delay(e.fails)).Sub(now); w > 0 {
-		return w
+	if e != nil {
+		if w := e.last.Add(l.delay(e.fails)).Sub(now); w > 0 {
+			return w
+		}
 	}
-	return 0
-}
-
-// fail records a failed attempt by key at now.
-func (l *loginThrottle) fail(key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.seen[key]
 	if e == nil {
 		if len(l.seen) >= maxThrottleEntries {
 			l.prune(now)
@@ -113,9 +107,10 @@ func (l *loginThrottle) fail(key string, now time.Time) {
 	}
 	e.fails++
 	e.last = now
+	return 0
 }
 
-// succeed clears key's failures.
+// succeed clears key's failures (the right password was given).
 func (l *loginThrottle) succeed(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
