@@ -149,6 +149,17 @@ func randomText(r *rand.Rand, n int) string {
 	return sb.String()
 }
 
+// changedLines counts the removed and added lines of a unified diff.
+func changedLines(diff string) int {
+	n := 0
+	for _, l := range strings.Split(diff, "\n") {
+		if (strings.HasPrefix(l, "-") && !strings.HasPrefix(l, "--- ")) || (strings.HasPrefix(l, "+") && !strings.HasPrefix(l, "+++ ")) {
+			n++
+		}
+	}
+	return n
+}
+
 // TestUnifiedDiffRandom checks on random inputs that the diff applies and
 // is minimal (changed lines = n + m - 2·LCS).
 func TestUnifiedDiffRandom(t *testing.T) {
@@ -161,21 +172,15 @@ func TestUnifiedDiffRandom(t *testing.T) {
 		if err != nil || got != b {
 			t.Fatalf("a=%q b=%q ctx=%d: applying\n%s\ngave %q, %v", a, b, ctx, d, got, err)
 		}
-		changed := 0
-		for _, op := range diffLines(splitLines(a), splitLines(b)) {
-			if op.kind != ' ' {
-				changed++
-			}
-		}
 		al, bl := splitLines(a), splitLines(b)
-		if want := len(al) + len(bl) - 2*lcsLen(al, bl); changed != want {
+		if changed, want := changedLines(d), len(al)+len(bl)-2*lcsLen(al, bl); changed != want {
 			t.Fatalf("a=%q b=%q: %d changed lines, minimal is %d", a, b, changed, want)
 		}
 	}
 }
 
-// TestUnifiedDiffCostly checks the fallback for inputs too different for
-// the minimal search: still a correct diff.
+// TestUnifiedDiffCostly checks inputs beyond the exhaustive search (over
+// exhaustiveLines, mostly different): still a correct diff.
 func TestUnifiedDiffCostly(t *testing.T) {
 	var a, b strings.Builder
 	for i := 0; i < 3000; i++ {
@@ -190,6 +195,25 @@ func TestUnifiedDiffCostly(t *testing.T) {
 	got, err := applyUnified("head\n"+a.String()+"tail\n", d)
 	if err != nil || got != "head\n"+b.String()+"tail\n" {
 		t.Fatalf("fallback diff does not apply: %v", err)
+	}
+}
+
+// TestUnifiedDiffHuge checks inputs over maxDiffLines, which the library
+// cannot encode (it panics beyond 1,112,060 distinct lines): they are shown
+// as removed and re-added.
+func TestUnifiedDiffHuge(t *testing.T) {
+	const n = 560_000 // 1,120,000 distinct lines in all
+	var a, b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&a, "a%d\n", i)
+		fmt.Fprintf(&b, "b%d\n", i)
+	}
+	d := UnifiedDiff("a", "b", a.String(), b.String(), 3)
+	if !strings.HasPrefix(d, fmt.Sprintf("--- a\n+++ b\n@@ -1,%d +1,%d @@\n", n, n)) || changedLines(d) != 2*n {
+		t.Fatalf("huge diff: %d changed lines, starts %.80q", changedLines(d), d)
+	}
+	if got, err := applyUnified(a.String(), d); err != nil || got != b.String() {
+		t.Fatalf("huge diff does not apply: %v", err)
 	}
 }
 
