@@ -21,3 +21,6 @@ func BenchmarkPutAgentParallel(b *testing.B) {
 func TestBlobStore(t *testing.T) {
 	storetest.TestBlobStore(t, pgtest.Open(t))
 }
+
+func BenchmarkAgentsSelector(b *testing.B) { storetest.BenchmarkAgentsSelector(b, pgtest.Open(b)) }
+func BenchmarkSummary(b *testing.B)        { storetest.BenchmarkSummary(b, pgtest.Open(b)) }

@@ -39,3 +39,5 @@ func BenchmarkPutAgent(b *testing.B)    { storetest.BenchmarkPutAgent(b, openTem
 func BenchmarkPutAgentParallel(b *testing.B) {
 	storetest.BenchmarkPutAgentParallel(b, openTemp(b))
 }
+func BenchmarkAgentsSelector(b *testing.B) { storetest.BenchmarkAgentsSelector(b, openTemp(b)) }
+func BenchmarkSummary(b *testing.B)        { storetest.BenchmarkSummary(b, openTemp(b)) }
