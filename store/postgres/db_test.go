@@ -44,7 +44,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 		defer dbs[i].Close()
 	}
 	var n int
-	if err := dbs[0].Pool().QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+	if err := dbs[0].SQL().QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	v, err := dbs[0].SchemaVersion(ctx)
@@ -128,7 +128,7 @@ func TestCorruptRowsGiveErrorsNamingThem(t *testing.T) {
 	if err := db.PutAgent(ctx, &steward.Agent{ID: bad}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool().Exec(ctx, `UPDATE agents SET doc = '{"description": 17}' WHERE id = $1`, bad.String()); err != nil {
+	if _, err := db.SQL().ExecContext(ctx, `UPDATE agents SET doc = '{"description": 17}' WHERE id = $1`, bad.String()); err != nil {
 		t.Fatal(err)
 	}
 	_, err := db.Agent(ctx, bad)
@@ -142,7 +142,7 @@ func TestCorruptRowsGiveErrorsNamingThem(t *testing.T) {
 	if _, err := db.PutConfig(ctx, &steward.Config{Name: "c", Files: steward.ConfigMap{"": {Body: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool().Exec(ctx, `UPDATE configs SET files = '[1]' WHERE name = 'c'`); err != nil {
+	if _, err := db.SQL().ExecContext(ctx, `UPDATE configs SET files = '[1]' WHERE name = 'c'`); err != nil {
 		t.Fatal(err)
 	}
 	_, err = db.ConfigHistory(ctx, "c")

@@ -2,11 +2,13 @@ package postgres
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/stewardhq/steward"
 )
@@ -28,8 +30,8 @@ func (db *DB) Broadcast(ctx context.Context, n steward.Notice) error {
 	if len(b) > maxNotice {
 		return steward.Errorf(steward.EINVALID, "postgres: notice of %d bytes exceeds the %d-byte limit", len(b), maxNotice)
 	}
-	_, err = db.pool.Exec(ctx, "SELECT pg_notify($1, $2)", db.channel, string(b))
-	return wrap(err, "notify")
+	_, err = db.SQL().ExecContext(ctx, "SELECT pg_notify($1, $2)", db.channel, string(b))
+	return db.Wrap(err, "notify")
 }
 
 // Listen holds one connection in LISTEN and calls fn for every notice until
@@ -56,31 +58,32 @@ func (db *DB) Listen(ctx context.Context, fn func(steward.Notice)) error {
 }
 
 func (db *DB) listenOnce(ctx context.Context, fn func(steward.Notice)) error {
-	conn, err := db.pool.Acquire(ctx)
+	conn, err := db.SQL().Conn(ctx)
 	if err != nil {
-		return wrap(err, "listen")
+		return db.Wrap(err, "listen")
 	}
-	// A connection that was in LISTEN must not go back to the pool.
-	defer func() { conn.Conn().Close(context.Background()); conn.Release() }()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.channel}.Sanitize()); err != nil {
-		return wrap(err, "listen")
-	}
-	// Notices sent before this LISTEN (at start, or while reconnecting)
-	// were missed: tell the listener to catch up from the database.
-	fn(steward.Notice{Kind: steward.NoticeDesired})
-	for {
-		nf, err := conn.Conn().WaitForNotification(ctx)
-		if err != nil {
-			return wrap(err, "wait for notification")
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		c := dc.(*stdlib.Conn).Conn()
+		// A connection that was in LISTEN must not go back to the pool:
+		// returning driver.ErrBadConn makes database/sql close it.
+		if _, err := c.Exec(ctx, "LISTEN "+pgx.Identifier{db.channel}.Sanitize()); err != nil {
+			return errors.Join(driver.ErrBadConn, db.Wrap(err, "listen"))
 		}
-		var n steward.Notice
-		if err := json.Unmarshal([]byte(nf.Payload), &n); err != nil {
-			continue // not ours, or garbled: ignore
+		// Notices sent before this LISTEN (at start, or while reconnecting)
+		// were missed: tell the listener to catch up from the database.
+		fn(steward.Notice{Kind: steward.NoticeDesired})
+		for {
+			nf, err := c.WaitForNotification(ctx)
+			if err != nil {
+				return errors.Join(driver.ErrBadConn, db.Wrap(err, "wait for notification"))
+			}
+			var n steward.Notice
+			if err := json.Unmarshal([]byte(nf.Payload), &n); err != nil {
+				continue // not ours, or garbled: ignore
+			}
+			fn(n)
 		}
-		fn(n)
-	}
-}
-
-func (db *DB) String() string {
-	return fmt.Sprintf("postgres store (pool of %d)", db.pool.Config().MaxConns)
+	})
+	return err
 }

@@ -36,7 +36,7 @@ func TestTerminatedBackendIsUnavailable(t *testing.T) {
 		if err == nil {
 			t.Fatalf("statement %d on a terminated backend succeeded", i)
 		}
-		if code := steward.ErrorCode(wrap(err, "probe")); code != steward.EUNAVAILABLE {
+		if code := code(err); code != steward.EUNAVAILABLE {
 			t.Fatalf("statement %d: %v mapped to %q, want %q", i, err, code, steward.EUNAVAILABLE)
 		}
 	}

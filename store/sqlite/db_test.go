@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/sqlstore"
 )
 
 func TestOpenReopenKeepsDataAndSchema(t *testing.T) {
@@ -46,11 +47,11 @@ func TestOpenReopenKeepsDataAndSchema(t *testing.T) {
 			t.Fatalf("reopen: %v", err)
 		}
 		v, err := db.SchemaVersion(ctx)
-		if err != nil || v != len(migrations) {
-			t.Fatalf("schema version %d (%v), want %d", v, err, len(migrations))
+		if err != nil || v != len(sqlstore.Migrations(Dialect)) {
+			t.Fatalf("schema version %d (%v), want %d", v, err, len(sqlstore.Migrations(Dialect)))
 		}
 		var n int
-		if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(migrations) {
+		if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(sqlstore.Migrations(Dialect)) {
 			t.Fatalf("%d migration rows (%v)", n, err)
 		}
 		a, err := db.Agent(ctx, id)
@@ -217,7 +218,7 @@ func TestConcurrentOpen(t *testing.T) {
 		defer dbs[i].Close()
 	}
 	var rows int
-	if err := dbs[0].read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(migrations) {
-		t.Fatalf("%d migration rows (%v), want %d", rows, err, len(migrations))
+	if err := dbs[0].read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(sqlstore.Migrations(Dialect)) {
+		t.Fatalf("%d migration rows (%v), want %d", rows, err, len(sqlstore.Migrations(Dialect)))
 	}
 }

@@ -1,9 +1,7 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"time"
 
 	"github.com/stewardhq/steward"
@@ -16,37 +14,35 @@ func (db *DB) PutSession(ctx context.Context, s *steward.Session) error {
 	if len(s.Hash) == 0 {
 		return steward.Errorf(steward.EINVALID, "session needs a hash")
 	}
-	_, err := db.write.ExecContext(ctx, `INSERT INTO sessions(hash, name, csrf, epoch, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		s.Hash, s.Name, s.CSRF, s.Epoch, nanos(s.CreatedAt), nanos(s.ExpiresAt))
-	return wrap(err, "put session")
+	_, err := db.exec(ctx, `INSERT INTO sessions(hash, name, csrf, epoch, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		s.Hash, s.Name, s.CSRF, s.Epoch, db.time(s.CreatedAt), db.time(s.ExpiresAt))
+	return db.wrap(err, "put session")
 }
 
 // SessionByHash returns a session; ENOTFOUND when there is none.
 func (db *DB) SessionByHash(ctx context.Context, hash []byte) (*steward.Session, error) {
 	s := &steward.Session{}
-	var created, expires sql.NullInt64
-	err := db.read.QueryRowContext(ctx, `SELECT hash, name, csrf, epoch, created_at, expires_at FROM sessions WHERE hash = ?`, hash).
+	var created, expires timeCol
+	err := db.queryRow(ctx, `SELECT hash, name, csrf, epoch, created_at, expires_at FROM sessions WHERE hash = ?`, hash).
 		Scan(&s.Hash, &s.Name, &s.CSRF, &s.Epoch, &created, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, steward.Errorf(steward.ENOTFOUND, "session not found")
-	} else if err != nil {
-		return nil, wrap(err, "get session")
+	if err != nil {
+		return nil, db.notFound(err, "session")
 	}
-	s.CreatedAt, s.ExpiresAt = fromNanos(created), fromNanos(expires)
+	s.CreatedAt, s.ExpiresAt = created.Time, expires.Time
 	return s, nil
 }
 
 // DeleteSession ends a session; nil when there is none.
 func (db *DB) DeleteSession(ctx context.Context, hash []byte) error {
-	_, err := db.write.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, hash)
-	return wrap(err, "delete session")
+	_, err := db.exec(ctx, `DELETE FROM sessions WHERE hash = ?`, hash)
+	return db.wrap(err, "delete session")
 }
 
 // DeleteSessions removes expired sessions and those of other epochs.
 func (db *DB) DeleteSessions(ctx context.Context, keepEpoch string, now time.Time) (int, error) {
-	res, err := db.write.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR epoch <> ?`, nanos(now), keepEpoch)
+	res, err := db.exec(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR epoch <> ?`, db.time(now), keepEpoch)
 	if err != nil {
-		return 0, wrap(err, "delete sessions")
+		return 0, db.wrap(err, "delete sessions")
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil

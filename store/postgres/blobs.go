@@ -1,0 +1,149 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/sqlstore"
+)
+
+var _ steward.BlobStore = (*DB)(nil)
+
+// blobChunk is the size of one package_blob_chunks row.
+const blobChunk = 1 << 20
+
+// PutBlob implements steward.BlobStore in the database, so that every
+// replica serves every package: the content is first spooled to a temporary
+// file while it is hashed and measured, then written in 1 MiB rows in one
+// transaction. EINVALID, nothing stored, when it exceeds maxSize or its hash
+// differs from want.
+func (db *DB) PutBlob(ctx context.Context, r io.Reader, maxSize int64, want []byte) ([]byte, int64, error) {
+	f, err := os.CreateTemp("", "steward-blob-*")
+	if err != nil {
+		return nil, 0, steward.Errorf(steward.EUNAVAILABLE, "postgres: spool package content: %v", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, maxSize+1))
+	if err != nil {
+		return nil, 0, steward.Errorf(steward.EINVALID, "reading package content: %v", err)
+	}
+	if n > maxSize {
+		return nil, 0, steward.Errorf(steward.EINVALID, "package content exceeds the limit of %d bytes", maxSize)
+	}
+	sum := h.Sum(nil)
+	if want != nil && string(want) != string(sum) {
+		return nil, 0, steward.Errorf(steward.EINVALID, "hash mismatch: content has sha256 %x, expected %x (corrupt or truncated upload)", sum, want)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, err
+	}
+	err = db.Transact(ctx, true, func(tx *sqlstore.Tx) error {
+		res, err := tx.Exec(ctx, `INSERT INTO package_blobs(hash, size) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING`, sum, n)
+		if err != nil {
+			return err
+		}
+		if added, _ := res.RowsAffected(); added == 0 {
+			return nil // exists already: content addressed, nothing to do
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		buf := make([]byte, blobChunk)
+		for seq := 0; ; seq++ {
+			k, err := io.ReadFull(f, buf)
+			if k > 0 {
+				if _, err := tx.Exec(ctx, `INSERT INTO package_blob_chunks(hash, seq, data) VALUES (?, ?, ?)`, sum, seq, buf[:k]); err != nil {
+					return err
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+	})
+	if err != nil {
+		return nil, 0, db.Wrap(err, "store package content")
+	}
+	return sum, n, nil
+}
+
+// OpenBlob returns a reader that fetches chunks on demand; ENOTFOUND if no
+// blob has that hash.
+func (db *DB) OpenBlob(ctx context.Context, hash []byte) (io.ReadSeekCloser, int64, error) {
+	var size int64
+	err := db.SQL().QueryRowContext(ctx, `SELECT size FROM package_blobs WHERE hash = $1`, hash).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, steward.Errorf(steward.ENOTFOUND, "no package content with hash %x", hash)
+	} else if err != nil {
+		return nil, 0, db.Wrap(err, "open package content")
+	}
+	return &chunkReader{ctx: ctx, db: db, hash: hash, size: size}, size, nil
+}
+
+// DeleteBlob removes a blob and its chunks.
+func (db *DB) DeleteBlob(ctx context.Context, hash []byte) error {
+	_, err := db.SQL().ExecContext(ctx, `DELETE FROM package_blobs WHERE hash = $1`, hash)
+	return db.Wrap(err, "delete package content")
+}
+
+// chunkReader reads a blob chunk by chunk.
+type chunkReader struct {
+	ctx   context.Context
+	db    *DB
+	hash  []byte
+	size  int64
+	off   int64
+	seq   int
+	chunk []byte // chunk seq, when loaded
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if c.off >= c.size {
+		return 0, io.EOF
+	}
+	seq := int(c.off / blobChunk)
+	if c.chunk == nil || c.seq != seq {
+		var data []byte
+		err := c.db.SQL().QueryRowContext(c.ctx, `SELECT data FROM package_blob_chunks WHERE hash = $1 AND seq = $2`, c.hash, seq).Scan(&data)
+		if err != nil {
+			return 0, c.db.Wrap(err, "read package content chunk %d", seq)
+		}
+		c.chunk, c.seq = data, seq
+	}
+	start := int(c.off - int64(seq)*blobChunk)
+	if start >= len(c.chunk) {
+		return 0, fmt.Errorf("postgres: package content %x is shorter than recorded", c.hash)
+	}
+	n := copy(p, c.chunk[start:])
+	c.off += int64(n)
+	return n, nil
+}
+
+func (c *chunkReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += c.off
+	case io.SeekEnd:
+		offset += c.size
+	default:
+		return 0, errors.New("seek: bad whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("seek: negative position")
+	}
+	c.off = offset
+	return offset, nil
+}
+
+func (c *chunkReader) Close() error { return nil }

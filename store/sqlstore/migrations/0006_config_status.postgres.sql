@@ -1,0 +1,1 @@
+UPDATE agents SET config_status = COALESCE(doc->'remote_config_status'->>'status', 'UNSET');

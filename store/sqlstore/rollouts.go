@@ -1,0 +1,128 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/internal/record"
+)
+
+// PutRollout inserts r (Revision 0; ECONFLICT if the name is taken) or
+// updates it if the stored revision equals r.Revision (ECONFLICT otherwise:
+// someone, perhaps another replica, moved it first). On success r.Revision
+// is incremented.
+func (db *DB) PutRollout(ctx context.Context, r *steward.Rollout) error {
+	next := *r
+	next.Revision = r.Revision + 1
+	doc, err := json.Marshal(&next)
+	if err != nil {
+		return steward.Errorf(steward.EINVALID, "%s: encode rollout %q: %v", db.d.Name, r.Name, err)
+	}
+	if r.Revision == 0 {
+		_, err = db.exec(ctx, `INSERT INTO rollouts(name, assignment, revision, doc, updated_at) VALUES (?, ?, 1, ?, ?)`,
+			r.Name, r.Assignment, doc, db.time(r.UpdatedAt))
+		if db.d.Unique(err) {
+			return steward.Errorf(steward.ECONFLICT, "rollout %q exists", r.Name)
+		} else if err != nil {
+			return db.wrap(err, "put rollout %q", r.Name)
+		}
+	} else {
+		res, err := db.exec(ctx, `UPDATE rollouts SET assignment = ?, revision = ?, doc = ?, updated_at = ? WHERE name = ? AND revision = ?`,
+			r.Assignment, next.Revision, doc, db.time(r.UpdatedAt), r.Name, r.Revision)
+		if err != nil {
+			return db.wrap(err, "put rollout %q", r.Name)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return steward.Errorf(steward.ECONFLICT, "rollout %q was changed by someone else (revision %d is no longer current)", r.Name, r.Revision)
+		}
+	}
+	r.Revision = next.Revision
+	return nil
+}
+
+// Rollout returns one rollout; ENOTFOUND if missing.
+func (db *DB) Rollout(ctx context.Context, name string) (*steward.Rollout, error) {
+	var doc []byte
+	if err := db.queryRow(ctx, `SELECT doc FROM rollouts WHERE name = ?`, name).Scan(&doc); err != nil {
+		return nil, db.notFound(err, "rollout %q", name)
+	}
+	return record.DecodeRollout(name, doc)
+}
+
+// Rollouts lists every rollout, most recently updated first.
+func (db *DB) Rollouts(ctx context.Context) ([]*steward.Rollout, error) {
+	var out []*steward.Rollout
+	err := db.each(ctx, `SELECT name, doc FROM rollouts ORDER BY updated_at DESC, name`, nil, func(rows *sql.Rows) error {
+		var name string
+		var doc []byte
+		if err := rows.Scan(&name, &doc); err != nil {
+			return err
+		}
+		r, err := record.DecodeRollout(name, doc)
+		out = append(out, r)
+		return err
+	})
+	if err != nil {
+		return nil, db.wrap(err, "list rollouts")
+	}
+	return out, nil
+}
+
+// ReplicaAlive records replica's lease (a lease never goes back in time).
+func (db *DB) ReplicaAlive(ctx context.Context, replica string, at time.Time) error {
+	_, err := db.exec(ctx, `INSERT INTO replicas(name, seen_at) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET seen_at = CASE WHEN excluded.seen_at > replicas.seen_at
+			THEN excluded.seen_at ELSE replicas.seen_at END`, replica, db.time(at))
+	return db.wrap(err, "replica alive %q", replica)
+}
+
+// ReapReplicas removes replicas whose lease is older than before and marks
+// their agents offline, in one transaction (rows locked, so two replicas
+// reaping at once do it once).
+func (db *DB) ReapReplicas(ctx context.Context, before time.Time) ([]string, error) {
+	var dead []string
+	err := db.tx(ctx, false, func(tx *Tx) error {
+		var err error
+		dead, err = tx.Strings(ctx, `DELETE FROM replicas WHERE seen_at < ? RETURNING name`, db.time(before))
+		if err != nil {
+			return err
+		}
+		for _, n := range dead {
+			if _, err := tx.Exec(ctx, `UPDATE agents SET online = false, disconnected_at = ? WHERE online AND replica = ?`, db.time(before), n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, db.wrap(err, "reap replicas")
+	}
+	return dead, nil
+}
+
+// Summary counts the fleet with aggregate queries over indexed columns,
+// without reading agent documents.
+func (db *DB) Summary(ctx context.Context) (*steward.FleetSummary, error) {
+	s := steward.NewFleetSummary()
+	err := db.queryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE online), count(*) FILTER (WHERE healthy) FROM agents`).
+		Scan(&s.Total, &s.Online, &s.Healthy)
+	if err != nil {
+		return nil, db.wrap(err, "summary")
+	}
+	s.Offline, s.Unhealthy = s.Total-s.Online, s.Total-s.Healthy
+	for col, m := range map[string]map[string]int{"service_name": s.ByType, "service_version": s.ByVersion, "config_status": s.ByConfigStatus} {
+		rows, err := db.read.QueryContext(ctx, `SELECT `+col+`, count(*) FROM agents GROUP BY `+col)
+		if err != nil {
+			return nil, db.wrap(err, "summary by %s", col)
+		}
+		err = record.CountInto(rows, m)
+		rows.Close()
+		if err != nil {
+			return nil, db.wrap(err, "summary by %s", col)
+		}
+	}
+	return s, nil
+}
