@@ -20,45 +20,6 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// Several replicas starting at once on an empty schema: the advisory lock
-// lets exactly one apply each migration and all of them open.
-func TestConcurrentOpenMigratesOnce(t *testing.T) {
-	ctx := testCtx(t)
-	dsn := pgtest.DSN(t)
-	const replicas = 6
-	dbs := make([]*postgres.DB, replicas)
-	errs := make([]error, replicas)
-	var wg sync.WaitGroup
-	for i := range dbs {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			dbs[i], errs[i] = postgres.Open(ctx, dsn)
-		}(i)
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("replica %d: %v", i, err)
-		}
-		defer dbs[i].Close()
-	}
-	var n int
-	if err := dbs[0].SQL().QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	v, err := dbs[0].SchemaVersion(ctx)
-	if err != nil || v < 1 || n != v {
-		t.Fatalf("schema version %d (%v) with %d migration rows", v, err, n)
-	}
-	// Reopening is a no-op.
-	db, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-}
-
 // Replicas are separate pools: version assignment must still be race-free.
 func TestPutConfigAcrossReplicas(t *testing.T) {
 	ctx := testCtx(t)

@@ -192,33 +192,3 @@ func TestTwoHandlesOnOneFile(t *testing.T) {
 		t.Fatalf("history: %d versions (%v)", len(hist), err)
 	}
 }
-
-// Processes starting together on a new file: each migration applies once and
-// every Open succeeds.
-func TestConcurrentOpen(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	path := filepath.Join(t.TempDir(), "new.db")
-	const n = 4
-	dbs := make([]*DB, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range dbs {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			dbs[i], errs[i] = Open(ctx, path)
-		}(i)
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("Open %d: %v", i, err)
-		}
-		defer dbs[i].Close()
-	}
-	var rows int
-	if err := dbs[0].read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(sqlstore.Migrations(Dialect)) {
-		t.Fatalf("%d migration rows (%v), want %d", rows, err, len(sqlstore.Migrations(Dialect)))
-	}
-}

@@ -1,4 +1,4 @@
-// Package record holds what store/sqlite and store/postgres share: the JSON
+// Package record holds what store/sqlstore keeps apart from SQL: the JSON
 // document an agent row carries, the typed encoding of attribute values,
 // error wrapping with steward codes, and the in-Go part of agent filtering.
 package record

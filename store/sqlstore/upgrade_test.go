@@ -1,0 +1,195 @@
+package sqlstore_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/postgres"
+	"github.com/stewardhq/steward/store/postgres/pgtest"
+	"github.com/stewardhq/steward/store/sqlite"
+	"github.com/stewardhq/steward/store/sqlstore"
+)
+
+// The fixtures in testdata were made by the code before store/sqlstore
+// (commit aa257cf, schema version 6, one implementation per database):
+// testdata/v6.sqlite is the database file it wrote, testdata/v6.postgres.sql
+// a pg_dump --inserts of the schema it wrote (schema steward_v6). Both hold
+// one record of every kind; see docs/storage.md for how they were made.
+var (
+	fixtureAt       = time.Date(2026, 11, 30, 12, 0, 0, 123456000, time.UTC)
+	fixtureAgent, _ = steward.ParseInstanceUID("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+)
+
+// A SQLite database written by the earlier code opens, reads and writes.
+func TestUpgradeSQLiteDatabase(t *testing.T) {
+	b, err := os.ReadFile("testdata/v6.sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "steward.db")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *sqlstore.DB {
+		db, err := sqlite.Open(context.Background(), path)
+		if err != nil {
+			t.Fatalf("open the earlier database: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db.DB
+	}
+	checkUpgraded(t, open)
+}
+
+// A PostgreSQL schema written by the earlier code opens, reads and writes.
+func TestUpgradePostgresSchema(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, restoreScript(t, schema)); err != nil {
+		t.Fatalf("restore the earlier schema: %v", err)
+	}
+	open := func() *sqlstore.DB {
+		db, err := postgres.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatalf("open the earlier schema: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db.DB
+	}
+	checkUpgraded(t, open)
+}
+
+// restoreScript is testdata/v6.postgres.sql for schema: psql meta-commands
+// and the CREATE SCHEMA dropped, steward_v6 renamed.
+func restoreScript(t *testing.T, schema string) string {
+	b, err := os.ReadFile("testdata/v6.postgres.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = regexp.MustCompile(`(?m)^(\\.*|CREATE SCHEMA steward_v6;)$`).ReplaceAll(b, nil)
+	return string(bytes.ReplaceAll(b, []byte("steward_v6."), []byte(schema+".")))
+}
+
+func checkUpgraded(t *testing.T, open func() *sqlstore.DB) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := open()
+	if v, err := db.SchemaVersion(ctx); err != nil || v != len(sqlstore.Migrations(db.Dialect())) {
+		t.Fatalf("schema version %d (%v), want %d", v, err, len(sqlstore.Migrations(db.Dialect())))
+	}
+	must := func(err error, what string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	a, err := db.Agent(ctx, fixtureAgent)
+	must(err, "agent")
+	if a.Attribute(steward.AttrServiceName) != "otelcol" || a.Labels["env"] != "prod" || !a.Online || a.Replica != "r1" ||
+		!a.CreatedAt.Equal(fixtureAt) || !a.LastSeen.Equal(fixtureAt.Add(time.Minute)) || a.ConfigState() != steward.RemoteConfigApplied {
+		t.Fatalf("agent read back as %+v", a)
+	}
+	agents, total, err := db.Agents(ctx, steward.AgentFilter{Selector: "env=prod", Search: "OTELCOL"})
+	if err != nil || total != 1 || len(agents) != 1 {
+		t.Fatalf("agents by selector and search: %d %d %v", len(agents), total, err)
+	}
+	c, err := db.Config(ctx, "base", 0)
+	must(err, "config")
+	if c.Version != 1 || c.Author != "ann" || !c.CreatedAt.Equal(fixtureAt) || string(c.Files[""].Body) != "receivers: {}\n" {
+		t.Fatalf("config read back as %+v", c)
+	}
+	as, err := db.Assignment(ctx, "prod")
+	if err != nil || as.Selector != "env=prod" || as.ConfigName != "base" {
+		t.Fatalf("assignment %+v %v", as, err)
+	}
+	events, err := db.Events(ctx, steward.EventFilter{AgentID: &fixtureAgent})
+	if err != nil || len(events) != 1 || events[0].Message != "hello" || !events[0].Time.Equal(fixtureAt) {
+		t.Fatalf("events %+v %v", events, err)
+	}
+	if r, err := db.Rollout(ctx, "ro"); err != nil || r.Assignment != "prod" || r.Revision != 1 {
+		t.Fatalf("rollout %+v %v", r, err)
+	}
+	if p, err := db.Package(ctx, "otelcol", "1.0.0"); err != nil || len(p.Hash) != 32 {
+		t.Fatalf("package %+v %v", p, err)
+	}
+	if pa, err := db.PackageAssignment(ctx, "pa"); err != nil || len(pa.Packages) != 1 || !pa.CreatedAt.Equal(fixtureAt) {
+		t.Fatalf("package assignment %+v %v", pa, err)
+	}
+	if key, err := db.PackageSigningKey(ctx, nil); err != nil || len(key) != 64 {
+		t.Fatalf("signing key of %d bytes: %v", len(key), err)
+	}
+	if tok, err := db.TokenByHash(ctx, []byte("token-hash")); err != nil || tok.ID != "tok" {
+		t.Fatalf("token %+v %v", tok, err)
+	}
+	if et, err := db.EnrollmentTokenByHash(ctx, []byte("enroll-hash")); err != nil || et.ID != "enr" {
+		t.Fatalf("enrollment token %+v %v", et, err)
+	}
+	if cert, err := db.Certificate(ctx, "AB01"); err != nil || cert.AgentID != fixtureAgent {
+		t.Fatalf("certificate %+v %v", cert, err)
+	}
+	if s, err := db.Secret(ctx, "ca", nil); err != nil || string(s) != "secret" {
+		t.Fatalf("secret %q %v", s, err)
+	}
+	if au, err := db.Audit(ctx, steward.AuditFilter{Action: "config."}); err != nil || len(au) != 1 || au[0].Target != "base" {
+		t.Fatalf("audit %+v %v", au, err)
+	}
+	if sum, err := db.Summary(ctx); err != nil || sum.Total != 1 || sum.Online != 1 || sum.ByConfigStatus["APPLIED"] != 1 {
+		t.Fatalf("summary %+v %v", sum, err)
+	}
+
+	// Writing goes on where the earlier code left off.
+	c2, err := db.PutConfig(ctx, &steward.Config{Name: "base", Files: steward.ConfigMap{"": {Body: []byte("receivers: {otlp: {}}\n")}}})
+	if err != nil || c2.Version != 2 {
+		t.Fatalf("next config version %+v %v", c2, err)
+	}
+	next := &steward.Event{Type: "disconnected", AgentID: fixtureAgent}
+	must(db.AppendEvents(ctx, next), "append event")
+	entry := &steward.AuditEntry{Actor: "bob", Action: "config.put", Target: "base"}
+	must(db.AppendAudit(ctx, entry), "append audit")
+	if next.ID <= events[0].ID || entry.ID < 2 {
+		t.Fatalf("new ids: event %d after %d, audit %d", next.ID, events[0].ID, entry.ID)
+	}
+	must(db.PutAgent(ctx, &steward.Agent{ID: steward.NewInstanceUID()}), "put agent")
+	must(db.TouchAgents(ctx, map[steward.InstanceUID]time.Time{fixtureAgent: fixtureAt.Add(time.Hour)}), "touch")
+	if a, err := db.Agent(ctx, fixtureAgent); err != nil || !a.LastSeen.Equal(fixtureAt.Add(time.Hour)) {
+		t.Fatalf("touched agent %+v %v", a, err)
+	}
+
+	// Opening again applies nothing and keeps everything.
+	db.Close()
+	db = open()
+	if v, err := db.SchemaVersion(ctx); err != nil || v != len(sqlstore.Migrations(db.Dialect())) {
+		t.Fatalf("reopened schema version %d (%v)", v, err)
+	}
+	if _, total, err := db.Agents(ctx, steward.AgentFilter{}); err != nil || total != 2 {
+		t.Fatalf("reopened: %d agents (%v)", total, err)
+	}
+}
+
+// The dialects define every macro the migrations use.
+func TestDialectsExpandEveryMacro(t *testing.T) {
+	for _, d := range []*sqlstore.Dialect{sqlite.Dialect, postgres.Dialect} {
+		for i, m := range sqlstore.Migrations(d) {
+			if loc := regexp.MustCompile(`\{\w+\}`).FindString(m); loc != "" {
+				t.Errorf("%s migration %d: %s is not expanded", d.Name, i+1, loc)
+			}
+		}
+	}
+}
