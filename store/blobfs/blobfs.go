@@ -46,9 +46,9 @@ func (d *Dir) Path(hash []byte) string {
 // maxSize bytes or the hash differs from want; EUNAVAILABLE on disk errors.
 func (d *Dir) PutBlob(ctx context.Context, r io.Reader, maxSize int64, want []byte) ([]byte, int64, error) {
 	dir := filepath.Join(d.root, "sha256")
-	f, err := os.CreateTemp(dir, ".upload-*")
+	f, sum, n, err := Spool(ctx, dir, r, maxSize, want)
 	if err != nil {
-		return nil, 0, steward.Errorf(steward.EUNAVAILABLE, "blobfs: %v", err)
+		return nil, 0, err
 	}
 	tmp := f.Name()
 	keep := false
@@ -58,22 +58,6 @@ func (d *Dir) PutBlob(ctx context.Context, r io.Reader, maxSize int64, want []by
 			os.Remove(tmp)
 		}
 	}()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), &ctxReader{ctx: ctx, r: io.LimitReader(r, maxSize+1)})
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return nil, 0, steward.Errorf(steward.EUNAVAILABLE, "blobfs: writing package content: %v", err)
-		}
-		return nil, 0, steward.Errorf(steward.EINVALID, "reading package content: %v", err)
-	}
-	if n > maxSize {
-		return nil, 0, steward.Errorf(steward.EINVALID, "package content exceeds the limit of %d bytes", maxSize)
-	}
-	sum := h.Sum(nil)
-	if want != nil && string(want) != string(sum) {
-		return nil, 0, steward.Errorf(steward.EINVALID, "hash mismatch: content has sha256 %x, expected %x (corrupt or truncated upload)", sum, want)
-	}
 	if err := f.Sync(); err != nil {
 		return nil, 0, steward.Errorf(steward.EUNAVAILABLE, "blobfs: %v", err)
 	}
@@ -135,4 +119,39 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("upload cancelled: %w", err)
 	}
 	return c.r.Read(p)
+}
+
+// Spool copies r, up to maxSize bytes, into a new temporary file in dir (the
+// system's temporary directory when "") while hashing it, and returns the
+// file (open, positioned at its end; the caller closes and removes it), the
+// SHA-256 and the size. EINVALID, with the file removed, when r holds more
+// than maxSize bytes, fails, or hashes differently from want (when not nil);
+// EUNAVAILABLE when the file cannot be written.
+func Spool(ctx context.Context, dir string, r io.Reader, maxSize int64, want []byte) (*os.File, []byte, int64, error) {
+	f, err := os.CreateTemp(dir, ".upload-*")
+	if err != nil {
+		return nil, nil, 0, steward.Errorf(steward.EUNAVAILABLE, "spool package content: %v", err)
+	}
+	fail := func(code, format string, args ...any) (*os.File, []byte, int64, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, nil, 0, steward.Errorf(code, format, args...)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), &ctxReader{ctx: ctx, r: io.LimitReader(r, maxSize+1)})
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return fail(steward.EUNAVAILABLE, "spool package content: %v", err)
+		}
+		return fail(steward.EINVALID, "reading package content: %v", err)
+	}
+	if n > maxSize {
+		return fail(steward.EINVALID, "package content exceeds the limit of %d bytes", maxSize)
+	}
+	sum := h.Sum(nil)
+	if want != nil && string(want) != string(sum) {
+		return fail(steward.EINVALID, "hash mismatch: content has sha256 %x, expected %x (corrupt or truncated upload)", sum, want)
+	}
+	return f, sum, n, nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"os"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/blobfs"
 	"github.com/stewardhq/steward/store/sqlstore"
 )
 
@@ -24,27 +24,12 @@ const blobChunk = 1 << 20
 // transaction. EINVALID, nothing stored, when it exceeds maxSize or its hash
 // differs from want.
 func (db *DB) PutBlob(ctx context.Context, r io.Reader, maxSize int64, want []byte) ([]byte, int64, error) {
-	f, err := os.CreateTemp("", "steward-blob-*")
+	f, sum, n, err := blobfs.Spool(ctx, "", r, maxSize, want)
 	if err != nil {
-		return nil, 0, steward.Errorf(steward.EUNAVAILABLE, "postgres: spool package content: %v", err)
+		return nil, 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, maxSize+1))
-	if err != nil {
-		return nil, 0, steward.Errorf(steward.EINVALID, "reading package content: %v", err)
-	}
-	if n > maxSize {
-		return nil, 0, steward.Errorf(steward.EINVALID, "package content exceeds the limit of %d bytes", maxSize)
-	}
-	sum := h.Sum(nil)
-	if want != nil && string(want) != string(sum) {
-		return nil, 0, steward.Errorf(steward.EINVALID, "hash mismatch: content has sha256 %x, expected %x (corrupt or truncated upload)", sum, want)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, 0, err
-	}
 	err = db.Transact(ctx, true, func(tx *sqlstore.Tx) error {
 		res, err := tx.Exec(ctx, `INSERT INTO package_blobs(hash, size) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING`, sum, n)
 		if err != nil {
