@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/stewardhq/steward"
@@ -144,29 +143,24 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 	if err != nil {
 		return nil, 0, err
 	}
-	var where []string
-	var args []any
+	var w where
 	if f.Online != nil {
-		where, args = append(where, "a.online = ?"), append(args, *f.Online)
+		w.add("a.online = ?", *f.Online)
 	}
 	if f.Healthy != nil {
-		where, args = append(where, "a.healthy = ?"), append(args, *f.Healthy)
+		w.add("a.healthy = ?", *f.Healthy)
 	}
 	if f.Search != "" {
 		term, ok := record.SearchTerm(f.Search)
 		if !ok {
 			return []*steward.Agent{}, 0, nil
 		}
-		where, args = append(where, "{instr}(a.search, ?) > 0"), append(args, term)
+		w.add("{instr}(a.search, ?) > 0", term)
 	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
-	}
-	q := `SELECT ` + agentCols + agentFrom + cond + ` ORDER BY a.id`
+	q, args := `SELECT `+agentCols+agentFrom+w.String()+` ORDER BY a.id`, w.args
 	total := -1
 	if len(sel) == 0 {
-		if err := db.queryRow(ctx, `SELECT count(*) FROM agents a`+cond, args...).Scan(&total); err != nil {
+		if err := db.queryRow(ctx, `SELECT count(*) FROM agents a`+w.String(), args...).Scan(&total); err != nil {
 			return nil, 0, db.wrap(err, "count agents")
 		}
 		if f.Limit > 0 || f.Offset > 0 {

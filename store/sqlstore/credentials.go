@@ -19,10 +19,15 @@ func (db *DB) PutToken(ctx context.Context, t *steward.Token) error {
 	if t.ID == "" || len(t.Hash) == 0 {
 		return steward.Errorf(steward.EINVALID, "token needs an id and a hash")
 	}
+	return db.putToken(ctx, "api_tokens", "token", t.ID, t.Hash, t.CreatedAt, t)
+}
+
+// putToken inserts or replaces a token of a hashed kind by id.
+func (db *DB) putToken(ctx context.Context, table, what, id string, hash []byte, created time.Time, t any) error {
 	doc, _ := json.Marshal(t)
-	_, err := db.exec(ctx, `INSERT INTO api_tokens(id, hash, created_at, doc) VALUES (?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, doc = excluded.doc`, t.ID, t.Hash, db.time(t.CreatedAt), doc)
-	return db.wrap(err, "put token %q", t.ID)
+	_, err := db.exec(ctx, `INSERT INTO `+table+`(id, hash, created_at, doc) VALUES (?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, doc = excluded.doc`, id, hash, db.time(created), doc)
+	return db.wrap(err, "put %s %q", what, id)
 }
 
 // hashed is a token kind: its hash is a column, not part of the document.
@@ -91,10 +96,7 @@ func (db *DB) PutEnrollmentToken(ctx context.Context, t *steward.EnrollmentToken
 	if t.ID == "" || len(t.Hash) == 0 {
 		return steward.Errorf(steward.EINVALID, "enrollment token needs an id and a hash")
 	}
-	doc, _ := json.Marshal(t)
-	_, err := db.exec(ctx, `INSERT INTO enrollment_tokens(id, hash, created_at, doc) VALUES (?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, doc = excluded.doc`, t.ID, t.Hash, db.time(t.CreatedAt), doc)
-	return db.wrap(err, "put enrollment token %q", t.ID)
+	return db.putToken(ctx, "enrollment_tokens", "enrollment token", t.ID, t.Hash, t.CreatedAt, t)
 }
 
 // EnrollmentTokenByHash returns the enrollment token with that hash.
@@ -278,27 +280,21 @@ func (db *DB) Audit(ctx context.Context, f steward.AuditFilter) ([]*steward.Audi
 	if err := record.CheckPage(0, f.Limit); err != nil {
 		return nil, err
 	}
-	var where []string
-	var args []any
+	var w where
 	if f.Actor != "" {
-		where, args = append(where, "actor = ?"), append(args, f.Actor)
+		w.add("actor = ?", f.Actor)
 	}
 	if strings.HasSuffix(f.Action, ".") {
-		where, args = append(where, "substr(action, 1, ?) = ?"), append(args, len(f.Action), f.Action)
+		w.add("substr(action, 1, ?) = ?", len(f.Action), f.Action)
 	} else if f.Action != "" {
-		where, args = append(where, "action = ?"), append(args, f.Action)
+		w.add("action = ?", f.Action)
 	}
 	if !f.Since.IsZero() {
-		where, args = append(where, "time >= ?"), append(args, db.time(f.Since))
+		w.add("time >= ?", db.time(f.Since))
 	}
-	q := `SELECT id, time, actor, action, target, details FROM audit_log`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY time DESC, id DESC"
+	q, args := `SELECT id, time, actor, action, target, details FROM audit_log`+w.String()+` ORDER BY time DESC, id DESC`, w.args
 	if f.Limit > 0 {
-		q += " LIMIT ?"
-		args = append(args, f.Limit)
+		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
 	var out []*steward.AuditEntry
 	err := db.each(ctx, q, args, func(r *sql.Rows) error {

@@ -103,28 +103,23 @@ func (db *DB) Events(ctx context.Context, f steward.EventFilter) ([]*steward.Eve
 	if err := record.CheckPage(0, f.Limit); err != nil {
 		return nil, err
 	}
-	var where []string
-	var args []any
+	var w where
 	if f.AgentID != nil {
-		where, args = append(where, "agent_id = ?"), append(args, f.AgentID.String())
+		w.add("agent_id = ?", f.AgentID.String())
 	}
 	if len(f.Types) > 0 {
-		where = append(where, "type IN (?"+strings.Repeat(", ?", len(f.Types)-1)+")")
-		for _, t := range f.Types {
-			args = append(args, t)
+		types := make([]any, len(f.Types))
+		for i, t := range f.Types {
+			types[i] = t
 		}
+		w.add("type IN (?"+strings.Repeat(", ?", len(f.Types)-1)+")", types...)
 	}
 	if !f.Since.IsZero() {
-		where, args = append(where, "time >= ?"), append(args, db.time(f.Since))
+		w.add("time >= ?", db.time(f.Since))
 	}
-	q := `SELECT id, type, agent_id, message, details, time FROM events`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY time DESC, id DESC`
+	q, args := `SELECT id, type, agent_id, message, details, time FROM events`+w.String()+` ORDER BY time DESC, id DESC`, w.args
 	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
+		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
 	out := []*steward.Event{}
 	err := db.each(ctx, q, args, func(rows *sql.Rows) error {

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"fmt"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -27,48 +26,28 @@ func Migrations(d *Dialect) []string {
 	if err != nil {
 		panic(err)
 	}
-	type part struct {
-		version int
-		shared  bool
-		name    string
-	}
-	var parts []part
+	var shared, own []string // by version - 1
 	for _, e := range entries {
 		name := e.Name()
 		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if err != nil || v < 1 {
-			panic(fmt.Sprintf("sqlstore: migration file %s has no version number", name))
+		if err != nil || v < 1 || v > len(shared)+1 {
+			panic(fmt.Sprintf("sqlstore: migration file %s does not continue the sequence", name))
 		}
-		base := strings.TrimSuffix(name, ".sql")
-		dialect := path.Ext(base)
-		if dialect != "" && dialect != "."+d.Name {
-			continue
+		if v > len(shared) {
+			shared, own = append(shared, ""), append(own, "")
 		}
-		parts = append(parts, part{v, dialect == "", name})
-	}
-	sort.SliceStable(parts, func(i, j int) bool {
-		if parts[i].version != parts[j].version {
-			return parts[i].version < parts[j].version
-		}
-		return parts[i].shared && !parts[j].shared
-	})
-	var out []string
-	for _, p := range parts {
-		b, err := migrationFiles.ReadFile("migrations/" + p.name)
-		if err != nil {
-			panic(err)
-		}
-		text := expandMacros(d, string(b))
-		switch {
-		case p.version == len(out):
-			out[p.version-1] += "\n" + text
-		case p.version == len(out)+1:
-			out = append(out, text)
-		default:
-			panic(fmt.Sprintf("sqlstore: migration %s leaves a gap after version %d", p.name, len(out)))
+		b, _ := migrationFiles.ReadFile("migrations/" + name)
+		switch path.Ext(strings.TrimSuffix(name, ".sql")) {
+		case "":
+			shared[v-1] += string(b)
+		case "." + d.Name:
+			own[v-1] += string(b)
 		}
 	}
-	return out
+	for i := range shared {
+		shared[i] = expandMacros(d, shared[i]+own[i])
+	}
+	return shared
 }
 
 func expandMacros(d *Dialect, s string) string {

@@ -3,11 +3,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/stewardhq/steward"
-	"github.com/stewardhq/steward/store/internal/record"
 )
 
 // PutRollout inserts r (Revision 0; ECONFLICT if the name is taken) or
@@ -17,9 +16,9 @@ import (
 func (db *DB) PutRollout(ctx context.Context, r *steward.Rollout) error {
 	next := *r
 	next.Revision = r.Revision + 1
-	doc, err := json.Marshal(&next)
+	doc, err := encodeDoc(db, fmt.Sprintf("rollout %q", r.Name), &next)
 	if err != nil {
-		return steward.Errorf(steward.EINVALID, "%s: encode rollout %q: %v", db.d.Name, r.Name, err)
+		return err
 	}
 	if r.Revision == 0 {
 		_, err = db.exec(ctx, `INSERT INTO rollouts(name, assignment, revision, doc, updated_at) VALUES (?, ?, 1, ?, ?)`,
@@ -45,30 +44,12 @@ func (db *DB) PutRollout(ctx context.Context, r *steward.Rollout) error {
 
 // Rollout returns one rollout; ENOTFOUND if missing.
 func (db *DB) Rollout(ctx context.Context, name string) (*steward.Rollout, error) {
-	var doc []byte
-	if err := db.queryRow(ctx, `SELECT doc FROM rollouts WHERE name = ?`, name).Scan(&doc); err != nil {
-		return nil, db.notFound(err, "rollout %q", name)
-	}
-	return record.DecodeRollout(name, doc)
+	return getDoc[steward.Rollout](ctx, db, fmt.Sprintf("rollout %q", name), `SELECT doc FROM rollouts WHERE name = ?`, name)
 }
 
 // Rollouts lists every rollout, most recently updated first.
 func (db *DB) Rollouts(ctx context.Context) ([]*steward.Rollout, error) {
-	var out []*steward.Rollout
-	err := db.each(ctx, `SELECT name, doc FROM rollouts ORDER BY updated_at DESC, name`, nil, func(rows *sql.Rows) error {
-		var name string
-		var doc []byte
-		if err := rows.Scan(&name, &doc); err != nil {
-			return err
-		}
-		r, err := record.DecodeRollout(name, doc)
-		out = append(out, r)
-		return err
-	})
-	if err != nil {
-		return nil, db.wrap(err, "list rollouts")
-	}
-	return out, nil
+	return listDocs[steward.Rollout](ctx, db, "rollout", `SELECT doc FROM rollouts ORDER BY updated_at DESC, name`)
 }
 
 // ReplicaAlive records replica's lease (a lease never goes back in time).
@@ -114,12 +95,13 @@ func (db *DB) Summary(ctx context.Context) (*steward.FleetSummary, error) {
 	}
 	s.Offline, s.Unhealthy = s.Total-s.Online, s.Total-s.Healthy
 	for col, m := range map[string]map[string]int{"service_name": s.ByType, "service_version": s.ByVersion, "config_status": s.ByConfigStatus} {
-		rows, err := db.read.QueryContext(ctx, `SELECT `+col+`, count(*) FROM agents GROUP BY `+col)
-		if err != nil {
-			return nil, db.wrap(err, "summary by %s", col)
-		}
-		err = record.CountInto(rows, m)
-		rows.Close()
+		err := db.each(ctx, `SELECT `+col+`, count(*) FROM agents GROUP BY `+col, nil, func(rows *sql.Rows) error {
+			var k string
+			var n int
+			err := rows.Scan(&k, &n)
+			m[k] = n
+			return err
+		})
 		if err != nil {
 			return nil, db.wrap(err, "summary by %s", col)
 		}

@@ -349,3 +349,22 @@ func (db *DB) Transact(ctx context.Context, retryUnique bool, fn func(tx *Tx) er
 // Wrap attaches a steward code to a driver error, as the store does for its
 // own errors; nil stays nil.
 func (db *DB) Wrap(err error, format string, args ...any) error { return db.wrap(err, format, args...) }
+
+// where collects the conditions of a filtered query and their arguments.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) add(cond string, args ...any) {
+	w.conds = append(w.conds, cond)
+	w.args = append(w.args, args...)
+}
+
+// String is the WHERE clause, or "" without conditions.
+func (w *where) String() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}

@@ -484,33 +484,3 @@ func SortedIDs(seen map[steward.InstanceUID]time.Time) []steward.InstanceUID {
 	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
 	return ids
 }
-
-// Rows is what CountInto reads: *sql.Rows and pgx.Rows both fit.
-type Rows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
-// CountInto reads (key, count) rows, as GROUP BY queries return them, into m.
-func CountInto(rows Rows, m map[string]int) error {
-	for rows.Next() {
-		var k string
-		var n int
-		if err := rows.Scan(&k, &n); err != nil {
-			return err
-		}
-		m[k] = n
-	}
-	return rows.Err()
-}
-
-// DecodeRollout decodes a stored rollout document; EINTERNAL naming the
-// rollout when it does not decode.
-func DecodeRollout(name string, doc []byte) (*steward.Rollout, error) {
-	var r steward.Rollout
-	if err := json.Unmarshal(doc, &r); err != nil {
-		return nil, steward.Errorf(steward.EINTERNAL, "rollout %q is corrupt: %v", name, err)
-	}
-	return &r, nil
-}
