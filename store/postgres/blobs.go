@@ -72,7 +72,11 @@ func (db *DB) OpenBlob(ctx context.Context, hash []byte) (io.ReadSeekCloser, int
 	} else if err != nil {
 		return nil, 0, db.Wrap(err, "open package content")
 	}
-	return &chunkReader{ctx: ctx, db: db, hash: hash, size: size}, size, nil
+	c := &chunks{ctx: ctx, db: db, hash: hash, size: size}
+	return struct {
+		*io.SectionReader
+		io.Closer
+	}{io.NewSectionReader(c, 0, size), io.NopCloser(nil)}, size, nil
 }
 
 // DeleteBlob removes a blob and its chunks.
@@ -81,54 +85,39 @@ func (db *DB) DeleteBlob(ctx context.Context, hash []byte) error {
 	return db.Wrap(err, "delete package content")
 }
 
-// chunkReader reads a blob chunk by chunk.
-type chunkReader struct {
+// chunks reads a blob at any offset, fetching one chunk at a time and
+// keeping the last one; io.SectionReader makes it a ReadSeeker. It is not
+// safe for concurrent ReadAt calls.
+type chunks struct {
 	ctx   context.Context
 	db    *DB
 	hash  []byte
 	size  int64
-	off   int64
 	seq   int
 	chunk []byte // chunk seq, when loaded
 }
 
-func (c *chunkReader) Read(p []byte) (int, error) {
-	if c.off >= c.size {
-		return 0, io.EOF
-	}
-	seq := int(c.off / blobChunk)
-	if c.chunk == nil || c.seq != seq {
-		var data []byte
-		err := c.db.SQL().QueryRowContext(c.ctx, `SELECT data FROM package_blob_chunks WHERE hash = $1 AND seq = $2`, c.hash, seq).Scan(&data)
-		if err != nil {
-			return 0, c.db.Wrap(err, "read package content chunk %d", seq)
+func (c *chunks) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) && off < c.size {
+		seq := int(off / blobChunk)
+		if c.chunk == nil || c.seq != seq {
+			var data []byte
+			err := c.db.SQL().QueryRowContext(c.ctx, `SELECT data FROM package_blob_chunks WHERE hash = $1 AND seq = $2`, c.hash, seq).Scan(&data)
+			if err != nil {
+				return n, c.db.Wrap(err, "read package content chunk %d", seq)
+			}
+			c.chunk, c.seq = data, seq
 		}
-		c.chunk, c.seq = data, seq
+		start := int(off - int64(seq)*blobChunk)
+		if start >= len(c.chunk) {
+			return n, fmt.Errorf("postgres: package content %x is shorter than recorded", c.hash)
+		}
+		k := copy(p[n:], c.chunk[start:])
+		n, off = n+k, off+int64(k)
 	}
-	start := int(c.off - int64(seq)*blobChunk)
-	if start >= len(c.chunk) {
-		return 0, fmt.Errorf("postgres: package content %x is shorter than recorded", c.hash)
+	if n < len(p) {
+		return n, io.EOF
 	}
-	n := copy(p, c.chunk[start:])
-	c.off += int64(n)
 	return n, nil
 }
-
-func (c *chunkReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += c.off
-	case io.SeekEnd:
-		offset += c.size
-	default:
-		return 0, errors.New("seek: bad whence")
-	}
-	if offset < 0 {
-		return 0, errors.New("seek: negative position")
-	}
-	c.off = offset
-	return offset, nil
-}
-
-func (c *chunkReader) Close() error { return nil }
