@@ -41,7 +41,7 @@ var ErrLeadershipLost = errors.New("bridge: lost the leader election Lease")
 
 func (le LeaderElection) withDefaults() (*LeaderElection, error) {
 	if le.Namespace == "" || le.Name == "" || le.Identity == "" {
-		return nil, errors.New("Namespace, Name and Identity are required")
+		return nil, errors.New("bridge: leader election needs Namespace, Name and Identity")
 	}
 	if le.LeaseDuration <= 0 {
 		le.LeaseDuration = 15 * time.Second

@@ -382,14 +382,13 @@ func TestParseQuickstart(t *testing.T) {
 	}
 }
 
-// The collector configs in examples/ are valid for the collector that
-// scripts/build-otelcol.sh builds, merged as the supervisor merges them
-// (the local file under the pushed one).
+// The collector config in examples/ is valid for the collector that
+// scripts/build-otelcol.sh builds.
 func TestCollectorExamples(t *testing.T) {
 	bin := testenv.Getenv(t, "STEWARD_OTELCOL_BIN", "export STEWARD_OTELCOL_BIN=$(scripts/build-otelcol.sh | tail -n1)")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "validate", "--config", "../examples/collector-local.yaml", "--config", "../examples/collector.yaml").CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, "validate", "--config", "../examples/collector.yaml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("otelcol validate: %v\n%s", err, out)
 	}
