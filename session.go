@@ -24,7 +24,7 @@ type Session struct {
 }
 
 // SessionStore keeps sessions. Stores implement it in addition to Store
-// (store/sqlite and store/postgres do). Errors as for Store.
+// (store/sqlstore does, on SQLite and PostgreSQL). Errors as for Store.
 type SessionStore interface {
 	// PutSession stores a new session; ECONFLICT when its hash exists.
 	PutSession(ctx context.Context, s *Session) error
