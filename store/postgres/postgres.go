@@ -130,9 +130,16 @@ func code(err error) string {
 }
 
 // touchSeen updates every agent in one statement, from arrays.
-func touchSeen(ctx context.Context, tx *sql.Tx, ids []string, times []time.Time) error {
+func touchSeen(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]time.Time) error {
+	keys := make([]string, 0, len(ids))
+	times := make([]time.Time, 0, len(ids))
+	for _, id := range ids {
+		if t := seen[id]; !t.IsZero() {
+			keys, times = append(keys, id.String()), append(times, t.Truncate(time.Microsecond))
+		}
+	}
 	_, err := tx.ExecContext(ctx, `UPDATE agent_seen s SET last_seen = GREATEST(s.last_seen, v.t)
-		FROM unnest($1::text[], $2::timestamptz[]) AS v(id, t) WHERE s.id = v.id`, ids, times)
+		FROM unnest($1::text[], $2::timestamptz[]) AS v(id, t) WHERE s.id = v.id`, keys, times)
 	return err
 }
 

@@ -154,15 +154,17 @@ func code(err error) string {
 
 // touchSeen runs one prepared UPDATE per agent: with a single writer and no
 // network, that is as fast as SQLite gets.
-func touchSeen(ctx context.Context, tx *sql.Tx, ids []string, times []time.Time) error {
+func touchSeen(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]time.Time) error {
 	st, err := tx.PrepareContext(ctx, `UPDATE agent_seen SET last_seen = max(coalesce(last_seen, ?1), ?1) WHERE id = ?2`)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	for i, id := range ids {
-		if _, err := st.ExecContext(ctx, nanos(times[i]), id); err != nil {
-			return err
+	for _, id := range ids {
+		if t := seen[id]; !t.IsZero() {
+			if _, err := st.ExecContext(ctx, nanos(t), id.String()); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -73,15 +73,8 @@ func (db *DB) TouchAgents(ctx context.Context, seen map[steward.InstanceUID]time
 	if len(seen) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(seen))
-	times := make([]time.Time, 0, len(seen))
-	for _, id := range record.SortedIDs(seen) {
-		if t := seen[id]; !t.IsZero() {
-			ids = append(ids, id.String())
-			times = append(times, t.Truncate(db.d.Precision))
-		}
-	}
-	err := db.tx(ctx, false, func(tx *Tx) error { return db.d.TouchSeen(ctx, tx.tx, ids, times) })
+	ids := record.SortedIDs(seen)
+	err := db.tx(ctx, false, func(tx *Tx) error { return db.d.TouchSeen(ctx, tx.tx, ids, seen) })
 	return db.wrap(err, "touch %d agents", len(seen))
 }
 

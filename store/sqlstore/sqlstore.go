@@ -67,9 +67,9 @@ type Dialect struct {
 	// Retryable reports a transaction that failed only because of a
 	// concurrent one (serialization failure, deadlock).
 	Retryable func(error) bool
-	// TouchSeen raises agent_seen.last_seen to times[i] for ids[i] (never
-	// lowering it) inside tx.
-	TouchSeen func(ctx context.Context, tx *sql.Tx, ids []string, times []time.Time) error
+	// TouchSeen raises agent_seen.last_seen of each agent in ids (sorted)
+	// to its non-zero time in seen, never lowering it, inside tx.
+	TouchSeen func(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]time.Time) error
 	// LockMigrations serializes migrations between processes on conn, the
 	// connection they will run on; nil when transactions are enough.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)
