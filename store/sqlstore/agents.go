@@ -94,17 +94,20 @@ const (
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanAgent(r scanner) (*steward.Agent, error) {
+// scanAgent reads what agentCols select. Listings scan the document as
+// sql.RawBytes, saving a copy per row (DecodeAgent keeps no reference to
+// it); a single row (sql.Row) must use []byte.
+func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, error) {
 	var (
 		id, replica                              string
-		doc                                      []byte
+		doc                                      Doc
 		online                                   bool
 		lastSeen, disconnected, created, updated timeCol
 	)
 	if err := r.Scan(&id, &doc, &online, &replica, &lastSeen, &disconnected, &created, &updated); err != nil {
 		return nil, err
 	}
-	a, err := record.DecodeAgent(id, doc)
+	a, err := record.DecodeAgent(id, []byte(doc))
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +123,7 @@ func scanAgent(r scanner) (*steward.Agent, error) {
 // Agent returns one agent; ENOTFOUND if unknown, EINTERNAL naming the agent
 // if its stored document is corrupt.
 func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
-	a, err := scanAgent(db.queryRow(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = ?`, id.String()))
+	a, err := scanAgent[[]byte](db.queryRow(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = ?`, id.String()))
 	return a, db.notFound(err, "agent %s", id)
 }
 
@@ -167,7 +170,7 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 	}
 	out := []*steward.Agent{}
 	err = db.each(ctx, q, args, func(rows *sql.Rows) error {
-		a, err := scanAgent(rows)
+		a, err := scanAgent[sql.RawBytes](rows)
 		out = append(out, a)
 		return err
 	})
