@@ -138,7 +138,12 @@ func (b *balancer) proxy(c net.Conn) {
 	var up net.Conn
 	for i := 0; i < n && up == nil; i++ {
 		b.mu.Lock()
-		addr := b.backends[(start+i)%n]
+		if len(b.backends) == 0 {
+			b.mu.Unlock()
+			return
+		}
+		// The list may have shrunk since n was read (a replica removed).
+		addr := b.backends[(start+i)%len(b.backends)]
 		b.mu.Unlock()
 		up, _ = net.DialTimeout("tcp", addr, time.Second)
 	}
