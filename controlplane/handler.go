@@ -433,7 +433,10 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 			}
 		}
 	}
-	if a.AvailableComponents != nil {
+	if a.AvailableComponents != nil && len(a.AvailableComponents.Components) > 0 {
+		// Only a hash whose details are stored: a hash-only report (what
+		// opamp-based agents send first) must still get the
+		// ReportAvailableComponents flag in the reply.
 		ss.componentsHash = a.AvailableComponents.Hash
 	}
 	if a.ConnectionStatus != nil && (ss.cred != nil || len(a.ConnectionStatus.LastConnectionSettingsHash) > 0) {
