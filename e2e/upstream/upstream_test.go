@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	nethttp "net/http"
@@ -141,7 +142,7 @@ agent:
   executable: %s
   instance_id: %s
   config_apply_timeout: 60s
-  bootstrap_timeout: 60s
+  bootstrap_timeout: 3m
   automatic_config_rollback: %v
   description:
     non_identifying_attributes: {run: %s}
@@ -276,7 +277,21 @@ func (f *flow) agent() *steward.Agent { return f.st.API.Agent(f.p.uid) }
 
 func (f *flow) step(what string, cond func(a *steward.Agent) bool) {
 	f.t.Helper()
-	e2eutil.Eventually(f.t, what, wait, func() bool { a := f.agent(); return a != nil && cond(a) })
+	deadline := time.Now().Add(wait)
+	for {
+		a := f.agent()
+		if a != nil && cond(a) {
+			return
+		}
+		if time.Now().After(deadline) {
+			if a != nil {
+				a.EffectiveConfig = nil // long; the agent's own output says more
+			}
+			b, _ := json.MarshalIndent(a, "", "  ")
+			f.t.Fatalf("timed out after %v waiting for %s; the agent:\n%s", wait, what, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // appears: online on the expected transport, healthy, with the collector's
