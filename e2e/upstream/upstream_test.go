@@ -151,6 +151,11 @@ storage:
 `, endpoint, colBin, uid, rollback, run, storage))
 	p := startProcess(t, storage, "opampsupervisor", supBin, "--config", cfg)
 	p.uid = uid
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(storage, "agent.log")); err == nil && t.Failed() {
+			t.Logf("collector log (the upstream supervisor's agent.log):\n%s", tail(string(b), 60))
+		}
+	})
 	return p
 }
 
@@ -450,11 +455,13 @@ func transports(st *e2eutil.Steward) map[string]string {
 // The upstream opampsupervisor v0.158.0 with a v0.158.0 collector: over
 // WebSocket without automatic rollback (the FAILED status stays), over HTTP
 // with automatic_config_rollback (the previous config is APPLIED again).
+// The two run one after the other: the collectors the upstream supervisor
+// starts (its bootstrap run included) keep the collector's default internal
+// metrics port, 8888, so two at once fail.
 func TestUpstreamSupervisor(t *testing.T) {
 	upstreamBins(t)
 	for _, transport := range []string{"websocket", "http"} {
 		t.Run(transport, func(t *testing.T) {
-			t.Parallel()
 			st := e2eutil.StartSteward(t)
 			run := "upstream-" + transport
 			rollback := transport == "http"
