@@ -93,6 +93,11 @@ type Agent struct {
 	ConnectionStatus    *ConnectionSettingsStatus `json:"connection_settings_status,omitempty"`
 	CustomCapabilities  []string                  `json:"custom_capabilities,omitempty"`
 
+	// Sync is the agent's sync state, derived (see DeriveSync) whenever
+	// what it reports or what it should run changes. Read the state with
+	// SyncState, which is offline for a disconnected agent.
+	Sync *AgentSync `json:"sync,omitempty"`
+
 	// OpAMPSettingsOffered is the hash of the OpAMP connection settings
 	// (endpoint, heartbeat, certificate) last offered to an agent that does
 	// not report ConnectionSettingsStatus. Such an agent applies them by
@@ -375,7 +380,7 @@ const (
 
 // RemoteConfigStatus mirrors OpAMP RemoteConfigStatus.
 type RemoteConfigStatus struct {
-	LastRemoteConfigHash []byte            `json:"last_remote_config_hash,omitempty"`
+	LastRemoteConfigHash Hash              `json:"last_remote_config_hash,omitempty"`
 	Status               RemoteConfigState `json:"status"`
 	ErrorMessage         string            `json:"error_message,omitempty"`
 }
@@ -383,7 +388,7 @@ type RemoteConfigStatus struct {
 // PackageStatuses mirrors OpAMP PackageStatuses.
 type PackageStatuses struct {
 	Packages                      map[string]*PackageStatus `json:"packages,omitempty"`
-	ServerProvidedAllPackagesHash []byte                    `json:"server_provided_all_packages_hash,omitempty"`
+	ServerProvidedAllPackagesHash Hash                      `json:"server_provided_all_packages_hash,omitempty"`
 	ErrorMessage                  string                    `json:"error_message,omitempty"`
 }
 
@@ -402,9 +407,9 @@ const (
 type PackageStatus struct {
 	Name                 string       `json:"name"`
 	AgentHasVersion      string       `json:"agent_has_version,omitempty"`
-	AgentHasHash         []byte       `json:"agent_has_hash,omitempty"`
+	AgentHasHash         Hash         `json:"agent_has_hash,omitempty"`
 	ServerOfferedVersion string       `json:"server_offered_version,omitempty"`
-	ServerOfferedHash    []byte       `json:"server_offered_hash,omitempty"`
+	ServerOfferedHash    Hash         `json:"server_offered_hash,omitempty"`
 	Status               PackageState `json:"status"`
 	ErrorMessage         string       `json:"error_message,omitempty"`
 	DownloadPercent      float64      `json:"download_percent,omitempty"`
@@ -413,14 +418,14 @@ type PackageStatus struct {
 // ComponentDetails mirrors OpAMP AvailableComponents / ComponentDetails: a
 // tree of components with metadata. The root carries the reported hash.
 type ComponentDetails struct {
-	Hash       []byte                       `json:"hash,omitempty"`
+	Hash       Hash                         `json:"hash,omitempty"`
 	Metadata   []KeyValue                   `json:"metadata,omitempty"`
 	Components map[string]*ComponentDetails `json:"components,omitempty"`
 }
 
 // ConnectionSettingsStatus mirrors OpAMP ConnectionSettingsStatus.
 type ConnectionSettingsStatus struct {
-	LastConnectionSettingsHash []byte `json:"last_connection_settings_hash,omitempty"`
+	LastConnectionSettingsHash Hash   `json:"last_connection_settings_hash,omitempty"`
 	Status                     string `json:"status"`
 	ErrorMessage               string `json:"error_message,omitempty"`
 }
@@ -435,8 +440,10 @@ type AgentFilter struct {
 	Online *bool
 	// Healthy filters on the reported top-level health.
 	Healthy *bool
-	Offset  int
-	Limit   int // 0: no limit
+	// Sync filters on the sync state (Agent.SyncState); "" matches all.
+	Sync   SyncState
+	Offset int
+	Limit  int // 0: no limit
 }
 
 // CustomMessage mirrors OpAMP CustomMessage.
@@ -444,6 +451,21 @@ type CustomMessage struct {
 	Capability string `json:"capability"`
 	Type       string `json:"type"`
 	Data       []byte `json:"data,omitempty"`
+}
+
+// Delivery statuses of a command (see Delivery).
+const (
+	// DeliverySent: written to the agent's WebSocket.
+	DeliverySent = "sent"
+	// DeliveryQueued: waiting for a plain-HTTP agent's next poll, which
+	// must come before Until or the command is dropped.
+	DeliveryQueued = "queued"
+)
+
+// Delivery says how a command reached an agent.
+type Delivery struct {
+	Status string    `json:"status"`
+	Until  time.Time `json:"until,omitzero"`
 }
 
 // AgentService is the fleet inventory plus the commands that act on agents.
@@ -458,13 +480,15 @@ type AgentService interface {
 	SetAgentLabels(ctx context.Context, id InstanceUID, labels map[string]string) error
 	// DeleteAgent forgets an agent (it comes back if it connects again).
 	DeleteAgent(ctx context.Context, id InstanceUID) error
-	// RestartAgent sends the Restart command. EINVALID if the agent does not
-	// accept it, EUNAVAILABLE if it is not connected over WebSocket and no
-	// HTTP poll arrives to carry it within the command's lifetime.
-	RestartAgent(ctx context.Context, id InstanceUID) error
-	// SendCustomMessage sends a custom message; EINVALID unless the agent
-	// reported the message's capability.
-	SendCustomMessage(ctx context.Context, id InstanceUID, msg CustomMessage) error
+	// RestartAgent sends the Restart command and says how: sent on the
+	// agent's WebSocket, or queued for a plain-HTTP agent's next poll.
+	// EINVALID if the agent does not accept it, EUNAVAILABLE if it is not
+	// connected.
+	RestartAgent(ctx context.Context, id InstanceUID) (*Delivery, error)
+	// SendCustomMessage sends a custom message and says how (see
+	// RestartAgent); EINVALID unless the agent reported the message's
+	// capability.
+	SendCustomMessage(ctx context.Context, id InstanceUID, msg CustomMessage) (*Delivery, error)
 	// AgentEvents lists the agent's history, newest first.
 	AgentEvents(ctx context.Context, id InstanceUID, limit int) ([]*Event, error)
 }

@@ -17,7 +17,7 @@ type Config struct {
 	Version int       `json:"version"`
 	Files   ConfigMap `json:"files"`
 	// Hash is the content hash of Files (see ConfigMap.Hash).
-	Hash      []byte    `json:"hash"`
+	Hash      Hash      `json:"hash"`
 	Comment   string    `json:"comment,omitempty"`
 	Author    string    `json:"author,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

@@ -60,3 +60,7 @@ const EventReplicaLost = "replica.lost"
 // EventConnectionSettingsSent records connection settings (own telemetry,
 // heartbeat, certificate) offered to an agent.
 const EventConnectionSettingsSent = "agent.connection_settings_sent"
+
+// EventSyncChanged is published when an agent's sync state changes
+// (Details: "state", "previous", "desired", "running", "error").
+const EventSyncChanged = "agent.sync"

@@ -33,7 +33,7 @@ type Package struct {
 	Version string      `json:"version"`
 	Type    PackageType `json:"type"`
 	// Hash is the SHA-256 of the content; Size its length in bytes.
-	Hash        []byte    `json:"hash"`
+	Hash        Hash      `json:"hash"`
 	Size        int64     `json:"size"`
 	Signature   []byte    `json:"signature"`
 	SignedBy    string    `json:"signed_by"`

@@ -30,11 +30,13 @@ func (a *app) agentsCommand() *cobra.Command {
 func (a *app) agentsListCommand() *cobra.Command {
 	var f steward.AgentFilter
 	var online, offline bool
+	var syncState string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List agents",
 		Example: `  steward agents list --selector 'service.name=otelcol,env in (prod,staging)'
-  steward agents list --search web --online -o json`,
+  steward agents list --search web --online -o json
+  steward agents list --sync failed`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if online && offline {
@@ -45,6 +47,13 @@ func (a *app) agentsListCommand() *cobra.Command {
 			}
 			if _, err := steward.ParseSelector(f.Selector); err != nil {
 				return usagef("%s", steward.ErrorMessage(err))
+			}
+			if syncState != "" {
+				st, err := steward.ParseSyncState(syncState)
+				if err != nil {
+					return usagef("--sync: %s", steward.ErrorMessage(err))
+				}
+				f.Sync = st
 			}
 			return nil
 		},
@@ -69,10 +78,11 @@ func (a *app) agentsListCommand() *cobra.Command {
 			for _, ag := range agents {
 				rows = append(rows, []string{
 					ag.ID.String(), orDash(ag.Attribute(steward.AttrServiceName)), orDash(ag.Attribute(steward.AttrServiceVersion)),
-					orDash(ag.Attribute(steward.AttrHostName)), onlineText(ag), healthText(ag), configStatusText(ag), ago(now, ag.LastSeen),
+					orDash(ag.Attribute(steward.AttrHostName)), onlineText(ag), healthText(ag), configStatusText(ag), string(ag.SyncState()),
+					desiredText(ag), ago(now, ag.LastSeen),
 				})
 			}
-			if err := table(w, []string{"ID", "TYPE", "VERSION", "HOST", "STATUS", "HEALTH", "CONFIG", "LAST SEEN"}, rows); err != nil {
+			if err := table(w, []string{"ID", "TYPE", "VERSION", "HOST", "STATUS", "HEALTH", "CONFIG", "SYNC", "DESIRED", "LAST SEEN"}, rows); err != nil {
 				return err
 			}
 			if total > len(agents) {
@@ -86,6 +96,7 @@ func (a *app) agentsListCommand() *cobra.Command {
 	fl.StringVarP(&f.Search, "search", "q", "", "substring of id, service name, host name or version")
 	fl.BoolVar(&online, "online", false, "only connected agents")
 	fl.BoolVar(&offline, "offline", false, "only disconnected agents")
+	fl.StringVar(&syncState, "sync", "", "only agents in this sync state: in_sync, pending, applying, failed, rolled_back, drifted, offline")
 	fl.IntVar(&f.Limit, "limit", 0, "at most this many agents (0: all)")
 	return cmd
 }
@@ -106,6 +117,56 @@ func healthText(a *steward.Agent) string {
 	default:
 		return "unhealthy"
 	}
+}
+
+// desiredText names the config versions the agent should run ("-" for
+// none).
+func desiredText(a *steward.Agent) string {
+	if a.Sync == nil || a.Sync.Desired == nil {
+		return "-"
+	}
+	return a.Sync.Desired.Configs.String()
+}
+
+// syncLines describes the agent's sync state for 'agents show': the state,
+// what it should run, what it runs (resolved from the reported hash, or
+// "not from Steward"), and a failure Steward remembers.
+func syncLines(line func(k, v string), a *steward.Agent) {
+	st := string(a.SyncState())
+	if a.Sync != nil && !a.Sync.Since.IsZero() && a.Online {
+		st += " since " + a.Sync.Since.Local().Format(time.DateTime)
+	}
+	line("Sync", st)
+	if a.Sync == nil {
+		return
+	}
+	if d := a.Sync.Desired; d != nil {
+		line("Desired", d.Configs.String()+" "+assignmentsText(d.Configs)+"hash "+d.Hash.Short())
+	} else {
+		line("Desired", "-")
+	}
+	switch {
+	case a.Sync.Running != nil:
+		line("Running", a.Sync.Running.Configs.String()+" "+assignmentsText(a.Sync.Running.Configs)+"hash "+a.Sync.Running.Hash.Short())
+	case len(a.Sync.RunningHash) > 0:
+		line("Running", "not from Steward, hash "+a.Sync.RunningHash.Short())
+	default:
+		line("Running", "no remote config reported")
+	}
+	if len(a.Sync.FailedHash) > 0 {
+		line("Failed", "hash "+a.Sync.FailedHash.Short()+": "+orDash(a.Sync.Error))
+	}
+}
+
+func assignmentsText(refs steward.ConfigRefs) string {
+	if len(refs) == 0 {
+		return ""
+	}
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.Assignment
+	}
+	return "(assignment " + strings.Join(names, ", ") + ") "
 }
 
 func configStatusText(a *steward.Agent) string {
@@ -260,7 +321,11 @@ func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
 	if ag.RemoteConfigStatus != nil && ag.RemoteConfigStatus.ErrorMessage != "" {
 		rc += ": " + ag.RemoteConfigStatus.ErrorMessage
 	}
+	if ag.RemoteConfigStatus != nil && len(ag.RemoteConfigStatus.LastRemoteConfigHash) > 0 {
+		rc += " (hash " + ag.RemoteConfigStatus.LastRemoteConfigHash.Short() + ")"
+	}
 	line("Remote config", rc)
+	syncLines(line, ag)
 	line("Capabilities", orDash(strings.Join(ag.Capabilities.Names(), ", ")))
 	if len(ag.CustomCapabilities) > 0 {
 		line("Custom caps", strings.Join(ag.CustomCapabilities, ", "))
@@ -448,11 +513,17 @@ func (a *app) agentsRestartCommand() *cobra.Command {
 		},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			id, _ := parseID(args[0])
-			if err := a.client().RestartAgent(cmd.Context(), id); err != nil {
+			d, err := a.client().RestartAgent(cmd.Context(), id)
+			if err != nil {
 				return err
 			}
 			if a.structured() {
-				return a.print(cmd.OutOrStdout(), map[string]any{"id": id, "status": "sent"})
+				return a.print(cmd.OutOrStdout(), map[string]any{"id": id, "status": d.Status, "until": d.Until})
+			}
+			if d.Status == steward.DeliveryQueued {
+				fmt.Fprintf(cmd.OutOrStdout(), "Restart command queued for %s: a plain-HTTP agent receives it with its next poll (if it polls before %s).\n",
+					id, d.Until.Local().Format("15:04:05"))
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Restart command sent to %s.\n", id)
 			return nil

@@ -16,37 +16,79 @@ func (s *Service) Agent(ctx context.Context, id steward.InstanceUID) (*steward.A
 	if err != nil {
 		return nil, err
 	}
-	s.overlayLastSeen(a)
+	s.present(a)
 	return a, nil
 }
 
-// Agents lists agents matching f; EINVALID on a bad selector.
+// Agents lists agents matching f; EINVALID on a bad selector or sync state.
 func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
 	if f.Selector != "" {
 		if _, err := steward.ParseSelector(f.Selector); err != nil {
 			return nil, 0, err
 		}
 	}
+	if f.Sync != "" {
+		if _, err := steward.ParseSyncState(string(f.Sync)); err != nil {
+			return nil, 0, err
+		}
+	}
 	if f.Offset < 0 || f.Limit < 0 {
 		return nil, 0, steward.Errorf(steward.EINVALID, "offset and limit must be >= 0")
+	}
+	if f.Sync != "" {
+		return s.agentsBySync(ctx, f)
 	}
 	as, n, err := s.store.Agents(ctx, f)
 	if err != nil {
 		return nil, 0, err
 	}
 	for _, a := range as {
-		s.overlayLastSeen(a)
+		s.present(a)
 	}
 	return as, n, nil
 }
 
-// overlayLastSeen applies a last-seen time not yet flushed to the store.
-func (s *Service) overlayLastSeen(a *steward.Agent) {
+// agentsBySync lists the agents matching f whose sync state is f.Sync: the
+// other conditions in the store, the state and the page here.
+func (s *Service) agentsBySync(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
+	all := f
+	all.Sync, all.Offset, all.Limit = "", 0, 0
+	as, _, err := s.store.Agents(ctx, all)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := as[:0]
+	for _, a := range as {
+		if a.SyncState() == f.Sync {
+			s.present(a)
+			out = append(out, a)
+		}
+	}
+	total := len(out)
+	out = out[min(f.Offset, total):]
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, total, nil
+}
+
+// present prepares a stored agent for readers: a last-seen time not yet
+// flushed to the store, and the sync state as SyncState gives it (offline
+// for a disconnected agent).
+func (s *Service) present(a *steward.Agent) {
 	s.touchMu.Lock()
 	t, ok := s.touched[a.ID]
 	s.touchMu.Unlock()
 	if ok && t.After(a.LastSeen) {
 		a.LastSeen = t
+	}
+	if st := a.SyncState(); a.Sync == nil || a.Sync.State != st {
+		sync := steward.AgentSync{}
+		if a.Sync != nil {
+			sync = *a.Sync
+		}
+		sync.State = st
+		a.Sync = &sync
 	}
 }
 
@@ -138,27 +180,31 @@ func (s *Service) lookup(id steward.InstanceUID) *session {
 }
 
 // RestartAgent sends the Restart command: at once over WebSocket, with the
-// next poll over HTTP (within CommandTTL). ENOTFOUND for an unknown agent,
-// EUNAVAILABLE when it is not connected to this replica, EINVALID when it
-// does not accept restarts.
-func (s *Service) RestartAgent(ctx context.Context, id steward.InstanceUID) error {
+// next poll over HTTP (within CommandTTL); the Delivery says which.
+// ENOTFOUND for an unknown agent, EUNAVAILABLE when it is not connected,
+// EINVALID when it does not accept restarts.
+func (s *Service) RestartAgent(ctx context.Context, id steward.InstanceUID) (*steward.Delivery, error) {
 	cmd := &protobufs.ServerToAgentCommand{Type: protobufs.CommandType_CommandType_Restart}
-	err := s.deliver(ctx, id, steward.AgentAcceptsRestartCommand, "restart", steward.Command{Type: "restart"}, func(m *protobufs.ServerToAgent) { m.Command = cmd },
+	d, err := s.deliver(ctx, id, steward.AgentAcceptsRestartCommand, "restart", steward.Command{Type: "restart"}, func(m *protobufs.ServerToAgent) { m.Command = cmd },
 		func(ss *session) { ss.queue().command = cmd })
 	if err == nil {
-		s.emit(&steward.Event{Type: steward.EventCommandSent, AgentID: id, Message: "restart command sent"})
+		msg := "restart command sent"
+		if d.Status == steward.DeliveryQueued {
+			msg = "restart command queued for the agent's next poll"
+		}
+		s.emit(&steward.Event{Type: steward.EventCommandSent, AgentID: id, Message: msg, Details: map[string]any{"delivery": d.Status}})
 	}
-	return err
+	return d, err
 }
 
-// SendCustomMessage sends msg to the agent; EINVALID unless the agent
-// declared msg.Capability.
-func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID, msg steward.CustomMessage) error {
+// SendCustomMessage sends msg to the agent (see RestartAgent for how);
+// EINVALID unless the agent declared msg.Capability.
+func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID, msg steward.CustomMessage) (*steward.Delivery, error) {
 	if msg.Capability == "" || msg.Type == "" {
-		return steward.Errorf(steward.EINVALID, "custom message needs a capability and a type")
+		return nil, steward.Errorf(steward.EINVALID, "custom message needs a capability and a type")
 	}
 	cm := &protobufs.CustomMessage{Capability: msg.Capability, Type: msg.Type, Data: msg.Data}
-	err := s.deliver(ctx, id, 0, "custom message", steward.Command{Type: "custom_message", CustomMessage: &msg}, func(m *protobufs.ServerToAgent) { m.CustomMessage = cm },
+	d, err := s.deliver(ctx, id, 0, "custom message", steward.Command{Type: "custom_message", CustomMessage: &msg}, func(m *protobufs.ServerToAgent) { m.CustomMessage = cm },
 		func(ss *session) { q := ss.queue(); q.custom = append(q.custom, cm) },
 		func(ss *session) error {
 			if !slices.Contains(ss.customCaps, msg.Capability) {
@@ -167,13 +213,16 @@ func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID,
 			return nil
 		})
 	if err == nil {
-		s.emit(&steward.Event{Type: steward.EventCustomMessage, AgentID: id, Message: "custom message sent " + msg.Capability + "/" + msg.Type})
+		s.emit(&steward.Event{Type: steward.EventCustomMessage, AgentID: id, Message: "custom message " + d.Status + " " + msg.Capability + "/" + msg.Type})
 	}
-	return err
+	return d, err
 }
 
+// deliver sends a command on the agent's WebSocket (fill), queues it for a
+// plain-HTTP agent's next poll (queue), or forwards it to the replica
+// holding the agent, after checking the capability need and checks.
 func (s *Service) deliver(ctx context.Context, id steward.InstanceUID, need steward.AgentCapabilities, what string, remote steward.Command,
-	fill func(*protobufs.ServerToAgent), queue func(*session), checks ...func(*session) error) error {
+	fill func(*protobufs.ServerToAgent), queue func(*session), checks ...func(*session) error) (*steward.Delivery, error) {
 	ss := s.lookup(id)
 	if ss == nil {
 		return s.forward(ctx, id, remote)
@@ -181,28 +230,29 @@ func (s *Service) deliver(ctx context.Context, id steward.InstanceUID, need stew
 	ss.mu.Lock()
 	if !ss.caps.Has(need) {
 		ss.mu.Unlock()
-		return steward.Errorf(steward.EINVALID, "agent %s does not accept the %s", id, what)
+		return nil, steward.Errorf(steward.EINVALID, "agent %s does not accept the %s", id, what)
 	}
 	for _, check := range checks {
 		if err := check(ss); err != nil {
 			ss.mu.Unlock()
-			return err
+			return nil, err
 		}
 	}
 	conn := ss.conn
 	if conn == nil || ss.http {
 		queue(ss)
-		ss.queue().until = time.Now().Add(s.cfg.CommandTTL)
+		until := time.Now().Add(s.cfg.CommandTTL)
+		ss.queue().until = until
 		ss.mu.Unlock()
-		return nil
+		return &steward.Delivery{Status: steward.DeliveryQueued, Until: until.UTC()}, nil
 	}
 	ss.mu.Unlock()
 	m := &protobufs.ServerToAgent{InstanceUid: id[:]}
 	fill(m)
 	if err := conn.Send(m); err != nil {
-		return steward.Errorf(steward.EUNAVAILABLE, "agent %s: %v", id, err)
+		return nil, steward.Errorf(steward.EUNAVAILABLE, "agent %s: %v", id, err)
 	}
-	return nil
+	return &steward.Delivery{Status: steward.DeliverySent}, nil
 }
 
 // AgentEvents lists an agent's history, newest first.

@@ -89,6 +89,11 @@ type Service struct {
 	touchMu sync.Mutex
 	touched map[steward.InstanceUID]time.Time
 
+	// syncMarked holds agents whose sync state must be derived again,
+	// with when they were marked (sync.go).
+	syncMu     sync.Mutex
+	syncMarked map[steward.InstanceUID]time.Time
+
 	events        chan *steward.Event
 	eventsDropped atomic.Int64
 	rolloutKick   chan struct{}
@@ -158,6 +163,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		log:         cfg.Logger,
 		sessions:    make(map[steward.InstanceUID]*session),
 		touched:     make(map[steward.InstanceUID]time.Time),
+		syncMarked:  make(map[steward.InstanceUID]time.Time),
 		events:      make(chan *steward.Event, 1<<16),
 		rolloutKick: make(chan struct{}, 1),
 	}
@@ -294,24 +300,26 @@ func (s *Service) push(ss *session) {
 // held.
 func (s *Service) reconcileLocked(ss *session, c server.Conn, msg *protobufs.ServerToAgent) bool {
 	changed := false
-	if ss.caps.Has(steward.AgentAcceptsRemoteConfig) {
-		d := s.desired.Load().forAgent(ss.id, ss.labels)
-		var want []byte
-		var rc *protobufs.AgentRemoteConfig
-		if d != nil {
-			want, rc = d.hash, d.msg
-		} else if len(ss.reportedHash) > 0 && !bytes.Equal(ss.reportedHash, emptyConfigHash) {
-			// It runs a config of ours that is no longer assigned.
-			want = emptyConfigHash
-			rc = &protobufs.AgentRemoteConfig{Config: &protobufs.AgentConfigMap{}, ConfigHash: emptyConfigHash}
-		}
-		if want != nil && !bytes.Equal(want, ss.reportedHash) && !bytes.Equal(want, ss.offeredHash) {
-			msg.RemoteConfig = rc
-			ss.offeredHash = want
-			changed = true
-			s.emit(&steward.Event{Type: steward.EventRemoteConfigSent, AgentID: ss.id,
-				Message: "remote config offered", Details: map[string]any{"hash": hexString(want)}})
-		}
+	want := s.desired.Load().wantedConfig(ss.id, ss.labels, ss.caps, ss.reportedHash)
+	var wantHash []byte
+	if want != nil {
+		wantHash = want.hash
+	}
+	if !bytes.Equal(wantHash, ss.desiredHash) {
+		// What the agent should run changed: its sync state is derived
+		// again (and stored) by the sync flusher, unless a report does it
+		// first.
+		ss.desiredHash = wantHash
+		s.syncDirty(ss.id)
+	}
+	// Offered when the agent neither runs it, nor was just offered it, nor
+	// reported it FAILED (it would fail again).
+	if want != nil && !bytes.Equal(want.hash, ss.reportedHash) && !bytes.Equal(want.hash, ss.offeredHash) && !bytes.Equal(want.hash, ss.failedHash) {
+		msg.RemoteConfig = want.msg
+		ss.offeredHash = want.hash
+		changed = true
+		s.emit(&steward.Event{Type: steward.EventRemoteConfigSent, AgentID: ss.id,
+			Message: "remote config offered", Details: map[string]any{"hash": hexString(want.hash), "configs": want.refs.String()}})
 	}
 	if s.offerPackages(ss, msg) {
 		changed = true
@@ -434,6 +442,7 @@ func (s *Service) housekeeping() {
 			return
 		case <-t.C:
 			s.flushTouches(s.ctx)
+			s.flushSync(s.ctx)
 			s.expire()
 			s.progressRollouts(s.ctx)
 			s.renewLease(s.ctx)

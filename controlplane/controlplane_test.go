@@ -348,8 +348,12 @@ func TestHTTPAgentsGetChangesOnPoll(t *testing.T) {
 	}
 	f.svc.PutConfig(f.ctx, &steward.Config{Name: "c", Files: yamlConfig("a: 1\n")})
 	f.svc.PutAssignment(f.ctx, &steward.Assignment{Name: "by-id", ConfigName: "c", AgentID: &uid})
-	if err := f.svc.RestartAgent(f.ctx, uid); err != nil {
+	d, err := f.svc.RestartAgent(f.ctx, uid)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if d.Status != steward.DeliveryQueued || d.Until.IsZero() {
+		t.Fatalf("restart of an HTTP agent: delivery %+v, want queued with an expiry", d)
 	}
 	r := poll(heartbeat(uid, 2))
 	if r.RemoteConfig == nil || r.Command == nil || r.Command.Type != protobufs.CommandType_CommandType_Restart {
@@ -360,13 +364,13 @@ func TestHTTPAgentsGetChangesOnPoll(t *testing.T) {
 		t.Fatalf("delivered twice: %v", r)
 	}
 	// Custom messages need the declared capability.
-	if err := f.svc.SendCustomMessage(f.ctx, uid, steward.CustomMessage{Capability: "io.x.ping", Type: "ping"}); steward.ErrorCode(err) != steward.EINVALID {
+	if _, err := f.svc.SendCustomMessage(f.ctx, uid, steward.CustomMessage{Capability: "io.x.ping", Type: "ping"}); steward.ErrorCode(err) != steward.EINVALID {
 		t.Fatalf("undeclared capability: %v", err)
 	}
 	m := heartbeat(uid, 4)
 	m.CustomCapabilities = &protobufs.CustomCapabilities{Capabilities: []string{"io.x.ping"}}
 	poll(m)
-	if err := f.svc.SendCustomMessage(f.ctx, uid, steward.CustomMessage{Capability: "io.x.ping", Type: "ping", Data: []byte("hi")}); err != nil {
+	if _, err := f.svc.SendCustomMessage(f.ctx, uid, steward.CustomMessage{Capability: "io.x.ping", Type: "ping", Data: []byte("hi")}); err != nil {
 		t.Fatal(err)
 	}
 	r = poll(heartbeat(uid, 5))
@@ -374,7 +378,7 @@ func TestHTTPAgentsGetChangesOnPoll(t *testing.T) {
 		t.Fatalf("custom message not delivered: %v", r)
 	}
 	// Unknown agents: ENOTFOUND; known but not connected: EUNAVAILABLE.
-	if err := f.svc.RestartAgent(f.ctx, steward.NewInstanceUID()); steward.ErrorCode(err) != steward.ENOTFOUND {
+	if _, err := f.svc.RestartAgent(f.ctx, steward.NewInstanceUID()); steward.ErrorCode(err) != steward.ENOTFOUND {
 		t.Fatalf("restart unknown: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"sort"
@@ -14,6 +15,35 @@ import (
 // emptyConfigHash is offered with an empty config map when an agent that
 // runs a remote config from us no longer has any assignment.
 var emptyConfigHash = func() []byte { h := sha256.Sum256(nil); return h[:] }()
+
+// emptyConfig is that offer.
+var emptyConfig = &desiredConfig{files: steward.ConfigMap{}, hash: emptyConfigHash,
+	msg: &protobufs.AgentRemoteConfig{Config: &protobufs.AgentConfigMap{}, ConfigHash: emptyConfigHash}}
+
+// known returns the desired config as a steward.KnownConfig; nil for nil.
+func (dc *desiredConfig) known() *steward.KnownConfig {
+	if dc == nil {
+		return nil
+	}
+	return &steward.KnownConfig{Hash: dc.hash, Configs: dc.refs}
+}
+
+// wantedConfig returns the remote config an agent should run: its desired
+// config; the empty config when nothing is assigned but it runs a config
+// (reported is its last_remote_config_hash); nil when nothing is wanted or
+// it does not accept remote config.
+func (d *desiredState) wantedConfig(id steward.InstanceUID, labels steward.Labeled, caps steward.AgentCapabilities, reported []byte) *desiredConfig {
+	if !caps.Has(steward.AgentAcceptsRemoteConfig) {
+		return nil
+	}
+	if dc := d.forAgent(id, labels); dc != nil {
+		return dc
+	}
+	if len(reported) > 0 && !bytes.Equal(reported, emptyConfigHash) {
+		return emptyConfig
+	}
+	return nil
+}
 
 // desiredState is an immutable snapshot of every assignment resolved to the
 // config version it points at. It is rebuilt when configs or assignments
@@ -43,6 +73,9 @@ type activeRollout struct {
 type desiredConfig struct {
 	files steward.ConfigMap
 	hash  []byte
+	// refs names the config versions it is made of, highest priority
+	// first (empty for emptyConfig).
+	refs steward.ConfigRefs
 	// msg is shared, read-only, by every ServerToAgent that offers it.
 	msg *protobufs.AgentRemoteConfig
 }
@@ -120,6 +153,7 @@ func itoa(n int) string {
 func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) *desiredConfig {
 	var matched []int
 	var cfgs []*steward.Config // the version each match resolves to
+	var refs steward.ConfigRefs
 	for i := range d.assignments {
 		r := &d.assignments[i]
 		if r.a.AgentID != nil {
@@ -144,6 +178,7 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) 
 			}
 		}
 		cfgs = append(cfgs, c)
+		refs = append(refs, steward.ConfigRef{Assignment: r.a.Name, Config: c.Name, Version: c.Version})
 		kb.WriteString(r.a.Name)
 		kb.WriteByte('\x00')
 		kb.WriteString(itoa(c.Version))
@@ -166,7 +201,7 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) 
 		}
 	}
 	h := files.Hash()
-	dc := &desiredConfig{files: files, hash: h, msg: &protobufs.AgentRemoteConfig{Config: toConfigMap(files), ConfigHash: h}}
+	dc := &desiredConfig{files: files, hash: h, refs: refs, msg: &protobufs.AgentRemoteConfig{Config: toConfigMap(files), ConfigHash: h}}
 	dc, _ = d.byKey.LoadOrStore(key, dc)
 	return dc
 }

@@ -40,6 +40,11 @@ type session struct {
 	reportedHash   []byte
 	offeredHash    []byte
 	componentsHash []byte
+	// desiredHash is the hash of the remote config the agent should run
+	// as of its last sync derivation; failedHash the desired config it
+	// reported FAILED (AgentSync.FailedHash), not offered again.
+	desiredHash []byte
+	failedHash  []byte
 	// credLoaded is set once admit has looked at the agent's credentials;
 	// cred holds them (auth.go), made only when there is something to keep.
 	credLoaded bool
@@ -417,12 +422,24 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if msg.ConnectionSettingsStatus != nil {
 		a.ConnectionStatus = fromConnectionSettingsStatus(msg.ConnectionSettingsStatus)
 	}
+	labels := a.CompactLabels()
+	var reportedHash []byte
+	if a.RemoteConfigStatus != nil {
+		reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
+	}
+	want := s.desired.Load().wantedConfig(ss.id, labels, caps, reportedHash)
+	s.deriveSync(a, want, now)
 	if err := s.store.PutAgent(ctx, a); err != nil {
 		return err
 	}
 	// Only now, with the report safely stored, update the session.
 	ss.caps = caps
-	ss.labels = a.CompactLabels()
+	ss.labels = labels
+	ss.desiredHash, ss.failedHash = nil, a.Sync.FailedHash
+	if want != nil {
+		ss.desiredHash = want.hash
+	}
+	s.syncClean(ss.id)
 	ss.customCaps = a.CustomCapabilities
 	if a.RemoteConfigStatus != nil {
 		ss.reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash

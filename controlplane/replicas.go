@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp/server"
 )
 
 // broadcast tells the other replicas (when there are any) about a change.
@@ -56,10 +57,10 @@ func (s *Service) onNotice(n steward.Notice) {
 		var err error
 		switch c.Type {
 		case "restart":
-			err = s.RestartAgent(ctx, n.Agent)
+			_, err = s.RestartAgent(ctx, n.Agent)
 		case "custom_message":
 			if c.CustomMessage != nil {
-				err = s.SendCustomMessage(ctx, n.Agent, *c.CustomMessage)
+				_, err = s.SendCustomMessage(ctx, n.Agent, *c.CustomMessage)
 			}
 		}
 		if err != nil {
@@ -78,20 +79,25 @@ func (s *Service) onNotice(n steward.Notice) {
 	}
 }
 
-// forward hands a command to the replica holding the agent's connection.
-// ENOTFOUND for an unknown agent; EUNAVAILABLE when no replica holds it.
-func (s *Service) forward(ctx context.Context, id steward.InstanceUID, c steward.Command) error {
+// forward hands a command to the replica holding the agent's connection;
+// the Delivery follows the agent's transport there (a plain-HTTP agent's
+// command is queued for its next poll). ENOTFOUND for an unknown agent;
+// EUNAVAILABLE when no replica holds it.
+func (s *Service) forward(ctx context.Context, id steward.InstanceUID, c steward.Command) (*steward.Delivery, error) {
 	a, err := s.store.Agent(ctx, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if s.cfg.Broadcaster == nil || !a.Online || a.Replica == s.cfg.Replica || a.Replica == "" {
-		return steward.Errorf(steward.EUNAVAILABLE, "agent %s is not connected", id)
+		return nil, steward.Errorf(steward.EUNAVAILABLE, "agent %s is not connected", id)
 	}
 	data, _ := json.Marshal(c)
 	n := steward.Notice{Kind: steward.NoticeCommand, Agent: id, Data: data, Origin: s.cfg.Replica}
 	if err := s.cfg.Broadcaster.Broadcast(ctx, n); err != nil {
-		return steward.Errorf(steward.EUNAVAILABLE, "agent %s is connected to replica %s, which cannot be reached: %v", id, a.Replica, err)
+		return nil, steward.Errorf(steward.EUNAVAILABLE, "agent %s is connected to replica %s, which cannot be reached: %v", id, a.Replica, err)
 	}
-	return nil
+	if a.Transport == string(server.HTTP) {
+		return &steward.Delivery{Status: steward.DeliveryQueued, Until: time.Now().Add(s.cfg.CommandTTL).UTC()}, nil
+	}
+	return &steward.Delivery{Status: steward.DeliverySent}, nil
 }

@@ -27,7 +27,7 @@ type EventsResponse struct {
 // DesiredConfigResponse is the body of GET /api/v1/agents/{id}/desired-config.
 type DesiredConfigResponse struct {
 	Files steward.ConfigMap `json:"files"`
-	Hash  []byte            `json:"hash"`
+	Hash  steward.Hash      `json:"hash"`
 }
 
 // Limits for list queries.
@@ -36,7 +36,8 @@ const (
 	MaxEventLimit     = 1000
 )
 
-// parseAgentFilter reads selector, q, online, healthy, offset and limit.
+// parseAgentFilter reads selector, q, online, healthy, sync, offset and
+// limit.
 func parseAgentFilter(q url.Values) (steward.AgentFilter, error) {
 	var f steward.AgentFilter
 	f.Selector, f.Search = q.Get("selector"), q.Get("q")
@@ -44,6 +45,11 @@ func parseAgentFilter(q url.Values) (steward.AgentFilter, error) {
 		return f, err
 	}
 	var err error
+	if v := q.Get("sync"); v != "" {
+		if f.Sync, err = steward.ParseSyncState(v); err != nil {
+			return f, err
+		}
+	}
 	if f.Online, err = boolParam(q, "online"); err != nil {
 		return f, err
 	}
@@ -173,10 +179,11 @@ func (s *Server) handleRestartAgent(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	if err := s.agents.RestartAgent(r.Context(), id); err != nil {
+	d, err := s.agents.RestartAgent(r.Context(), id)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
+	writeJSON(w, http.StatusAccepted, d)
 	return nil
 }
 
@@ -192,10 +199,11 @@ func (s *Server) handleCustomMessage(w http.ResponseWriter, r *http.Request) err
 	if msg.Capability == "" || msg.Type == "" {
 		return steward.Errorf(steward.EINVALID, "custom message needs a capability and a type")
 	}
-	if err := s.agents.SendCustomMessage(r.Context(), id, msg); err != nil {
+	d, err := s.agents.SendCustomMessage(r.Context(), id, msg)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent"})
+	writeJSON(w, http.StatusAccepted, d)
 	return nil
 }
 

@@ -159,6 +159,9 @@ func (c *Client) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.
 	if f.Online != nil {
 		q.Set("online", strconv.FormatBool(*f.Online))
 	}
+	if f.Sync != "" {
+		q.Set("sync", string(f.Sync))
+	}
 	if f.Healthy != nil {
 		q.Set("healthy", strconv.FormatBool(*f.Healthy))
 	}
@@ -190,16 +193,23 @@ func (c *Client) DeleteAgent(ctx context.Context, id steward.InstanceUID) error 
 	return err
 }
 
-// RestartAgent sends the agent the Restart command.
-func (c *Client) RestartAgent(ctx context.Context, id steward.InstanceUID) error {
-	_, err := c.do(ctx, "POST", agentPath(id, "/restart"), nil, struct{}{}, nil)
-	return err
+// RestartAgent sends the agent the Restart command; the Delivery says
+// whether it was sent or queued for a plain-HTTP agent's next poll.
+func (c *Client) RestartAgent(ctx context.Context, id steward.InstanceUID) (*steward.Delivery, error) {
+	var d steward.Delivery
+	if _, err := c.do(ctx, "POST", agentPath(id, "/restart"), nil, struct{}{}, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
 }
 
 // SendCustomMessage sends the agent a custom message.
-func (c *Client) SendCustomMessage(ctx context.Context, id steward.InstanceUID, msg steward.CustomMessage) error {
-	_, err := c.do(ctx, "POST", agentPath(id, "/custom-messages"), nil, msg, nil)
-	return err
+func (c *Client) SendCustomMessage(ctx context.Context, id steward.InstanceUID, msg steward.CustomMessage) (*steward.Delivery, error) {
+	var d steward.Delivery
+	if _, err := c.do(ctx, "POST", agentPath(id, "/custom-messages"), nil, msg, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
 }
 
 // AgentEvents lists an agent's events, newest first (limit 0: the server's

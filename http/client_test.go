@@ -32,11 +32,11 @@ func TestClient(t *testing.T) {
 	if err != nil || a.Labels["env"] != "prod" {
 		t.Fatalf("Agent: %+v %v", a, err)
 	}
-	if err := c.RestartAgent(ctx, id); err != nil {
-		t.Errorf("RestartAgent: %v", err)
+	if d, err := c.RestartAgent(ctx, id); err != nil || d.Status != steward.DeliverySent {
+		t.Errorf("RestartAgent: %+v, %v; want sent (a WebSocket agent)", d, err)
 	}
-	if err := c.SendCustomMessage(ctx, id, steward.CustomMessage{Capability: "io.x", Type: "t", Data: []byte{0, 1, 2}}); err != nil {
-		t.Errorf("SendCustomMessage: %v", err)
+	if d, err := c.SendCustomMessage(ctx, id, steward.CustomMessage{Capability: "io.x", Type: "t", Data: []byte{0, 1, 2}}); err != nil || d.Status != steward.DeliverySent {
+		t.Errorf("SendCustomMessage: %+v, %v", d, err)
 	}
 	sentData := false
 	for _, m := range conn.messages() {

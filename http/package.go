@@ -29,7 +29,7 @@ type PackageKeysResponse struct {
 // DesiredPackagesResponse is the body of GET /api/v1/agents/{id}/desired-packages.
 type DesiredPackagesResponse struct {
 	Packages        []*steward.Package `json:"packages"`
-	AllPackagesHash []byte             `json:"all_packages_hash"`
+	AllPackagesHash steward.Hash       `json:"all_packages_hash"`
 }
 
 // registerPackageRoutes adds the package routes. Uploads are not bounded

@@ -105,6 +105,7 @@ type agentDoc struct {
 	RemoteAddr          string                            `json:"remote_addr,omitempty"`
 	ConnectedAt         time.Time                         `json:"connected_at,omitzero"`
 	OpAMPOffered        steward.Hash                      `json:"opamp_offered,omitempty"`
+	Sync                *steward.AgentSync                `json:"sync,omitempty"`
 }
 
 type descriptionDoc struct {
@@ -141,6 +142,7 @@ func EncodeAgent(a *steward.Agent) ([]byte, error) {
 		RemoteAddr:          a.RemoteAddr,
 		ConnectedAt:         a.ConnectedAt,
 		OpAMPOffered:        a.OpAMPSettingsOffered,
+		Sync:                a.Sync,
 	}
 	if a.Description != nil {
 		d.Description = &descriptionDoc{
@@ -182,6 +184,7 @@ func DecodeAgent(id string, doc []byte) (*steward.Agent, error) {
 		RemoteAddr:           d.RemoteAddr,
 		ConnectedAt:          d.ConnectedAt,
 		OpAMPSettingsOffered: d.OpAMPOffered,
+		Sync:                 d.Sync,
 	}
 	if d.Description != nil {
 		a.Description = &steward.AgentDescription{

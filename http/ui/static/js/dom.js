@@ -86,22 +86,14 @@ export function tickTimes() {
   }
 }
 
-/** b64hex turns a base64 hash (Go []byte JSON) into hex. */
-export function b64hex(b64) {
-  if (!b64) return '';
-  try {
-    const bin = atob(b64);
-    let out = '';
-    for (let i = 0; i < bin.length; i++) out += bin.charCodeAt(i).toString(16).padStart(2, '0');
-    return out;
-  } catch {
-    return String(b64);
-  }
+/** hashHex returns an API hash as shown: the API writes every hash in hex. */
+export function hashHex(h) {
+  return h ? String(h) : '';
 }
 
-/** shortHash is the first 12 hex digits of a base64 hash. */
-export function shortHash(b64) {
-  const x = b64hex(b64);
+/** shortHash is the first 12 hex digits of a hash. */
+export function shortHash(h) {
+  const x = hashHex(h);
   return x ? x.slice(0, 12) : '—';
 }
 

@@ -1,6 +1,6 @@
 // Agent page: everything the agent reported, its operator labels, its
 // history, and the actions (restart, push a config). Refreshes live.
-import { h, replace, throttle, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, b64hex, copyText, toast, fileLabel, shortId } from '../dom.js';
+import { h, replace, throttle, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, hashHex, copyText, toast, fileLabel, shortId } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog, confirmDialog } from '../dialog.js';
@@ -276,8 +276,8 @@ export function mount(root, ctx) {
         panel('Remote configuration', h('div', { class: 'stack' },
           kv([
             ['Status', rcs && rcs.status ? badge(rcs.status, configStatusKind(rcs.status), 'remote-config-status') : h('span', { class: 'faint', 'data-testid': 'remote-config-status' }, 'Not reported')],
-            ['Last config hash', rcs && rcs.last_remote_config_hash ? h('span', { class: 'mono', title: b64hex(rcs.last_remote_config_hash) }, shortHash(rcs.last_remote_config_hash)) : ''],
-            ['Desired config hash', s.desired && s.desired.hash ? h('span', { class: 'mono', title: b64hex(s.desired.hash) }, shortHash(s.desired.hash)) : ''],
+            ['Last config hash', rcs && rcs.last_remote_config_hash ? h('span', { class: 'mono', title: hashHex(rcs.last_remote_config_hash) }, shortHash(rcs.last_remote_config_hash)) : ''],
+            ['Desired config hash', s.desired && s.desired.hash ? h('span', { class: 'mono', title: hashHex(s.desired.hash) }, shortHash(s.desired.hash)) : ''],
           ]),
           rcs && rcs.error_message ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'remote-config-error' }, 'The agent could not apply its configuration:', h('pre', null, rcs.error_message)) : null), { testid: 'remote-config-panel' }),
         panel('Connection', kv([

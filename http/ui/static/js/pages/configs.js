@@ -1,7 +1,7 @@
 // Configurations: the list, and for each one its versions, a view of any
 // version, the diff between two versions, an editor that saves a new
 // version, and its assignments.
-import { h, replace, throttle, timeEl, fmtTime, shortHash, b64hex, toast, fileLabel } from '../dom.js';
+import { h, replace, throttle, timeEl, fmtTime, shortHash, hashHex, toast, fileLabel } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog } from '../dialog.js';
@@ -162,7 +162,7 @@ export function mount(root, ctx) {
           h('td', null, h('a', { class: 'mono', href: '/configs/' + encodeURIComponent(c.name) }, c.name)),
           h('td', null, 'v' + c.version),
           h('td', null, String(Object.keys(c.files || {}).length)),
-          h('td', { class: 'mono', title: b64hex(c.hash) }, shortHash(c.hash)),
+          h('td', { class: 'mono', title: hashHex(c.hash) }, shortHash(c.hash)),
           h('td', null, c.comment || ''),
           h('td', null, c.author || ''),
           h('td', null, timeEl(c.created_at))))))
@@ -204,7 +204,7 @@ export function mount(root, ctx) {
           h('h2', { class: 'mono', style: 'font-size:17px', 'data-testid': 'config-name' }, name),
           h('div', { class: 'sub' }, h('span', { 'data-testid': 'config-latest' }, 'latest v' + (latest ? latest.version : '?')),
             latest ? h('span', null, 'saved ', timeEl(latest.created_at), latest.author ? ' by ' + latest.author : '') : null,
-            latest ? h('span', { class: 'mono', title: b64hex(latest.hash) }, shortHash(latest.hash)) : null)),
+            latest ? h('span', { class: 'mono', title: hashHex(latest.hash) }, shortHash(latest.hash)) : null)),
         h('div', { class: 'actions' }, h('button', { type: 'button', class: 'small danger', 'data-testid': 'config-delete', onclick: deleteConfig }, 'Delete configuration'))),
       tabs, body);
     if (tab === 'versions') renderVersions(body);
@@ -240,7 +240,7 @@ export function mount(root, ctx) {
         h('td', { title: fmtTime(v.created_at) }, timeEl(v.created_at)),
         h('td', null, v.author || ''),
         h('td', null, v.comment || h('span', { class: 'faint' }, '—')),
-        h('td', { class: 'mono', title: b64hex(v.hash) }, shortHash(v.hash)),
+        h('td', { class: 'mono', title: hashHex(v.hash) }, shortHash(v.hash)),
         h('td', { class: 'right nowrap' },
           h('button', { type: 'button', class: 'small', 'data-testid': 'version-view', onclick: () => go({ tab: 'view', version: v.version }) }, 'View'), ' ',
           i < versions.length - 1 ? h('button', { type: 'button', class: 'small', 'data-testid': 'version-diff',
