@@ -191,7 +191,7 @@ func TestOpAMPGoClientInstallsPackage(t *testing.T) {
 		"packages": []map[string]string{{"name": "myaddon", "version": "1.2.3"}}}, &steward.PackageAssignment{})
 
 	var desired struct {
-		AllPackagesHash []byte `json:"all_packages_hash"`
+		AllPackagesHash steward.Hash `json:"all_packages_hash"`
 	}
 	srv.call(t, "GET", "/api/v1/agents/"+id+"/desired-packages", nil, &desired)
 	eventually(t, "package reported installed", func() bool {

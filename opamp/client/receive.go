@@ -235,8 +235,11 @@ func (c *Client) offerOpAMP(o *protobufs.OpAMPConnectionSettings, hash []byte) {
 	if !c.has(protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings) {
 		return
 	}
-	if o.DestinationEndpoint == "" && o.Headers == nil && o.Certificate == nil && o.Tls == nil && o.Proxy == nil {
-		return // only the heartbeat interval: nothing to reconnect for
+	if (o.DestinationEndpoint == "" || c.isCurrentEndpoint(o.DestinationEndpoint)) && o.Headers == nil && o.Certificate == nil && o.Tls == nil && o.Proxy == nil {
+		// Only the heartbeat interval, with the endpoint in use (the spec
+		// requires a non-empty destination_endpoint in every offer):
+		// nothing to reconnect for.
+		return
 	}
 	cb := c.s.Callbacks.OnOpAMPConnectionSettings
 	c.cbq.push(func(ctx context.Context) {
@@ -440,4 +443,17 @@ func (c *Client) pollInterval() time.Duration {
 		return c.hb
 	}
 	return c.s.PollingInterval
+}
+
+// isCurrentEndpoint reports whether endpoint is the one the client is
+// connected to.
+func (c *Client) isCurrentEndpoint(endpoint string) bool {
+	u, err := parseEndpoint(endpoint)
+	if err != nil {
+		return false
+	}
+	c.mu.Lock()
+	cur := c.conn.endpoint
+	c.mu.Unlock()
+	return cur != nil && u.String() == cur.String()
 }
