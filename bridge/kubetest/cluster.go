@@ -125,6 +125,7 @@ func Start(t testing.TB) *Cluster {
 	dir := t.TempDir()
 	c := &Cluster{dir: dir}
 
+	begin := time.Now()
 	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
 	etcd := startProcess(t, "etcd", filepath.Join(dir, "etcd.log"), etcdBin,
@@ -137,6 +138,7 @@ func Start(t testing.TB) *Cluster {
 		"--initial-cluster=kubetest=http://127.0.0.1:"+strconv.Itoa(peerPort),
 	)
 	etcd.waitHTTP(t, &http.Client{Timeout: 5 * time.Second}, etcdURL+"/health")
+	t.Logf("etcd up in %.1fs", time.Since(begin).Seconds())
 
 	pki := writePKI(t, dir)
 	tokens := filepath.Join(dir, "tokens.csv")
@@ -169,12 +171,16 @@ func Start(t testing.TB) *Cluster {
 		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAData},
 		QPS:             200,
 		Burst:           400,
+		// The test uses the deprecated v1alpha1 on purpose.
+		WarningHandler: rest.NoWarnings{},
 	}
 	hc, err := rest.HTTPClientFor(c.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	apiStart := time.Now()
 	api.waitHTTP(t, hc, c.URL+"/readyz")
+	t.Logf("kube-apiserver ready in %.1fs", time.Since(apiStart).Seconds())
 
 	if c.Kube, err = kubernetes.NewForConfig(c.Admin); err != nil {
 		t.Fatal(err)
