@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"ConnectionSettings", testConnectionSettingsStore},
 		{"Audit", testAudit},
 		{"Sessions", testSessions},
+		{"Bindings", testBindings},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

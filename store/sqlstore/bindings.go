@@ -1,0 +1,49 @@
+package sqlstore
+
+import (
+	"context"
+
+	"github.com/stewardhq/steward"
+)
+
+var _ steward.AgentBindingStore = (*DB)(nil)
+
+// BindAgent records b unless the agent is bound already (the first writer
+// wins, atomically); it returns the binding in force and whether it was
+// created.
+func (db *DB) BindAgent(ctx context.Context, b *steward.AgentBinding) (*steward.AgentBinding, bool, error) {
+	if b.AgentID.IsZero() || b.EnrollmentTokenID == "" {
+		return nil, false, steward.Errorf(steward.EINVALID, "agent binding needs an agent id and an enrollment token id")
+	}
+	at := b.CreatedAt
+	if at.IsZero() {
+		at = db.now()
+	}
+	res, err := db.exec(ctx, `INSERT INTO agent_bindings(agent_id, enrollment_token, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (agent_id) DO NOTHING`, b.AgentID.String(), b.EnrollmentTokenID, db.time(at))
+	if err != nil {
+		return nil, false, db.wrap(err, "bind agent %s", b.AgentID)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return &steward.AgentBinding{AgentID: b.AgentID, EnrollmentTokenID: b.EnrollmentTokenID, CreatedAt: db.trunc(at)}, true, nil
+	}
+	got, err := db.AgentBinding(ctx, b.AgentID)
+	return got, false, err
+}
+
+// AgentBinding returns the agent's binding; ENOTFOUND if none.
+func (db *DB) AgentBinding(ctx context.Context, id steward.InstanceUID) (*steward.AgentBinding, error) {
+	b := &steward.AgentBinding{AgentID: id}
+	var at timeCol
+	err := db.queryRow(ctx, `SELECT enrollment_token, created_at FROM agent_bindings WHERE agent_id = ?`, id.String()).Scan(&b.EnrollmentTokenID, &at)
+	if err != nil {
+		return nil, db.notFound(err, "binding of agent %s", id)
+	}
+	b.CreatedAt = at.Time
+	return b, nil
+}
+
+// UnbindAgent removes the agent's binding; ENOTFOUND if none.
+func (db *DB) UnbindAgent(ctx context.Context, id steward.InstanceUID) error {
+	return db.deleteRow(ctx, `DELETE FROM agent_bindings WHERE agent_id = ?`, id.String(), "agent binding")
+}
