@@ -224,7 +224,16 @@ const (
 	AuditCertificateRotated  = "certificate.rotated"
 	AuditCertificateRevoked  = "certificate.revoked"
 	AuditCertificateRejected = "certificate.csr_rejected"
+	// AuditAgentUIDReassigned: a connection claimed an instance uid that
+	// another live connection (or a credential it lacks) speaks for, and
+	// was given a new uid.
+	AuditAgentUIDReassigned = "agent.uid_reassigned"
 )
+
+// EventDuplicateUID records on an agent that another connection claimed
+// its instance uid and was given a new one (coalesced: once per minute,
+// with a count).
+const EventDuplicateUID = "agent.duplicate_uid"
 
 // EventAgentRefused records an agent connection or request refused for its
 // credentials (bad, expired or revoked certificate or enrollment token, or

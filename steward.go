@@ -21,6 +21,8 @@ const (
 	EUNAUTHORIZED   = "unauthorized"
 	EFORBIDDEN      = "forbidden"
 	EUNAVAILABLE    = "unavailable"
+	// ETOOMANY: too many attempts; retry later (HTTP 429).
+	ETOOMANY = "too_many_requests"
 )
 
 // Error is a domain error: a machine-readable code and a message meant for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -43,9 +44,22 @@ type AgentAuth struct {
 	Audit steward.AuditStore
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// RefusalBackoff bounds the cool-down after a refusal: a credential
+	// refused from a host is answered 429 with Retry-After at the upgrade
+	// until it ends; it doubles with each refusal from Min (default 5 s)
+	// to Max (default 5 minutes). See docs/security.md.
+	RefusalBackoff Backoff
+	// AuditWindow coalesces identical refusals (same action, target and
+	// reason): the first is recorded at once, the rest as one entry per
+	// window with a count; default 1 minute.
+	AuditWindow time.Duration
 }
 
-// agentAuth is what authenticate returns for a connection.
+// Backoff bounds a delay that doubles from Min to Max.
+type Backoff struct{ Min, Max time.Duration }
+
+// agentAuth is the credential a connection presented, as authenticate
+// found it (never modified afterwards).
 type agentAuth struct {
 	method string // "certificate", "enrollment-token" or "none"
 	// certificate
@@ -53,10 +67,8 @@ type agentAuth struct {
 	serial  string
 	// enrollment token
 	token *steward.EnrollmentToken
-	// assigned is a uid the server gave the agent on this connection.
-	assigned atomic.Pointer[steward.InstanceUID]
-	// admitted is set once the connection's agent passed admit.
-	admitted atomic.Bool
+	// key names the credential and the remote host, for cool-downs.
+	key string
 }
 
 // credState is the Service's credential machinery.
@@ -68,6 +80,13 @@ type credState struct {
 	// renamed maps a uid the server assigned to a certificate-authenticated
 	// agent to the uid its certificate names (in memory only).
 	renamed sync.Map
+	// bindings keeps which enrollment token admitted each uid.
+	bindings steward.AgentBindingStore
+	// cooldown answers credentials refused from a host with 429 at the
+	// upgrade for a while (cooldown.go); coalesce keeps repeated refusals
+	// from flooding the audit log.
+	cooldown *cooldowns
+	coalesce *coalescer
 }
 
 // agentCred is the per-session credential state (guarded by session.mu).
@@ -79,6 +98,10 @@ type agentCred struct {
 	// tokenID the enrollment token.
 	connSerial string
 	tokenID    string
+	// bound: the uid belongs to a credential (a certificate or an
+	// enrollment binding), so a connection without one may not speak for
+	// it.
+	bound bool
 	// reported is the agent's last_connection_settings_hash; offered the
 	// hash last offered on this connection; opampOffered the hash of the
 	// OpAMP settings last offered to an agent that does not report their
@@ -104,6 +127,18 @@ func (s *Service) initCredentials() {
 	if a.CertLifetime <= 0 {
 		a.CertLifetime = ca.DefaultLifetime
 	}
+	if a.RefusalBackoff.Min <= 0 {
+		a.RefusalBackoff.Min = 5 * time.Second
+	}
+	if a.RefusalBackoff.Max < a.RefusalBackoff.Min {
+		a.RefusalBackoff.Max = max(a.RefusalBackoff.Min, 5*time.Minute)
+	}
+	if a.AuditWindow <= 0 {
+		a.AuditWindow = time.Minute
+	}
+	s.cred.bindings, _ = s.store.(steward.AgentBindingStore)
+	s.cred.cooldown = newCooldowns(a.RefusalBackoff.Min, a.RefusalBackoff.Max)
+	s.cred.coalesce = newCoalescer(a.AuditWindow)
 	s.cred.store = a.Credentials
 	s.cred.audit = a.Audit
 	s.cred.conns, _ = s.store.(steward.ConnectionSettingsStore)
@@ -116,33 +151,48 @@ func (s *Service) now() time.Time { return s.cfg.Auth.Now().UTC() }
 // not revoked), else an enrollment token (known, not expired, revoked or
 // used up), else nothing when authentication is not required.
 // EUNAUTHORIZED (401) for missing, unknown or expired credentials,
-// EFORBIDDEN (403) for revoked ones, EUNAVAILABLE when the store cannot be
-// read.
-func (s *Service) authenticate(r *http.Request) (any, error) {
+// EFORBIDDEN (403) for revoked ones, both with Retry-After; ETOOMANY (429
+// with Retry-After) while the credential is cooling down after a refusal
+// from the same host; EUNAVAILABLE when the store cannot be read.
+func (s *Service) authenticate(r *http.Request) (*agentAuth, error) {
 	ctx := r.Context()
+	host := hostOf(r.RemoteAddr)
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		return s.authCertificate(ctx, r.TLS.PeerCertificates[0], r.TLS.VerifiedChains, r.RemoteAddr)
+		cert := r.TLS.PeerCertificates[0]
+		key := "cert " + ca.Serial(cert) + " " + host
+		if err := s.coolingDown(key); err != nil {
+			return nil, err
+		}
+		return s.authCertificate(ctx, key, cert, r.TLS.VerifiedChains, r.RemoteAddr)
 	}
 	// Only the Bearer scheme is ours; another (e.g. for a proxy in front)
 	// counts as no credentials.
 	if scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		if secret = strings.TrimSpace(secret); secret == "" {
-			return nil, s.refuse(ctx, steward.InstanceUID{}, r.RemoteAddr, steward.Errorf(steward.EUNAUTHORIZED, "empty bearer token: send Authorization: Bearer <enrollment token>"))
+		secret = strings.TrimSpace(secret)
+		hash := steward.HashSecret(secret)
+		key := "token " + hexString(hash[:8]) + " " + host
+		if err := s.coolingDown(key); err != nil {
+			return nil, err
 		}
-		return s.authToken(ctx, secret, r.RemoteAddr)
+		if secret == "" {
+			return nil, s.refuse(ctx, key, steward.InstanceUID{}, r.RemoteAddr, steward.Errorf(steward.EUNAUTHORIZED, "empty bearer token: send Authorization: Bearer <enrollment token>"))
+		}
+		return s.authToken(ctx, key, hash, r.RemoteAddr)
 	}
+	key := "none " + host
 	if s.cfg.Auth.Require {
+		if err := s.coolingDown(key); err != nil {
+			return nil, err
+		}
 		// Not audited: such requests carry no identity to record.
-		return nil, steward.Errorf(steward.EUNAUTHORIZED, "agent authentication required: present an enrollment token (Authorization: Bearer) or a client certificate")
+		s.cred.cooldown.refused(key, time.Now())
+		return nil, server.RetryAfter(steward.Errorf(steward.EUNAUTHORIZED,
+			"agent authentication required: present an enrollment token (Authorization: Bearer) or a client certificate"), s.cfg.Auth.RefusalBackoff.Min)
 	}
-	return noAuth, nil
+	return &agentAuth{method: "none", key: key}, nil
 }
 
-// noAuth is shared by every connection that presented no credentials (its
-// admitted flag is never consulted for method "none").
-var noAuth = &agentAuth{method: "none"}
-
-func (s *Service) authCertificate(ctx context.Context, cert *x509.Certificate, chains [][]*x509.Certificate, remote string) (any, error) {
+func (s *Service) authCertificate(ctx context.Context, key string, cert *x509.Certificate, chains [][]*x509.Certificate, remote string) (*agentAuth, error) {
 	uid, _ := ca.InstanceUID(cert)
 	serial := ca.Serial(cert)
 	if s.cfg.Auth.CA != nil {
@@ -162,7 +212,7 @@ func (s *Service) authCertificate(ctx context.Context, cert *x509.Certificate, c
 			if errors.As(err, &inv) && inv.Reason == x509.Expired {
 				msg = "client certificate expired or not yet valid"
 			}
-			return nil, s.refuse(ctx, uid, remote, steward.Errorf(steward.EUNAUTHORIZED, "%s (serial %s)", msg, serial))
+			return nil, s.refuse(ctx, key, uid, remote, steward.Errorf(steward.EUNAUTHORIZED, "%s (serial %s)", msg, serial))
 		}
 	}
 	if s.cred.store == nil {
@@ -171,15 +221,20 @@ func (s *Service) authCertificate(ctx context.Context, cert *x509.Certificate, c
 	rec, err := s.cred.store.Certificate(ctx, serial)
 	switch {
 	case steward.ErrorCode(err) == steward.ENOTFOUND:
-		return nil, s.refuse(ctx, uid, remote, steward.Errorf(steward.EUNAUTHORIZED, "unknown client certificate (serial %s)", serial))
+		return nil, s.refuse(ctx, key, uid, remote, steward.Errorf(steward.EUNAUTHORIZED, "unknown client certificate (serial %s)", serial))
 	case err != nil:
 		return nil, steward.Errorf(steward.EUNAVAILABLE, "cannot check the client certificate now")
 	case rec.Revoked:
-		return nil, s.refuse(ctx, rec.AgentID, remote, steward.Errorf(steward.EFORBIDDEN, "client certificate %s was revoked", serial))
+		return nil, s.refuse(ctx, key, rec.AgentID, remote, steward.Errorf(steward.EFORBIDDEN, "client certificate %s was revoked", serial))
 	case !s.now().Before(rec.NotAfter):
-		return nil, s.refuse(ctx, rec.AgentID, remote, steward.Errorf(steward.EUNAUTHORIZED, "client certificate %s expired", serial))
+		return nil, s.refuse(ctx, key, rec.AgentID, remote, steward.Errorf(steward.EUNAUTHORIZED, "client certificate %s expired", serial))
 	}
-	return &agentAuth{method: "certificate", certUID: rec.AgentID, serial: serial}, nil
+	// The certificate names its uid: a second live connection with it is
+	// refused here, before the upgrade (see admit for the others).
+	if live, ok := s.liveElsewhere(rec.AgentID, nil); ok && live == serial {
+		return nil, s.duplicate(ctx, key, rec.AgentID, remote)
+	}
+	return &agentAuth{method: "certificate", certUID: rec.AgentID, serial: serial, key: key}, nil
 }
 
 // verifiedBy reports whether one of the verified chains ends at root.
@@ -192,41 +247,66 @@ func verifiedBy(chains [][]*x509.Certificate, root *x509.Certificate) bool {
 	return false
 }
 
-func (s *Service) authToken(ctx context.Context, secret, remote string) (any, error) {
+func (s *Service) authToken(ctx context.Context, key string, hash []byte, remote string) (*agentAuth, error) {
 	if s.cred.store == nil {
 		return nil, steward.Errorf(steward.EUNAUTHORIZED, "enrollment tokens are not accepted: the store keeps no credentials")
 	}
-	t, err := s.cred.store.EnrollmentTokenByHash(ctx, steward.HashSecret(secret))
+	t, err := s.cred.store.EnrollmentTokenByHash(ctx, hash)
 	switch {
 	case steward.ErrorCode(err) == steward.ENOTFOUND:
-		return nil, s.refuse(ctx, steward.InstanceUID{}, remote, steward.Errorf(steward.EUNAUTHORIZED, "unknown enrollment token"))
+		return nil, s.refuse(ctx, key, steward.InstanceUID{}, remote, steward.Errorf(steward.EUNAUTHORIZED, "unknown enrollment token"))
 	case err != nil:
 		return nil, steward.Errorf(steward.EUNAVAILABLE, "cannot check the enrollment token now")
 	case t.Revoked:
-		return nil, s.refuse(ctx, steward.InstanceUID{}, remote, steward.Errorf(steward.EFORBIDDEN, "enrollment token %q was revoked", t.Name))
+		return nil, s.refuse(ctx, key, steward.InstanceUID{}, remote, steward.Errorf(steward.EFORBIDDEN, "enrollment token %q was revoked", t.Name))
 	case !t.ExpiresAt.IsZero() && !s.now().Before(t.ExpiresAt):
-		return nil, s.refuse(ctx, steward.InstanceUID{}, remote, steward.Errorf(steward.EUNAUTHORIZED, "enrollment token %q expired", t.Name))
+		return nil, s.refuse(ctx, key, steward.InstanceUID{}, remote, steward.Errorf(steward.EUNAUTHORIZED, "enrollment token %q expired", t.Name))
 	}
 	// Uses are counted per new agent, in admit.
-	return &agentAuth{method: "enrollment-token", token: t}, nil
+	return &agentAuth{method: "enrollment-token", token: t, key: key}, nil
 }
 
-// refuse records a refused agent (event on the agent when known, audit
-// entry) and returns err.
-func (s *Service) refuse(ctx context.Context, id steward.InstanceUID, remote string, err error) error {
-	msg := steward.ErrorMessage(err)
-	s.log.Info("agent refused", "agent", id, "remote", remote, "reason", msg)
-	if !id.IsZero() {
-		s.emit(&steward.Event{Type: steward.EventAgentRefused, AgentID: id, Message: "agent refused: " + msg,
-			Details: map[string]any{"remote_addr": remote, "code": steward.ErrorCode(err)}})
+// coolingDown returns ETOOMANY (429 with Retry-After) while key is cooling
+// down after a refusal; the attempt is counted in the coalesced audit.
+func (s *Service) coolingDown(key string) error {
+	left := s.cred.cooldown.left(key, time.Now())
+	if left <= 0 {
+		return nil
 	}
-	target := remote
+	return server.RetryAfter(steward.Errorf(steward.ETOOMANY, "refused recently: retry in %s", left.Round(time.Second)), left)
+}
+
+// refuse records a refused agent — an event on the agent when known and an
+// audit entry, both coalesced per reason (see coalescer) — starts or
+// extends the cool-down of the credential key and returns err, carrying
+// that cool-down as its Retry-After.
+func (s *Service) refuse(ctx context.Context, key string, id steward.InstanceUID, remote string, err error) error {
+	msg := steward.ErrorMessage(err)
+	target := hostOf(remote)
 	if !id.IsZero() {
 		target = id.String()
 	}
-	s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(id), Action: steward.AuditAgentRefused, Target: target,
-		Details: map[string]any{"reason": msg, "remote_addr": remote}})
-	return err
+	wait := s.cred.cooldown.refused(key, time.Now())
+	code := steward.ErrorCode(err)
+	s.cred.coalesce.note(steward.AuditAgentRefused+" "+target+" "+msg, time.Now(), func(n int, first, last time.Time) {
+		s.recordRefusal(ctx, id, target, remote, msg, code, n, first, last)
+	})
+	return server.RetryAfter(err, wait)
+}
+
+// recordRefusal writes one (possibly coalesced) refusal: n occurrences
+// between first and last.
+func (s *Service) recordRefusal(ctx context.Context, id steward.InstanceUID, target, remote, msg, code string, n int, first, last time.Time) {
+	s.log.Info("agent refused", "agent", id, "remote", remote, "reason", msg, "count", n)
+	details := map[string]any{"reason": msg, "remote_addr": remote}
+	if n > 1 {
+		details["count"], details["first_time"], details["last_time"] = n, first.UTC(), last.UTC()
+	}
+	if !id.IsZero() {
+		s.emit(&steward.Event{Type: steward.EventAgentRefused, AgentID: id, Message: "agent refused: " + msg,
+			Details: map[string]any{"remote_addr": remote, "code": code, "count": n}})
+	}
+	s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(id), Action: steward.AuditAgentRefused, Target: target, Details: details})
 }
 
 func actorAgent(id steward.InstanceUID) string {
@@ -251,97 +331,246 @@ func (s *Service) audit(ctx context.Context, e *steward.AuditEntry) {
 	}
 }
 
-// admit runs on every message, with ss.mu held, before the report is
-// applied. On a connection's first message it binds the credentials to the
-// agent: a certificate must belong to the agent sending (or to the uid the
-// server just assigned it); an enrollment token admits an agent the store
-// does not know yet only if it has uses left and its selector matches the
-// agent's description, and never an agent with a revoked certificate. It
-// also loads the agent's certificate for its connection settings offers.
-func (s *Service) admit(ctx context.Context, c server.Conn, ss *session, msg *protobufs.AgentToServer, reply *protobufs.ServerToAgent, fresh bool) error {
-	st, _ := c.State().(*connState)
-	var auth *agentAuth
-	if st != nil {
-		auth, _ = st.auth.(*agentAuth)
-	}
-	if auth != nil && auth.method == "certificate" {
-		if reply.AgentIdentification != nil {
-			// The server assigned this connection a new uid; the agent
-			// may use it, also on later connections with its old
-			// certificate, until it has one naming the new uid (spec:
-			// "Using instance_uid in the CSR").
-			auth.assigned.Store(&ss.id)
-			s.cred.renamed.Store(ss.id, auth.certUID)
-		}
-		renamedFrom, _ := s.cred.renamed.Load(ss.id)
-		if a := auth.assigned.Load(); auth.certUID != ss.id && (a == nil || *a != ss.id) && renamedFrom != auth.certUID {
-			return s.refuse(ctx, auth.certUID, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
-				"client certificate %s belongs to agent %s, not %s", auth.serial, auth.certUID, ss.id))
+// uidBinding is what binds a uid to credentials, as the store says.
+type uidBinding struct {
+	certs   []*steward.AgentCertificate // newest first
+	tokenID string                      // the enrollment token that admitted it
+}
+
+// cert returns the newest certificate in force, or nil.
+func (b *uidBinding) cert(now time.Time) *steward.AgentCertificate {
+	for _, c := range b.certs {
+		if !c.Revoked && now.Before(c.NotAfter) {
+			return c
 		}
 	}
-	if ss.credLoaded && !fresh && (auth == nil || auth.method == "none" || auth.admitted.Load() ||
-		(auth.method == "certificate" && ss.creds().connSerial == auth.serial) ||
-		(auth.method == "enrollment-token" && ss.creds().tokenID == auth.token.ID)) {
-		// The same credentials as on this agent's previous message (HTTP
-		// agents authenticate every request).
-		if auth != nil {
-			auth.admitted.Store(true)
+	return nil
+}
+
+// revoked returns a revoked certificate of the uid, or nil.
+func (b *uidBinding) revoked() *steward.AgentCertificate {
+	for _, c := range b.certs {
+		if c.Revoked {
+			return c
 		}
-		s.noteConnStatus(ss, msg)
-		return nil
 	}
-	var certs []*steward.AgentCertificate
+	return nil
+}
+
+func (b *uidBinding) bound() bool { return len(b.certs) > 0 || b.tokenID != "" }
+
+// bindingOf reads what binds uid id.
+func (s *Service) bindingOf(ctx context.Context, id steward.InstanceUID) (*uidBinding, error) {
+	b := &uidBinding{}
 	if s.cred.store != nil {
 		var err error
-		if certs, err = s.cred.store.Certificates(ctx, &ss.id); err != nil {
-			return err
+		if b.certs, err = s.cred.store.Certificates(ctx, &id); err != nil {
+			return nil, fmt.Errorf("read certificates of agent %s: %w", id, err)
 		}
 	}
-	if auth != nil && auth.method == "enrollment-token" && !auth.admitted.Load() {
-		for _, ct := range certs {
-			if ct.Revoked {
-				return s.refuse(ctx, ss.id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
-					"agent %s had its certificate %s revoked; an enrollment token does not readmit it", ss.id, ct.Serial))
-			}
+	if s.cred.bindings != nil {
+		eb, err := s.cred.bindings.AgentBinding(ctx, id)
+		switch {
+		case err == nil:
+			b.tokenID = eb.EnrollmentTokenID
+		case steward.ErrorCode(err) != steward.ENOTFOUND:
+			return nil, fmt.Errorf("read binding of agent %s: %w", id, err)
 		}
-		stored, err := s.store.Agent(ctx, ss.id)
-		if err != nil && steward.ErrorCode(err) != steward.ENOTFOUND {
-			return err
-		}
-		if stored == nil {
-			if err := s.enroll(ctx, c, ss, auth.token, msg); err != nil {
-				return err
-			}
-		}
-		auth.admitted.Store(true)
-	} else if auth != nil {
-		auth.admitted.Store(true)
 	}
-	// The reported connection settings hash is restored from the store
-	// with the rest of the agent's state (applyReport).
+	return b, nil
+}
+
+// admission is what admit established for a uid on a connection.
+type admission struct {
+	id      steward.InstanceUID
+	renamed bool        // id was assigned by the server in this reply
+	binding *uidBinding // nil: the session already holds it (HTTP poll)
+}
+
+// admit decides, before any state of the uid is touched, whether
+// connection c may speak for uid id (the first message of a WebSocket, a
+// uid the server assigned on it, or any plain-HTTP request):
+//
+//   - a certificate speaks for the uid it names (or one the server
+//     assigned to it);
+//   - an enrollment token speaks for a uid bound to the same enrollment,
+//     or for an unbound uid, which it then enrolls: the token's use is
+//     counted (max_uses), the uid is bound to it and agent.enrolled is
+//     audited. It never speaks for a uid bound to a certificate (revoked
+//     or not) or to another enrollment;
+//   - no credentials speak only for uids bound to nothing.
+//
+// One live connection speaks for a uid: a certificate whose uid is live on
+// another connection with the same certificate is refused with
+// EUNAVAILABLE and a Retry-After (with another credential, it takes over:
+// the agent moved to its new certificate);
+// anything else claiming a live uid — or a bound uid it holds no
+// credential for, without authentication required — is given a uid of its
+// own (AgentIdentification), admitted as a new agent. Refusals are
+// EFORBIDDEN (audited, coalesced); EUNAVAILABLE when the store cannot be
+// read.
+func (s *Service) admit(ctx context.Context, c server.Conn, st *connState, id steward.InstanceUID, msg *protobufs.AgentToServer, assigned bool) (*admission, error) {
+	a := st.auth
+	if c.Transport() == server.HTTP && !assigned {
+		if ss := s.lookup(id); ss != nil && ss.admittedWith(a) {
+			return &admission{id: id}, nil // the next poll of an admitted agent
+		}
+	}
+	remote := c.RemoteAddr()
+	if a.method == "certificate" && id != a.certUID && !assigned {
+		if from, _ := s.cred.renamed.Load(id); from != a.certUID {
+			return nil, s.refuse(ctx, a.key, a.certUID, remote, steward.Errorf(steward.EFORBIDDEN,
+				"client certificate %s belongs to agent %s, not %s", a.serial, a.certUID, id))
+		}
+	}
+	b, err := s.bindingOf(ctx, id)
+	if err != nil {
+		s.log.Warn("cannot admit agent now", "agent", id, "error", err)
+		return nil, steward.Errorf(steward.EUNAVAILABLE, "cannot check the agent's credentials now")
+	}
+	adm := &admission{id: id, binding: b}
+	switch a.method {
+	case "enrollment-token":
+		if rc := b.revoked(); rc != nil {
+			return nil, s.refuse(ctx, a.key, id, remote, steward.Errorf(steward.EFORBIDDEN,
+				"agent %s had its certificate %s revoked; an enrollment token does not readmit it", id, rc.Serial))
+		}
+		if len(b.certs) > 0 {
+			return nil, s.refuse(ctx, a.key, id, remote, steward.Errorf(steward.EFORBIDDEN,
+				"agent %s holds a client certificate; connect with it (an enrollment token does not speak for it)", id))
+		}
+		if b.tokenID != "" && b.tokenID != a.token.ID {
+			return nil, s.refuse(ctx, a.key, id, remote, steward.Errorf(steward.EFORBIDDEN,
+				"agent %s was enrolled with another enrollment token", id))
+		}
+	case "none":
+		if b.bound() {
+			s.noteReassigned(ctx, id, remote, "the uid is bound to credentials this connection does not present")
+			adm.renew()
+		}
+	}
+	if live, ok := s.liveElsewhere(id, c); ok && !adm.renamed {
+		switch {
+		case a.method == "certificate" && live == a.serial:
+			return nil, s.duplicate(ctx, a.key, id, remote)
+		case a.method == "certificate":
+			// The agent moved to a newer credential (a certificate
+			// from the CSR flow, or a renewal): it takes over.
+		default:
+			s.noteReassigned(ctx, id, remote, "the uid is in use by another live connection")
+			adm.renew()
+		}
+	}
+	if a.method == "certificate" && (assigned || adm.renamed) {
+		// The agent may use the new uid, also on later connections with
+		// its old certificate, until it has one naming it (spec: "Using
+		// instance_uid in the CSR").
+		s.cred.renamed.Store(adm.id, a.certUID)
+	}
+	if a.method == "enrollment-token" && adm.binding.tokenID == "" {
+		if err := s.enroll(ctx, c, a, adm.id, msg); err != nil {
+			return nil, err
+		}
+		adm.binding.tokenID = a.token.ID
+	}
+	return adm, nil
+}
+
+// renew gives the admission a fresh uid, bound to nothing.
+func (adm *admission) renew() {
+	adm.id = steward.NewInstanceUID()
+	adm.renamed = true
+	adm.binding = &uidBinding{}
+}
+
+// duplicate refuses a certificate whose uid another live connection speaks
+// for: EUNAVAILABLE with a Retry-After past the liveness window, so a
+// connection that died without closing has been replaced by then.
+func (s *Service) duplicate(ctx context.Context, key string, id steward.InstanceUID, remote string) error {
+	msg := "instance_uid " + id.String() + " is in use by another live connection"
+	s.cred.coalesce.note("agent.duplicate_uid "+id.String(), time.Now(), func(n int, first, last time.Time) {
+		s.recordRefusal(ctx, id, id.String(), remote, msg, steward.EUNAVAILABLE, n, first, last)
+	})
+	wait := max(s.cred.cooldown.refused(key, time.Now()), s.livenessWindow())
+	return server.RetryAfter(steward.Errorf(steward.EUNAVAILABLE, "%s; retry later", msg), wait)
+}
+
+// noteReassigned records (coalesced) that a connection claiming id was
+// given a uid of its own.
+func (s *Service) noteReassigned(ctx context.Context, id steward.InstanceUID, remote, why string) {
+	s.log.Warn("instance_uid claimed by another agent: assigning a new one", "instance_uid", id, "remote", remote, "reason", why)
+	s.cred.coalesce.note("agent.uid_reassigned "+id.String()+" "+why, time.Now(), func(n int, first, last time.Time) {
+		details := map[string]any{"remote_addr": remote, "reason": why, "count": n}
+		if n > 1 {
+			details["first_time"], details["last_time"] = first.UTC(), last.UTC()
+		}
+		s.emit(&steward.Event{Type: steward.EventDuplicateUID, AgentID: id, Message: "another agent claimed this instance_uid and was given a new one: " + why, Details: details})
+		s.audit(ctx, &steward.AuditEntry{Actor: "agent", Action: steward.AuditAgentUIDReassigned, Target: id.String(), Details: details})
+	})
+}
+
+// livenessWindow is how recently a connection must have been heard from to
+// be taken as alive when another claims its uid.
+func (s *Service) livenessWindow() time.Duration { return s.cfg.HeartbeatInterval + s.cfg.HeartbeatInterval/2 }
+
+// liveElsewhere reports whether a WebSocket other than c speaks for uid id
+// and was heard from within the liveness window (an older one is taken to
+// have died without closing, and is replaced), and the certificate serial
+// that connection presented ("" for none).
+func (s *Service) liveElsewhere(id steward.InstanceUID, c server.Conn) (serial string, live bool) {
+	ss := s.lookup(id)
+	if ss == nil {
+		return "", false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.conn == nil || ss.conn == c || ss.closed {
+		return "", false
+	}
+	return ss.creds().connSerial, time.Since(time.Unix(0, ss.lastSeen)) <= s.livenessWindow()
+}
+
+// admittedWith reports whether the session was admitted with credential a
+// (so an HTTP agent's next poll needs no store access).
+func (ss *session) admittedWith(a *agentAuth) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.credLoaded || ss.closed {
+		return false
+	}
+	c := ss.creds()
+	switch a.method {
+	case "certificate":
+		return c.connSerial == a.serial
+	case "enrollment-token":
+		return c.tokenID == a.token.ID
+	}
+	return !c.bound
+}
+
+// attach keeps what admission established in the session (ss.mu held):
+// the credential of the connection and the certificate to offer.
+func (s *Service) attach(ss *session, a *agentAuth, adm *admission, fresh bool) {
+	if adm.binding == nil {
+		return
+	}
 	ss.credLoaded = true
-	var cert *steward.AgentCertificate
-	for _, ct := range certs { // newest first
-		if !ct.Revoked && s.now().Before(ct.NotAfter) {
-			cert = ct
-			break
-		}
-	}
+	cert := adm.binding.cert(s.now())
 	var serial, tokenID string
-	if auth != nil && auth.method == "certificate" {
-		serial = auth.serial
-	} else if auth != nil && auth.method == "enrollment-token" {
-		tokenID = auth.token.ID
+	switch a.method {
+	case "certificate":
+		serial = a.serial
+	case "enrollment-token":
+		tokenID = a.token.ID
 	}
-	if ss.cred != nil || cert != nil || serial != "" || tokenID != "" {
+	bound := adm.binding.bound()
+	if ss.cred != nil || cert != nil || serial != "" || tokenID != "" || bound {
 		c := ss.credsForUpdate()
-		c.cert, c.connSerial, c.tokenID = cert, serial, tokenID
+		c.cert, c.connSerial, c.tokenID, c.bound = cert, serial, tokenID, bound
 		if fresh {
 			c.offered = nil
 		}
 	}
-	s.noteConnStatus(ss, msg)
-	return nil
 }
 
 // noCreds is what creds returns for a session without credential state.
@@ -364,30 +593,51 @@ func (ss *session) credsForUpdate() *agentCred {
 	return ss.cred
 }
 
-// enroll admits a new agent with an enrollment token.
-func (s *Service) enroll(ctx context.Context, c server.Conn, ss *session, t *steward.EnrollmentToken, msg *protobufs.AgentToServer) error {
+// enroll admits a new agent with an enrollment token: its selector must
+// match the agent's description, the uid is bound to the token (the first
+// binding wins across replicas), and the use is counted.
+func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id steward.InstanceUID, msg *protobufs.AgentToServer) error {
+	t := a.token
 	if t.Selector != "" {
 		sel, err := steward.ParseSelector(t.Selector)
 		if err != nil {
 			return err
 		}
 		if msg.AgentDescription == nil {
-			return s.refuse(ctx, ss.id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+			return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 				"enrollment token %q requires labels; the first message must carry the agent description", t.Name))
 		}
-		a := &steward.Agent{ID: ss.id, Description: fromDescription(msg.AgentDescription)}
-		if !sel.Matches(a.LabelSet()) {
-			return s.refuse(ctx, ss.id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+		ag := &steward.Agent{ID: id, Description: fromDescription(msg.AgentDescription)}
+		if !sel.Matches(ag.LabelSet()) {
+			return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 				"enrollment token %q does not admit this agent: its labels do not match %q", t.Name, t.Selector))
 		}
 	}
-	if _, err := s.cred.store.UseEnrollmentToken(ctx, t.ID, s.now()); err != nil {
-		if steward.ErrorCode(err) == steward.EFORBIDDEN || steward.ErrorCode(err) == steward.ENOTFOUND {
-			return s.refuse(ctx, ss.id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN, "enrollment token %q: %s", t.Name, steward.ErrorMessage(err)))
+	if s.cred.bindings != nil {
+		b, created, err := s.cred.bindings.BindAgent(ctx, &steward.AgentBinding{AgentID: id, EnrollmentTokenID: t.ID, CreatedAt: s.now()})
+		if err != nil {
+			return steward.Errorf(steward.EUNAVAILABLE, "cannot enroll the agent now")
 		}
-		return err
+		if !created {
+			if b.EnrollmentTokenID != t.ID {
+				return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+					"agent %s was enrolled with another enrollment token", id))
+			}
+			return nil // enrolled by a concurrent connection with this token
+		}
 	}
-	s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(ss.id), Action: steward.AuditAgentEnrolled, Target: ss.id.String(),
+	if _, err := s.cred.store.UseEnrollmentToken(ctx, t.ID, s.now()); err != nil {
+		if s.cred.bindings != nil {
+			if uerr := s.cred.bindings.UnbindAgent(ctx, id); uerr != nil {
+				s.log.Warn("binding of a refused enrollment not removed", "agent", id, "error", uerr)
+			}
+		}
+		if code := steward.ErrorCode(err); code == steward.EFORBIDDEN || code == steward.ENOTFOUND {
+			return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN, "enrollment token %q: %s", t.Name, steward.ErrorMessage(err)))
+		}
+		return steward.Errorf(steward.EUNAVAILABLE, "cannot enroll the agent now")
+	}
+	s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(id), Action: steward.AuditAgentEnrolled, Target: id.String(),
 		Details: map[string]any{"enrollment_token": t.Name, "remote_addr": c.RemoteAddr()}})
 	return nil
 }
@@ -399,15 +649,16 @@ func (s *Service) noteConnStatus(ss *session, msg *protobufs.AgentToServer) {
 	}
 }
 
-// refuseConn answers a message refused by admit: the WebSocket is closed
+// refuseConn ends a WebSocket whose message was refused: it is closed
 // after the error response.
 func refuseConn(c server.Conn, err error) {
-	if c.Transport() == server.WebSocket {
-		switch steward.ErrorCode(err) {
-		case steward.EFORBIDDEN, steward.EUNAUTHORIZED:
-			// The error response is queued after OnMessage returns; the
-			// close frame must follow it.
-			time.AfterFunc(100*time.Millisecond, func() { _ = c.Close() })
-		}
+	if c.Transport() != server.WebSocket {
+		return
+	}
+	switch steward.ErrorCode(err) {
+	case steward.EFORBIDDEN, steward.EUNAUTHORIZED, steward.EUNAVAILABLE:
+		// The error response is queued after OnMessage returns; the
+		// close frame must follow it.
+		time.AfterFunc(100*time.Millisecond, func() { _ = c.Close() })
 	}
 }

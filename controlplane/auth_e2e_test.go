@@ -77,6 +77,9 @@ func newTLSStack(t *testing.T, auth controlplane.AgentAuth) *tlsStack {
 	}
 	s := &tlsStack{t: t, store: st, ca: authority}
 	auth.CA = authority
+	if auth.RefusalBackoff.Min == 0 {
+		auth.RefusalBackoff = noCooldown // these tests retry refused credentials at once
+	}
 	auth.Now = func() time.Time { return time.Now().Add(time.Duration(s.offset.Load())) }
 	authority.Clock = auth.Now
 	s.svc, err = controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", FlushInterval: 50 * time.Millisecond, Auth: auth,
@@ -387,6 +390,9 @@ func TestClientCertificateRefusals(t *testing.T) {
 		t.Fatal("a certificate from another CA was accepted")
 	}
 }
+
+// noCooldown makes refusals cool down for a nanosecond.
+var noCooldown = controlplane.Backoff{Min: time.Nanosecond, Max: time.Nanosecond}
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

@@ -31,7 +31,7 @@ func TestRevocationAcrossPostgresReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 		svc, err := controlplane.New(ctx, controlplane.Config{Store: db, Broadcaster: db, Replica: name,
-			Auth: controlplane.AgentAuth{Require: true, CA: authority}, Logger: discardLogger()})
+			Auth: controlplane.AgentAuth{Require: true, CA: authority, RefusalBackoff: noCooldown}, Logger: discardLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -576,8 +576,8 @@ func (s *Service) RevokeCertificate(ctx context.Context, serial string) (*stewar
 	return c, nil
 }
 
-// dropRevoked closes the connection of agent id if it presented the
-// revoked certificate serial, and stops offering that certificate.
+// dropRevoked closes the connection of agent id unless it presented
+// another certificate, and stops offering the revoked one.
 func (s *Service) dropRevoked(id steward.InstanceUID, serial string) {
 	ss := s.lookup(id)
 	if ss == nil {
@@ -585,7 +585,9 @@ func (s *Service) dropRevoked(id steward.InstanceUID, serial string) {
 	}
 	ss.mu.Lock()
 	var conn server.Conn
-	if ss.creds().connSerial == serial {
+	if cs := ss.creds().connSerial; cs == serial || cs == "" {
+		// Its connection with that certificate, or with a token or
+		// nothing (the uid is no longer theirs to speak for).
 		conn = ss.conn
 	}
 	if c := ss.cred; c != nil && c.cert != nil && c.cert.Serial == serial {

@@ -38,6 +38,9 @@ func newAuthFixture(t *testing.T, auth controlplane.AgentAuth) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if auth.RefusalBackoff.Min == 0 {
+		auth.RefusalBackoff = noCooldown // these tests retry refused credentials at once
+	}
 	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", FlushInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 30 * time.Second, Auth: auth})
 	if err != nil {

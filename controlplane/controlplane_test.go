@@ -276,13 +276,13 @@ func TestRemoteConfigReconciliation(t *testing.T) {
 		t.Fatalf("status %+v", a.RemoteConfigStatus)
 	}
 	// Reconnect reporting the applied hash: nothing to send.
+	cp.Close()
 	cp2 := f.connect(server.WebSocket)
 	m := fullReport(prod, 5, "prod")
 	m.RemoteConfigStatus = &protobufs.RemoteConfigStatus{LastRemoteConfigHash: rc.ConfigHash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED}
 	if r := f.send(cp2, m); r != nil && r.RemoteConfig != nil {
 		t.Fatal("config resent to an agent that runs it")
 	}
-	eventually(t, "the replaced connection to close", cp.isClosed)
 	// A new version is pushed; a FAILED report is recorded and not retried.
 	v2, _ := f.svc.PutConfig(f.ctx, &steward.Config{Name: "base", Files: yamlConfig("receivers: {bad}\n")})
 	if v2.Version != 2 {
@@ -502,35 +502,56 @@ func TestSelectorAssignmentsMergeByPriority(t *testing.T) {
 	}
 }
 
-func TestDuplicateInstanceUIDFromAnotherHost(t *testing.T) {
-	f := newFixture(t)
+// One live connection speaks for a uid: a clone claiming it — from the
+// same host or another — is given a uid of its own and the first
+// connection is left alone; a connection silent for longer than the
+// liveness window (1.5 heartbeat intervals) is taken for dead and replaced.
+func TestDuplicateInstanceUID(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", FlushInterval: 50 * time.Millisecond,
+		HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(); st.Close() })
+	f := &fixture{t: t, ctx: ctx, store: st, svc: svc}
+
 	uid := steward.NewInstanceUID()
 	first := f.connect(server.WebSocket)
 	f.send(first, fullReport(uid, 1, "prod"))
-
-	// A clone on another host with the same uid gets a new one; the first
-	// connection is left alone.
-	clone := f.connect(server.WebSocket)
-	clone.addr = "127.0.0.2:6000"
-	r := f.send(clone, fullReport(uid, 1, "prod"))
-	if r.AgentIdentification == nil || bytes.Equal(r.AgentIdentification.NewInstanceUid, uid[:]) {
-		t.Fatalf("want a new uid for the duplicate, got %v", r)
-	}
-	if first.isClosed() {
-		t.Fatal("the original connection was closed")
-	}
-	newID, _ := steward.InstanceUIDFromBytes(r.AgentIdentification.NewInstanceUid)
-	for _, id := range []steward.InstanceUID{uid, newID} {
-		a, err := f.svc.Agent(f.ctx, id)
-		if err != nil || !a.Online {
-			t.Fatalf("agent %s: %+v %v", id, a, err)
+	for _, addr := range []string{"127.0.0.2:6000", "127.0.0.1:6001"} {
+		clone := f.connect(server.WebSocket)
+		clone.addr = addr
+		r := f.send(clone, fullReport(uid, 1, "prod"))
+		if r.AgentIdentification == nil || bytes.Equal(r.AgentIdentification.NewInstanceUid, uid[:]) {
+			t.Fatalf("clone from %s: want a new uid, got %v", addr, r)
+		}
+		if first.isClosed() {
+			t.Fatal("the original connection was closed")
+		}
+		newID, _ := steward.InstanceUIDFromBytes(r.AgentIdentification.NewInstanceUid)
+		// The clone speaks for its new uid from now on.
+		if r := f.send(clone, heartbeat(newID, 2)); r.AgentIdentification != nil || r.ErrorResponse != nil {
+			t.Fatalf("clone's next message under its new uid: %v", r)
+		}
+		for _, id := range []steward.InstanceUID{uid, newID} {
+			a, err := f.svc.Agent(f.ctx, id)
+			if err != nil || !a.Online {
+				t.Fatalf("agent %s: %+v %v", id, a, err)
+			}
 		}
 	}
-	// From the same host it is a reconnect: the old connection is replaced.
+	// The first connection goes silent (a peer gone without closing): past
+	// the liveness window a reconnect takes over the uid.
+	time.Sleep(400 * time.Millisecond)
 	again := f.connect(server.WebSocket)
-	r = f.send(again, fullReport(uid, 2, "prod"))
+	r := f.send(again, fullReport(uid, 2, "prod"))
 	if r.AgentIdentification != nil {
-		t.Fatalf("reconnect from the same host got a new uid: %v", r)
+		t.Fatalf("reconnect after the old connection went silent got a new uid: %v", r)
 	}
 	eventually(t, "the replaced connection to close", first.isClosed)
 	a, _ := f.svc.Agent(f.ctx, uid)

@@ -73,10 +73,14 @@ func (ss *session) queue() *pendingCommands {
 	return ss.pending
 }
 
-// connState is what Accept attaches to a connection.
+// connState is what Accept attaches to a connection. Its fields are used
+// by the connection's messages, which are handled one at a time.
 type connState struct {
-	sess *session // set by the first message on a WebSocket
-	auth any      // what authenticate returned
+	auth *agentAuth // what authenticate returned
+	// sess is the session this WebSocket speaks for, set by its first
+	// admitted message; later messages must carry its uid (or one the
+	// server assigns on this connection).
+	sess *session
 	// endpoint is what the agent connected to, the default
 	// destination_endpoint of its OpAMP connection settings offers.
 	endpoint connEndpoint
@@ -125,7 +129,12 @@ func (s *Service) OnClose(c server.Conn) {
 	if st == nil || st.sess == nil {
 		return
 	}
-	ss := st.sess
+	s.release(st.sess, c)
+}
+
+// release ends session ss's use of connection c and marks the agent
+// offline, unless a newer connection has replaced c.
+func (s *Service) release(ss *session, c server.Conn) {
 	s.mu.Lock()
 	ss.mu.Lock()
 	current := ss.conn == c
@@ -145,21 +154,42 @@ func (s *Service) OnClose(c server.Conn) {
 
 // OnMessage applies one AgentToServer message and returns what the agent
 // lacks. See the package documentation for the reconciliation rules.
+//
+// A WebSocket speaks for the uid its first message was admitted for (see
+// admit): a later message with another uid — other than one the server
+// assigns on this connection — is refused (EFORBIDDEN, audited) and the
+// connection closed. The check is a comparison with the connection's
+// session.
 func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
 	now := time.Now().UTC()
 	reply := &protobufs.ServerToAgent{InstanceUid: msg.InstanceUid}
 
-	id, err := s.instanceUID(msg, reply)
+	id, assigned, err := s.instanceUID(msg, reply)
 	if err != nil {
 		return nil, err
 	}
-	var dupID steward.InstanceUID
-	ss, fresh := s.sessionFor(c, id, &dupID)
-	if !dupID.IsZero() {
-		s.log.Warn("duplicate instance_uid: assigning a new one", "instance_uid", id, "new_instance_uid", dupID, "remote", c.RemoteAddr())
-		id = dupID
-		reply.AgentIdentification = &protobufs.AgentIdentification{NewInstanceUid: id[:]}
+	st, _ := c.State().(*connState)
+	if st == nil {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "connection not accepted")
 	}
+	var adm *admission
+	if cur := st.sess; cur == nil || cur.id != id {
+		if cur != nil && !assigned {
+			err := s.refuse(ctx, st.auth.key, cur.id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+				"this connection speaks for agent %s, not %s: connect again to speak for another agent", cur.id, id))
+			refuseConn(c, err)
+			return nil, err
+		}
+		if adm, err = s.admit(ctx, c, st, id, msg, assigned); err != nil {
+			refuseConn(c, err)
+			return nil, err
+		}
+		if adm.id != id {
+			id = adm.id
+			reply.AgentIdentification = &protobufs.AgentIdentification{NewInstanceUid: id[:]}
+		}
+	}
+	ss, fresh := s.sessionFor(c, st, id)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 
@@ -186,12 +216,17 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 			s.markOffline(id, now)
 			return reply, nil
 		}
-		return nil, nil // the transport closes; OnClose marks it offline
+		// The transport closes the connection; the agent may be back
+		// on another one before that, so it no longer speaks for id.
+		ss.mu.Unlock()
+		s.release(ss, c)
+		ss.mu.Lock()
+		return nil, nil
 	}
-	if err := s.admit(ctx, c, ss, msg, reply, fresh); err != nil {
-		refuseConn(c, err)
-		return nil, err
+	if adm != nil {
+		s.attach(ss, st.auth, adm, fresh)
 	}
+	s.noteConnStatus(ss, msg)
 
 	if err := s.applyReport(ctx, ss, c, msg, fresh, now); err != nil {
 		// Nothing is lost: the agent is asked for its full state once
@@ -232,16 +267,15 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 
 // instanceUID validates the agent's instance_uid and handles requests for
 // a new one (flag RequestInstanceUid, or an empty/zero uid): the reply then
-// carries AgentIdentification and the state is kept under the new uid.
-func (s *Service) instanceUID(msg *protobufs.AgentToServer, reply *protobufs.ServerToAgent) (steward.InstanceUID, error) {
+// carries AgentIdentification, the state is kept under the new uid and
+// assigned is set.
+func (s *Service) instanceUID(msg *protobufs.AgentToServer, reply *protobufs.ServerToAgent) (id steward.InstanceUID, assigned bool, err error) {
 	wantNew := msg.Flags&uint64(protobufs.AgentToServerFlags_AgentToServerFlags_RequestInstanceUid) != 0
-	var id steward.InstanceUID
 	if len(msg.InstanceUid) == 0 {
 		wantNew = true
 	} else {
-		var err error
 		if id, err = steward.InstanceUIDFromBytes(msg.InstanceUid); err != nil {
-			return id, err
+			return id, false, err
 		}
 		if id.IsZero() {
 			wantNew = true
@@ -251,39 +285,26 @@ func (s *Service) instanceUID(msg *protobufs.AgentToServer, reply *protobufs.Ser
 		id = steward.NewInstanceUID()
 		reply.AgentIdentification = &protobufs.AgentIdentification{NewInstanceUid: id[:]}
 	}
-	return id, nil
+	return id, wantNew, nil
 }
 
-// sessionFor finds or creates the session of agent id for connection c. A
-// WebSocket that carries a new uid (after AgentIdentification) moves its
-// session; a second connection for the same uid replaces the first.
-func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID, newUID *steward.InstanceUID) (*session, bool) {
-	st, _ := c.State().(*connState)
+// sessionFor finds or creates the session of agent id for connection c,
+// which admit let speak for id. A WebSocket moving to a uid the server
+// assigned leaves its old session (marked offline); a WebSocket taking
+// over a uid whose previous connection admit took for dead closes that
+// one.
+func (s *Service) sessionFor(c server.Conn, st *connState, id steward.InstanceUID) (*session, bool) {
+	if prev := st.sess; prev != nil && prev.id != id {
+		s.release(prev, c)
+		st.sess = nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st != nil && st.sess != nil {
-		ss := st.sess
-		if ss.id == id {
-			return ss, false
-		}
-		// The agent adopted a new instance uid on this connection.
-		ss.mu.Lock()
-		if s.sessions[ss.id] == ss {
-			delete(s.sessions, ss.id)
-		}
-		ss.closed = true
-		ss.conn = nil
-		ss.mu.Unlock()
+	if st.sess != nil {
+		return st.sess, false
 	}
 	ss := s.sessions[id]
 	fresh := false
-	if ss != nil && c.Transport() == server.WebSocket && duplicate(ss, c) {
-		// Another live agent uses this uid (a cloned VM, a bad UID
-		// generator): the newcomer gets a uid of its own.
-		id = steward.NewInstanceUID()
-		ss = nil
-		*newUID = id
-	}
 	if ss == nil {
 		ss = &session{id: id, http: c.Transport() == server.HTTP}
 		s.sessions[id] = ss
@@ -299,14 +320,12 @@ func (s *Service) sessionFor(c server.Conn, id steward.InstanceUID, newUID *stew
 			ss.pkgOffered = nil
 			fresh = true
 			if old != nil {
-				go old.Close() // replaced by a newer connection of the same agent
+				go old.Close() // taken for dead by admit
 			}
 		}
 		ss.closed = false
 		ss.mu.Unlock()
-		if st != nil {
-			st.sess = ss
-		}
+		st.sess = ss
 	} else if !ss.http && ss.conn != nil {
 		// An agent that switched to HTTP while its socket lingers.
 		ss.mu.Lock()
@@ -469,18 +488,6 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		s.emit(e)
 	}
 	return nil
-}
-
-// duplicate reports whether connection c claims the uid of a session whose
-// WebSocket, from another host, is still open. From the same host it is
-// taken to be a reconnect after a half-open connection, and replaces it.
-func duplicate(ss *session, c server.Conn) bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.conn == nil || ss.conn == c || ss.closed {
-		return false
-	}
-	return hostOf(ss.conn.RemoteAddr()) != hostOf(c.RemoteAddr())
 }
 
 func hostOf(addr string) string {

@@ -128,6 +128,7 @@ func TestPackageOffers(t *testing.T) {
 		t.Fatal("offered again after the agent reported the offered hash")
 	}
 	// A new connection of the same agent: it already has the hash, no offer.
+	a.Close()
 	a2 := f.connect(server.WebSocket)
 	if r := f.send(a2, pkgAgentHello(idA, 3, caps)); r.PackagesAvailable != nil {
 		t.Fatal("offered again on reconnect although the agent reported the current hash")

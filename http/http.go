@@ -46,6 +46,7 @@ var codes = map[string]int{
 	steward.ENOTFOUND:       http.StatusNotFound,
 	steward.ECONFLICT:       http.StatusConflict,
 	steward.EUNAVAILABLE:    http.StatusServiceUnavailable,
+	steward.ETOOMANY:        http.StatusTooManyRequests,
 	steward.ENOTIMPLEMENTED: http.StatusNotImplemented,
 	steward.EINTERNAL:       http.StatusInternalServerError,
 }

@@ -5,8 +5,10 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -165,6 +167,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusUnauthorized
 		case steward.EFORBIDDEN:
 			status = http.StatusForbidden
+		case steward.ETOOMANY:
+			status = http.StatusTooManyRequests
+		}
+		if d, ok := retryOf(err); ok {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
 		}
 		s.writeReply(w, r, status, s.errorReply(msg.InstanceUid, err))
 		return
@@ -200,7 +207,7 @@ func (s *Server) writeReplyUID(w http.ResponseWriter, r *http.Request, status in
 	}
 	h := w.Header()
 	h.Set("Content-Type", opamp.ContentType)
-	if status == http.StatusServiceUnavailable {
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", s.retryHdr)
 	}
 	if acceptsGzip(r) {

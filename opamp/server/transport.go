@@ -231,7 +231,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // refuse writes an HTTP refusal for a steward error from Handler.Accept
-// or for overload.
+// or for overload: EUNAUTHORIZED 401, EFORBIDDEN 403, ETOOMANY 429,
+// EUNAVAILABLE 503, others 400. Retry-After carries the error's delay (see
+// RetryAfter), or Config.RetryAfter for 503 and 429.
 func (s *Server) refuse(w http.ResponseWriter, err error) {
 	s.refused.Add(1)
 	status := http.StatusBadRequest
@@ -240,11 +242,45 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 		status = http.StatusUnauthorized
 	case steward.EFORBIDDEN:
 		status = http.StatusForbidden
+	case steward.ETOOMANY:
+		status = http.StatusTooManyRequests
 	case steward.EUNAVAILABLE:
 		status = http.StatusServiceUnavailable
+	}
+	if d, ok := retryOf(err); ok {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
+	} else if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", s.retryHdr)
 	}
 	http.Error(w, steward.ErrorMessage(err), status)
+}
+
+// RetryAfter returns err carrying a delay d: the transport asks the agent
+// to wait that long before trying again — Retry-After on an HTTP refusal
+// (any status), RetryInfo on an UNAVAILABLE ServerErrorResponse — instead
+// of Config.RetryAfter. ErrorCode and ErrorMessage see through it.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil || d <= 0 {
+		return err
+	}
+	return &retryError{err: err, after: d}
+}
+
+type retryError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// retryOf returns the delay RetryAfter put on err.
+func retryOf(err error) (time.Duration, bool) {
+	var re *retryError
+	if errors.As(err, &re) {
+		return re.after, true
+	}
+	return 0, false
 }
 
 var errShuttingDown = steward.Errorf(steward.EUNAVAILABLE, "server is shutting down")
@@ -412,10 +448,14 @@ func (s *Server) errorReply(uid []byte, err error) *protobufs.ServerToAgent {
 		Type:         protobufs.ServerErrorResponseType_ServerErrorResponseType_BadRequest,
 		ErrorMessage: steward.ErrorMessage(err),
 	}
-	if steward.ErrorCode(err) == steward.EUNAVAILABLE {
+	if code := steward.ErrorCode(err); code == steward.EUNAVAILABLE || code == steward.ETOOMANY {
+		retry := s.retryNano
+		if d, ok := retryOf(err); ok {
+			retry = uint64(d.Nanoseconds())
+		}
 		e.Type = protobufs.ServerErrorResponseType_ServerErrorResponseType_Unavailable
 		e.Details = &protobufs.ServerErrorResponse_RetryInfo{
-			RetryInfo: &protobufs.RetryInfo{RetryAfterNanoseconds: s.retryNano},
+			RetryInfo: &protobufs.RetryInfo{RetryAfterNanoseconds: retry},
 		}
 	}
 	return &protobufs.ServerToAgent{InstanceUid: uid, ErrorResponse: e}
