@@ -207,6 +207,7 @@ func (s *Service) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s.flushTouches(ctx)
+	s.cred.coalesce.flush(time.Now(), true)
 	return s.store.MarkOffline(ctx, s.cfg.Replica, time.Now().UTC())
 }
 
@@ -444,6 +445,8 @@ func (s *Service) housekeeping() {
 			s.flushTouches(s.ctx)
 			s.flushSync(s.ctx)
 			s.expire()
+			s.cred.coalesce.flush(time.Now(), false)
+			s.cred.cooldown.sweep(time.Now())
 			s.progressRollouts(s.ctx)
 			s.renewLease(s.ctx)
 		case <-s.rolloutKick:

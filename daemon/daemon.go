@@ -70,8 +70,12 @@ type Options struct {
 	APITokens []string
 	// HeartbeatInterval expected of agents; default 30s.
 	HeartbeatInterval time.Duration
-	// MaxConnections bounds WebSocket agents (0: unlimited).
+	// MaxConnections bounds WebSocket agents; 0: derived from the open-file
+	// limit (server.DefaultMaxConnections), negative: unlimited.
 	MaxConnections int
+	// FirstMessageTimeout closes a WebSocket that sends no message this
+	// long after its upgrade; default 30 s.
+	FirstMessageTimeout time.Duration
 	// ReplicaLease is how long a replica may go without renewing its lease
 	// before the others mark its agents offline; default 60s.
 	ReplicaLease time.Duration
@@ -158,11 +162,20 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 
+	maxConns := o.MaxConnections
+	switch {
+	case maxConns == 0:
+		maxConns = server.DefaultMaxConnections()
+		log.Info("agent connection limit derived from the open-file limit (--max-connections)", "max_connections", maxConns)
+	case maxConns < 0:
+		maxConns = 0
+	}
 	transport, err := server.New(server.Config{
-		Handler:        cp,
-		Capabilities:   opamp.ServerCapabilities,
-		MaxConnections: o.MaxConnections,
-		Logger:         log.With("component", "opamp"),
+		Handler:             cp,
+		Capabilities:        opamp.ServerCapabilities,
+		MaxConnections:      maxConns,
+		FirstMessageTimeout: o.FirstMessageTimeout,
+		Logger:              log.With("component", "opamp"),
 	})
 	if err != nil {
 		cp.Close()

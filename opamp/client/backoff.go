@@ -29,10 +29,12 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = 0 }
 
-// retryAfter parses a Retry-After header of a 503 or 429 response: either
-// delay-seconds or an HTTP date. It returns 0 when absent or malformed.
+// retryAfter parses the Retry-After header of a response that refused us
+// (503 and 429, but also 401, 403 or 409 from servers that say when to come
+// back): either delay-seconds or an HTTP date. It returns 0 when absent or
+// malformed.
 func retryAfter(resp *http.Response, now time.Time) time.Duration {
-	if resp == nil || (resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests) {
+	if resp == nil || resp.StatusCode < 300 {
 		return 0
 	}
 	v := strings.TrimSpace(resp.Header.Get("Retry-After"))

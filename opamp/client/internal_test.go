@@ -52,7 +52,10 @@ func TestRetryAfterHeader(t *testing.T) {
 		{resp(503, "soon"), 0},
 		{resp(503, "-4"), 0},
 		{resp(503, "999999999"), maxRetryAfter},
-		{resp(500, "7"), 0},
+		{resp(500, "7"), 7 * time.Second},
+		{resp(403, "60"), time.Minute}, // a refusal that says when to come back
+		{resp(401, "5"), 5 * time.Second},
+		{resp(200, "7"), 0},
 		{resp(503, ""), 0},
 	} {
 		if got := retryAfter(tc.resp, now); got != tc.want {

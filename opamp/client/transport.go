@@ -93,12 +93,12 @@ func (c *Client) run(ctx context.Context) {
 			bo.reset()
 		}
 		switch {
-		case s.retryAfter > 0:
-			wait = s.retryAfter
-		case s.now:
+		case s.now && s.err == nil:
 			wait = 0
 		default:
-			wait = bo.next()
+			// The server's delay is a floor: the backoff still grows,
+			// so that repeated refusals are retried ever more slowly.
+			wait = max(s.retryAfter, bo.next())
 		}
 		if s.err != nil {
 			c.log.Info("opamp client: connection ended; retrying", "err", s.err, "in", wait)
@@ -180,8 +180,8 @@ func (c *Client) serveWS(ctx context.Context, p connParams, cand bool) session {
 	var answered atomic.Bool
 	go c.readWS(conn, ended, &answered)
 	// finish ends the session; the backoff is reset only if the server
-	// answered, so a server that accepts and drops at once is retried
-	// ever more slowly.
+	// answered without an error, so a server that accepts and drops or
+	// refuses at once is retried ever more slowly.
 	finish := func(s session) session {
 		s.healthy = answered.Load()
 		return s
@@ -310,7 +310,11 @@ func (c *Client) readWS(conn *websocket.Conn, ended chan<- readEnd, answered *at
 			c.log.Warn("opamp client: ignoring malformed message", "err", err)
 			continue
 		}
-		answered.Store(true)
+		if msg.ErrorResponse == nil {
+			// Only a real answer resets the backoff: a server that
+			// refuses every connection is retried ever more slowly.
+			answered.Store(true)
+		}
 		if v := c.receive(&msg); v.unavailable {
 			ended <- readEnd{v: v}
 			return

@@ -48,6 +48,10 @@ type Config struct {
 	// IdleTimeout closes a WebSocket that sent nothing for this long;
 	// 0 (default) never does.
 	IdleTimeout time.Duration
+	// FirstMessageTimeout closes (1008) a WebSocket whose first message
+	// has not arrived this long after the upgrade, so that silent
+	// connections cannot hold descriptors; default 30 s.
+	FirstMessageTimeout time.Duration
 	// WriteTimeout cuts off a peer that does not read what it is sent
 	// within this time; default 10s.
 	WriteTimeout time.Duration
@@ -97,6 +101,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[uint64]*wsConn
+	silent   map[uint64]*wsConn // no message yet (FirstMessageTimeout)
 	nextID   uint64
 	shutting bool
 	stopped  bool
@@ -129,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("opamp server: Config.Handler is required")
 	}
 	if cfg.MaxMessageSize < 0 || cfg.MaxSendMessageSize < 0 || cfg.MaxConnections < 0 || cfg.Workers < 0 || cfg.MaxInFlight < 0 ||
-		cfg.IdleTimeout < 0 || cfg.WriteTimeout < 0 || cfg.RetryAfter < 0 {
+		cfg.IdleTimeout < 0 || cfg.WriteTimeout < 0 || cfg.RetryAfter < 0 || cfg.FirstMessageTimeout < 0 {
 		return nil, errors.New("opamp server: negative limit in Config")
 	}
 	if cfg.Capabilities == 0 {
@@ -153,6 +158,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = 5 * time.Second
 	}
+	if cfg.FirstMessageTimeout == 0 {
+		cfg.FirstMessageTimeout = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -161,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		handler:   cfg.Handler,
 		log:       cfg.Logger,
 		conns:     make(map[uint64]*wsConn),
+		silent:    make(map[uint64]*wsConn),
 		httpSem:   make(chan struct{}, cfg.MaxInFlight),
 		retryHdr:  strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
 		retryNano: uint64(cfg.RetryAfter.Nanoseconds()),
@@ -185,10 +194,8 @@ func New(cfg Config) (*Server, error) {
 			}()
 		}
 	}
-	if cfg.IdleTimeout > 0 {
-		s.idleStop, s.idleDone = make(chan struct{}), make(chan struct{})
-		go s.idleLoop()
-	}
+	s.idleStop, s.idleDone = make(chan struct{}), make(chan struct{})
+	go s.idleLoop()
 	return s, nil
 }
 
@@ -361,36 +368,51 @@ func (s *Server) stop() {
 			s.poll.stop()
 			close(s.tasks)
 		}
-		if s.idleStop != nil {
-			close(s.idleStop)
-			<-s.idleDone
-		}
+		close(s.idleStop)
+		<-s.idleDone
 		s.wg.Wait()
 		s.cancel()
 	})
 }
 
-// idleLoop closes WebSockets idle for longer than IdleTimeout.
+// idleLoop closes WebSockets that sent no first message within
+// FirstMessageTimeout, and those idle for longer than IdleTimeout.
 func (s *Server) idleLoop() {
 	defer close(s.idleDone)
-	every := min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), time.Second)
+	every := s.cfg.FirstMessageTimeout
+	if s.cfg.IdleTimeout > 0 {
+		every = min(every, s.cfg.IdleTimeout)
+	}
+	every = min(max(every/4, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var idle []*wsConn
+	var idle, silent []*wsConn
 	for {
 		select {
 		case <-s.idleStop:
 			return
 		case now := <-t.C:
-			limit := now.Add(-s.cfg.IdleTimeout).UnixNano()
-			idle = idle[:0]
+			idle, silent = idle[:0], silent[:0]
+			first := now.Add(-s.cfg.FirstMessageTimeout).UnixNano()
 			s.mu.Lock()
-			for _, c := range s.conns {
-				if c.lastRead.Load() < limit {
-					idle = append(idle, c)
+			for _, c := range s.silent {
+				if c.opened < first {
+					silent = append(silent, c)
+				}
+			}
+			if s.cfg.IdleTimeout > 0 {
+				limit := now.Add(-s.cfg.IdleTimeout).UnixNano()
+				for _, c := range s.conns {
+					if c.lastRead.Load() < limit {
+						idle = append(idle, c)
+					}
 				}
 			}
 			s.mu.Unlock()
+			for _, c := range silent {
+				s.refused.Add(1)
+				c.closeWith(websocket.ClosePolicyViolation, "no message within the first-message timeout")
+			}
 			for _, c := range idle {
 				c.closeWith(websocket.CloseNormal, "idle timeout")
 			}

@@ -48,6 +48,8 @@ type wsConn struct {
 	remote   string
 	state    any
 	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
+	opened   int64        // unix nanoseconds of the upgrade
+	greeted  bool         // a message arrived (reader side only)
 
 	parser  websocket.Parser
 	failed  bool // parser failed; bytes are drained, not parsed
@@ -357,6 +359,12 @@ func (c *wsConn) handle(payload []byte) {
 	s := c.s
 	s.messages.Add(1)
 	s.bytesIn.Add(uint64(len(payload)))
+	if !c.greeted {
+		c.greeted = true
+		s.mu.Lock()
+		delete(s.silent, c.id)
+		s.mu.Unlock()
+	}
 	if c.parser.Compressed() {
 		bp := encodeBufs.Get().(*[]byte)
 		out, err := websocket.Inflate((*bp)[:0], payload, s.cfg.MaxMessageSize)
@@ -513,6 +521,7 @@ func (c *wsConn) runBlocking(buffered []byte) {
 func (s *Server) removeConn(c *wsConn) {
 	s.mu.Lock()
 	delete(s.conns, c.id)
+	delete(s.silent, c.id)
 	s.mu.Unlock()
 	s.open.Add(-1)
 }
@@ -562,7 +571,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.parser.MaxMessageSize = s.cfg.MaxMessageSize
 	c.deflate = ext != ""
 	c.parser.Deflate = c.deflate
-	c.lastRead.Store(time.Now().UnixNano())
+	c.opened = time.Now().UnixNano()
+	c.lastRead.Store(c.opened)
 	if tcp, ok := nc.(*net.TCPConn); ok && s.poll != nil {
 		if rc, err := tcp.SyscallConn(); err == nil {
 			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
@@ -585,6 +595,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.nextID++
 	c.id = s.nextID
 	s.conns[c.id] = c
+	s.silent[c.id] = c
 	s.mu.Unlock()
 	s.accepted.Add(1)
 	if shutting {
