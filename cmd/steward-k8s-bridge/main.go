@@ -38,7 +38,7 @@ func run() error {
 	cluster := fs.String("cluster-name", "", "reported as k8s.cluster.name")
 	apiVersion := fs.String("api-version", bridge.DefaultVersion, "OpenTelemetryCollector API version: v1beta1 or v1alpha1")
 	managed := fs.String("managed-selector", "", `label selector of collectors that accept remote config, besides those annotated steward.dev/managed: "true"`)
-	tokenFile := fs.String("token-file", "", "file holding the bearer token sent to Steward (re-read on every connection); the STEWARD_TOKEN environment variable is used when unset")
+	tokenFile := fs.String("token-file", "", "file holding the enrollment token sent to Steward's OpAMP endpoint (re-read on every connection); the STEWARD_ENROLLMENT_TOKEN environment variable is used when unset (never STEWARD_TOKEN, the CLI's API token)")
 	caFile := fs.String("ca-file", "", "PEM CA bundle to verify a wss/https Steward server")
 	insecure := fs.Bool("insecure-skip-tls-verify", false, "do not verify the Steward server's certificate (testing only)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file; empty uses the in-cluster service account")
@@ -85,11 +85,9 @@ func run() error {
 			cfg.Namespaces = append(cfg.Namespaces, ns)
 		}
 	}
-	switch {
-	case *tokenFile != "":
-		cfg.HeaderFunc = bridge.BearerTokenFile(*tokenFile)
-	case os.Getenv("STEWARD_TOKEN") != "":
-		cfg.Header = http.Header{"Authorization": {"Bearer " + strings.TrimSpace(os.Getenv("STEWARD_TOKEN"))}}
+	cfg.Header, cfg.HeaderFunc = enrollmentToken(*tokenFile, os.Getenv)
+	if cfg.Header == nil && cfg.HeaderFunc == nil && os.Getenv("STEWARD_TOKEN") != "" {
+		log.Info("STEWARD_TOKEN is the CLI's API token and is not sent to the OpAMP endpoint; give the bridge an enrollment token with --token-file or STEWARD_ENROLLMENT_TOKEN")
 	}
 	if *caFile != "" || *insecure {
 		tc := &tls.Config{InsecureSkipVerify: *insecure}
@@ -160,4 +158,19 @@ func leaderElection(ns, name, id string) (*bridge.LeaderElection, error) {
 		id = host + "_" + uuid.NewString()
 	}
 	return &bridge.LeaderElection{Namespace: ns, Name: name, Identity: id}, nil
+}
+
+// enrollmentToken returns how the bridge presents its enrollment token: read
+// from tokenFile before every connection, else the STEWARD_ENROLLMENT_TOKEN
+// variable, else nothing. STEWARD_TOKEN (the CLI's API token) is never
+// sent: Steward refuses a bearer token it does not know as an enrollment
+// token, even when agent authentication is not required.
+func enrollmentToken(tokenFile string, getenv func(string) string) (http.Header, func(http.Header) http.Header) {
+	switch {
+	case tokenFile != "":
+		return nil, bridge.BearerTokenFile(tokenFile)
+	case strings.TrimSpace(getenv("STEWARD_ENROLLMENT_TOKEN")) != "":
+		return http.Header{"Authorization": {"Bearer " + strings.TrimSpace(getenv("STEWARD_ENROLLMENT_TOKEN"))}}, nil
+	}
+	return nil, nil
 }
