@@ -44,7 +44,8 @@ type tlsStack struct {
 	offset atomic.Int64 // added to the control plane's clock
 
 	mu      sync.Mutex
-	serials []string // client certificate serial of each TLS connection ("" for none)
+	serials []string    // client certificate serial of each TLS connection ("" for none)
+	times   []time.Time // when each was made
 }
 
 func serverCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
@@ -107,6 +108,7 @@ func newTLSStack(t *testing.T, auth controlplane.AgentAuth) *tlsStack {
 			}
 			s.mu.Lock()
 			s.serials = append(s.serials, serial)
+			s.times = append(s.times, time.Now())
 			s.mu.Unlock()
 			return nil
 		},

@@ -13,7 +13,8 @@ const maxTracked = 100_000
 // cooldowns remembers credentials (per host) that were refused: until a
 // key's cool-down ends, its upgrades are answered 429 with Retry-After
 // without looking at the store. Each refusal doubles the cool-down, from
-// min to max; a key left alone for max is forgotten.
+// min to max; a key not refused for max after its cool-down ended is
+// forgotten.
 type cooldowns struct {
 	min, max time.Duration
 
@@ -24,7 +25,6 @@ type cooldowns struct {
 type cooldown struct {
 	until time.Time
 	next  time.Duration // the cool-down the next refusal starts
-	last  time.Time     // the last refusal
 }
 
 func newCooldowns(min, max time.Duration) *cooldowns {
@@ -46,7 +46,7 @@ func (c *cooldowns) refused(key string, now time.Time) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.m[key]
-	if e == nil || now.Sub(e.last) > c.max {
+	if e == nil || now.Sub(e.until) > c.max {
 		if len(c.m) >= maxTracked {
 			c.sweepLocked(now)
 			if len(c.m) >= maxTracked {
@@ -57,12 +57,12 @@ func (c *cooldowns) refused(key string, now time.Time) time.Duration {
 		c.m[key] = e
 	}
 	d := e.next
-	e.until, e.last = now.Add(d), now
+	e.until = now.Add(d)
 	e.next = min(2*d, c.max)
 	return d
 }
 
-// sweep forgets keys left alone for max.
+// sweep forgets keys not refused for max after their cool-down.
 func (c *cooldowns) sweep(now time.Time) {
 	c.mu.Lock()
 	c.sweepLocked(now)
@@ -71,7 +71,7 @@ func (c *cooldowns) sweep(now time.Time) {
 
 func (c *cooldowns) sweepLocked(now time.Time) {
 	for k, e := range c.m {
-		if now.Sub(e.last) > c.max {
+		if now.Sub(e.until) > c.max {
 			delete(c.m, k)
 		}
 	}
