@@ -511,7 +511,9 @@ func (s *Service) noteReassigned(ctx context.Context, id steward.InstanceUID, re
 
 // livenessWindow is how recently a connection must have been heard from to
 // be taken as alive when another claims its uid.
-func (s *Service) livenessWindow() time.Duration { return s.cfg.HeartbeatInterval + s.cfg.HeartbeatInterval/2 }
+func (s *Service) livenessWindow() time.Duration {
+	return s.cfg.HeartbeatInterval + s.cfg.HeartbeatInterval/2
+}
 
 // liveElsewhere reports whether a WebSocket other than c speaks for uid id
 // and was heard from within the liveness window (an older one is taken to
