@@ -563,21 +563,28 @@ func TestRefusedClientBacksOff(t *testing.T) {
 }
 
 // Repeated identical refusals are one audit row with a count per window,
-// not one row each.
+// not one row each: the first at once, the rest when the window ends (here
+// at shutdown, which writes what is pending).
 func TestAuditCoalescesRefusals(t *testing.T) {
-	s := newTLSStack(t, controlplane.AgentAuth{AuditWindow: 300 * time.Millisecond})
+	s := newTLSStack(t, controlplane.AgentAuth{AuditWindow: time.Hour})
 	uid := steward.NewInstanceUID()
 	for range 30 {
 		if code, err := s.post(uid, nil, "stwe_unknown"); err != nil || code != http.StatusUnauthorized {
 			t.Fatalf("unknown token: %d, %v", code, err)
 		}
 	}
-	eventually30(t, "all 30 refusals recorded", func() bool {
-		_, n := s.refusals("", "unknown enrollment token")
-		return n == 30
-	})
-	if rows, _ := s.refusals("", "unknown enrollment token"); rows > 3 {
-		t.Fatalf("30 identical refusals made %d audit rows", rows)
+	if rows, n := s.refusals("", "unknown enrollment token"); rows != 1 || n != 1 {
+		t.Fatalf("30 identical refusals within the window: %d audit rows for %d; want the first alone", rows, n)
+	}
+	if err := s.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.store.(steward.AuditStore).Audit(context.Background(), steward.AuditFilter{Action: steward.AuditAgentRefused})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Details["count"] != float64(29) || list[0].Details["first_time"] == nil || list[0].Details["last_time"] == nil {
+		t.Fatalf("after the window: %d rows, newest %+v; want the other 29 in one row with first and last time", len(list), list[0].Details)
 	}
 }
 
