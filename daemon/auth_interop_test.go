@@ -31,6 +31,12 @@ import (
 // and returns their paths and a pool trusting the certificate.
 func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
+	return startTLSServerWith(t, dir, func(o *daemon.Options) { o.RequireAgentAuth = true })
+}
+
+// startTLSServerWith is startTLSServer with options changed by opt.
+func startTLSServerWith(t *testing.T, dir string, opt func(*daemon.Options)) (*server, *x509.CertPool) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "steward"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
@@ -61,13 +67,13 @@ func startTLSServer(t *testing.T, dir string) (*server, *x509.CertPool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]net.Addr, 1)
 	s := &server{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		s.done <- daemon.Run(ctx, daemon.Options{
-			OpAMPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
-			AdminPassword: "-", Replica: "test", TLSCertFile: certFile, TLSKeyFile: keyFile, RequireAgentAuth: true,
-			Ready: func(o, h net.Addr) { ready <- [2]net.Addr{o, h} },
-		})
-	}()
+	o := daemon.Options{
+		OpAMPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
+		AdminPassword: "-", Replica: "test", TLSCertFile: certFile, TLSKeyFile: keyFile,
+		Ready: func(o, h net.Addr) { ready <- [2]net.Addr{o, h} },
+	}
+	opt(&o)
+	go func() { s.done <- daemon.Run(ctx, o) }()
 	select {
 	case a := <-ready:
 		s.opamp, s.api = a[0].String(), "http://"+a[1].String()
