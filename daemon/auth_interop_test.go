@@ -31,12 +31,6 @@ import (
 // and returns their paths and a pool trusting the certificate.
 func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	return startTLSServerWith(t, dir, func(o *daemon.Options) { o.RequireAgentAuth = true })
-}
-
-// startTLSServerWith is startTLSServer with options changed by opt.
-func startTLSServerWith(t *testing.T, dir string, opt func(*daemon.Options)) (*server, *x509.CertPool) {
-	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "steward"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
@@ -61,6 +55,12 @@ func startTLSServerWith(t *testing.T, dir string, opt func(*daemon.Options)) (*s
 // agent authentication required; it returns the server and a pool trusting
 // its certificate.
 func startTLSServer(t *testing.T, dir string) (*server, *x509.CertPool) {
+	t.Helper()
+	return startTLSServerWith(t, dir, func(o *daemon.Options) { o.RequireAgentAuth = true })
+}
+
+// startTLSServerWith is startTLSServer with the options changed by opt.
+func startTLSServerWith(t *testing.T, dir string, opt func(*daemon.Options)) (*server, *x509.CertPool) {
 	t.Helper()
 	certFile, keyFile, pool := selfSignedCert(t, dir)
 
