@@ -532,13 +532,13 @@ func (s *Service) liveElsewhere(id steward.InstanceUID, c server.Conn) (serial s
 	return ss.creds().connSerial, time.Since(time.Unix(0, ss.lastSeen)) <= s.livenessWindow()
 }
 
-// admittedWith reports whether the session was admitted with credential a
-// (so an HTTP agent's next poll needs no store access).
+// admittedWith reports whether the plain-HTTP session was admitted with
+// credential a (so the agent's next poll needs no store access).
 func (ss *session) admittedWith(a *agentAuth) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if !ss.credLoaded || ss.closed {
-		return false
+	if !ss.credLoaded || ss.closed || !ss.http {
+		return false // (a WebSocket agent's uid goes through admit)
 	}
 	c := ss.creds()
 	switch a.method {
