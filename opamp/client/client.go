@@ -64,7 +64,8 @@ var (
 
 // Backoff bounds the delay between connection attempts. The delay doubles
 // after each failed attempt from Min up to Max; each wait is drawn uniformly
-// from [delay/2, delay] (jitter). A successful connection resets it to Min.
+// from [delay/2, delay] (jitter). A connection on which the server answered
+// without an error resets it to Min; refusals and error responses do not.
 type Backoff struct {
 	Min time.Duration // default 1 s
 	Max time.Duration // default 5 min
@@ -107,7 +108,7 @@ type Settings struct {
 	// replaces it. A status change is sent at once, without waiting.
 	PollingInterval time.Duration
 	// Backoff between connection attempts (default 1 s to 5 min, jittered).
-	// A server's Retry-After or RetryInfo overrides the next delay.
+	// A server's Retry-After or RetryInfo is a floor on the next delay.
 	Backoff Backoff
 	// MaxMessageSize bounds a received ServerToAgent message (WebSocket
 	// message or decompressed HTTP body) and a sent AgentToServer message;
