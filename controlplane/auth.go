@@ -394,10 +394,10 @@ type admission struct {
 //   - a certificate speaks for the uid it names (or one the server
 //     assigned to it);
 //   - an enrollment token speaks for a uid bound to the same enrollment,
-//     or for an unbound uid, which it then enrolls: the token's use is
-//     counted (max_uses), the uid is bound to it and agent.enrolled is
-//     audited. It never speaks for a uid bound to a certificate (revoked
-//     or not) or to another enrollment;
+//     or for an unbound uid, which it then enrolls: the uid is bound to it,
+//     agent.enrolled is audited and the token's use is counted (max_uses)
+//     unless the agent was already known. It never speaks for a uid bound
+//     to a certificate (revoked or not) or to another enrollment;
 //   - no credentials speak only for uids bound to nothing.
 //
 // One live connection speaks for a uid: a certificate whose uid is live on
@@ -595,9 +595,10 @@ func (ss *session) credsForUpdate() *agentCred {
 	return ss.cred
 }
 
-// enroll admits a new agent with an enrollment token: its selector must
-// match the agent's description, the uid is bound to the token (the first
-// binding wins across replicas), and the use is counted.
+// enroll admits an unbound agent with an enrollment token: its selector
+// must match the agent's description, the uid is bound to the token (the
+// first binding wins across replicas), and the use is counted — unless the
+// store already knows the agent (see below).
 func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id steward.InstanceUID, msg *protobufs.AgentToServer) error {
 	t := a.token
 	if t.Selector != "" {
@@ -627,6 +628,17 @@ func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id st
 			}
 			return nil // enrolled by a concurrent connection with this token
 		}
+	}
+	if known, err := s.store.Agent(ctx, id); err == nil && known != nil {
+		// An agent this server knew before it was bound (admitted
+		// before bindings existed, or without credentials): bound now,
+		// not counted again, so an upgrade does not lock out agents of
+		// a used-up token.
+		s.audit(ctx, &steward.AuditEntry{Actor: actorAgent(id), Action: steward.AuditAgentEnrolled, Target: id.String(),
+			Details: map[string]any{"enrollment_token": t.Name, "remote_addr": c.RemoteAddr(), "known_agent": true}})
+		return nil
+	} else if err != nil && steward.ErrorCode(err) != steward.ENOTFOUND {
+		return steward.Errorf(steward.EUNAVAILABLE, "cannot enroll the agent now")
 	}
 	if _, err := s.cred.store.UseEnrollmentToken(ctx, t.ID, s.now()); err != nil {
 		if s.cred.bindings != nil {

@@ -601,3 +601,45 @@ func TestUnknownTokenRefusedWithoutRequire(t *testing.T) {
 		t.Fatalf("no token without --require-agent-auth: %d, %v; want 200", code, err)
 	}
 }
+
+// An agent the store knew before bindings existed (or admitted without
+// credentials) is bound at its next connection with a token, without using
+// the token up again: upgrading does not lock out the agents of a used-up
+// token. A new uid with that token is still refused.
+func TestKnownAgentBoundWithoutCounting(t *testing.T) {
+	s := newTLSStack(t, controlplane.AgentAuth{Require: true})
+	ctx := context.Background()
+	tok, secret := s.enrollmentToken(steward.EnrollmentToken{Name: "fleet", MaxUses: 1})
+	first, err := s.dialRaw(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := first.send(steward.NewInstanceUID(), 0, "otelcol"); r == nil || r.ErrorResponse != nil {
+		t.Fatalf("first agent: %v", r)
+	}
+	known := steward.NewInstanceUID()
+	if err := s.store.PutAgent(ctx, &steward.Agent{ID: known, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.dialRaw(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.send(known, 0, "otelcol"); r == nil || r.ErrorResponse != nil {
+		t.Fatalf("known agent with the used-up token: %v", r)
+	}
+	if n := s.uses(tok.ID); n != 1 {
+		t.Fatalf("token uses = %d, want 1", n)
+	}
+	b, err := s.store.(steward.AgentBindingStore).AgentBinding(ctx, known)
+	if err != nil || b.EnrollmentTokenID != tok.ID {
+		t.Fatalf("binding of the known agent: %+v, %v", b, err)
+	}
+	c, err := s.dialRaw(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.send(steward.NewInstanceUID(), 0, "otelcol"); r == nil || r.ErrorResponse == nil {
+		t.Fatalf("a new agent with the used-up token: %v", r)
+	}
+}
