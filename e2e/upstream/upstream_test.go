@@ -118,6 +118,9 @@ func (p *process) collectors() []int {
 
 // startUpstream runs the upstream opampsupervisor with the upstream
 // collector against endpoint; run labels the agent (selector run=<run>).
+// The v0.158.0 supervisor reports a config APPLIED only when
+// config_apply_timeout expires (if the collector's last health is good), so
+// the timeout is kept short: 20 s, ample for a collector start here.
 func startUpstream(t *testing.T, endpoint, run string, rollback bool) *process {
 	supBin, colBin := upstreamBins(t)
 	dir := t.TempDir()
@@ -141,7 +144,7 @@ capabilities:
 agent:
   executable: %s
   instance_id: %s
-  config_apply_timeout: 60s
+  config_apply_timeout: 20s
   bootstrap_timeout: 3m
   automatic_config_rollback: %v
   description:
@@ -357,6 +360,7 @@ func (f *flow) applies(addr string) []byte {
 		hash = rs.LastRemoteConfigHash
 		return true
 	})
+	f.step("sync state in_sync", func(a *steward.Agent) bool { return a.SyncState() == steward.SyncInSync })
 	return hash
 }
 
@@ -377,14 +381,16 @@ func (f *flow) fails(goodHash []byte, goodAddr string) {
 	if !f.rollback {
 		f.step("status FAILED for the new hash, with a message", func(a *steward.Agent) bool {
 			rs := a.RemoteConfigStatus
-			return rs != nil && rs.Status == steward.RemoteConfigFailed && !bytes.Equal(rs.LastRemoteConfigHash, goodHash) && rs.ErrorMessage != ""
+			return rs != nil && rs.Status == steward.RemoteConfigFailed && !bytes.Equal(rs.LastRemoteConfigHash, goodHash) && rs.ErrorMessage != "" &&
+				a.SyncState() == steward.SyncFailed
 		})
 		f.t.Logf("FAILED message: %s", f.agent().RemoteConfigStatus.ErrorMessage)
 		return
 	}
 	f.step("rolled back: the previous config APPLIED again and served", func(a *steward.Agent) bool {
 		rs := a.RemoteConfigStatus
-		return rs != nil && rs.Status == steward.RemoteConfigApplied && bytes.Equal(rs.LastRemoteConfigHash, goodHash) && serves(goodAddr)
+		return rs != nil && rs.Status == steward.RemoteConfigApplied && bytes.Equal(rs.LastRemoteConfigHash, goodHash) && serves(goodAddr) &&
+			a.SyncState() == steward.SyncRolledBack
 	})
 	f.t.Logf("status events: %q", statusEvents(f.api, f.p.uid, since))
 }
@@ -395,8 +401,10 @@ func (f *flow) restarts(addr string) {
 	if len(before) != 1 {
 		f.t.Fatalf("collectors before restart: %v", before)
 	}
-	if code := f.api.Call("POST", "/api/v1/agents/"+f.p.uid.String()+"/restart", nil, nil); code >= 300 {
-		f.t.Fatalf("restart: HTTP %d", code)
+	var d steward.Delivery
+	f.api.Call("POST", "/api/v1/agents/"+f.p.uid.String()+"/restart", nil, &d)
+	if want := map[string]string{"websocket": steward.DeliverySent, "http": steward.DeliveryQueued}[f.transport]; d.Status != want {
+		f.t.Errorf("restart over %s: delivery %q, want %q", f.transport, d.Status, want)
 	}
 	f.step("a new collector process, healthy and serving", func(a *steward.Agent) bool {
 		now := f.p.collectors()
@@ -428,24 +436,33 @@ func (f *flow) survivesStewardRestart(hash []byte) {
 			f.t.Errorf("config applied again after the Steward restart: %q", m)
 		}
 	}
-	if rs := a.RemoteConfigStatus; rs == nil || rs.Status != steward.RemoteConfigApplied || !bytes.Equal(rs.LastRemoteConfigHash, hash) {
-		f.t.Errorf("remote config status after the Steward restart: %+v", rs)
+	if rs := a.RemoteConfigStatus; rs == nil || rs.Status != steward.RemoteConfigApplied || !bytes.Equal(rs.LastRemoteConfigHash, hash) || a.SyncState() != steward.SyncInSync {
+		f.t.Errorf("after the Steward restart: remote config status %+v, sync %q", rs, a.SyncState())
 	}
 }
 
 // all runs every scenario in order: connection settings first, so that HTTP
-// agents poll every 2 s for the rest.
+// agents poll every 2 s for the rest. Each scenario's time is logged.
 func (f *flow) all() {
-	f.appears()
-	f.connectionSettings(freePort(f.t))
-	f.heartbeat()
-	addr := freePort(f.t)
-	hash := f.applies(addr)
-	f.fails(hash, addr)
-	addr2 := freePort(f.t)
-	hash = f.applies(addr2)
-	f.restarts(addr2)
-	f.survivesStewardRestart(hash)
+	var addr, addr2 string
+	var hash []byte
+	for _, sc := range []struct {
+		name string
+		run  func()
+	}{
+		{"appears", f.appears},
+		{"connection settings", func() { f.connectionSettings(freePort(f.t)) }},
+		{"heartbeat", f.heartbeat},
+		{"valid config", func() { addr = freePort(f.t); hash = f.applies(addr) }},
+		{"invalid config", func() { f.fails(hash, addr) }},
+		{"valid config again", func() { addr2 = freePort(f.t); hash = f.applies(addr2) }},
+		{"restart", func() { f.restarts(addr2) }},
+		{"Steward restart", func() { f.survivesStewardRestart(hash) }},
+	} {
+		start := time.Now()
+		sc.run()
+		f.t.Logf("%s: %.1f s", sc.name, time.Since(start).Seconds())
+	}
 }
 
 func transports(st *e2eutil.Steward) map[string]string {
