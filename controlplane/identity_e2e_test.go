@@ -34,8 +34,6 @@ type agentProbe struct {
 	uid          steward.InstanceUID // the uid it speaks for now
 }
 
-func (p *agentProbe) id() steward.InstanceUID { p.mu.Lock(); defer p.mu.Unlock(); return p.uid }
-
 // agentOpts say how a test agent connects.
 type agentOpts struct {
 	uid     steward.InstanceUID
@@ -420,12 +418,11 @@ func TestIdentityHoppingRefused(t *testing.T) {
 	// connection may take; the uid it leaves goes offline, and so does
 	// the new one when the connection closes.
 	open := steward.NewInstanceUID()
-	e, err := s.dialRaw("")
-	if err == nil {
+	if _, err := s.dialRaw(""); err == nil {
 		t.Fatal("no credentials admitted with authentication required")
 	}
 	s2 := newTLSStack(t, controlplane.AgentAuth{})
-	e, err = s2.dialRaw("")
+	e, err := s2.dialRaw("")
 	if err != nil {
 		t.Fatal(err)
 	}
