@@ -16,11 +16,13 @@ type FleetSummary struct {
 	// ByConfigStatus counts agents by remote config status (UNSET when not
 	// reported).
 	ByConfigStatus map[string]int `json:"by_config_status"`
+	// BySync counts agents by sync state (Agent.SyncState).
+	BySync map[string]int `json:"by_sync"`
 }
 
 // NewFleetSummary returns a summary with its maps made.
 func NewFleetSummary() *FleetSummary {
-	return &FleetSummary{ByType: map[string]int{}, ByVersion: map[string]int{}, ByConfigStatus: map[string]int{}}
+	return &FleetSummary{ByType: map[string]int{}, ByVersion: map[string]int{}, ByConfigStatus: map[string]int{}, BySync: map[string]int{}}
 }
 
 // Add counts one agent.
@@ -39,6 +41,7 @@ func (s *FleetSummary) Add(a *Agent) {
 	s.ByType[a.Attribute(AttrServiceName)]++
 	s.ByVersion[a.Attribute(AttrServiceVersion)]++
 	s.ByConfigStatus[string(a.ConfigState())]++
+	s.BySync[string(a.SyncState())]++
 }
 
 // ConfigState is the agent's reported remote config status, UNSET when it

@@ -35,9 +35,6 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 	if f.Offset < 0 || f.Limit < 0 {
 		return nil, 0, steward.Errorf(steward.EINVALID, "offset and limit must be >= 0")
 	}
-	if f.Sync != "" {
-		return s.agentsBySync(ctx, f)
-	}
 	as, n, err := s.store.Agents(ctx, f)
 	if err != nil {
 		return nil, 0, err
@@ -46,30 +43,6 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 		s.present(a)
 	}
 	return as, n, nil
-}
-
-// agentsBySync lists the agents matching f whose sync state is f.Sync: the
-// other conditions in the store, the state and the page here.
-func (s *Service) agentsBySync(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
-	all := f
-	all.Sync, all.Offset, all.Limit = "", 0, 0
-	as, _, err := s.store.Agents(ctx, all)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := as[:0]
-	for _, a := range as {
-		if a.SyncState() == f.Sync {
-			s.present(a)
-			out = append(out, a)
-		}
-	}
-	total := len(out)
-	out = out[min(f.Offset, total):]
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[:f.Limit]
-	}
-	return out, total, nil
 }
 
 // present prepares a stored agent for readers: a last-seen time not yet

@@ -36,19 +36,19 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 	err = db.tx(ctx, false, func(tx *Tx) error {
 		err := tx.QueryRow(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at, config_status)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			replica, disconnected_at, created_at, updated_at, config_status, sync_state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
-			config_status = excluded.config_status,
+			config_status = excluded.config_status, sync_state = excluded.sync_state,
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at
 		RETURNING created_at`,
 			c.ID, doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
-			a.Replica, db.time(a.DisconnectedAt), db.time(created), db.time(updated), c.ConfigStatus,
+			a.Replica, db.time(a.DisconnectedAt), db.time(created), db.time(updated), c.ConfigStatus, c.SyncState,
 			keepCreated,
 		).Scan(&createdAt)
 		if err != nil {
@@ -78,10 +78,11 @@ func (db *DB) TouchAgents(ctx context.Context, seen map[steward.InstanceUID]time
 	return db.wrap(err, "touch %d agents", len(seen))
 }
 
-// MarkOffline sets Online=false and DisconnectedAt=at on every online agent
-// held by replica, or by any replica when replica is "".
+// MarkOffline sets Online=false (sync state offline) and DisconnectedAt=at
+// on every online agent held by replica, or by any replica when replica is
+// "".
 func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) error {
-	_, err := db.exec(ctx, `UPDATE agents SET online = false, disconnected_at = ?
+	_, err := db.exec(ctx, `UPDATE agents SET online = false, sync_state = 'offline', disconnected_at = ?
 		WHERE online AND (? = '' OR replica = ?)`, db.time(at), replica, replica)
 	return db.wrap(err, "mark offline (replica %q)", replica)
 }
@@ -128,8 +129,8 @@ func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent
 }
 
 // Agents returns the agents matching f ordered by id, and the number of
-// matches before f.Offset and f.Limit. Online, Healthy and Search are SQL
-// conditions; a Selector is evaluated in Go on the rows those leave.
+// matches before f.Offset and f.Limit. Online, Healthy, Sync and Search
+// are SQL conditions; a Selector is evaluated in Go on the rows those leave.
 // EINVALID for a bad selector or a negative offset/limit.
 func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
 	if err := record.CheckPage(f.Offset, f.Limit); err != nil {
@@ -145,6 +146,9 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 	}
 	if f.Healthy != nil {
 		w.add("a.healthy = ?", *f.Healthy)
+	}
+	if f.Sync != "" {
+		w.add("a.sync_state = ?", string(f.Sync))
 	}
 	if f.Search != "" {
 		term, ok := record.SearchTerm(f.Search)

@@ -72,7 +72,7 @@ func (db *DB) ReapReplicas(ctx context.Context, before time.Time) ([]string, err
 			return err
 		}
 		for _, n := range dead {
-			if _, err := tx.Exec(ctx, `UPDATE agents SET online = false, disconnected_at = ? WHERE online AND replica = ?`, db.time(before), n); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE agents SET online = false, sync_state = 'offline', disconnected_at = ? WHERE online AND replica = ?`, db.time(before), n); err != nil {
 				return err
 			}
 		}
@@ -94,7 +94,7 @@ func (db *DB) Summary(ctx context.Context) (*steward.FleetSummary, error) {
 		return nil, db.wrap(err, "summary")
 	}
 	s.Offline, s.Unhealthy = s.Total-s.Online, s.Total-s.Healthy
-	for col, m := range map[string]map[string]int{"service_name": s.ByType, "service_version": s.ByVersion, "config_status": s.ByConfigStatus} {
+	for col, m := range map[string]map[string]int{"service_name": s.ByType, "service_version": s.ByVersion, "config_status": s.ByConfigStatus, "sync_state": s.BySync} {
 		err := db.each(ctx, `SELECT `+col+`, count(*) FROM agents GROUP BY `+col, nil, func(rows *sql.Rows) error {
 			var k string
 			var n int

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"MarkOffline", testMarkOffline},
 		{"AgentsFilter", testAgentsFilter},
 		{"AgentsPaging", testAgentsPaging},
+		{"AgentsBySync", testAgentsBySync},
 		{"DeleteAgent", testDeleteAgent},
 		{"ConfigVersions", testConfigVersions},
 		{"ConfigInvalid", testConfigInvalid},

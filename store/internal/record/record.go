@@ -52,6 +52,8 @@ type AgentColumns struct {
 	ServiceVersion string
 	// ConfigStatus is the reported remote config status (UNSET if none).
 	ConfigStatus string
+	// SyncState is Agent.SyncState (offline for a disconnected agent).
+	SyncState string
 	// Search is the lower-cased id, service name, host name and version,
 	// joined by SearchSep; Agents' Search filter is a substring of it.
 	Search string
@@ -66,6 +68,7 @@ func Columns(a *steward.Agent) AgentColumns {
 		HostName:       a.Attribute(steward.AttrHostName),
 		ServiceVersion: a.Attribute(steward.AttrServiceVersion),
 		ConfigStatus:   string(a.ConfigState()),
+		SyncState:      string(a.SyncState()),
 	}
 	// Postgres text cannot hold NUL; no search term can match it anyway.
 	nul := strings.NewReplacer("\x00", "")

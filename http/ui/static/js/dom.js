@@ -174,6 +174,35 @@ export function configStatusKind(s) {
   }
 }
 
+/** SYNC_STATES are the agent sync states, in display order, with labels. */
+export const SYNC_STATES = [
+  ['in_sync', 'In sync'], ['pending', 'Pending'], ['applying', 'Applying'], ['failed', 'Failed'],
+  ['rolled_back', 'Rolled back'], ['drifted', 'Drifted'], ['offline', 'Offline'],
+];
+
+/** syncLabel names a sync state. */
+export function syncLabel(s) {
+  const e = SYNC_STATES.find(([k]) => k === s);
+  return e ? e[1] : (s || 'Unknown');
+}
+
+/** syncKind maps a sync state to a badge kind. */
+export function syncKind(s) {
+  switch (s) {
+    case 'in_sync': return 'ok';
+    case 'failed': case 'rolled_back': case 'drifted': return 'bad';
+    case 'pending': case 'applying': return 'warn';
+    default: return '';
+  }
+}
+
+/** configsText renders a KnownConfig's composition: "base@2, extra@1". */
+export function configsText(k) {
+  if (!k) return '';
+  const cs = k.configs || [];
+  return cs.length ? cs.map((c) => `${c.config}@${c.version}`).join(', ') : '(empty config)';
+}
+
 /** agentName picks the most readable name an agent reported. */
 export function agentName(a) {
   return attr(a, 'service.name') || attr(a, 'host.name') || shortId(a.id);

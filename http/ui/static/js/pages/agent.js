@@ -1,6 +1,6 @@
 // Agent page: everything the agent reported, its operator labels, its
 // history, and the actions (restart, push a config). Refreshes live.
-import { h, replace, throttle, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, hashHex, copyText, toast, fileLabel, shortId } from '../dom.js';
+import { h, replace, throttle, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, hashHex, copyText, toast, fileLabel, shortId, syncLabel, syncKind, configsText } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog, confirmDialog } from '../dialog.js';
@@ -25,6 +25,14 @@ function panel(title, body, opts = {}) {
   return h('section', { class: 'panel', 'aria-label': title, 'data-testid': opts.testid },
     h('div', { class: 'panel-head' }, h('h2', null, title), opts.extra || null),
     h('div', { class: 'panel-body' + (opts.flush ? ' flush' : '') }, body));
+}
+
+// syncDetail says what the agent should run and what it runs.
+function syncDetail(sy) {
+  const want = sy.desired ? 'desired ' + configsText(sy.desired) : 'nothing assigned';
+  const run = sy.running ? 'running ' + configsText(sy.running)
+    : sy.running_hash ? 'running a config not from Steward (' + shortHash(sy.running_hash) + ')' : 'no remote config reported';
+  return want + ', ' + run;
 }
 
 function kv(rows) {
@@ -275,11 +283,15 @@ export function mount(root, ctx) {
       h('div', { class: 'stack' },
         panel('Remote configuration', h('div', { class: 'stack' },
           kv([
+            ['Sync', a.sync ? h('span', null, badge(syncLabel(a.sync.state), syncKind(a.sync.state), 'agent-sync'), ' ',
+              h('span', { class: 'muted', 'data-testid': 'agent-sync-detail' }, syncDetail(a.sync))) : ''],
             ['Status', rcs && rcs.status ? badge(rcs.status, configStatusKind(rcs.status), 'remote-config-status') : h('span', { class: 'faint', 'data-testid': 'remote-config-status' }, 'Not reported')],
             ['Last config hash', rcs && rcs.last_remote_config_hash ? h('span', { class: 'mono', title: hashHex(rcs.last_remote_config_hash) }, shortHash(rcs.last_remote_config_hash)) : ''],
             ['Desired config hash', s.desired && s.desired.hash ? h('span', { class: 'mono', title: hashHex(s.desired.hash) }, shortHash(s.desired.hash)) : ''],
           ]),
-          rcs && rcs.error_message ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'remote-config-error' }, 'The agent could not apply its configuration:', h('pre', null, rcs.error_message)) : null), { testid: 'remote-config-panel' }),
+          rcs && rcs.error_message ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'remote-config-error' }, 'The agent could not apply its configuration:', h('pre', null, rcs.error_message))
+            : a.sync && a.sync.state === 'rolled_back' && a.sync.error ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'remote-config-error' },
+              'The desired configuration failed and the agent rolled back to an earlier one:', h('pre', null, a.sync.error)) : null), { testid: 'remote-config-panel' }),
         panel('Connection', kv([
           ['Status', badge(a.online ? 'Online' : 'Offline', a.online ? 'ok' : '')],
           ['Transport', a.transport || ''],

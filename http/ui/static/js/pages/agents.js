@@ -1,6 +1,6 @@
 // Agent list: search, label selector, online/health filters, pagination and
 // sortable columns; the current page refreshes live.
-import { h, replace, debounce, throttle, timeEl, badge, configStatusKind, agentName, attr, shortId } from '../dom.js';
+import { h, replace, debounce, throttle, timeEl, badge, configStatusKind, agentName, attr, shortId, SYNC_STATES, syncLabel, syncKind, configsText } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 
@@ -24,6 +24,16 @@ const COLUMNS = [
       if (!st || !st.status || st.status === 'UNSET') return h('span', { class: 'faint' }, '—');
       return h('span', { title: st.error_message || '' }, badge(st.status, configStatusKind(st.status), 'agent-config-status'));
     } },
+  { key: 'sync', label: 'Sync', value: (a) => SYNC_STATES.findIndex(([k]) => k === (a.sync && a.sync.state)),
+    cell: (a) => {
+      const sy = a.sync || {};
+      const title = [sy.desired ? 'Desired: ' + configsText(sy.desired) : 'Nothing assigned',
+        sy.running ? 'Running: ' + configsText(sy.running) : (sy.running_hash ? 'Running: not from Steward' : ''),
+        sy.error || ''].filter(Boolean).join('\n');
+      return h('span', { title }, badge(syncLabel(sy.state), syncKind(sy.state), 'agent-sync'));
+    } },
+  { key: 'desired', label: 'Desired', value: (a) => configsText(a.sync && a.sync.desired),
+    cell: (a) => (a.sync && a.sync.desired ? h('span', { class: 'mono' }, configsText(a.sync.desired)) : h('span', { class: 'faint' }, '—')) },
   { key: 'labels', label: 'Labels', value: (a) => Object.keys(a.labels || {}).length,
     cell: (a) => {
       const ls = Object.entries(a.labels || {});
@@ -41,6 +51,7 @@ function readState(query) {
     selector: query.get('selector') || '',
     online: query.get('online') || '',
     healthy: query.get('healthy') || '',
+    sync: query.get('sync') || '',
     offset: Math.max(0, parseInt(query.get('offset'), 10) || 0),
     limit: limit >= 1 && limit <= 1000 ? limit : 50,
     sort: query.get('sort') || '',
@@ -50,7 +61,7 @@ function readState(query) {
 
 function toQuery(st) {
   const u = new URLSearchParams();
-  for (const k of ['q', 'selector', 'online', 'healthy', 'sort']) if (st[k]) u.set(k, st[k]);
+  for (const k of ['q', 'selector', 'online', 'healthy', 'sync', 'sort']) if (st[k]) u.set(k, st[k]);
   if (st.sort && st.dir === 'desc') u.set('dir', 'desc');
   if (st.offset) u.set('offset', st.offset);
   if (st.limit !== 50) u.set('limit', st.limit);
@@ -71,6 +82,9 @@ export function mount(root, ctx) {
   const healthy = h('select', { id: 'f-healthy', 'data-testid': 'agents-healthy' },
     h('option', { value: '' }, 'Any'), h('option', { value: 'true' }, 'Healthy'), h('option', { value: 'false' }, 'Unhealthy'));
   healthy.value = st.healthy;
+  const sync = h('select', { id: 'f-sync', 'data-testid': 'agents-sync' },
+    h('option', { value: '' }, 'Any'), SYNC_STATES.map(([k, label]) => h('option', { value: k }, label)));
+  sync.value = st.sync;
 
   const count = h('span', { class: 'muted', 'data-testid': 'agents-count' });
   const thead = h('thead');
@@ -86,12 +100,13 @@ export function mount(root, ctx) {
       h('div', { class: 'field grow' }, h('label', { for: 'f-sel' }, 'Label selector'), selector),
       h('div', { class: 'field' }, h('label', { for: 'f-online' }, 'Connection'), online),
       h('div', { class: 'field' }, h('label', { for: 'f-healthy' }, 'Health'), healthy),
+      h('div', { class: 'field' }, h('label', { for: 'f-sync' }, 'Sync'), sync),
       h('button', { type: 'submit', class: 'primary', 'data-testid': 'agents-apply' }, 'Apply')),
     selErr,
     h('div', { class: 'panel' }, h('div', { class: 'table-wrap' }, table), pager));
 
   function apply(patch = {}) {
-    Object.assign(st, { q: q.value.trim(), selector: selector.value.trim(), online: online.value, healthy: healthy.value, offset: 0 }, patch);
+    Object.assign(st, { q: q.value.trim(), selector: selector.value.trim(), online: online.value, healthy: healthy.value, sync: sync.value, offset: 0 }, patch);
     history.replaceState(null, '', toQuery(st));
     load();
   }
@@ -99,6 +114,7 @@ export function mount(root, ctx) {
   q.addEventListener('input', typed);
   online.addEventListener('change', () => apply());
   healthy.addEventListener('change', () => apply());
+  sync.addEventListener('change', () => apply());
 
   function renderHead() {
     replace(thead, h('tr', null, COLUMNS.map((c) => {
@@ -132,7 +148,7 @@ export function mount(root, ctx) {
     replace(tbody, view.length ? view.map((a) => h('tr', { 'data-testid': 'agent-row', 'data-agent-id': a.id },
       COLUMNS.map((c) => h('td', { class: c.key === 'id' ? 'id' : null }, c.cell(a)))))
       : h('tr', null, h('td', { class: 'empty', colspan: COLUMNS.length, 'data-testid': 'agents-empty' },
-        st.q || st.selector || st.online || st.healthy ? 'No agent matches these filters.' : 'No agent has connected yet. Point an OpAMP agent at this server.')));
+        st.q || st.selector || st.online || st.healthy || st.sync ? 'No agent matches these filters.' : 'No agent has connected yet. Point an OpAMP agent at this server.')));
   }
 
   function renderPager() {
@@ -157,7 +173,7 @@ export function mount(root, ctx) {
     ctrl = new AbortController();
     let resp;
     try {
-      resp = await api.agents({ q: st.q, selector: st.selector, online: st.online, healthy: st.healthy, offset: st.offset, limit: st.limit }, { signal: ctrl.signal });
+      resp = await api.agents({ q: st.q, selector: st.selector, online: st.online, healthy: st.healthy, sync: st.sync, offset: st.offset, limit: st.limit }, { signal: ctrl.signal });
     } catch (e) {
       if (e.name === 'AbortError' || e.status === 401 || !alive) return;
       if (e.status === 400) {

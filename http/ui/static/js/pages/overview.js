@@ -1,6 +1,6 @@
-// Fleet overview: counts by connection, health, config status, version and
-// type, refreshed live from the event stream.
-import { h, replace, throttle, timeEl, badge, shortId } from '../dom.js';
+// Fleet overview: counts by connection, health, sync state, config status,
+// version and type, refreshed live from the event stream.
+import { h, replace, throttle, timeEl, badge, shortId, SYNC_STATES, syncLabel } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { recent, eventKind, seed } from '../activity.js';
@@ -39,7 +39,11 @@ function panel(title, body, extra) {
     h('div', { class: 'panel-body flush' }, body));
 }
 
+const syncBarKind = (s) => ({ in_sync: 'ok', failed: 'bad', rolled_back: 'bad', drifted: 'bad', pending: 'warn', applying: 'warn' }[s] || 'muted');
 const configKind = (s) => ({ APPLIED: 'ok', FAILED: 'bad', APPLYING: 'warn' }[s] || 'muted');
+const syncKey = (label) => (SYNC_STATES.find(([, l]) => l === label) || [label])[0];
+// notInSync counts failed, rolled back and drifted agents.
+const notInSync = (m) => ['failed', 'rolled_back', 'drifted'].reduce((n, k) => n + ((m || {})[k] || 0), 0);
 const sel = (k, v) => '/agents?selector=' + encodeURIComponent(`${k}=${v}`);
 
 export function mount(root, ctx) {
@@ -101,7 +105,9 @@ export function mount(root, ctx) {
         stat('Offline', s.offline, { href: '/agents?online=false', testid: 'stat-offline', kind: s.offline ? 'warn' : '', meta: pct(s.offline, total) + '% disconnected' }),
         stat('Healthy', s.healthy, { href: '/agents?healthy=true', testid: 'stat-healthy', kind: 'ok', meta: pct(s.healthy, total) + '% of fleet' }),
         stat('Unhealthy', s.unhealthy, { href: '/agents?healthy=false', testid: 'stat-unhealthy', kind: s.unhealthy ? 'bad' : '', meta: pct(s.unhealthy, total) + '% of fleet' }),
-        stat('Config failed', cfg.FAILED || 0, { testid: 'stat-config-failed', kind: cfg.FAILED ? 'bad' : '', meta: (cfg.APPLIED || 0).toLocaleString() + ' applied' })),
+        stat('Config failed', cfg.FAILED || 0, { testid: 'stat-config-failed', kind: cfg.FAILED ? 'bad' : '', meta: (cfg.APPLIED || 0).toLocaleString() + ' applied' }),
+        stat('Not in sync', notInSync(s.by_sync), { href: '/agents?sync=failed', testid: 'stat-not-in-sync', kind: notInSync(s.by_sync) ? 'bad' : '',
+          meta: ((s.by_sync || {}).rolled_back || 0).toLocaleString() + ' rolled back, ' + ((s.by_sync || {}).drifted || 0).toLocaleString() + ' drifted' })),
       h('div', { class: 'grid cols-3' },
         panel('Health and connection', h('div', { class: 'panel-body' },
           h('div', { class: 'ratio', role: 'img', 'aria-label': `${s.healthy || 0} healthy, ${s.unhealthy || 0} unhealthy, ${unknownHealth} not reporting` },
@@ -119,10 +125,12 @@ export function mount(root, ctx) {
           h('div', { class: 'kvs' },
             h('span', null, h('span', { class: 'k' }, 'Online'), num(s.online || 0)),
             h('span', null, h('span', { class: 'k' }, 'Offline'), num(s.offline || 0))))),
-        panel('Remote config status', bars(cfg, total, { testid: 'by-config-status', kind: configKind, empty: 'No agent has reported a remote config status.' })),
+        panel('Sync state', bars(Object.fromEntries(Object.entries(s.by_sync || {}).map(([k, n]) => [syncLabel(k), n])), total,
+          { testid: 'by-sync', kind: (l) => syncBarKind(syncKey(l)), href: (l) => '/agents?sync=' + encodeURIComponent(syncKey(l)), empty: 'No agents yet.' })),
         panel('Versions', bars(s.by_version, total, { testid: 'by-version', href: (n) => sel('service.version', n) }))),
       h('div', { class: 'grid cols-2', style: 'margin-top:16px' },
         panel('Agent types', bars(s.by_type, total, { testid: 'by-type', href: (n) => sel('service.name', n) })),
+        panel('Remote config status', bars(cfg, total, { testid: 'by-config-status', kind: configKind, empty: 'No agent has reported a remote config status.' })),
         panel('Live activity', activity, h('a', { href: '/events', class: 'small' }, 'All events'))));
     renderActivity();
   }
