@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
+	"io/fs"
 	"path"
 	"strconv"
 	"strings"
@@ -22,21 +23,32 @@ var migrationFiles embed.FS
 // macros expanded. It panics when the embedded files are misnumbered, which
 // a test catches.
 func Migrations(d *Dialect) []string {
-	entries, err := migrationFiles.ReadDir("migrations")
+	sub, _ := fs.Sub(migrationFiles, "migrations")
+	return migrationsIn(sub, d)
+}
+
+func migrationsIn(fsys fs.FS, d *Dialect) []string {
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		panic(err)
 	}
-	var shared, own []string // by version - 1
+	var shared, own, names []string // by version - 1
 	for _, e := range entries {
 		name := e.Name()
-		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		num, rest, _ := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
 		if err != nil || v < 1 || v > len(shared)+1 {
 			panic(fmt.Sprintf("sqlstore: migration file %s does not continue the sequence", name))
 		}
 		if v > len(shared) {
-			shared, own = append(shared, ""), append(own, "")
+			shared, own, names = append(shared, ""), append(own, ""), append(names, strings.SplitN(rest, ".", 2)[0])
+		} else if n := strings.SplitN(rest, ".", 2)[0]; n != names[v-1] {
+			// Two changes took the same number (a merge of two branches):
+			// one version must be one change, or a database that applied
+			// one of them would never get the other.
+			panic(fmt.Sprintf("sqlstore: migrations %q and %q share version %d: renumber the later one", names[v-1], n, v))
 		}
-		b, _ := migrationFiles.ReadFile("migrations/" + name)
+		b, _ := fs.ReadFile(fsys, name)
 		switch path.Ext(strings.TrimSuffix(name, ".sql")) {
 		case "":
 			shared[v-1] += string(b)

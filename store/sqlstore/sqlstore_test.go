@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestExpandNumbersPlaceholdersOutsideQuotes(t *testing.T) {
@@ -30,4 +31,21 @@ func TestMigrationsOneSequence(t *testing.T) {
 	if !strings.Contains(a[5], "json_extract") || !strings.Contains(b[5], "->>") {
 		t.Fatal("migration 6 lacks its dialect-specific part")
 	}
+}
+
+// Two branches that each added "the next" migration must not both land as
+// one version: a database that applied one would never get the other.
+func TestMigrationsRefuseTwoChangesOfOneVersion(t *testing.T) {
+	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
+	d := &Dialect{Name: "sqlite"}
+	ok := fstest.MapFS{"0001_a.sql": file("A;"), "0001_a.sqlite.sql": file("B;"), "0002_b.sql": file("C;")}
+	if got := migrationsIn(ok, d); len(got) != 2 || got[0] != "A;B;" {
+		t.Fatalf("migrations %q", got)
+	}
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(r.(string), "renumber") {
+			t.Fatalf("no refusal: %v", r)
+		}
+	}()
+	migrationsIn(fstest.MapFS{"0001_a.sql": file("A;"), "0001_b.sql": file("B;")}, d)
 }
