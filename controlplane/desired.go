@@ -153,7 +153,6 @@ func itoa(n int) string {
 func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) *desiredConfig {
 	var matched []int
 	var cfgs []*steward.Config // the version each match resolves to
-	var refs steward.ConfigRefs
 	for i := range d.assignments {
 		r := &d.assignments[i]
 		if r.a.AgentID != nil {
@@ -178,7 +177,6 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) 
 			}
 		}
 		cfgs = append(cfgs, c)
-		refs = append(refs, steward.ConfigRef{Assignment: r.a.Name, Config: c.Name, Version: c.Version})
 		kb.WriteString(r.a.Name)
 		kb.WriteByte('\x00')
 		kb.WriteString(itoa(c.Version))
@@ -187,6 +185,11 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) 
 	key := kb.String()
 	if dc, ok := d.byKey.Load(key); ok {
 		return dc
+	}
+	// Built only on a cache miss: a heartbeat allocates nothing for it.
+	refs := make(steward.ConfigRefs, len(cfgs))
+	for i, c := range cfgs {
+		refs[i] = steward.ConfigRef{Assignment: d.assignments[matched[i]].a.Name, Config: c.Name, Version: c.Version}
 	}
 	files := steward.ConfigMap{}
 	for _, c := range cfgs { // highest priority first: it keeps its keys
