@@ -8,6 +8,7 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp/server"
 )
 
 // Agent returns one agent from the store; ENOTFOUND if unknown.
@@ -225,6 +226,7 @@ func (s *Service) deliver(ctx context.Context, id steward.InstanceUID, need stew
 	if err := conn.Send(m); err != nil {
 		return nil, steward.Errorf(steward.EUNAVAILABLE, "agent %s: %v", id, err)
 	}
+	s.metrics.MessageSent(server.WebSocket)
 	return &steward.Delivery{Status: steward.DeliverySent}, nil
 }
 

@@ -64,7 +64,10 @@ type Config struct {
 	// "wss://steward.example.com:4320/v1/opamp". Default: the URL each
 	// agent connected to (scheme, Host header and path of its request).
 	PublicURL string
-	Logger    *slog.Logger
+	// Metrics receives measurements of the message path, store calls and
+	// config acknowledgements (see Metrics); default none.
+	Metrics Metrics
+	Logger  *slog.Logger
 }
 
 // Service is the control plane. Create it with New, serve its Handler on
@@ -74,6 +77,8 @@ type Service struct {
 	store steward.Store
 	bus   steward.EventBus
 	log   *slog.Logger
+	// metrics is Config.Metrics, or noMetrics.
+	metrics Metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -151,6 +156,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	publicURL, err := checkPublicURL(cfg.PublicURL)
 	if err != nil {
 		return nil, err
@@ -161,6 +169,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		store:       cfg.Store,
 		bus:         cfg.Bus,
 		log:         cfg.Logger,
+		metrics:     cfg.Metrics,
 		sessions:    make(map[steward.InstanceUID]*session),
 		touched:     make(map[steward.InstanceUID]time.Time),
 		syncMarked:  make(map[steward.InstanceUID]time.Time),
@@ -239,7 +248,9 @@ func (s *Service) renewLease(ctx context.Context) {
 func (s *Service) reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	start := time.Now()
 	d, problems, err := loadDesired(ctx, s.store)
+	s.metrics.StoreCall(StoreLoadDesired, time.Since(start))
 	if err != nil {
 		return err
 	}
@@ -267,6 +278,8 @@ func (s *Service) Reconcile(ctx context.Context) error {
 // reconcileAll pushes the desired config to every WebSocket session that
 // needs it. HTTP agents receive it with their next poll.
 func (s *Service) reconcileAll() {
+	start := time.Now()
+	defer func() { s.metrics.ReconcilePass(time.Since(start)) }()
 	s.mu.Lock()
 	list := make([]*session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
@@ -292,7 +305,9 @@ func (s *Service) push(ss *session) {
 	if changed {
 		if err := conn.Send(msg); err != nil {
 			s.log.Debug("push failed", "agent", ss.id, "error", err)
+			return
 		}
+		s.metrics.MessageSent(server.WebSocket)
 	}
 }
 
@@ -318,6 +333,7 @@ func (s *Service) reconcileLocked(ss *session, c server.Conn, msg *protobufs.Ser
 	if want != nil && !bytes.Equal(want.hash, ss.reportedHash) && !bytes.Equal(want.hash, ss.offeredHash) && !bytes.Equal(want.hash, ss.failedHash) {
 		msg.RemoteConfig = want.msg
 		ss.offeredHash = want.hash
+		ss.offeredAt = time.Now().UnixNano()
 		changed = true
 		s.emit(&steward.Event{Type: steward.EventRemoteConfigSent, AgentID: ss.id,
 			Message: "remote config offered", Details: map[string]any{"hash": hexString(want.hash), "configs": want.refs.String()}})
@@ -418,7 +434,9 @@ func (s *Service) storeEvents(batch []*steward.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
+		start := time.Now()
 		err := s.store.AppendEvents(ctx, batch...)
+		s.metrics.StoreCall(StoreAppendEvents, time.Since(start))
 		if err == nil {
 			return
 		}
@@ -476,7 +494,10 @@ func (s *Service) flushTouches(ctx context.Context) {
 	}
 	s.touched = make(map[steward.InstanceUID]time.Time, len(batch))
 	s.touchMu.Unlock()
-	if err := s.store.TouchAgents(ctx, batch); err != nil {
+	start := time.Now()
+	err := s.store.TouchAgents(ctx, batch)
+	s.metrics.StoreCall(StoreTouchAgents, time.Since(start))
+	if err != nil {
 		s.log.Warn("last-seen flush failed; will retry", "agents", len(batch), "error", err)
 		s.touchMu.Lock()
 		for id, at := range batch {
@@ -522,7 +543,7 @@ func (s *Service) expire() {
 func (s *Service) markOffline(id steward.InstanceUID, at time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a, err := s.store.Agent(ctx, id)
+	a, err := s.getAgent(ctx, id)
 	if err != nil {
 		if steward.ErrorCode(err) != steward.ENOTFOUND {
 			s.log.Warn("cannot mark agent offline", "agent", id, "error", err)
@@ -535,7 +556,7 @@ func (s *Service) markOffline(id steward.InstanceUID, at time.Time) {
 	a.Online = false
 	a.DisconnectedAt = at.UTC()
 	a.UpdatedAt = at.UTC()
-	if err := s.store.PutAgent(ctx, a); err != nil {
+	if err := s.putAgent(ctx, a); err != nil {
 		s.log.Warn("cannot mark agent offline", "agent", id, "error", err)
 		return
 	}

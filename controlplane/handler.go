@@ -39,6 +39,7 @@ type session struct {
 	// hash last offered to it by this session.
 	reportedHash   []byte
 	offeredHash    []byte
+	offeredAt      int64 // Unix nanoseconds of that offer; 0 once acknowledged
 	componentsHash []byte
 	// desiredHash is the hash of the remote config the agent should run
 	// as of its last sync derivation; failedHash the desired config it
@@ -161,7 +162,19 @@ func (s *Service) release(ss *session, c server.Conn) {
 // connection closed. The check is a comparison with the connection's
 // session.
 func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
-	now := time.Now().UTC()
+	start := time.Now() // keeps the monotonic reading that UTC strips
+	t := c.Transport()
+	s.metrics.MessageReceived(t)
+	reply, err := s.handleMessage(ctx, c, msg, start.UTC())
+	if reply != nil {
+		s.metrics.MessageSent(t)
+	}
+	s.metrics.MessageHandled(time.Since(start))
+	return reply, err
+}
+
+// handleMessage is OnMessage, at time now.
+func (s *Service) handleMessage(ctx context.Context, c server.Conn, msg *protobufs.AgentToServer, now time.Time) (*protobufs.ServerToAgent, error) {
 	reply := &protobufs.ServerToAgent{InstanceUid: msg.InstanceUid}
 
 	id, assigned, err := s.instanceUID(msg, reply)
@@ -317,6 +330,7 @@ func (s *Service) sessionFor(c server.Conn, st *connState, id steward.InstanceUI
 			ss.conn = c
 			ss.http = false
 			ss.offeredHash = nil // a new connection: offer again if needed
+			ss.offeredAt = 0
 			ss.pkgOffered = nil
 			fresh = true
 			if old != nil {
@@ -354,7 +368,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		s.touch(ss.id, now)
 		return nil
 	}
-	a, err := s.store.Agent(ctx, ss.id)
+	a, err := s.getAgent(ctx, ss.id)
 	if steward.ErrorCode(err) == steward.ENOTFOUND {
 		a, err = &steward.Agent{ID: ss.id, CreatedAt: now}, nil
 	}
@@ -448,7 +462,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	}
 	want := s.desired.Load().wantedConfig(ss.id, labels, caps, reportedHash)
 	s.deriveSync(a, want, now)
-	if err := s.store.PutAgent(ctx, a); err != nil {
+	if err := s.putAgent(ctx, a); err != nil {
 		return err
 	}
 	// Only now, with the report safely stored, update the session.
@@ -462,6 +476,9 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	ss.customCaps = a.CustomCapabilities
 	if a.RemoteConfigStatus != nil {
 		ss.reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
+		if msg.RemoteConfigStatus != nil {
+			s.acknowledged(ss, a.RemoteConfigStatus, now)
+		}
 		if msg.RemoteConfigStatus != nil && len(s.desired.Load().rollouts) > 0 {
 			select { // let running rollouts look at the news
 			case s.rolloutKick <- struct{}{}:

@@ -25,6 +25,7 @@ import (
 	"github.com/stewardhq/steward/http/ui"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/prometheus"
 	"github.com/stewardhq/steward/store/blobfs"
 	"github.com/stewardhq/steward/store/postgres"
 	"github.com/stewardhq/steward/store/sqlite"
@@ -147,7 +148,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	metrics := prometheus.New(log.With("component", "metrics"))
 	cp, err := controlplane.New(ctx, controlplane.Config{
+		Metrics:           metrics,
 		Auth:              controlplane.AgentAuth{Require: o.RequireAgentAuth, CA: authority, CertLifetime: o.AgentCertLifetime},
 		Store:             store,
 		Replica:           o.Replica,
@@ -161,6 +164,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
+	metrics.Watch(cp.Stats)
 
 	maxConns := o.MaxConnections
 	switch {
@@ -216,6 +220,7 @@ func Run(ctx context.Context, o Options) error {
 		APITokens:      o.APITokens,
 		UI:             ui.Handler(),
 		OpAMP:          transport,
+		Metrics:        metrics.Handler(),
 		Logger:         log.With("component", "http"),
 	})
 

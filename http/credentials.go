@@ -9,12 +9,13 @@ import (
 )
 
 // Roles per route. Reads need viewer, changes operator, except the
-// credential routes (and reading tokens), which need admin. Connection
-// settings are read by viewers and written by operators, like configs; their
+// credential routes (and reading tokens) and the profiler, which need
+// admin. Connection settings are read by viewers and written by operators,
+// like configs; their
 // secrets are redacted for everyone unless an admin asks (secrets.go).
 // Password sessions and the API tokens given in Options are admin.
 var adminPrefixes = []string{"/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates",
-	"/api/v1/agent-ca", "/api/v1/audit"}
+	"/api/v1/agent-ca", "/api/v1/audit", "/debug/pprof"}
 
 // requiredRole returns the role a request needs.
 func requiredRole(r *http.Request) steward.Role {

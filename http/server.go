@@ -64,6 +64,10 @@ type Options struct {
 	// (optional).
 	UI    http.Handler
 	OpAMP http.Handler
+	// Metrics serves GET /metrics (Steward's own telemetry) to any
+	// authenticated principal (viewer role or above); nil: 404. The Go
+	// profiler is served under /debug/pprof/ to admins only.
+	Metrics http.Handler
 
 	// Ready reports readiness for GET /readyz (optional; nil: always ready).
 	Ready func(ctx context.Context) error
@@ -85,6 +89,7 @@ type Server struct {
 	events   steward.EventBus
 	eventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
 	ready    func(ctx context.Context) error
+	metrics  http.Handler
 	creds    steward.CredentialService
 	auth     *authenticator
 	log      *slog.Logger
@@ -114,6 +119,7 @@ func NewServer(opts Options) *Server {
 		events:    opts.Events,
 		eventLog:  opts.EventLog,
 		ready:     opts.Ready,
+		metrics:   opts.Metrics,
 		creds:     opts.Credentials,
 		log:       opts.Logger,
 		heartbeat: opts.HeartbeatInterval,
@@ -175,6 +181,7 @@ func NewServer(opts Options) *Server {
 	s.root.Handle("/api/", s.api)
 	s.handleRoot("GET /healthz", s.handleHealthz)
 	s.handleRoot("GET /readyz", s.handleReadyz)
+	s.registerTelemetryRoutes()
 	if opts.OpAMP != nil {
 		s.root.Handle("/v1/opamp", opts.OpAMP)
 	}
