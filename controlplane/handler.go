@@ -169,7 +169,11 @@ func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.A
 	if reply != nil {
 		s.metrics.MessageSent(t)
 	}
-	s.metrics.MessageHandled(time.Since(start))
+	// A bare heartbeat is counted, not timed: its handling is a map write
+	// and a second clock read would cost about as much.
+	if reported(msg) {
+		s.metrics.MessageHandled(time.Since(start))
+	}
 	return reply, err
 }
 

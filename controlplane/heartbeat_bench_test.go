@@ -11,24 +11,27 @@ import (
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
 	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/prometheus"
 	"github.com/stewardhq/steward/store/sqlite"
 )
 
 // BenchmarkHeartbeat measures the control plane's cost of one bare
 // heartbeat from a connected agent that runs its assigned config.
 func BenchmarkHeartbeat(b *testing.B) {
-	b.Run("config", func(b *testing.B) { benchHeartbeat(b, false) })
-	b.Run("config+connection-settings", func(b *testing.B) { benchHeartbeat(b, true) })
+	b.Run("config", func(b *testing.B) { benchHeartbeat(b, false, nil) })
+	b.Run("config+connection-settings", func(b *testing.B) { benchHeartbeat(b, true, nil) })
+	// As `steward server` runs it: with the Prometheus metrics.
+	b.Run("config+prometheus", func(b *testing.B) { benchHeartbeat(b, false, prometheus.New(nil)) })
 }
 
-func benchHeartbeat(b *testing.B, withSettings bool) {
+func benchHeartbeat(b *testing.B, withSettings bool, metrics controlplane.Metrics) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, b.TempDir()+"/db")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "bench"})
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "bench", Metrics: metrics})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,8 +21,9 @@ type Metrics interface {
 	// MessageSent counts one ServerToAgent message on transport t: a reply
 	// or a push.
 	MessageSent(t server.Transport)
-	// MessageHandled observes how long one agent message took to handle:
-	// admission, storing its report and reconciling its desired state.
+	// MessageHandled observes how long one agent message that carries a
+	// report took to handle: admission, storing the report and
+	// reconciling its desired state. Bare heartbeats are not timed.
 	MessageHandled(d time.Duration)
 	// ReconcilePass observes one pass that reconciles every connected
 	// agent after a change (or the periodic resync).

@@ -69,7 +69,7 @@ func New(logger *slog.Logger) *Metrics {
 		m.sent[i] = sent.WithLabelValues(string(t))
 	}
 	handled := prom.NewHistogram(prom.HistogramOpts{Name: "steward_reconcile_message_duration_seconds",
-		Help:    "Time to handle one agent message: admission, storing its report, reconciling its desired state.",
+		Help:    "Time to handle one agent message that carries a report (bare heartbeats are not timed): admission, storing the report, reconciling its desired state.",
 		Buckets: prom.ExponentialBuckets(0.00001, 4, 10)}) // 10µs … 2.6s
 	pass := prom.NewHistogram(prom.HistogramOpts{Name: "steward_reconcile_pass_duration_seconds",
 		Help:    "Time of one pass that reconciles every connected agent after a change or on the periodic resync.",
