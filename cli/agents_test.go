@@ -1,9 +1,7 @@
 package cli_test
 
 import (
-	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,8 +24,7 @@ log { source(s_net); destination(d_file); };
 // config and package statuses, as a supervisor does.
 func (e *env) reportDetail(id steward.InstanceUID) {
 	e.t.Helper()
-	st, _ := e.cp.Accept(httptest.NewRequest("GET", "/v1/opamp", nil))
-	_, err := e.cp.OnMessage(context.Background(), &conn{st: st}, &protobufs.AgentToServer{
+	err := e.send(id, &protobufs.AgentToServer{
 		InstanceUid: id[:],
 		SequenceNum: 2,
 		Capabilities: uint64(steward.AgentReportsStatus | steward.AgentReportsHealth | steward.AgentReportsEffectiveConfig |

@@ -31,6 +31,7 @@ type env struct {
 	cp    *controlplane.Service
 	url   string
 	token string
+	conns map[steward.InstanceUID]*conn // each agent's one connection
 }
 
 func newEnv(t *testing.T) *env {
@@ -86,15 +87,31 @@ func (c *conn) Transport() server.Transport         { return server.WebSocket }
 func (c *conn) RemoteAddr() string                  { return "127.0.0.1:5555" }
 func (c *conn) State() any                          { return c.st }
 
+// send delivers msg on agent id's connection, opening it on first use: a
+// connection speaks for one uid, and a second live connection for an online
+// uid is refused (docs/security.md), so an agent's later reports must use it.
+func (e *env) send(id steward.InstanceUID, msg *protobufs.AgentToServer) error {
+	c, ok := e.conns[id]
+	if !ok {
+		st, _ := e.cp.Accept(httptest.NewRequest("GET", "/v1/opamp", nil))
+		c = &conn{st: st}
+		if e.conns == nil {
+			e.conns = map[steward.InstanceUID]*conn{}
+		}
+		e.conns[id] = c
+	}
+	_, err := e.cp.OnMessage(context.Background(), c, msg)
+	return err
+}
+
 // connect has an agent report itself to the control plane.
 func (e *env) connect(name, version, host string, caps steward.AgentCapabilities) steward.InstanceUID {
 	e.t.Helper()
 	id := steward.NewInstanceUID()
-	st, _ := e.cp.Accept(httptest.NewRequest("GET", "/v1/opamp", nil))
 	str := func(k, v string) *protobufs.KeyValue {
 		return &protobufs.KeyValue{Key: k, Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: v}}}
 	}
-	_, err := e.cp.OnMessage(context.Background(), &conn{st: st}, &protobufs.AgentToServer{
+	err := e.send(id, &protobufs.AgentToServer{
 		InstanceUid:  id[:],
 		SequenceNum:  1,
 		Capabilities: uint64(caps | steward.AgentReportsStatus | steward.AgentReportsHealth),

@@ -47,8 +47,7 @@ func TestAgentSyncInListAndShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The agent reports again without acknowledging it: pending.
-	st, _ := e.cp.Accept(httptest.NewRequest("GET", "/v1/opamp", nil))
-	if _, err := e.cp.OnMessage(ctx, &conn{st: st}, &protobufs.AgentToServer{InstanceUid: id[:], SequenceNum: 2,
+	if err := e.send(id, &protobufs.AgentToServer{InstanceUid: id[:], SequenceNum: 2,
 		Capabilities: uint64(steward.AgentReportsStatus | steward.AgentReportsHealth | steward.AgentAcceptsRemoteConfig),
 		Health:       &protobufs.ComponentHealth{Healthy: true}}); err != nil {
 		t.Fatal(err)
