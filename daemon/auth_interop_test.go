@@ -64,26 +64,9 @@ func startTLSServerWith(t *testing.T, dir string, opt func(*daemon.Options)) (*s
 	t.Helper()
 	certFile, keyFile, pool := selfSignedCert(t, dir)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]net.Addr, 1)
-	s := &server{cancel: cancel, done: make(chan error, 1)}
-	o := daemon.Options{
-		OpAMPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
-		AdminPassword: "-", Replica: "test", TLSCertFile: certFile, TLSKeyFile: keyFile,
-		Ready: func(o, h net.Addr) { ready <- [2]net.Addr{o, h} },
-	}
+	o := daemon.Options{DataDir: filepath.Join(dir, "data"), TLSCertFile: certFile, TLSKeyFile: keyFile}
 	opt(&o)
-	go func() { s.done <- daemon.Run(ctx, o) }()
-	select {
-	case a := <-ready:
-		s.opamp, s.api = a[0].String(), "http://"+a[1].String()
-	case err := <-s.done:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start in time")
-	}
-	t.Cleanup(s.stop)
-	return s, pool
+	return startServerWith(t, o), pool
 }
 
 func startOpAMPGo(t *testing.T, url string, uid types.InstanceUid, cfg *tls.Config, header nethttp.Header, onSettings func(*protobufs.OpAMPConnectionSettings)) opampclient.OpAMPClient {

@@ -31,29 +31,7 @@ type server struct {
 
 func startServer(t *testing.T, dir string) *server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]net.Addr, 1)
-	s := &server{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		s.done <- daemon.Run(ctx, daemon.Options{
-			OpAMPAddr:     "127.0.0.1:0",
-			HTTPAddr:      "127.0.0.1:0",
-			DataDir:       dir,
-			AdminPassword: "-",
-			Replica:       "test",
-			Ready:         func(o, h net.Addr) { ready <- [2]net.Addr{o, h} },
-		})
-	}()
-	select {
-	case a := <-ready:
-		s.opamp, s.api = a[0].String(), "http://"+a[1].String()
-	case err := <-s.done:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start in time")
-	}
-	t.Cleanup(s.stop)
-	return s
+	return startServerWith(t, daemon.Options{DataDir: dir})
 }
 
 func (s *server) stop() {

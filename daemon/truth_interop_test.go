@@ -16,14 +16,27 @@ import (
 	"github.com/stewardhq/steward/daemon"
 )
 
-// startServerWith runs `steward server` with o (loopback listeners on
-// random ports unless o names them).
+// startServerWith runs `steward server` with o — loopback listeners on
+// random ports, no admin password and replica "test" unless o says
+// otherwise — and waits until it listens.
 func startServerWith(t *testing.T, o daemon.Options) *server {
 	t.Helper()
 	if o.OpAMPAddr == "" {
 		o.OpAMPAddr = "127.0.0.1:0"
 	}
-	o.HTTPAddr, o.AdminPassword, o.Replica = "127.0.0.1:0", "-", "test"
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = "127.0.0.1:0"
+	}
+	if o.AdminPassword == "" {
+		o.AdminPassword = "-"
+	}
+	if o.Replica == "" {
+		o.Replica = "test"
+	}
+	scheme := "http://"
+	if o.HTTPTLSCertFile != "" {
+		scheme = "https://"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]net.Addr, 1)
 	s := &server{cancel: cancel, done: make(chan error, 1)}
@@ -31,7 +44,7 @@ func startServerWith(t *testing.T, o daemon.Options) *server {
 	go func() { s.done <- daemon.Run(ctx, o) }()
 	select {
 	case a := <-ready:
-		s.opamp, s.api = a[0].String(), "http://"+a[1].String()
+		s.opamp, s.api = a[0].String(), scheme+a[1].String()
 	case err := <-s.done:
 		t.Fatalf("server did not start: %v", err)
 	case <-time.After(30 * time.Second):

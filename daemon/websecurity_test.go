@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
-	"net"
 	nethttp "net/http"
 	"path/filepath"
 	"strings"
@@ -36,26 +35,9 @@ func startWebServer(t *testing.T) *webServer {
 	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSignedCert(t, dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]net.Addr, 1)
-	s := &server{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		s.done <- daemon.Run(ctx, daemon.Options{
-			OpAMPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
-			AdminPassword: "admin-pw", APITokens: []string{rootToken}, Replica: "test",
-			HTTPTLSCertFile: certFile, HTTPTLSKeyFile: keyFile,
-			Ready: func(o, h net.Addr) { ready <- [2]net.Addr{o, h} },
-		})
-	}()
-	select {
-	case a := <-ready:
-		s.opamp, s.api = a[0].String(), "https://"+a[1].String()
-	case err := <-s.done:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start in time")
-	}
-	t.Cleanup(s.stop)
+	s := startServerWith(t, daemon.Options{DataDir: filepath.Join(dir, "data"),
+		AdminPassword: "admin-pw", APITokens: []string{rootToken},
+		HTTPTLSCertFile: certFile, HTTPTLSKeyFile: keyFile})
 	tr := &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &webServer{server: s, caFile: certFile, hc: &nethttp.Client{Transport: tr, Timeout: 20 * time.Second}}
