@@ -215,11 +215,13 @@ type LoginRequest struct {
 
 // SessionResponse describes the caller's session (login and GET session).
 type SessionResponse struct {
-	AuthEnabled   bool      `json:"auth_enabled"`
-	Authenticated bool      `json:"authenticated"`
-	Name          string    `json:"name,omitempty"`
-	Method        string    `json:"method,omitempty"`
-	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	AuthEnabled   bool   `json:"auth_enabled"`
+	Authenticated bool   `json:"authenticated"`
+	Name          string `json:"name,omitempty"`
+	Method        string `json:"method,omitempty"`
+	// Role is what the caller may do (the console hides what it may not).
+	Role      steward.Role `json:"role,omitempty"`
+	ExpiresAt time.Time    `json:"expires_at,omitzero"`
 	// CSRFToken is the value to send in the X-Steward-CSRF header (also in
 	// the steward_csrf cookie); only set by login.
 	CSRFToken string `json:"csrf_token,omitempty"`
@@ -320,7 +322,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
 	r2 := r.Clone(r.Context())
 	r2.Method = http.MethodGet // no CSRF check for a read
 	if p, err := s.auth.authenticate(r2); err == nil {
-		resp.Authenticated, resp.Name, resp.Method, resp.ExpiresAt = true, p.Name, p.Method, p.Expires
+		resp.Authenticated, resp.Name, resp.Method, resp.Role, resp.ExpiresAt = true, p.Name, p.Method, p.Role, p.Expires
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

@@ -74,6 +74,15 @@ func TestRoles(t *testing.T) {
 			}
 		}
 	}
+	// The session endpoint tells each caller its role (the console hides
+	// the controls it may not use).
+	for secret, name := range names {
+		var sr stewardhttp.SessionResponse
+		e.do("GET", "/api/v1/session", nil, "Authorization", "Bearer "+secret).decode(t, &sr)
+		if !sr.Authenticated || string(sr.Role) != name {
+			t.Errorf("session of the %s token: %+v", name, sr)
+		}
+	}
 	// Wrong and deleted tokens are refused.
 	if r := e.do("GET", "/api/v1/agents", nil, "Authorization", "Bearer stw_wrong"); r.status != 401 {
 		t.Errorf("wrong token: %d", r.status)

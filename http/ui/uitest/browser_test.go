@@ -152,6 +152,12 @@ func (b *browser) newPage(t *testing.T, base, scheme string) *page {
 	return p
 }
 
+// resize sets the viewport to w×h CSS pixels (a phone is 390×844).
+func (p *page) resize(w, h int64) {
+	p.t.Helper()
+	p.run(chromedp.EmulateViewport(w, h))
+}
+
 // onNetwork keeps the requests in flight, to name them when a wait times
 // out. It runs on chromedp's reading goroutine and must be quick.
 func (p *page) onNetwork(ev any) {
@@ -345,8 +351,8 @@ func (p *page) text(css string) string {
 	return s
 }
 
-// screenshotTo writes a PNG of the page, 1440 wide and as tall as its
-// content (900 to 4000 pixels), to path.
+// screenshotTo writes a PNG of the page, as wide as the viewport and as
+// tall as its content (the viewport's height to 4000 pixels), to path.
 func (p *page) screenshotTo(path string) error {
 	var png []byte
 	err := p.do(func(ctx context.Context) error {
@@ -354,13 +360,16 @@ func (p *page) screenshotTo(path string) error {
 		if err != nil {
 			return err
 		}
-		h := 900.0
+		w, h := 1440.0, 900.0
+		if v := m.CSSLayoutViewport; v != nil {
+			w, h = float64(v.ClientWidth), float64(v.ClientHeight)
+		}
 		if m.CSSContentSize != nil {
-			h = min(max(m.CSSContentSize.Height, 900), 4000)
+			h = min(max(m.CSSContentSize.Height, h), 4000)
 		}
 		shot, err := chromedp.Call(ctx, cdppage.CaptureScreenshot, cdppage.CaptureScreenshotParams{
 			Format: cdppage.CaptureScreenshotFormatPng, CaptureBeyondViewport: new(true),
-			Clip: &cdppage.Viewport{Width: 1440, Height: h, Scale: 1},
+			Clip: &cdppage.Viewport{Width: w, Height: h, Scale: 1},
 		})
 		png = shot.Data
 		return err

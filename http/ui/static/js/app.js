@@ -54,13 +54,22 @@ function buildShell() {
     h('a', { href: '/events', 'data-testid': 'nav-events' }, 'Events'),
   );
   const main = h('main', { id: 'main', tabindex: '-1', 'data-testid': 'main' });
+  // Narrow windows fold the navigation behind a menu button (CSS decides
+  // when); following a link folds it again.
+  const menu = h('button', { class: 'menu-btn', type: 'button', 'aria-label': 'Menu', 'aria-expanded': 'false', 'aria-controls': 'main-nav', 'data-testid': 'nav-menu' }, '\u2630');
+  nav.id = 'main-nav';
   const header = h('header', { class: 'topbar' },
-    h('a', { class: 'brand', href: '/', 'aria-label': 'Steward home' }, h('img', { src: '/favicon.svg', alt: '' }), 'Steward'),
+    menu,
+    h('a', { class: 'brand', href: '/', 'aria-label': 'Steward home' }, h('img', { src: '/favicon.svg', alt: '' }), h('span', null, 'Steward')),
     nav,
     h('span', { class: 'spacer' }),
     live,
     authEnabled ? h('button', { class: 'small', type: 'button', 'data-testid': 'logout', onclick: logout }, 'Sign out') : null,
   );
+  const fold = (open) => { header.classList.toggle('open', open); menu.setAttribute('aria-expanded', String(open)); };
+  menu.addEventListener('click', () => fold(!header.classList.contains('open')));
+  nav.addEventListener('click', (e) => { if (e.target.closest('a')) fold(false); });
+  header.addEventListener('keydown', (e) => { if (e.key === 'Escape' && header.classList.contains('open')) { fold(false); menu.focus(); } });
   replace(app, header, main);
   events.onState((s) => {
     live.dataset.state = s;
