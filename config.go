@@ -80,6 +80,27 @@ func (m ConfigMap) Hash() []byte {
 	return h.Sum(nil)
 }
 
+// RemoteFileKey is the key under which a file of config c is offered in
+// an agent's remote config map (see Assignment): the config's name for its
+// single file when that file is unnamed or named like the config, else
+// "config/file".
+func (c *Config) RemoteFileKey(file string) string {
+	if file == "" || (len(c.Files) == 1 && file == c.Name) {
+		return c.Name
+	}
+	return c.Name + "/" + file
+}
+
+// RemoteConfigMap is the remote config map of an agent that config c alone
+// is assigned to.
+func (c *Config) RemoteConfigMap() ConfigMap {
+	m := make(ConfigMap, len(c.Files))
+	for name, f := range c.Files {
+		m[c.RemoteFileKey(name)] = f
+	}
+	return m
+}
+
 // Assignment binds a named configuration to agents: to one agent by id, or to
 // every agent whose labels match Selector. An agent's desired remote config
 // is the map of the files of every assignment that matches it; each file is
@@ -160,4 +181,14 @@ type ConfigService interface {
 	// DesiredConfig returns the remote config map the agent should run, and
 	// its hash; an empty map when nothing is assigned.
 	DesiredConfig(ctx context.Context, id InstanceUID) (ConfigMap, []byte, error)
+}
+
+// DesiredConfigDescriber is a ConfigService that also says what an agent's
+// desired config is made of.
+type DesiredConfigDescriber interface {
+	// DescribeDesiredConfig returns the agent's desired config — its
+	// hash and the config versions composing it, highest priority first —
+	// and its files; nil and an empty map when nothing is assigned.
+	// ENOTFOUND for an unknown agent.
+	DescribeDesiredConfig(ctx context.Context, id InstanceUID) (*KnownConfig, ConfigMap, error)
 }

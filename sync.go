@@ -184,6 +184,15 @@ func DeriveSync(prev *AgentSync, desired *KnownConfig, rcs *RemoteConfigStatus, 
 	return s
 }
 
+// Resolve returns the remote config with hash h among the last ones Steward
+// wanted the agent to run (History); nil when it is none of them. Nil-safe.
+func (s *AgentSync) Resolve(h Hash) *KnownConfig {
+	if s == nil {
+		return nil
+	}
+	return s.known(h)
+}
+
 // known resolves a hash against the history; nil if Steward never wanted
 // the agent to run it.
 func (s *AgentSync) known(h Hash) *KnownConfig {

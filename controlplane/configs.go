@@ -102,6 +102,16 @@ func (s *Service) DeleteAssignment(ctx context.Context, name string) error {
 // DesiredConfig returns what the agent should run (empty when nothing is
 // assigned) and its hash.
 func (s *Service) DesiredConfig(ctx context.Context, id steward.InstanceUID) (steward.ConfigMap, []byte, error) {
+	k, files, err := s.DescribeDesiredConfig(ctx, id)
+	if err != nil || k == nil {
+		return files, nil, err
+	}
+	return files, k.Hash, nil
+}
+
+// DescribeDesiredConfig returns what the agent should run and the config
+// versions it is made of; nil and an empty map when nothing is assigned.
+func (s *Service) DescribeDesiredConfig(ctx context.Context, id steward.InstanceUID) (*steward.KnownConfig, steward.ConfigMap, error) {
 	var labels steward.Labeled
 	if ss := s.lookup(id); ss != nil {
 		ss.mu.Lock()
@@ -116,7 +126,7 @@ func (s *Service) DesiredConfig(ctx context.Context, id steward.InstanceUID) (st
 	}
 	d := s.desired.Load().forAgent(id, labels)
 	if d == nil {
-		return steward.ConfigMap{}, nil, nil
+		return nil, steward.ConfigMap{}, nil
 	}
-	return d.files, d.hash, nil
+	return d.known(), d.files, nil
 }

@@ -114,6 +114,7 @@ var (
 	_ server.Handler        = (*Service)(nil)
 	_ steward.AgentService  = (*Service)(nil)
 	_ steward.ConfigService = (*Service)(nil)
+	_ steward.DesiredConfigDescriber = (*Service)(nil)
 )
 
 // New loads the desired state from the store, marks agents this replica held

@@ -194,10 +194,7 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) 
 	files := steward.ConfigMap{}
 	for _, c := range cfgs { // highest priority first: it keeps its keys
 		for fname, f := range c.Files {
-			k := c.Name
-			if fname != "" && !(len(c.Files) == 1 && fname == c.Name) {
-				k = c.Name + "/" + fname
-			}
+			k := c.RemoteFileKey(fname)
 			if _, taken := files[k]; !taken {
 				files[k] = f
 			}

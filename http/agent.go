@@ -122,15 +122,11 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a, err := s.agents.Agent(r.Context(), id)
-	list := []*steward.Agent{a}
-	if err == nil {
-		err = s.scrubAgents(r, list)
-	}
+	a, err := s.scrubbedAgent(r, id)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, list[0])
+	writeJSON(w, http.StatusOK, a)
 	return nil
 }
 

@@ -177,11 +177,28 @@ func (s *Server) handleConfigDiff(w http.ResponseWriter, r *http.Request) error 
 // nothing. Each file is labelled "name@vN" (single default file) or
 // "name@vN/file".
 func DiffConfigs(a, b *steward.Config) string {
+	label := func(c *steward.Config) func(string) string {
+		return func(file string) string {
+			l := c.Name + "@v" + strconv.Itoa(c.Version)
+			if file != "" {
+				l += "/" + file
+			}
+			return l
+		}
+	}
+	return diffFiles(a.Files, b.Files, label(a), label(b))
+}
+
+// diffFiles diffs each file of a against the file of b with the same name,
+// in name order; a file only in one side is diffed against /dev/null, and
+// binary files are only said to differ. labelA and labelB name a file of
+// each side in the headers.
+func diffFiles(a, b steward.ConfigMap, labelA, labelB func(string) string) string {
 	names := map[string]bool{}
-	for n := range a.Files {
+	for n := range a {
 		names[n] = true
 	}
-	for n := range b.Files {
+	for n := range b {
 		names[n] = true
 	}
 	sorted := make([]string, 0, len(names))
@@ -189,18 +206,11 @@ func DiffConfigs(a, b *steward.Config) string {
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
-	label := func(c *steward.Config, file string) string {
-		l := c.Name + "@v" + strconv.Itoa(c.Version)
-		if file != "" {
-			l += "/" + file
-		}
-		return l
-	}
 	var out string
 	for _, n := range sorted {
-		fa, inA := a.Files[n]
-		fb, inB := b.Files[n]
-		la, lb := label(a, n), label(b, n)
+		fa, inA := a[n]
+		fb, inB := b[n]
+		la, lb := labelA(n), labelB(n)
 		if !inA {
 			la = "/dev/null"
 		}

@@ -149,6 +149,7 @@ func NewServer(opts Options) *Server {
 	s.handle("POST /api/v1/agents/{id}/custom-messages", s.handleCustomMessage, authed)
 	s.handle("GET /api/v1/agents/{id}/events", s.handleAgentEvents, authed)
 	s.handle("GET /api/v1/agents/{id}/desired-config", s.handleDesiredConfig, authed)
+	s.handle("GET /api/v1/agents/{id}/config", s.handleAgentConfig, authed)
 
 	s.handle("GET /api/v1/configs", s.handleConfigs, authed)
 	s.handle("GET /api/v1/configs/{name}", s.handleConfig, authed)
