@@ -111,9 +111,9 @@ type Service struct {
 }
 
 var (
-	_ server.Handler        = (*Service)(nil)
-	_ steward.AgentService  = (*Service)(nil)
-	_ steward.ConfigService = (*Service)(nil)
+	_ server.Handler                 = (*Service)(nil)
+	_ steward.AgentService           = (*Service)(nil)
+	_ steward.ConfigService          = (*Service)(nil)
 	_ steward.DesiredConfigDescriber = (*Service)(nil)
 )
 
