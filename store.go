@@ -13,6 +13,9 @@ import (
 type Store interface {
 	// PutAgent inserts or replaces the whole agent row (labels included).
 	PutAgent(ctx context.Context, a *Agent) error
+	// PutAgents does what PutAgent does for each agent, in one transaction:
+	// all are written or none (the control plane's group commit).
+	PutAgents(ctx context.Context, agents []*Agent) error
 	// TouchAgents records last-seen times for many agents in one write
 	// (heartbeats are batched; a full PutAgent is not needed for them).
 	TouchAgents(ctx context.Context, seen map[InstanceUID]time.Time) error
@@ -56,6 +59,10 @@ type Store interface {
 	Events(ctx context.Context, f EventFilter) ([]*Event, error)
 	// PruneEvents deletes events older than before; returns how many.
 	PruneEvents(ctx context.Context, before time.Time) (int, error)
+	// PruneConfigBodies deletes config bodies (stored once per content
+	// hash, shared by config versions and agents' effective configs) that
+	// nothing references and nothing used since before; returns how many.
+	PruneConfigBodies(ctx context.Context, before time.Time) (int, error)
 
 	Close() error
 }

@@ -471,12 +471,21 @@ func (s *Service) housekeeping() {
 		case <-s.rolloutKick:
 			s.progressRollouts(s.ctx)
 		case <-resync.C:
+			s.pruneBodies(s.ctx)
 			if err := s.reload(s.ctx); err != nil {
 				s.log.Warn("periodic resync failed", "error", err)
 				continue
 			}
 			s.reconcileAll()
 		}
+	}
+}
+
+// pruneBodies deletes config bodies nothing has referenced for an hour
+// (the store keeps every body for at least that long after its last use).
+func (s *Service) pruneBodies(ctx context.Context) {
+	if _, err := s.store.PruneConfigBodies(ctx, time.Now().Add(-time.Hour)); err != nil {
+		s.log.Warn("config bodies not pruned", "error", err)
 	}
 }
 

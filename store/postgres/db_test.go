@@ -103,7 +103,7 @@ func TestCorruptRowsGiveErrorsNamingThem(t *testing.T) {
 	if _, err := db.PutConfig(ctx, &steward.Config{Name: "c", Files: steward.ConfigMap{"": {Body: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.SQL().ExecContext(ctx, `UPDATE configs SET files = '[1]' WHERE name = 'c'`); err != nil {
+	if _, err := db.SQL().ExecContext(ctx, `UPDATE config_bodies SET files = '[1]' WHERE hash = (SELECT hash FROM configs WHERE name = 'c')`); err != nil {
 		t.Fatal(err)
 	}
 	_, err = db.ConfigHistory(ctx, "c")

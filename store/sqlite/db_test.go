@@ -121,7 +121,7 @@ func TestCorruptRowsGiveErrorsNamingThem(t *testing.T) {
 	if _, err := db.PutConfig(ctx, &steward.Config{Name: "c", Files: steward.ConfigMap{"": {Body: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.write.ExecContext(ctx, `UPDATE configs SET files = 'nope' WHERE name = 'c'`); err != nil {
+	if _, err := db.write.ExecContext(ctx, `UPDATE config_bodies SET files = 'nope' WHERE hash = (SELECT hash FROM configs WHERE name = 'c')`); err != nil {
 		t.Fatal(err)
 	}
 	_, err = db.Config(ctx, "c", 0)

@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/stewardhq/steward"
@@ -18,26 +20,88 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 	if a == nil || a.ID.IsZero() {
 		return steward.Errorf(steward.EINVALID, "agent must have a non-zero id")
 	}
-	doc, err := record.EncodeAgent(a)
-	if err != nil {
-		return err
-	}
-	c := record.Columns(a)
+	return db.PutAgents(ctx, []*steward.Agent{a})
+}
+
+// agentRow is what PutAgents writes for one agent.
+type agentRow struct {
+	a             *steward.Agent
+	doc           []byte
+	c             record.AgentColumns
+	effective     []byte // the effective config's hash when stored apart
+	created       time.Time
+	keepCreated   bool
+	updated       time.Time
+	storedCreated timeCol
+}
+
+// PutAgents does what PutAgent does for every agent, in one transaction
+// (in id order, so concurrent batches cannot deadlock): all are written or
+// none. A non-empty effective config is stored apart, once per content
+// hash (see bodies.go), and is not sent again while stored.
+func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 	now := db.nowT()
-	created, keepCreated := a.CreatedAt, a.CreatedAt.IsZero()
-	if keepCreated {
-		created = now
+	rows := make([]*agentRow, 0, len(agents))
+	want := make(map[string]steward.ConfigMap)
+	for _, a := range agents {
+		if a == nil || a.ID.IsZero() {
+			return steward.Errorf(steward.EINVALID, "agent must have a non-zero id")
+		}
+		r := &agentRow{a: a, c: record.Columns(a), created: a.CreatedAt, updated: a.UpdatedAt}
+		docOf := a
+		if a.EffectiveConfig != nil && len(*a.EffectiveConfig) > 0 {
+			r.effective = a.EffectiveConfig.Hash()
+			want[string(r.effective)] = *a.EffectiveConfig
+			cp := *a
+			cp.EffectiveConfig = nil
+			docOf = &cp
+		}
+		var err error
+		if r.doc, err = record.EncodeAgent(docOf); err != nil {
+			return err
+		}
+		if r.keepCreated = r.created.IsZero(); r.keepCreated {
+			r.created = now
+		}
+		if r.updated.IsZero() {
+			r.updated = now
+		}
+		rows = append(rows, r)
 	}
-	updated := a.UpdatedAt
-	if updated.IsZero() {
-		updated = now
+	slices.SortFunc(rows, func(x, y *agentRow) int { return bytes.Compare(x.a.ID[:], y.a.ID[:]) })
+	var seen [][]byte
+	err := db.tx(ctx, false, func(tx *Tx) error {
+		var err error
+		if seen, err = db.storeBodies(ctx, tx, want, now); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := db.putAgentRow(ctx, tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if len(rows) == 1 {
+			return db.wrap(err, "put agent %s", rows[0].c.ID)
+		}
+		return db.wrap(err, "put %d agents", len(rows))
 	}
-	var createdAt timeCol
-	err = db.tx(ctx, false, func(tx *Tx) error {
-		err := tx.QueryRow(ctx, `
+	db.bodies.sawStored(seen, now)
+	for _, r := range rows {
+		r.a.CreatedAt = r.storedCreated.Time
+		r.a.UpdatedAt = db.trunc(r.updated)
+	}
+	return nil
+}
+
+func (db *DB) putAgentRow(ctx context.Context, tx *Tx, r *agentRow) error {
+	a, c := r.a, r.c
+	err := tx.QueryRow(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at, config_status, sync_state)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
@@ -45,25 +109,18 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 			config_status = excluded.config_status, sync_state = excluded.sync_state,
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
-			updated_at = excluded.updated_at
+			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash
 		RETURNING created_at`,
-			c.ID, doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
-			a.Replica, db.time(a.DisconnectedAt), db.time(created), db.time(updated), c.ConfigStatus, c.SyncState,
-			keepCreated,
-		).Scan(&createdAt)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO agent_seen (id, last_seen) VALUES (?, ?)
-			ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`, c.ID, db.time(a.LastSeen))
-		return err
-	})
+		c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
+		a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
+		r.effective, r.keepCreated,
+	).Scan(&r.storedCreated)
 	if err != nil {
-		return db.wrap(err, "put agent %s", c.ID)
+		return err
 	}
-	a.CreatedAt = createdAt.Time
-	a.UpdatedAt = db.trunc(updated)
-	return nil
+	_, err = tx.Exec(ctx, `INSERT INTO agent_seen (id, last_seen) VALUES (?, ?)
+		ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`, c.ID, db.time(a.LastSeen))
+	return err
 }
 
 // TouchAgents sets last_seen for each listed agent in one transaction. A
@@ -89,28 +146,30 @@ func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) err
 
 // agentCols and agentFrom select what scanAgent reads.
 const (
-	agentCols = `a.id, a.doc, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at`
+	agentCols = `a.id, a.doc, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash`
 	agentFrom = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
 )
 
 type scanner interface{ Scan(dest ...any) error }
 
-// scanAgent reads what agentCols select. Listings scan the document as
-// sql.RawBytes, saving a copy per row (DecodeAgent keeps no reference to
-// it); a single row (sql.Row) must use []byte.
-func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, error) {
+// scanAgent reads what agentCols select, and the hash of the agent's
+// effective config when it is stored apart (see withBodies). Listings scan
+// the document as sql.RawBytes, saving a copy per row (DecodeAgent keeps
+// no reference to it); a single row (sql.Row) must use []byte.
+func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, []byte, error) {
 	var (
 		id, replica                              string
 		doc                                      Doc
 		online                                   bool
 		lastSeen, disconnected, created, updated timeCol
+		effective                                []byte
 	)
-	if err := r.Scan(&id, &doc, &online, &replica, &lastSeen, &disconnected, &created, &updated); err != nil {
-		return nil, err
+	if err := r.Scan(&id, &doc, &online, &replica, &lastSeen, &disconnected, &created, &updated, &effective); err != nil {
+		return nil, nil, err
 	}
 	a, err := record.DecodeAgent(id, []byte(doc))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a.Online = online
 	a.Replica = replica
@@ -118,14 +177,20 @@ func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, error) {
 	a.DisconnectedAt = disconnected.Time
 	a.CreatedAt = created.Time
 	a.UpdatedAt = updated.Time
-	return a, nil
+	return a, effective, nil
 }
 
 // Agent returns one agent; ENOTFOUND if unknown, EINTERNAL naming the agent
 // if its stored document is corrupt.
 func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
-	a, err := scanAgent[[]byte](db.queryRow(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = ?`, id.String()))
-	return a, db.notFound(err, "agent %s", id)
+	a, effective, err := scanAgent[[]byte](db.queryRow(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = ?`, id.String()))
+	if err != nil {
+		return nil, db.notFound(err, "agent %s", id)
+	}
+	if err := db.withBodies(ctx, []*steward.Agent{a}, [][]byte{effective}); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // Agents returns the agents matching f ordered by id, and the number of
@@ -173,11 +238,15 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 		}
 	}
 	out := []*steward.Agent{}
+	var effective [][]byte
 	err = db.each(ctx, q, args, func(rows *sql.Rows) error {
-		a, err := scanAgent[sql.RawBytes](rows)
-		out = append(out, a)
+		a, h, err := scanAgent[sql.RawBytes](rows)
+		out, effective = append(out, a), append(effective, h)
 		return err
 	})
+	if err == nil {
+		err = db.withBodies(ctx, out, effective)
+	}
 	if err != nil {
 		return nil, 0, db.wrap(err, "list agents")
 	}

@@ -23,10 +23,6 @@ func (db *DB) PutConfig(ctx context.Context, c *steward.Config) (*steward.Config
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	files, err := record.EncodeFiles(c.Name, c.Files)
-	if err != nil {
-		return nil, err
-	}
 	out := *c
 	out.Hash = c.Files.Hash()
 	if out.CreatedAt.IsZero() {
@@ -34,35 +30,51 @@ func (db *DB) PutConfig(ctx context.Context, c *steward.Config) (*steward.Config
 	}
 	out.CreatedAt = db.trunc(out.CreatedAt)
 	var existing *steward.Config
-	err = db.tx(ctx, true, func(tx *Tx) error {
+	var seen [][]byte
+	now := db.nowT()
+	err := db.tx(ctx, true, func(tx *Tx) error {
 		existing = nil
-		latest, err := scanConfig(tx.QueryRow(ctx, `SELECT `+configCols+` FROM configs
-			WHERE name = ? ORDER BY version DESC LIMIT 1`, c.Name))
+		var latest struct {
+			version int
+			hash    []byte
+		}
+		err := tx.QueryRow(ctx, `SELECT version, hash FROM configs WHERE name = ? ORDER BY version DESC LIMIT 1`, c.Name).
+			Scan(&latest.version, &latest.hash)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			out.Version = 1
 		case err != nil:
 			return err
-		case bytes.Equal(latest.Hash, out.Hash):
-			existing = latest
-			return nil
+		case bytes.Equal(latest.hash, out.Hash):
+			existing, err = scanConfig(tx.QueryRow(ctx, `SELECT `+configCols+configFrom+` WHERE c.name = ? AND c.version = ?`,
+				c.Name, latest.version))
+			return err
 		default:
-			out.Version = latest.Version + 1
+			out.Version = latest.version + 1
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO configs (name, version, hash, files, comment, author, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, out.Name, out.Version, out.Hash, files, out.Comment, out.Author, db.time(out.CreatedAt))
+		if seen, err = db.storeBodies(ctx, tx, map[string]steward.ConfigMap{string(out.Hash): out.Files}, now); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO configs (name, version, hash, comment, author, created_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, out.Name, out.Version, out.Hash, out.Comment, out.Author, db.time(out.CreatedAt))
 		return err
 	})
 	if err != nil {
 		return nil, db.wrap(err, "put config %q", c.Name)
 	}
+	db.bodies.sawStored(seen, now)
 	if existing != nil {
 		return existing, nil
 	}
 	return &out, nil
 }
 
-const configCols = `name, version, hash, files, comment, author, created_at`
+// configCols and configFrom select what scanConfig reads: a version and
+// its body.
+const (
+	configCols = `c.name, c.version, c.hash, b.files, c.comment, c.author, c.created_at`
+	configFrom = ` FROM configs c JOIN config_bodies b ON b.hash = c.hash`
+)
 
 func scanConfig(r scanner) (*steward.Config, error) {
 	var (
@@ -85,10 +97,10 @@ func scanConfig(r scanner) (*steward.Config, error) {
 // Config returns version of name (0: the latest); ENOTFOUND if missing.
 func (db *DB) Config(ctx context.Context, name string, version int) (*steward.Config, error) {
 	if version == 0 {
-		c, err := scanConfig(db.queryRow(ctx, `SELECT `+configCols+` FROM configs WHERE name = ? ORDER BY version DESC LIMIT 1`, name))
+		c, err := scanConfig(db.queryRow(ctx, `SELECT `+configCols+configFrom+` WHERE c.name = ? ORDER BY c.version DESC LIMIT 1`, name))
 		return c, db.notFound(err, "config %q", name)
 	}
-	c, err := scanConfig(db.queryRow(ctx, `SELECT `+configCols+` FROM configs WHERE name = ? AND version = ?`, name, version))
+	c, err := scanConfig(db.queryRow(ctx, `SELECT `+configCols+configFrom+` WHERE c.name = ? AND c.version = ?`, name, version))
 	return c, db.notFound(err, "config %q version %d", name, version)
 }
 
@@ -104,8 +116,8 @@ func (db *DB) listConfigs(ctx context.Context, q string, args ...any) ([]*stewar
 
 // Configs returns the latest version of every config, ordered by name.
 func (db *DB) Configs(ctx context.Context) ([]*steward.Config, error) {
-	out, err := db.listConfigs(ctx, `SELECT `+configCols+` FROM configs c
-		WHERE version = (SELECT max(version) FROM configs WHERE name = c.name) ORDER BY name`)
+	out, err := db.listConfigs(ctx, `SELECT `+configCols+configFrom+`
+		WHERE c.version = (SELECT max(version) FROM configs WHERE name = c.name) ORDER BY c.name`)
 	if err != nil {
 		return nil, db.wrap(err, "list configs")
 	}
@@ -115,7 +127,7 @@ func (db *DB) Configs(ctx context.Context) ([]*steward.Config, error) {
 // ConfigHistory returns every version of name, newest first; ENOTFOUND if
 // there is none.
 func (db *DB) ConfigHistory(ctx context.Context, name string) ([]*steward.Config, error) {
-	out, err := db.listConfigs(ctx, `SELECT `+configCols+` FROM configs WHERE name = ? ORDER BY version DESC`, name)
+	out, err := db.listConfigs(ctx, `SELECT `+configCols+configFrom+` WHERE c.name = ? ORDER BY c.version DESC`, name)
 	if err != nil {
 		return nil, db.wrap(err, "config history %q", name)
 	}

@@ -23,11 +23,23 @@ var migrationFiles embed.FS
 // macros expanded. It panics when the embedded files are misnumbered, which
 // a test catches.
 func Migrations(d *Dialect) []string {
+	m, _ := embeddedMigrations(d)
+	return m
+}
+
+// embeddedMigrations returns the migrations of d and their names.
+func embeddedMigrations(d *Dialect) (migrations, names []string) {
 	sub, _ := fs.Sub(migrationFiles, "migrations")
 	return migrationsIn(sub, d)
 }
 
-func migrationsIn(fsys fs.FS, d *Dialect) []string {
+// goSteps are the parts of migrations written in Go, by migration name:
+// they run after the migration's SQL, in its transaction.
+var goSteps = map[string]func(ctx context.Context, db *DB, tx *sql.Tx) error{
+	"config_bodies": moveEffectiveConfigs,
+}
+
+func migrationsIn(fsys fs.FS, d *Dialect) ([]string, []string) {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		panic(err)
@@ -59,7 +71,7 @@ func migrationsIn(fsys fs.FS, d *Dialect) []string {
 	for i := range shared {
 		shared[i] = expandMacros(d, shared[i]+own[i])
 	}
-	return shared
+	return shared, names
 }
 
 func expandMacros(d *Dialect, s string) string {
@@ -91,16 +103,17 @@ func (db *DB) migrate(ctx context.Context) error {
 		applied_at {time} NOT NULL)`)); err != nil {
 		return db.wrap(err, "create schema_migrations")
 	}
-	for i, m := range Migrations(db.d) {
+	migrations, names := embeddedMigrations(db.d)
+	for i, m := range migrations {
 		version := i + 1
-		if err := db.migrateOne(ctx, conn, version, m); err != nil {
+		if err := db.migrateOne(ctx, conn, version, m, goSteps[names[i]]); err != nil {
 			return db.wrap(err, "migration %d", version)
 		}
 	}
 	return nil
 }
 
-func (db *DB) migrateOne(ctx context.Context, conn *sql.Conn, version int, m string) error {
+func (db *DB) migrateOne(ctx context.Context, conn *sql.Conn, version int, m string, step func(context.Context, *DB, *sql.Tx) error) error {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -115,6 +128,11 @@ func (db *DB) migrateOne(ctx context.Context, conn *sql.Conn, version int, m str
 	}
 	if _, err := tx.ExecContext(ctx, m); err != nil {
 		return err
+	}
+	if step != nil {
+		if err := step(ctx, db, tx); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`), version, db.time(db.nowT())); err != nil {
 		return err

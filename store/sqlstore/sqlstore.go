@@ -84,6 +84,7 @@ type DB struct {
 	now   func() time.Time
 	// queries caches queries expanded for d.
 	queries sync.Map
+	bodies  bodies
 }
 
 var (

@@ -39,7 +39,7 @@ func TestMigrationsRefuseTwoChangesOfOneVersion(t *testing.T) {
 	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
 	d := &Dialect{Name: "sqlite"}
 	ok := fstest.MapFS{"0001_a.sql": file("A;"), "0001_a.sqlite.sql": file("B;"), "0002_b.sql": file("C;")}
-	if got := migrationsIn(ok, d); len(got) != 2 || got[0] != "A;B;" {
+	if got, _ := migrationsIn(ok, d); len(got) != 2 || got[0] != "A;B;" {
 		t.Fatalf("migrations %q", got)
 	}
 	defer func() {

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,6 +26,10 @@ import (
 var (
 	fixtureAt       = time.Date(2026, 11, 30, 12, 0, 0, 123456000, time.UTC)
 	fixtureAgent, _ = steward.ParseInstanceUID("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+	// fixtureEffective is the agent's effective config, written into the
+	// fixture's agent document the way the code before migration 10 did:
+	// the same content as config "base", so both share one body.
+	fixtureEffective = `{"": {"body": "receivers: {}\n", "content_type": "text/yaml"}}`
 )
 
 // A SQLite database written by the earlier code opens, reads and writes.
@@ -35,6 +40,16 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "steward.db")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Agents stored their effective config inline until migration 10.
+	_, err = raw.Exec(`UPDATE agents SET doc = CAST(json_set(CAST(doc AS TEXT), '$.effective_config', json(?)) AS BLOB)`, fixtureEffective)
+	raw.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	open := func() *sqlstore.DB {
@@ -64,6 +79,10 @@ func TestUpgradePostgresSchema(t *testing.T) {
 	}
 	if _, err := conn.Exec(ctx, restoreScript(t, schema)); err != nil {
 		t.Fatalf("restore the earlier schema: %v", err)
+	}
+	// Agents stored their effective config inline until migration 10.
+	if _, err := conn.Exec(ctx, `UPDATE `+schema+`.agents SET doc = (doc::jsonb || jsonb_build_object('effective_config', $1::jsonb))::json`, fixtureEffective); err != nil {
+		t.Fatal(err)
 	}
 	open := func() *sqlstore.DB {
 		db, err := postgres.Open(context.Background(), dsn)
@@ -102,6 +121,16 @@ func checkUpgraded(t *testing.T, open func() *sqlstore.DB) {
 	}
 	a, err := db.Agent(ctx, fixtureAgent)
 	must(err, "agent")
+	if a.EffectiveConfig == nil || string((*a.EffectiveConfig)[""].Body) != "receivers: {}\n" {
+		t.Fatalf("effective config read back as %v", a.EffectiveConfig)
+	}
+	var bodies, inline int
+	must(db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM config_bodies`).Scan(&bodies), "count bodies")
+	must(db.SQL().QueryRowContext(ctx, sqlstore.Expand(db.Dialect(),
+		`SELECT count(*) FROM agents WHERE effective_hash IS NULL OR {instr}(CAST(doc AS TEXT), 'effective_config') > 0`)).Scan(&inline), "count inline")
+	if bodies != 1 || inline != 0 {
+		t.Fatalf("after the upgrade: %d config bodies (want 1, shared by the config and the agent), %d agents with an inline effective config", bodies, inline)
+	}
 	if a.Attribute(steward.AttrServiceName) != "otelcol" || a.Labels["env"] != "prod" || !a.Online || a.Replica != "r1" ||
 		!a.CreatedAt.Equal(fixtureAt) || !a.LastSeen.Equal(fixtureAt.Add(time.Minute)) || a.ConfigState() != steward.RemoteConfigApplied {
 		t.Fatalf("agent read back as %+v", a)

@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Audit", testAudit},
 		{"Sessions", testSessions},
 		{"Bindings", testBindings},
+		{"ConfigBodies", testConfigBodies},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -490,3 +490,28 @@ func SortedIDs(seen map[steward.InstanceUID]time.Time) []steward.InstanceUID {
 	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
 	return ids
 }
+
+// SplitEffectiveConfig takes a non-empty effective config out of an agent
+// document written before config bodies were stored apart (migration 10):
+// it returns the document without it, the config's hash and files. An
+// absent or empty effective config stays in the document (hash nil).
+func SplitEffectiveConfig(doc []byte) ([]byte, []byte, steward.ConfigMap, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, nil, nil, err
+	}
+	raw, ok := m["effective_config"]
+	if !ok {
+		return doc, nil, nil, nil
+	}
+	var files steward.ConfigMap
+	if err := json.Unmarshal(raw, &files); err != nil {
+		return nil, nil, nil, err
+	}
+	if len(files) == 0 {
+		return doc, nil, nil, nil
+	}
+	delete(m, "effective_config")
+	out, err := json.Marshal(m)
+	return out, files.Hash(), files, err
+}

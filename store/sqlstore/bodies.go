@@ -1,0 +1,271 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/store/internal/record"
+)
+
+// Config bodies are stored once per content hash (steward.ConfigMap.Hash)
+// in config_bodies: a config version references its files by configs.hash,
+// an agent its effective config by agents.effective_hash. 18,000 agents
+// running one 256 KiB config store it once, and an agent write that
+// references a stored body does not send it again.
+//
+// A body is pruned (PruneConfigBodies) once nothing references it and its
+// used_at is older than the cut-off the caller gives (at least bodyReuse
+// ago). Every write that references a body raises used_at when it is
+// older than bodyReuse, in the same transaction as the reference; this
+// process also remembers for bodyReuse which bodies it saw stored. So a
+// prune never removes a body that a write running at the same time (on
+// any replica) references, as long as the cut-off is more than bodyReuse
+// plus the longest write transaction and the replicas' clock skew in the
+// past.
+const bodyReuse = time.Minute
+
+// MinBodyAge is the youngest used_at PruneConfigBodies removes.
+const MinBodyAge = time.Hour
+
+// bodies caches decoded bodies by hash, bounded by their encoded size, and
+// when this process last saw each stored.
+type bodies struct {
+	mu      sync.Mutex
+	decoded map[string]*cachedBody
+	size    int
+	stored  map[string]time.Time
+}
+
+type cachedBody struct {
+	files steward.ConfigMap
+	size  int
+}
+
+// maxCachedBodies bounds the encoded size of the decoded bodies kept.
+const maxCachedBodies = 32 << 20
+
+func (b *bodies) get(hash []byte) (steward.ConfigMap, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.decoded[string(hash)]
+	if !ok {
+		return nil, false
+	}
+	return c.files, true
+}
+
+func (b *bodies) put(hash []byte, files steward.ConfigMap, size int) {
+	if size > maxCachedBodies/4 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.decoded == nil {
+		b.decoded = make(map[string]*cachedBody)
+	}
+	if _, ok := b.decoded[string(hash)]; ok {
+		return
+	}
+	for k, c := range b.decoded { // evict arbitrary entries until it fits
+		if b.size+size <= maxCachedBodies {
+			break
+		}
+		delete(b.decoded, k)
+		b.size -= c.size
+	}
+	b.decoded[string(hash)] = &cachedBody{files: files, size: size}
+	b.size += size
+}
+
+// fresh reports whether this process saw hash stored less than bodyReuse
+// before now.
+func (b *bodies) fresh(hash []byte, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	at, ok := b.stored[string(hash)]
+	return ok && now.Sub(at) < bodyReuse
+}
+
+// sawStored notes hashes as stored at now (after their transaction
+// committed) and forgets stale notes.
+func (b *bodies) sawStored(hashes [][]byte, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stored == nil {
+		b.stored = make(map[string]time.Time)
+	}
+	for k, at := range b.stored {
+		if now.Sub(at) >= bodyReuse {
+			delete(b.stored, k)
+		}
+	}
+	for _, h := range hashes {
+		b.stored[string(h)] = now
+	}
+}
+
+// storeBodies makes sure every body in want (hash → files) is stored and
+// marked used, inside tx, and returns the hashes it looked at (to pass to
+// sawStored once tx commits). A body is sent only when it is missing.
+func (db *DB) storeBodies(ctx context.Context, tx *Tx, want map[string]steward.ConfigMap, now time.Time) ([][]byte, error) {
+	var seen [][]byte
+	for k, files := range want {
+		hash := []byte(k)
+		if db.bodies.fresh(hash, now) {
+			continue
+		}
+		var used timeCol
+		err := tx.QueryRow(ctx, `SELECT used_at FROM config_bodies WHERE hash = ?`, hash).Scan(&used)
+		switch {
+		case err == sql.ErrNoRows:
+			enc, err := record.EncodeFiles("", files)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO config_bodies (hash, files, used_at) VALUES (?, ?, ?)
+				ON CONFLICT (hash) DO UPDATE SET used_at = excluded.used_at`, hash, enc, db.time(now)); err != nil {
+				return nil, err
+			}
+		case err != nil:
+			return nil, err
+		case now.Sub(used.Time) >= bodyReuse:
+			if _, err := tx.Exec(ctx, `UPDATE config_bodies SET used_at = ? WHERE hash = ?`, db.time(now), hash); err != nil {
+				return nil, err
+			}
+		}
+		seen = append(seen, hash)
+	}
+	return seen, nil
+}
+
+// loadBodies returns the files of each hash, from the cache or the read
+// pool; EINTERNAL when a referenced body is missing or corrupt.
+func (db *DB) loadBodies(ctx context.Context, hashes [][]byte) (map[string]steward.ConfigMap, error) {
+	out := make(map[string]steward.ConfigMap, 1)
+	for _, h := range hashes {
+		if h == nil {
+			continue
+		}
+		if _, ok := out[string(h)]; ok {
+			continue
+		}
+		if files, ok := db.bodies.get(h); ok {
+			out[string(h)] = files
+			continue
+		}
+		var enc []byte
+		if err := db.queryRow(ctx, `SELECT files FROM config_bodies WHERE hash = ?`, h).Scan(&enc); err == sql.ErrNoRows {
+			return nil, steward.Errorf(steward.EINTERNAL, "config body %x is missing", h)
+		} else if err != nil {
+			return nil, db.wrap(err, "read config body %x", h)
+		}
+		var files steward.ConfigMap
+		if err := json.Unmarshal(enc, &files); err != nil {
+			return nil, steward.Errorf(steward.EINTERNAL, "config body %x is corrupt: %v", h, err)
+		}
+		db.bodies.put(h, files, len(enc))
+		out[string(h)] = files
+	}
+	return out, nil
+}
+
+// withBodies sets the effective config of each agent whose row references
+// a body (hashes[i] for agents[i]). Agents that share a body share its
+// decoded map: callers replace an agent's EffectiveConfig, never modify it.
+func (db *DB) withBodies(ctx context.Context, agents []*steward.Agent, hashes [][]byte) error {
+	files, err := db.loadBodies(ctx, hashes)
+	if err != nil {
+		return err
+	}
+	for i, h := range hashes {
+		if h != nil {
+			m := files[string(h)]
+			agents[i].EffectiveConfig = &m
+		}
+	}
+	return nil
+}
+
+// PruneConfigBodies deletes the config bodies no config version and no
+// agent references whose last use was before before (at most MinBodyAge
+// ago: a later time is taken as that) and returns how many went.
+func (db *DB) PruneConfigBodies(ctx context.Context, before time.Time) (int, error) {
+	if limit := db.now().Add(-MinBodyAge); before.After(limit) {
+		before = limit
+	}
+	res, err := db.exec(ctx, `DELETE FROM config_bodies WHERE used_at < ?
+		AND NOT EXISTS (SELECT 1 FROM configs c WHERE c.hash = config_bodies.hash)
+		AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.effective_hash = config_bodies.hash)`, db.time(before))
+	if err != nil {
+		return 0, db.wrap(err, "prune config bodies")
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// moveEffectiveConfigs is the Go step of migration 10: it moves the
+// effective configs agent documents carried inline into config_bodies.
+// It runs in the migration's transaction, a page of agents at a time.
+func moveEffectiveConfigs(ctx context.Context, db *DB, tx *sql.Tx) error {
+	now := db.nowT()
+	after := ""
+	for {
+		type row struct {
+			id  string
+			doc []byte
+		}
+		var page []row
+		rows, err := tx.QueryContext(ctx, db.q(`SELECT id, doc FROM agents WHERE id > ? ORDER BY id LIMIT 500`), after)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.doc); err != nil {
+				rows.Close()
+				return err
+			}
+			page = append(page, r)
+		}
+		if err := rowsDone(rows); err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		for _, r := range page {
+			doc, hash, files, err := record.SplitEffectiveConfig(r.doc)
+			if err != nil {
+				return steward.Errorf(steward.EINTERNAL, "stored agent %s: %v", r.id, err)
+			}
+			if hash == nil {
+				continue
+			}
+			enc, err := record.EncodeFiles("", files)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO config_bodies (hash, files, used_at) VALUES (?, ?, ?)
+				ON CONFLICT (hash) DO NOTHING`), hash, enc, db.time(now)); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, db.q(`UPDATE agents SET doc = ?, effective_hash = ? WHERE id = ?`), doc, hash, r.id); err != nil {
+				return err
+			}
+		}
+		after = page[len(page)-1].id
+	}
+}
+
+// rowsDone closes rows and returns the error that ended them.
+func rowsDone(rows *sql.Rows) error {
+	err := rows.Err()
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
