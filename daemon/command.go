@@ -91,6 +91,7 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", envDuration("HEARTBEAT_INTERVAL", 30*time.Second), "heartbeat interval expected of agents")
 	f.IntVar(&o.MaxConnections, "max-connections", envInt("MAX_CONNECTIONS", 0), "maximum concurrent WebSocket agents (0: the open-file limit less max(256, 1/8) kept for the API, UI and database; -1: unlimited)")
 	f.DurationVar(&o.FirstMessageTimeout, "first-message-timeout", envDuration("FIRST_MESSAGE_TIMEOUT", 30*time.Second), "close an agent WebSocket that sends no message this long after connecting")
+	f.DurationVar(&o.WriteTimeout, "write-timeout", envDuration("WRITE_TIMEOUT", 2*time.Minute), "close an agent WebSocket that accepts none of what it is sent for this long (slow readers that read are never cut off)")
 	f.DurationVar(&o.ReplicaLease, "replica-lease", envDuration("REPLICA_LEASE", 60*time.Second), "a replica silent for this long is taken as dead and its agents are marked offline")
 	f.StringVar(&o.OpAMPPublicURL, "opamp-public-url", env("OPAMP_PUBLIC_URL", ""), "OpAMP URL offered to agents in OpAMP connection settings, e.g. wss://steward.example.com:4320/v1/opamp (default: the URL each agent connected to)")
 	f.StringVar(&o.PackageURL, "package-url", env("PACKAGE_URL", ""), "base URL agents download packages from (the OpAMP listener serves them), e.g. https://steward.example.com:4320")

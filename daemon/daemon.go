@@ -77,6 +77,10 @@ type Options struct {
 	// FirstMessageTimeout closes a WebSocket that sends no message this
 	// long after its upgrade; default 30 s.
 	FirstMessageTimeout time.Duration
+	// WriteTimeout closes a WebSocket agent that accepts no byte of what it
+	// is sent for this long; a slow reader that does read is never cut
+	// off. Default 2 minutes.
+	WriteTimeout time.Duration
 	// ReplicaLease is how long a replica may go without renewing its lease
 	// before the others mark its agents offline; default 60s.
 	ReplicaLease time.Duration
@@ -179,6 +183,7 @@ func Run(ctx context.Context, o Options) error {
 		Capabilities:        opamp.ServerCapabilities,
 		MaxConnections:      maxConns,
 		FirstMessageTimeout: o.FirstMessageTimeout,
+		WriteTimeout:        o.WriteTimeout,
 		Logger:              log.With("component", "opamp"),
 	})
 	if err != nil {

@@ -190,7 +190,7 @@ func (s *Server) writeReply(w http.ResponseWriter, r *http.Request, status int, 
 // instance_uid) as the response, gzipped when the request accepts gzip. A
 // 503 carries Retry-After.
 func (s *Server) writeReplyUID(w http.ResponseWriter, r *http.Request, status int, msg *protobufs.ServerToAgent, uid []byte) {
-	out, err := s.appendServerToAgent(nil, msg, uid)
+	out, err := s.encodeBody(msg, uid)
 	if err != nil {
 		s.errs.Add(1)
 		s.log.Error("opamp server: encoding reply", "err", err)

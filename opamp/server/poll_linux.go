@@ -164,10 +164,6 @@ func doRaw(rc syscall.RawConn, b []byte, write bool) (n int, err error) {
 // nothing is available, (0, nil) at end of stream.
 func readNonblock(rc syscall.RawConn, b []byte) (int, error) { return doRaw(rc, b, false) }
 
-// writeNonblock writes once to rc without waiting: errWouldBlock when the
-// socket buffer is full.
-func writeNonblock(rc syscall.RawConn, b []byte) (int, error) { return doRaw(rc, b, true) }
-
 // onReadable runs on a worker when c's socket is readable: it reads what
 // is there into a pooled buffer, handles the messages it completes, and
 // re-arms c (or finishes it at end of stream).
@@ -204,4 +200,32 @@ func (c *wsConn) onReadable() {
 	}
 	readBufs.Put(bp)
 	c.endBusy()
+}
+
+// writevNonblock writes bufs once to rc without waiting (one writev):
+// errWouldBlock when the socket buffer is full.
+func writevNonblock(rc syscall.RawConn, bufs [][]byte) (int, error) {
+	if len(bufs) == 1 {
+		return doRaw(rc, bufs[0], true)
+	}
+	var n int
+	var err error
+	cerr := rc.Write(func(fd uintptr) bool {
+		for {
+			n, err = unix.Writev(int(fd), bufs)
+			if err != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	if err == unix.EAGAIN {
+		return 0, errWouldBlock
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, err
 }

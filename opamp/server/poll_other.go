@@ -20,4 +20,4 @@ func (c *wsConn) onReadable()            {}
 
 var errWouldBlock = errors.New("would block")
 
-func writeNonblock(syscall.RawConn, []byte) (int, error) { return 0, errWouldBlock }
+func writevNonblock(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }

@@ -34,9 +34,13 @@ type Conn interface {
 	// write. Messages to one Conn are written in the order sent. msg is
 	// not modified (one message may be pushed to many agents at once): the
 	// capabilities and the agent's instance_uid are set on the wire.
+	// A remote config is encoded once per AgentRemoteConfig object and the
+	// bytes reused for every agent it is sent to, so it must not be
+	// modified once sent (build a new one for a new config).
 	// ErrNotPushable on HTTP, ErrClosed once closed, ErrMessageTooLarge
-	// over MaxSendMessageSize; a peer that does not read within the write
-	// timeout is disconnected rather than allowed to block anyone.
+	// over MaxSendMessageSize. A peer that reads slowly gets the message
+	// later; one that accepts nothing for the write timeout is
+	// disconnected rather than allowed to block anyone.
 	Send(msg *protobufs.ServerToAgent) error
 	// Close ends the connection (WebSocket close frame, then TCP close).
 	Close() error

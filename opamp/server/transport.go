@@ -52,8 +52,10 @@ type Config struct {
 	// has not arrived this long after the upgrade, so that silent
 	// connections cannot hold descriptors; default 30 s.
 	FirstMessageTimeout time.Duration
-	// WriteTimeout cuts off a peer that does not read what it is sent
-	// within this time; default 10s.
+	// WriteTimeout cuts off a WebSocket peer that accepts not one byte of
+	// what it is sent for this long (logged at warn with the running count,
+	// Stats.Stuck). A peer that reads slowly but reads is never cut off: it
+	// gets its messages later. Default 2 minutes.
 	WriteTimeout time.Duration
 	// RetryAfter is what overloaded and unavailable answers ask agents to
 	// wait; default 5s.
@@ -74,6 +76,10 @@ type Stats struct {
 	Errors      uint64 // malformed input, protocol violations, write failures
 	Refused     uint64 // connections or requests refused (Accept error, overload, limits)
 	Discarded   uint64 // outgoing messages not sent for exceeding MaxSendMessageSize
+	Stuck       uint64 // WebSocket peers cut off for not reading (WriteTimeout, queue limits)
+	// ConfigEncodings counts remote configs marshalled: once per
+	// AgentRemoteConfig object, however many agents it is sent to.
+	ConfigEncodings uint64
 }
 
 // ErrMessageTooLarge is returned by Conn.Send for a message over
@@ -119,6 +125,8 @@ type Server struct {
 	errs      atomic.Uint64
 	refused   atomic.Uint64
 	discarded atomic.Uint64
+	stuck     atomic.Uint64
+	configs   configCache
 	maxQueue  int // bytes a connection's write queue may hold
 	idleStop  chan struct{}
 	idleDone  chan struct{}
@@ -153,7 +161,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxInFlight = cfg.Workers * 16
 	}
 	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 10 * time.Second
+		cfg.WriteTimeout = 2 * time.Minute
 	}
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = 5 * time.Second
@@ -215,6 +223,9 @@ func (s *Server) Stats() Stats {
 		Errors:      s.errs.Load(),
 		Refused:     s.refused.Load(),
 		Discarded:   s.discarded.Load(),
+		Stuck:       s.stuck.Load(),
+
+		ConfigEncodings: s.configs.count(),
 	}
 }
 

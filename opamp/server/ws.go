@@ -57,8 +57,9 @@ type wsConn struct {
 
 	mu            sync.Mutex
 	uid           []byte // instance_uid last seen from the agent
-	queue         [][]byte
-	queued        int
+	queue         []seg
+	queued        int // bytes in queue
+	msgs          int // messages in queue
 	writing       bool
 	closeSent     bool // close frame queued: nothing else may be sent
 	finishOnFlush bool // finish once the queue is written (close echoed)
@@ -75,11 +76,11 @@ func (c *wsConn) State() any           { return c.state }
 
 // Send queues msg; see Conn.
 func (c *wsConn) Send(msg *protobufs.ServerToAgent) error {
-	frame, err := c.encode(msg)
+	segs, err := c.encode(msg)
 	if err != nil {
 		return err
 	}
-	return c.enqueue(frame, false)
+	return c.enqueue(segs, false)
 }
 
 // Close starts the closing handshake (status 1000) and returns; OnClose
@@ -89,46 +90,93 @@ func (c *wsConn) Close() error {
 	return nil
 }
 
-func (c *wsConn) encode(msg *protobufs.ServerToAgent) ([]byte, error) {
+// seg is a piece of a queued frame. Pieces may be shared between
+// connections (an encoded remote config) and are never written to; last
+// marks the end of a message.
+type seg struct {
+	b    []byte
+	last bool
+}
+
+// frame is one encoded frame in up to three pieces.
+type frame struct {
+	segs [3]seg
+	n    int // pieces used
+}
+
+func oneSeg(b []byte) *frame { return &frame{segs: [3]seg{{b: b, last: true}}, n: 1} }
+
+// encode returns msg as one binary frame, in pieces: the frame header, the
+// shared remote config (compressed once per config when the connection
+// compresses, see sharedConfig), and the rest, encoded for this agent.
+func (c *wsConn) encode(msg *protobufs.ServerToAgent) (*frame, error) {
 	c.mu.Lock()
 	uid := c.uid
 	c.mu.Unlock()
+	sc, msg, err := c.s.splitShared(msg)
+	if err != nil {
+		return nil, err
+	}
+	var shared []byte
+	if sc != nil {
+		shared = sc.plain
+	}
 	const room = 10 // the largest unmasked frame header
 	size := 1 + proto.Size(msg) + 32
-	var buf []byte
-	if c.deflate && size >= minCompress {
-		bp := encodeBufs.Get().(*[]byte)
-		defer encodeBufs.Put(bp)
-		raw := append((*bp)[:0], opamp.WSHeader)
-		raw, err := c.s.appendServerToAgent(raw, msg, uid)
-		*bp = raw[:0]
-		if err != nil {
-			return nil, err
-		}
-		if err := c.s.checkSize(len(raw)); err != nil { // before compression
-			return nil, err
-		}
-		buf = websocket.AppendDeflate(make([]byte, room, room+len(raw)/2+64), raw)
+	compress := c.deflate && len(shared)+size >= minCompress
+	var dst []byte
+	var bp *[]byte
+	if compress {
+		bp = encodeBufs.Get().(*[]byte)
+		defer func() { encodeBufs.Put(bp) }()
+		dst = (*bp)[:0]
 	} else {
-		buf = make([]byte, room, room+size)
-		buf = append(buf, opamp.WSHeader)
-		var err error
-		if buf, err = c.s.appendServerToAgent(buf, msg, uid); err != nil {
-			return nil, err
+		dst = make([]byte, room, room+size)
+	}
+	start := len(dst)
+	if sc == nil {
+		dst = append(dst, opamp.WSHeader) // else the shared prefix starts with it
+	}
+	dst, err = c.s.appendServerToAgent(dst, msg, uid)
+	if compress {
+		*bp = dst[:0] // keep the grown buffer
+	}
+	if err != nil {
+		return nil, err
+	}
+	rest := dst[start:]
+	if err := c.s.checkSize(len(shared) + len(rest)); err != nil { // before compression
+		return nil, err
+	}
+	if compress {
+		buf := make([]byte, room, room+len(rest)+16)
+		if sc != nil {
+			shared = sc.deflated()
 		}
-		if err := c.s.checkSize(len(buf) - room); err != nil {
-			return nil, err
+		if sc != nil && len(rest) <= maxStoredRest {
+			dst = websocket.AppendDeflateStored(buf, rest)
+		} else {
+			dst = websocket.AppendDeflate(buf, rest)
 		}
+		rest = dst[room:]
 	}
 	var hb [room]byte
-	hdr := websocket.AppendFrameHeader(hb[:0], true, websocket.Binary, len(buf)-room, false, [4]byte{})
-	if c.deflate && size >= minCompress {
+	hdr := websocket.AppendFrameHeader(hb[:0], true, websocket.Binary, len(shared)+len(rest), false, [4]byte{})
+	if compress {
 		hdr[0] |= websocket.RSV1
 	}
-	start := room - len(hdr)
-	copy(buf[start:], hdr)
-	return buf[start:], nil
+	h := dst[room-len(hdr) : room]
+	copy(h, hdr)
+	if shared == nil {
+		return oneSeg(dst[room-len(hdr):]), nil
+	}
+	return &frame{segs: [3]seg{{b: h}, {b: shared}, {b: rest, last: true}}, n: 3}, nil
 }
+
+// maxStoredRest is the largest per-agent part of a message with a shared
+// remote config sent in a stored block rather than compressed: running a
+// compressor costs more than the few bytes it would save.
+const maxStoredRest = 1024
 
 // minCompress is the smallest message compressed when permessage-deflate
 // is negotiated; smaller ones gain nothing.
@@ -138,16 +186,27 @@ var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return 
 
 // enqueue adds a frame to the write queue and starts writing it. A close
 // frame makes it the last one. ErrClosed once a close frame was queued.
-func (c *wsConn) enqueue(frame []byte, isClose bool) error {
+//
+// The queue is bounded (maxQueueLen messages, Server.maxQueue bytes): a
+// peer that lets it grow beyond that is disconnected. A peer that reads
+// slowly is not: it gets its messages later, and only one that accepts no
+// byte for WriteTimeout is cut off (see flushBlocking).
+func (c *wsConn) enqueue(f *frame, isClose bool) error {
+	segs := f.segs[:f.n]
+	n := 0
+	for _, sg := range segs {
+		n += len(sg.b)
+	}
 	c.mu.Lock()
 	if c.finished || c.closeSent {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if !isClose && (len(c.queue) >= maxQueueLen || c.queued+len(frame) > c.s.maxQueue) {
+	if !isClose && (c.msgs >= maxQueueLen || c.queued+n > c.s.maxQueue) {
 		c.mu.Unlock()
 		c.s.errs.Add(1)
-		c.s.log.Warn("opamp server: agent does not read; disconnecting", "remote", c.remote, "queued", c.queued)
+		c.s.log.Warn("opamp server: agent does not read; disconnecting", "remote", c.remote, "queued", c.queued,
+			"stuck_total", c.s.stuck.Add(1))
 		c.finish()
 		return ErrClosed
 	}
@@ -155,51 +214,62 @@ func (c *wsConn) enqueue(frame []byte, isClose bool) error {
 		c.closeSent = true
 		c.grace = time.AfterFunc(closeGrace, c.finish)
 	}
-	if c.writing {
-		c.queue = append(c.queue, frame)
-		c.queued += len(frame)
-		c.mu.Unlock()
-		return nil
+	if c.writing || c.rc == nil {
+		c.queue = append(c.queue, segs...)
+		c.queued += n
+		c.msgs++
+		if c.writing {
+			c.mu.Unlock()
+			return nil
+		}
 	}
 	c.writing = true // the queue is empty whenever no one is writing
-	if c.rc == nil {
-		c.queue = append(c.queue, frame)
-		c.queued += len(frame)
-		c.mu.Unlock()
-		c.flush()
-		return nil
-	}
 	c.mu.Unlock()
-	// Epoll-driven: try the frame straight away, queueing only the rest.
-	n, err := writeNonblock(c.rc, frame)
-	if err != nil && err != errWouldBlock {
-		c.writeFailed(err)
-		return nil
-	}
-	c.s.bytesOut.Add(uint64(n))
-	if n == len(frame) {
-		c.s.sent.Add(1)
-	} else {
-		c.mu.Lock()
-		c.queue = append([][]byte{frame[n:]}, c.queue...)
-		c.queued += len(frame) - n
-		c.mu.Unlock()
+	if c.rc != nil {
+		// Epoll-driven: try the frame straight away, queueing only the rest.
+		var iov [3][]byte
+		for i, sg := range segs {
+			iov[i] = sg.b
+		}
+		w, err := writevNonblock(c.rc, iov[:len(segs)])
+		if err != nil && err != errWouldBlock {
+			c.writeFailed(err)
+			return nil
+		}
+		c.s.bytesOut.Add(uint64(w))
+		if w == n {
+			c.s.sent.Add(1)
+		} else {
+			left := n - w
+			for w >= len(segs[0].b) {
+				w -= len(segs[0].b)
+				segs = segs[1:]
+			}
+			rest := append(make([]seg, 0, len(segs)+1), segs...)
+			rest[0].b = rest[0].b[w:]
+			c.mu.Lock()
+			c.queue = append(rest, c.queue...)
+			c.queued += left
+			c.msgs++
+			c.mu.Unlock()
+		}
 	}
 	c.flush()
 	return nil
 }
 
 // flush writes the queue: without blocking when epoll-driven, handing
-// over to a goroutine that writes with WriteTimeout when the socket is
-// full (or always, for connections with their own goroutine).
+// over to a goroutine that waits for the peer when the socket is full (or
+// always, for connections with their own goroutine).
 func (c *wsConn) flush() {
 	if c.rc != nil {
+		var iov [8][]byte
 		for {
-			b, ok := c.head()
+			bufs, ok := c.head(iov[:0])
 			if !ok {
 				return
 			}
-			n, err := writeNonblock(c.rc, b)
+			n, err := writevNonblock(c.rc, bufs)
 			if err == errWouldBlock {
 				break
 			}
@@ -213,33 +283,48 @@ func (c *wsConn) flush() {
 	go c.flushBlocking()
 }
 
+// flushBlocking writes the queue, waiting for the peer to read. A write
+// that makes progress within WriteTimeout goes on, however slowly the peer
+// reads; one that moves no byte for WriteTimeout disconnects the peer.
 func (c *wsConn) flushBlocking() {
+	var iov [8][]byte
 	for {
-		b, ok := c.head()
+		bufs, ok := c.head(iov[:0])
 		if !ok {
 			return
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		n, err := c.nc.Write(b)
+		nb := net.Buffers(bufs)
+		n, err := nb.WriteTo(c.nc)
+		c.wrote(int(n))
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if n > 0 {
+					continue // slow, not stuck
+				}
+				c.stalled()
+				return
+			}
 			c.writeFailed(err)
 			return
 		}
-		c.wrote(n)
 	}
 }
 
-// head returns the first queued frame, or reports the queue empty (and
-// writing over, finishing the connection if that was due).
-func (c *wsConn) head() ([]byte, bool) {
+// head appends the first queued pieces to bufs, or reports the queue empty
+// (and writing over, finishing the connection if that was due).
+func (c *wsConn) head(bufs [][]byte) ([][]byte, bool) {
 	c.mu.Lock()
 	if len(c.queue) > 0 && !c.finished {
-		b := c.queue[0]
+		for i := 0; i < len(c.queue) && len(bufs) < cap(bufs); i++ {
+			bufs = append(bufs, c.queue[i].b)
+		}
 		c.mu.Unlock()
-		return b, true
+		return bufs, true
 	}
 	c.writing = false
-	c.queue, c.queued = nil, 0
+	c.queue, c.queued, c.msgs = nil, 0, 0
 	fin := c.finishOnFlush
 	c.mu.Unlock()
 	if fin {
@@ -250,21 +335,40 @@ func (c *wsConn) head() ([]byte, bool) {
 
 // wrote accounts n bytes written from the head of the queue.
 func (c *wsConn) wrote(n int) {
-	c.s.bytesOut.Add(uint64(n))
-	c.mu.Lock()
-	if len(c.queue) == 0 {
-		c.mu.Unlock()
+	if n <= 0 {
 		return
 	}
+	c.s.bytesOut.Add(uint64(n))
+	c.mu.Lock()
 	c.queued -= n
-	if n >= len(c.queue[0]) {
-		c.queue[0] = nil
+	for n > 0 && len(c.queue) > 0 {
+		h := &c.queue[0]
+		if n < len(h.b) {
+			h.b = h.b[n:]
+			break
+		}
+		n -= len(h.b)
+		if h.last {
+			c.msgs--
+			c.s.sent.Add(1)
+		}
+		c.queue[0] = seg{}
 		c.queue = c.queue[1:]
-		c.s.sent.Add(1)
-	} else {
-		c.queue[0] = c.queue[0][n:]
 	}
 	c.mu.Unlock()
+}
+
+// stalled disconnects a peer that accepted nothing for WriteTimeout.
+func (c *wsConn) stalled() {
+	c.mu.Lock()
+	done, queued := c.finished, c.queued
+	c.mu.Unlock()
+	if !done {
+		c.s.errs.Add(1)
+		c.s.log.Warn("opamp server: agent read nothing within the write timeout; disconnecting", "remote", c.remote,
+			"timeout", c.s.cfg.WriteTimeout, "queued", queued, "stuck_total", c.s.stuck.Add(1))
+	}
+	c.finish()
 }
 
 func (c *wsConn) writeFailed(err error) {
@@ -285,7 +389,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 	var buf [websocket.MaxControlPayload]byte
 	payload := websocket.AppendClosePayload(buf[:0], code, reason)
 	frame := websocket.AppendFrame(nil, true, websocket.Close, payload, false, [4]byte{})
-	_ = c.enqueue(frame, true)
+	_ = c.enqueue(oneSeg(frame), true)
 }
 
 // closing reports whether the close frame was queued.
@@ -326,7 +430,7 @@ func (c *wsConn) onFrame(op websocket.Opcode, payload []byte) error {
 		return &websocket.ProtocolError{Code: websocket.CloseUnsupportedData, Reason: "text frames are not OpAMP messages"}
 	case websocket.Ping:
 		frame := websocket.AppendFrame(nil, true, websocket.Pong, payload, false, [4]byte{})
-		_ = c.enqueue(frame, false)
+		_ = c.enqueue(oneSeg(frame), false)
 	case websocket.Pong:
 	case websocket.Close:
 		c.mu.Lock()
@@ -454,7 +558,7 @@ func (c *wsConn) finish() {
 	if c.grace != nil {
 		c.grace.Stop()
 	}
-	c.queue, c.queued = nil, 0
+	c.queue, c.queued, c.msgs = nil, 0, 0
 	if c.registered {
 		c.s.poll.del(c.fd)
 		c.registered = false

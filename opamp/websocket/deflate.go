@@ -103,6 +103,27 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 // AppendDeflate appends payload compressed for permessage-deflate (no
 // context takeover) to dst. The frame carrying it must have RSV1 set.
 func AppendDeflate(dst, payload []byte) []byte {
+	out := appendFlushed(dst, payload)
+	if bytes.HasSuffix(out[len(dst):], deflateTail[:4]) {
+		out = out[:len(out)-4]
+	}
+	return out
+}
+
+// AppendDeflatePrefix appends payload compressed as the first part of a
+// permessage-deflate message whose remainder is compressed separately and
+// appended to it with AppendDeflate. The part ends with a sync flush: a
+// byte-aligned, non-final block boundary, after which a decompressor reads
+// the next part's blocks as if one compressor had written both (RFC 1951
+// section 3.2.3: a stream is a sequence of blocks). The parts share no
+// history (each compressor starts empty), which is what a message without
+// context takeover allows. So one compressed prefix, made once, serves
+// every message that starts with the same bytes.
+func AppendDeflatePrefix(dst, payload []byte) []byte { return appendFlushed(dst, payload) }
+
+// appendFlushed appends payload compressed and sync-flushed: the output
+// ends with the empty stored block 00 00 ff ff.
+func appendFlushed(dst, payload []byte) []byte {
 	w := &sliceWriter{b: dst}
 	var fw *flate.Writer
 	if v := flateWriters.Get(); v != nil {
@@ -115,9 +136,20 @@ func AppendDeflate(dst, payload []byte) []byte {
 	_ = fw.Flush()
 	fw.Reset(io.Discard)
 	flateWriters.Put(fw)
-	out := w.b
-	if bytes.HasSuffix(out[len(dst):], deflateTail[:4]) {
-		out = out[:len(out)-4]
+	return w.b
+}
+
+// AppendDeflateStored appends payload as AppendDeflate would, but in
+// stored (uncompressed) DEFLATE blocks: no compressor is run, which is
+// cheaper for a few bytes that follow an AppendDeflatePrefix part. Like
+// AppendDeflate's output it ends with the header of an empty stored block
+// whose 00 00 ff ff the receiver appends (RFC 7692 section 7.2.2).
+func AppendDeflateStored(dst, payload []byte) []byte {
+	for len(payload) > 0 {
+		n := min(len(payload), 0xffff)
+		dst = append(dst, 0x00, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8)) // BFINAL 0, BTYPE 00, LEN, NLEN
+		dst = append(dst, payload[:n]...)
+		payload = payload[n:]
 	}
-	return out
+	return append(dst, 0x00)
 }

@@ -136,3 +136,22 @@ func TestParserCompressedFrames(t *testing.T) {
 		}
 	}
 }
+
+// A compressed prefix made once, followed by a per-message part either
+// compressed or stored, inflates to prefix+part.
+func TestDeflatePrefixConcatenation(t *testing.T) {
+	prefix := bytes.Repeat([]byte("shared remote config body "), 4000)
+	z := AppendDeflatePrefix(nil, prefix)
+	for _, part := range [][]byte{[]byte("uid-0123456789ab"), bytes.Repeat([]byte{7}, 70000), nil} {
+		for name, appendPart := range map[string]func([]byte, []byte) []byte{"stored": AppendDeflateStored, "deflated": AppendDeflate} {
+			msg := appendPart(append([]byte(nil), z...), part)
+			got, err := Inflate(nil, msg, 1<<30)
+			if err != nil {
+				t.Fatalf("%s part of %d bytes: %v", name, len(part), err)
+			}
+			if want := append(append([]byte(nil), prefix...), part...); !bytes.Equal(got, want) {
+				t.Fatalf("%s part of %d bytes: inflated %d bytes, want %d", name, len(part), len(got), len(want))
+			}
+		}
+	}
+}

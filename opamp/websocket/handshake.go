@@ -144,6 +144,8 @@ type DialOptions struct {
 	TLSConfig        *tls.Config   // for wss://; nil: defaults
 	MaxMessageSize   int64         // <= 0: DefaultMaxMessageSize
 	HandshakeTimeout time.Duration // 0: 30s; also bounded by ctx
+	// NetDial opens the TCP connection; nil: a net.Dialer.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // maxErrorBody bounds how much of a refused handshake's body is kept.
@@ -185,8 +187,11 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", host)
+	dial := (&net.Dialer{}).DialContext
+	if opts.NetDial != nil {
+		dial = opts.NetDial
+	}
+	nc, err := dial(ctx, "tcp", host)
 	if err != nil {
 		return nil, nil, fmt.Errorf("websocket: dial %s: %w", host, err)
 	}
