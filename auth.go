@@ -133,6 +133,9 @@ type AuditEntry struct {
 type AuditFilter struct {
 	Actor  string
 	Action string // exact action, or a prefix ending in "." ("token.")
+	// Target is the exact target, or the last segment of a path target
+	// ("gw" matches "/api/v1/configs/gw").
+	Target string
 	Since  time.Time
 	Limit  int
 }

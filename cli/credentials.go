@@ -282,6 +282,7 @@ func (a *app) auditCommand() *cobra.Command {
 		})}
 	cmd.Flags().StringVar(&f.Actor, "actor", "", "only entries of this actor")
 	cmd.Flags().StringVar(&f.Action, "action", "", `only this action, or a prefix ending in "." (token.)`)
+	cmd.Flags().StringVar(&f.Target, "target", "", `only this target, or a path target ending in /TARGET`)
 	cmd.Flags().IntVar(&f.Limit, "limit", 100, "number of entries")
 	return cmd
 }

@@ -239,7 +239,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	a := s.auth
 	if !a.enabled() {
-		writeJSON(w, http.StatusOK, SessionResponse{AuthEnabled: false, Authenticated: true, Name: "anonymous", Method: "none"})
+		writeJSON(w, http.StatusOK, SessionResponse{AuthEnabled: false, Authenticated: true, Name: "anonymous", Method: "none", Role: steward.RoleAdmin})
 		return nil
 	}
 	now := a.now()
@@ -284,7 +284,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		MaxAge: int(a.ttl / time.Second), Secure: secure, SameSite: http.SameSiteStrictMode,
 	})
 	writeJSON(w, http.StatusOK, SessionResponse{
-		AuthEnabled: true, Authenticated: true, Name: sess.Name, Method: "session",
+		AuthEnabled: true, Authenticated: true, Name: sess.Name, Method: "session", Role: steward.RoleAdmin,
 		ExpiresAt: sess.ExpiresAt, CSRFToken: sess.CSRF,
 	})
 	return nil

@@ -419,7 +419,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f := steward.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Limit: limit}
+	f := steward.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Target: q.Get("target"), Limit: limit}
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {

@@ -96,6 +96,9 @@ func (c *Client) Audit(ctx context.Context, f steward.AuditFilter) ([]*steward.A
 	if f.Action != "" {
 		q.Set("action", f.Action)
 	}
+	if f.Target != "" {
+		q.Set("target", f.Target)
+	}
 	if !f.Since.IsZero() {
 		q.Set("since", f.Since.Format(time.RFC3339))
 	}

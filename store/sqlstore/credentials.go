@@ -289,6 +289,9 @@ func (db *DB) Audit(ctx context.Context, f steward.AuditFilter) ([]*steward.Audi
 	} else if f.Action != "" {
 		w.add("action = ?", f.Action)
 	}
+	if f.Target != "" {
+		w.add(`(target = ? OR target LIKE ? ESCAPE '\')`, f.Target, "%/"+likeEscaper.Replace(f.Target))
+	}
 	if !f.Since.IsZero() {
 		w.add("time >= ?", db.time(f.Since))
 	}
@@ -315,3 +318,6 @@ func (db *DB) Audit(ctx context.Context, f steward.AuditFilter) ([]*steward.Audi
 	})
 	return out, db.wrap(err, "list audit entries")
 }
+
+// likeEscaper escapes the LIKE wildcards in a literal (ESCAPE '\').
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)

@@ -275,6 +275,19 @@ func testAudit(t *testing.T, s steward.Store) {
 	if len(exact) != 1 || exact[0].Target != "base" {
 		t.Fatalf("exact action filter: %+v", exact)
 	}
+	// A target matches exactly, or as the last segment of a path; LIKE
+	// wildcards in it are literal.
+	if err := as.AppendAudit(ctx, &steward.AuditEntry{Actor: "ci", Action: "PUT /api/v1/configs/{name}", Target: "/api/v1/configs/base"},
+		&steward.AuditEntry{Actor: "ci", Action: "PUT /api/v1/configs/{name}", Target: "/api/v1/configs/base2"},
+		&steward.AuditEntry{Actor: "ci", Action: "PUT /api/v1/configs/{name}", Target: "/api/v1/configs/a_b"}); err != nil {
+		t.Fatal(err)
+	}
+	for target, want := range map[string]int{"base": 2, "/api/v1/configs/base": 1, "a_b": 1, "a%": 0, "_": 0, "ase": 0} {
+		got, err := as.Audit(ctx, steward.AuditFilter{Target: target})
+		if err != nil || len(got) != want {
+			t.Errorf("target %q: %d entries, want %d (%v)", target, len(got), want, err)
+		}
+	}
 	limited, _ := as.Audit(ctx, steward.AuditFilter{Limit: 1})
 	if len(limited) != 1 {
 		t.Fatalf("limit: %d entries", len(limited))

@@ -2,6 +2,13 @@ package uitest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +50,10 @@ type agentOptions struct {
 	packages bool
 	// effective replaces the initial effective config reported.
 	effective string
+	// csr asks the server for a client certificate (a CSR naming the
+	// agent's uid); the certificate offered is declined, so the agent
+	// stays on its plain connection.
+	csr bool
 }
 
 const initialCollectorConfig = `receivers:
@@ -89,6 +100,9 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 	if o.packages {
 		caps |= protobufs.AgentCapabilities_AgentCapabilities_ReportsPackageStatuses
 	}
+	if o.csr {
+		caps |= protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings
+	}
 	c, err := client.New(client.Settings{
 		Endpoint:     url,
 		Capabilities: caps,
@@ -116,6 +130,9 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 				if msg.RemoteConfig != nil {
 					a.apply(msg.RemoteConfig)
 				}
+			},
+			OnOpAMPConnectionSettings: func(ctx context.Context, s *protobufs.OpAMPConnectionSettings) error {
+				return errors.New("test agent: keeps its plain connection")
 			},
 			OnCommand: func(ctx context.Context, cmd *protobufs.ServerToAgentCommand) error {
 				select {
@@ -156,6 +173,19 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 			"geoip-db": {Name: "geoip-db", AgentHasVersion: "2024.10", ServerOfferedVersion: "2024.11",
 				Status: protobufs.PackageStatusEnum_PackageStatusEnum_InstallFailed, ErrorMessage: "checksum mismatch"},
 		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.csr {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: a.id.String()}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.RequestConnectionSettings(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward"
 )
@@ -20,6 +21,11 @@ var narrowPages = []struct{ name, path, ready string }{
 	{"assignments", "/assignments", `document.querySelector('[data-testid="assignment-row"]')`},
 	{"rollouts", "/rollouts", `document.querySelector('[data-testid="rollout-row"]')`},
 	{"events", "/events", `document.querySelector('[data-testid="event-row"]')`},
+	{"packages", "/packages", `document.querySelector('[data-testid="package-row"]') && document.querySelector('[data-testid="package-status-row"]')`},
+	{"tokens", "/admin/tokens", `document.querySelector('[data-testid="token-row"]') && document.querySelector('[data-testid="enrollment-row"]')`},
+	{"certificates", "/admin/certificates", `document.querySelector('[data-testid="cert-row"]')`},
+	{"connections", "/admin/connection-settings", `document.querySelector('[data-testid="conn-row"]')`},
+	{"audit", "/admin/audit", `document.querySelector('[data-testid="audit-row"]')`},
 }
 
 // overflow is a script that lists what makes the page wider than the
@@ -53,9 +59,10 @@ const overflow = `(() => {
 func TestConsoleNarrow(t *testing.T) {
 	b := startBrowser(t)
 	s := startStack(t)
-	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-eu-west-1a-with-a-long-host-name.example.internal", packages: true})
+	agent := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-eu-west-1a-with-a-long-host-name.example.internal", packages: true, csr: true})
 	waitAgent(t, s, agent.id, "online with health", func(a *steward.Agent) bool { return a.Online && a.Health != nil })
 	seedRollout(t, s)
+	seedAdmin(t, s)
 
 	p := b.newPage(t, s.base, "light")
 	p.resize(390, 844)
@@ -130,6 +137,31 @@ func seedRollout(t *testing.T, s *stack) {
 	}
 	if _, err := s.cp.StartRollout(ctx, &steward.Rollout{Name: "gateways-v2", Assignment: "gateways", ToVersion: 2,
 		Stages: []steward.RolloutStage{{Selector: "host.name=canary"}, {Percent: 100}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seedAdmin stores what the admin pages list: a package offered by an
+// assignment, an API token, an enrollment token and connection settings
+// with a secret header.
+func seedAdmin(t *testing.T, s *stack) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.cp.UploadPackage(ctx, &steward.Package{Name: "otelcol-contrib", Version: "0.121.0"}, strings.NewReader("#!/bin/sh\necho collector\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cp.PutPackageAssignment(ctx, &steward.PackageAssignment{Name: "collectors", Selector: "service.name=otelcol-gateway",
+		Packages: []steward.PackageRef{{Name: "otelcol-contrib", Version: "0.121.0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.cp.CreateToken(ctx, "ci-deploy", steward.RoleOperator, 720*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.cp.CreateEnrollmentToken(ctx, steward.EnrollmentToken{Name: "eu-west-collectors", Selector: "env=prod", MaxUses: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cp.PutConnectionSettings(ctx, &steward.ConnectionSettings{Name: "prod-telemetry", Selector: "deployment.environment=production",
+		OwnMetrics: &steward.TelemetryDestination{Endpoint: "https://otlp.example.com:4318/v1/metrics", Headers: map[string]string{"Authorization": "Bearer s3cr3t-metrics"}}}); err != nil {
 		t.Fatal(err)
 	}
 }

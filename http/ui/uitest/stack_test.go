@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stewardhq/steward/ca"
 	"github.com/stewardhq/steward/controlplane"
 	stewardhttp "github.com/stewardhq/steward/http"
 	"github.com/stewardhq/steward/http/ui"
 	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/blobfs"
 	"github.com/stewardhq/steward/store/sqlite"
 )
 
@@ -40,7 +42,22 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Replica: "uitest", FlushInterval: time.Second, Logger: log})
+	blobs, err := blobfs.Open(filepath.Join(t.TempDir(), "packages"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Agents download packages from the server's own listener, made below.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authority, err := ca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Replica: "uitest", FlushInterval: time.Second, Logger: log,
+		Auth: controlplane.AgentAuth{CA: authority},
+		Packages: controlplane.PackageOptions{Blobs: blobs, BaseURL: "http://" + ln.Addr().String()}})
 	if err != nil {
 		db.Close()
 		t.Fatal(err)
@@ -58,6 +75,7 @@ func startStack(t *testing.T) *stack {
 		Events:            cp.Bus(),
 		EventLog:          cp.Events,
 		Credentials:       cp,
+		Packages:          cp,
 		AdminPassword:     adminPassword,
 		Sessions:          db,
 		UI:                ui.Handler(),
@@ -65,10 +83,6 @@ func startStack(t *testing.T) *stack {
 		HeartbeatInterval: 5 * time.Second,
 		Logger:            log,
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := &stack{password: adminPassword, cp: cp}
 	// Count open event streams, to check that pages do not leak them.
 	counted := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {

@@ -10,6 +10,11 @@ import * as configs from './pages/configs.js';
 import * as assignments from './pages/assignments.js';
 import * as rollouts from './pages/rollouts.js';
 import * as eventsPage from './pages/events.js';
+import * as packages from './pages/packages.js';
+import * as tokens from './pages/tokens.js';
+import * as certificates from './pages/certificates.js';
+import * as connections from './pages/connections.js';
+import * as audit from './pages/audit.js';
 
 const routes = [
   { re: /^\/$/, page: overview, nav: '/' },
@@ -20,6 +25,12 @@ const routes = [
   { re: /^\/assignments\/?$/, page: assignments, nav: '/assignments' },
   { re: /^\/rollouts\/?$/, page: rollouts, nav: '/rollouts' },
   { re: /^\/events\/?$/, page: eventsPage, nav: '/events' },
+  { re: /^\/packages\/?$/, page: packages, nav: '/packages' },
+  { re: /^\/admin\/?$/, redirect: '/admin/tokens' },
+  { re: /^\/admin\/tokens\/?$/, page: tokens, nav: '/admin' },
+  { re: /^\/admin\/certificates\/?$/, page: certificates, nav: '/admin' },
+  { re: /^\/admin\/connection-settings\/?$/, page: connections, nav: '/admin' },
+  { re: /^\/admin\/audit\/?$/, page: audit, nav: '/admin' },
 ];
 
 const app = document.getElementById('app');
@@ -27,6 +38,7 @@ let shell = null;       // {main, nav, live}
 let cleanup = null;     // the mounted page's teardown
 let loggedOut = false;  // showing the login page
 let authEnabled = true; // false when the server runs without authentication
+let role = 'admin';     // the signed-in caller's role (the server enforces it)
 
 /** navigate changes the route without a reload. */
 export function navigate(to, { replace: rep = false } = {}) {
@@ -51,7 +63,9 @@ function buildShell() {
     h('a', { href: '/configs', 'data-testid': 'nav-configs' }, 'Configurations'),
     h('a', { href: '/assignments', 'data-testid': 'nav-assignments' }, 'Assignments'),
     h('a', { href: '/rollouts', 'data-testid': 'nav-rollouts' }, 'Rollouts'),
+    h('a', { href: '/packages', 'data-testid': 'nav-packages' }, 'Packages'),
     h('a', { href: '/events', 'data-testid': 'nav-events' }, 'Events'),
+    h('a', { href: '/admin', 'data-testid': 'nav-admin' }, 'Admin'),
   );
   const main = h('main', { id: 'main', tabindex: '-1', 'data-testid': 'main' });
   // Narrow windows fold the navigation behind a menu button (CSS decides
@@ -107,6 +121,7 @@ function route() {
     match = rt.re.exec(path);
     if (match) { r = rt; break; }
   }
+  if (r && r.redirect) { navigate(r.redirect, { replace: true }); return; }
   for (const a of shell.nav.querySelectorAll('a')) {
     if (r && a.getAttribute('href') === r.nav) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
@@ -123,7 +138,7 @@ function route() {
   (r.keys || []).forEach((k, i) => { params[k] = decodeURIComponent(match[i + 1]); });
   const query = new URLSearchParams(location.search);
   const ctx = {
-    params, query, navigate,
+    params, query, navigate, role,
     setTitle: (t) => { document.title = (t ? t + ' · ' : '') + 'Steward'; },
   };
   cleanup = r.page.mount(shell.main, ctx) || null;
@@ -153,7 +168,8 @@ function showLogin(next, fromUrl) {
     btn.disabled = true;
     err.hidden = true;
     try {
-      await api.login(pw.value);
+      const s = await api.login(pw.value);
+      if (s && s.role) role = s.role;
       const to = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/';
       history.replaceState(null, '', to);
       route();
@@ -194,6 +210,7 @@ setInterval(tickTimes, 10000);
 // at once rather than the shell failing behind it.
 api.session().then((s) => {
   authEnabled = !s || s.auth_enabled !== false;
+  if (s && s.role) role = s.role;
   if (s && s.auth_enabled && !s.authenticated && location.pathname !== '/login') {
     showLogin(location.pathname + location.search);
   } else {
