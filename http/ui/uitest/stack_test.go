@@ -56,7 +56,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	cp, err := controlplane.New(ctx, controlplane.Config{Store: db, Replica: "uitest", FlushInterval: time.Second, Logger: log,
-		Auth: controlplane.AgentAuth{CA: authority},
+		Auth:     controlplane.AgentAuth{CA: authority},
 		Packages: controlplane.PackageOptions{Blobs: blobs, BaseURL: "http://" + ln.Addr().String()}})
 	if err != nil {
 		db.Close()
