@@ -71,6 +71,12 @@ type Config struct {
 	Settle time.Duration
 	// Timeout bounds each waiting step; default 10 minutes.
 	Timeout time.Duration
+	// ConfigBytes pads the pushed config to this size (rollout and storm
+	// scenarios); 0: the bare config of about 400 bytes.
+	ConfigBytes int
+	// ServerCPUs pins the server process to these CPUs (taskset -c list,
+	// e.g. "0"); "": not pinned.
+	ServerCPUs string
 	// Log receives progress lines; default os.Stderr.
 	Log io.Writer
 }
@@ -108,9 +114,21 @@ type Result struct {
 	FirstRolloutSeconds float64 `json:"first_rollout_seconds,omitempty"`
 	RolloutSeconds      float64 `json:"rollout_seconds,omitempty"`
 	ServerApplied       int     `json:"server_applied,omitempty"` // agents the server reports APPLIED
+	ConfigBytes         int     `json:"config_bytes,omitempty"`
+	// RolloutCPUSeconds is the server's CPU time from the change request
+	// until it shows every ack (Steward: in its API; the peer: in memory).
+	RolloutCPUSeconds float64 `json:"rollout_server_cpu_seconds,omitempty"`
+	// APILagSeconds is from the last agent's APPLIED to the server showing
+	// all of them.
+	APILagSeconds float64 `json:"api_lag_seconds,omitempty"`
+	// RolloutDisconnects counts connections lost during the change.
+	RolloutDisconnects uint64 `json:"rollout_disconnects"`
 
 	// Storm scenario: from the restarted server process's start.
 	ReconnectSeconds float64 `json:"reconnect_seconds,omitempty"`
+	// StormCPUPer1k is the restarted server's CPU time until every agent
+	// is back, per 1,000 connects, milliseconds.
+	StormCPUPer1k float64 `json:"storm_server_cpu_per_1k_ms,omitempty"`
 	InventoryOK      bool    `json:"inventory_ok,omitempty"`
 	InventoryNote    string  `json:"inventory_note,omitempty"`
 
@@ -188,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.api = stewardhttp.NewClient("http://"+cfg.APIAddr, "bench")
 	}
 	defer r.stopServer()
-	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Transport: "websocket", Agents: cfg.Agents}
+	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Transport: "websocket", Agents: cfg.Agents, ConfigBytes: cfg.ConfigBytes}
 	if cfg.HTTP {
 		res.Transport = "http"
 	}
@@ -227,7 +245,12 @@ func (r *run) startServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(r.cfg.ServerBin, args...)
+	bin := r.cfg.ServerBin
+	if r.cfg.ServerCPUs != "" {
+		args = append([]string{"-c", r.cfg.ServerCPUs, bin}, args...)
+		bin = "taskset"
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// The server must not outlive the benchmark.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -277,9 +300,14 @@ func (r *run) kill() {
 
 // until polls cond every 10ms until it is true, fails, or timeout passes.
 func (r *run) until(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	return r.untilEvery(ctx, 10*time.Millisecond, timeout, what, cond)
+}
+
+// untilEvery is until polling every interval.
+func (r *run) untilEvery(ctx context.Context, every, timeout time.Duration, what string, cond func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	t := time.NewTicker(10 * time.Millisecond)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		ok, err := cond()
@@ -428,7 +456,7 @@ func (r *run) heartbeat(ctx context.Context, res *Result) error {
 // assignment to every collector), on the opamp-go peer through its push
 // endpoint.
 func (r *run) change(ctx context.Context, v int, marker string) error {
-	body := fmt.Sprintf("receivers:\n  otlp:\n    protocols:\n      grpc: {}\nprocessors:\n  batch: {}\nexporters:\n  otlphttp:\n    endpoint: https://collector.example:4318\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlphttp]\n# version %d %s\n", v, marker)
+	body := r.configBody(v, marker)
 	if r.cfg.Server == OpAMPGo {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.cfg.APIAddr+"/debug/push", strings.NewReader(body))
 		if err != nil {
@@ -454,12 +482,33 @@ func (r *run) change(ctx context.Context, v int, marker string) error {
 	return nil
 }
 
+// configBody is config version v carrying marker, padded with comment
+// lines to Config.ConfigBytes.
+func (r *run) configBody(v int, marker string) string {
+	body := fmt.Sprintf("receivers:\n  otlp:\n    protocols:\n      grpc: {}\nprocessors:\n  batch: {}\nexporters:\n  otlphttp:\n    endpoint: https://collector.example:4318\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlphttp]\n# version %d %s\n", v, marker)
+	var b strings.Builder
+	b.WriteString(body)
+	for i := 0; b.Len() < r.cfg.ConfigBytes; i++ {
+		fmt.Fprintf(&b, "# padding line %08d of version %d, making the config as large as a real one\n", i, v)
+	}
+	return b.String()
+}
+
 // serverApplied counts the agents the server reports as running the
 // config that carries marker.
 func (r *run) serverApplied(ctx context.Context, marker string) (int, error) {
 	if r.cfg.Server == OpAMPGo {
 		st, err := loadgen.FetchStats(ctx, r.stats, false)
 		return int(st.Applied), err
+	}
+	if r.cfg.ConfigBytes > 16<<10 {
+		// Listing 10k agents with their effective configs is gigabytes:
+		// count the in-sync agents reporting APPLIED instead.
+		sum, err := r.api.Summary(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return min(sum.BySync[string(steward.SyncInSync)], sum.ByConfigStatus[string(steward.RemoteConfigApplied)]), nil
 	}
 	n := 0
 	for off := 0; ; off += 2000 {
@@ -482,29 +531,53 @@ func (r *run) serverApplied(ctx context.Context, marker string) (int, error) {
 	}
 }
 
-// timedRollout makes change v and waits until every agent applied it,
-// returning the time from the request to the last APPLIED, then checks
-// the server's view.
-func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (time.Duration, int, error) {
+// rolloutMeasure is what one timed change measured.
+type rolloutMeasure struct {
+	acked       time.Duration // from the request to the last APPLIED at the agents
+	applied     int           // agents the server shows APPLIED
+	cpu         time.Duration // server CPU from the request until it shows every ack
+	apiLag      time.Duration // from the last APPLIED to the server showing all
+	disconnects uint64        // connections lost meanwhile
+}
+
+// timedRollout makes change v and waits until every agent applied it and
+// the server shows that.
+func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*rolloutMeasure, error) {
 	marker := fmt.Sprintf("rollout-%d-%s", v, steward.NewInstanceUID())
 	ro := g.TrackRollout([]byte(marker))
+	before, err := loadgen.FetchStats(ctx, r.stats, false)
+	if err != nil {
+		return nil, err
+	}
+	disc := g.Stats().Disconnects
 	start := time.Now()
 	if err := r.change(ctx, v, marker); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	d, err := ro.Wait(wctx, r.cfg.Agents, start)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	var applied int
-	err = r.until(ctx, r.cfg.Timeout, "server sees every agent APPLIED", func() (bool, error) {
+	m := &rolloutMeasure{acked: d}
+	// Every 100 ms: listing every agent through Steward's API costs it CPU.
+	err = r.untilEvery(ctx, 100*time.Millisecond, r.cfg.Timeout, "server shows every agent APPLIED", func() (bool, error) {
 		var err error
-		applied, err = r.serverApplied(ctx, marker)
-		return applied >= r.cfg.Agents, err
+		m.applied, err = r.serverApplied(ctx, marker)
+		return m.applied >= r.cfg.Agents, err
 	})
-	return d, applied, err
+	if err != nil {
+		return nil, err
+	}
+	m.apiLag = max(0, time.Since(start)-d)
+	after, err := loadgen.FetchStats(ctx, r.stats, false)
+	if err != nil {
+		return nil, err
+	}
+	m.cpu = time.Duration(after.CPU - before.CPU)
+	m.disconnects = g.Stats().Disconnects - disc
+	return m, nil
 }
 
 func (r *run) rollout(ctx context.Context, res *Result) error {
@@ -519,24 +592,28 @@ func (r *run) rollout(ctx context.Context, res *Result) error {
 	if err := sleep(ctx, r.cfg.Settle); err != nil {
 		return err
 	}
-	d1, _, err := r.timedRollout(ctx, g, 1)
+	m1, err := r.timedRollout(ctx, g, 1)
 	if err != nil {
 		return err
 	}
-	res.FirstRolloutSeconds = d1.Seconds()
-	r.logf("first config (new assignment) applied by all in %.3fs", d1.Seconds())
+	res.FirstRolloutSeconds = m1.acked.Seconds()
+	r.logf("first config (new assignment) applied by all in %.3fs", m1.acked.Seconds())
 	if err := sleep(ctx, r.cfg.Settle); err != nil {
 		return err
 	}
-	d2, applied, err := r.timedRollout(ctx, g, 2)
+	m, err := r.timedRollout(ctx, g, 2)
 	if err != nil {
 		return err
 	}
-	res.RolloutSeconds = d2.Seconds()
-	res.ServerApplied = applied
+	res.RolloutSeconds = m.acked.Seconds()
+	res.ServerApplied = m.applied
+	res.RolloutCPUSeconds = m.cpu.Seconds()
+	res.APILagSeconds = m.apiLag.Seconds()
+	res.RolloutDisconnects = m1.disconnects + m.disconnects
 	st := g.Stats()
 	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
-	r.logf("config change applied by all in %.3fs; server reports %d APPLIED", d2.Seconds(), applied)
+	r.logf("config change applied by all in %.3fs; server shows %d APPLIED %.3fs later, server CPU %.2fs, %d disconnects",
+		m.acked.Seconds(), m.applied, m.apiLag.Seconds(), m.cpu.Seconds(), res.RolloutDisconnects)
 	return nil
 }
 
@@ -552,7 +629,7 @@ func (r *run) storm(ctx context.Context, res *Result) error {
 	if err := sleep(ctx, r.cfg.Settle); err != nil {
 		return err
 	}
-	if _, _, err := r.timedRollout(ctx, g, 1); err != nil {
+	if _, err := r.timedRollout(ctx, g, 1); err != nil {
 		return err
 	}
 	if err := sleep(ctx, r.cfg.Settle); err != nil { // last-seen flush and event writes
@@ -582,7 +659,10 @@ func (r *run) storm(ctx context.Context, res *Result) error {
 		return fmt.Errorf("%w (loadgen connected %d of %d)", err, g.Stats().Connected, n)
 	}
 	res.ReconnectSeconds = time.Since(restart).Seconds()
-	r.logf("all %d agents back %.2fs after the restart began", n, res.ReconnectSeconds)
+	if st, err := loadgen.FetchStats(ctx, r.stats, false); err == nil {
+		res.StormCPUPer1k = float64(st.CPU) / 1e6 / (float64(n) / 1000)
+	}
+	r.logf("all %d agents back %.2fs after the restart began, server CPU %.1fms per 1k connects", n, res.ReconnectSeconds, res.StormCPUPer1k)
 	st := g.Stats()
 	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
 	if r.cfg.Server != Steward {

@@ -55,7 +55,7 @@ func TestScenarios(t *testing.T) {
 					Scenario: sc, Server: srv, ServerBin: bins[srv], Agents: n,
 					OpAMPAddr: freeAddr(t), APIAddr: freeAddr(t), DataDir: t.TempDir(),
 					Window: 2 * time.Second, Settle: 500 * time.Millisecond, Timeout: time.Minute,
-					ReconnectJitter: 200 * time.Millisecond, Log: io.Discard,
+					ReconnectJitter: 200 * time.Millisecond, Log: io.Discard, ConfigBytes: 4 << 10,
 				})
 				if err != nil {
 					t.Fatalf("%v (result %s)", err, res.JSON())
@@ -78,11 +78,11 @@ func TestScenarios(t *testing.T) {
 						t.Fatalf("result %s: no heartbeat CPU measured", res.JSON())
 					}
 				case "rollout":
-					if res.ServerApplied != n || res.RolloutSeconds <= 0 {
-						t.Fatalf("result %s: want %d agents APPLIED on the server", res.JSON(), n)
+					if res.ServerApplied != n || res.RolloutSeconds <= 0 || res.RolloutCPUSeconds <= 0 || res.RolloutDisconnects != 0 {
+						t.Fatalf("result %s: want %d agents APPLIED on the server, its CPU time, no disconnects", res.JSON(), n)
 					}
 				case "storm":
-					if res.ReconnectSeconds <= 0 || (srv == bench.Steward && !res.InventoryOK) {
+					if res.ReconnectSeconds <= 0 || res.StormCPUPer1k <= 0 || (srv == bench.Steward && !res.InventoryOK) {
 						t.Fatalf("result %s: want every agent back (and the inventory complete)", res.JSON())
 					}
 				}
@@ -101,5 +101,20 @@ func TestRunValidates(t *testing.T) {
 		if _, err := bench.Run(context.Background(), c); err == nil {
 			t.Errorf("Run(%+v) succeeded, want an error", c)
 		}
+	}
+}
+
+func TestRatio(t *testing.T) {
+	st := &bench.Result{Scenario: "rollout", Server: bench.Steward, Agents: 10, RolloutSeconds: 3, RSSPerAgent: 1000, ServerApplied: 10}
+	peer := &bench.Result{Scenario: "rollout", Server: bench.OpAMPGo, Agents: 10, RolloutSeconds: 2, ServerApplied: 10}
+	r := bench.Ratio(st, peer)
+	if r.Ratio["rollout_seconds"] != 1.5 || r.Ratio["server_applied"] != 1 {
+		t.Fatalf("ratios %v", r.Ratio)
+	}
+	if _, ok := r.Ratio["rss_per_agent_bytes"]; ok {
+		t.Fatalf("a measure the peer lacks has a ratio: %v", r.Ratio)
+	}
+	if _, ok := r.Ratio["agents"]; ok {
+		t.Fatal("the fleet size is not a measure")
 	}
 }

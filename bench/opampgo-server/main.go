@@ -1,9 +1,11 @@
 // Command opampgo-server is the comparison peer of the benchmarks: a
 // minimal OpAMP server built on opamp-go's server package, doing what a
 // small control plane built on it would do and nothing more. It accepts
-// every agent, answers every message, remembers its connections, pushes a
-// remote config to all of them on POST /debug/push and counts the agents
-// that report it APPLIED. GET /debug/stats reports its memory, goroutines,
+// every agent, answers every message, remembers its connections and each
+// agent's full last status in memory (description, effective config,
+// health, remote config status, component health, as a real server must
+// to show them), pushes a remote config to all of them on POST /debug/push
+// and counts the agents that report it APPLIED. GET /debug/stats reports its memory, goroutines,
 // CPU time and counters (see loadgen.ProcStats).
 //
 // It is used only by the benchmarks, never by Steward itself.
@@ -32,9 +34,37 @@ import (
 	"github.com/stewardhq/steward/loadgen"
 )
 
+// agentStatus is an agent's last full status. OpAMP agents send a field
+// only when it changed, so each report updates what it carries.
+type agentStatus struct {
+	description     *protobufs.AgentDescription
+	effectiveConfig *protobufs.EffectiveConfig
+	health          *protobufs.ComponentHealth // with its component health map
+	remoteConfig    *protobufs.RemoteConfigStatus
+	capabilities    uint64
+	sequenceNum     uint64
+}
+
+func (a *agentStatus) update(m *protobufs.AgentToServer) {
+	if m.AgentDescription != nil {
+		a.description = m.AgentDescription
+	}
+	if m.EffectiveConfig != nil {
+		a.effectiveConfig = m.EffectiveConfig
+	}
+	if m.Health != nil {
+		a.health = m.Health
+	}
+	if m.RemoteConfigStatus != nil {
+		a.remoteConfig = m.RemoteConfigStatus
+	}
+	a.capabilities, a.sequenceNum = m.Capabilities, m.SequenceNum
+}
+
 type state struct {
 	mu       sync.Mutex
 	conns    map[types.Connection]struct{}
+	agents   sync.Map // instance uid (string) -> *agentStatus
 	pushed   atomic.Pointer[protobufs.AgentRemoteConfig]
 	applied  sync.Map // instance uid (string) -> hash applied ([]byte)
 	nApplied atomic.Int64
@@ -58,6 +88,12 @@ func main() {
 		},
 		OnMessage: func(ctx context.Context, c types.Connection, m *protobufs.AgentToServer) *protobufs.ServerToAgent {
 			st.messages.Add(1)
+			a, _ := st.agents.Load(string(m.InstanceUid))
+			if a == nil {
+				a, _ = st.agents.LoadOrStore(string(m.InstanceUid), &agentStatus{})
+			}
+			// Messages of one connection arrive one at a time.
+			a.(*agentStatus).update(m)
 			reply := &protobufs.ServerToAgent{InstanceUid: m.InstanceUid}
 			if rc := st.pushed.Load(); rc != nil {
 				if s := m.RemoteConfigStatus; s != nil && s.Status == protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED &&

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -110,8 +111,8 @@ func bench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	var cfg benchpkg.Config
 	fs.StringVar(&cfg.Scenario, "scenario", "idle", "idle, heartbeat, rollout or storm")
-	fs.StringVar(&cfg.Server, "server", "steward", "server under test: steward or opampgo")
-	fs.StringVar(&cfg.ServerBin, "bin", "", "server binary (default ./bin/steward-server or ./bin/opampgo-server)")
+	fs.StringVar(&cfg.Server, "server", "steward", "server under test: steward, opampgo, or both (the same scenario on each, then their ratio)")
+	fs.StringVar(&cfg.ServerBin, "bin", "", "server binary (default ./bin/steward-server or ./bin/opampgo-server; with -server both, the directory holding both)")
 	fs.IntVar(&cfg.Agents, "agents", 1000, "number of simulated agents")
 	fs.StringVar(&cfg.OpAMPAddr, "addr", "127.0.0.1:4320", "server OpAMP address")
 	fs.StringVar(&cfg.APIAddr, "api", "127.0.0.1:6060", "server API / stats address")
@@ -122,13 +123,38 @@ func bench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Window, "window", 20*time.Second, "measurement window of the heartbeat scenario")
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "wait after connecting before measuring")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound of each waiting step")
+	fs.IntVar(&cfg.ConfigBytes, "config-bytes", 0, "size the pushed config is padded to (rollout, storm)")
+	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the server to these CPUs (taskset -c), e.g. 0")
 	_ = fs.Parse(args)
-	if cfg.ServerBin == "" {
-		cfg.ServerBin = "./bin/" + cfg.Server + "-server"
+	if cfg.Server != "both" {
+		if cfg.ServerBin == "" {
+			cfg.ServerBin = "./bin/" + cfg.Server + "-server"
+		}
+		res, err := benchpkg.Run(ctx, cfg)
+		if res != nil {
+			fmt.Println(res.JSON())
+		}
+		return err
 	}
-	res, err := benchpkg.Run(ctx, cfg)
-	if res != nil {
-		fmt.Println(res.JSON())
+	dir := cfg.ServerBin
+	if dir == "" {
+		dir = "./bin"
 	}
-	return err
+	var results []*benchpkg.Result
+	for _, srv := range []string{benchpkg.Steward, benchpkg.OpAMPGo} {
+		c := cfg
+		c.Server, c.ServerBin = srv, filepath.Join(dir, srv+"-server")
+		res, err := benchpkg.Run(ctx, c)
+		if res != nil {
+			fmt.Println(res.JSON())
+		}
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	ratio := benchpkg.Ratio(results[0], results[1])
+	fmt.Println(ratio.JSON())
+	fmt.Fprintln(os.Stderr, ratio.String())
+	return nil
 }
