@@ -129,8 +129,8 @@ type Result struct {
 	// StormCPUPer1k is the restarted server's CPU time until every agent
 	// is back, per 1,000 connects, milliseconds.
 	StormCPUPer1k float64 `json:"storm_server_cpu_per_1k_ms,omitempty"`
-	InventoryOK      bool    `json:"inventory_ok,omitempty"`
-	InventoryNote    string  `json:"inventory_note,omitempty"`
+	InventoryOK   bool    `json:"inventory_ok,omitempty"`
+	InventoryNote string  `json:"inventory_note,omitempty"`
 
 	LoadgenErrors uint64 `json:"loadgen_connect_errors"`
 	ServerErrors  uint64 `json:"server_error_responses"`
