@@ -158,6 +158,16 @@ func (p *page) resize(w, h int64) {
 	p.run(chromedp.EmulateViewport(w, h))
 }
 
+// setHeaders sends these headers with every request of the tab (an API
+// token instead of a session, say).
+func (p *page) setHeaders(hs map[string]any) {
+	p.t.Helper()
+	p.call(func(ctx context.Context) error {
+		_, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers(hs)})
+		return err
+	})
+}
+
 // onNetwork keeps the requests in flight, to name them when a wait times
 // out. It runs on chromedp's reading goroutine and must be quick.
 func (p *page) onNetwork(ev any) {
