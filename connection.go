@@ -31,6 +31,12 @@ type ConnectionSettings struct {
 	OwnMetrics *TelemetryDestination `json:"own_metrics,omitempty"`
 	OwnTraces  *TelemetryDestination `json:"own_traces,omitempty"`
 	OwnLogs    *TelemetryDestination `json:"own_logs,omitempty"`
+	// StewardTelemetry is the preset "send own telemetry to Steward": the
+	// agents' own metrics and logs go to Steward's OTLP receiver on the
+	// OpAMP listener, each agent with a credential of its own (see
+	// StewardTelemetryDestination). It takes the place of OwnMetrics and
+	// OwnLogs, which must then be unset.
+	StewardTelemetry bool `json:"steward_telemetry,omitempty"`
 	// HeartbeatIntervalSeconds offered in the OpAMP connection settings;
 	// nil: not offered (0 disables heartbeats).
 	HeartbeatIntervalSeconds *uint64                         `json:"heartbeat_interval_seconds,omitempty"`
@@ -45,6 +51,9 @@ type ConnectionSettings struct {
 func (c *ConnectionSettings) Validate() error {
 	if err := ValidateName("connection settings", c.Name); err != nil {
 		return err
+	}
+	if c.StewardTelemetry && (c.OwnMetrics != nil || c.OwnLogs != nil) {
+		return Errorf(EINVALID, "connection settings %q: steward_telemetry sends own metrics and logs to Steward; leave own_metrics and own_logs unset", c.Name)
 	}
 	if _, err := ParseSelector(c.Selector); err != nil {
 		return err
@@ -82,6 +91,12 @@ func (c *ConnectionSettings) Validate() error {
 	}
 	return nil
 }
+
+// StewardTelemetryDestination stands, in EffectiveConnectionSettings, for
+// Steward's own OTLP receiver (the StewardTelemetry preset); the control
+// plane offers each agent the receiver's URL on the listener it connected
+// to, with a bearer credential naming the agent.
+var StewardTelemetryDestination = &TelemetryDestination{Endpoint: "steward:own-telemetry"}
 
 // EffectiveConnectionSettings is what one agent should use: the merge of
 // every ConnectionSettings matching it.
@@ -148,14 +163,18 @@ func (s *ConnectionSettingsSet) Merge(labels Labeled) *EffectiveConnectionSettin
 		if e == nil {
 			e = &EffectiveConnectionSettings{}
 		}
+		ownMetrics, ownLogs := c.OwnMetrics, c.OwnLogs
+		if c.StewardTelemetry {
+			ownMetrics, ownLogs = StewardTelemetryDestination, StewardTelemetryDestination
+		}
 		if e.OwnMetrics == nil {
-			e.OwnMetrics = c.OwnMetrics
+			e.OwnMetrics = ownMetrics
 		}
 		if e.OwnTraces == nil {
 			e.OwnTraces = c.OwnTraces
 		}
 		if e.OwnLogs == nil {
-			e.OwnLogs = c.OwnLogs
+			e.OwnLogs = ownLogs
 		}
 		if e.HeartbeatIntervalSeconds == nil {
 			e.HeartbeatIntervalSeconds = c.HeartbeatIntervalSeconds

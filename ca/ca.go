@@ -12,7 +12,9 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -337,4 +339,14 @@ func randSerial() *big.Int {
 	b[0] &= 0x7f
 	b[0] |= 0x40 // never a leading zero byte: the hex form stays 32 digits
 	return new(big.Int).SetBytes(b)
+}
+
+// DeriveKey returns a 32-byte secret for purpose derived from the CA's
+// private key (HMAC-SHA256), so every replica sharing the CA derives the
+// same one and a new CA key changes it.
+func (c *CA) DeriveKey(purpose string) []byte {
+	der, _ := x509.MarshalECPrivateKey(c.key)
+	m := hmac.New(sha256.New, der)
+	m.Write([]byte("steward derived key\x00" + purpose))
+	return m.Sum(nil)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/ca"
 	"github.com/stewardhq/steward/opamp/server"
+	owntel "github.com/stewardhq/steward/telemetry"
 )
 
 var _ steward.CredentialService = (*Service)(nil)
@@ -208,6 +209,7 @@ func (s *Service) connectionView(ss *session, c server.Conn, cert *steward.Agent
 	if caps.Has(steward.AgentAcceptsOtherConnectionSettings) {
 		view.Other = eff.Other
 	}
+	s.stewardTelemetry(ss, c, view)
 	if caps.Has(steward.AgentAcceptsOpAMPConnectionSettings) {
 		view.HeartbeatIntervalSeconds = eff.HeartbeatIntervalSeconds
 	}
@@ -679,4 +681,28 @@ func (s *Service) DeleteConnectionSettings(ctx context.Context, name string) err
 	s.audited(ctx, "connection_settings.delete", name, nil)
 	s.changed(ctx)
 	return nil
+}
+
+// stewardTelemetry replaces the StewardTelemetry preset's placeholder in
+// view with Steward's receiver on the listener c reached (or the public
+// URL) and the agent's own-telemetry token; without a known endpoint the
+// destination is not offered.
+func (s *Service) stewardTelemetry(ss *session, c server.Conn, view *steward.EffectiveConnectionSettings) {
+	if view.OwnMetrics != steward.StewardTelemetryDestination && view.OwnLogs != steward.StewardTelemetryDestination {
+		return
+	}
+	ep := s.endpointOf(c)
+	dest := func(path string) *steward.TelemetryDestination {
+		if ep.host == "" {
+			return nil
+		}
+		return &steward.TelemetryDestination{Endpoint: telemetryEndpoint(ep, path),
+			Headers: map[string]string{"Authorization": "Bearer " + s.TelemetryToken(ss.id)}}
+	}
+	if view.OwnMetrics == steward.StewardTelemetryDestination {
+		view.OwnMetrics = dest(owntel.MetricsPath)
+	}
+	if view.OwnLogs == steward.StewardTelemetryDestination {
+		view.OwnLogs = dest(owntel.LogsPath)
+	}
 }

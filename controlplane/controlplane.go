@@ -108,6 +108,8 @@ type Service struct {
 	publicURL connEndpoint
 
 	pkg packageMachinery
+	// telemetryKey signs own-telemetry tokens (telemetry.go).
+	telemetryKey []byte
 }
 
 var (
@@ -184,6 +186,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.initCredentials()
+	s.initTelemetryKey()
 	if err := s.reload(ctx); err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/stewardhq/steward/store/blobfs"
 	"github.com/stewardhq/steward/store/postgres"
 	"github.com/stewardhq/steward/store/sqlite"
+	"github.com/stewardhq/steward/telemetry"
 )
 
 // Options configure a server run. Zero values take the documented defaults.
@@ -229,8 +230,18 @@ func Run(ctx context.Context, o Options) error {
 		Logger:         log.With("component", "http"),
 	})
 
+	telStore, _ := store.(steward.TelemetryStore)
+	tel, err := telemetry.New(ctx, telemetry.Options{Store: telStore, Agents: store, Logger: log.With("component", "telemetry")})
+	if err != nil {
+		cp.Close()
+		return fmt.Errorf("own telemetry: %w", err)
+	}
+	defer tel.Close()
+
 	opampMux := nethttp.NewServeMux()
 	opampMux.Handle(opamp.DefaultPath, transport)
+	// The agents' own telemetry (OTLP/HTTP), authenticated like OpAMP.
+	telemetry.NewReceiver(tel, cp, 0, log.With("component", "telemetry")).Register(opampMux)
 	// Agents download offered packages from the listener they already reach.
 	opampMux.Handle("GET "+controlplane.PackageContentPath+"{hash}", api)
 	opampSrv := &nethttp.Server{Handler: opampMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),

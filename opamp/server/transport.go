@@ -493,3 +493,7 @@ func (s *Server) errorReply(uid []byte, err error) *protobufs.ServerToAgent {
 	}
 	return &protobufs.ServerToAgent{InstanceUid: uid, ErrorResponse: e}
 }
+
+// RetryDelay returns the delay RetryAfter put on err, for other listeners
+// that answer with the same refusals (the own-telemetry receiver).
+func RetryDelay(err error) (time.Duration, bool) { return retryOf(err) }

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Sessions", testSessions},
 		{"Bindings", testBindings},
 		{"ConfigBodies", testConfigBodies},
+		{"TelemetryRollups", testTelemetryRollups},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
