@@ -441,7 +441,21 @@ type AgentFilter struct {
 	// Healthy filters on the reported top-level health.
 	Healthy *bool
 	// Sync filters on the sync state (Agent.SyncState); "" matches all.
-	Sync   SyncState
+	Sync SyncState
+	// Health filters on Agent.HealthState (offline agents are unknown);
+	// "" matches all.
+	Health HealthState
+	// Type and Version match the service.name and service.version
+	// attributes exactly; "" matches all.
+	Type, Version string
+	// Attributes match agents that reported, for each key, an identifying
+	// or non-identifying attribute whose scalar value (KeyValue.
+	// ScalarString) is exactly the value.
+	Attributes map[string]string
+	// Sort orders the result (""/SortID: by id); Desc reverses it. Ties
+	// are broken by id in the same direction.
+	Sort   AgentSort
+	Desc   bool
 	Offset int
 	Limit  int // 0: no limit
 }
@@ -472,8 +486,9 @@ type Delivery struct {
 type AgentService interface {
 	// Agent returns one agent; ENOTFOUND if unknown.
 	Agent(ctx context.Context, id InstanceUID) (*Agent, error)
-	// Agents lists agents matching f, ordered by id, and the total count
-	// of matches before Offset/Limit.
+	// Agents lists agents matching f in f's order (by id unless f.Sort
+	// says otherwise), and the total count of matches before Offset/Limit.
+	// EINVALID on a bad filter (AgentFilter.Validate).
 	Agents(ctx context.Context, f AgentFilter) ([]*Agent, int, error)
 	// SetAgentLabels replaces the operator labels of an agent; desired state
 	// is reconciled at once. ENOTFOUND if unknown, EINVALID on a bad label.

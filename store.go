@@ -24,8 +24,10 @@ type Store interface {
 	MarkOffline(ctx context.Context, replica string, at time.Time) error
 	// Agent returns one agent; ENOTFOUND if unknown.
 	Agent(ctx context.Context, id InstanceUID) (*Agent, error)
-	// Agents returns agents matching f (selector and search included), by
-	// id, and the total number of matches before Offset/Limit.
+	// Agents returns agents matching f (selector and search included), in
+	// f's order (by id by default, ties by id), and the total number of
+	// matches before Offset/Limit. EINVALID on a bad filter
+	// (AgentFilter.Validate).
 	Agents(ctx context.Context, f AgentFilter) ([]*Agent, int, error)
 	// DeleteAgent removes an agent and its events; ENOTFOUND if unknown.
 	DeleteAgent(ctx context.Context, id InstanceUID) error

@@ -30,13 +30,15 @@ func (a *app) agentsCommand() *cobra.Command {
 func (a *app) agentsListCommand() *cobra.Command {
 	var f steward.AgentFilter
 	var online, offline bool
-	var syncState string
+	var syncState, health, sortKey string
+	var attrs []string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List agents",
 		Example: `  steward agents list --selector 'service.name=otelcol,env in (prod,staging)'
   steward agents list --search web --online -o json
-  steward agents list --sync failed`,
+  steward agents list --sync failed --sort -last_seen
+  steward agents list --health unhealthy --type otelcol --attr host.arch=arm64 --limit 50 --offset 50`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if online && offline {
@@ -48,19 +50,15 @@ func (a *app) agentsListCommand() *cobra.Command {
 			if _, err := steward.ParseSelector(f.Selector); err != nil {
 				return usagef("%s", steward.ErrorMessage(err))
 			}
-			if syncState != "" {
-				st, err := steward.ParseSyncState(syncState)
-				if err != nil {
-					return usagef("--sync: %s", steward.ErrorMessage(err))
-				}
-				f.Sync = st
+			if err := parseFilterFlags(&f, syncState, health, sortKey, attrs); err != nil {
+				return err
+			}
+			if online || offline {
+				f.Online = &online
 			}
 			return nil
 		},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if online || offline {
-				f.Online = &online
-			}
 			agents, total, err := a.client().Agents(cmd.Context(), f)
 			if err != nil {
 				return err
@@ -97,8 +95,47 @@ func (a *app) agentsListCommand() *cobra.Command {
 	fl.BoolVar(&online, "online", false, "only connected agents")
 	fl.BoolVar(&offline, "offline", false, "only disconnected agents")
 	fl.StringVar(&syncState, "sync", "", "only agents in this sync state: in_sync, pending, applying, failed, rolled_back, drifted, offline")
+	fl.StringVar(&health, "health", "", "only agents with this health: healthy, unhealthy, unknown (offline or not reported)")
+	fl.StringVar(&f.Type, "type", "", "only agents whose service.name is exactly this")
+	fl.StringVar(&f.Version, "version", "", "only agents whose service.version is exactly this")
+	fl.StringArrayVar(&attrs, "attr", nil, "only agents that report this attribute value, KEY=VALUE (repeatable)")
+	fl.StringVar(&sortKey, "sort", "", "order by id, sync, health, online, type, version, host or last_seen; prefix - for descending")
 	fl.IntVar(&f.Limit, "limit", 0, "at most this many agents (0: all)")
+	fl.IntVar(&f.Offset, "offset", 0, "skip this many agents first")
 	return cmd
+}
+
+// parseFilterFlags fills f from the flag values 'agents list' and
+// 'agents bulk' share; a usage error names the bad flag.
+func parseFilterFlags(f *steward.AgentFilter, syncState, health, sortKey string, attrs []string) error {
+	var err error
+	if syncState != "" {
+		if f.Sync, err = steward.ParseSyncState(syncState); err != nil {
+			return usagef("--sync: %s", steward.ErrorMessage(err))
+		}
+	}
+	if health != "" {
+		if f.Health, err = steward.ParseHealthState(health); err != nil {
+			return usagef("--health: %s", steward.ErrorMessage(err))
+		}
+	}
+	if f.Sort, f.Desc, err = steward.ParseAgentSort(sortKey); err != nil {
+		return usagef("--sort: %s", steward.ErrorMessage(err))
+	}
+	for _, kv := range attrs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usagef("--attr %q: want KEY=VALUE", kv)
+		}
+		if f.Attributes == nil {
+			f.Attributes = map[string]string{}
+		}
+		f.Attributes[k] = v
+	}
+	if f.Offset < 0 {
+		return usagef("--offset must be >= 0")
+	}
+	return nil
 }
 
 func onlineText(a *steward.Agent) string {
@@ -108,16 +145,9 @@ func onlineText(a *steward.Agent) string {
 	return "offline"
 }
 
-func healthText(a *steward.Agent) string {
-	switch {
-	case a.Health == nil:
-		return "unknown"
-	case a.Health.Healthy:
-		return "healthy"
-	default:
-		return "unhealthy"
-	}
-}
+// healthText is the agent's health as the fleet list shows it (unknown
+// while offline: its last report says nothing about now).
+func healthText(a *steward.Agent) string { return string(a.HealthState()) }
 
 // desiredText names the config versions the agent should run ("-" for
 // none).

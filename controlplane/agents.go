@@ -21,20 +21,11 @@ func (s *Service) Agent(ctx context.Context, id steward.InstanceUID) (*steward.A
 	return a, nil
 }
 
-// Agents lists agents matching f; EINVALID on a bad selector or sync state.
+// Agents lists agents matching f; EINVALID on a bad filter (see
+// steward.AgentFilter.Validate).
 func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
-	if f.Selector != "" {
-		if _, err := steward.ParseSelector(f.Selector); err != nil {
-			return nil, 0, err
-		}
-	}
-	if f.Sync != "" {
-		if _, err := steward.ParseSyncState(string(f.Sync)); err != nil {
-			return nil, 0, err
-		}
-	}
-	if f.Offset < 0 || f.Limit < 0 {
-		return nil, 0, steward.Errorf(steward.EINVALID, "offset and limit must be >= 0")
+	if err := f.Validate(); err != nil {
+		return nil, 0, err
 	}
 	as, n, err := s.store.Agents(ctx, f)
 	if err != nil {

@@ -36,35 +36,6 @@ const (
 	MaxEventLimit     = 1000
 )
 
-// parseAgentFilter reads selector, q, online, healthy, sync, offset and
-// limit.
-func parseAgentFilter(q url.Values) (steward.AgentFilter, error) {
-	var f steward.AgentFilter
-	f.Selector, f.Search = q.Get("selector"), q.Get("q")
-	if _, err := steward.ParseSelector(f.Selector); err != nil {
-		return f, err
-	}
-	var err error
-	if v := q.Get("sync"); v != "" {
-		if f.Sync, err = steward.ParseSyncState(v); err != nil {
-			return f, err
-		}
-	}
-	if f.Online, err = boolParam(q, "online"); err != nil {
-		return f, err
-	}
-	if f.Healthy, err = boolParam(q, "healthy"); err != nil {
-		return f, err
-	}
-	if f.Offset, err = intParam(q, "offset", 0, 0, -1); err != nil {
-		return f, err
-	}
-	if f.Limit, err = intParam(q, "limit", 0, 0, -1); err != nil {
-		return f, err
-	}
-	return f, nil
-}
-
 func boolParam(q url.Values, name string) (*bool, error) {
 	s := q.Get(name)
 	if s == "" {

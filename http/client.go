@@ -149,28 +149,7 @@ func (c *Client) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Ag
 
 // Agents lists agents matching f and the total number of matches.
 func (c *Client) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
-	q := url.Values{}
-	if f.Selector != "" {
-		q.Set("selector", f.Selector)
-	}
-	if f.Search != "" {
-		q.Set("q", f.Search)
-	}
-	if f.Online != nil {
-		q.Set("online", strconv.FormatBool(*f.Online))
-	}
-	if f.Sync != "" {
-		q.Set("sync", string(f.Sync))
-	}
-	if f.Healthy != nil {
-		q.Set("healthy", strconv.FormatBool(*f.Healthy))
-	}
-	if f.Offset != 0 {
-		q.Set("offset", strconv.Itoa(f.Offset))
-	}
-	if f.Limit != 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
+	q := AgentFilterQuery(f)
 	var resp AgentsResponse
 	if _, err := c.do(ctx, "GET", "/api/v1/agents", c.revealQuery(q), nil, &resp); err != nil {
 		return nil, 0, err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"math"
 	"slices"
 	"time"
 
@@ -100,20 +99,20 @@ func (db *DB) putAgentRow(ctx context.Context, tx *Tx, r *agentRow) error {
 	a, c := r.a, r.c
 	err := tx.QueryRow(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
-			config_status = excluded.config_status, sync_state = excluded.sync_state,
+			config_status = excluded.config_status, sync_state = excluded.sync_state, health = excluded.health,
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash
 		RETURNING created_at`,
 		c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
 		a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
-		r.effective, r.keepCreated,
+		r.effective, c.Health, r.keepCreated,
 	).Scan(&r.storedCreated)
 	if err != nil {
 		return err
@@ -135,11 +134,11 @@ func (db *DB) TouchAgents(ctx context.Context, seen map[steward.InstanceUID]time
 	return db.wrap(err, "touch %d agents", len(seen))
 }
 
-// MarkOffline sets Online=false (sync state offline) and DisconnectedAt=at
+// MarkOffline sets Online=false (sync state offline, health unknown) and DisconnectedAt=at
 // on every online agent held by replica, or by any replica when replica is
 // "".
 func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) error {
-	_, err := db.exec(ctx, `UPDATE agents SET online = false, sync_state = 'offline', disconnected_at = ?
+	_, err := db.exec(ctx, `UPDATE agents SET online = false, sync_state = 'offline', health = 'unknown', disconnected_at = ?
 		WHERE online AND (? = '' OR replica = ?)`, db.time(at), replica, replica)
 	return db.wrap(err, "mark offline (replica %q)", replica)
 }
@@ -191,69 +190,6 @@ func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent
 		return nil, err
 	}
 	return a, nil
-}
-
-// Agents returns the agents matching f ordered by id, and the number of
-// matches before f.Offset and f.Limit. Online, Healthy, Sync and Search
-// are SQL conditions; a Selector is evaluated in Go on the rows those leave.
-// EINVALID for a bad selector or a negative offset/limit.
-func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
-	if err := record.CheckPage(f.Offset, f.Limit); err != nil {
-		return nil, 0, err
-	}
-	sel, err := steward.ParseSelector(f.Selector)
-	if err != nil {
-		return nil, 0, err
-	}
-	var w where
-	if f.Online != nil {
-		w.add("a.online = ?", *f.Online)
-	}
-	if f.Healthy != nil {
-		w.add("a.healthy = ?", *f.Healthy)
-	}
-	if f.Sync != "" {
-		w.add("a.sync_state = ?", string(f.Sync))
-	}
-	if f.Search != "" {
-		term, ok := record.SearchTerm(f.Search)
-		if !ok {
-			return []*steward.Agent{}, 0, nil
-		}
-		w.add("{instr}(a.search, ?) > 0", term)
-	}
-	q, args := `SELECT `+agentCols+agentFrom+w.String()+` ORDER BY a.id`, w.args
-	total := -1
-	if len(sel) == 0 {
-		if err := db.queryRow(ctx, `SELECT count(*) FROM agents a`+w.String(), args...).Scan(&total); err != nil {
-			return nil, 0, db.wrap(err, "count agents")
-		}
-		if f.Limit > 0 || f.Offset > 0 {
-			limit := f.Limit
-			if limit == 0 {
-				limit = math.MaxInt64
-			}
-			q += ` LIMIT ? OFFSET ?`
-			args = append(args, limit, f.Offset)
-		}
-	}
-	out := []*steward.Agent{}
-	var effective [][]byte
-	err = db.each(ctx, q, args, func(rows *sql.Rows) error {
-		a, h, err := scanAgent[sql.RawBytes](rows)
-		out, effective = append(out, a), append(effective, h)
-		return err
-	})
-	if err == nil {
-		err = db.withBodies(ctx, out, effective)
-	}
-	if err != nil {
-		return nil, 0, db.wrap(err, "list agents")
-	}
-	if total < 0 {
-		out, total = record.SelectPage(out, sel, f.Offset, f.Limit)
-	}
-	return out, total, nil
 }
 
 // DeleteAgent removes an agent and its events; ENOTFOUND if unknown.

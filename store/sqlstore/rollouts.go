@@ -72,7 +72,7 @@ func (db *DB) ReapReplicas(ctx context.Context, before time.Time) ([]string, err
 			return err
 		}
 		for _, n := range dead {
-			if _, err := tx.Exec(ctx, `UPDATE agents SET online = false, sync_state = 'offline', disconnected_at = ? WHERE online AND replica = ?`, db.time(before), n); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE agents SET online = false, sync_state = 'offline', health = 'unknown', disconnected_at = ? WHERE online AND replica = ?`, db.time(before), n); err != nil {
 				return err
 			}
 		}

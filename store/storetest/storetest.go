@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"AgentsFilter", testAgentsFilter},
 		{"AgentsPaging", testAgentsPaging},
 		{"AgentsBySync", testAgentsBySync},
+		{"AgentsQuery", testAgentsQuery},
+		{"AgentsSortPaging", testAgentsSortPaging},
 		{"DeleteAgent", testDeleteAgent},
 		{"ConfigVersions", testConfigVersions},
 		{"ConfigInvalid", testConfigInvalid},

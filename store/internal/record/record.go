@@ -54,6 +54,8 @@ type AgentColumns struct {
 	ConfigStatus string
 	// SyncState is Agent.SyncState (offline for a disconnected agent).
 	SyncState string
+	// Health is Agent.HealthState (unknown for a disconnected agent).
+	Health string
 	// Search is the lower-cased id, service name, host name and version,
 	// joined by SearchSep; Agents' Search filter is a substring of it.
 	Search string
@@ -69,6 +71,7 @@ func Columns(a *steward.Agent) AgentColumns {
 		ServiceVersion: a.Attribute(steward.AttrServiceVersion),
 		ConfigStatus:   string(a.ConfigState()),
 		SyncState:      string(a.SyncState()),
+		Health:         string(a.HealthState()),
 	}
 	// Postgres text cannot hold NUL; no search term can match it anyway.
 	nul := strings.NewReplacer("\x00", "")

@@ -1,0 +1,129 @@
+package steward
+
+import (
+	"slices"
+	"sort"
+	"strings"
+)
+
+// HealthState is an agent's health as the fleet list shows it: what a
+// connected agent last reported, and unknown for an agent that is offline
+// (its last report says nothing about now) or never reported health.
+type HealthState string
+
+const (
+	HealthHealthy   HealthState = "healthy"
+	HealthUnhealthy HealthState = "unhealthy"
+	HealthUnknown   HealthState = "unknown"
+)
+
+// HealthStates lists every health state, in sort order.
+var HealthStates = []HealthState{HealthHealthy, HealthUnhealthy, HealthUnknown}
+
+// HealthState returns the agent's health as the fleet list shows it.
+func (a *Agent) HealthState() HealthState {
+	switch {
+	case !a.Online || a.Health == nil:
+		return HealthUnknown
+	case a.Health.Healthy:
+		return HealthHealthy
+	}
+	return HealthUnhealthy
+}
+
+// ParseHealthState accepts a health state name; EINVALID otherwise.
+func ParseHealthState(s string) (HealthState, error) {
+	for _, h := range HealthStates {
+		if string(h) == s {
+			return h, nil
+		}
+	}
+	return "", Errorf(EINVALID, "unknown health %q: want one of %s", s, joinNames(HealthStates))
+}
+
+// AgentSort names the order of an agent listing. Ties are broken by id, in
+// the same direction, so paging through a sorted listing is stable.
+type AgentSort string
+
+const (
+	SortID       AgentSort = "id"
+	SortSync     AgentSort = "sync"      // sync state, by name
+	SortHealth   AgentSort = "health"    // healthy, unhealthy, unknown
+	SortOnline   AgentSort = "online"    // offline first
+	SortType     AgentSort = "type"      // service.name, bytewise
+	SortVersion  AgentSort = "version"   // service.version, bytewise
+	SortHost     AgentSort = "host"      // host.name, bytewise
+	SortLastSeen AgentSort = "last_seen" // never seen first
+)
+
+// AgentSorts lists every sort key.
+var AgentSorts = []AgentSort{SortID, SortSync, SortHealth, SortOnline, SortType, SortVersion, SortHost, SortLastSeen}
+
+// ParseAgentSort accepts a sort key, optionally prefixed with "-" for
+// descending order ("-last_seen"); "" is id ascending. EINVALID otherwise.
+func ParseAgentSort(s string) (key AgentSort, desc bool, err error) {
+	if s == "" {
+		return SortID, false, nil
+	}
+	name, desc := strings.CutPrefix(s, "-")
+	for _, k := range AgentSorts {
+		if string(k) == name {
+			return k, desc, nil
+		}
+	}
+	return "", false, Errorf(EINVALID, "unknown sort %q: want one of %s, optionally prefixed with -", s, joinNames(AgentSorts))
+}
+
+// AttributeFilterPrefix prefixes the query parameters and CLI flags that
+// filter on an attribute: attr.host.arch=arm64.
+const AttributeFilterPrefix = "attr."
+
+// Validate checks every field a store does not: the sync state, health,
+// sort key, selector, attribute keys and the page. EINVALID on the first
+// problem.
+func (f AgentFilter) Validate() error {
+	if f.Sync != "" {
+		if _, err := ParseSyncState(string(f.Sync)); err != nil {
+			return err
+		}
+	}
+	if f.Health != "" {
+		if _, err := ParseHealthState(string(f.Health)); err != nil {
+			return err
+		}
+	}
+	if f.Sort != "" && !slices.Contains(AgentSorts, f.Sort) {
+		return Errorf(EINVALID, "unknown sort %q: want one of %s", f.Sort, joinNames(AgentSorts))
+	}
+	if _, err := ParseSelector(f.Selector); err != nil {
+		return err
+	}
+	for k := range f.Attributes {
+		if k == "" {
+			return Errorf(EINVALID, "attribute filter needs a key")
+		}
+	}
+	if f.Offset < 0 || f.Limit < 0 {
+		return Errorf(EINVALID, "offset and limit must be >= 0")
+	}
+	return nil
+}
+
+// SortedAttributes returns the keys of f.Attributes in order, so the same
+// filter always builds the same query.
+func (f AgentFilter) SortedAttributes() []string {
+	keys := make([]string, 0, len(f.Attributes))
+	for k := range f.Attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func joinNames[T ~string](list []T) string {
+	names := make([]string, len(list))
+	for i, v := range list {
+		names[i] = string(v)
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,159 @@
+package storetest
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/stewardhq/steward"
+)
+
+// queryFleet stores five agents that differ in every field the agent
+// listing filters and sorts on:
+//
+//	id  type      version  host    online  health     sync      last seen  extra attribute
+//	1   checkout  1.0.0    host-a  yes     healthy    in_sync   30         host.arch=arm64
+//	2   cart      2.0.0    host-b  yes     unhealthy  failed    10         host.arch=amd64
+//	3   cart      1.0.0    host-c  yes     (none)     failed    never
+//	4   checkout  2.0.0    Host-d  no      healthy    offline   20
+//	5   Zeta      10.0     host-e  yes     healthy    pending   20         gpu=true (bool)
+//
+// agentWith also gives each agent cpus=<id> (int) and env=from-attribute.
+func queryFleet(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	yes, no := true, false
+	type row struct {
+		n                  byte
+		typ, version, host string
+		online             bool
+		healthy            *bool
+		sync               steward.SyncState
+		seen               int64
+		extraKey           string
+		extra              any
+	}
+	rows := []row{
+		{1, "checkout", "1.0.0", "host-a", true, &yes, steward.SyncInSync, 30, "host.arch", "arm64"},
+		{2, "cart", "2.0.0", "host-b", true, &no, steward.SyncFailed, 10, "host.arch", "amd64"},
+		{3, "cart", "1.0.0", "host-c", true, nil, steward.SyncFailed, 0, "", nil},
+		{4, "checkout", "2.0.0", "Host-d", false, &yes, steward.SyncInSync, 20, "", nil},
+		{5, "Zeta", "10.0", "host-e", true, &yes, "", 20, "gpu", true},
+	}
+	for _, r := range rows {
+		a := agentWith(r.n, r.typ, r.host, r.version, nil, r.online, r.healthy)
+		if r.sync != "" {
+			a.Sync = &steward.AgentSync{State: r.sync}
+		}
+		if r.seen > 0 {
+			a.LastSeen = ts(r.seen, 0)
+		}
+		if r.extraKey != "" {
+			a.Description.NonIdentifyingAttributes = append(a.Description.NonIdentifyingAttributes,
+				steward.KeyValue{Key: r.extraKey, Value: r.extra})
+		}
+		must(t, s.PutAgent(c, a), "PutAgent")
+	}
+}
+
+func testAgentsQuery(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	queryFleet(t, s)
+	attrs := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	cases := []struct {
+		name string
+		f    steward.AgentFilter
+		want []byte
+	}{
+		{"health healthy", steward.AgentFilter{Health: steward.HealthHealthy}, []byte{1, 5}},
+		{"health unhealthy", steward.AgentFilter{Health: steward.HealthUnhealthy}, []byte{2}},
+		{"health unknown: none reported or offline", steward.AgentFilter{Health: steward.HealthUnknown}, []byte{3, 4}},
+		{"type", steward.AgentFilter{Type: "cart"}, []byte{2, 3}},
+		{"type is exact", steward.AgentFilter{Type: "car"}, []byte{}},
+		{"version", steward.AgentFilter{Version: "2.0.0"}, []byte{2, 4}},
+		{"type and version", steward.AgentFilter{Type: "cart", Version: "2.0.0"}, []byte{2}},
+		{"string attribute", steward.AgentFilter{Attributes: attrs("host.arch", "arm64")}, []byte{1}},
+		{"int attribute", steward.AgentFilter{Attributes: attrs("cpus", "3")}, []byte{3}},
+		{"bool attribute", steward.AgentFilter{Attributes: attrs("gpu", "true")}, []byte{5}},
+		{"identifying attribute", steward.AgentFilter{Attributes: attrs("service.name", "checkout")}, []byte{1, 4}},
+		{"attribute every agent has", steward.AgentFilter{Attributes: attrs("env", "from-attribute")}, []byte{1, 2, 3, 4, 5}},
+		{"two attributes", steward.AgentFilter{Attributes: attrs("cpus", "2", "host.arch", "amd64")}, []byte{2}},
+		{"two attributes, one differs", steward.AgentFilter{Attributes: attrs("cpus", "2", "host.arch", "arm64")}, []byte{}},
+		{"attribute value is exact", steward.AgentFilter{Attributes: attrs("host.arch", "arm")}, []byte{}},
+		{"attribute nobody has", steward.AgentFilter{Attributes: attrs("rack", "7")}, []byte{}},
+		{"sync and health", steward.AgentFilter{Sync: steward.SyncFailed, Health: steward.HealthUnhealthy}, []byte{2}},
+		{"sync, sorted by last seen", steward.AgentFilter{Sync: steward.SyncFailed, Sort: steward.SortLastSeen, Desc: true}, []byte{2, 3}},
+		{"attribute and selector", steward.AgentFilter{Attributes: attrs("env", "from-attribute"), Selector: "service.name=cart"}, []byte{2, 3}},
+	}
+	for _, tc := range cases {
+		list, total, err := s.Agents(c, tc.f)
+		must(t, err, tc.name)
+		if got := ids(list); !bytes.Equal(got, tc.want) || total != len(tc.want) {
+			t.Errorf("%s: got %v (total %d), want %v", tc.name, got, total, tc.want)
+		}
+	}
+	for _, f := range []steward.AgentFilter{
+		{Health: "sick"}, {Sort: "colour"}, {Sort: "-type"}, {Attributes: attrs("", "x")}, {Sync: "lost"},
+	} {
+		_, _, err := s.Agents(c, f)
+		wantCode(t, err, steward.EINVALID, fmt.Sprintf("Agents(%+v)", f))
+	}
+	must(t, s.MarkOffline(c, "", ts(100, 0)), "MarkOffline")
+	if list, n, err := s.Agents(c, steward.AgentFilter{Health: steward.HealthUnknown}); err != nil || n != 5 {
+		t.Errorf("health=unknown after MarkOffline: %v (%d), %v; want all 5", ids(list), n, err)
+	}
+}
+
+func testAgentsSortPaging(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	queryFleet(t, s)
+	cases := []struct {
+		sort      steward.AgentSort
+		asc, desc []byte
+	}{
+		{"", []byte{1, 2, 3, 4, 5}, []byte{5, 4, 3, 2, 1}},
+		{steward.SortID, []byte{1, 2, 3, 4, 5}, []byte{5, 4, 3, 2, 1}},
+		{steward.SortSync, []byte{2, 3, 1, 4, 5}, []byte{5, 4, 1, 3, 2}},
+		{steward.SortHealth, []byte{1, 5, 2, 3, 4}, []byte{4, 3, 2, 5, 1}},
+		{steward.SortOnline, []byte{4, 1, 2, 3, 5}, []byte{5, 3, 2, 1, 4}},
+		{steward.SortType, []byte{5, 2, 3, 1, 4}, []byte{4, 1, 3, 2, 5}},
+		{steward.SortVersion, []byte{1, 3, 5, 2, 4}, []byte{4, 2, 5, 3, 1}},
+		{steward.SortHost, []byte{4, 1, 2, 3, 5}, []byte{5, 3, 2, 1, 4}},
+		{steward.SortLastSeen, []byte{3, 2, 4, 5, 1}, []byte{1, 5, 4, 2, 3}},
+	}
+	for _, tc := range cases {
+		for _, desc := range []bool{false, true} {
+			want := tc.asc
+			if desc {
+				want = tc.desc
+			}
+			for _, selector := range []string{"", "os.type=linux"} { // SQL paging, and paging in Go
+				f := steward.AgentFilter{Sort: tc.sort, Desc: desc, Selector: selector}
+				list, total, err := s.Agents(c, f)
+				must(t, err, "Agents")
+				if got := ids(list); !bytes.Equal(got, want) || total != 5 {
+					t.Errorf("sort %q desc=%v selector %q: got %v (total %d), want %v", tc.sort, desc, selector, got, total, want)
+				}
+				// Pages of two, put together, are the whole listing.
+				var paged []byte
+				for off := 0; off < 6; off += 2 {
+					f.Offset, f.Limit = off, 2
+					page, total, err := s.Agents(c, f)
+					must(t, err, "Agents page")
+					if total != 5 {
+						t.Errorf("sort %q page at %d: total %d, want 5", tc.sort, off, total)
+					}
+					paged = append(paged, ids(page)...)
+				}
+				if !bytes.Equal(paged, want) {
+					t.Errorf("sort %q desc=%v selector %q: pages give %v, want %v", tc.sort, desc, selector, paged, want)
+				}
+			}
+		}
+	}
+}
