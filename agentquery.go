@@ -6,30 +6,9 @@ import (
 	"strings"
 )
 
-// HealthState is an agent's health as the fleet list shows it: what a
-// connected agent last reported, and unknown for an agent that is offline
-// (its last report says nothing about now) or never reported health.
-type HealthState string
-
-const (
-	HealthHealthy   HealthState = "healthy"
-	HealthUnhealthy HealthState = "unhealthy"
-	HealthUnknown   HealthState = "unknown"
-)
-
-// HealthStates lists every health state, in sort order.
+// HealthStates lists every health state (see Agent.HealthState), in sort
+// order.
 var HealthStates = []HealthState{HealthHealthy, HealthUnhealthy, HealthUnknown}
-
-// HealthState returns the agent's health as the fleet list shows it.
-func (a *Agent) HealthState() HealthState {
-	switch {
-	case !a.Online || a.Health == nil:
-		return HealthUnknown
-	case a.Health.Healthy:
-		return HealthHealthy
-	}
-	return HealthUnhealthy
-}
 
 // ParseHealthState accepts a health state name; EINVALID otherwise.
 func ParseHealthState(s string) (HealthState, error) {
