@@ -27,10 +27,16 @@ export function pageHead(title, sub, ...actions) {
 /** adminHead is pageHead preceded by the Admin section's tabs. */
 export function adminHead(title, sub, ...actions) {
   const here = location.pathname.replace(/\/$/, '');
+  const tabs = h('nav', { class: 'tabs', 'aria-label': 'Admin' }, ADMIN_TABS.map((t) => h('a', {
+    href: t.href, class: 'tab', 'data-testid': t.testid, 'aria-current': t.href === here ? 'page' : null,
+  }, t.label)));
+  // In a narrow window the tabs scroll sideways: show the current one.
+  requestAnimationFrame(() => {
+    const cur = tabs.querySelector('[aria-current]');
+    if (cur) tabs.scrollLeft = Math.max(0, cur.offsetLeft - tabs.offsetLeft - 12);
+  });
   return [
-    h('nav', { class: 'tabs', 'aria-label': 'Admin' }, ADMIN_TABS.map((t) => h('a', {
-      href: t.href, class: 'tab', 'data-testid': t.testid, 'aria-current': t.href === here ? 'page' : null,
-    }, t.label))),
+    tabs,
     pageHead(title, sub, ...actions),
   ];
 }

@@ -23,7 +23,7 @@ function headerRow(key, stored, onRemove) {
 
 /** destEditor edits one destination (endpoint and headers). */
 function destEditor(label, dest, testid) {
-  const endpoint = h('input', { type: 'text', class: 'mono', value: (dest && dest.endpoint) || '', placeholder: 'https://otlp.example.com:4318/v1/metrics', 'aria-label': label + ' endpoint', 'data-testid': testid + '-endpoint' });
+  const endpoint = h('input', { type: 'text', class: 'mono', value: (dest && dest.endpoint) || '', placeholder: 'https://otlp.example.com:4318' + ({ 'conn-own_metrics': '/v1/metrics', 'conn-own_traces': '/v1/traces', 'conn-own_logs': '/v1/logs' }[testid] || ''), 'aria-label': label + ' endpoint', 'data-testid': testid + '-endpoint' });
   const rows = h('div', { class: 'labels-editor' });
   const add = (k, stored) => rows.append(headerRow(k, stored, () => {}));
   for (const [k, v] of Object.entries((dest && dest.headers) || {})) add(k, v === REDACTED || v !== '');
