@@ -157,6 +157,10 @@ func TestAuditLog(t *testing.T) {
 	if len(out.Entries) != 1 || out.Entries[0].Actor != "ci" {
 		t.Errorf("actor filter: %+v", out.Entries)
 	}
+	e.do("GET", "/api/v1/audit?target=base", nil, "Authorization", "Bearer static-admin").decode(t, &out)
+	if len(out.Entries) != 1 || out.Entries[0].Target != "/api/v1/configs/base" {
+		t.Errorf("target filter: %+v", out.Entries)
+	}
 	if r := e.do("GET", "/api/v1/audit?since=yesterday", nil, "Authorization", "Bearer static-admin"); r.status != 400 {
 		t.Errorf("bad since: %d", r.status)
 	}

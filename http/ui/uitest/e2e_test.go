@@ -576,14 +576,7 @@ func TestConsoleRollout(t *testing.T) {
 	ctx := context.Background()
 	first := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-1"})
 	second := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.120.0", host: "gw-2"})
-	for i, body := range []string{initialCollectorConfig, strings.Replace(initialCollectorConfig, "debug: {}", "debug:\n    verbosity: detailed", 1)} {
-		if _, err := s.cp.PutConfig(ctx, &steward.Config{Name: "gw", Comment: fmt.Sprintf("version %d", i+1), Files: steward.ConfigMap{"": {Body: []byte(body), ContentType: "text/yaml"}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.cp.PutAssignment(ctx, &steward.Assignment{Name: "gateways", ConfigName: "gw", Version: 1, Selector: "service.name=otelcol-gateway"}); err != nil {
-		t.Fatal(err)
-	}
+	seedGateways(t, s)
 	for _, a := range []*testAgent{first, second} {
 		a.waitOffer()
 		waitAgent(t, s, a.id, "v1 APPLIED", func(x *steward.Agent) bool {

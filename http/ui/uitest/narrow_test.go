@@ -121,10 +121,21 @@ func TestConsoleNarrow(t *testing.T) {
 	noJSErrors(t, p)
 }
 
-// seedRollout stores two versions of config gw, an assignment of the
-// first to the otelcol-gateway agents and a rollout of the second whose
-// first stage targets no agent, so it stays running.
+// seedRollout stores config gw and its assignment (seedGateways) and a
+// rollout of version 2 whose first stage targets no agent, so it stays
+// running.
 func seedRollout(t *testing.T, s *stack) {
+	t.Helper()
+	seedGateways(t, s)
+	if _, err := s.cp.StartRollout(context.Background(), &steward.Rollout{Name: "gateways-v2", Assignment: "gateways", ToVersion: 2,
+		Stages: []steward.RolloutStage{{Selector: "host.name=canary"}, {Percent: 100}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seedGateways stores two versions of config gw and an assignment of the
+// first to the otelcol-gateway agents.
+func seedGateways(t *testing.T, s *stack) {
 	t.Helper()
 	ctx := context.Background()
 	for i, body := range []string{initialCollectorConfig, strings.Replace(initialCollectorConfig, "debug: {}", "debug:\n    verbosity: detailed", 1)} {
@@ -133,10 +144,6 @@ func seedRollout(t *testing.T, s *stack) {
 		}
 	}
 	if _, err := s.cp.PutAssignment(ctx, &steward.Assignment{Name: "gateways", ConfigName: "gw", Version: 1, Selector: "service.name=otelcol-gateway"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.cp.StartRollout(ctx, &steward.Rollout{Name: "gateways-v2", Assignment: "gateways", ToVersion: 2,
-		Stages: []steward.RolloutStage{{Selector: "host.name=canary"}, {Percent: 100}}}); err != nil {
 		t.Fatal(err)
 	}
 }

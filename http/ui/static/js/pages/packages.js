@@ -228,7 +228,7 @@ export function mount(root, ctx) {
     replace(statusRows, rows.length ? rows : emptyRow(6, 'No agent reported a package yet.'));
     statusNote.textContent = agents.length >= AGENT_LIMIT ? `first ${AGENT_LIMIT} agents` : '';
   }
-  const refresh = throttle(load, 1000);
+  const refresh = throttle(load, 3000);
   const off = on((ev) => { if (ev.type === 'agent.package_status' || ev.type === 'agent.connected' || ev.type === 'agent.deleted' || ev.type === 'resync') refresh(); });
   load();
   return () => { alive = false; off(); refresh.cancel(); };
