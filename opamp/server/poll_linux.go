@@ -108,11 +108,13 @@ var errWouldBlock = errors.New("would block")
 // rawOp is a reusable callback for RawConn.Read/Write: a closure made per
 // call would be allocated on every read and write.
 type rawOp struct {
-	b     []byte
-	n     int
-	err   error
-	read  func(fd uintptr) bool
-	write func(fd uintptr) bool
+	b      []byte
+	iov    [][]byte
+	n      int
+	err    error
+	read   func(fd uintptr) bool
+	write  func(fd uintptr) bool
+	writev func(fd uintptr) bool
 }
 
 var rawOps = sync.Pool{New: func() any {
@@ -128,6 +130,14 @@ var rawOps = sync.Pool{New: func() any {
 	op.write = func(fd uintptr) bool {
 		for {
 			op.n, op.err = unix.Write(int(fd), op.b)
+			if op.err != unix.EINTR {
+				return true
+			}
+		}
+	}
+	op.writev = func(fd uintptr) bool {
+		for {
+			op.n, op.err = unix.Writev(int(fd), op.iov)
 			if op.err != unix.EINTR {
 				return true
 			}
@@ -208,16 +218,13 @@ func writevNonblock(rc syscall.RawConn, bufs [][]byte) (int, error) {
 	if len(bufs) == 1 {
 		return doRaw(rc, bufs[0], true)
 	}
-	var n int
-	var err error
-	cerr := rc.Write(func(fd uintptr) bool {
-		for {
-			n, err = unix.Writev(int(fd), bufs)
-			if err != unix.EINTR {
-				return true
-			}
-		}
-	})
+	op := rawOps.Get().(*rawOp)
+	op.iov = append(op.iov[:0], bufs...) // bufs itself stays on the caller's stack
+	cerr := rc.Write(op.writev)
+	n, err := op.n, op.err
+	clear(op.iov)
+	op.err = nil
+	rawOps.Put(op)
 	if cerr != nil {
 		return 0, cerr
 	}

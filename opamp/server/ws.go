@@ -76,11 +76,11 @@ func (c *wsConn) State() any           { return c.state }
 
 // Send queues msg; see Conn.
 func (c *wsConn) Send(msg *protobufs.ServerToAgent) error {
-	segs, err := c.encode(msg)
+	f, err := c.encode(msg)
 	if err != nil {
 		return err
 	}
-	return c.enqueue(segs, false)
+	return c.enqueue(&f, false)
 }
 
 // Close starts the closing handshake (status 1000) and returns; OnClose
@@ -104,18 +104,18 @@ type frame struct {
 	n    int // pieces used
 }
 
-func oneSeg(b []byte) *frame { return &frame{segs: [3]seg{{b: b, last: true}}, n: 1} }
+func oneSeg(b []byte) frame { return frame{segs: [3]seg{{b: b, last: true}}, n: 1} }
 
 // encode returns msg as one binary frame, in pieces: the frame header, the
 // shared remote config (compressed once per config when the connection
 // compresses, see sharedConfig), and the rest, encoded for this agent.
-func (c *wsConn) encode(msg *protobufs.ServerToAgent) (*frame, error) {
+func (c *wsConn) encode(msg *protobufs.ServerToAgent) (frame, error) {
 	c.mu.Lock()
 	uid := c.uid
 	c.mu.Unlock()
 	sc, msg, err := c.s.splitShared(msg)
 	if err != nil {
-		return nil, err
+		return frame{}, err
 	}
 	var shared []byte
 	if sc != nil {
@@ -142,11 +142,11 @@ func (c *wsConn) encode(msg *protobufs.ServerToAgent) (*frame, error) {
 		*bp = dst[:0] // keep the grown buffer
 	}
 	if err != nil {
-		return nil, err
+		return frame{}, err
 	}
 	rest := dst[start:]
 	if err := c.s.checkSize(len(shared) + len(rest)); err != nil { // before compression
-		return nil, err
+		return frame{}, err
 	}
 	if compress {
 		buf := make([]byte, room, room+len(rest)+16)
@@ -170,7 +170,7 @@ func (c *wsConn) encode(msg *protobufs.ServerToAgent) (*frame, error) {
 	if shared == nil {
 		return oneSeg(dst[room-len(hdr):]), nil
 	}
-	return &frame{segs: [3]seg{{b: h}, {b: shared}, {b: rest, last: true}}, n: 3}, nil
+	return frame{segs: [3]seg{{b: h}, {b: shared}, {b: rest, last: true}}, n: 3}, nil
 }
 
 // maxStoredRest is the largest per-agent part of a message with a shared
@@ -389,7 +389,8 @@ func (c *wsConn) closeWith(code int, reason string) {
 	var buf [websocket.MaxControlPayload]byte
 	payload := websocket.AppendClosePayload(buf[:0], code, reason)
 	frame := websocket.AppendFrame(nil, true, websocket.Close, payload, false, [4]byte{})
-	_ = c.enqueue(oneSeg(frame), true)
+	f := oneSeg(frame)
+	_ = c.enqueue(&f, true)
 }
 
 // closing reports whether the close frame was queued.
@@ -430,7 +431,8 @@ func (c *wsConn) onFrame(op websocket.Opcode, payload []byte) error {
 		return &websocket.ProtocolError{Code: websocket.CloseUnsupportedData, Reason: "text frames are not OpAMP messages"}
 	case websocket.Ping:
 		frame := websocket.AppendFrame(nil, true, websocket.Pong, payload, false, [4]byte{})
-		_ = c.enqueue(oneSeg(frame), false)
+		f := oneSeg(frame)
+		_ = c.enqueue(&f, false)
 	case websocket.Pong:
 	case websocket.Close:
 		c.mu.Lock()
