@@ -74,9 +74,20 @@ export function fmtBytes(n) {
   return (i ? n.toFixed(n < 10 ? 1 : 0) : String(n)) + ' ' + units[i];
 }
 
-/** table renders a data table inside a scrolling wrapper. */
+/**
+ * table renders a data table inside a scrolling wrapper. In a narrow
+ * window each row becomes a card whose cells carry their column's name
+ * (data-label, kept up to date as rows are replaced).
+ */
 export function table(testid, columns, tbody) {
-  return h('div', { class: 'table-wrap' }, h('table', { class: 'data', 'data-testid': testid },
+  const label = () => {
+    for (const tr of tbody.children) {
+      [...tr.children].forEach((td, i) => { if (!td.hasAttribute('data-label')) td.setAttribute('data-label', columns[i] || ''); });
+    }
+  };
+  new MutationObserver(label).observe(tbody, { childList: true });
+  label();
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'data cards', 'data-testid': testid },
     h('thead', null, h('tr', null, columns.map((c) => h('th', { scope: 'col' }, c)))), tbody));
 }
 

@@ -168,7 +168,9 @@ function showLogin(next, fromUrl) {
     btn.disabled = true;
     err.hidden = true;
     try {
-      const s = await api.login(pw.value);
+      await api.login(pw.value);
+      // The session names the role the server gives this sign-in.
+      const s = await api.session().catch(() => null);
       if (s && s.role) role = s.role;
       const to = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/';
       history.replaceState(null, '', to);
