@@ -123,6 +123,9 @@ type Result struct {
 	APILagSeconds float64 `json:"api_lag_seconds,omitempty"`
 	// RolloutDisconnects counts connections lost during the change.
 	RolloutDisconnects uint64 `json:"rollout_disconnects"`
+	// ConfigEncodings is how often Steward marshalled a remote config
+	// during the two changes (once per config version when encoded once).
+	ConfigEncodings uint64 `json:"config_encodings,omitempty"`
 
 	// Storm scenario: from the restarted server process's start.
 	ReconnectSeconds float64 `json:"reconnect_seconds,omitempty"`
@@ -377,11 +380,11 @@ func (r *run) idle(ctx context.Context, res *Result) error {
 	if err := sleep(ctx, time.Second); err != nil {
 		return err
 	}
-	before, err := loadgen.FetchStats(ctx, r.stats, true)
+	before, err := loadgen.FetchStats(ctx, r.stats, false) // VmRSS as it is: no forced GC
 	if err != nil {
 		return err
 	}
-	selfBefore := loadgen.SelfStats(true)
+	selfBefore := loadgen.SelfStats(false)
 	g, err := r.fleet(ctx, res)
 	if err != nil {
 		return err
@@ -390,11 +393,11 @@ func (r *run) idle(ctx context.Context, res *Result) error {
 	if err := sleep(ctx, r.cfg.Settle); err != nil {
 		return err
 	}
-	after, err := loadgen.FetchStats(ctx, r.stats, true)
+	after, err := loadgen.FetchStats(ctx, r.stats, false)
 	if err != nil {
 		return err
 	}
-	selfAfter := loadgen.SelfStats(true)
+	selfAfter := loadgen.SelfStats(false)
 	n := float64(r.cfg.Agents)
 	res.RSSPerAgent = (float64(after.RSS) - float64(before.RSS)) / n
 	res.HeapPerAgent = (float64(after.HeapInuse) - float64(before.HeapInuse)) / n
@@ -549,6 +552,7 @@ type rolloutMeasure struct {
 	cpu         time.Duration // server CPU from the request until it shows every ack
 	apiLag      time.Duration // from the last APPLIED to the server showing all
 	disconnects uint64        // connections lost meanwhile
+	encodings   uint64        // remote configs marshalled meanwhile
 }
 
 // timedRollout makes change v and waits until every agent applied it and
@@ -589,6 +593,7 @@ func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*r
 			return nil, err
 		}
 		m.cpu = time.Duration(after.CPU - before.CPU)
+		m.encodings = after.ConfigEncodings - before.ConfigEncodings
 		if m.applied, err = r.serverApplied(ctx, marker); err != nil {
 			return nil, err
 		}
@@ -635,6 +640,7 @@ func (r *run) rollout(ctx context.Context, res *Result) error {
 	res.RolloutCPUSeconds = m.cpu.Seconds()
 	res.APILagSeconds = m.apiLag.Seconds()
 	res.RolloutDisconnects = m1.disconnects + m.disconnects
+	res.ConfigEncodings = m1.encodings + m.encodings
 	st := g.Stats()
 	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
 	r.logf("config change applied by all in %.3fs; server shows %d APPLIED %.3fs later, server CPU %.2fs, %d disconnects",

@@ -30,6 +30,11 @@ type ProcStats struct {
 	Connections int64  `json:"connections"`
 	Messages    uint64 `json:"messages"`
 	Applied     int64  `json:"applied,omitempty"` // opamp-go bench server: agents reporting the pushed hash as APPLIED
+	// Steward bench server: remote configs marshalled (once per config
+	// version however many agents get it) and agents cut off for not
+	// reading.
+	ConfigEncodings uint64 `json:"config_encodings,omitempty"`
+	Stuck           uint64 `json:"stuck,omitempty"`
 }
 
 // SelfStats measures the calling process. With gc it first runs a garbage

@@ -65,6 +65,8 @@ func main() {
 		s := transport.Stats()
 		p.Connections = s.Connections
 		p.Messages = s.Messages
+		p.ConfigEncodings = s.ConfigEncodings
+		p.Stuck = s.Stuck
 	}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
