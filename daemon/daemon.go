@@ -210,6 +210,13 @@ func Run(ctx context.Context, o Options) error {
 		cp.Close()
 		return fmt.Errorf("--http-tls-cert and --http-tls-key go together")
 	}
+	telStore, _ := store.(steward.TelemetryStore)
+	tel, err := telemetry.New(ctx, telemetry.Options{Store: telStore, Agents: store, Logger: log.With("component", "telemetry")})
+	if err != nil {
+		cp.Close()
+		return fmt.Errorf("own telemetry: %w", err)
+	}
+	defer tel.Close()
 	sessions, _ := store.(steward.SessionStore)
 	api := stewardhttp.NewServer(stewardhttp.Options{
 		Agents:         cp,
@@ -227,16 +234,10 @@ func Run(ctx context.Context, o Options) error {
 		UI:             ui.Handler(),
 		OpAMP:          transport,
 		Metrics:        metrics.Handler(),
+		Telemetry:      tel,
 		Logger:         log.With("component", "http"),
 	})
 
-	telStore, _ := store.(steward.TelemetryStore)
-	tel, err := telemetry.New(ctx, telemetry.Options{Store: telStore, Agents: store, Logger: log.With("component", "telemetry")})
-	if err != nil {
-		cp.Close()
-		return fmt.Errorf("own telemetry: %w", err)
-	}
-	defer tel.Close()
 
 	opampMux := nethttp.NewServeMux()
 	opampMux.Handle(opamp.DefaultPath, transport)

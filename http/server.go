@@ -68,6 +68,9 @@ type Options struct {
 	// authenticated principal (viewer role or above); nil: 404. The Go
 	// profiler is served under /debug/pprof/ to admins only.
 	Metrics http.Handler
+	// Telemetry serves the agents' own telemetry under
+	// /api/v1/agents/{id}/telemetry and /api/v1/telemetry (optional).
+	Telemetry steward.TelemetryService
 
 	// Ready reports readiness for GET /readyz (optional; nil: always ready).
 	Ready func(ctx context.Context) error
@@ -82,17 +85,18 @@ type Options struct {
 // checks, and the optional UI and OpAMP handlers. It is an http.Handler and
 // safe for concurrent use.
 type Server struct {
-	agents   steward.AgentService
-	configs  steward.ConfigService
-	rollouts steward.RolloutService
-	packages steward.PackageService
-	events   steward.EventBus
-	eventLog func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
-	ready    func(ctx context.Context) error
-	metrics  http.Handler
-	creds    steward.CredentialService
-	auth     *authenticator
-	log      *slog.Logger
+	agents    steward.AgentService
+	configs   steward.ConfigService
+	rollouts  steward.RolloutService
+	packages  steward.PackageService
+	events    steward.EventBus
+	eventLog  func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
+	ready     func(ctx context.Context) error
+	metrics   http.Handler
+	telemetry steward.TelemetryService
+	creds     steward.CredentialService
+	auth      *authenticator
+	log       *slog.Logger
 
 	heartbeat time.Duration
 	// closing is closed by Close to end event streams.
@@ -120,6 +124,7 @@ func NewServer(opts Options) *Server {
 		eventLog:  opts.EventLog,
 		ready:     opts.Ready,
 		metrics:   opts.Metrics,
+		telemetry: opts.Telemetry,
 		creds:     opts.Credentials,
 		log:       opts.Logger,
 		heartbeat: opts.HeartbeatInterval,
@@ -172,6 +177,7 @@ func NewServer(opts Options) *Server {
 
 	s.registerPackageRoutes()
 	s.registerCredentialRoutes()
+	s.registerOwnTelemetryRoutes()
 
 	s.handle("GET /api/v1/summary", s.handleSummary, authed)
 	s.handle("GET /api/v1/events", s.handleEvents, authed)

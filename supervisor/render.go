@@ -83,7 +83,11 @@ func render(in renderInput) ([]byte, error) {
 	}
 	merged = yamlmerge.Merge(merged, rest)
 	if in.telemetry != nil {
-		merged = yamlmerge.Merge(merged, in.telemetry.collectorConfig())
+		var uid steward.InstanceUID
+		if in.opamp != nil {
+			uid = in.opamp.instanceUID
+		}
+		merged = yamlmerge.Merge(merged, in.telemetry.collectorConfig(uid))
 	}
 	if !hasPipeline(merged) {
 		injectNopPipeline(merged)
@@ -174,17 +178,25 @@ type ownTelemetry struct {
 }
 
 // collectorConfig renders the offers as service.telemetry settings: a
-// periodic metrics reader and batch log/span processors, each exporting with
-// OTLP over HTTP to the offered endpoint with the offered headers.
-func (t *ownTelemetry) collectorConfig() map[string]any {
+// periodic metrics reader (every 10 s, the resolution Steward keeps) and
+// batch log/span processors, each exporting with OTLP over HTTP to the
+// offered endpoint with the offered headers. The telemetry resource's
+// service.instance.id is the instance uid (when known), the OpAMP
+// convention by which a backend maps the series to the agent; the
+// collector would otherwise make up a new one at every start.
+func (t *ownTelemetry) collectorConfig(uid steward.InstanceUID) map[string]any {
 	tel := map[string]any{}
 	if s := t.metrics; s != nil && s.DestinationEndpoint != "" {
 		tel["metrics"] = map[string]any{
 			"level": "normal",
 			"readers": []any{map[string]any{"periodic": map[string]any{
+				"interval": ownMetricsIntervalMillis,
 				"exporter": map[string]any{"otlp": otlpExporter(s)},
 			}}},
 		}
+	}
+	if len(tel) > 0 && !uid.IsZero() {
+		tel["resource"] = map[string]any{steward.AttrServiceInstanceID: uid.String()}
 	}
 	if s := t.logs; s != nil && s.DestinationEndpoint != "" {
 		tel["logs"] = map[string]any{"processors": []any{map[string]any{"batch": map[string]any{
@@ -198,6 +210,10 @@ func (t *ownTelemetry) collectorConfig() map[string]any {
 	}
 	return map[string]any{"service": map[string]any{"telemetry": tel}}
 }
+
+// ownMetricsIntervalMillis is how often the collector exports its own
+// metrics (the SDK's default is a minute).
+const ownMetricsIntervalMillis = 10000
 
 func otlpExporter(s *protobufs.TelemetryConnectionSettings) map[string]any {
 	e := map[string]any{"protocol": "http/protobuf", "endpoint": s.DestinationEndpoint}
