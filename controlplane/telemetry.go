@@ -53,7 +53,7 @@ func (s *Service) telemetryMAC(id steward.InstanceUID) []byte {
 // the same host over http(s), the path replaced.
 func telemetryEndpoint(ep connEndpoint, path string) string {
 	scheme := "http"
-	if strings.HasSuffix(ep.scheme, "s") {
+	if ep.scheme == "wss" || ep.scheme == "https" {
 		scheme = "https"
 	}
 	return scheme + "://" + ep.host + path

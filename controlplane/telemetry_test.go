@@ -37,7 +37,9 @@ func TestStewardTelemetryPreset(t *testing.T) {
 		return r.WithContext(ctx)
 	}
 	connect := func(secret string) *testConn {
-		st, err := f.svc.Accept(request("Bearer " + secret))
+		r := request("Bearer " + secret)
+		r.Header.Set("Upgrade", "websocket") // ws:// is offered http://, not https://
+		st, err := f.svc.Accept(r)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/stewardhq/steward/internal/yamlmerge"
 	"os"
+	"strings"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward"
@@ -217,6 +218,11 @@ const ownMetricsIntervalMillis = 10000
 
 func otlpExporter(s *protobufs.TelemetryConnectionSettings) map[string]any {
 	e := map[string]any{"protocol": "http/protobuf", "endpoint": s.DestinationEndpoint}
+	// The collector's telemetry exporter speaks TLS unless told it may
+	// not, whatever the URL's scheme: an http:// endpoint needs insecure.
+	if strings.HasPrefix(strings.ToLower(s.DestinationEndpoint), "http://") {
+		e["insecure"] = true
+	}
 	if s.Headers != nil && len(s.Headers.Headers) > 0 {
 		var hs []any
 		for _, h := range s.Headers.Headers {

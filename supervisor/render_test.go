@@ -10,6 +10,7 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/internal/yamlmerge"
+	"gopkg.in/yaml.v3"
 )
 
 func TestRenderOrder(t *testing.T) {
@@ -76,5 +77,59 @@ func TestRenderGenericPassesNonYAMLThrough(t *testing.T) {
 	_, err = render(renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"a": {Body: []byte(toml)}, "b": {Body: []byte("x: 1\n")}}})
 	if err == nil {
 		t.Fatal("two sources, one not YAML: no error")
+	}
+}
+
+// Own telemetry offered over plain http:// is exported without TLS (the
+// collector's exporter otherwise speaks TLS whatever the scheme, and
+// "server gave HTTP response to HTTPS client"), every 10 s, with the
+// instance uid as service.instance.id.
+func TestOwnTelemetryRendering(t *testing.T) {
+	uid := steward.NewInstanceUID()
+	tl := &ownTelemetry{
+		metrics: &protobufs.TelemetryConnectionSettings{DestinationEndpoint: "http://steward:4320/v1/metrics"},
+		logs:    &protobufs.TelemetryConnectionSettings{DestinationEndpoint: "https://steward:4320/v1/logs"}}
+	out, err := render(renderInput{mode: ModeCollector, telemetry: tl, opamp: &opampExtension{endpoint: "ws://127.0.0.1:1/v1/opamp", instanceUID: uid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Service struct {
+			Telemetry struct {
+				Resource map[string]string `yaml:"resource"`
+				Metrics  struct {
+					Readers []struct {
+						Periodic struct {
+							Interval int `yaml:"interval"`
+							Exporter struct {
+								OTLP map[string]any `yaml:"otlp"`
+							} `yaml:"exporter"`
+						} `yaml:"periodic"`
+					} `yaml:"readers"`
+				} `yaml:"metrics"`
+				Logs struct {
+					Processors []struct {
+						Batch struct {
+							Exporter struct {
+								OTLP map[string]any `yaml:"otlp"`
+							} `yaml:"exporter"`
+						} `yaml:"batch"`
+					} `yaml:"processors"`
+				} `yaml:"logs"`
+			} `yaml:"telemetry"`
+		} `yaml:"service"`
+	}
+	if err := yaml.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	tel := doc.Service.Telemetry
+	if len(tel.Metrics.Readers) != 1 || tel.Metrics.Readers[0].Periodic.Interval != 10000 || tel.Metrics.Readers[0].Periodic.Exporter.OTLP["insecure"] != true {
+		t.Fatalf("metrics reader: %+v\n%s", tel.Metrics.Readers, out)
+	}
+	if len(tel.Logs.Processors) != 1 || tel.Logs.Processors[0].Batch.Exporter.OTLP["insecure"] != nil {
+		t.Fatalf("https logs exporter must keep TLS: %+v", tel.Logs.Processors)
+	}
+	if tel.Resource["service.instance.id"] != uid.String() {
+		t.Fatalf("resource: %v", tel.Resource)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stewardhq/steward/opamp/server"
 	"github.com/stewardhq/steward/store/blobfs"
 	"github.com/stewardhq/steward/store/sqlite"
+	"github.com/stewardhq/steward/telemetry"
 )
 
 // stack is a running Steward server: store/sqlite, the control plane, the
@@ -28,6 +29,7 @@ type stack struct {
 	opampURL string // ws://127.0.0.1:port/v1/opamp
 	password string
 	cp       *controlplane.Service
+	tel      *telemetry.Hub
 	// streams counts the event streams being served now.
 	streams atomic.Int64
 }
@@ -68,6 +70,15 @@ func startStack(t *testing.T) *stack {
 		db.Close()
 		t.Fatal(err)
 	}
+	// The agents' own telemetry, received on the same listener.
+	tel, err := telemetry.New(ctx, telemetry.Options{Store: db, Agents: db, Logger: log})
+	if err != nil {
+		cp.Close()
+		db.Close()
+		t.Fatal(err)
+	}
+	receiver := nethttp.NewServeMux()
+	telemetry.NewReceiver(tel, cp, 0, log).Register(receiver)
 	api := stewardhttp.NewServer(stewardhttp.Options{
 		Agents:            cp,
 		Configs:           cp,
@@ -80,15 +91,20 @@ func startStack(t *testing.T) *stack {
 		Sessions:          db,
 		UI:                ui.Handler(),
 		OpAMP:             opamp,
+		Telemetry:         tel,
 		HeartbeatInterval: 5 * time.Second,
 		Logger:            log,
 	})
-	st := &stack{password: adminPassword, cp: cp}
+	st := &stack{password: adminPassword, cp: cp, tel: tel}
 	// Count open event streams, to check that pages do not leak them.
 	counted := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		if r.URL.Path == "/api/v1/events/stream" {
+		switch r.URL.Path {
+		case "/api/v1/events/stream":
 			st.streams.Add(1)
 			defer st.streams.Add(-1)
+		case telemetry.MetricsPath, telemetry.LogsPath:
+			receiver.ServeHTTP(w, r)
+			return
 		}
 		api.ServeHTTP(w, r)
 	})
@@ -105,6 +121,7 @@ func startStack(t *testing.T) *stack {
 			t.Errorf("serve: %v", err)
 		}
 		_ = opamp.Shutdown(sctx)
+		tel.Close()
 		if err := cp.Close(); err != nil {
 			t.Errorf("controlplane close: %v", err)
 		}

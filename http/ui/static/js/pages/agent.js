@@ -5,6 +5,7 @@ import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog, confirmDialog } from '../dialog.js';
 import { eventKind } from '../activity.js';
+import { agentTelemetry } from './telemetry.js';
 
 const ALL_CAPS = [
   'ReportsStatus', 'AcceptsRemoteConfig', 'ReportsEffectiveConfig', 'AcceptsPackages',
@@ -18,6 +19,7 @@ const TABS = [
   { key: 'health', label: 'Health' },
   { key: 'config', label: 'Configuration' },
   { key: 'packages', label: 'Packages' },
+  { key: 'telemetry', label: 'Telemetry' },
   { key: 'events', label: 'Events' },
 ];
 
@@ -151,6 +153,9 @@ export function mount(root, ctx) {
   const panels = {};
   for (const t of TABS) panels[t.key] = h('div', { role: 'tabpanel', id: 'tp-' + t.key, 'aria-labelledby': 'tab-' + t.key, 'data-testid': 'tab-panel-' + t.key, tabindex: '0' });
   root.append(h('div', { 'data-testid': 'agent-page', 'data-agent-id': id }, head, tabs, Object.values(panels)));
+  // The Telemetry tab keeps itself up to date (pages/telemetry.js).
+  const telemetry = agentTelemetry(id);
+  panels.telemetry.append(telemetry.node);
   replace(head, h('div', { class: 'skeleton' }, 'Loading…'));
 
   function selectTab(key, focus) {
@@ -444,5 +449,5 @@ export function mount(root, ctx) {
     if (ev.agent_id === id || ev.type === 'assignment.changed' || ev.type === 'config.changed' || ev.type === 'resync') refresh();
   });
   load();
-  return () => { alive = false; off(); refresh.cancel(); if (ctrl) ctrl.abort(); };
+  return () => { alive = false; off(); refresh.cancel(); telemetry.stop(); if (ctrl) ctrl.abort(); };
 }

@@ -1,5 +1,6 @@
 // Fleet overview: counts by connection, health, sync state, config status,
 // version and type, refreshed live from the event stream.
+import { fleetTelemetry } from './telemetry.js';
 import { h, replace, throttle, timeEl, badge, shortId, SYNC_STATES, syncLabel } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
@@ -55,6 +56,8 @@ export function mount(root, ctx) {
       h('div', { class: 'titles' }, h('h1', { tabindex: '-1' }, 'Fleet overview'),
         h('div', { class: 'sub' }, 'Every agent connected to this control plane, live. ', updated))),
     body);
+  const fleet = fleetTelemetry();
+  root.append(fleet.node);
 
   let ctrl = null;
   let alive = true;
@@ -141,5 +144,5 @@ export function mount(root, ctx) {
     if ((ev.type || '').startsWith('agent.') || ev.type === 'resync') refresh();
   });
   load();
-  return () => { alive = false; off(); refresh.cancel(); if (ctrl) ctrl.abort(); };
+  return () => { alive = false; off(); refresh.cancel(); fleet.stop(); if (ctrl) ctrl.abort(); };
 }
