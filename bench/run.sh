@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000 10000 19000"}
 SCENARIOS=${SCENARIOS:-"idle heartbeat rollout storm"}
 HEARTBEAT_AGENTS=${HEARTBEAT_AGENTS:-10000}
-HTTP_AGENTS=${HTTP_AGENTS:-2000} # plain-HTTP agents of the heartbeat scenario
+HTTP_AGENTS=${HTTP_AGENTS:-2000} # plain-HTTP agents of the heartbeat scenario (0: none)
 OUT=${OUT:-bench/results.jsonl}
 ADDR=${ADDR:-127.0.0.1:4320} # server OpAMP address
 API=${API:-127.0.0.1:6060}   # server API and /debug/stats address
@@ -52,7 +52,7 @@ for sc in $SCENARIOS; do
 		# 10k WebSocket agents heartbeating every second (10k messages/s
 		# offered), and 2k plain-HTTP agents polling every second.
 		run heartbeat "$HEARTBEAT_AGENTS" -heartbeat 1s -window 20s
-		run heartbeat "$HTTP_AGENTS" -heartbeat 1s -window 20s -http
+		[ "$HTTP_AGENTS" -gt 0 ] && run heartbeat "$HTTP_AGENTS" -heartbeat 1s -window 20s -http
 		;;
 	rollout)
 		# A 4 KiB and a 256 KiB config acked by every agent.
