@@ -2,6 +2,7 @@ package steward
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -64,3 +65,16 @@ const EventConnectionSettingsSent = "agent.connection_settings_sent"
 // EventSyncChanged is published when an agent's sync state changes
 // (Details: "state", "previous", "desired", "running", "error").
 const EventSyncChanged = "agent.sync"
+
+// FirstLine returns the first non-empty line of s, trimmed, with " …"
+// when more lines follow: event messages are one line (details keep the
+// whole text).
+func FirstLine(s string) string {
+	s = strings.TrimSpace(s)
+	first, rest, more := strings.Cut(s, "\n")
+	first = strings.TrimSpace(first)
+	if more && strings.TrimSpace(rest) != "" {
+		return first + " …"
+	}
+	return first
+}

@@ -161,12 +161,19 @@ func desiredText(a *steward.Agent) string {
 // syncLines describes the agent's sync state for 'agents show': the state,
 // what it should run, what it runs (resolved from the reported hash, or
 // "not from Steward"), and a failure Steward remembers.
-func syncLines(line func(k, v string), a *steward.Agent) {
+func syncLines(line func(k, v string), a *steward.Agent, cfg *stewardhttp.AgentConfigResponse) {
 	st := string(a.SyncState())
 	if a.Sync != nil && !a.Sync.Since.IsZero() && a.Online {
 		st += " since " + a.Sync.Since.Local().Format(time.DateTime)
 	}
 	line("Sync", st)
+	if cfg != nil {
+		configLines(line, cfg)
+		if a.Sync != nil && len(a.Sync.FailedHash) > 0 {
+			line("Failed", "hash "+a.Sync.FailedHash.Short()+": "+orDash(a.Sync.Error))
+		}
+		return
+	}
 	if a.Sync == nil {
 		return
 	}
@@ -271,7 +278,11 @@ of the effective config the agent reports.`,
 				if a.structured() {
 					return a.print(w, ag)
 				}
-				printAgent(w, ag, time.Now())
+				cfg, err := a.client().AgentConfig(cmd.Context(), id)
+				if err != nil {
+					return err
+				}
+				printAgent(w, ag, cfg, time.Now())
 				return nil
 			}
 			agents, err := a.agentsDetail(cmd.Context(), selector)
@@ -290,7 +301,11 @@ of the effective config the agent reports.`,
 				if i > 0 {
 					fmt.Fprintln(w)
 				}
-				printAgent(w, ag, now)
+				cfg, err := a.client().AgentConfig(cmd.Context(), ag.ID)
+				if err != nil && steward.ErrorCode(err) != steward.ENOTFOUND {
+					return fmt.Errorf("agent %s: %w", ag.ID, err)
+				}
+				printAgent(w, ag, cfg, now)
 			}
 			return nil
 		}),
@@ -321,8 +336,16 @@ func (a *app) agentsDetail(ctx context.Context, selector string) ([]*steward.Age
 	return out, nil
 }
 
-func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
-	line := func(k, v string) { fmt.Fprintf(w, "%-15s %s\n", k+":", safe(v)) }
+// printAgent prints the agent in detail; cfg (nil: not known) names the
+// assignments that apply, the desired and running config versions and the
+// diff of the effective config.
+func printAgent(w io.Writer, ag *steward.Agent, cfg *stewardhttp.AgentConfigResponse, now time.Time) {
+	line := func(k, v string) {
+		if k != "" { // "": one more value of the line above
+			k += ":"
+		}
+		fmt.Fprintf(w, "%-15s %s\n", k, safe(v))
+	}
 	line("ID", ag.ID.String())
 	line("Type", strings.TrimSpace(orDash(ag.Attribute(steward.AttrServiceName))+" "+ag.Attribute(steward.AttrServiceVersion)))
 	line("Host", orDash(ag.Attribute(steward.AttrHostName)))
@@ -338,13 +361,16 @@ func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
 	line("Status", status)
 	line("Last seen", ago(now, ag.LastSeen))
 	health := healthText(ag)
-	if ag.Health != nil {
-		if ag.Health.Status != "" {
-			health += " (" + ag.Health.Status + ")"
-		}
-		if ag.Health.LastError != "" {
-			health += ": " + ag.Health.LastError
-		}
+	if ag.Online && ag.Health != nil && ag.Health.Status != "" {
+		health += " (" + ag.Health.Status + ")"
+	}
+	switch {
+	case ag.HealthState() == steward.HealthUnhealthy:
+		health += ": " + orDash(ag.HealthReason())
+	case !ag.Online && ag.Health != nil && ag.Health.Healthy:
+		health += " (offline; last reported healthy)"
+	case !ag.Online && ag.Health != nil:
+		health += " (offline; last reported unhealthy: " + orDash(ag.Health.Reason()) + ")"
 	}
 	line("Health", health)
 	rc := configStatusText(ag)
@@ -355,7 +381,7 @@ func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
 		rc += " (hash " + ag.RemoteConfigStatus.LastRemoteConfigHash.Short() + ")"
 	}
 	line("Remote config", rc)
-	syncLines(line, ag)
+	syncLines(line, ag, cfg)
 	line("Capabilities", orDash(strings.Join(ag.Capabilities.Names(), ", ")))
 	if len(ag.CustomCapabilities) > 0 {
 		line("Custom caps", strings.Join(ag.CustomCapabilities, ", "))
@@ -376,6 +402,55 @@ func printAgent(w io.Writer, ag *steward.Agent, now time.Time) {
 	if ag.EffectiveConfig != nil && len(*ag.EffectiveConfig) > 0 {
 		fmt.Fprintln(w, "Effective config:")
 		printConfigFiles(w, *ag.EffectiveConfig)
+	}
+	if cfg != nil && cfg.Diff != "" {
+		fmt.Fprintln(w, "Desired -> effective:")
+		for _, l := range strings.Split(strings.TrimRight(cfg.Diff, "\n"), "\n") {
+			fmt.Fprintln(w, strings.TrimRight("  "+safeKeepTabs(l), " \t"))
+		}
+	}
+}
+
+// configLines names the config versions from the agent's config view —
+// desired, running (unknown/local when its hash matches no stored
+// version) — and every assignment that applies, by selector or by id.
+func configLines(line func(k, v string), cfg *stewardhttp.AgentConfigResponse) {
+	version := func(v *stewardhttp.AgentConfigVersion) string {
+		if !v.Known {
+			return v.Label + " (not from Steward), hash " + v.Hash.Short()
+		}
+		return v.Label + " " + assignmentsText(v.Configs) + "hash " + v.Hash.Short()
+	}
+	if cfg.Desired != nil {
+		line("Desired", version(cfg.Desired))
+	} else {
+		line("Desired", "-")
+	}
+	if cfg.Running != nil {
+		line("Running", version(cfg.Running))
+	} else {
+		line("Running", "no remote config reported")
+	}
+	if len(cfg.Assignments) == 0 {
+		line("Assignments", "-")
+	}
+	for i, as := range cfg.Assignments {
+		how := "this agent"
+		if as.Match == "selector" {
+			how = "selector " + as.Selector
+		}
+		ver := "?"
+		if as.ConfigVersion > 0 {
+			ver = strconv.Itoa(as.ConfigVersion)
+		}
+		k := ""
+		if i == 0 {
+			k = "Assignments"
+		}
+		line(k, fmt.Sprintf("%s: %s@%s, priority %d (%s)", as.Name, as.ConfigName, ver, as.Priority, how))
+	}
+	if cfg.Diff == "" && cfg.DiffNote != "" {
+		line("Effective", cfg.DiffNote)
 	}
 }
 

@@ -22,7 +22,7 @@ func (s *Service) PutConfig(ctx context.Context, c *steward.Config) (*steward.Co
 		return nil, err
 	}
 	if prev == nil || prev.Version != out.Version {
-		s.emit(&steward.Event{Type: steward.EventConfigChanged, Message: "config " + out.Name + " version " + itoa(out.Version) + " saved",
+		s.emit(&steward.Event{Type: steward.EventConfigChanged, Message: "config " + out.Name + "@" + itoa(out.Version) + " saved",
 			Details: map[string]any{"name": out.Name, "version": out.Version}})
 		s.changed(ctx)
 	}

@@ -340,7 +340,7 @@ func (s *Service) reconcileLocked(ss *session, c server.Conn, msg *protobufs.Ser
 		ss.offeredAt = time.Now().UnixNano()
 		changed = true
 		s.emit(&steward.Event{Type: steward.EventRemoteConfigSent, AgentID: ss.id,
-			Message: "remote config offered", Details: map[string]any{"hash": hexString(want.hash), "configs": want.refs.String()}})
+			Message: "offered " + want.refs.String(), Details: map[string]any{"hash": hexString(want.hash), "configs": want.refs.String()}})
 	}
 	if s.offerPackages(ss, msg) {
 		changed = true

@@ -394,6 +394,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		ss.needFull = true
 	}
 	var events []*steward.Event
+	var statusEvent *steward.Event
 	wasOnline := a.Online && a.Replica == s.cfg.Replica
 	if fresh || !a.Online {
 		a.Online = true
@@ -421,8 +422,12 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 			if a.Health.Healthy {
 				state = "healthy"
 			}
+			msg := "agent is " + state
+			if r := a.Health.Reason(); r != "" && !a.Health.Healthy {
+				msg += ": " + steward.FirstLine(r)
+			}
 			events = append(events, &steward.Event{Type: steward.EventAgentHealth, AgentID: ss.id,
-				Message: "agent is " + state, Details: map[string]any{"healthy": a.Health.Healthy, "last_error": a.Health.LastError, "status": a.Health.Status}})
+				Message: msg, Details: map[string]any{"healthy": a.Health.Healthy, "last_error": a.Health.LastError, "status": a.Health.Status}})
 		}
 	}
 	if msg.EffectiveConfig != nil {
@@ -433,9 +438,9 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		prev := a.RemoteConfigStatus
 		a.RemoteConfigStatus = fromRemoteConfigStatus(msg.RemoteConfigStatus)
 		if prev == nil || prev.Status != a.RemoteConfigStatus.Status || !bytes.Equal(prev.LastRemoteConfigHash, a.RemoteConfigStatus.LastRemoteConfigHash) || prev.ErrorMessage != a.RemoteConfigStatus.ErrorMessage {
-			events = append(events, &steward.Event{Type: steward.EventRemoteConfigStatus, AgentID: ss.id,
-				Message: "remote config " + string(a.RemoteConfigStatus.Status),
-				Details: map[string]any{"status": a.RemoteConfigStatus.Status, "hash": hexString(a.RemoteConfigStatus.LastRemoteConfigHash), "error_message": a.RemoteConfigStatus.ErrorMessage}})
+			// Its message is written once the sync state has resolved the hash.
+			statusEvent = &steward.Event{Type: steward.EventRemoteConfigStatus, AgentID: ss.id,
+				Details: map[string]any{"status": a.RemoteConfigStatus.Status, "hash": hexString(a.RemoteConfigStatus.LastRemoteConfigHash), "error_message": a.RemoteConfigStatus.ErrorMessage}}
 		}
 	}
 	if msg.PackageStatuses != nil {
@@ -466,6 +471,10 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	}
 	want := s.desired.Load().wantedConfig(ss.id, labels, caps, reportedHash)
 	s.deriveSync(a, want, now)
+	if statusEvent != nil {
+		statusEvent.Message = configStatusMessage(a.RemoteConfigStatus, a.Sync)
+		events = append(events, statusEvent)
+	}
 	if err := s.putAgent(ctx, a); err != nil {
 		return err
 	}
@@ -516,4 +525,21 @@ func hostOf(addr string) string {
 		return h
 	}
 	return addr
+}
+
+// configStatusMessage is the one-line message of a remote config status
+// report: the status and the config versions the reported hash stands for
+// (resolved against what the agent was meant to run; a short hash when
+// Steward never offered it), with the first line of an error.
+func configStatusMessage(rcs *steward.RemoteConfigStatus, sync *steward.AgentSync) string {
+	msg := "remote config " + string(rcs.Status)
+	if k := sync.Resolve(rcs.LastRemoteConfigHash); k != nil {
+		msg += " " + k.Configs.String()
+	} else if len(rcs.LastRemoteConfigHash) > 0 {
+		msg += " " + steward.Hash(rcs.LastRemoteConfigHash).Short() + " (not from Steward)"
+	}
+	if rcs.ErrorMessage != "" {
+		msg += ": " + steward.FirstLine(rcs.ErrorMessage)
+	}
+	return msg
 }

@@ -60,7 +60,7 @@ func (s *Service) deriveSync(a *steward.Agent, want *desiredConfig, now time.Tim
 		if a.Sync.Error != "" {
 			d["error"] = a.Sync.Error
 		}
-		s.emit(&steward.Event{Type: steward.EventSyncChanged, AgentID: a.ID, Message: "sync state " + string(a.Sync.State), Details: d})
+		s.emit(&steward.Event{Type: steward.EventSyncChanged, AgentID: a.ID, Message: syncMessage(a.Sync, d["running"].(string)), Details: d})
 	}
 }
 
@@ -123,4 +123,35 @@ func (s *Service) storeSync(ctx context.Context, ss *session) {
 		return
 	}
 	ss.failedHash = a.Sync.FailedHash
+}
+
+// syncMessage is the one-line message of a sync state change: the state
+// and the config versions it is about ("failed: collector@3: <first line
+// of the error>"; running is how the running config is named).
+func syncMessage(s *steward.AgentSync, running string) string {
+	desired := "nothing assigned"
+	if s.Desired != nil {
+		desired = s.Desired.Configs.String()
+	}
+	msg := string(s.State)
+	switch s.State {
+	case steward.SyncInSync:
+		if s.Desired != nil {
+			msg += ": runs " + desired
+		} else {
+			msg += ": " + desired
+		}
+	case steward.SyncPending, steward.SyncApplying:
+		msg += ": " + desired
+	case steward.SyncFailed:
+		msg += ": " + desired
+		if s.Error != "" {
+			msg += ": " + steward.FirstLine(s.Error)
+		}
+	case steward.SyncRolledBack:
+		msg += ": " + desired + " failed, runs " + running
+	case steward.SyncDrifted:
+		msg += ": runs " + running + ", desired " + desired
+	}
+	return msg
 }

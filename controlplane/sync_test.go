@@ -1,6 +1,7 @@
 package controlplane_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -52,4 +53,49 @@ func TestSyncStateFollowsDesiredChangesWithoutReports(t *testing.T) {
 		a, err := f.svc.Agent(f.ctx, uid)
 		return err == nil && a.Sync.State == steward.SyncOffline && a.SyncState() == steward.SyncOffline
 	})
+}
+
+// Config events say, on one line, which config version they are about:
+// the offer, the agent's status report (with the first line of its error)
+// and the sync state that follows (issue 13: "config events do not name
+// the config and version").
+func TestConfigEventsNameTheVersion(t *testing.T) {
+	f := newFixture(t)
+	uid := steward.NewInstanceUID()
+	c := f.connect(server.WebSocket)
+	f.send(c, fullReport(uid, 1, "prod"))
+	f.svc.PutConfig(f.ctx, &steward.Config{Name: "base", Files: yamlConfig("a: 1\n")})
+	f.svc.PutAssignment(f.ctx, &steward.Assignment{Name: "prod", ConfigName: "base", Selector: "env=prod"})
+	eventually(t, "offer", func() bool { return len(c.pushed()) > 0 && c.pushed()[0].RemoteConfig != nil })
+	hash := c.pushed()[0].RemoteConfig.ConfigHash
+	m := heartbeat(uid, 2)
+	m.RemoteConfigStatus = &protobufs.RemoteConfigStatus{LastRemoteConfigHash: hash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED,
+		ErrorMessage: "'exporters' unknown type: \"bad\"\nsecond line\nthird line"}
+	f.send(c, m)
+	want := map[string]string{
+		steward.EventRemoteConfigSent:   "offered base@1",
+		steward.EventRemoteConfigStatus: "remote config FAILED base@1: 'exporters' unknown type: \"bad\" …",
+		steward.EventSyncChanged:        "failed: base@1: 'exporters' unknown type: \"bad\" …",
+	}
+	eventually(t, "config events", func() bool {
+		evs, _ := f.svc.AgentEvents(f.ctx, uid, 50)
+		got := 0
+		for _, ev := range evs {
+			if w, ok := want[ev.Type]; ok && ev.Message == w {
+				got++
+			}
+		}
+		if got != len(want) {
+			for _, ev := range evs {
+				t.Logf("%s %q", ev.Type, ev.Message)
+			}
+		}
+		return got == len(want)
+	})
+	evs, _ := f.svc.AgentEvents(f.ctx, uid, 50)
+	for _, ev := range evs {
+		if strings.Contains(ev.Message, "\n") {
+			t.Errorf("%s message is not one line: %q", ev.Type, ev.Message)
+		}
+	}
 }

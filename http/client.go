@@ -214,6 +214,17 @@ func (c *Client) DesiredConfig(ctx context.Context, id steward.InstanceUID) (ste
 	return resp.Files, resp.Hash, nil
 }
 
+// AgentConfig returns the agent's config view: the assignments that apply,
+// the desired and running config by name@version, and the diff of its
+// effective config against the desired one.
+func (c *Client) AgentConfig(ctx context.Context, id steward.InstanceUID) (*AgentConfigResponse, error) {
+	var resp AgentConfigResponse
+	if _, err := c.do(ctx, "GET", agentPath(id, "/config"), c.revealQuery(nil), nil, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
 func configPath(name, rest string) string {
 	return "/api/v1/configs/" + url.PathEscape(name) + rest
 }

@@ -30,6 +30,8 @@ type stack struct {
 	password string
 	cp       *controlplane.Service
 	tel      *telemetry.Hub
+	db       *sqlite.DB
+	ca       *ca.CA // the agent CA
 	// streams counts the event streams being served now.
 	streams atomic.Int64
 }
@@ -95,7 +97,7 @@ func startStack(t *testing.T) *stack {
 		HeartbeatInterval: 5 * time.Second,
 		Logger:            log,
 	})
-	st := &stack{password: adminPassword, cp: cp, tel: tel}
+	st := &stack{password: adminPassword, cp: cp, tel: tel, db: db, ca: authority}
 	// Count open event streams, to check that pages do not leak them.
 	counted := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		switch r.URL.Path {

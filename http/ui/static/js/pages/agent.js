@@ -1,11 +1,14 @@
 // Agent page: everything the agent reported, its operator labels, its
 // history, and the actions (restart, push a config). Refreshes live.
-import { h, replace, throttle, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, hashHex, copyText, toast, fileLabel, shortId, syncLabel, syncKind, configsText } from '../dom.js';
+import { h, replace, throttle, timeEl, fmtTime, badge, configStatusKind, agentName, attr, attrValue, shortHash, copyText, toast, fileLabel, shortId, syncLabel, syncKind, configsText } from '../dom.js';
 import { api, list } from '../api.js';
 import { on } from '../events.js';
 import { openDialog, confirmDialog } from '../dialog.js';
 import { eventKind } from '../activity.js';
 import { agentTelemetry } from './telemetry.js';
+import { eventMessage, eventDetails } from '../eventview.js';
+import { loadAgentConfig, versionNode, assignmentNames, diffPanelBody, assignmentsTable } from './agent/config.js';
+import { loadCertificates, certificatesTable } from './agent/certificates.js';
 
 const ALL_CAPS = [
   'ReportsStatus', 'AcceptsRemoteConfig', 'ReportsEffectiveConfig', 'AcceptsPackages',
@@ -35,6 +38,28 @@ function syncDetail(sy) {
   const run = sy.running ? 'running ' + configsText(sy.running)
     : sy.running_hash ? 'running a config not from Steward (' + shortHash(sy.running_hash) + ')' : 'no remote config reported';
   return want + ', ' + run;
+}
+
+/** healthBadge: unknown for an offline agent, whatever it reported last. */
+function healthBadge(a, testid) {
+  const st = a.health_state || 'unknown';
+  return badge(st === 'healthy' ? 'Healthy' : st === 'unhealthy' ? 'Unhealthy' : 'Health unknown',
+    st === 'healthy' ? 'ok' : st === 'unhealthy' ? 'bad' : '', testid);
+}
+
+/** healthSummary is the overview's health: state, why unhealthy, the last error. */
+function healthSummary(a, caps) {
+  const st = a.health_state || 'unknown';
+  const why = st === 'unknown' ? (!a.online ? 'The agent is offline: what it reported last may no longer hold.'
+    : caps.has('ReportsHealth') ? 'The agent has not reported its health yet.' : 'The agent does not report health.') : '';
+  return kv([
+    ['State', healthBadge(a, 'agent-health-state')],
+    st === 'unhealthy' ? ['Reason', h('span', { class: 'health-reason', 'data-testid': 'agent-health-reason' }, a.health_reason || 'The agent gave no reason.')] : null,
+    why ? ['', h('span', { class: 'muted', 'data-testid': 'agent-health-note' }, why)] : null,
+    a.health && a.health.last_error && a.health.last_error !== a.health_reason ? ['Last error', h('span', { class: 'error-text' }, a.health.last_error)] : null,
+    a.health && a.health.status ? ['Status', a.health.status] : null,
+    a.health && a.health.status_time ? ['Reported', timeEl(a.health.status_time)] : null,
+  ]);
 }
 
 function kv(rows) {
@@ -143,7 +168,7 @@ function labelsEditor(agent, onSaved) {
 export function mount(root, ctx) {
   const id = ctx.params.id;
   let tab = TABS.some((t) => t.key === ctx.query.get('tab')) ? ctx.query.get('tab') : 'overview';
-  const s = { agent: null, events: [], desired: null, assignments: [] };
+  const s = { agent: null, events: [], config: null, certs: [], certsError: '' };
   let labels = null;
   let alive = true;
   let ctrl = null;
@@ -238,14 +263,15 @@ export function mount(root, ctx) {
       return;
     }
     // The rest is best effort: a failure leaves that section empty with a note.
-    const [evs, desired, asg] = await Promise.allSettled([
-      api.agentEvents(id, 200, o), api.desiredConfig(id, o), api.assignments(o),
+    const [evs, cfg, certs] = await Promise.allSettled([
+      api.agentEvents(id, 200, o), loadAgentConfig(id, o), loadCertificates(id, o),
     ]);
     if (!alive || o.signal.aborted) return;
     s.agent = agent;
     s.events = evs.status === 'fulfilled' ? list(evs.value, 'events') : [];
-    s.desired = desired.status === 'fulfilled' ? desired.value : { error: desired.reason && desired.reason.message };
-    s.assignments = asg.status === 'fulfilled' ? list(asg.value, 'assignments').filter((a) => a.agent_id === id) : [];
+    s.config = cfg.status === 'fulfilled' ? cfg.value : { error: cfg.reason && cfg.reason.message };
+    s.certs = certs.status === 'fulfilled' ? certs.value : [];
+    s.certsError = certs.status === 'fulfilled' ? '' : certs.reason && certs.reason.message;
     render();
   }
 
@@ -261,7 +287,7 @@ export function mount(root, ctx) {
     hd.name.textContent = agentName(a);
     replace(hd.badges,
       badge(a.online ? 'Online' : 'Offline', a.online ? 'ok' : '', 'agent-online'),
-      a.health ? badge(a.health.healthy ? 'Healthy' : 'Unhealthy', a.health.healthy ? 'ok' : 'bad', 'agent-health') : badge('Health unknown', '', 'agent-health'));
+      healthBadge(a, 'agent-health'));
     replace(hd.sub,
       h('span', { class: 'mono', 'data-testid': 'agent-id' }, a.id),
       hd.copy,
@@ -290,13 +316,15 @@ export function mount(root, ctx) {
           kv([
             ['Sync', a.sync ? h('span', null, badge(syncLabel(a.sync.state), syncKind(a.sync.state), 'agent-sync'), ' ',
               h('span', { class: 'muted', 'data-testid': 'agent-sync-detail' }, syncDetail(a.sync))) : ''],
+            ['Desired', s.config && s.config.error ? h('span', { class: 'error-text' }, s.config.error) : versionNode(s.config && s.config.desired, 'agent-desired-config', 'Nothing assigned')],
+            ['Running', versionNode(s.config && s.config.running, 'agent-running-config', 'No remote config reported')],
+            ['Assignments', assignmentNames(s.config)],
             ['Status', rcs && rcs.status ? badge(rcs.status, configStatusKind(rcs.status), 'remote-config-status') : h('span', { class: 'faint', 'data-testid': 'remote-config-status' }, 'Not reported')],
-            ['Last config hash', rcs && rcs.last_remote_config_hash ? h('span', { class: 'mono', title: hashHex(rcs.last_remote_config_hash) }, shortHash(rcs.last_remote_config_hash)) : ''],
-            ['Desired config hash', s.desired && s.desired.hash ? h('span', { class: 'mono', title: hashHex(s.desired.hash) }, shortHash(s.desired.hash)) : ''],
           ]),
           rcs && rcs.error_message ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'remote-config-error' }, 'The agent could not apply its configuration:', h('pre', null, rcs.error_message))
             : a.sync && a.sync.state === 'rolled_back' && a.sync.error ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'remote-config-error' },
               'The desired configuration failed and the agent rolled back to an earlier one:', h('pre', null, a.sync.error)) : null), { testid: 'remote-config-panel' }),
+        panel('Health', healthSummary(a, caps), { testid: 'agent-health-panel' }),
         panel('Connection', kv([
           ['Status', badge(a.online ? 'Online' : 'Offline', a.online ? 'ok' : '')],
           ['Transport', a.transport || ''],
@@ -309,7 +337,8 @@ export function mount(root, ctx) {
           a.replica ? ['Server replica', a.replica] : null,
           ['Connection settings', css ? h('span', null, badge(css.status || 'UNSET', css.status === 'APPLIED' ? 'ok' : css.status === 'FAILED' ? 'bad' : ''), css.error_message ? h('div', { class: 'error-text' }, css.error_message) : null) : '', 'connection-settings-status'],
         ])),
-        panel('Labels', labels.node, { testid: 'labels-panel' })),
+        panel('Labels', labels.node, { testid: 'labels-panel' }),
+        panel('Client certificates', certificatesTable(s.certs, s.certsError, load), { flush: true, testid: 'agent-certificates-panel' })),
       h('div', { class: 'stack' },
         panel('Identifying attributes', attrsTable(a.description && a.description.identifying_attributes, 'identifying-attributes')),
         panel('Non-identifying attributes', attrsTable(a.description && a.description.non_identifying_attributes, 'non-identifying-attributes')),
@@ -320,18 +349,20 @@ export function mount(root, ctx) {
 
     // Health.
     replace(panels.health, a.health
-      ? panel('Component health', h('ul', { class: 'tree', 'aria-label': 'Component health', 'data-testid': 'health-tree' }, healthNode(attr(a, 'service.name') || 'agent', a.health)))
+      ? panel(a.online ? 'Component health' : 'Component health (last reported; the agent is offline)', h('ul', { class: 'tree', 'aria-label': 'Component health', 'data-testid': 'health-tree' }, healthNode(attr(a, 'service.name') || 'agent', a.health)))
       : panel('Component health', h('p', { class: 'muted' }, caps.has('ReportsHealth') ? 'The agent has not reported its health yet.' : 'The agent does not report health.')));
 
     // Configuration.
-    const desiredFiles = s.desired && (s.desired.files || s.desired.config || s.desired.config_map);
+    const desiredFiles = s.config && s.config.desired && s.config.desired.files;
     replace(panels.config, h('div', { class: 'stack' },
+      panel('Assignments to this agent', assignmentsTable(s.config, load), { flush: true }),
+      panel('Desired → effective', diffPanelBody(s.config), { flush: true, testid: 'agent-config-diff-panel',
+        extra: h('span', { class: 'faint' }, 'what Steward offers against what the agent reports it runs') }),
       panel('Effective configuration', a.effective_config ? configFiles(a.effective_config, 'effective-config')
         : h('p', { class: 'muted', 'data-testid': 'effective-config' }, caps.has('ReportsEffectiveConfig') ? 'Not reported yet.' : 'The agent does not report its effective configuration.'),
       { extra: h('span', { class: 'faint' }, 'as reported by the agent') }),
-      panel('Desired configuration', s.desired && s.desired.error ? h('p', { class: 'error-text' }, s.desired.error)
-        : configFiles(desiredFiles, 'desired-config'), { extra: h('span', { class: 'faint' }, 'what Steward offers, from the assignments that match') }),
-      panel('Assignments to this agent', assignmentsTable(), { flush: true })));
+      panel('Desired configuration', s.config && s.config.error ? h('p', { class: 'error-text' }, s.config.error)
+        : configFiles(desiredFiles, 'desired-config'), { extra: h('span', { class: 'faint' }, 'what Steward offers, from the assignments that match') })));
 
     // Packages.
     const ps = a.package_statuses;
@@ -355,25 +386,9 @@ export function mount(root, ctx) {
       h('tbody', null, s.events.map((ev) => h('tr', { 'data-testid': 'agent-event', 'data-type': ev.type },
         h('td', { class: 'nowrap', title: fmtTime(ev.time) }, fmtTime(ev.time)),
         h('td', { class: 'nowrap' }, badge(ev.type, eventKind(ev))),
-        h('td', null, ev.message || ''),
-        h('td', { class: 'mono faint' }, ev.details ? JSON.stringify(ev.details) : '')))))
+        h('td', { class: 'ev-msg-cell' }, eventMessage(ev)),
+        h('td', null, eventDetails(ev))))))
       : h('p', { class: 'muted panel-body', 'data-testid': 'agent-events' }, 'No events recorded.'), { flush: true }));
-  }
-
-  function assignmentsTable() {
-    if (!s.assignments.length) return h('p', { class: 'muted panel-body', 'data-testid': 'agent-assignments' }, 'No assignment targets this agent directly. Selector assignments may still match it; see the desired configuration above.');
-    return h('table', { class: 'data', 'data-testid': 'agent-assignments' },
-      h('thead', null, h('tr', null, ['Assignment', 'Config', 'Version', 'Priority', ''].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', null, s.assignments.map((x) => h('tr', null,
-        h('td', { class: 'mono' }, x.name),
-        h('td', null, h('a', { href: '/configs/' + encodeURIComponent(x.config) }, x.config)),
-        h('td', null, x.version ? 'v' + x.version : 'latest'),
-        h('td', null, String(x.priority || 0)),
-        h('td', { class: 'right' }, h('button', { type: 'button', class: 'small danger', onclick: async () => {
-          if (await confirmDialog('Remove assignment', `Stop pushing "${x.config}" to this agent (assignment ${x.name})?`, { confirmLabel: 'Remove', danger: true })) {
-            try { await api.deleteAssignment(x.name); toast('Assignment removed.'); load(); } catch (e) { toast(e.message, 'bad'); }
-          }
-        } }, 'Remove'))))));
   }
 
   async function forget() {

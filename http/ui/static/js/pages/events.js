@@ -4,6 +4,7 @@ import { h, replace, fmtTime, badge, shortId } from '../dom.js';
 import { api, list } from '../api.js';
 import { on, EVENT_TYPES } from '../events.js';
 import { eventKind } from '../activity.js';
+import { eventMessage, eventDetails } from '../eventview.js';
 
 const MAX = 500;
 
@@ -31,8 +32,8 @@ export function mount(root, ctx) {
       h('td', { class: 'nowrap', title: ev.time || '' }, fmtTime(ev.time)),
       h('td', { class: 'nowrap' }, badge(ev.type, eventKind(ev))),
       h('td', { class: 'mono' }, ev.agent_id && !zero.test(ev.agent_id) ? h('a', { href: '/agents/' + encodeURIComponent(ev.agent_id), title: ev.agent_id }, shortId(ev.agent_id)) : ''),
-      h('td', null, ev.message || ''),
-      h('td', { class: 'mono faint' }, ev.details ? JSON.stringify(ev.details) : ''));
+      h('td', { class: 'ev-msg-cell' }, eventMessage(ev)),
+      h('td', null, eventDetails(ev)));
   }
   function render() {
     replace(tbody, events.length ? events.map(row) : h('tr', null, h('td', { class: 'empty', colspan: 5 }, 'No events.')));
