@@ -46,7 +46,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := stewardhttp.NewServer(stewardhttp.Options{Agents: cp, Configs: cp, Rollouts: cp, Credentials: cp, APITokens: []string{"s3cret"}, Logger: log})
+	srv := stewardhttp.NewServer(stewardhttp.Options{Agents: cp, Configs: cp, Rollouts: cp, Credentials: cp, EventLog: cp.Events, APITokens: []string{"s3cret"}, Logger: log})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ts.Close()
