@@ -79,6 +79,19 @@ func TestConsoleNarrow(t *testing.T) {
 			t.Errorf("%s at 390 px: wider than the window: %s", path, strings.Join(wide, "; "))
 		}
 		p.screenshot("narrow-" + pg.name)
+		// Every tab of the page (the agent's, a configuration's) too.
+		var tabs []string
+		p.js(`[...document.querySelectorAll('main [role="tab"][id]')].map(t => t.id)`, &tabs)
+		for _, id := range tabs {
+			p.click("#" + id)
+			p.waitFor(`(() => { const t = document.getElementById(`+jsString(id)+`); const pn = t && document.getElementById(t.getAttribute('aria-controls'));
+				return t.getAttribute('aria-selected') === 'true' && pn && pn.children.length > 0 && !pn.querySelector('.skeleton'); })()`, "tab %s of %s", id, path)
+			p.js("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))", nil)
+			p.js(overflow, &wide)
+			if len(wide) > 0 {
+				t.Errorf("%s, tab %s, at 390 px: wider than the window: %s", path, id, strings.Join(wide, "; "))
+			}
+		}
 	}
 
 	// The navigation is folded: the menu button opens it, every link is
