@@ -47,6 +47,11 @@ export function mount(root, ctx) {
     return [input, h('div', { class: 'field grow' }, h('label', { for: id }, label), input)];
   };
   const [actor, actorF] = field('au-actor', 'Person or token', ctx.query.get('actor'), 'alice, ci-deploy, admin session', 'audit-actor');
+  // Suggest the people and tokens seen so far.
+  const actors = h('datalist', { id: 'au-actors' });
+  const seen = new Set();
+  actor.setAttribute('list', 'au-actors');
+  actorF.append(actors);
   const [action, actionF] = field('au-action', 'Action', ctx.query.get('action'), 'token. (prefix) or PUT /api/v1/configs/{name}', 'audit-action');
   const [target, targetF] = field('au-target', 'Target', ctx.query.get('target'), 'gw, /api/v1/configs/gw or an agent id', 'audit-target');
   const rows = h('tbody', { 'data-testid': 'audit-rows' });
@@ -78,6 +83,7 @@ export function mount(root, ctx) {
     try { all = list(await request('GET', '/audit' + qs({ ...f, limit: 500 }), undefined, { signal: ctrl.signal }), 'entries'); } catch (e) { if (alive) showError(err, e, 'audit log'); return; }
     if (!alive) return;
     replace(err);
+    for (const e of all) if (!seen.has(e.actor)) { seen.add(e.actor); actors.append(h('option', { value: e.actor })); }
     replace(rows, all.length ? all.map(row) : emptyRow(5, 'No audit entry matches.'));
   }
   const later = debounce(load, 300);

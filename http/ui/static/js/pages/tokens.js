@@ -10,6 +10,7 @@ const enc = encodeURIComponent;
 /** expiry renders an expiry time, or "never". */
 function expiry(t) {
   if (!t.expires_at) return h('span', { class: 'faint' }, 'never');
+  if (new Date(t.expires_at) <= new Date()) return h('span', null, badge('Expired', 'warn'), ' ', timeEl(t.expires_at));
   return timeEl(t.expires_at);
 }
 
