@@ -191,15 +191,7 @@ func (d *desiredState) forAgent(id steward.InstanceUID, labels steward.Labeled) 
 	for i, c := range cfgs {
 		refs[i] = steward.ConfigRef{Assignment: d.assignments[matched[i]].a.Name, Config: c.Name, Version: c.Version}
 	}
-	files := steward.ConfigMap{}
-	for _, c := range cfgs { // highest priority first: it keeps its keys
-		for fname, f := range c.Files {
-			k := c.RemoteFileKey(fname)
-			if _, taken := files[k]; !taken {
-				files[k] = f
-			}
-		}
-	}
+	files := mergeFiles(cfgs)
 	h := files.Hash()
 	dc := &desiredConfig{files: files, hash: h, refs: refs, msg: &protobufs.AgentRemoteConfig{Config: toConfigMap(files), ConfigHash: h}}
 	dc, _ = d.byKey.LoadOrStore(key, dc)
@@ -271,4 +263,20 @@ func (d *desiredState) applyRollouts(ctx context.Context, st steward.Store, rs s
 		}
 	}
 	return nil
+}
+
+// mergeFiles is the config map of several config versions, highest priority
+// first: each file is keyed by Config.RemoteFileKey,
+// and the first config to use a key keeps it.
+func mergeFiles(cfgs []*steward.Config) steward.ConfigMap {
+	files := steward.ConfigMap{}
+	for _, c := range cfgs {
+		for fname, f := range c.Files {
+			k := c.RemoteFileKey(fname)
+			if _, taken := files[k]; !taken {
+				files[k] = f
+			}
+		}
+	}
+	return files
 }
