@@ -46,7 +46,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := stewardhttp.NewServer(stewardhttp.Options{Agents: cp, Configs: cp, Rollouts: cp, Credentials: cp, EventLog: cp.Events, APITokens: []string{"s3cret"}, Logger: log})
+	srv := stewardhttp.NewServer(stewardhttp.Options{Agents: cp, Configs: cp, Rollouts: cp, Previews: cp, Credentials: cp, EventLog: cp.Events, APITokens: []string{"s3cret"}, Logger: log})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ts.Close()
@@ -235,8 +235,8 @@ func TestConfigCommands(t *testing.T) {
 		}
 		return p
 	}
-	v1 := write("v1.yaml", "receivers:\n  otlp: {}\nexporters:\n  debug: {}\n")
-	v2 := write("v2.yaml", "receivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\n")
+	v1 := write("v1.yaml", "service: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\nreceivers:\n  otlp: {}\nexporters:\n  debug: {}\n")
+	v2 := write("v2.yaml", "service: {pipelines: {logs: {receivers: [otlp], exporters: [otlphttp]}}}\nreceivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\n")
 
 	if out := e.mustRun("configs", "apply", "collector", "-f", v1, "-m", "first"); out != "Config collector: created version 1.\n" {
 		t.Errorf("apply v1: %q", out)
@@ -256,7 +256,7 @@ func TestConfigCommands(t *testing.T) {
 	if !strings.Contains(out, "NAME") || !strings.Contains(out, "collector") || !strings.Contains(out, "switch exporter") {
 		t.Errorf("configs list:\n%s", out)
 	}
-	if out := e.mustRun("configs", "show", "collector"); out != "receivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\n" {
+	if out := e.mustRun("configs", "show", "collector"); out != "service: {pipelines: {logs: {receivers: [otlp], exporters: [otlphttp]}}}\nreceivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\n" {
 		t.Errorf("show latest: %q", out)
 	}
 	if out := e.mustRun("configs", "show", "collector", "--version", "1"); !strings.Contains(out, "debug") {
@@ -267,7 +267,7 @@ func TestConfigCommands(t *testing.T) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[1], "2 ") || !strings.HasPrefix(lines[2], "1 ") || !strings.Contains(lines[2], "first") {
 		t.Errorf("history:\n%s", out)
 	}
-	want := "--- collector@v1\n+++ collector@v2\n@@ -1,4 +1,4 @@\n receivers:\n   otlp: {}\n exporters:\n-  debug: {}\n+  otlphttp: {}\n"
+	want := "--- collector@v1\n+++ collector@v2\n@@ -1,5 +1,5 @@\n-service: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\n+service: {pipelines: {logs: {receivers: [otlp], exporters: [otlphttp]}}}\n receivers:\n   otlp: {}\n exporters:\n-  debug: {}\n+  otlphttp: {}\n"
 	if out := e.mustRun("configs", "diff", "collector", "1", "2"); out != want {
 		t.Errorf("diff:\n%s\nwant:\n%s", out, want)
 	}

@@ -136,14 +136,21 @@ func readFiles(specs []string, stdin io.Reader) (steward.ConfigMap, error) {
 func (a *app) configsApplyCommand() *cobra.Command {
 	var files []string
 	var comment string
+	var ch change
 	cmd := &cobra.Command{
 		Use:   "apply NAME -f FILE [-m COMMENT]",
 		Short: "Save files as the next version of a config",
 		Long: `Save files as the next version of the named config. A single -f FILE is the
 agent's default config file; several files are given as -f NAME=PATH. Use - as
 the path to read standard input. Saving content identical to the latest version
-creates no new version.`,
+creates no new version.
+
+The server validates the change first (YAML syntax, collector structure, the
+components each affected agent reports) and refuses it when validation blocks
+it; --dry-run prints the agents it would change, their diffs and the
+findings without saving, --force saves despite the findings (audited).`,
 		Example: `  steward configs apply collector -f collector.yaml -m "add otlphttp exporter"
+  steward configs apply collector -f collector.yaml --dry-run
   steward configs apply pipelines -f receivers=recv.yaml -f exporters=exp.yaml`,
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
@@ -158,7 +165,15 @@ creates no new version.`,
 				return err // a usage error, or already a runError
 			}
 			return run(func(cmd *cobra.Command, args []string) error {
-				c, created, err := a.client().ApplyConfig(cmd.Context(), &steward.Config{Name: args[0], Files: m, Comment: comment})
+				cfg := &steward.Config{Name: args[0], Files: m, Comment: comment}
+				if ch.dryRun {
+					p, err := ch.client(a).PreviewConfig(cmd.Context(), cfg, steward.PreviewOptions{})
+					if err != nil {
+						return err
+					}
+					return a.showPreview(cmd.OutOrStdout(), fmt.Sprintf("config %s would be saved as version %d", cfg.Name, p.Version), p, ch.force)
+				}
+				c, created, err := ch.client(a).ApplyConfig(cmd.Context(), cfg)
 				if err != nil {
 					return err
 				}
@@ -176,6 +191,7 @@ creates no new version.`,
 	}
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "config file, or NAME=PATH for a named file (repeatable; - is stdin)")
 	cmd.Flags().StringVarP(&comment, "message", "m", "", "comment describing the change")
+	ch.flags(cmd)
 	return cmd
 }
 
@@ -313,6 +329,7 @@ func (a *app) configsDeleteCommand() *cobra.Command {
 func (a *app) configsAssignCommand() *cobra.Command {
 	var as steward.Assignment
 	var agent string
+	var ch change
 	cmd := &cobra.Command{
 		Use:   "assign ASSIGNMENT --config NAME (--selector S | --agent ID) [--version N]",
 		Short: "Create or replace an assignment of a config to agents",
@@ -343,7 +360,14 @@ latest version of the config.`,
 			return nil
 		},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			stored, err := a.client().PutAssignment(cmd.Context(), &as)
+			if ch.dryRun {
+				p, err := ch.client(a).PreviewAssignment(cmd.Context(), &as, steward.PreviewOptions{})
+				if err != nil {
+					return err
+				}
+				return a.showPreview(cmd.OutOrStdout(), fmt.Sprintf("assignment %s would give config %s (%s) to %s", as.Name, as.ConfigName, versionText(as.Version), targetText(&as)), p, ch.force)
+			}
+			stored, err := ch.client(a).PutAssignment(cmd.Context(), &as)
 			if err != nil {
 				return err
 			}
@@ -360,6 +384,7 @@ latest version of the config.`,
 	fl.StringVar(&agent, "agent", "", "one agent's id")
 	fl.IntVar(&as.Version, "version", 0, "pin this config version (default: follow the latest)")
 	fl.IntVar(&as.Priority, "priority", 0, "higher wins when two assignments provide the same file")
+	ch.flags(cmd)
 	return cmd
 }
 

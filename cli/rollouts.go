@@ -23,6 +23,7 @@ func (a *app) rolloutsCommand() *cobra.Command {
 		from    int
 		stages  []string
 		maxFail float64
+		ch      change
 	)
 	start := &cobra.Command{
 		Use:   "start NAME --assignment A --to VERSION --stage 10% --stage ring=canary --stage 100%",
@@ -32,7 +33,10 @@ func (a *app) rolloutsCommand() *cobra.Command {
 Stages are cumulative and each is a percentage of agents (stable per instance
 uid) or a label selector. A stage is done when every online agent in it has
 reported on the new version; the rollout pauses when the share of failures
-exceeds --max-failure-ratio, and pins the assignment when the last stage is done.`,
+exceeds --max-failure-ratio, and pins the assignment when the last stage is done.
+The new version is validated against every agent the rollout will reach;
+--dry-run prints the first stage's agents, diffs and findings, --force starts
+it despite blocking findings (audited).`,
 		Args: cobra.ExactArgs(1),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			assignment, _ := cmd.Flags().GetString("assignment")
@@ -44,7 +48,14 @@ exceeds --max-failure-ratio, and pins the assignment when the last stage is done
 				}
 				r.Stages = append(r.Stages, st)
 			}
-			out, err := a.client().StartRollout(cmd.Context(), r)
+			if ch.dryRun {
+				p, err := ch.client(a).PreviewRollout(cmd.Context(), r, steward.PreviewOptions{})
+				if err != nil {
+					return err
+				}
+				return a.showPreview(cmd.OutOrStdout(), fmt.Sprintf("rollout %s: its first stage would move these agents of assignment %s to version %d", r.Name, r.Assignment, r.ToVersion), p, ch.force)
+			}
+			out, err := ch.client(a).StartRollout(cmd.Context(), r)
 			if err != nil {
 				return err
 			}
@@ -61,6 +72,7 @@ exceeds --max-failure-ratio, and pins the assignment when the last stage is done
 	start.Flags().IntVar(&from, "from", 0, "version agents run before (default: what the assignment gives now)")
 	start.Flags().StringArrayVar(&stages, "stage", nil, "a stage: N% of agents, or a label selector (repeat, in order)")
 	start.Flags().Float64Var(&maxFail, "max-failure-ratio", 0, "pause when failed/targeted exceeds this (0: any failure pauses)")
+	ch.flags(start)
 	_ = start.MarkFlagRequired("assignment")
 	_ = start.MarkFlagRequired("to")
 	_ = start.MarkFlagRequired("stage")

@@ -222,6 +222,7 @@ func Run(ctx context.Context, o Options) error {
 		Agents:         cp,
 		Configs:        cp,
 		Rollouts:       cp,
+		Previews:       cp,
 		Packages:       cp,
 		Events:         cp.Bus(),
 		EventLog:       cp.Events,

@@ -85,7 +85,10 @@ storage:
 	})
 
 	// A good config, assigned by label selector through the API.
-	good := "exporters:\n  debug: {verbosity: basic}\nservice:\n  pipelines:\n    traces: {receivers: [nop], exporters: [debug]}\n"
+	// The remote config defines the receiver it uses (the local file does
+	// too): Steward validates a remote config on its own and refuses one
+	// naming components it does not define (unless forced).
+	good := "receivers: {nop: {}}\nexporters:\n  debug: {verbosity: basic}\nservice:\n  pipelines:\n    traces: {receivers: [nop], exporters: [debug]}\n"
 	s.Call("PUT", "/api/v1/configs/pipeline", map[string]any{"files": map[string]any{"": map[string]string{"body": good, "content_type": "text/yaml"}}}, &steward.Config{})
 	s.Call("PUT", "/api/v1/assignments/e2e", map[string]any{"name": "e2e", "config": "pipeline", "selector": "env=e2e"}, &steward.Assignment{})
 	var goodHash []byte
@@ -109,7 +112,7 @@ storage:
 
 	// A bad config: FAILED with the collector's reason, previous config
 	// restored, collector still running.
-	bad := "exporters:\n  debug: {verbosity: nonsense}\nservice:\n  pipelines:\n    traces: {receivers: [nop], exporters: [debug]}\n"
+	bad := "receivers: {nop: {}}\nexporters:\n  debug: {verbosity: nonsense}\nservice:\n  pipelines:\n    traces: {receivers: [nop], exporters: [debug]}\n"
 	s.Call("PUT", "/api/v1/configs/pipeline", map[string]any{"files": map[string]any{"": map[string]string{"body": bad, "content_type": "text/yaml"}}}, &steward.Config{})
 	e2eutil.Eventually(t, "bad config FAILED", 90*time.Second, func() bool {
 		a := s.Agent(id)

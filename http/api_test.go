@@ -179,8 +179,8 @@ func TestConfigsAndAssignments(t *testing.T) {
 		}
 		return r.status, c
 	}
-	v1 := `{"files":{"":{"body":"receivers:\n  otlp: {}\nexporters:\n  debug: {}\n","content_type":"text/yaml"}},"comment":"first"}`
-	v2 := `{"files":{"":{"body":"receivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\n","content_type":"text/yaml"}},"comment":"second"}`
+	v1 := `{"files":{"":{"body":"receivers:\n  otlp: {}\nexporters:\n  debug: {}\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\n","content_type":"text/yaml"}},"comment":"first"}`
+	v2 := `{"files":{"":{"body":"receivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [otlphttp]}}}\n","content_type":"text/yaml"}},"comment":"second"}`
 	if st, c := put(v1); st != 201 || c.Version != 1 || c.Comment != "first" || c.Author != "anonymous" || len(c.Hash) != 32 {
 		t.Fatalf("first PUT: %d %+v", st, c)
 	}
@@ -209,7 +209,7 @@ func TestConfigsAndAssignments(t *testing.T) {
 
 	var d stewardhttp.DiffResponse
 	e.do("GET", "/api/v1/configs/collector/diff?from=1&to=2", nil).decode(t, &d)
-	want := "--- collector@v1\n+++ collector@v2\n@@ -1,4 +1,4 @@\n receivers:\n   otlp: {}\n exporters:\n-  debug: {}\n+  otlphttp: {}\n"
+	want := "--- collector@v1\n+++ collector@v2\n@@ -1,5 +1,5 @@\n receivers:\n   otlp: {}\n exporters:\n-  debug: {}\n-service: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\n+  otlphttp: {}\n+service: {pipelines: {logs: {receivers: [otlp], exporters: [otlphttp]}}}\n"
 	if d.Diff != want || d.From != 1 || d.To != 2 {
 		t.Errorf("diff:\n%s\nwant:\n%s", d.Diff, want)
 	}

@@ -31,6 +31,18 @@ type Client struct {
 	// agents and connection settings; the server allows it to admins only
 	// (EFORBIDDEN otherwise) and audits it.
 	RevealSecrets bool
+	// Force makes changes their preview blocks (validation errors, agents
+	// lacking components): PUT config, PUT assignment and start rollout
+	// send ?force=true. The server audits each override.
+	Force bool
+}
+
+// forceQuery returns ?force=true when Force is set.
+func (c *Client) forceQuery() url.Values {
+	if !c.Force {
+		return nil
+	}
+	return url.Values{"force": {"true"}}
 }
 
 // revealQuery returns q with reveal=true when RevealSecrets is set.
@@ -240,7 +252,7 @@ func (c *Client) PutConfig(ctx context.Context, cfg *steward.Config) (*steward.C
 // created (false: the content equals the latest version).
 func (c *Client) ApplyConfig(ctx context.Context, cfg *steward.Config) (*steward.Config, bool, error) {
 	var out steward.Config
-	status, err := c.do(ctx, "PUT", configPath(cfg.Name, ""), nil, PutConfigRequest{Files: cfg.Files, Comment: cfg.Comment}, &out)
+	status, err := c.do(ctx, "PUT", configPath(cfg.Name, ""), c.forceQuery(), PutConfigRequest{Files: cfg.Files, Comment: cfg.Comment}, &out)
 	if err != nil {
 		return nil, false, err
 	}
@@ -306,7 +318,7 @@ func assignmentPath(name string) string { return "/api/v1/assignments/" + url.Pa
 // PutAssignment creates or replaces an assignment.
 func (c *Client) PutAssignment(ctx context.Context, a *steward.Assignment) (*steward.Assignment, error) {
 	var out steward.Assignment
-	if _, err := c.do(ctx, "PUT", assignmentPath(a.Name), nil, a, &out); err != nil {
+	if _, err := c.do(ctx, "PUT", assignmentPath(a.Name), c.forceQuery(), a, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -377,7 +389,7 @@ func rolloutPath(name string) string { return "/api/v1/rollouts/" + url.PathEsca
 // StartRollout starts a staged rollout.
 func (c *Client) StartRollout(ctx context.Context, r *steward.Rollout) (*steward.Rollout, error) {
 	var out steward.Rollout
-	if _, err := c.do(ctx, "POST", "/api/v1/rollouts", nil, r, &out); err != nil {
+	if _, err := c.do(ctx, "POST", "/api/v1/rollouts", c.forceQuery(), r, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -424,4 +436,42 @@ func (c *Client) ResumeRollout(ctx context.Context, name string) (*steward.Rollo
 // RollbackRollout returns every agent to the rollout's from_version.
 func (c *Client) RollbackRollout(ctx context.Context, name string) (*steward.Rollout, error) {
 	return c.rolloutAction(ctx, name, "rollback")
+}
+
+func previewQuery(opts steward.PreviewOptions) url.Values {
+	q := url.Values{}
+	if opts.Offset > 0 {
+		q.Set("offset", strconv.Itoa(opts.Offset))
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	return q
+}
+
+// PreviewConfig previews saving cfg.Files as the next version of cfg.Name.
+func (c *Client) PreviewConfig(ctx context.Context, cfg *steward.Config, opts steward.PreviewOptions) (*PreviewResponse, error) {
+	var out PreviewResponse
+	if _, err := c.do(ctx, "POST", configPath(cfg.Name, "/preview"), previewQuery(opts), PutConfigRequest{Files: cfg.Files, Comment: cfg.Comment}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PreviewAssignment previews creating or replacing a.
+func (c *Client) PreviewAssignment(ctx context.Context, a *steward.Assignment, opts steward.PreviewOptions) (*PreviewResponse, error) {
+	var out PreviewResponse
+	if _, err := c.do(ctx, "POST", assignmentPath(a.Name)+"/preview", previewQuery(opts), a, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PreviewRollout previews r at stage r.Stage.
+func (c *Client) PreviewRollout(ctx context.Context, r *steward.Rollout, opts steward.PreviewOptions) (*PreviewResponse, error) {
+	var out PreviewResponse
+	if _, err := c.do(ctx, "POST", "/api/v1/rollouts/preview", previewQuery(opts), r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

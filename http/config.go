@@ -93,10 +93,17 @@ func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	prev := 0
-	if old, err := s.configs.Config(r.Context(), name, 0); err == nil {
+	old, err := s.configs.Config(r.Context(), name, 0)
+	if err == nil {
 		prev = old.Version
 	} else if steward.ErrorCode(err) != steward.ENOTFOUND {
 		return err
+	}
+	// Saving the latest content again changes nothing: no check.
+	if old == nil || string(old.Hash) != string(c.Files.Hash()) {
+		if refused, err := s.guard(w, r, steward.Change{Config: c}, "config "+name+" version "+strconv.Itoa(prev+1)); refused || err != nil {
+			return err
+		}
 	}
 	stored, err := s.configs.PutConfig(r.Context(), c)
 	if err != nil {
@@ -270,33 +277,43 @@ func (s *Server) handleAssignment(w http.ResponseWriter, r *http.Request) error 
 // handlePutAssignment creates (201) or replaces (200) an assignment. The
 // body's name, when given, must equal the path's.
 func (s *Server) handlePutAssignment(w http.ResponseWriter, r *http.Request) error {
-	name, err := assignmentName(r)
+	a, err := assignmentBody(r)
 	if err != nil {
 		return err
 	}
-	var a steward.Assignment
-	if err := decodeJSON(r, &a); err != nil {
-		return err
-	}
-	if a.Name != "" && a.Name != name {
-		return steward.Errorf(steward.EINVALID, "assignment name %q in the body differs from %q in the path", a.Name, name)
-	}
-	a.Name = name
-	if err := a.Validate(); err != nil {
-		return err
-	}
 	status := http.StatusOK
-	if _, err := s.configs.Assignment(r.Context(), name); steward.ErrorCode(err) == steward.ENOTFOUND {
+	if _, err := s.configs.Assignment(r.Context(), a.Name); steward.ErrorCode(err) == steward.ENOTFOUND {
 		status = http.StatusCreated
 	} else if err != nil {
 		return err
 	}
-	stored, err := s.configs.PutAssignment(r.Context(), &a)
+	if refused, err := s.guard(w, r, steward.Change{Assignment: a}, "assignment "+a.Name); refused || err != nil {
+		return err
+	}
+	stored, err := s.configs.PutAssignment(r.Context(), a)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, status, stored)
 	return nil
+}
+
+// assignmentBody reads an assignment named by the path; the body's name,
+// when given, must equal the path's.
+func assignmentBody(r *http.Request) (*steward.Assignment, error) {
+	name, err := assignmentName(r)
+	if err != nil {
+		return nil, err
+	}
+	var a steward.Assignment
+	if err := decodeJSON(r, &a); err != nil {
+		return nil, err
+	}
+	if a.Name != "" && a.Name != name {
+		return nil, steward.Errorf(steward.EINVALID, "assignment name %q in the body differs from %q in the path", a.Name, name)
+	}
+	a.Name = name
+	return &a, a.Validate()
 }
 
 func (s *Server) handleDeleteAssignment(w http.ResponseWriter, r *http.Request) error {

@@ -49,11 +49,13 @@ var codes = map[string]int{
 	steward.ETOOMANY:        http.StatusTooManyRequests,
 	steward.ENOTIMPLEMENTED: http.StatusNotImplemented,
 	steward.EINTERNAL:       http.StatusInternalServerError,
+	EVALIDATION:             http.StatusUnprocessableEntity,
 }
 
 // ErrorStatusCode maps a steward error code to an HTTP status: EINVALID 400,
 // EUNAUTHORIZED 401, EFORBIDDEN 403, ENOTFOUND 404, ECONFLICT 409,
-// EUNAVAILABLE 503, ENOTIMPLEMENTED 501 and anything else 500.
+// EUNAVAILABLE 503, ENOTIMPLEMENTED 501, EVALIDATION 422 and anything
+// else 500.
 func ErrorStatusCode(code string) int {
 	if v, ok := codes[code]; ok {
 		return v

@@ -54,7 +54,7 @@ func newEnvOn(t testing.TB, db *sqlite.DB, tls bool, configure func(*stewardhttp
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := stewardhttp.Options{Agents: cp, Configs: cp, Events: cp.Bus(), EventLog: cp.Events, Credentials: cp, Sessions: db, Logger: log}
+	opts := stewardhttp.Options{Agents: cp, Configs: cp, Previews: cp, Events: cp.Bus(), EventLog: cp.Events, Credentials: cp, Sessions: db, Logger: log}
 	if configure != nil {
 		configure(&opts)
 	}

@@ -51,6 +51,9 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) erro
 	if err := decodeJSON(r, &ro); err != nil {
 		return err
 	}
+	if refused, err := s.guard(w, r, steward.Change{Rollout: &ro}, "rollout "+ro.Name); refused || err != nil {
+		return err
+	}
 	out, err := rs.StartRollout(r.Context(), &ro)
 	if err != nil {
 		return err

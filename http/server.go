@@ -20,6 +20,11 @@ type Options struct {
 	Configs steward.ConfigService
 	// Rollouts serves /api/v1/rollouts; without it those routes answer 501.
 	Rollouts steward.RolloutService
+	// Previews serves POST …/preview for configs, assignments and
+	// rollouts, and checks every such change before it is made (422 when
+	// blocked, unless forced); without it previews answer 501 and changes
+	// are not checked.
+	Previews steward.PreviewService
 	// Packages serves /api/v1/packages, /api/v1/package-assignments and
 	// the agents' signed download URLs; without it those routes answer 501.
 	Packages steward.PackageService
@@ -88,6 +93,7 @@ type Server struct {
 	agents    steward.AgentService
 	configs   steward.ConfigService
 	rollouts  steward.RolloutService
+	previews  steward.PreviewService
 	packages  steward.PackageService
 	events    steward.EventBus
 	eventLog  func(ctx context.Context, f steward.EventFilter) ([]*steward.Event, error)
@@ -119,6 +125,7 @@ func NewServer(opts Options) *Server {
 		agents:    opts.Agents,
 		configs:   opts.Configs,
 		rollouts:  opts.Rollouts,
+		previews:  opts.Previews,
 		packages:  opts.Packages,
 		events:    opts.Events,
 		eventLog:  opts.EventLog,
@@ -175,6 +182,7 @@ func NewServer(opts Options) *Server {
 	s.handle("POST /api/v1/rollouts/{name}/resume", s.handleResumeRollout, authed)
 	s.handle("POST /api/v1/rollouts/{name}/rollback", s.handleRollbackRollout, authed)
 
+	s.registerPreviewRoutes()
 	s.registerPackageRoutes()
 	s.registerCredentialRoutes()
 	s.registerOwnTelemetryRoutes()
