@@ -36,7 +36,16 @@ type Finding struct {
 	File    string `json:"file"`
 	Line    int    `json:"line,omitempty"`
 	Message string `json:"message"`
+	// Rule is what was checked: RuleSyntax, RuleStructure or RuleUnused.
+	Rule string `json:"rule"`
 }
+
+// Finding rules.
+const (
+	RuleSyntax    = "syntax"    // the file does not parse
+	RuleStructure = "structure" // the collector would refuse the config
+	RuleUnused    = "unused"    // defined, never used
+)
 
 func (f Finding) String() string {
 	loc := f.File
@@ -154,13 +163,13 @@ func parseYAML(name string, body []byte) (*yaml.Node, *Finding) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(body, &doc); err != nil {
 		line, msg := yamlErrorLine(err)
-		return nil, &Finding{Severity: SeverityError, File: name, Line: line, Message: "YAML syntax: " + msg}
+		return nil, &Finding{Severity: SeverityError, File: name, Line: line, Message: "YAML syntax: " + msg, Rule: RuleSyntax}
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil, nil
 	}
 	if k := duplicateKey(doc.Content[0]); k != nil {
-		return nil, &Finding{Severity: SeverityError, File: name, Line: k.Line, Message: fmt.Sprintf("YAML syntax: mapping key %q already defined", k.Value)}
+		return nil, &Finding{Severity: SeverityError, File: name, Line: k.Line, Message: fmt.Sprintf("YAML syntax: mapping key %q already defined", k.Value), Rule: RuleSyntax}
 	}
 	return resolve(doc.Content[0]), nil
 }
@@ -288,11 +297,11 @@ func newCollectorModel() *collectorModel {
 }
 
 func (m *collectorModel) errorf(where at, format string, args ...any) {
-	m.findings = append(m.findings, Finding{Severity: SeverityError, File: where.file, Line: where.line, Message: fmt.Sprintf(format, args...)})
+	m.findings = append(m.findings, Finding{Severity: SeverityError, File: where.file, Line: where.line, Message: fmt.Sprintf(format, args...), Rule: RuleStructure})
 }
 
 func (m *collectorModel) warnf(where at, format string, args ...any) {
-	m.findings = append(m.findings, Finding{Severity: SeverityWarning, File: where.file, Line: where.line, Message: fmt.Sprintf(format, args...)})
+	m.findings = append(m.findings, Finding{Severity: SeverityWarning, File: where.file, Line: where.line, Message: fmt.Sprintf(format, args...), Rule: RuleUnused})
 }
 
 // add merges one file's definitions and service section.

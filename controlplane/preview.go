@@ -64,7 +64,7 @@ func (s *Service) Preview(ctx context.Context, ch steward.Change, opts steward.P
 		}
 	}
 	if checked == 0 && sc.alone != nil {
-		v.findings(sc.alone)
+		v.alone(sc.alone)
 	}
 	p.Findings = v.all()
 	p.Blocked = steward.HasErrors(p.Findings) || p.Missing > 0
@@ -306,10 +306,24 @@ func newValidator() *validator {
 	return &validator{checked: map[string]steward.ConfigCheck{}, missing: map[[2]string][]steward.Component{}, seen: map[steward.Finding]bool{}}
 }
 
-// findings validates files (once per hash) and records their findings.
-func (v *validator) findings(files steward.ConfigMap) steward.ConfigCheck {
-	key := string(files.Hash())
-	return v.validate(key, files)
+// alone validates a config no agent gets yet. It may be meant to be
+// combined with others (several assignments' files merge), so what only
+// the combination can satisfy is a warning; a syntax error stays an error.
+func (v *validator) alone(files steward.ConfigMap) {
+	for _, f := range steward.ValidateConfig(files).Findings {
+		if f.Rule == steward.RuleStructure {
+			f.Severity = steward.SeverityWarning
+			f.Message += " (no agent gets this config yet: checked again against the config each agent would get)"
+		}
+		v.add(f)
+	}
+}
+
+func (v *validator) add(f steward.Finding) {
+	if !v.seen[f] {
+		v.seen[f] = true
+		v.ordered = append(v.ordered, f)
+	}
 }
 
 func (v *validator) validate(key string, files steward.ConfigMap) steward.ConfigCheck {
@@ -319,10 +333,7 @@ func (v *validator) validate(key string, files steward.ConfigMap) steward.Config
 	c := steward.ValidateConfig(files)
 	v.checked[key] = c
 	for _, f := range c.Findings {
-		if !v.seen[f] {
-			v.seen[f] = true
-			v.ordered = append(v.ordered, f)
-		}
+		v.add(f)
 	}
 	return c
 }

@@ -136,10 +136,21 @@ func TestPreview(t *testing.T) {
 		}
 	})
 
-	t.Run("structural error blocks even with no agent affected", func(t *testing.T) {
+	t.Run("a config no agent gets: structure is a warning, syntax an error", func(t *testing.T) {
 		p := preview(steward.Change{Config: &steward.Config{Name: "unassigned", Files: yamlConfig("receivers: {otlp: {}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [kafka]}\n")}})
-		if p.Matched != 0 || !p.Blocked || len(p.Findings) != 2 || p.Findings[1].Line != 5 || p.Findings[1].File != "unassigned" {
-			t.Fatalf("matched %d blocked %v findings %v; want 0, true, an unused-exporter warning and the error at unassigned:5", p.Matched, p.Blocked, p.Findings)
+		if p.Matched != 0 || p.Blocked || len(p.Findings) != 2 || p.Findings[1].Line != 5 || p.Findings[1].Severity != steward.SeverityWarning {
+			t.Fatalf("matched %d blocked %v findings %v; want 0, false, two warnings (unused exporter, undefined kafka at line 5)", p.Matched, p.Blocked, p.Findings)
+		}
+		p = preview(steward.Change{Config: &steward.Config{Name: "unassigned", Files: yamlConfig("receivers: [otlp\n")}})
+		if !p.Blocked || len(p.Findings) != 1 || p.Findings[0].Rule != steward.RuleSyntax {
+			t.Fatalf("syntax error: blocked %v findings %v", p.Blocked, p.Findings)
+		}
+	})
+
+	t.Run("structural error in the config agents would get blocks", func(t *testing.T) {
+		p := preview(steward.Change{Config: &steward.Config{Name: "gw", Files: yamlConfig("receivers: {otlp: {}}\nexporters: {debug: {}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [kafka]}\n")}})
+		if p.Changed != 3 || !p.Blocked || len(p.Findings) != 2 || p.Findings[1].Line != 5 || p.Findings[1].File != "gw" || p.Findings[1].Rule != steward.RuleStructure || p.Findings[1].Severity != steward.SeverityError {
+			t.Fatalf("changed %d blocked %v findings %v; want 3, true, the error at gw:5", p.Changed, p.Blocked, p.Findings)
 		}
 	})
 

@@ -49,8 +49,8 @@ func applied(hash []byte, effective string) func(*protobufs.AgentToServer) {
 // unknown/local, with a diff of the effective config against the desired.
 func TestAgentConfig(t *testing.T) {
 	e := newEnv(t, nil)
-	v1 := "receivers:\n  otlp: {}\nexporters:\n  debug: {}\n"
-	v2 := "receivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\n"
+	v1 := "receivers:\n  otlp: {}\nexporters:\n  debug: {}\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\n"
+	v2 := "receivers:\n  otlp: {}\nexporters:\n  otlphttp: {}\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [otlphttp]}}}\n"
 	for _, body := range []string{v1, v2} {
 		if r := e.do("PUT", "/api/v1/configs/collector", map[string]any{"files": map[string]any{"": map[string]string{"body": body, "content_type": "text/yaml"}}}); r.status >= 300 {
 			t.Fatalf("PUT config: %d %s", r.status, r.body)
