@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"path"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -99,6 +101,21 @@ func (c *Config) RemoteConfigMap() ConfigMap {
 		m[c.RemoteFileKey(name)] = f
 	}
 	return m
+}
+
+// ContentTypeOf guesses a config file's content type from its name:
+// text/yaml, application/json, application/toml, else text/plain.
+func ContentTypeOf(name string) string {
+	switch strings.ToLower(path.Ext(name)) {
+	case ".yaml", ".yml":
+		return "text/yaml"
+	case ".json":
+		return "application/json"
+	case ".toml":
+		return "application/toml"
+	default:
+		return "text/plain"
+	}
 }
 
 // Assignment binds a named configuration to agents: to one agent by id, or to

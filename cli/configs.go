@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,20 +77,6 @@ func (a *app) configsListCommand() *cobra.Command {
 	}
 }
 
-// contentType guesses a config file's content type from its name.
-func contentType(path string) string {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".yaml", ".yml":
-		return "text/yaml"
-	case ".json":
-		return "application/json"
-	case ".toml":
-		return "application/toml"
-	default:
-		return "text/plain"
-	}
-}
-
 // readFiles turns -f arguments into a config map: a single "-f path"
 // becomes the default (unnamed) file, "-f name=path" a named one; "-"
 // reads standard input.
@@ -121,9 +106,9 @@ func readFiles(specs []string, stdin io.Reader) (steward.ConfigMap, error) {
 		if err != nil {
 			return nil, &runError{fmt.Errorf("reading %s: %w", path, err)}
 		}
-		ct := contentType(path)
+		ct := steward.ContentTypeOf(path)
 		if path == "-" {
-			ct = contentType(name)
+			ct = steward.ContentTypeOf(name)
 			if name == "" {
 				ct = "text/yaml"
 			}

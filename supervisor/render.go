@@ -26,8 +26,10 @@ import (
 // pipeline of its own; the collector then runs healthy, waiting for its
 // first remote config, instead of crash-looping.
 //
-// In generic mode a single source that is not a YAML mapping (e.g. a TOML
-// file) is passed through unchanged; several such sources are an error.
+// In generic mode a single source is passed through unchanged (a TOML,
+// JSON or syslog-ng file stays what it is; a YAML file keeps its comments);
+// several sources are merged as YAML, and one that is not a YAML mapping is
+// then an error.
 
 // renderInput is everything an effective config is made from.
 type renderInput struct {
@@ -66,11 +68,11 @@ func render(in renderInput) ([]byte, error) {
 		if len(sources) == 0 {
 			return []byte{}, nil
 		}
+		if len(sources) == 1 {
+			return sources[0].Body, nil
+		}
 		merged, err := yamlmerge.Sources(sources)
 		if err != nil {
-			if len(sources) == 1 {
-				return sources[0].Body, nil
-			}
 			return nil, err
 		}
 		return yamlmerge.Render(merged)
@@ -243,4 +245,23 @@ func bootstrapConfig(o *opampExtension) ([]byte, error) {
 	injectNopPipeline(m)
 	injectOpAMP(m, o)
 	return yamlmerge.Render(m)
+}
+
+// renderedType is the content type of what render makes of in: YAML when
+// sources are merged (collector mode, several generic sources); in generic
+// mode, for the one source passed through, its own type — as the server
+// declared it for a remote file, as its extension says for a local one —
+// and "" when a remote file declares none (the caller then looks at the
+// body, see effectiveContentType).
+func renderedType(in renderInput) string {
+	if in.mode != ModeGeneric || len(in.localFiles)+len(in.remote) != 1 {
+		return "text/yaml"
+	}
+	if len(in.localFiles) == 1 {
+		return steward.ContentTypeOf(in.localFiles[0])
+	}
+	for _, f := range in.remote {
+		return f.ContentType
+	}
+	return ""
 }

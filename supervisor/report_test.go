@@ -1,8 +1,12 @@
 package supervisor
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stewardhq/steward"
 
 	"github.com/stewardhq/steward/supervisor/agentproc"
 )
@@ -54,6 +58,44 @@ func TestEffectiveContentType(t *testing.T) {
 	} {
 		if got := effectiveContentType(tc.mode, []byte(tc.body)); got != tc.want {
 			t.Errorf("%s %q: %s, want %s", tc.mode, tc.body, got, tc.want)
+		}
+	}
+}
+
+// The effective config of generic mode is reported under the content type
+// of the file it came from — as the server declared it for a remote file,
+// by extension for a local one — and a single file is passed through
+// unchanged: a JSON config used to be rewritten as YAML and labelled
+// text/yaml, and a syslog-ng file's label was only guessed from its body.
+func TestRenderedTypeFollowsTheSource(t *testing.T) {
+	dir := t.TempDir()
+	local := filepath.Join(dir, "agent.toml")
+	if err := os.WriteFile(local, []byte("[server]\nport = 8080\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jsonBody := "{\"sources\": {\"in\": {\"type\": \"stdin\"}}}\n"
+	syslog := "source s { internal(); };\n"
+	for _, tc := range []struct {
+		name     string
+		in       renderInput
+		body, ct string
+	}{
+		{"remote JSON", renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"vector": {Body: []byte(jsonBody), ContentType: "application/json"}}}, jsonBody, "application/json"},
+		{"remote syslog-ng declared text/plain", renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"syslog-ng": {Body: []byte(syslog), ContentType: "text/plain"}}}, syslog, "text/plain"},
+		{"remote YAML keeps its comments", renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"a": {Body: []byte("# note\nx: 1\n"), ContentType: "text/yaml"}}}, "# note\nx: 1\n", "text/yaml"},
+		{"remote, no type declared", renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"a": {Body: []byte(syslog)}}}, syslog, ""},
+		{"local TOML", renderInput{mode: ModeGeneric, localFiles: []string{local}}, "[server]\nport = 8080\n", "application/toml"},
+		{"merged", renderInput{mode: ModeGeneric, remote: steward.ConfigMap{"a": {Body: []byte("p: 1\n"), ContentType: "text/plain"}, "b": {Body: []byte("q: 2\n")}}}, "p: 1\nq: 2\n", "text/yaml"},
+	} {
+		body, err := render(tc.in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if string(body) != tc.body {
+			t.Errorf("%s: body %q, want %q", tc.name, body, tc.body)
+		}
+		if got := renderedType(tc.in); got != tc.ct {
+			t.Errorf("%s: content type %q, want %q", tc.name, got, tc.ct)
 		}
 	}
 }

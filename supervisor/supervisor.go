@@ -85,7 +85,7 @@ type Supervisor struct {
 	mu        sync.Mutex
 	uid       steward.InstanceUID
 	state     *State
-	effective []byte // the effective config currently written
+	effective effectiveFile // the effective config currently written
 	pendingRC *protobufs.AgentRemoteConfig
 	pendingTL *ownTelemetry
 	pendingPK *protobufs.PackagesAvailable
@@ -471,7 +471,7 @@ func (s *Supervisor) executable() string {
 
 // render assembles the effective config from remote files and the given
 // own-telemetry offers (nil: the applied ones).
-func (s *Supervisor) render(remote steward.ConfigMap, tel *ownTelemetry) ([]byte, error) {
+func (s *Supervisor) render(remote steward.ConfigMap, tel *ownTelemetry) (effectiveFile, error) {
 	in := renderInput{mode: s.cfg.Agent.Mode, localFiles: s.cfg.Agent.LocalConfigFiles, remote: remote}
 	if s.local != nil {
 		if tel == nil {
@@ -482,16 +482,31 @@ func (s *Supervisor) render(remote steward.ConfigMap, tel *ownTelemetry) ([]byte
 		in.telemetry = tel
 		in.opamp = s.local.extension(os.Getpid())
 	}
-	return render(in)
+	body, err := render(in)
+	if err != nil {
+		return effectiveFile{}, err
+	}
+	ct := renderedType(in)
+	if ct == "" {
+		ct = effectiveContentType(in.mode, body)
+	}
+	return effectiveFile{body: body, contentType: ct}, nil
 }
 
-func (s *Supervisor) writeConfig(eff []byte) error {
+// effectiveFile is an effective config the supervisor renders and writes,
+// with the content type it reports it under.
+type effectiveFile struct {
+	body        []byte
+	contentType string
+}
+
+func (s *Supervisor) writeConfig(eff effectiveFile) error {
 	if dir := filepath.Dir(s.configPath); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}
-	if err := writeFileAtomic(s.configPath, eff); err != nil {
+	if err := writeFileAtomic(s.configPath, eff.body); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -510,14 +525,14 @@ func (s *Supervisor) getEffectiveConfig(context.Context) (*protobufs.EffectiveCo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
-		"": {Body: bytes.Clone(s.effective), ContentType: effectiveContentType(s.cfg.Agent.Mode, s.effective)},
+		"": {Body: bytes.Clone(s.effective.body), ContentType: s.effective.contentType},
 	}}}, nil
 }
 
-// effectiveContentType labels the file the supervisor wrote: YAML in
-// collector mode and whenever it is a YAML mapping (the generic mode merges
-// YAML sources into one); text/plain for what the generic mode passed
-// through unchanged, such as a syslog-ng, TOML or INI file.
+// effectiveContentType labels, by its body, a file the supervisor wrote
+// from a remote file that declares no content type: YAML in collector mode
+// and whenever it is a YAML mapping; text/plain otherwise, such as a
+// syslog-ng, TOML or INI file.
 func effectiveContentType(mode string, body []byte) string {
 	if mode == ModeCollector {
 		return "text/yaml"
@@ -681,7 +696,7 @@ func (s *Supervisor) applyRemoteConfig(ctx context.Context, rc *protobufs.AgentR
 	}
 	if err == nil {
 		s.mu.Lock()
-		st.Good = &GoodConfig{RemoteHash: hash, Remote: files, Effective: eff}
+		st.Good = &GoodConfig{RemoteHash: hash, Remote: files, Effective: eff.body}
 		st.Failed = nil
 		s.mu.Unlock()
 		s.saveState()
@@ -715,7 +730,7 @@ func (s *Supervisor) rollback(ctx context.Context) {
 		return
 	}
 	remote, err := s.fallbackRemote()
-	var eff []byte
+	var eff effectiveFile
 	if err == nil {
 		eff, err = s.render(remote, nil)
 	}
@@ -747,9 +762,12 @@ func (s *Supervisor) saveState() {
 // switchTo writes eff, makes the agent load it (restart, or the reload
 // signal) and waits until it is healthy, within agent.config_apply_timeout.
 // An unchanged config only waits for health.
-func (s *Supervisor) switchTo(ctx context.Context, eff []byte) error {
+func (s *Supervisor) switchTo(ctx context.Context, eff effectiveFile) error {
 	s.mu.Lock()
-	same := bytes.Equal(eff, s.effective)
+	same := bytes.Equal(eff.body, s.effective.body)
+	if same {
+		s.effective.contentType = eff.contentType // only the label: nothing to reload
+	}
 	s.mu.Unlock()
 	p := s.runner.Current()
 	if same && p != nil {
