@@ -70,7 +70,7 @@ func TestConsoleAgentPage(t *testing.T) {
 	if got := p.text(`[data-testid="agent-health"]`); got != "Unhealthy" {
 		t.Errorf("health badge %q", got)
 	}
-	p.screenshot("agent-page-overview")
+	p.screenshot("agent-overview")
 
 	p.click(`[data-testid="tab-config"]`)
 	p.waitFor(`document.querySelector('[data-testid="agent-assignment"][data-name="all-gateways"]')?.dataset.match === 'selector'`, "the selector assignment in 'Assignments to this agent'")
@@ -131,7 +131,7 @@ func TestConsoleAgentPage(t *testing.T) {
 	if p.has(`[data-testid="agent-health-reason"]`) {
 		t.Errorf("an offline agent still shows an unhealthy reason")
 	}
-	p.screenshot("agent-page-offline")
+	p.screenshot("agent-offline")
 	noJSErrors(t, p)
 }
 
