@@ -506,4 +506,7 @@ type AgentService interface {
 	SendCustomMessage(ctx context.Context, id InstanceUID, msg CustomMessage) (*Delivery, error)
 	// AgentEvents lists the agent's history, newest first.
 	AgentEvents(ctx context.Context, id InstanceUID, limit int) ([]*Event, error)
+	// BulkAgents labels, restarts or forgets every agent a filter matches,
+	// or (dry run) counts them; see BulkRequest.
+	BulkAgents(ctx context.Context, req *BulkRequest) (*BulkResult, error)
 }

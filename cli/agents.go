@@ -23,15 +23,13 @@ func (a *app) agentsCommand() *cobra.Command {
 		Short:   "List and act on agents",
 	}
 	cmd.AddCommand(a.agentsListCommand(), a.agentsShowCommand(), a.agentsLabelCommand(),
-		a.agentsRestartCommand(), a.agentsDeleteCommand())
+		a.agentsRestartCommand(), a.agentsDeleteCommand(), a.agentsBulkCommand())
 	return cmd
 }
 
 func (a *app) agentsListCommand() *cobra.Command {
-	var f steward.AgentFilter
-	var online, offline bool
-	var syncState, health, sortKey string
-	var attrs []string
+	var ff filterFlags
+	f := &ff.f
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List agents",
@@ -41,25 +39,16 @@ func (a *app) agentsListCommand() *cobra.Command {
   steward agents list --health unhealthy --type otelcol --attr host.arch=arm64 --limit 50 --offset 50`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
-			if online && offline {
-				return usagef("--online and --offline exclude each other")
-			}
 			if f.Limit < 0 {
 				return usagef("--limit must be >= 0")
 			}
-			if _, err := steward.ParseSelector(f.Selector); err != nil {
-				return usagef("%s", steward.ErrorMessage(err))
+			if f.Offset < 0 {
+				return usagef("--offset must be >= 0")
 			}
-			if err := parseFilterFlags(&f, syncState, health, sortKey, attrs); err != nil {
-				return err
-			}
-			if online || offline {
-				f.Online = &online
-			}
-			return nil
+			return ff.parse()
 		},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			agents, total, err := a.client().Agents(cmd.Context(), f)
+			agents, total, err := a.client().Agents(cmd.Context(), *f)
 			if err != nil {
 				return err
 			}
@@ -89,40 +78,64 @@ func (a *app) agentsListCommand() *cobra.Command {
 			return nil
 		}),
 	}
+	ff.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVarP(&f.Selector, "selector", "l", "", "label selector, e.g. 'env=prod,service.name in (otelcol)'")
-	fl.StringVarP(&f.Search, "search", "q", "", "substring of id, service name, host name or version")
-	fl.BoolVar(&online, "online", false, "only connected agents")
-	fl.BoolVar(&offline, "offline", false, "only disconnected agents")
-	fl.StringVar(&syncState, "sync", "", "only agents in this sync state: in_sync, pending, applying, failed, rolled_back, drifted, offline")
-	fl.StringVar(&health, "health", "", "only agents with this health: healthy, unhealthy, unknown (offline or not reported)")
-	fl.StringVar(&f.Type, "type", "", "only agents whose service.name is exactly this")
-	fl.StringVar(&f.Version, "version", "", "only agents whose service.version is exactly this")
-	fl.StringArrayVar(&attrs, "attr", nil, "only agents that report this attribute value, KEY=VALUE (repeatable)")
-	fl.StringVar(&sortKey, "sort", "", "order by id, sync, health, online, type, version, host or last_seen; prefix - for descending")
+	fl.StringVar(&ff.sort, "sort", "", "order by id, sync, health, online, type, version, host or last_seen; prefix - for descending")
 	fl.IntVar(&f.Limit, "limit", 0, "at most this many agents (0: all)")
 	fl.IntVar(&f.Offset, "offset", 0, "skip this many agents first")
 	return cmd
 }
 
-// parseFilterFlags fills f from the flag values 'agents list' and
-// 'agents bulk' share; a usage error names the bad flag.
-func parseFilterFlags(f *steward.AgentFilter, syncState, health, sortKey string, attrs []string) error {
+// filterFlags are the agent filter flags 'agents list' and 'agents bulk'
+// share.
+type filterFlags struct {
+	f               steward.AgentFilter
+	online, offline bool
+	sync, health    string
+	sort            string
+	attrs           []string
+}
+
+func (ff *filterFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&ff.f.Selector, "selector", "l", "", "label selector, e.g. 'env=prod,service.name in (otelcol)'")
+	fl.StringVarP(&ff.f.Search, "search", "q", "", "substring of id, service name, host name or version")
+	fl.BoolVar(&ff.online, "online", false, "only connected agents")
+	fl.BoolVar(&ff.offline, "offline", false, "only disconnected agents")
+	fl.StringVar(&ff.sync, "sync", "", "only agents in this sync state: in_sync, pending, applying, failed, rolled_back, drifted, offline")
+	fl.StringVar(&ff.health, "health", "", "only agents with this health: healthy, unhealthy, unknown (offline or not reported)")
+	fl.StringVar(&ff.f.Type, "type", "", "only agents whose service.name is exactly this")
+	fl.StringVar(&ff.f.Version, "version", "", "only agents whose service.version is exactly this")
+	fl.StringArrayVar(&ff.attrs, "attr", nil, "only agents that report this attribute value, KEY=VALUE (repeatable)")
+}
+
+// parse fills ff.f from the flag values; a usage error names the bad flag.
+func (ff *filterFlags) parse() error {
+	f := &ff.f
+	if ff.online && ff.offline {
+		return usagef("--online and --offline exclude each other")
+	}
+	if ff.online || ff.offline {
+		f.Online = &ff.online
+	}
+	if _, err := steward.ParseSelector(f.Selector); err != nil {
+		return usagef("%s", steward.ErrorMessage(err))
+	}
 	var err error
-	if syncState != "" {
-		if f.Sync, err = steward.ParseSyncState(syncState); err != nil {
+	if ff.sync != "" {
+		if f.Sync, err = steward.ParseSyncState(ff.sync); err != nil {
 			return usagef("--sync: %s", steward.ErrorMessage(err))
 		}
 	}
-	if health != "" {
-		if f.Health, err = steward.ParseHealthState(health); err != nil {
+	if ff.health != "" {
+		if f.Health, err = steward.ParseHealthState(ff.health); err != nil {
 			return usagef("--health: %s", steward.ErrorMessage(err))
 		}
 	}
-	if f.Sort, f.Desc, err = steward.ParseAgentSort(sortKey); err != nil {
+	if f.Sort, f.Desc, err = steward.ParseAgentSort(ff.sort); err != nil {
 		return usagef("--sort: %s", steward.ErrorMessage(err))
 	}
-	for _, kv := range attrs {
+	for _, kv := range ff.attrs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return usagef("--attr %q: want KEY=VALUE", kv)
@@ -131,9 +144,6 @@ func parseFilterFlags(f *steward.AgentFilter, syncState, health, sortKey string,
 			f.Attributes = map[string]string{}
 		}
 		f.Attributes[k] = v
-	}
-	if f.Offset < 0 {
-		return usagef("--offset must be >= 0")
 	}
 	return nil
 }

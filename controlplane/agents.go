@@ -65,6 +65,13 @@ func (s *Service) SetAgentLabels(ctx context.Context, id steward.InstanceUID, la
 			return err
 		}
 	}
+	return s.editLabels(ctx, id, func(map[string]string) map[string]string { return labels })
+}
+
+// editLabels replaces an agent's operator labels with what edit makes of
+// the stored ones (edit must not modify its argument) and reconciles it at
+// once; ENOTFOUND for an unknown agent.
+func (s *Service) editLabels(ctx context.Context, id steward.InstanceUID, edit func(old map[string]string) map[string]string) error {
 	// Hold the session (if any) so that a concurrent report cannot
 	// overwrite the labels with a stale read.
 	ss := s.lookup(id)
@@ -72,7 +79,9 @@ func (s *Service) SetAgentLabels(ctx context.Context, id steward.InstanceUID, la
 		ss.mu.Lock()
 	}
 	a, err := s.store.Agent(ctx, id)
+	var labels map[string]string
 	if err == nil {
+		labels = edit(a.Labels)
 		a.Labels = labels
 		a.UpdatedAt = time.Now().UTC()
 		err = s.store.PutAgent(ctx, a)

@@ -154,6 +154,7 @@ func NewServer(opts Options) *Server {
 	s.handle("GET /api/v1/openapi.yaml", s.handleOpenAPI, public)
 
 	s.handle("GET /api/v1/agents", s.handleAgents, authed)
+	s.handle("POST /api/v1/agents/bulk", s.handleBulkAgents, authed)
 	s.handle("GET /api/v1/agents/{id}", s.handleAgent, authed)
 	s.handle("DELETE /api/v1/agents/{id}", s.handleDeleteAgent, authed)
 	s.handle("PUT /api/v1/agents/{id}/labels", s.handleSetAgentLabels, authed)

@@ -91,9 +91,6 @@ var Dialect = &sqlstore.Dialect{
 		"serial": "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "bytewise": ` COLLATE "C"`, "without_rowid": "",
 		"for_update": " FOR UPDATE", "for_share": " FOR SHARE", "instr": "strpos",
 	},
-	AttributeIs: `EXISTS (SELECT 1 FROM json_each(a.doc->'description') l, json_array_elements(l.value) e(kv)
-		WHERE l.key IN ('identifying', 'non_identifying') AND e.kv->>'k' = ?
-		AND coalesce(e.kv->'v'->>'s', e.kv->'v'->>'i', e.kv->'v'->>'u', e.kv->'v'->>'d', e.kv->'v'->>'b') = ?)`,
 	Code:           code,
 	Unique:         func(err error) bool { return pgCode(err) == "23505" },
 	Retryable:      func(err error) bool { c := pgCode(err); return c == "40001" || c == "40P01" },

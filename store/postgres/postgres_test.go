@@ -24,3 +24,4 @@ func TestBlobStore(t *testing.T) {
 
 func BenchmarkAgentsSelector(b *testing.B) { storetest.BenchmarkAgentsSelector(b, pgtest.Open(b)) }
 func BenchmarkSummary(b *testing.B)        { storetest.BenchmarkSummary(b, pgtest.Open(b)) }
+func BenchmarkAgentsQuery(b *testing.B)    { storetest.BenchmarkAgentsQuery(b, pgtest.Open(b)) }

@@ -107,10 +107,6 @@ var Dialect = &sqlstore.Dialect{
 		"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "bytewise": "", "without_rowid": " WITHOUT ROWID",
 		"for_update": "", "for_share": "", "instr": "instr",
 	},
-	AttributeIs: `EXISTS (SELECT 1 FROM json_each(CAST(a.doc AS TEXT), '$.description') l, json_each(l.value) e
-		WHERE l.key IN ('identifying', 'non_identifying') AND json_extract(e.value, '$.k') = ?
-		AND coalesce(json_extract(e.value, '$.v.s'), json_extract(e.value, '$.v.i'), json_extract(e.value, '$.v.u'),
-			json_extract(e.value, '$.v.d'), CASE json_type(e.value, '$.v.b') WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' END) = ?)`,
 	Code: code,
 	Unique: func(err error) bool {
 		return extendedCode(err) == sqlite3lib.SQLITE_CONSTRAINT_UNIQUE || extendedCode(err) == sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY

@@ -99,20 +99,20 @@ func (db *DB) putAgentRow(ctx context.Context, tx *Tx, r *agentRow) error {
 	a, c := r.a, r.c
 	err := tx.QueryRow(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health, attrs)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
-			config_status = excluded.config_status, sync_state = excluded.sync_state, health = excluded.health,
+			config_status = excluded.config_status, sync_state = excluded.sync_state, health = excluded.health, attrs = excluded.attrs,
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash
 		RETURNING created_at`,
 		c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
 		a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
-		r.effective, c.Health, r.keepCreated,
+		r.effective, c.Health, c.Attributes, r.keepCreated,
 	).Scan(&r.storedCreated)
 	if err != nil {
 		return err

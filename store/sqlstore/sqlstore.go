@@ -58,12 +58,6 @@ type Dialect struct {
 	// row locks ({for_update}, {for_share}), {bytewise} (a collation
 	// comparing bytes) and functions ({instr}).
 	Macros map[string]string
-	// AttributeIs is a condition on the agent row a with two placeholders,
-	// a key and a value: the agent reported an identifying or
-	// non-identifying attribute with that key whose scalar value, as text
-	// (steward.KeyValue.ScalarString), is the value. It reads the JSON
-	// document (see record.EncodeAgent), so it costs a parse per row.
-	AttributeIs string
 	// Code maps a driver error to a steward code (ECONFLICT for constraint
 	// violations, EUNAVAILABLE when the database cannot answer), or "" for
 	// EINTERNAL.

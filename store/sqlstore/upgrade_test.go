@@ -139,6 +139,16 @@ func checkUpgraded(t *testing.T, open func() *sqlstore.DB) {
 	if err != nil || total != 1 || len(agents) != 1 {
 		t.Fatalf("agents by selector and search: %d %d %v", len(agents), total, err)
 	}
+	// Migrations 12 and 13 derive the health and attribute columns from
+	// the stored documents.
+	for _, f := range []steward.AgentFilter{
+		{Health: a.HealthState()},
+		{Attributes: map[string]string{steward.AttrServiceName: "otelcol"}},
+	} {
+		if _, total, err := db.Agents(ctx, f); err != nil || total != 1 {
+			t.Fatalf("agents by %+v after the upgrade: %d %v", f, total, err)
+		}
+	}
 	c, err := db.Config(ctx, "base", 0)
 	must(err, "config")
 	if c.Version != 1 || c.Author != "ann" || !c.CreatedAt.Equal(fixtureAt) || string(c.Files[""].Body) != "receivers: {}\n" {

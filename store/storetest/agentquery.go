@@ -86,6 +86,8 @@ func testAgentsQuery(t *testing.T, s steward.Store) {
 		{"two attributes, one differs", steward.AgentFilter{Attributes: attrs("cpus", "2", "host.arch", "arm64")}, []byte{}},
 		{"attribute value is exact", steward.AgentFilter{Attributes: attrs("host.arch", "arm")}, []byte{}},
 		{"attribute nobody has", steward.AgentFilter{Attributes: attrs("rack", "7")}, []byte{}},
+		{"attribute value holding a separator", steward.AgentFilter{Attributes: attrs("host.arch", "arm64\x1f")}, []byte{}},
+		{"attribute key spanning two attributes", steward.AgentFilter{Attributes: attrs("cpus", "1\x1fos.type")}, []byte{}},
 		{"sync and health", steward.AgentFilter{Sync: steward.SyncFailed, Health: steward.HealthUnhealthy}, []byte{2}},
 		{"sync, sorted by last seen", steward.AgentFilter{Sync: steward.SyncFailed, Sort: steward.SortLastSeen, Desc: true}, []byte{2, 3}},
 		{"attribute and selector", steward.AgentFilter{Attributes: attrs("env", "from-attribute"), Selector: "service.name=cart"}, []byte{2, 3}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward"
 )
@@ -82,4 +83,82 @@ func BenchmarkSummary(b *testing.B, s steward.Store) {
 			}
 		}
 	})
+}
+
+// QueryFleet is the number of agents BenchmarkAgentsQuery stores.
+const QueryFleet = 100_000
+
+// queryBenchAgent is benchAgent with the spread a fleet list filters on:
+// one agent in ten failed its config, one in ten rolled back, one in ten
+// is pending, the rest in sync; one in twenty reports unhealthy; one in
+// four runs on arm64; last seen i seconds ago.
+func queryBenchAgent(id steward.InstanceUID, i int, now time.Time) *steward.Agent {
+	a := benchAgent(id, i)
+	a.Sync = &steward.AgentSync{State: [10]steward.SyncState{steward.SyncFailed, steward.SyncRolledBack, steward.SyncPending,
+		steward.SyncInSync, steward.SyncInSync, steward.SyncInSync, steward.SyncInSync, steward.SyncInSync, steward.SyncInSync, steward.SyncInSync}[i%10]}
+	if i%20 == 1 {
+		a.Health.Healthy = false
+	}
+	if i%4 == 2 {
+		a.Description.NonIdentifyingAttributes[2].Value = "arm64"
+	}
+	a.LastSeen = now.Add(-time.Duration(i) * time.Second)
+	return a
+}
+
+// BenchmarkAgentsQuery stores QueryFleet agents (see queryBenchAgent), then
+// measures the first page (50) of the fleet list under the filters and
+// sorts the console uses, each with its total count.
+func BenchmarkAgentsQuery(b *testing.B, s steward.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	const workers = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < QueryFleet; i += workers {
+				if err := s.PutAgent(ctx, queryBenchAgent(steward.NewInstanceUID(), i, now)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		f     steward.AgentFilter
+		total int
+	}{
+		{"sync=failed", steward.AgentFilter{Sync: steward.SyncFailed}, QueryFleet / 10},
+		{"sync=failed,sort=-last_seen", steward.AgentFilter{Sync: steward.SyncFailed, Sort: steward.SortLastSeen, Desc: true}, QueryFleet / 10},
+		{"sort=sync", steward.AgentFilter{Sort: steward.SortSync}, QueryFleet},
+		{"sort=-sync,offset=50000", steward.AgentFilter{Sort: steward.SortSync, Desc: true, Offset: QueryFleet / 2}, QueryFleet},
+		{"health=unhealthy,sort=host", steward.AgentFilter{Health: steward.HealthUnhealthy, Sort: steward.SortHost}, QueryFleet / 20},
+		{"sort=-last_seen", steward.AgentFilter{Sort: steward.SortLastSeen, Desc: true}, QueryFleet},
+		{"attr.host.arch=arm64", steward.AgentFilter{Attributes: map[string]string{steward.AttrHostArch: "arm64"}}, QueryFleet / 4},
+	}
+	for _, tc := range cases {
+		b.Run("fleet=100k/"+tc.name, func(b *testing.B) {
+			f := tc.f
+			f.Limit = 50
+			b.ReportAllocs()
+			for n := 0; n < b.N; n++ {
+				page, total, err := s.Agents(ctx, f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(page) != 50 || total != tc.total {
+					b.Fatalf("got %d agents of %d, want 50 of %d", len(page), total, tc.total)
+				}
+			}
+		})
+	}
 }

@@ -56,6 +56,11 @@ type AgentColumns struct {
 	SyncState string
 	// Health is Agent.HealthState (unknown for a disconnected agent).
 	Health string
+	// Attributes holds every identifying and non-identifying attribute
+	// with a scalar value as AttrSep key AttrKeySep value, followed by
+	// AttrSep (see AttributeTerm); an attribute whose key or value holds a
+	// separator or NUL is left out.
+	Attributes string
 	// Search is the lower-cased id, service name, host name and version,
 	// joined by SearchSep; Agents' Search filter is a substring of it.
 	Search string
@@ -72,6 +77,7 @@ func Columns(a *steward.Agent) AgentColumns {
 		ConfigStatus:   string(a.ConfigState()),
 		SyncState:      string(a.SyncState()),
 		Health:         string(a.HealthState()),
+		Attributes:     attributesColumn(a.Description),
 	}
 	// Postgres text cannot hold NUL; no search term can match it anyway.
 	nul := strings.NewReplacer("\x00", "")
@@ -89,6 +95,46 @@ func SearchTerm(s string) (term string, ok bool) {
 		return "", false
 	}
 	return strings.ToLower(s), true
+}
+
+// Separators of the attributes column.
+const (
+	AttrSep    = "\x1f"
+	AttrKeySep = "\x1e"
+)
+
+// attrUnsafe are the characters an attribute in the attributes column
+// cannot hold.
+const attrUnsafe = AttrSep + AttrKeySep + "\x00"
+
+func attributesColumn(d *steward.AgentDescription) string {
+	if d == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, list := range [][]steward.KeyValue{d.IdentifyingAttributes, d.NonIdentifyingAttributes} {
+		for _, kv := range list {
+			v, ok := kv.ScalarString()
+			if !ok || strings.ContainsAny(kv.Key, attrUnsafe) || strings.ContainsAny(v, attrUnsafe) {
+				continue
+			}
+			b.WriteString(AttrSep + kv.Key + AttrKeySep + v)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return b.String() + AttrSep
+}
+
+// AttributeTerm is the substring of the attributes column that an agent
+// reporting attribute key with the scalar value holds; ok is false when no
+// stored agent can hold it.
+func AttributeTerm(key, value string) (term string, ok bool) {
+	if strings.ContainsAny(key, attrUnsafe) || strings.ContainsAny(value, attrUnsafe) {
+		return "", false
+	}
+	return AttrSep + key + AttrKeySep + value + AttrSep, true
 }
 
 // agentDoc is the JSON document of an agent row: everything the agent
