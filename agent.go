@@ -442,6 +442,12 @@ type AgentFilter struct {
 	Healthy *bool
 	// Sync filters on the sync state (Agent.SyncState); "" matches all.
 	Sync SyncState
+	// SyncAny, when not empty, matches agents in any of these sync states
+	// (query parameter sync=failed,rolled_back,drifted).
+	SyncAny []SyncState
+	// ConfigStatus filters on the reported remote config status (UNSET
+	// when none was reported); "" matches all.
+	ConfigStatus RemoteConfigState
 	// Health filters on Agent.HealthState (offline agents are unknown);
 	// "" matches all.
 	Health HealthState

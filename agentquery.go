@@ -20,6 +20,20 @@ func ParseHealthState(s string) (HealthState, error) {
 	return "", Errorf(EINVALID, "unknown health %q: want one of %s", s, joinNames(HealthStates))
 }
 
+// RemoteConfigStates lists every reported remote config status.
+var RemoteConfigStates = []RemoteConfigState{RemoteConfigUnset, RemoteConfigApplied, RemoteConfigApplying, RemoteConfigFailed}
+
+// ParseRemoteConfigState accepts a remote config status name (APPLIED,
+// …); EINVALID otherwise.
+func ParseRemoteConfigState(s string) (RemoteConfigState, error) {
+	for _, st := range RemoteConfigStates {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", Errorf(EINVALID, "unknown remote config status %q: want one of %s", s, joinNames(RemoteConfigStates))
+}
+
 // AgentSort names the order of an agent listing. Ties are broken by id, in
 // the same direction, so paging through a sorted listing is stable.
 type AgentSort string
@@ -63,6 +77,16 @@ const AttributeFilterPrefix = "attr."
 func (f AgentFilter) Validate() error {
 	if f.Sync != "" {
 		if _, err := ParseSyncState(string(f.Sync)); err != nil {
+			return err
+		}
+	}
+	for _, st := range f.SyncAny {
+		if _, err := ParseSyncState(string(st)); err != nil {
+			return err
+		}
+	}
+	if f.ConfigStatus != "" {
+		if _, err := ParseRemoteConfigState(string(f.ConfigStatus)); err != nil {
 			return err
 		}
 	}

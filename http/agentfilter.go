@@ -11,15 +11,29 @@ import (
 
 // parseAgentFilter reads the agent filter of GET /api/v1/agents (and of
 // the bulk actions, which act on the same agents): selector, q, online,
-// healthy, health, sync, type, version, attr.<key>, sort, offset, limit.
+// healthy, health, sync (one state or several, comma-separated), config,
+// type, version, attr.<key>, sort, offset, limit.
 // EINVALID naming the parameter on a bad value.
 func parseAgentFilter(q url.Values) (steward.AgentFilter, error) {
 	var f steward.AgentFilter
 	f.Selector, f.Search = q.Get("selector"), q.Get("q")
 	f.Type, f.Version = q.Get("type"), q.Get("version")
 	var err error
-	if v := q.Get("sync"); v != "" {
+	if v := q.Get("sync"); strings.Contains(v, ",") {
+		for _, name := range strings.Split(v, ",") {
+			st, err := steward.ParseSyncState(name)
+			if err != nil {
+				return f, err
+			}
+			f.SyncAny = append(f.SyncAny, st)
+		}
+	} else if v != "" {
 		if f.Sync, err = steward.ParseSyncState(v); err != nil {
+			return f, err
+		}
+	}
+	if v := q.Get("config"); v != "" {
+		if f.ConfigStatus, err = steward.ParseRemoteConfigState(v); err != nil {
 			return f, err
 		}
 	}
@@ -70,6 +84,14 @@ func AgentFilterQuery(f steward.AgentFilter) url.Values {
 	set("selector", f.Selector)
 	set("q", f.Search)
 	set("sync", string(f.Sync))
+	if len(f.SyncAny) > 0 {
+		names := make([]string, len(f.SyncAny))
+		for i, st := range f.SyncAny {
+			names[i] = string(st)
+		}
+		q.Set("sync", strings.Join(names, ","))
+	}
+	set("config", string(f.ConfigStatus))
 	set("health", string(f.Health))
 	set("type", f.Type)
 	set("version", f.Version)

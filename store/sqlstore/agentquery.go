@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/store/internal/record"
@@ -83,6 +84,16 @@ func (db *DB) agentWhere(f steward.AgentFilter) (w where, ok bool) {
 	}
 	if f.Sync != "" {
 		w.add("a.sync_state = ?", string(f.Sync))
+	}
+	if len(f.SyncAny) > 0 {
+		args := make([]any, len(f.SyncAny))
+		for i, st := range f.SyncAny {
+			args[i] = string(st)
+		}
+		w.add("a.sync_state IN (?"+strings.Repeat(", ?", len(args)-1)+")", args...)
+	}
+	if f.ConfigStatus != "" {
+		w.add("a.config_status = ?", string(f.ConfigStatus))
 	}
 	if f.Health != "" {
 		w.add("a.health = ?", string(f.Health))

@@ -18,7 +18,8 @@ import (
 //	4   checkout  2.0.0    Host-d  no      healthy    offline   20
 //	5   Zeta      10.0     host-e  yes     healthy    pending   20         gpu=true (bool)
 //
-// agentWith also gives each agent cpus=<id> (int) and env=from-attribute.
+// agentWith also gives each agent cpus=<id> (int) and env=from-attribute;
+// agent 2 reports remote config status FAILED, the others none (UNSET).
 func queryFleet(t *testing.T, s steward.Store) {
 	c := ctx(t)
 	yes, no := true, false
@@ -50,6 +51,9 @@ func queryFleet(t *testing.T, s steward.Store) {
 		if r.extraKey != "" {
 			a.Description.NonIdentifyingAttributes = append(a.Description.NonIdentifyingAttributes,
 				steward.KeyValue{Key: r.extraKey, Value: r.extra})
+		}
+		if r.n == 2 {
+			a.RemoteConfigStatus = &steward.RemoteConfigStatus{Status: steward.RemoteConfigFailed, ErrorMessage: "bad"}
 		}
 		must(t, s.PutAgent(c, a), "PutAgent")
 	}
@@ -88,6 +92,10 @@ func testAgentsQuery(t *testing.T, s steward.Store) {
 		{"attribute nobody has", steward.AgentFilter{Attributes: attrs("rack", "7")}, []byte{}},
 		{"attribute value holding a separator", steward.AgentFilter{Attributes: attrs("host.arch", "arm64\x1f")}, []byte{}},
 		{"attribute key spanning two attributes", steward.AgentFilter{Attributes: attrs("cpus", "1\x1fos.type")}, []byte{}},
+		{"any of two sync states", steward.AgentFilter{SyncAny: []steward.SyncState{steward.SyncPending, steward.SyncOffline}}, []byte{4, 5}},
+		{"sync state and any of two", steward.AgentFilter{Sync: steward.SyncFailed, SyncAny: []steward.SyncState{steward.SyncFailed, steward.SyncOffline}}, []byte{2, 3}},
+		{"config status", steward.AgentFilter{ConfigStatus: steward.RemoteConfigFailed}, []byte{2}},
+		{"config status unset", steward.AgentFilter{ConfigStatus: steward.RemoteConfigUnset}, []byte{1, 3, 4, 5}},
 		{"sync and health", steward.AgentFilter{Sync: steward.SyncFailed, Health: steward.HealthUnhealthy}, []byte{2}},
 		{"sync, sorted by last seen", steward.AgentFilter{Sync: steward.SyncFailed, Sort: steward.SortLastSeen, Desc: true}, []byte{2, 3}},
 		{"attribute and selector", steward.AgentFilter{Attributes: attrs("env", "from-attribute"), Selector: "service.name=cart"}, []byte{2, 3}},
@@ -100,7 +108,7 @@ func testAgentsQuery(t *testing.T, s steward.Store) {
 		}
 	}
 	for _, f := range []steward.AgentFilter{
-		{Health: "sick"}, {Sort: "colour"}, {Sort: "-type"}, {Attributes: attrs("", "x")}, {Sync: "lost"},
+		{Health: "sick"}, {Sort: "colour"}, {ConfigStatus: "failed"}, {SyncAny: []steward.SyncState{"failed", "lost"}}, {Sort: "-type"}, {Attributes: attrs("", "x")}, {Sync: "lost"},
 	} {
 		_, _, err := s.Agents(c, f)
 		wantCode(t, err, steward.EINVALID, fmt.Sprintf("Agents(%+v)", f))

@@ -374,7 +374,7 @@ func TestConsoleAgentList(t *testing.T) {
 	}
 
 	// Connection filter, updated live when an agent disconnects.
-	p.setValue(`[data-testid="agents-healthy"]`, "")
+	p.setValue(`[data-testid="agents-health"]`, "")
 	p.setValue(`[data-testid="agents-online"]`, "false")
 	p.waitFor(`document.querySelector('[data-testid="agents-empty"]') !== null`, "no offline agent yet")
 	p.js("window.__noReload = 'list'", nil)

@@ -84,6 +84,8 @@ export const api = {
   logout: () => request('POST', '/logout', {}, { noAuthRedirect: true }),
   summary: (opts) => request('GET', '/summary', undefined, opts),
   agents: (params, opts) => request('GET', '/agents' + qs(params), undefined, opts),
+  // bulkAgents acts on (or, with dry_run, counts) every agent params match.
+  bulkAgents: (params, body) => request('POST', '/agents/bulk' + qs(params), body),
   agent: (id, opts) => request('GET', '/agents/' + enc(id), undefined, opts),
   deleteAgent: (id) => request('DELETE', '/agents/' + enc(id)),
   setLabels: (id, labels) => request('PUT', '/agents/' + enc(id) + '/labels', { labels }),

@@ -45,7 +45,6 @@ const configKind = (s) => ({ APPLIED: 'ok', FAILED: 'bad', APPLYING: 'warn' }[s]
 const syncKey = (label) => (SYNC_STATES.find(([, l]) => l === label) || [label])[0];
 // notInSync counts failed, rolled back and drifted agents.
 const notInSync = (m) => ['failed', 'rolled_back', 'drifted'].reduce((n, k) => n + ((m || {})[k] || 0), 0);
-const sel = (k, v) => '/agents?selector=' + encodeURIComponent(`${k}=${v}`);
 
 export function mount(root, ctx) {
   ctx.setTitle('Overview');
@@ -108,8 +107,8 @@ export function mount(root, ctx) {
         stat('Offline', s.offline, { href: '/agents?online=false', testid: 'stat-offline', kind: s.offline ? 'warn' : '', meta: pct(s.offline, total) + '% disconnected' }),
         stat('Healthy', s.healthy, { href: '/agents?healthy=true', testid: 'stat-healthy', kind: 'ok', meta: pct(s.healthy, total) + '% of fleet' }),
         stat('Unhealthy', s.unhealthy, { href: '/agents?healthy=false', testid: 'stat-unhealthy', kind: s.unhealthy ? 'bad' : '', meta: pct(s.unhealthy, total) + '% of fleet' }),
-        stat('Config failed', cfg.FAILED || 0, { testid: 'stat-config-failed', kind: cfg.FAILED ? 'bad' : '', meta: (cfg.APPLIED || 0).toLocaleString() + ' applied' }),
-        stat('Not in sync', notInSync(s.by_sync), { href: '/agents?sync=failed', testid: 'stat-not-in-sync', kind: notInSync(s.by_sync) ? 'bad' : '',
+        stat('Config failed', cfg.FAILED || 0, { href: '/agents?config=FAILED', testid: 'stat-config-failed', kind: cfg.FAILED ? 'bad' : '', meta: (cfg.APPLIED || 0).toLocaleString() + ' applied' }),
+        stat('Not in sync', notInSync(s.by_sync), { href: '/agents?sync=failed,rolled_back,drifted', testid: 'stat-not-in-sync', kind: notInSync(s.by_sync) ? 'bad' : '',
           meta: ((s.by_sync || {}).rolled_back || 0).toLocaleString() + ' rolled back, ' + ((s.by_sync || {}).drifted || 0).toLocaleString() + ' drifted' })),
       h('div', { class: 'grid cols-3' },
         panel('Health and connection', h('div', { class: 'panel-body' },
@@ -130,10 +129,10 @@ export function mount(root, ctx) {
             h('span', null, h('span', { class: 'k' }, 'Offline'), num(s.offline || 0))))),
         panel('Sync state', bars(Object.fromEntries(Object.entries(s.by_sync || {}).map(([k, n]) => [syncLabel(k), n])), total,
           { testid: 'by-sync', kind: (l) => syncBarKind(syncKey(l)), href: (l) => '/agents?sync=' + encodeURIComponent(syncKey(l)), empty: 'No agents yet.' })),
-        panel('Versions', bars(s.by_version, total, { testid: 'by-version', href: (n) => sel('service.version', n) }))),
+        panel('Versions', bars(s.by_version, total, { testid: 'by-version', href: (n) => '/agents?version=' + encodeURIComponent(n) }))),
       h('div', { class: 'grid cols-2', style: 'margin-top:16px' },
-        panel('Agent types', bars(s.by_type, total, { testid: 'by-type', href: (n) => sel('service.name', n) })),
-        panel('Remote config status', bars(cfg, total, { testid: 'by-config-status', kind: configKind, empty: 'No agent has reported a remote config status.' })),
+        panel('Agent types', bars(s.by_type, total, { testid: 'by-type', href: (n) => '/agents?type=' + encodeURIComponent(n) })),
+        panel('Remote config status', bars(cfg, total, { testid: 'by-config-status', kind: configKind, href: (st) => '/agents?config=' + encodeURIComponent(st), empty: 'No agent has reported a remote config status.' })),
         panel('Live activity', activity, h('a', { href: '/events', class: 'small' }, 'All events'))));
     renderActivity();
   }
