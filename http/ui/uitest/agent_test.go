@@ -5,10 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +53,9 @@ type agentOptions struct {
 	packages bool
 	// effective replaces the initial effective config reported.
 	effective string
+	// components are reported as AvailableComponents (kind → types), as
+	// a collector's opamp extension reports them; nil: none.
+	components map[string][]string
 	// csr asks the server for a client certificate (a CSR naming the
 	// agent's uid); the certificate offered is declined, so the agent
 	// stays on its plain connection.
@@ -102,6 +108,9 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 	}
 	if o.csr {
 		caps |= protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings
+	}
+	if o.components != nil {
+		caps |= protobufs.AgentCapabilities_AgentCapabilities_ReportsAvailableComponents
 	}
 	c, err := client.New(client.Settings{
 		Endpoint:     url,
@@ -173,6 +182,11 @@ func startAgent(t *testing.T, url string, o agentOptions) *testAgent {
 			"geoip-db": {Name: "geoip-db", AgentHasVersion: "2024.10", ServerOfferedVersion: "2024.11",
 				Status: protobufs.PackageStatusEnum_PackageStatusEnum_InstallFailed, ErrorMessage: "checksum mismatch"},
 		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.components != nil {
+		if err := c.SetAvailableComponents(availableComponents(o.components)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -282,4 +296,26 @@ func (a *testAgent) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = a.c.Stop(ctx)
+}
+
+// availableComponents builds the AvailableComponents report of a collector
+// build: each kind maps component types to the module that provides them,
+// and the hash changes with the set.
+func availableComponents(kinds map[string][]string) *protobufs.AvailableComponents {
+	ac := &protobufs.AvailableComponents{Components: map[string]*protobufs.ComponentDetails{}}
+	h := sha256.New()
+	for _, kind := range slices.Sorted(maps.Keys(kinds)) {
+		types := kinds[kind]
+		k := &protobufs.ComponentDetails{SubComponentMap: map[string]*protobufs.ComponentDetails{}}
+		for _, typ := range types {
+			h.Write([]byte(kind + "/" + typ + ";"))
+			k.SubComponentMap[typ] = &protobufs.ComponentDetails{Metadata: []*protobufs.KeyValue{
+				str("code.namespace", "github.com/open-telemetry/opentelemetry-collector-contrib/"+strings.TrimSuffix(kind, "s")+"/"+typ+strings.TrimSuffix(kind, "s")),
+				str("code.version", "v0.149.0"),
+			}}
+		}
+		ac.Components[kind] = k
+	}
+	ac.Hash = h.Sum(nil)
+	return ac
 }

@@ -148,6 +148,9 @@ func TestConsoleEndToEnd(t *testing.T) {
 	p.setValue(`[data-testid="editor-body"]`, v2)
 	p.typeInto(`[data-testid="editor-comment"]`, "Export traces to the central backend")
 	p.click(`[data-testid="editor-save"]`)
+	// Saving opens the review; nothing is saved until it is confirmed.
+	p.waitFor(sel(`[data-testid="config-review-dialog"] [data-testid="review-affected"]`), "the review of v2")
+	p.click(`[data-testid="config-review-dialog-submit"]`)
 	p.waitFor(`document.querySelectorAll('[data-testid="config-version"]').length === 2`, "v2 listed")
 	if c, err := s.cp.Config(context.Background(), "gateway", 0); err != nil || c.Version != 2 || string(c.Files[""].Body) != v2 {
 		t.Fatalf("stored latest: %+v, %v", c, err)
@@ -422,7 +425,7 @@ func TestConsoleAgentList(t *testing.T) {
 	}
 
 	// A configuration the agent cannot apply: FAILED with its message.
-	if _, err := s.cp.PutConfig(context.Background(), &steward.Config{Name: "broken", Files: steward.ConfigMap{"": {Body: []byte("exporters:\n  otlpx/central: {} # FAIL_ME\n"), ContentType: "text/yaml"}}}); err != nil {
+	if _, err := s.cp.PutConfig(context.Background(), &steward.Config{Name: "broken", Files: steward.ConfigMap{"": {Body: []byte(brokenConfig), ContentType: "text/yaml"}}}); err != nil {
 		t.Fatal(err)
 	}
 	p.goTo("/agents/" + a1.id.String())
@@ -449,6 +452,18 @@ func TestConsoleAgentList(t *testing.T) {
 	p.waitFor(`[...document.querySelectorAll('[data-testid="toast"]')].some(e => e.innerText.includes('Restart command sent'))`, "the confirmation")
 	noJSErrors(t, p)
 }
+
+// brokenConfig is well formed (Steward's validation passes it: the agent
+// reports no available components to check against) but names an exporter
+// type the agent's collector does not have, so the agent fails to apply it.
+const brokenConfig = `receivers:
+  otlp: {}
+exporters:
+  otlpx/central: {} # FAIL_ME
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [otlpx/central]}
+`
 
 // TestConsoleFleet runs a fleet of two dozen agents of several types,
 // versions and states, and checks that the overview and the agent list add

@@ -85,6 +85,7 @@ func startStack(t *testing.T) *stack {
 		Agents:            cp,
 		Configs:           cp,
 		Rollouts:          cp,
+		Previews:          cp,
 		Events:            cp.Bus(),
 		EventLog:          cp.Events,
 		Credentials:       cp,

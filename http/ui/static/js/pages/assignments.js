@@ -26,7 +26,38 @@ export async function editAssignment(existing, fixedConfig) {
   const selField = h('div', { class: 'field full' }, h('label', { for: 'as-selector' }, 'Label selector'), selector,
     h('span', { class: 'hint' }, 'Kubernetes syntax: key=value, key!=value, key in (a,b), key notin (a,b), key, !key — comma means and. Matches reported attributes and operator labels.'));
   const agentField = h('div', { class: 'field full' }, h('label', { for: 'as-agent' }, 'Agent instance id'), agentId);
-  const syncTarget = () => { selField.hidden = target.value !== 'selector'; agentField.hidden = target.value !== 'agent'; };
+  // The match count follows what is typed (debounced); a stale answer is
+  // aborted, so the count always describes the current selector.
+  const count = h('p', { class: 'hint', 'data-testid': 'assignment-match-count', 'aria-live': 'polite' });
+  let inflight = null;
+  let timer = 0;
+  function countMatches() {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      if (inflight) inflight.abort();
+      const body = { name: name.value.trim() || 'new-assignment', config: cfg.value, version: parseInt(ver.value, 10) || 0 };
+      if (target.value === 'selector') body.selector = selector.value.trim(); else body.agent_id = agentId.value.trim();
+      if (!body.selector && !body.agent_id) { replace(count); count.dataset.matched = ''; return; }
+      const ctl = new AbortController();
+      inflight = ctl;
+      try {
+        const p = await api.previewAssignment(body, { signal: ctl.signal });
+        count.className = 'hint';
+        count.dataset.matched = String(p.matched);
+        replace(count, `Matches ${p.matched} agent${p.matched === 1 ? '' : 's'}; ${p.changed} would change.`,
+          p.blocked ? h('span', { class: 'error-text' }, ' Blocked: ' + (p.missing ? `${p.missing} agent(s) lack components this configuration defines.` : 'the configuration has validation errors.')) : '');
+      } catch (e) {
+        if (e.name === 'AbortError') return;
+        count.className = 'hint error-text';
+        count.dataset.matched = '';
+        replace(count, e.message);
+      }
+    }, 300);
+  }
+  for (const el of [selector, agentId, name]) el.addEventListener('input', countMatches);
+  for (const el of [cfg, ver, target]) el.addEventListener('change', countMatches);
+  selField.append(count);
+  const syncTarget = () => { selField.hidden = target.value !== 'selector'; agentField.hidden = target.value !== 'agent'; if (target.value === 'agent') agentField.append(count); else selField.append(count); };
   target.addEventListener('change', syncTarget);
   syncTarget();
   async function loadVersions() {
@@ -39,6 +70,7 @@ export async function editAssignment(existing, fixedConfig) {
   }
   cfg.addEventListener('change', loadVersions);
   loadVersions();
+  countMatches();
   return openDialog({
     title: existing ? `Edit assignment ${a.name}` : 'New assignment', submitLabel: existing ? 'Save' : 'Create', testid: 'assignment-dialog',
     body: h('div', { class: 'form-grid' },
@@ -76,7 +108,7 @@ export function assignmentsView({ config } = {}) {
       h('button', { type: 'button', class: 'primary small', 'data-testid': 'assignment-new', onclick: async () => { if (await editAssignment(null, config)) load(); } }, 'New assignment')),
     err,
     h('div', { class: 'table-wrap' }, h('table', { class: 'data', 'aria-label': 'Assignments' },
-      h('thead', null, h('tr', null, ['Name', 'Configuration', 'Version', 'Target', 'Priority', 'Updated', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', null, h('tr', null, ['Name', 'Configuration', 'Version', 'Target', 'Agents', 'Priority', 'Updated', ''].map((c) => h('th', { scope: 'col' }, c)))),
       tbody)));
   let alive = true;
   let shownKey = null;
@@ -99,6 +131,7 @@ export function assignmentsView({ config } = {}) {
       h('td', null, a.agent_id
         ? h('span', null, 'agent ', h('a', { class: 'mono', href: '/agents/' + encodeURIComponent(a.agent_id) }, shortId(a.agent_id)))
         : h('a', { class: 'mono', href: '/agents?selector=' + encodeURIComponent(a.selector), title: 'Show matching agents' }, a.selector)),
+      agentCounts(a),
       h('td', null, String(a.priority || 0)),
       h('td', null, timeEl(a.updated_at || a.created_at)),
       h('td', { class: 'right nowrap' },
@@ -107,12 +140,35 @@ export function assignmentsView({ config } = {}) {
           if (!(await confirmDialog('Delete assignment', `Delete assignment "${a.name}"? Agents it targets stop receiving ${a.config} from it.`, { confirmLabel: 'Delete', danger: true, testid: 'assignment-delete-dialog' }))) return;
           try { await api.deleteAssignment(a.name); toast('Assignment deleted.'); load(); } catch (e) { toast(e.message, 'bad'); }
         } }, 'Delete'))))
-      : h('tr', null, h('td', { class: 'empty', colspan: 7 }, config ? 'This configuration is not assigned to any agent.' : 'No assignment yet. Assign a configuration to agents by label selector.')));
+      : h('tr', null, h('td', { class: 'empty', colspan: 8 }, config ? 'This configuration is not assigned to any agent.' : 'No assignment yet. Assign a configuration to agents by label selector.')));
   }
-  const refresh = throttle(load, 500);
-  const off = on((ev) => { if (ev.type === 'assignment.changed' || ev.type === 'resync') refresh(); });
+  const refresh = throttle(() => { shownKey = null; load(); }, 2000);
+  const off = on((ev) => { if (ev.type === 'assignment.changed' || ev.type === 'resync' || ev.type === 'agent.config_status' || ev.type === 'agent.sync') refresh(); });
   load();
   return { node, cleanup: () => { alive = false; off(); refresh.cancel(); } };
+}
+
+// agentSelector selects an assignment's agents (an agent_id assignment by
+// the instance.uid label every agent has).
+function agentSelector(a) {
+  return a.agent_id ? 'instance.uid=' + a.agent_id : a.selector;
+}
+
+/**
+ * agentCounts is a cell counting the agents an assignment matches, those
+ * running their desired config (applied) and those whose config failed,
+ * each linking to the agent list filtered so.
+ */
+function agentCounts(a) {
+  const selector = agentSelector(a);
+  const cell = h('td', { class: 'nowrap', 'data-testid': 'assignment-counts' }, h('span', { class: 'muted' }, '…'));
+  const link = (n, label, sync, testid) => h('a', { href: '/agents?selector=' + encodeURIComponent(selector) + (sync ? '&sync=' + sync : ''), 'data-testid': testid, 'data-count': String(n) }, `${n} ${label}`);
+  Promise.all([undefined, 'in_sync', 'failed'].map((sync) => api.agents({ selector, sync, limit: 1 }).then((r) => (r && r.total) || 0)))
+    .then(([matched, applied, failed]) => replace(cell,
+      link(matched, 'matched', '', 'assignment-matched'), ' · ', link(applied, 'applied', 'in_sync', 'assignment-applied'), ' · ',
+      failed ? h('span', { class: 'error-text' }, link(failed, 'failed', 'failed', 'assignment-failed')) : link(failed, 'failed', 'failed', 'assignment-failed')))
+    .catch((e) => replace(cell, h('span', { class: 'muted', title: e.message }, '—')));
+  return cell;
 }
 
 export function mount(root, ctx) {

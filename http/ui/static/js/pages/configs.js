@@ -52,7 +52,7 @@ function editorForm(latest, name, onSaved) {
   const save = h('button', { type: 'submit', class: 'primary', 'data-testid': 'editor-save' }, 'Save new version');
   const form = h('form', { class: 'stack', 'data-testid': 'config-editor' },
     h('p', { class: 'muted', style: 'margin:0' }, latest
-      ? `Editing v${latest.version}. Saving creates v${latest.version + 1}; saving identical content keeps v${latest.version}. Assignments that follow the latest version push it at once.`
+      ? `Editing v${latest.version}. Saving shows a review first (diff, validation, agents affected) and creates v${latest.version + 1} when confirmed; identical content keeps v${latest.version}.`
       : 'The first version of a new configuration.'),
     files,
     h('div', null, h('button', { type: 'button', class: 'small', onclick: () => files.append(fileEditor('file-' + (files.children.length + 1) + '.yaml', null, true)) }, 'Add file')),
@@ -70,9 +70,15 @@ function editorForm(latest, name, onSaved) {
     save.disabled = true;
     err.hidden = true;
     try {
-      const c = await api.putConfig(name, map, comment.value.trim());
-      toast(latest && c && c.version === latest.version ? 'No change: the content is identical to v' + c.version + '.' : `Saved ${name} v${c ? c.version : ''}.`);
-      onSaved(c);
+      const p = await api.previewConfig(name, map, comment.value.trim());
+      if (latest && p.version === latest.version) {
+        toast('No change: the content is identical to v' + latest.version + '.');
+        save.disabled = false;
+        return;
+      }
+      const c = await reviewChange(name, latest, map, comment.value.trim(), p);
+      save.disabled = false;
+      if (c) onSaved(c);
     } catch (ex) {
       err.textContent = ex.message;
       err.hidden = false;
@@ -80,6 +86,86 @@ function editorForm(latest, name, onSaved) {
     }
   });
   return form;
+}
+
+function diffBlock(text) {
+  const d = renderDiff(text);
+  return h('div', { 'data-testid': 'review-diff' }, d.stat, h('div', { class: 'table-wrap' }, d.table));
+}
+
+/** parseStages reads "10%, ring=canary, 100%" into rollout stages. */
+function parseStages(text) {
+  return text.split(/[;\n]|,(?![^()]*\))/).map((x) => x.trim()).filter(Boolean).map((x) => {
+    const m = /^(\d+)\s*%$/.exec(x);
+    return m ? { percent: parseInt(m[1], 10) } : { selector: x };
+  });
+}
+
+/**
+ * reviewChange shows what saving a new version would do — the diff against
+ * the current version, validation findings, the agents it would change and
+ * those lacking components it defines — and asks for confirmation: apply
+ * now, or pin the assignments that follow the latest version and start a
+ * staged rollout of each. A blocked change can only be made by ticking the
+ * override (audited). Resolves to the stored version, or null.
+ */
+async function reviewChange(name, latest, files, comment, p) {
+  let following = [];
+  try { following = list(await api.assignments(), 'assignments').filter((a) => a.config === name && !a.version); } catch { /* apply now still works */ }
+  const errors = p.findings.filter((f) => f.severity === 'error');
+  const finding = (f) => h('li', { class: f.severity === 'error' ? 'error-text' : 'muted', 'data-testid': 'review-finding', 'data-severity': f.severity },
+    h('strong', null, f.severity), ' ', h('span', { class: 'mono' }, fileLabel(f.file) + (f.line ? ':' + f.line : '')), ' — ', f.message);
+  const override = h('input', { type: 'checkbox', id: 'rv-override', 'data-testid': 'review-override' });
+  const modeApply = h('input', { type: 'radio', name: 'rv-mode', id: 'rv-apply', value: 'apply', checked: true, 'data-testid': 'review-mode-apply' });
+  const modeRollout = h('input', { type: 'radio', name: 'rv-mode', id: 'rv-rollout', value: 'rollout', disabled: !latest || !following.length, 'data-testid': 'review-mode-rollout' });
+  const stages = h('input', { type: 'text', id: 'rv-stages', class: 'mono', value: '10%, 50%, 100%', 'data-testid': 'review-stages', 'aria-label': 'Rollout stages' });
+  const body = h('div', { class: 'stack', 'data-testid': 'config-review' },
+    h('p', { 'data-testid': 'review-affected', 'data-changed': String(p.changed) },
+      h('strong', null, `${p.changed} agent${p.changed === 1 ? '' : 's'}`), ` would get ${name} v${p.version}`,
+      p.matched !== p.changed ? ` (${p.matched} reached by assignments that follow the latest version).` : '.',
+      p.unchecked ? ` ${p.unchecked} report no available components and could not be checked.` : ''),
+    p.blocked ? h('div', { class: 'callout bad', role: 'alert', 'data-testid': 'review-blocked' },
+      h('strong', null, 'Blocked. '),
+      p.missing ? `${p.missing} agent${p.missing === 1 ? ' lacks' : 's lack'} components this configuration defines: ` : '',
+      errors.length ? `${errors.length} validation error${errors.length === 1 ? '' : 's'}.` : '',
+      p.missing ? h('ul', { 'data-testid': 'review-missing' }, p.missing_agents.map((m) => h('li', { 'data-testid': 'review-missing-agent', 'data-agent-id': m.id },
+        h('a', { class: 'mono', href: '/agents/' + encodeURIComponent(m.id) }, m.name ? `${m.name} (${m.id.slice(0, 8)})` : m.id), ': ',
+        m.missing.map((c) => `${c.kind.replace(/s$/, '')} ${c.id}`).join(', ')))) : null,
+      h('label', { for: 'rv-override', class: 'check' }, override, ' Save anyway: override validation (recorded in the audit log)')) : null,
+    h('section', { 'aria-label': 'Validation' }, h('h3', null, 'Validation'),
+      p.findings.length ? h('ul', { 'data-testid': 'review-findings' }, p.findings.map(finding)) : h('p', { class: 'muted', 'data-testid': 'review-findings-none' }, 'No findings.')),
+    h('section', { 'aria-label': 'How to apply' }, h('h3', null, 'How to apply'),
+      h('div', null, h('label', { for: 'rv-apply', class: 'check' }, modeApply, ` Apply now to every agent that follows the latest version`)),
+      h('div', null, h('label', { for: 'rv-rollout', class: 'check' }, modeRollout, ' Start a staged rollout',
+        following.length ? ` of ${following.map((a) => a.name).join(', ')}` : ' (no assignment follows the latest version)'), ' ', stages)),
+    h('section', { 'aria-label': 'Changes' }, h('h3', null, latest ? `Changes against v${latest.version}` : 'Content'),
+      p.config_diff ? diffBlock(p.config_diff) : h('p', { class: 'muted' }, 'No difference.')));
+  let stored = null;
+  const done = openDialog({
+    title: `Review ${name} v${p.version}`, submitLabel: 'Confirm', testid: 'config-review-dialog', body,
+    onSubmit: async () => {
+      if (p.blocked && !override.checked) throw new Error('Blocked by validation: fix the configuration, or tick the override.');
+      const force = p.blocked && override.checked;
+      if (!modeRollout.checked) {
+        stored = await api.putConfig(name, files, comment, force);
+        toast(`Saved ${name} v${stored.version}.`);
+        return;
+      }
+      const st = parseStages(stages.value);
+      if (!st.length) throw new Error('Give the rollout stages, e.g. 10%, 50%, 100%.');
+      for (const a of following) await api.putAssignment({ ...a, version: latest.version });
+      stored = await api.putConfig(name, files, comment, force);
+      for (const a of following) {
+        await api.startRollout({ name: `${a.name}-v${stored.version}`, assignment: a.name, to_version: stored.version, stages: st }, force);
+      }
+      toast(`Saved ${name} v${stored.version}; rollout${following.length === 1 ? '' : 's'} started.`);
+    },
+  });
+  const submit = document.querySelector('[data-testid="config-review-dialog-submit"]');
+  const sync = () => { if (submit) submit.disabled = p.blocked && !override.checked; };
+  override.addEventListener('change', sync);
+  sync();
+  return (await done) ? stored : null;
 }
 
 async function newConfig(navigate) {
