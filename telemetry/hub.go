@@ -44,10 +44,10 @@ const (
 
 // AgentMemoryBound is the most memory one agent's metric series take, in
 // bytes: both rings, plus the counter streams at their bound (estimated
-// at 128 bytes each with the map's overhead). Logs add at most
-// LogMemoryBound for an agent that sends logs. BenchmarkAgentMemory
-// measures it.
-const AgentMemoryBound = (fineSlots+coarseSlots)*nSeries*4 + maxStreams*128
+// at 160 bytes each: the map's slot and overhead and the metric name).
+// Logs add at most LogMemoryBound for an agent that sends logs.
+// BenchmarkAgentMemory measures it.
+const AgentMemoryBound = (fineSlots+coarseSlots)*nSeries*4 + maxStreams*160
 
 // Options configure a Hub.
 type Options struct {

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"hash/fnv"
 	"math"
 	"strings"
 	"time"
@@ -191,6 +190,9 @@ func (a *agentData) addCounter(b *batch, name string, s steward.TelemetrySeries,
 		default:
 			b.incs = append(b.incs, increase{s, fam, v - prev.value, seconds(prev.time, t)})
 		}
+		if !known {
+			key.metric = strings.Clone(key.metric) // not the request's memory
+		}
 		a.streams[key] = streamState{start: start, time: t, value: v}
 	}
 	return dropped
@@ -245,20 +247,32 @@ func seconds(from, to uint64) float64 {
 	return float64(to-from) / 1e9
 }
 
-// attrHash hashes a set of attributes independently of their order.
+// attrHash hashes a set of attributes independently of their order: the
+// sum of each pair's FNV-1a hash (written out: hash/fnv allocates).
 func attrHash(m pcommon.Map) uint64 {
 	var sum uint64
 	m.Range(func(k string, v pcommon.Value) bool {
-		h := fnv.New64a()
-		h.Write([]byte(k))
-		h.Write([]byte{0})
+		h := fnvAdd(fnvOffset, k)
+		h = (h ^ 0) * fnvPrime
 		if v.Type() == pcommon.ValueTypeStr {
-			h.Write([]byte(v.Str()))
+			h = fnvAdd(h, v.Str())
 		} else {
-			h.Write([]byte(v.AsString()))
+			h = fnvAdd(h, v.AsString())
 		}
-		sum += h.Sum64()
+		sum += h
 		return true
 	})
 	return sum
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvAdd(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return h
 }
