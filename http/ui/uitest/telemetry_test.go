@@ -30,9 +30,20 @@ func TestAgentTelemetryCharts(t *testing.T) {
 		"build a collector with scripts/build-otelcol.sh and export STEWARD_OTELCOL_BIN=<the path it prints>")
 	b := startBrowser(t)
 	s := startStack(t)
-	ctx := steward.WithActor(context.Background(), "uitest")
-	if _, err := s.cp.PutConnectionSettings(ctx, &steward.ConnectionSettings{Name: "own-telemetry", StewardTelemetry: true}); err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+
+	// The preset, turned on in the console.
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/admin/connection-settings")
+	login(t, p)
+	p.click(`[data-testid="conn-new"]`)
+	p.typeInto(`[data-testid="conn-name"]`, "own-telemetry")
+	p.click(`[data-testid="conn-steward-telemetry"]`)
+	p.waitFor(`document.querySelector('[data-testid="conn-own_metrics"]').closest('[hidden]')`, "the own-metrics editor hidden by the preset")
+	p.click(`[data-testid="conn-dialog-submit"]`)
+	p.waitFor(sel(`[data-testid="conn-row"][data-name="own-telemetry"] [data-testid="conn-steward-telemetry-on"]`), "the preset listed")
+	if cs, err := s.cp.ConnectionSettings(ctx, "own-telemetry"); err != nil || !cs.StewardTelemetry || cs.OwnMetrics != nil {
+		t.Fatalf("stored settings: %+v, %v", cs, err)
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,9 +124,7 @@ storage:
 		time.Sleep(time.Second)
 	}
 
-	p := b.newPage(t, s.base, "light")
 	p.goTo("/agents/" + id.String() + "?tab=telemetry")
-	login(t, p)
 	p.waitFor(sel(`[data-testid="tab-panel-telemetry"]:not([hidden]) [data-testid="chart-throughput"]`), "the throughput chart on the Telemetry tab")
 	p.waitFor(`Number(document.querySelector('[data-testid="telemetry-received-total"]').dataset.value) > 0 &&
 		Number(document.querySelector('[data-testid="telemetry-sent-total"]').dataset.value) > 0`, "received and sent counts above zero")

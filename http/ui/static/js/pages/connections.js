@@ -51,6 +51,11 @@ async function editSettings(existing) {
   const prio = h('input', { type: 'number', id: 'cs-prio', value: String(c.priority || 0), 'data-testid': 'conn-priority' });
   const hb = h('input', { type: 'number', id: 'cs-hb', min: '0', max: '86400', value: c.heartbeat_interval_seconds ?? '', placeholder: 'not offered', 'data-testid': 'conn-heartbeat' });
   const own = OWN.map(([k, l]) => [k, destEditor(l, c[k], 'conn-' + k)]);
+  // The preset: own metrics and logs to Steward's receiver (docs/telemetry.md).
+  const toSteward = h('input', { type: 'checkbox', id: 'cs-steward-telemetry', checked: c.steward_telemetry ? true : null, 'data-testid': 'conn-steward-telemetry' });
+  const presetShown = () => { for (const [k, ed] of own) if (k !== 'own_traces') ed.hidden = toSteward.checked; };
+  toSteward.addEventListener('change', presetShown);
+  presetShown();
   const others = h('div', { class: 'stack' });
   const addOther = (n, d) => {
     const nm = h('input', { type: 'text', class: 'mono', value: n, placeholder: 'name', 'aria-label': 'Connection name' });
@@ -68,13 +73,16 @@ async function editSettings(existing) {
         h('div', { class: 'field' }, h('label', { for: 'cs-prio' }, 'Priority'), prio),
         h('div', { class: 'field' }, h('label', { for: 'cs-selector' }, 'Label selector'), selector),
         h('div', { class: 'field' }, h('label', { for: 'cs-hb' }, 'Heartbeat interval (s)'), hb)),
+      h('div', { class: 'field' }, h('label', { for: 'cs-steward-telemetry' }, toSteward, ' Send own telemetry to Steward'),
+        h('span', { class: 'hint' }, 'Own metrics and logs go to Steward\'s receiver on the OpAMP listener, each agent with a token of its own; charted on the agent\'s Telemetry tab.')),
       h('p', { class: 'hint faint' }, 'Header values are secrets: a stored value is never shown. Leave "(set)" empty to keep it, or type a new one to replace it.'),
       own.map(([, ed]) => ed), others,
       h('div', null, h('button', { type: 'button', class: 'small', onclick: () => addOther('', null) }, 'Add other connection'))),
     onSubmit: async () => {
       const body = { name: name.value.trim(), selector: selector.value.trim(), priority: parseInt(prio.value, 10) || 0 };
       if (hb.value !== '') body.heartbeat_interval_seconds = parseInt(hb.value, 10);
-      for (const [k, ed] of own) { const d = ed.read(); if (d) body[k] = d; }
+      if (toSteward.checked) body.steward_telemetry = true;
+      for (const [k, ed] of own) { if (ed.hidden) continue; const d = ed.read(); if (d) body[k] = d; }
       for (const ed of others.children) {
         const d = ed.read();
         if (!d) continue;
@@ -111,7 +119,8 @@ export function mount(root, ctx) {
       h('td', { class: 'mono' }, c.name),
       h('td', null, c.selector ? h('a', { class: 'mono', href: '/agents?selector=' + enc(c.selector) }, c.selector) : h('span', { class: 'faint' }, 'every agent')),
       h('td', null, String(c.priority || 0)),
-      h('td', null, OWN.filter(([k]) => c[k]).map(([k, l]) => h('div', null, h('span', { class: 'faint' }, l + ': '), destText(c[k])))),
+      h('td', null, c.steward_telemetry ? h('div', { 'data-testid': 'conn-steward-telemetry-on' }, 'Metrics and logs: Steward') : null,
+        OWN.filter(([k]) => c[k]).map(([k, l]) => h('div', null, h('span', { class: 'faint' }, l + ': '), destText(c[k])))),
       h('td', null, c.heartbeat_interval_seconds !== undefined ? c.heartbeat_interval_seconds + ' s' : '—'),
       h('td', null, Object.entries(c.other || {}).map(([n, d]) => h('div', null, h('span', { class: 'faint' }, n + ': '), destText(d)))),
       h('td', null, timeEl(c.updated_at || c.created_at)),
