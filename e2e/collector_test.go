@@ -2,10 +2,6 @@ package e2e_test
 
 import (
 	"bytes"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,60 +20,15 @@ import (
 func TestCollectorUnderSupervisorWithSteward(t *testing.T) {
 	otelcol := testenv.Getenv(t, "STEWARD_OTELCOL_BIN",
 		"build a collector with scripts/build-otelcol.sh and export STEWARD_OTELCOL_BIN=<the path it prints>")
-	dir := t.TempDir()
-	supBin := filepath.Join(dir, "steward-supervisor")
-	if out, err := exec.Command("go", "build", "-o", supBin, "../cmd/steward-supervisor").CombinedOutput(); err != nil {
-		t.Fatalf("build steward-supervisor: %v\n%s", err, out)
-	}
-
 	// The Steward server.
 	st := e2eutil.StartSteward(t)
 	s := st.API
 
 	// The supervisor, with a local base config: a nop pipeline.
-	storage := filepath.Join(dir, "supervisor")
-	local := filepath.Join(dir, "local.yaml")
-	os.WriteFile(local, []byte("receivers: {nop: {}}\nexporters: {nop: {}}\nservice:\n  pipelines:\n    traces: {receivers: [nop], exporters: [nop]}\n"), 0o644)
-	cfgPath := filepath.Join(dir, "supervisor.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-server:
-  endpoint: %s
-agent:
-  mode: collector
-  executable: %s
-  local_config_files: [%s]
-  config_apply_timeout: 60s
-  bootstrap_timeout: 60s
-  stop_timeout: 10s
-  description:
-    non_identifying_attributes: {env: e2e}
-storage:
-  directory: %s
-`, st.WS(), otelcol, local, storage)), 0o644)
-	var logs e2eutil.LockedBuffer
-	sup := exec.Command(supBin, "--config", cfgPath)
-	sup.Stdout, sup.Stderr = &logs, &logs
-	if err := sup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sup.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("supervisor log:\n%s", logs.String())
-		}
-		_ = sup.Process.Kill()
-	}()
-
-	var id steward.InstanceUID
-	e2eutil.Eventually(t, "the supervisor's instance uid", 60*time.Second, func() bool {
-		b, err := os.ReadFile(filepath.Join(storage, "instance_uid"))
-		if err != nil {
-			return false
-		}
-		id, err = steward.ParseInstanceUID(strings.TrimSpace(string(b)))
-		return err == nil
-	})
+	sup := e2eutil.StartCollectorSupervisor(t, st.WS(), otelcol,
+		"receivers: {nop: {}}\nexporters: {nop: {}}\nservice:\n  pipelines:\n    traces: {receivers: [nop], exporters: [nop]}\n",
+		"  description:\n    non_identifying_attributes: {env: e2e}\n")
+	id, storage, exited := sup.ID, sup.Storage, sup.Exited
 	e2eutil.Eventually(t, "the collector in Steward's inventory, healthy", 90*time.Second, func() bool {
 		a := s.Agent(id)
 		return a != nil && a.Online && a.Healthy() && a.Attribute("service.name") != "" && a.Attribute("env") == "e2e" &&
@@ -152,7 +103,7 @@ storage:
 	e2eutil.Eventually(t, "healthy after restart", 90*time.Second, func() bool { a := s.Agent(id); return a != nil && a.Healthy() })
 
 	// SIGTERM: the supervisor stops the collector, says goodbye, and exits.
-	_ = sup.Process.Signal(syscall.SIGTERM)
+	_ = sup.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
 	case <-time.After(60 * time.Second):

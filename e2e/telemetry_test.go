@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,11 +25,6 @@ import (
 func TestCollectorOwnTelemetryToSteward(t *testing.T) {
 	otelcol := testenv.Getenv(t, "STEWARD_OTELCOL_BIN",
 		"build a collector with scripts/build-otelcol.sh and export STEWARD_OTELCOL_BIN=<the path it prints>")
-	dir := t.TempDir()
-	supBin := filepath.Join(dir, "steward-supervisor")
-	if out, err := exec.Command("go", "build", "-o", supBin, "../cmd/steward-supervisor").CombinedOutput(); err != nil {
-		t.Fatalf("build steward-supervisor: %v\n%s", err, out)
-	}
 	st := e2eutil.StartSteward(t)
 	s := st.API
 	s.Call("PUT", "/api/v1/connection-settings/own-telemetry", map[string]any{"selector": "", "steward_telemetry": true}, &steward.ConnectionSettings{})
@@ -45,52 +36,14 @@ func TestCollectorOwnTelemetryToSteward(t *testing.T) {
 	}
 	otlpAddr := ln.Addr().String()
 	ln.Close()
-	storage := filepath.Join(dir, "supervisor")
-	local := filepath.Join(dir, "local.yaml")
-	os.WriteFile(local, []byte(fmt.Sprintf(`receivers:
+	id := e2eutil.StartCollectorSupervisor(t, st.WS(), otelcol, fmt.Sprintf(`receivers:
   otlp: {protocols: {http: {endpoint: "%s"}}}
 exporters:
   debug: {verbosity: basic}
 service:
   pipelines:
     traces: {receivers: [otlp], exporters: [debug]}
-`, otlpAddr)), 0o644)
-	cfgPath := filepath.Join(dir, "supervisor.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-server:
-  endpoint: %s
-agent:
-  mode: collector
-  executable: %s
-  local_config_files: [%s]
-  config_apply_timeout: 60s
-  bootstrap_timeout: 60s
-  stop_timeout: 10s
-storage:
-  directory: %s
-`, st.WS(), otelcol, local, storage)), 0o644)
-	var logs e2eutil.LockedBuffer
-	sup := exec.Command(supBin, "--config", cfgPath)
-	sup.Stdout, sup.Stderr = &logs, &logs
-	if err := sup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Logf("supervisor log:\n%s", logs.String())
-		}
-		_ = sup.Process.Kill()
-		_, _ = sup.Process.Wait()
-	}()
-	var id steward.InstanceUID
-	e2eutil.Eventually(t, "the supervisor's instance uid", 60*time.Second, func() bool {
-		b, err := os.ReadFile(filepath.Join(storage, "instance_uid"))
-		if err != nil {
-			return false
-		}
-		id, err = steward.ParseInstanceUID(strings.TrimSpace(string(b)))
-		return err == nil
-	})
+`, otlpAddr), "").ID
 	e2eutil.Eventually(t, "the collector applied the own-telemetry offer", 90*time.Second, func() bool {
 		a := s.Agent(id)
 		return a != nil && a.Online && a.Healthy() && a.ConnectionStatus != nil &&

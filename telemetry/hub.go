@@ -30,7 +30,7 @@ import (
 )
 
 const (
-	fineStep, fineSlots     = 10, 360          // 10 s for 1 h
+	fineStep, fineSlots     = 10, 360         // 10 s for 1 h
 	coarseStep, coarseSlots = 60, 7 * 24 * 60 // 1 min for 7 days
 	// Retention is how long minute rollups are kept.
 	Retention = coarseSlots * coarseStep * time.Second

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
-	"strconv"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -171,41 +169,23 @@ func (rc *Receiver) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := pmetricotlp.NewExportRequest()
-	var err error
-	if req.enc == encJSON {
-		err = in.UnmarshalJSON(req.body)
-	} else {
-		err = in.UnmarshalProto(req.body)
-	}
-	if err != nil {
-		rc.fail(w, req.enc, http.StatusBadRequest, "cannot decode the metrics export request: "+err.Error())
+	if !rc.decode(w, req, "metrics", in.UnmarshalProto, in.UnmarshalJSON) {
 		return
 	}
-	now := rc.hub.o.Now()
-	var rejected int64
-	var why string
-	kept := false
 	rms := in.Metrics().ResourceMetrics()
-	for i := 0; i < rms.Len(); i++ {
-		rm := rms.At(i)
-		n := int64(pointsOf(rm))
-		a, err := rc.agentOf(r.Context(), req.caller, rm.Resource())
-		if err != nil {
-			rejected, why = rejected+n, steward.ErrorMessage(err)
-			continue
-		}
+	now := rc.hub.o.Now()
+	rejected, why, ok := rc.keep(w, r, req, rms.Len(), func(i int) (pcommon.Resource, int64) {
+		return rms.At(i).Resource(), int64(pointsOf(rms.At(i)))
+	}, func(i int, a *agentData) (int64, string) {
 		b := newBatch()
-		a.mu.Lock()
-		dropped := a.addMetrics(b, rm)
+		dropped := a.addMetrics(b, rms.At(i))
 		a.store(b, now)
-		a.mu.Unlock()
-		kept = true
 		if dropped > 0 {
-			rejected, why = rejected+int64(dropped), fmt.Sprintf("more than %d counter streams for one agent", maxStreams)
+			return int64(dropped), fmt.Sprintf("more than %d counter streams for one agent", maxStreams)
 		}
-	}
-	if !kept && rms.Len() > 0 {
-		rc.fail(w, req.enc, http.StatusForbidden, why)
+		return 0, ""
+	})
+	if !ok {
 		return
 	}
 	out := pmetricotlp.NewExportResponse()
@@ -222,39 +202,22 @@ func (rc *Receiver) serveLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := plogotlp.NewExportRequest()
-	var err error
-	if req.enc == encJSON {
-		err = in.UnmarshalJSON(req.body)
-	} else {
-		err = in.UnmarshalProto(req.body)
-	}
-	if err != nil {
-		rc.fail(w, req.enc, http.StatusBadRequest, "cannot decode the logs export request: "+err.Error())
+	if !rc.decode(w, req, "logs", in.UnmarshalProto, in.UnmarshalJSON) {
 		return
 	}
-	now := rc.hub.o.Now()
-	var rejected int64
-	var why string
-	kept := false
 	rls := in.Logs().ResourceLogs()
-	for i := 0; i < rls.Len(); i++ {
-		rl := rls.At(i)
-		a, err := rc.agentOf(r.Context(), req.caller, rl.Resource())
-		if err != nil {
-			n := 0
-			for j := 0; j < rl.ScopeLogs().Len(); j++ {
-				n += rl.ScopeLogs().At(j).LogRecords().Len()
-			}
-			rejected, why = rejected+int64(n), steward.ErrorMessage(err)
-			continue
+	now := rc.hub.o.Now()
+	rejected, why, ok := rc.keep(w, r, req, rls.Len(), func(i int) (pcommon.Resource, int64) {
+		n := 0
+		for j := 0; j < rls.At(i).ScopeLogs().Len(); j++ {
+			n += rls.At(i).ScopeLogs().At(j).LogRecords().Len()
 		}
-		a.mu.Lock()
-		a.addLogs(rl, now)
-		a.mu.Unlock()
-		kept = true
-	}
-	if !kept && rls.Len() > 0 {
-		rc.fail(w, req.enc, http.StatusForbidden, why)
+		return rls.At(i).Resource(), int64(n)
+	}, func(i int, a *agentData) (int64, string) {
+		a.addLogs(rls.At(i), now)
+		return 0, ""
+	})
+	if !ok {
 		return
 	}
 	out := plogotlp.NewExportResponse()
@@ -263,6 +226,49 @@ func (rc *Receiver) serveLogs(w http.ResponseWriter, r *http.Request) {
 		out.PartialSuccess().SetErrorMessage(why)
 	}
 	rc.reply(w, req.enc, out.MarshalProto, out.MarshalJSON)
+}
+
+// decode unmarshals the body in its encoding; on error the 400 is written.
+func (rc *Receiver) decode(w http.ResponseWriter, req *request, what string, pb, js func([]byte) error) bool {
+	unmarshal := pb
+	if req.enc == encJSON {
+		unmarshal = js
+	}
+	if err := unmarshal(req.body); err != nil {
+		rc.fail(w, req.enc, http.StatusBadRequest, "cannot decode the "+what+" export request: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// keep stores the n resources of a request: each is mapped to its agent
+// (resource returns it and its item count) and stored (store, under the
+// agent's lock, returns items it dropped and why). It returns the items
+// rejected and the last reason; when resources were sent and none could be
+// kept it writes the 403 and returns false.
+func (rc *Receiver) keep(w http.ResponseWriter, r *http.Request, req *request, n int,
+	resource func(i int) (pcommon.Resource, int64), store func(i int, a *agentData) (int64, string)) (rejected int64, why string, ok bool) {
+	kept := false
+	for i := range n {
+		res, items := resource(i)
+		a, err := rc.agentOf(r.Context(), req.caller, res)
+		if err != nil {
+			rejected, why = rejected+items, steward.ErrorMessage(err)
+			continue
+		}
+		a.mu.Lock()
+		dropped, reason := store(i, a)
+		a.mu.Unlock()
+		kept = true
+		if dropped > 0 {
+			rejected, why = rejected+dropped, reason
+		}
+	}
+	if !kept && n > 0 {
+		rc.fail(w, req.enc, http.StatusForbidden, why)
+		return 0, "", false
+	}
+	return rejected, why, true
 }
 
 // agentOf maps a resource to the agent's data, by service.instance.id as
@@ -314,20 +320,8 @@ func (rc *Receiver) reply(w http.ResponseWriter, enc encoding, pb, js func() ([]
 // refuse answers an authentication refusal with the OpAMP listener's
 // statuses and Retry-After.
 func (rc *Receiver) refuse(w http.ResponseWriter, enc encoding, err error) {
-	code := http.StatusBadRequest
-	switch steward.ErrorCode(err) {
-	case steward.EUNAUTHORIZED:
-		code = http.StatusUnauthorized
-	case steward.EFORBIDDEN:
-		code = http.StatusForbidden
-	case steward.ETOOMANY:
-		code = http.StatusTooManyRequests
-	case steward.EUNAVAILABLE:
-		code = http.StatusServiceUnavailable
-	}
-	if d, ok := server.RetryDelay(err); ok {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
-	} else if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
+	code, delayed := server.Refusal(w, err)
+	if !delayed && (code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests) {
 		w.Header().Set("Retry-After", "30")
 	}
 	rc.fail(w, enc, code, steward.ErrorMessage(err))

@@ -5,10 +5,8 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
-	"math"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -159,20 +157,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &httpConn{remote: r.RemoteAddr, state: state}
 	reply, err := s.call(r.Context(), c, msg)
 	if err != nil {
-		status := http.StatusBadRequest
-		switch steward.ErrorCode(err) {
-		case steward.EUNAVAILABLE:
-			status = http.StatusServiceUnavailable
-		case steward.EUNAUTHORIZED:
-			status = http.StatusUnauthorized
-		case steward.EFORBIDDEN:
-			status = http.StatusForbidden
-		case steward.ETOOMANY:
-			status = http.StatusTooManyRequests
-		}
-		if d, ok := retryOf(err); ok {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
-		}
+		status, _ := Refusal(w, err)
 		s.writeReply(w, r, status, s.errorReply(msg.InstanceUid, err))
 		return
 	}

@@ -254,7 +254,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // RetryAfter), or Config.RetryAfter for 503 and 429.
 func (s *Server) refuse(w http.ResponseWriter, err error) {
 	s.refused.Add(1)
-	status := http.StatusBadRequest
+	status, delayed := Refusal(w, err)
+	if !delayed && (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) {
+		w.Header().Set("Retry-After", s.retryHdr)
+	}
+	http.Error(w, steward.ErrorMessage(err), status)
+}
+
+// Refusal returns the HTTP status of a refusal for a steward error —
+// EUNAUTHORIZED 401, EFORBIDDEN 403, ETOOMANY 429, EUNAVAILABLE 503, others
+// 400 — and sets Retry-After when err carries a delay (RetryAfter),
+// reporting whether it did. The own-telemetry receiver refuses the same way.
+func Refusal(w http.ResponseWriter, err error) (status int, delayed bool) {
+	status = http.StatusBadRequest
 	switch steward.ErrorCode(err) {
 	case steward.EUNAUTHORIZED:
 		status = http.StatusUnauthorized
@@ -267,10 +279,9 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 	}
 	if d, ok := retryOf(err); ok {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
-	} else if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", s.retryHdr)
+		return status, true
 	}
-	http.Error(w, steward.ErrorMessage(err), status)
+	return status, false
 }
 
 // RetryAfter returns err carrying a delay d: the transport asks the agent
@@ -493,7 +504,3 @@ func (s *Server) errorReply(uid []byte, err error) *protobufs.ServerToAgent {
 	}
 	return &protobufs.ServerToAgent{InstanceUid: uid, ErrorResponse: e}
 }
-
-// RetryDelay returns the delay RetryAfter put on err, for other listeners
-// that answer with the same refusals (the own-telemetry receiver).
-func RetryDelay(err error) (time.Duration, bool) { return retryOf(err) }
