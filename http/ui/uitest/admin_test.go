@@ -68,7 +68,6 @@ func startSupervisor(t *testing.T, s *stack, dir string) *supervisor.Supervisor 
 	if err := os.WriteFile(local, []byte("greeting: ui\npid_file: "+pidFile+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "supervisor.yaml")
 	yaml := fmt.Sprintf(`
 server:
   endpoint: %s
@@ -87,6 +86,15 @@ storage:
 packages:
   trusted_keys: [%s]
 `, s.opampURL, buildTestAgent(t), agentCfg, agentCfg, local, filepath.Join(dir, "state"), base64.StdEncoding.EncodeToString(keys[0].PublicKey))
+	sup, _ := runSupervisor(t, yaml)
+	return sup
+}
+
+// runSupervisor runs steward-supervisor in this process with the config
+// yaml until the test ends; the context it returns ends then too.
+func runSupervisor(t *testing.T, yaml string) (*supervisor.Supervisor, context.Context) {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "supervisor.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +117,7 @@ packages:
 			t.Error("the supervisor did not stop")
 		}
 	})
-	return sup
+	return sup, ctx
 }
 
 // agentExe is the executable the supervised agent runs now.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	nethttp "net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/internal/testenv"
-	"github.com/stewardhq/steward/supervisor"
 )
 
 // TestAgentTelemetryCharts: a real collector (the one CI builds) run by
@@ -53,10 +51,10 @@ func TestAgentTelemetryCharts(t *testing.T) {
 	otlpAddr := ln.Addr().String()
 	ln.Close()
 	dir := t.TempDir()
-	local, cfgPath := filepath.Join(dir, "local.yaml"), filepath.Join(dir, "supervisor.yaml")
+	local := filepath.Join(dir, "local.yaml")
 	os.WriteFile(local, []byte(fmt.Sprintf("receivers:\n  otlp: {protocols: {http: {endpoint: %q}}}\nexporters:\n  debug: {verbosity: basic}\n"+
 		"service:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [debug]}\n", otlpAddr)), 0o644)
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+	sup, sctx := runSupervisor(t, fmt.Sprintf(`
 server:
   endpoint: %s
 agent:
@@ -68,26 +66,7 @@ agent:
   stop_timeout: 10s
 storage:
   directory: %s
-`, s.opampURL, otelcol, local, filepath.Join(dir, "state"))), 0o644)
-	cfg, err := supervisor.LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sup, err := supervisor.New(cfg, supervisor.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sup.Run(sctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("the supervisor did not stop")
-		}
-	})
+`, s.opampURL, otelcol, local, filepath.Join(dir, "state")))
 
 	// Spans through the collector until the test ends.
 	traces := ptrace.NewTraces()
