@@ -7,8 +7,10 @@ type FleetSummary struct {
 	Total     int `json:"total"`
 	Online    int `json:"online"`
 	Offline   int `json:"offline"`
+	// Healthy counts online agents that report healthy: an offline
+	// agent's health is unknown (see Agent.HealthState).
 	Healthy   int `json:"healthy"`
-	Unhealthy int `json:"unhealthy"` // unhealthy or not reporting health
+	Unhealthy int `json:"unhealthy"` // unhealthy, or health unknown (offline, not reported)
 	// ByType counts agents by service.name ("" when not reported).
 	ByType map[string]int `json:"by_type"`
 	// ByVersion counts agents by service.version ("" when not reported).
@@ -33,7 +35,7 @@ func (s *FleetSummary) Add(a *Agent) {
 	} else {
 		s.Offline++
 	}
-	if a.Healthy() {
+	if a.HealthState() == HealthHealthy {
 		s.Healthy++
 	} else {
 		s.Unhealthy++

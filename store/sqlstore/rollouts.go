@@ -88,7 +88,7 @@ func (db *DB) ReapReplicas(ctx context.Context, before time.Time) ([]string, err
 // without reading agent documents.
 func (db *DB) Summary(ctx context.Context) (*steward.FleetSummary, error) {
 	s := steward.NewFleetSummary()
-	err := db.queryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE online), count(*) FILTER (WHERE healthy) FROM agents`).
+	err := db.queryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE online), count(*) FILTER (WHERE healthy AND online) FROM agents`).
 		Scan(&s.Total, &s.Online, &s.Healthy)
 	if err != nil {
 		return nil, db.wrap(err, "summary")

@@ -44,7 +44,8 @@ func testSummary(t *testing.T, s steward.Store) {
 		}
 	}
 	check("initial")
-	if got, _ := ss.Summary(c); got.Total != 4 || got.Online != 2 || got.ByConfigStatus["UNSET"] != 2 || got.ByType["otelcol"] != 2 ||
+	// Agent 4 last reported healthy but is offline: its health is unknown.
+	if got, _ := ss.Summary(c); got.Total != 4 || got.Online != 2 || got.Healthy != 1 || got.Unhealthy != 3 || got.ByConfigStatus["UNSET"] != 2 || got.ByType["otelcol"] != 2 ||
 		got.BySync["rolled_back"] != 1 || got.BySync["in_sync"] != 1 || got.BySync["offline"] != 2 {
 		t.Fatalf("summary %+v", got)
 	}
