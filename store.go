@@ -16,9 +16,10 @@ type Store interface {
 	// PutAgents does what PutAgent does for each agent, in one transaction:
 	// all are written or none (the control plane's group commit).
 	PutAgents(ctx context.Context, agents []*Agent) error
-	// TouchAgents records last-seen times for many agents in one write
-	// (heartbeats are batched; a full PutAgent is not needed for them).
-	TouchAgents(ctx context.Context, seen map[InstanceUID]time.Time) error
+	// TouchAgents records last-seen times and the sequence numbers of
+	// those messages for many agents in one write (heartbeats are
+	// batched; a full PutAgent is not needed for them).
+	TouchAgents(ctx context.Context, seen map[InstanceUID]Seen) error
 	// MarkOffline sets Online=false for every agent held by replica (all
 	// replicas when replica is ""), e.g. at startup after a crash.
 	MarkOffline(ctx context.Context, replica string, at time.Time) error
@@ -67,4 +68,11 @@ type Store interface {
 	PruneConfigBodies(ctx context.Context, before time.Time) (int, error)
 
 	Close() error
+}
+
+// Seen is what a heartbeat changes of an agent: when it was last heard
+// from, and the sequence_num of that message.
+type Seen struct {
+	At          time.Time
+	SequenceNum uint64
 }

@@ -11,9 +11,10 @@ import (
 	"github.com/stewardhq/steward/opamp/server"
 )
 
-// Agent returns one agent from the store; ENOTFOUND if unknown.
+// Agent returns one agent: its live state when a change is not yet
+// written, else the stored one; ENOTFOUND if unknown.
 func (s *Service) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
-	a, err := s.store.Agent(ctx, id)
+	a, err := s.getAgent(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -31,6 +32,9 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 	if err != nil {
 		return nil, 0, err
 	}
+	// Listed agents with unwritten changes show them (the filter saw
+	// the stored state, at most one write interval older).
+	s.writes.overlay(as)
 	for _, a := range as {
 		s.present(a)
 	}
@@ -41,12 +45,7 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 // flushed to the store, and the sync state as SyncState gives it (offline
 // for a disconnected agent).
 func (s *Service) present(a *steward.Agent) {
-	s.touchMu.Lock()
-	t, ok := s.touched[a.ID]
-	s.touchMu.Unlock()
-	if ok && t.After(a.LastSeen) {
-		a.LastSeen = t
-	}
+	s.withTouch(a)
 	if st := a.SyncState(); a.Sync == nil || a.Sync.State != st {
 		sync := steward.AgentSync{}
 		if a.Sync != nil {
@@ -78,13 +77,17 @@ func (s *Service) editLabels(ctx context.Context, id steward.InstanceUID, edit f
 	if ss != nil {
 		ss.mu.Lock()
 	}
-	a, err := s.store.Agent(ctx, id)
+	a, err := s.getAgent(ctx, id)
 	var labels map[string]string
+	var f *flush
 	if err == nil {
 		labels = edit(a.Labels)
 		a.Labels = labels
 		a.UpdatedAt = time.Now().UTC()
-		err = s.store.PutAgent(ctx, a)
+		f, err = s.writes.put(ctx, a)
+	}
+	if err == nil {
+		err = f.wait(ctx) // the labels are stored when the call returns
 	}
 	if ss != nil {
 		if err == nil {

@@ -629,7 +629,7 @@ func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id st
 			return nil // enrolled by a concurrent connection with this token
 		}
 	}
-	if known, err := s.store.Agent(ctx, id); err == nil && known != nil {
+	if known, err := s.getAgent(ctx, id); err == nil && known != nil {
 		// An agent this server knew before it was bound (admitted
 		// before bindings existed, or without credentials): bound now,
 		// not counted again, so an upgrade does not lock out agents of

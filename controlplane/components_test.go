@@ -39,7 +39,7 @@ func TestHashOnlyAvailableComponentsAreRequested(t *testing.T) {
 	if r := f.send(c, hashOnly(3)); r.Flags&flag != 0 {
 		t.Fatalf("the stored hash again: flags %#x ask for the details again", r.Flags)
 	}
-	a, err := f.store.Agent(f.ctx, uid)
+	a, err := f.svc.Agent(f.ctx, uid)
 	if err != nil {
 		t.Fatal(err)
 	}

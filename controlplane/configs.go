@@ -118,7 +118,7 @@ func (s *Service) DescribeDesiredConfig(ctx context.Context, id steward.Instance
 		labels = ss.labels
 		ss.mu.Unlock()
 	} else {
-		a, err := s.store.Agent(ctx, id)
+		a, err := s.getAgent(ctx, id)
 		if err != nil {
 			return nil, nil, err
 		}

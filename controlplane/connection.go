@@ -128,10 +128,10 @@ func (s *Service) recordOpAMPOffer(ss *session, hash []byte) {
 	ss.credsForUpdate().opampOffered = hash
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	a, err := s.store.Agent(ctx, ss.id)
+	a, err := s.getAgent(ctx, ss.id)
 	if err == nil {
 		a.OpAMPSettingsOffered = hash
-		err = s.store.PutAgent(ctx, a)
+		err = s.putAgent(ctx, a)
 	}
 	if err != nil {
 		s.log.Warn("OpAMP connection settings offer not recorded", "agent", ss.id, "error", err)

@@ -43,6 +43,16 @@ type Config struct {
 	HTTPOfflineAfter time.Duration
 	// FlushInterval batches last-seen updates; default 5 s.
 	FlushInterval time.Duration
+	// WriteInterval is the group commit of agent state (writes.go): what
+	// agents report is written in batched transactions this often;
+	// default 100 ms. The API shows a change at once; after a crash, at
+	// most the changes of the last interval (plus the transaction under
+	// way) are lost.
+	WriteInterval time.Duration
+	// WriteQueue bounds the agents with unwritten state; a report that
+	// would exceed it waits (its connection is read more slowly).
+	// Default 20,000.
+	WriteQueue int
 	// CommandTTL bounds how long a command waits for an HTTP agent's next
 	// poll; default 5 minutes.
 	CommandTTL time.Duration
@@ -91,8 +101,11 @@ type Service struct {
 	reloadMu  sync.Mutex
 	rolloutMu sync.Mutex
 
+	// writes is the group commit of agent state (writes.go).
+	writes *agentWrites
+
 	touchMu sync.Mutex
-	touched map[steward.InstanceUID]time.Time
+	touched map[steward.InstanceUID]steward.Seen
 
 	// syncMarked holds agents whose sync state must be derived again,
 	// with when they were marked (sync.go).
@@ -144,6 +157,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = 5 * time.Second
 	}
+	if cfg.WriteInterval <= 0 {
+		cfg.WriteInterval = 100 * time.Millisecond
+	}
+	if cfg.WriteQueue <= 0 {
+		cfg.WriteQueue = 20000
+	}
 	if cfg.CommandTTL <= 0 {
 		cfg.CommandTTL = 5 * time.Minute
 	}
@@ -174,11 +193,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		log:         cfg.Logger,
 		metrics:     cfg.Metrics,
 		sessions:    make(map[steward.InstanceUID]*session),
-		touched:     make(map[steward.InstanceUID]time.Time),
+		touched:     make(map[steward.InstanceUID]steward.Seen),
 		syncMarked:  make(map[steward.InstanceUID]time.Time),
 		events:      make(chan *steward.Event, 1<<16),
 		rolloutKick: make(chan struct{}, 1),
 	}
+	s.writes = newAgentWrites(cfg.Store, cfg.WriteInterval, cfg.WriteQueue, s.flushed)
 	if err := cfg.Store.MarkOffline(ctx, cfg.Replica, time.Now().UTC()); err != nil {
 		return nil, err
 	}
@@ -192,9 +212,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.renewLease(ctx)
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.housekeeping()
 	go s.eventWriter()
+	go func() {
+		defer s.wg.Done()
+		s.writes.run(s.ctx)
+	}()
 	if cfg.Broadcaster != nil {
 		s.wg.Add(1)
 		go func() {
@@ -219,6 +243,9 @@ func (s *Service) Close() error {
 	s.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := s.writes.flushNow(ctx); err != nil {
+		s.log.Warn("agent state not stored at shutdown", "error", err)
+	}
 	s.flushTouches(ctx)
 	s.cred.coalesce.flush(time.Now(), true)
 	return s.store.MarkOffline(ctx, s.cfg.Replica, time.Now().UTC())
@@ -492,10 +519,23 @@ func (s *Service) pruneBodies(ctx context.Context) {
 	}
 }
 
-func (s *Service) touch(id steward.InstanceUID, at time.Time) {
+// touch records, for the next heartbeat flush, that agent id was seen at
+// at with message seq.
+func (s *Service) touch(id steward.InstanceUID, at time.Time, seq uint64) {
 	s.touchMu.Lock()
-	s.touched[id] = at
+	s.touched[id] = steward.Seen{At: at, SequenceNum: seq}
 	s.touchMu.Unlock()
+}
+
+// withTouch shows on a what the heartbeat flush has not yet stored: a
+// later last-seen time and its sequence number.
+func (s *Service) withTouch(a *steward.Agent) {
+	s.touchMu.Lock()
+	t, ok := s.touched[a.ID]
+	s.touchMu.Unlock()
+	if ok && t.At.After(a.LastSeen) {
+		a.LastSeen, a.SequenceNum = t.At, t.SequenceNum
+	}
 }
 
 func (s *Service) flushTouches(ctx context.Context) {
@@ -505,7 +545,7 @@ func (s *Service) flushTouches(ctx context.Context) {
 		s.touchMu.Unlock()
 		return
 	}
-	s.touched = make(map[steward.InstanceUID]time.Time, len(batch))
+	s.touched = make(map[steward.InstanceUID]steward.Seen, len(batch))
 	s.touchMu.Unlock()
 	start := time.Now()
 	err := s.store.TouchAgents(ctx, batch)
@@ -514,7 +554,7 @@ func (s *Service) flushTouches(ctx context.Context) {
 		s.log.Warn("last-seen flush failed; will retry", "agents", len(batch), "error", err)
 		s.touchMu.Lock()
 		for id, at := range batch {
-			if cur, ok := s.touched[id]; !ok || cur.Before(at) {
+			if cur, ok := s.touched[id]; !ok || cur.At.Before(at.At) {
 				s.touched[id] = at
 			}
 		}

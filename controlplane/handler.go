@@ -221,7 +221,7 @@ func (s *Service) handleMessage(ctx context.Context, c server.Conn, msg *protobu
 	ss.lastSeen = now.UnixNano()
 
 	if msg.AgentDisconnect != nil {
-		s.touch(id, now)
+		s.touch(id, now, msg.SequenceNum)
 		if c.Transport() == server.HTTP {
 			// No connection to close: the goodbye itself ends the session.
 			s.mu.Lock()
@@ -369,7 +369,7 @@ func reported(msg *protobufs.AgentToServer) bool {
 func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, msg *protobufs.AgentToServer, fresh bool, now time.Time) error {
 	caps := steward.AgentCapabilities(msg.Capabilities)
 	if !fresh && !reported(msg) && caps == ss.caps {
-		s.touch(ss.id, now)
+		s.touch(ss.id, now, msg.SequenceNum)
 		return nil
 	}
 	a, err := s.getAgent(ctx, ss.id)
@@ -379,6 +379,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if err != nil {
 		return err
 	}
+	before := *a // fields are replaced below, never modified in place
 	switch {
 	case fresh && a.Description == nil && msg.AgentDescription == nil:
 		// A new connection from an agent whose state we never stored
@@ -475,7 +476,12 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		statusEvent.Message = configStatusMessage(a.RemoteConfigStatus, a.Sync)
 		events = append(events, statusEvent)
 	}
-	if err := s.putAgent(ctx, a); err != nil {
+	if sameState(&before, a) {
+		// A report repeating what is stored (a full report after a
+		// reconnect, a status resent unchanged) writes nothing but the
+		// batched last-seen time and sequence number.
+		s.touch(ss.id, now, msg.SequenceNum)
+	} else if err := s.putAgent(ctx, a); err != nil {
 		return err
 	}
 	// Only now, with the report safely stored, update the session.
@@ -542,4 +548,13 @@ func configStatusMessage(rcs *steward.RemoteConfigStatus, sync *steward.AgentSyn
 		msg += ": " + steward.FirstLine(rcs.ErrorMessage)
 	}
 	return msg
+}
+
+// sameState reports whether a and b differ only in what a heartbeat
+// changes (last seen, sequence number, update time).
+func sameState(a, b *steward.Agent) bool {
+	x, y := *a, *b
+	x.LastSeen, x.SequenceNum, x.UpdatedAt = time.Time{}, 0, time.Time{}
+	y.LastSeen, y.SequenceNum, y.UpdatedAt = time.Time{}, 0, time.Time{}
+	return reflect.DeepEqual(&x, &y)
 }

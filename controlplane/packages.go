@@ -533,7 +533,7 @@ func (s *Service) DeletePackageAssignment(ctx context.Context, name string) erro
 // DesiredPackages returns what agent id is offered and the all-packages
 // hash; ENOTFOUND for an unknown agent.
 func (s *Service) DesiredPackages(ctx context.Context, id steward.InstanceUID) ([]*steward.Package, []byte, error) {
-	a, err := s.store.Agent(ctx, id)
+	a, err := s.getAgent(ctx, id)
 	if err != nil {
 		return nil, nil, err
 	}

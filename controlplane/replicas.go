@@ -41,7 +41,7 @@ func (s *Service) onNotice(n steward.Notice) {
 		if ss == nil {
 			return
 		}
-		a, err := s.store.Agent(ctx, n.Agent)
+		a, err := s.getAgent(ctx, n.Agent)
 		if err != nil {
 			return
 		}
@@ -84,7 +84,7 @@ func (s *Service) onNotice(n steward.Notice) {
 // command is queued for its next poll). ENOTFOUND for an unknown agent;
 // EUNAVAILABLE when no replica holds it.
 func (s *Service) forward(ctx context.Context, id steward.InstanceUID, c steward.Command) (*steward.Delivery, error) {
-	a, err := s.store.Agent(ctx, id)
+	a, err := s.getAgent(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ func (s *Service) storeSync(ctx context.Context, ss *session) {
 	if ss.closed {
 		return
 	}
-	a, err := s.store.Agent(ctx, ss.id)
+	a, err := s.getAgent(ctx, ss.id)
 	if err != nil {
 		if steward.ErrorCode(err) != steward.ENOTFOUND {
 			s.log.Warn("sync state not derived", "agent", ss.id, "error", err)
@@ -117,7 +117,7 @@ func (s *Service) storeSync(ctx context.Context, ss *session) {
 	if prev != nil && prev.State == a.Sync.State && sameKnown(prev.Desired, a.Sync.Desired) {
 		return
 	}
-	if err := s.store.PutAgent(ctx, a); err != nil {
+	if err := s.putAgent(ctx, a); err != nil {
 		s.log.Warn("sync state not stored", "agent", ss.id, "error", err)
 		s.syncDirty(ss.id)
 		return

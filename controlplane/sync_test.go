@@ -18,7 +18,7 @@ func TestSyncStateFollowsDesiredChangesWithoutReports(t *testing.T) {
 	c := f.connect(server.WebSocket)
 	f.send(c, fullReport(uid, 1, "prod"))
 	stored := func() *steward.AgentSync {
-		a, err := f.store.Agent(f.ctx, uid)
+		a, err := f.svc.Agent(f.ctx, uid)
 		if err != nil {
 			t.Fatal(err)
 		}

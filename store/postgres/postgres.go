@@ -130,16 +130,19 @@ func code(err error) string {
 }
 
 // touchSeen updates every agent in one statement, from arrays.
-func touchSeen(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]time.Time) error {
+func touchSeen(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]steward.Seen) error {
 	keys := make([]string, 0, len(ids))
 	times := make([]time.Time, 0, len(ids))
+	seqs := make([]int64, 0, len(ids))
 	for _, id := range ids {
-		if t := seen[id]; !t.IsZero() {
-			keys, times = append(keys, id.String()), append(times, t.Truncate(time.Microsecond))
+		if s := seen[id]; !s.At.IsZero() {
+			keys, times = append(keys, id.String()), append(times, s.At.Truncate(time.Microsecond))
+			seqs = append(seqs, int64(s.SequenceNum))
 		}
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE agent_seen s SET last_seen = GREATEST(s.last_seen, v.t)
-		FROM unnest($1::text[], $2::timestamptz[]) AS v(id, t) WHERE s.id = v.id`, keys, times)
+	_, err := tx.ExecContext(ctx, `UPDATE agent_seen s SET last_seen = GREATEST(s.last_seen, v.t),
+		sequence_num = CASE WHEN s.last_seen IS NULL OR v.t > s.last_seen THEN v.n ELSE s.sequence_num END
+		FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS v(id, t, n) WHERE s.id = v.id`, keys, times, seqs)
 	return err
 }
 

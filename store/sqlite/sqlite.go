@@ -154,15 +154,16 @@ func code(err error) string {
 
 // touchSeen runs one prepared UPDATE per agent: with a single writer and no
 // network, that is as fast as SQLite gets.
-func touchSeen(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]time.Time) error {
-	st, err := tx.PrepareContext(ctx, `UPDATE agent_seen SET last_seen = max(coalesce(last_seen, ?1), ?1) WHERE id = ?2`)
+func touchSeen(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]steward.Seen) error {
+	st, err := tx.PrepareContext(ctx, `UPDATE agent_seen SET last_seen = max(coalesce(last_seen, ?1), ?1),
+		sequence_num = CASE WHEN last_seen IS NULL OR ?1 > last_seen THEN ?3 ELSE sequence_num END WHERE id = ?2`)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	for _, id := range ids {
-		if t := seen[id]; !t.IsZero() {
-			if _, err := st.ExecContext(ctx, nanos(t), id.String()); err != nil {
+		if s := seen[id]; !s.At.IsZero() {
+			if _, err := st.ExecContext(ctx, nanos(s.At), id.String(), int64(s.SequenceNum)); err != nil {
 				return err
 			}
 		}

@@ -13,7 +13,7 @@ import (
 
 // PutAgent inserts or replaces the whole agent row. A zero CreatedAt keeps
 // the stored creation time (now for a new agent); a zero UpdatedAt becomes
-// now. Both are written back to a, at the precision stored. EINVALID for a
+// now; a LastSeen earlier than the stored one keeps the stored one. Both are written back to a, at the precision stored. EINVALID for a
 // nil agent, a zero id or a value JSON cannot carry.
 func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 	if a == nil || a.ID.IsZero() {
@@ -117,15 +117,22 @@ func (db *DB) putAgentRow(ctx context.Context, tx *Tx, r *agentRow) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO agent_seen (id, last_seen) VALUES (?, ?)
-		ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`, c.ID, db.time(a.LastSeen))
+	// A batched write may carry an older last-seen time than a heartbeat
+	// flush (TouchAgents) stored meanwhile: a non-zero time never goes
+	// back (a zero one clears it, as a replacement should).
+	const newer = `(excluded.last_seen IS NULL OR agent_seen.last_seen IS NULL OR excluded.last_seen > agent_seen.last_seen)`
+	_, err = tx.Exec(ctx, `INSERT INTO agent_seen (id, last_seen, sequence_num) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET
+			last_seen = CASE WHEN `+newer+` THEN excluded.last_seen ELSE agent_seen.last_seen END,
+			sequence_num = CASE WHEN `+newer+` THEN excluded.sequence_num ELSE agent_seen.sequence_num END`,
+		c.ID, db.time(a.LastSeen), int64(a.SequenceNum))
 	return err
 }
 
-// TouchAgents sets last_seen for each listed agent in one transaction. A
-// time earlier than the stored one is ignored (last_seen never goes back);
-// unknown agents are ignored.
-func (db *DB) TouchAgents(ctx context.Context, seen map[steward.InstanceUID]time.Time) error {
+// TouchAgents sets last_seen and its sequence number for each listed agent
+// in one transaction. A time earlier than the stored one is ignored
+// (last_seen never goes back); unknown agents are ignored.
+func (db *DB) TouchAgents(ctx context.Context, seen map[steward.InstanceUID]steward.Seen) error {
 	if len(seen) == 0 {
 		return nil
 	}
@@ -145,7 +152,7 @@ func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) err
 
 // agentCols and agentFrom select what scanAgent reads.
 const (
-	agentCols = `a.id, a.doc, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash`
+	agentCols = `a.id, a.doc, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num`
 	agentFrom = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
 )
 
@@ -162,8 +169,9 @@ func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, []byte, er
 		online                                   bool
 		lastSeen, disconnected, created, updated timeCol
 		effective                                []byte
+		seq                                      sql.NullInt64
 	)
-	if err := r.Scan(&id, &doc, &online, &replica, &lastSeen, &disconnected, &created, &updated, &effective); err != nil {
+	if err := r.Scan(&id, &doc, &online, &replica, &lastSeen, &disconnected, &created, &updated, &effective, &seq); err != nil {
 		return nil, nil, err
 	}
 	a, err := record.DecodeAgent(id, []byte(doc))
@@ -176,6 +184,9 @@ func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, []byte, er
 	a.DisconnectedAt = disconnected.Time
 	a.CreatedAt = created.Time
 	a.UpdatedAt = updated.Time
+	if seq.Valid { // stored with the newest last_seen (uint64 bits in a bigint)
+		a.SequenceNum = uint64(seq.Int64)
+	}
 	return a, effective, nil
 }
 

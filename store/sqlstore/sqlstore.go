@@ -68,8 +68,9 @@ type Dialect struct {
 	// concurrent one (serialization failure, deadlock).
 	Retryable func(error) bool
 	// TouchSeen raises agent_seen.last_seen of each agent in ids (sorted)
-	// to its non-zero time in seen, never lowering it, inside tx.
-	TouchSeen func(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]time.Time) error
+	// to its non-zero time in seen, never lowering it, and sets
+	// sequence_num with it (only when last_seen rises), inside tx.
+	TouchSeen func(ctx context.Context, tx *sql.Tx, ids []steward.InstanceUID, seen map[steward.InstanceUID]steward.Seen) error
 	// LockMigrations serializes migrations between processes on conn, the
 	// connection they will run on; nil when transactions are enough.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)

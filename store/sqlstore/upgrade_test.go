@@ -206,7 +206,7 @@ func checkUpgraded(t *testing.T, open func() *sqlstore.DB) {
 		t.Fatalf("new ids: event %d after %d, audit %d", next.ID, events[0].ID, entry.ID)
 	}
 	must(db.PutAgent(ctx, &steward.Agent{ID: steward.NewInstanceUID()}), "put agent")
-	must(db.TouchAgents(ctx, map[steward.InstanceUID]time.Time{fixtureAgent: fixtureAt.Add(time.Hour)}), "touch")
+	must(db.TouchAgents(ctx, map[steward.InstanceUID]steward.Seen{fixtureAgent: {At: fixtureAt.Add(time.Hour), SequenceNum: 8}}), "touch")
 	if a, err := db.Agent(ctx, fixtureAgent); err != nil || !a.LastSeen.Equal(fixtureAt.Add(time.Hour)) {
 		t.Fatalf("touched agent %+v %v", a, err)
 	}

@@ -24,13 +24,13 @@ func BenchmarkTouchAgents(b *testing.B, s steward.Store) {
 			b.Fatal(err)
 		}
 	}
-	seen := make(map[steward.InstanceUID]time.Time, TouchBatch)
+	seen := make(map[steward.InstanceUID]steward.Seen, TouchBatch)
 	t0 := time.Now()
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		at := t0.Add(time.Duration(n+1) * time.Second)
 		for _, id := range ids {
-			seen[id] = at
+			seen[id] = steward.Seen{At: at, SequenceNum: uint64(n)}
 		}
 		if err := s.TouchAgents(ctx, seen); err != nil {
 			b.Fatal(err)

@@ -282,33 +282,39 @@ func testTouchAgents(t *testing.T, s steward.Store) {
 		must(t, s.PutAgent(c, &steward.Agent{ID: uid(i), Online: true, LastSeen: ts(0, 0)}), "PutAgent")
 	}
 	must(t, s.TouchAgents(c, nil), "TouchAgents(empty)")
-	must(t, s.TouchAgents(c, map[steward.InstanceUID]time.Time{
-		uid(1):  ts(50, 123456),
-		uid(2):  ts(60, 1),
-		uid(77): ts(70, 0), // unknown: ignored
+	must(t, s.TouchAgents(c, map[steward.InstanceUID]steward.Seen{
+		uid(1):  {At: ts(50, 123456), SequenceNum: 5},
+		uid(2):  {At: ts(60, 1), SequenceNum: math.MaxUint64},
+		uid(77): {At: ts(70, 0)}, // unknown: ignored
 	}), "TouchAgents")
-	for id, want := range map[steward.InstanceUID]time.Time{uid(1): ts(50, 123456), uid(2): ts(60, 1), uid(3): ts(0, 0)} {
+	for id, want := range map[steward.InstanceUID]steward.Seen{uid(1): {At: ts(50, 123456), SequenceNum: 5}, uid(2): {At: ts(60, 1), SequenceNum: math.MaxUint64}, uid(3): {At: ts(0, 0)}} {
 		a, err := s.Agent(c, id)
 		must(t, err, "Agent")
-		if !a.LastSeen.Equal(want) {
-			t.Fatalf("agent %s LastSeen %v, want %v", id, a.LastSeen, want)
+		if !a.LastSeen.Equal(want.At) || a.SequenceNum != want.SequenceNum {
+			t.Fatalf("agent %s LastSeen %v seq %d, want %v", id, a.LastSeen, a.SequenceNum, want)
 		}
 	}
 	_, err := s.Agent(c, uid(77))
 	wantCode(t, err, steward.ENOTFOUND, "TouchAgents must not create agents")
-	// Last seen never goes back.
-	must(t, s.TouchAgents(c, map[steward.InstanceUID]time.Time{uid(1): ts(10, 0)}), "TouchAgents earlier")
+	// Last seen never goes back, and its sequence number stays with it,
+	// also when a whole agent is written with an older time.
+	must(t, s.TouchAgents(c, map[steward.InstanceUID]steward.Seen{uid(1): {At: ts(10, 0), SequenceNum: 2}}), "TouchAgents earlier")
 	a, err := s.Agent(c, uid(1))
 	must(t, err, "Agent")
-	if !a.LastSeen.Equal(ts(50, 123456)) {
-		t.Fatalf("LastSeen went back to %v", a.LastSeen)
+	if !a.LastSeen.Equal(ts(50, 123456)) || a.SequenceNum != 5 {
+		t.Fatalf("LastSeen went back to %v (seq %d)", a.LastSeen, a.SequenceNum)
+	}
+	a.LastSeen, a.SequenceNum = ts(40, 0), 4
+	must(t, s.PutAgent(c, a), "PutAgent older")
+	if a, err := s.Agent(c, uid(1)); err != nil || !a.LastSeen.Equal(ts(50, 123456)) || a.SequenceNum != 5 {
+		t.Fatalf("after an older PutAgent: LastSeen %v seq %d (%v)", a.LastSeen, a.SequenceNum, err)
 	}
 	// A large batch in one call.
-	seen := make(map[steward.InstanceUID]time.Time)
+	seen := make(map[steward.InstanceUID]steward.Seen)
 	for i := 0; i < 500; i++ {
 		id := steward.NewInstanceUID()
 		must(t, s.PutAgent(c, &steward.Agent{ID: id}), "PutAgent")
-		seen[id] = ts(int64(i), int64(i))
+		seen[id] = steward.Seen{At: ts(int64(i), int64(i)), SequenceNum: uint64(i)}
 	}
 	must(t, s.TouchAgents(c, seen), "TouchAgents batch")
 	list, total, err := s.Agents(c, steward.AgentFilter{})
@@ -317,7 +323,7 @@ func testTouchAgents(t *testing.T, s steward.Store) {
 		t.Fatalf("total %d, want 503", total)
 	}
 	for _, a := range list {
-		if want, ok := seen[a.ID]; ok && !a.LastSeen.Equal(want) {
+		if want, ok := seen[a.ID]; ok && (!a.LastSeen.Equal(want.At) || a.SequenceNum != want.SequenceNum) {
 			t.Fatalf("agent %s LastSeen %v, want %v", a.ID, a.LastSeen, want)
 		}
 	}
@@ -860,7 +866,7 @@ func testConcurrentPutAgent(t *testing.T, s steward.Store) {
 					errs <- err
 					return
 				}
-				if err := s.TouchAgents(c, map[steward.InstanceUID]time.Time{a.ID: ts(int64(i), 0)}); err != nil {
+				if err := s.TouchAgents(c, map[steward.InstanceUID]steward.Seen{a.ID: {At: ts(int64(i), 0)}}); err != nil {
 					errs <- err
 					return
 				}

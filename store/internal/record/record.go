@@ -531,7 +531,7 @@ func SelectPage(agents []*steward.Agent, sel steward.Selector, offset, limit int
 
 // SortedIDs returns the keys of seen in a fixed order, so concurrent batches
 // lock rows in the same order.
-func SortedIDs(seen map[steward.InstanceUID]time.Time) []steward.InstanceUID {
+func SortedIDs[V any](seen map[steward.InstanceUID]V) []steward.InstanceUID {
 	ids := make([]steward.InstanceUID, 0, len(seen))
 	for id := range seen {
 		ids = append(ids, id)

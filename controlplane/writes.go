@@ -1,0 +1,227 @@
+package controlplane
+
+import (
+	"context"
+	"time"
+
+	"sync"
+
+	"github.com/stewardhq/steward"
+)
+
+// agentWrites is the group commit of agent state: every change to an
+// agent (a report, an offline mark, labels) replaces the agent's pending
+// state in memory, and a flusher writes all pending agents in batched
+// transactions every interval. Reads of an agent see its pending state
+// first, so the API shows a change as soon as it is made; the store has it
+// at most one interval (plus the transaction) later.
+//
+// The queue is bounded: put waits while limit agents are pending and the
+// agent is not one of them, so a connection whose reports outrun the
+// database is read more slowly instead of growing memory or dropping
+// anything.
+type agentWrites struct {
+	store    steward.Store
+	interval time.Duration
+	limit    int
+	onFlush  func(n int, took time.Duration, err error)
+
+	mu sync.Mutex
+	// pending is the latest unwritten state of each agent, kept until a
+	// flush has committed exactly that state.
+	pending map[steward.InstanceUID]*steward.Agent
+	// dirty lists pending agents not yet taken by a flush.
+	dirty map[steward.InstanceUID]struct{}
+	// next is the flush that will write what is dirty now.
+	next *flush
+	// space is closed (and replaced) whenever a flush shrinks pending.
+	space chan struct{}
+	kick  chan struct{}
+}
+
+// flush is one batch; done closes when it is committed (or failed: err).
+type flush struct {
+	done chan struct{}
+	err  error
+}
+
+// maxBatch bounds the agents one transaction writes; flushTimeout one
+// flush.
+const (
+	maxBatch     = 2000
+	flushTimeout = 30 * time.Second
+)
+
+func newAgentWrites(store steward.Store, interval time.Duration, limit int, onFlush func(int, time.Duration, error)) *agentWrites {
+	return &agentWrites{
+		store: store, interval: interval, limit: limit, onFlush: onFlush,
+		pending: make(map[steward.InstanceUID]*steward.Agent),
+		dirty:   make(map[steward.InstanceUID]struct{}),
+		next:    &flush{done: make(chan struct{})},
+		space:   make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// get returns a copy of the agent's pending state, which the caller may
+// change and put (nested values are shared: replace them, never modify).
+func (w *agentWrites) get(id steward.InstanceUID) (*steward.Agent, bool) {
+	w.mu.Lock()
+	a, ok := w.pending[id]
+	w.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	cp := *a
+	return &cp, true
+}
+
+// overlay replaces each listed agent that has pending state by a copy of
+// it.
+func (w *agentWrites) overlay(as []*steward.Agent) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		return
+	}
+	for i, a := range as {
+		if p, ok := w.pending[a.ID]; ok {
+			cp := *p
+			as[i] = &cp
+		}
+	}
+}
+
+// put queues a as the agent's latest state and returns the flush that
+// will write it. It waits while the queue is full (see agentWrites); it
+// fails only when ctx ends first. a must not be changed afterwards.
+func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error) {
+	w.mu.Lock()
+	for {
+		if _, ok := w.pending[a.ID]; ok || len(w.pending) < w.limit {
+			break
+		}
+		space := w.space
+		w.mu.Unlock()
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return nil, steward.Errorf(steward.EUNAVAILABLE, "agent %s: write queue full: %v", a.ID, ctx.Err())
+		}
+		w.mu.Lock()
+	}
+	w.pending[a.ID] = a
+	w.dirty[a.ID] = struct{}{}
+	f := w.next
+	full := len(w.dirty) >= maxBatch
+	w.mu.Unlock()
+	if full {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	return f, nil
+}
+
+// wait waits for f to commit.
+func (f *flush) wait(ctx context.Context) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return steward.Errorf(steward.EUNAVAILABLE, "waiting for the agent write: %v", ctx.Err())
+	}
+}
+
+// run flushes every interval (sooner when a batch is full) until ctx ends.
+func (w *agentWrites) run(ctx context.Context) {
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.kick:
+		}
+		// A batch under way when ctx ends is finished, not abandoned
+		// (Close writes what is left after run returns).
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+		w.flushNow(fctx)
+		cancel()
+	}
+}
+
+// flushNow writes what is dirty, in batches of at most maxBatch agents. A
+// batch that fails stays pending and dirty for the next flush.
+func (w *agentWrites) flushNow(ctx context.Context) error {
+	w.mu.Lock()
+	if len(w.dirty) == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	batch := make([]*steward.Agent, 0, len(w.dirty))
+	for id := range w.dirty {
+		batch = append(batch, w.pending[id])
+	}
+	clear(w.dirty)
+	f := w.next
+	w.next = &flush{done: make(chan struct{})}
+	w.mu.Unlock()
+
+	var firstErr error
+	for len(batch) > 0 {
+		n := min(len(batch), maxBatch)
+		part := batch[:n]
+		batch = batch[n:]
+		// The store writes back CreatedAt/UpdatedAt: write copies, so
+		// readers of the pending state never race with it.
+		cps := make([]*steward.Agent, n)
+		for i, a := range part {
+			cp := *a
+			cps[i] = &cp
+		}
+		start := time.Now()
+		err := w.store.PutAgents(ctx, cps)
+		if w.onFlush != nil {
+			w.onFlush(n, time.Since(start), err)
+		}
+		w.mu.Lock()
+		for i, a := range part {
+			switch {
+			case err != nil:
+				w.dirty[a.ID] = struct{}{} // retried with the next flush
+			case w.pending[a.ID] == a:
+				delete(w.pending, a.ID)
+			default:
+				// A newer state came in meanwhile; it keeps its own
+				// creation time from the row just written.
+				if p := w.pending[a.ID]; p != nil && p.CreatedAt.IsZero() {
+					p.CreatedAt = cps[i].CreatedAt
+				}
+			}
+		}
+		close(w.space)
+		w.space = make(chan struct{})
+		w.mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		// What failed is in the next flush; whoever waits for it now
+		// waits for that one.
+		w.mu.Lock()
+		next := w.next
+		w.mu.Unlock()
+		go func() { <-next.done; f.err = next.err; close(f.done) }()
+		return firstErr
+	}
+	close(f.done)
+	return nil
+}

@@ -1,0 +1,108 @@
+package controlplane_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/sqlite"
+)
+
+// countingStore counts the agent rows written.
+type countingStore struct {
+	steward.Store
+	mu      sync.Mutex
+	written map[steward.InstanceUID]int
+}
+
+func (s *countingStore) PutAgents(ctx context.Context, as []*steward.Agent) error {
+	s.mu.Lock()
+	for _, a := range as {
+		s.written[a.ID]++
+	}
+	s.mu.Unlock()
+	return s.Store.PutAgents(ctx, as)
+}
+
+func (s *countingStore) PutAgent(ctx context.Context, a *steward.Agent) error {
+	return s.PutAgents(ctx, []*steward.Agent{a})
+}
+
+func (s *countingStore) writes(id steward.InstanceUID) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written[id]
+}
+
+func richReport(uid steward.InstanceUID, seq uint64) *protobufs.AgentToServer {
+	m := fullReport(uid, seq, "prod")
+	m.EffectiveConfig = &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
+		"": {Body: []byte("receivers: {otlp: {}}\n"), ContentType: "text/yaml"}}}}
+	m.AvailableComponents = &protobufs.AvailableComponents{Hash: []byte{1, 2}, Components: map[string]*protobufs.ComponentDetails{
+		"receivers": {SubComponentMap: map[string]*protobufs.ComponentDetails{"otlp": {}}}}}
+	return m
+}
+
+const fullStateFlag = uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
+
+// A full report equal to what is stored writes no agent row; a reconnect
+// that continues the sequence (heartbeats in between included) is not
+// asked for its full state.
+func TestUnchangedReportsWriteNothing(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: st, written: map[steward.InstanceUID]int{}}
+	f := newFixtureWith(t, cs)
+	uid := steward.NewInstanceUID()
+	c := f.connect(server.WebSocket)
+	f.send(c, richReport(uid, 1))
+	eventually(t, "the first report stored", func() bool { return cs.writes(uid) == 1 })
+
+	for seq := uint64(2); seq <= 4; seq++ {
+		if r := f.send(c, richReport(uid, seq)); r.Flags&fullStateFlag != 0 {
+			t.Fatalf("an unchanged full report was asked for the full state")
+		}
+	}
+	f.send(c, heartbeat(uid, 5))
+	if err := f.svc.Close(); err != nil { // flushes what is pending
+		t.Fatal(err)
+	}
+	if n := cs.writes(uid); n != 1 { // the offline mark at Close is one UPDATE of all (MarkOffline)
+		t.Fatalf("%d agent writes, want 1: unchanged reports wrote the row", n)
+	}
+	a, err := st.Agent(f.ctx, uid)
+	if err != nil || a.SequenceNum != 5 || a.EffectiveConfig == nil {
+		t.Fatalf("stored: %+v (%v); want sequence 5 (from the heartbeat flush) and the effective config", a, err)
+	}
+}
+
+// A reconnect continuing the stored sequence, after heartbeats that only
+// touched the agent, gets no ReportFullState; one with a gap does.
+func TestReconnectWithStoredStateIsNotAskedForFullState(t *testing.T) {
+	f := newFixture(t)
+	uid := steward.NewInstanceUID()
+	c := f.connect(server.WebSocket)
+	f.send(c, richReport(uid, 1))
+	f.send(c, heartbeat(uid, 2))
+	f.send(c, heartbeat(uid, 3))
+	c.Close()
+	c = f.connect(server.WebSocket)
+	if r := f.send(c, richReport(uid, 4)); r.Flags&fullStateFlag != 0 {
+		t.Fatalf("a reconnect continuing the sequence was asked for its full state")
+	}
+	eventually(t, "heartbeats flushed", func() bool {
+		a, err := f.store.Agent(f.ctx, uid)
+		return err == nil && a.SequenceNum == 4
+	})
+	c.Close()
+	c = f.connect(server.WebSocket)
+	if r := f.send(c, heartbeat(uid, 9)); r.Flags&fullStateFlag == 0 {
+		t.Fatalf("a reconnect with a sequence gap must be asked for its full state")
+	}
+}
