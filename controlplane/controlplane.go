@@ -547,18 +547,40 @@ func (s *Service) flushTouches(ctx context.Context) {
 	}
 	s.touched = make(map[steward.InstanceUID]steward.Seen, len(batch))
 	s.touchMu.Unlock()
+	// An agent with a row in the group commit may have none stored yet
+	// (TouchAgents ignores unknown agents): its touch waits for a later
+	// flush.
+	var kept map[steward.InstanceUID]steward.Seen
+	for id, seen := range batch {
+		if s.writes.isPending(id) {
+			if kept == nil {
+				kept = make(map[steward.InstanceUID]steward.Seen)
+			}
+			kept[id] = seen
+			delete(batch, id)
+		}
+	}
+	s.retouch(kept)
+	if len(batch) == 0 {
+		return
+	}
 	start := time.Now()
 	err := s.store.TouchAgents(ctx, batch)
 	s.metrics.StoreCall(StoreTouchAgents, time.Since(start))
 	if err != nil {
 		s.log.Warn("last-seen flush failed; will retry", "agents", len(batch), "error", err)
-		s.touchMu.Lock()
-		for id, at := range batch {
-			if cur, ok := s.touched[id]; !ok || cur.At.Before(at.At) {
-				s.touched[id] = at
-			}
+		s.retouch(batch)
+	}
+}
+
+// retouch puts touches back for the next flush, unless newer ones came.
+func (s *Service) retouch(batch map[steward.InstanceUID]steward.Seen) {
+	s.touchMu.Lock()
+	defer s.touchMu.Unlock()
+	for id, at := range batch {
+		if cur, ok := s.touched[id]; !ok || cur.At.Before(at.At) {
+			s.touched[id] = at
 		}
-		s.touchMu.Unlock()
 	}
 }
 

@@ -493,6 +493,9 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 
 	// A report that needs a read the database cannot answer fails, and
 	// the next message is answered with a request for the full state.
+	// (The batch that stored the change lets go of its pending state
+	// right after its commit, which the loop above may have seen first.)
+	time.Sleep(100 * time.Millisecond)
 	fs.setDown(true)
 	m = heartbeat(uid, 3)
 	m.Health = &protobufs.ComponentHealth{Healthy: true}

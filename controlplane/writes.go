@@ -76,6 +76,14 @@ func (w *agentWrites) get(id steward.InstanceUID) (*steward.Agent, bool) {
 	return &cp, true
 }
 
+// isPending reports whether agent id has state not yet written.
+func (w *agentWrites) isPending(id steward.InstanceUID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.pending[id]
+	return ok
+}
+
 // overlay replaces each listed agent that has pending state by a copy of
 // it.
 func (w *agentWrites) overlay(as []*steward.Agent) {

@@ -46,9 +46,16 @@ var runningRE = regexp.MustCompile(`steward server running"? opamp=ws://(\S+)/v1
 
 func startReplica(t *testing.T, bin, dsn, name string) *replica {
 	t.Helper()
-	cmd := exec.Command(bin, "server", "--postgres", dsn, "--replica", name,
-		"--opamp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-password", "-",
-		"--data-dir", t.TempDir(), "--log-level", "info", "--replica-lease", "3s")
+	return startProcess(t, bin, name, "--postgres", dsn, "--replica", name, "--data-dir", t.TempDir(), "--replica-lease", "3s")
+}
+
+// startProcess starts `steward server` with args on free local ports and
+// waits until it serves.
+func startProcess(t *testing.T, bin, name string, args ...string) *replica {
+	t.Helper()
+	args = append([]string{"server", "--opamp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--admin-password", "-", "--log-level", "info"}, args...)
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
