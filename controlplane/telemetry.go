@@ -106,7 +106,7 @@ func (s *Service) telemetryAgentInForce(ctx context.Context, id steward.Instance
 	if ss := s.lookup(id); ss != nil {
 		return nil
 	}
-	if _, err := s.store.Agent(ctx, id); err != nil {
+	if _, err := s.getAgent(ctx, id); err != nil {
 		if steward.ErrorCode(err) == steward.ENOTFOUND {
 			return steward.Errorf(steward.EUNAUTHORIZED, "own-telemetry token of an unknown agent %s", id)
 		}
@@ -173,7 +173,7 @@ func (s *Service) agentKnown(ctx context.Context, id steward.InstanceUID) bool {
 	if s.lookup(id) != nil {
 		return true
 	}
-	_, err := s.store.Agent(ctx, id)
+	_, err := s.getAgent(ctx, id)
 	return err == nil
 }
 
@@ -192,7 +192,7 @@ func (s *Service) credentialOf(ctx context.Context, id steward.InstanceUID) (tok
 			return tokenID, bound, nil
 		}
 	}
-	if _, err := s.store.Agent(ctx, id); err != nil {
+	if _, err := s.getAgent(ctx, id); err != nil {
 		if steward.ErrorCode(err) == steward.ENOTFOUND {
 			return "", false, steward.Errorf(steward.EFORBIDDEN, "unknown agent %s", id)
 		}

@@ -1,0 +1,135 @@
+package controlplane_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/controlplane"
+	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/postgres/pgtest"
+	"github.com/stewardhq/steward/store/sqlite"
+)
+
+// txCounter counts the agent-writing transactions and the rows they write.
+type txCounter struct {
+	steward.Store
+	tx, rows atomic.Int64
+}
+
+func (s *txCounter) PutAgent(ctx context.Context, a *steward.Agent) error {
+	s.tx.Add(1)
+	s.rows.Add(1)
+	return s.Store.PutAgent(ctx, a)
+}
+
+func (s *txCounter) PutAgents(ctx context.Context, as []*steward.Agent) error {
+	s.tx.Add(1)
+	s.rows.Add(int64(len(as)))
+	return s.Store.(interface {
+		PutAgents(context.Context, []*steward.Agent) error
+	}).PutAgents(ctx, as)
+}
+
+// ackFleet is the agents of the write-path benchmark.
+const ackFleet = 10000
+
+// BenchmarkConfigAcks measures the agent-state write path: one op is
+// 10,000 connected agents each acknowledging a remote config (status
+// APPLIED and their 1 KiB effective config), handled by OnMessage, until
+// every ack is stored. tx/op is the transactions that wrote agent rows,
+// rows/op the rows they wrote. Run:
+//
+//	go test -run '^$' -bench BenchmarkConfigAcks -benchtime 3x ./controlplane/
+//
+// (PostgreSQL with STEWARD_TEST_POSTGRES_DSN set.)
+func BenchmarkConfigAcks(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		st, err := sqlite.Open(context.Background(), b.TempDir()+"/steward.db")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		benchAcks(b, st)
+	})
+	b.Run("postgres", func(b *testing.B) { benchAcks(b, pgtest.Open(b)) })
+}
+
+func benchAcks(b *testing.B, st steward.Store) {
+	ctx := context.Background()
+	cs := &txCounter{Store: st}
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: cs, Replica: "r1",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { svc.Close() })
+	effective := &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
+		"": {Body: []byte(strings.Repeat("receivers: {otlp: {}}\n", 47)), ContentType: "text/yaml"}}}}
+	type agent struct {
+		uid  steward.InstanceUID
+		conn *testConn
+		seq  uint64
+	}
+	agents := make([]*agent, ackFleet)
+	for i := range agents {
+		st, err := svc.Accept(&http.Request{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := &agent{uid: steward.NewInstanceUID(), conn: &testConn{transport: server.WebSocket, state: st}, seq: 1}
+		m := fullReport(a.uid, a.seq, "prod")
+		m.EffectiveConfig = effective
+		if _, err := svc.OnMessage(ctx, a.conn, m); err != nil {
+			b.Fatal(err)
+		}
+		agents[i] = a
+	}
+	waitRows := func(want int64) {
+		for deadline := time.Now().Add(2 * time.Minute); cs.rows.Load() < want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d rows written", cs.rows.Load(), want)
+			}
+		}
+	}
+	waitRows(ackFleet)
+	b.ReportAllocs()
+	b.ResetTimer()
+	tx0, rows0 := cs.tx.Load(), cs.rows.Load()
+	for n := 0; n < b.N; n++ {
+		hash := []byte{byte(n), byte(n >> 8), 1}
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ { // a few connections' readers at once
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := w; i < len(agents); i += 4 {
+					a := agents[i]
+					a.seq++
+					m := &protobufs.AgentToServer{InstanceUid: a.uid[:], SequenceNum: a.seq, Capabilities: caps,
+						RemoteConfigStatus: &protobufs.RemoteConfigStatus{LastRemoteConfigHash: hash,
+							Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED},
+						EffectiveConfig: effective}
+					if _, err := svc.OnMessage(ctx, a.conn, m); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		waitRows(rows0 + int64(n+1)*ackFleet)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cs.tx.Load()-tx0)/float64(b.N), "tx/op")
+	b.ReportMetric(float64(cs.rows.Load()-rows0)/float64(b.N), "rows/op")
+}
