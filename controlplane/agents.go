@@ -28,13 +28,16 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 	if err := f.Validate(); err != nil {
 		return nil, 0, err
 	}
+	// Filters, sorting and paging run in SQL: first write what the group
+	// commit holds (at most one batch), so they see the live state.
+	if err := s.writes.sync(ctx); err != nil {
+		return nil, 0, err
+	}
 	as, n, err := s.store.Agents(ctx, f)
 	if err != nil {
 		return nil, 0, err
 	}
-	// Listed agents with unwritten changes show them (the filter saw
-	// the stored state, at most one write interval older).
-	s.writes.overlay(as)
+	s.writes.overlay(as) // changes made since the sync
 	for _, a := range as {
 		s.present(a)
 	}
@@ -254,6 +257,9 @@ var _ steward.Summarizer = (*Service)(nil)
 // Summary counts the fleet: in the database when the store can (SQL
 // aggregates), else by reading every agent.
 func (s *Service) Summary(ctx context.Context) (*steward.FleetSummary, error) {
+	if err := s.writes.sync(ctx); err != nil { // count the live state
+		return nil, err
+	}
 	if ss, ok := s.store.(steward.SummaryStore); ok {
 		return ss.Summary(ctx)
 	}

@@ -32,8 +32,10 @@ type agentWrites struct {
 	pending map[steward.InstanceUID]*steward.Agent
 	// dirty lists pending agents not yet taken by a flush.
 	dirty map[steward.InstanceUID]struct{}
-	// next is the flush that will write what is dirty now.
-	next *flush
+	// next is the flush that will write what is dirty now; inflight the
+	// one being written (nil between flushes).
+	next     *flush
+	inflight *flush
 	// space is closed (and replaced) whenever a flush shrinks pending.
 	space chan struct{}
 	kick  chan struct{}
@@ -136,6 +138,26 @@ func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error)
 	return f, nil
 }
 
+// sync waits until everything put so far is written (or its flush
+// failed), asking the flusher not to wait for its interval: what a listing
+// filtered in SQL needs to see the live state.
+func (w *agentWrites) sync(ctx context.Context) error {
+	w.mu.Lock()
+	f := w.inflight
+	if len(w.dirty) > 0 {
+		f = w.next // written after the one in flight
+	}
+	w.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return f.wait(ctx)
+}
+
 // wait waits for f to commit.
 func (f *flush) wait(ctx context.Context) error {
 	select {
@@ -180,7 +202,13 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 	clear(w.dirty)
 	f := w.next
 	w.next = &flush{done: make(chan struct{})}
+	w.inflight = f
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.inflight = nil
+		w.mu.Unlock()
+	}()
 
 	var firstErr error
 	for len(batch) > 0 {
