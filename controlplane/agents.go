@@ -28,8 +28,20 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 	if err := f.Validate(); err != nil {
 		return nil, 0, err
 	}
-	// Filters, sorting and paging run in SQL: first write what the group
-	// commit holds (at most one batch), so they see the live state.
+	as, n, err := s.listAgents(ctx, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, a := range as {
+		s.present(a)
+	}
+	return as, n, nil
+}
+
+// listAgents lists agents from the store as they are live. Filters,
+// sorting and paging run in SQL, so what the group commit holds is written
+// first (at most one batch); changes made since show through.
+func (s *Service) listAgents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
 	if err := s.writes.sync(ctx); err != nil {
 		return nil, 0, err
 	}
@@ -37,10 +49,7 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 	if err != nil {
 		return nil, 0, err
 	}
-	s.writes.overlay(as) // changes made since the sync
-	for _, a := range as {
-		s.present(a)
-	}
+	s.writes.overlay(as)
 	return as, n, nil
 }
 
@@ -263,7 +272,7 @@ func (s *Service) Summary(ctx context.Context) (*steward.FleetSummary, error) {
 	if ss, ok := s.store.(steward.SummaryStore); ok {
 		return ss.Summary(ctx)
 	}
-	agents, _, err := s.store.Agents(ctx, steward.AgentFilter{})
+	agents, _, err := s.listAgents(ctx, steward.AgentFilter{})
 	if err != nil {
 		return nil, err
 	}

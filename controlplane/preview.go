@@ -255,7 +255,7 @@ func (s *Service) candidates(ctx context.Context, targets []target) ([]*steward.
 			seen[a.ID] = a
 			continue
 		}
-		as, _, err := s.store.Agents(ctx, steward.AgentFilter{Selector: t.selector})
+		as, _, err := s.listAgents(ctx, steward.AgentFilter{Selector: t.selector})
 		if err != nil {
 			return nil, err
 		}

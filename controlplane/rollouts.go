@@ -262,7 +262,7 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 	}
 	online := true
 	f := steward.AgentFilter{Online: &online, Selector: res.a.Selector}
-	agents, _, err := s.store.Agents(ctx, f)
+	agents, _, err := s.listAgents(ctx, f)
 	if err != nil {
 		return nil, err
 	}
