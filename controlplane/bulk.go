@@ -28,7 +28,7 @@ func (s *Service) BulkAgents(ctx context.Context, req *steward.BulkRequest) (*st
 	if req.DryRun {
 		f.Limit = steward.BulkPreviewIDs
 	}
-	agents, total, err := s.store.Agents(ctx, f)
+	agents, total, err := s.listAgents(ctx, f)
 	if err != nil {
 		return nil, err
 	}

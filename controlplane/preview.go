@@ -246,7 +246,7 @@ func (s *Service) candidates(ctx context.Context, targets []target) ([]*steward.
 	seen := map[steward.InstanceUID]*steward.Agent{}
 	for _, t := range targets {
 		if t.id != nil {
-			a, err := s.store.Agent(ctx, *t.id)
+			a, err := s.getAgent(ctx, *t.id)
 			if steward.ErrorCode(err) == steward.ENOTFOUND {
 				continue
 			} else if err != nil {
