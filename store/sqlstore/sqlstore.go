@@ -11,12 +11,14 @@
 // Dialect.Macros); each is expanded for the dialect once and cached.
 //
 // Agent rows keep what the agent reported as a JSON document next to
-// indexed columns (id, online, healthy, service name, host name, version,
-// replica, config status); last-seen times live in a narrow table of their
-// own so heartbeat batches do not rewrite whole agent rows. The Agents
-// selector is evaluated in Go over the rows the column filters (online,
-// healthy, search) leave, so a selector query reads and decodes every such
-// row.
+// columns the fleet list filters and sorts on (id, online, healthy, health,
+// sync state, config status, service name, host name, version, replica,
+// the search text and the attributes text); last-seen times live in a
+// narrow table of their own so heartbeat batches do not rewrite whole agent
+// rows. Every Agents filter but the selector is SQL, and a page is found by
+// its ids before documents are read (agentquery.go); the selector is
+// evaluated in Go over the rows the SQL filters leave, so a selector query
+// reads and decodes every such row.
 //
 // Writes that read before they write run in a transaction; a transaction
 // that fails only because of another one (Dialect.Retryable: serialization

@@ -1,0 +1,4 @@
+-- SQLite: an index the attr.KEY=VALUE filter scans instead of the table
+-- (each row holds the agent's document; the index only what the filter
+-- reads). PostgreSQL keeps none: a B-tree entry is limited to about 2.7 kB,
+-- which the attributes of one agent may exceed.

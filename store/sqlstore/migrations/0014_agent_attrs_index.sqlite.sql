@@ -1,0 +1,1 @@
+CREATE INDEX agents_attrs ON agents(attrs, id);
