@@ -59,9 +59,11 @@ type PreviewAgent struct {
 	// reports running now (nil if it never reported one).
 	Desired   ConfigMap  `json:"-"`
 	Effective *ConfigMap `json:"-"`
-	// Diff is a unified diff from Effective to Desired (filled by the
-	// transport, which owns the diff).
-	Diff string `json:"diff"`
+	// Diff is a unified diff of Desired against Effective, as the agent
+	// page shows it; DiffNote says why it is empty (nothing reported, or
+	// equal). Both are filled by the transport, which owns the diff.
+	Diff     string `json:"diff"`
+	DiffNote string `json:"diff_note,omitempty"`
 	// Missing lists the components the config defines that it lacks.
 	Missing []Component `json:"missing,omitempty"`
 }

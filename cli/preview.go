@@ -102,7 +102,11 @@ func writeAgentDiffs(w io.Writer, p *stewardhttp.PreviewResponse) {
 		return
 	}
 	byDiff := map[string][]string{}
+	notes := map[string]string{}
 	for _, a := range p.Agents {
+		if a.Diff == "" {
+			notes[a.Diff] = a.DiffNote
+		}
 		state := "offline"
 		if a.Online {
 			state = "online"
@@ -114,13 +118,13 @@ func writeAgentDiffs(w io.Writer, p *stewardhttp.PreviewResponse) {
 		diffs = append(diffs, d)
 	}
 	sort.Slice(diffs, func(i, j int) bool { return len(byDiff[diffs[i]]) > len(byDiff[diffs[j]]) })
-	fmt.Fprintf(w, "\nChanged agents (%d of %d listed), effective config → desired:\n", len(p.Agents), p.Changed)
+	fmt.Fprintf(w, "\nChanged agents (%d of %d listed), the config each would get against the one it reports:\n", len(p.Agents), p.Changed)
 	for _, d := range diffs {
 		for _, name := range byDiff[d] {
 			fmt.Fprintf(w, "  %s\n", name)
 		}
 		if d == "" {
-			fmt.Fprintln(w, "    (no difference from what it reports)")
+			fmt.Fprintf(w, "    (%s)\n", notes[d])
 		} else {
 			fmt.Fprint(w, indent(d, "    "))
 		}

@@ -77,21 +77,11 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) error {
 // handlePutConfig stores a new version: 201 when one was created, 200 when
 // the content equals the latest version (which is returned).
 func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) error {
-	name, err := configName(r)
+	c, err := configBody(r)
 	if err != nil {
 		return err
 	}
-	var req PutConfigRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	c := &steward.Config{Name: name, Files: req.Files, Comment: req.Comment}
-	if p := PrincipalFrom(r.Context()); p != nil {
-		c.Author = p.Name
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
+	name := c.Name
 	prev := 0
 	old, err := s.configs.Config(r.Context(), name, 0)
 	if err == nil {
@@ -115,6 +105,24 @@ func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, status, stored)
 	return nil
+}
+
+// configBody reads the config a PUT (or its preview) would save: the
+// path's name, the body's files and comment, the caller as author.
+func configBody(r *http.Request) (*steward.Config, error) {
+	name, err := configName(r)
+	if err != nil {
+		return nil, err
+	}
+	var req PutConfigRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	c := &steward.Config{Name: name, Files: req.Files, Comment: req.Comment}
+	if p := PrincipalFrom(r.Context()); p != nil {
+		c.Author = p.Name
+	}
+	return c, c.Validate()
 }
 
 func (s *Server) handleDeleteConfig(w http.ResponseWriter, r *http.Request) error {

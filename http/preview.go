@@ -79,28 +79,17 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request, ch steward.Chan
 		return nil, err
 	}
 	for _, a := range p.Agents {
-		var eff steward.ConfigMap
-		if a.Effective != nil {
-			eff = *a.Effective
-		}
-		a.Diff = DiffAgentConfig(eff, a.Desired)
+		a.Diff, a.DiffNote = effectiveDiff(a.Desired, a.Effective)
 	}
 	return &PreviewResponse{Preview: p}, nil
 }
 
 func (s *Server) handlePreviewConfig(w http.ResponseWriter, r *http.Request) error {
-	name, err := configName(r)
+	c, err := configBody(r)
 	if err != nil {
 		return err
 	}
-	var req PutConfigRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	c := &steward.Config{Name: name, Files: req.Files, Comment: req.Comment}
-	if err := c.Validate(); err != nil {
-		return err
-	}
+	name := c.Name
 	out, err := s.preview(w, r, steward.Change{Config: c})
 	if err != nil {
 		return err
@@ -251,24 +240,4 @@ func (s *Server) auditOverride(ctx context.Context, r *http.Request, what string
 	if err := s.creds.RecordAudit(ctx, e); err != nil {
 		s.log.Warn("http: audit entry not stored", "action", e.Action, "target", e.Target, "err", err)
 	}
-}
-
-// DiffAgentConfig diffs what an agent reports running (effective) against
-// what it would be offered (desired). Their file names rarely agree (a
-// supervisor reports its merged config under its own name), so one file on
-// each side is compared whatever its name; otherwise files pair by name.
-func DiffAgentConfig(effective, desired steward.ConfigMap) string {
-	labelEff := func(f string) string { return "effective/" + f }
-	if len(effective) == 1 && len(desired) == 1 {
-		var ek, dk string
-		for k := range effective {
-			ek = k
-		}
-		for k := range desired {
-			dk = k
-		}
-		effective = steward.ConfigMap{dk: effective[ek]}
-		labelEff = func(string) string { return "effective/" + ek }
-	}
-	return diffFiles(effective, desired, labelEff, func(f string) string { return "desired/" + f })
 }

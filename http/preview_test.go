@@ -80,7 +80,7 @@ func TestPreviewAndValidationAPI(t *testing.T) {
 		if m := p.MissingAgents[0]; m.ID != id || m.Name != "otelcol" || len(m.Missing) != 1 || m.Missing[0] != (steward.Component{Kind: "connectors", ID: "count"}) {
 			t.Errorf("missing agents = %+v", p.MissingAgents)
 		}
-		if d := p.Agents[0].Diff; !strings.Contains(d, "--- effective/\n+++ desired/gw\n") || !strings.Contains(d, "+connectors: {count: {}}") {
+		if d := p.Agents[0].Diff; !strings.Contains(d, "--- desired/gw\n+++ effective\n") || !strings.Contains(d, "-connectors: {count: {}}") {
 			t.Errorf("agent diff:\n%s", d)
 		}
 		if !strings.Contains(p.ConfigDiff, "--- gw@v1\n+++ gw@v2\n") || !strings.Contains(p.ConfigDiff, "+connectors: {count: {}}") {
