@@ -198,7 +198,11 @@ func (a *app) connectionSettingsCommand() *cobra.Command {
 				if c.HeartbeatIntervalSeconds != nil {
 					hb = strconv.FormatUint(*c.HeartbeatIntervalSeconds, 10) + "s"
 				}
-				rows = append(rows, []string{c.Name, orDash(c.Selector), strconv.Itoa(c.Priority), dest(c.OwnMetrics), dest(c.OwnTraces), dest(c.OwnLogs), hb})
+				m, l := dest(c.OwnMetrics), dest(c.OwnLogs)
+				if c.StewardTelemetry {
+					m, l = "steward", "steward"
+				}
+				rows = append(rows, []string{c.Name, orDash(c.Selector), strconv.Itoa(c.Priority), m, dest(c.OwnTraces), l, hb})
 			}
 			return table(cmd.OutOrStdout(), []string{"NAME", "SELECTOR", "PRIORITY", "METRICS", "TRACES", "LOGS", "HEARTBEAT"}, rows)
 		})}
@@ -249,6 +253,7 @@ func (a *app) connectionSettingsCommand() *cobra.Command {
 	f.StringVar(&metrics, "metrics", "", "OTLP/HTTP endpoint for the agents' own metrics")
 	f.StringVar(&traces, "traces", "", "OTLP/HTTP endpoint for the agents' own traces")
 	f.StringVar(&logs, "logs", "", "OTLP/HTTP endpoint for the agents' own logs")
+	f.BoolVar(&c.StewardTelemetry, "to-steward", false, "send own metrics and logs to Steward's receiver (the preset; instead of --metrics and --logs)")
 	f.StringArrayVar(&headers, "header", nil, "request header NAME=VALUE for those endpoints (repeatable)")
 	f.IntVar(&heartbeat, "heartbeat", -1, "OpAMP heartbeat interval in seconds (default: not offered)")
 	del := &cobra.Command{Use: "delete NAME", Short: "Delete connection settings", Args: cobra.ExactArgs(1),

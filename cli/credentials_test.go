@@ -43,6 +43,14 @@ func TestTokensCommands(t *testing.T) {
 	if _, errs, code := e.run("connection-settings", "set", "bad", "--metrics", "nope"); code != 1 || !strings.Contains(errs, "not an http(s) URL") {
 		t.Fatalf("bad endpoint: exit %d, %s", code, errs)
 	}
+	// The preset: own metrics and logs to Steward.
+	e.mustRun("connection-settings", "set", "own", "--to-steward")
+	if l := e.mustRun("connection-settings", "list"); !strings.Contains(l, "steward") {
+		t.Fatalf("the preset is not listed:\n%s", l)
+	}
+	if _, errs, code := e.run("connection-settings", "set", "both", "--to-steward", "--metrics", "http://x:4318/v1/metrics"); code != 1 || !strings.Contains(errs, "leave own_metrics and own_logs unset") {
+		t.Fatalf("preset with --metrics: exit %d, %s", code, errs)
+	}
 	e.mustRun("certs", "list")
 	if _, errs, code := e.run("certs", "revoke", "abcd"); code != 1 || !strings.Contains(errs, "not found") {
 		t.Fatalf("revoke unknown: exit %d, %s", code, errs)

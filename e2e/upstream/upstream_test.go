@@ -550,3 +550,44 @@ service:
 		})
 	}
 }
+
+// The "send own telemetry to Steward" preset with the upstream
+// opampsupervisor v0.158.0: it applies the own_metrics offer (endpoint and
+// the own-telemetry token in its headers) to its collector, whose internal
+// metrics then reach Steward's receiver and show in the agent's series.
+// The upstream collector exports every 60 s (the SDK's default interval).
+func TestUpstreamSupervisorOwnTelemetry(t *testing.T) {
+	upstreamBins(t)
+	st := e2eutil.StartSteward(t)
+	run := "upstream-telemetry"
+	st.API.Call("PUT", "/api/v1/connection-settings/"+run, map[string]any{"selector": "run=" + run, "steward_telemetry": true}, &steward.ConnectionSettings{})
+	f := &flow{t: t, st: st, api: st.API, run: run, transport: "websocket", p: startUpstream(t, st.WS(), run, false)}
+	f.appears()
+	// It reports no connection settings status: the offer shows in the
+	// collector's effective config (header values redacted).
+	f.step("Steward's receiver in the collector's effective config", func(a *steward.Agent) bool {
+		return strings.Contains(effective(a), st.OpAMPAddr+"/v1/metrics")
+	})
+	deadline := time.Now().Add(wait)
+	for {
+		var tel steward.AgentTelemetry
+		st.API.Call("GET", "/api/v1/agents/"+f.p.uid.String()+"/telemetry?window=15m", nil, &tel)
+		mem, cpu := 0, 0
+		for i := range tel.Series["memory_rss"] {
+			if v := tel.Series["memory_rss"][i]; v != nil && *v > 0 {
+				mem++
+			}
+			if tel.Series["cpu"][i] != nil {
+				cpu++
+			}
+		}
+		if mem > 0 && cpu > 0 {
+			t.Logf("the upstream collector's memory and CPU in Steward (last received %v)", tel.LastReceived)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no memory/CPU series from the upstream collector after %v: last received %v", wait, tel.LastReceived)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
