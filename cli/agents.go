@@ -92,7 +92,7 @@ type filterFlags struct {
 	f               steward.AgentFilter
 	online, offline bool
 	sync, health    string
-	sort            string
+	config, sort    string
 	attrs           []string
 }
 
@@ -102,7 +102,8 @@ func (ff *filterFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&ff.f.Search, "search", "q", "", "substring of id, service name, host name or version")
 	fl.BoolVar(&ff.online, "online", false, "only connected agents")
 	fl.BoolVar(&ff.offline, "offline", false, "only disconnected agents")
-	fl.StringVar(&ff.sync, "sync", "", "only agents in this sync state: in_sync, pending, applying, failed, rolled_back, drifted, offline")
+	fl.StringVar(&ff.sync, "sync", "", "only agents in this sync state (or any of several, comma-separated): in_sync, pending, applying, failed, rolled_back, drifted, offline")
+	fl.StringVar(&ff.config, "config", "", "only agents that reported this remote config status: applied, applying, failed, unset")
 	fl.StringVar(&ff.health, "health", "", "only agents with this health: healthy, unhealthy, unknown (offline or not reported)")
 	fl.StringVar(&ff.f.Type, "type", "", "only agents whose service.name is exactly this")
 	fl.StringVar(&ff.f.Version, "version", "", "only agents whose service.version is exactly this")
@@ -122,9 +123,22 @@ func (ff *filterFlags) parse() error {
 		return usagef("%s", steward.ErrorMessage(err))
 	}
 	var err error
-	if ff.sync != "" {
-		if f.Sync, err = steward.ParseSyncState(ff.sync); err != nil {
+	for _, name := range strings.Split(ff.sync, ",") {
+		if ff.sync == "" {
+			break
+		}
+		st, err := steward.ParseSyncState(name)
+		if err != nil {
 			return usagef("--sync: %s", steward.ErrorMessage(err))
+		}
+		f.SyncAny = append(f.SyncAny, st)
+	}
+	if len(f.SyncAny) == 1 {
+		f.Sync, f.SyncAny = f.SyncAny[0], nil
+	}
+	if ff.config != "" {
+		if f.ConfigStatus, err = steward.ParseRemoteConfigState(strings.ToUpper(ff.config)); err != nil {
+			return usagef("--config: %s", steward.ErrorMessage(err))
 		}
 	}
 	if ff.health != "" {

@@ -57,6 +57,12 @@ func TestAgentsListFilterAndSort(t *testing.T) {
 	if out := e.mustRun("agents", "list", "--version", "2.0", "--attr", "host.name=host-a"); !strings.Contains(out, b.String()) || strings.Contains(out, a.String()) {
 		t.Errorf("--version 2.0 --attr host.name=host-a:\n%s", out)
 	}
+	if out := e.mustRun("agents", "list", "--sync", "offline,pending,in_sync", "--config", "unset"); !strings.Contains(out, a.String()) || !strings.Contains(out, b.String()) {
+		t.Errorf("--sync with three states, --config unset:\n%s", out)
+	}
+	if out := e.mustRun("agents", "list", "--config", "failed"); strings.Contains(out, a.String()) {
+		t.Errorf("--config failed lists an agent that reported none:\n%s", out)
+	}
 	if _, errs, code := e.run("agents", "list", "--sort", "colour"); code == 0 || !strings.Contains(errs, "unknown sort") {
 		t.Errorf("--sort colour: %d %s", code, errs)
 	}
