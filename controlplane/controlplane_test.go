@@ -549,7 +549,7 @@ func TestDuplicateInstanceUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", FlushInterval: 50 * time.Millisecond,
-		HeartbeatInterval: 200 * time.Millisecond})
+		HeartbeatInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -559,7 +559,10 @@ func TestDuplicateInstanceUID(t *testing.T) {
 	uid := steward.NewInstanceUID()
 	first := f.connect(server.WebSocket)
 	f.send(first, fullReport(uid, 1, "prod"))
-	for _, addr := range []string{"127.0.0.2:6000", "127.0.0.1:6001"} {
+	for i, addr := range []string{"127.0.0.2:6000", "127.0.0.1:6001"} {
+		// The original is heard from just before each clone arrives, so it
+		// is live (heard within 1.5 heartbeats) however slow the machine.
+		f.send(first, heartbeat(uid, uint64(2+i)))
 		clone := f.connect(server.WebSocket)
 		clone.addr = addr
 		r := f.send(clone, fullReport(uid, 1, "prod"))
@@ -583,9 +586,9 @@ func TestDuplicateInstanceUID(t *testing.T) {
 	}
 	// The first connection goes silent (a peer gone without closing): past
 	// the liveness window a reconnect takes over the uid.
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(1600 * time.Millisecond)
 	again := f.connect(server.WebSocket)
-	r := f.send(again, fullReport(uid, 2, "prod"))
+	r := f.send(again, fullReport(uid, 4, "prod"))
 	if r.AgentIdentification != nil {
 		t.Fatalf("reconnect after the old connection went silent got a new uid: %v", r)
 	}
