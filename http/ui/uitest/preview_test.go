@@ -157,3 +157,48 @@ func TestConfigReviewBlocksMissingComponent(t *testing.T) {
 	}
 	noJSErrors(t, p)
 }
+
+// "Start a staged rollout" in the review pins the assignments that follow
+// the latest version to the current one, saves the new version and starts
+// a rollout of each in the stages typed; no agent gets the new version
+// before its stage.
+func TestConfigReviewStagedRollout(t *testing.T) {
+	b := startBrowser(t)
+	s := startStack(t)
+	gw := startAgent(t, s.opampURL, agentOptions{name: "otelcol-gateway", version: "0.149.0", host: "gw-1", components: contribComponents})
+	waitAgent(t, s, gw.id, "its available components", func(a *steward.Agent) bool { return a.Online && a.AvailableComponents != nil })
+	ctx := context.Background()
+	if _, err := s.cp.PutConfig(ctx, &steward.Config{Name: "pipeline", Files: steward.ConfigMap{"": {Body: []byte(initialCollectorConfig), ContentType: "text/yaml"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cp.PutAssignment(ctx, &steward.Assignment{Name: "production", ConfigName: "pipeline", Selector: "deployment.environment=production"}); err != nil {
+		t.Fatal(err)
+	}
+	p := b.newPage(t, s.base, "light")
+	p.goTo("/configs/pipeline?tab=edit")
+	login(t, p)
+	p.waitFor(sel(`[data-testid="editor-body"]`), "the editor")
+	p.setValue(`[data-testid="editor-body"]`, spanCounting)
+	p.click(`[data-testid="editor-save"]`)
+	dlg := `[data-testid="config-review-dialog"] `
+	p.waitFor(sel(dlg+`[data-testid="review-affected"][data-changed="1"]`), "the review: one agent affected")
+	if p.text(dlg+`[data-testid="review-blocked"]`) != "" {
+		t.Fatal("a config every agent has the components for is blocked")
+	}
+	p.click(dlg + `[data-testid="review-mode-rollout"]`)
+	p.setValue(dlg+`[data-testid="review-stages"]`, "host.name=gw-1, 100%")
+	p.click(`[data-testid="config-review-dialog-submit"]`)
+	p.waitFor(`!document.querySelector('[data-testid="config-review-dialog"]')`, "the review closed")
+	a, err := s.cp.Assignment(ctx, "production")
+	if err != nil || a.Version != 1 {
+		t.Fatalf("assignment after a staged save: %+v %v (want pinned to v1)", a, err)
+	}
+	r, err := s.cp.Rollout(ctx, "production-v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.FromVersion != 1 || r.ToVersion != 2 || len(r.Stages) != 2 || r.Stages[0].Selector != "host.name=gw-1" || r.Stages[1].Percent != 100 {
+		t.Errorf("rollout: %+v", r)
+	}
+	noJSErrors(t, p)
+}
