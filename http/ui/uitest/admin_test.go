@@ -33,6 +33,15 @@ var (
 	testAgentErr  error
 )
 
+// TestMain removes the test agent built for the package tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testAgentBin != "" {
+		os.RemoveAll(filepath.Dir(testAgentBin))
+	}
+	os.Exit(code)
+}
+
 // buildTestAgent builds the supervisor's test agent (a small real
 // process: supervisor/internal/testagent) once per test binary.
 func buildTestAgent(t *testing.T) string {
