@@ -126,6 +126,9 @@ type Result struct {
 	// ConfigEncodings is how often Steward marshalled a remote config
 	// during the two changes (once per config version when encoded once).
 	ConfigEncodings uint64 `json:"config_encodings,omitempty"`
+	// ServerStuck is how many agents Steward's transport cut off for not
+	// reading (the rest of the disconnects are the control plane's).
+	ServerStuck uint64 `json:"server_stuck_disconnects"`
 
 	// Storm scenario: from the restarted server process's start.
 	ReconnectSeconds float64 `json:"reconnect_seconds,omitempty"`
@@ -553,6 +556,7 @@ type rolloutMeasure struct {
 	apiLag      time.Duration // from the last APPLIED to the server showing all
 	disconnects uint64        // connections lost meanwhile
 	encodings   uint64        // remote configs marshalled meanwhile
+	stuck       uint64        // agents the transport cut off, in all
 }
 
 // timedRollout makes change v and waits until every agent applied it and
@@ -594,6 +598,7 @@ func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*r
 		}
 		m.cpu = time.Duration(after.CPU - before.CPU)
 		m.encodings = after.ConfigEncodings - before.ConfigEncodings
+		m.stuck = after.Stuck
 		if m.applied, err = r.serverApplied(ctx, marker); err != nil {
 			return nil, err
 		}
@@ -641,6 +646,7 @@ func (r *run) rollout(ctx context.Context, res *Result) error {
 	res.APILagSeconds = m.apiLag.Seconds()
 	res.RolloutDisconnects = m1.disconnects + m.disconnects
 	res.ConfigEncodings = m1.encodings + m.encodings
+	res.ServerStuck = m.stuck
 	st := g.Stats()
 	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
 	r.logf("config change applied by all in %.3fs; server shows %d APPLIED %.3fs later, server CPU %.2fs, %d disconnects",
