@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -129,6 +130,12 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 // at the end of the test.
 func startServer(t testing.TB, h Handler, cfg Config) (*Server, *httptest.Server) {
 	t.Helper()
+	return startServerOn(t, h, cfg, nil)
+}
+
+// startServerOn is startServer on ln (nil: a new loopback listener).
+func startServerOn(t testing.TB, h Handler, cfg Config, ln net.Listener) (*Server, *httptest.Server) {
+	t.Helper()
 	cfg.Handler = h
 	if cfg.Logger == nil {
 		cfg.Logger = quietLog
@@ -137,7 +144,12 @@ func startServer(t testing.TB, h Handler, cfg Config) (*Server, *httptest.Server
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s)
+	hs := httptest.NewUnstartedServer(s)
+	if ln != nil {
+		hs.Listener.Close()
+		hs.Listener = ln
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()

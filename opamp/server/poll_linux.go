@@ -158,6 +158,12 @@ func doRaw(rc syscall.RawConn, b []byte, write bool) (n int, err error) {
 	n, err = op.n, op.err
 	op.b, op.err = nil, nil
 	rawOps.Put(op)
+	return rawResult(n, err, cerr)
+}
+
+// rawResult maps the outcome of a raw socket call: the RawConn's own error
+// first, EAGAIN to errWouldBlock, a negative count to 0.
+func rawResult(n int, err, cerr error) (int, error) {
 	if cerr != nil {
 		return 0, cerr
 	}
@@ -225,14 +231,5 @@ func writevNonblock(rc syscall.RawConn, bufs [][]byte) (int, error) {
 	clear(op.iov)
 	op.err = nil
 	rawOps.Put(op)
-	if cerr != nil {
-		return 0, cerr
-	}
-	if err == unix.EAGAIN {
-		return 0, errWouldBlock
-	}
-	if n < 0 {
-		n = 0
-	}
-	return n, err
+	return rawResult(n, err, cerr)
 }

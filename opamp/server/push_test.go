@@ -257,28 +257,11 @@ func TestStuckReaderCutOff(t *testing.T) {
 // (as under load) rather than in the loopback's generous kernel buffers.
 func startServerSmallSendBuffer(t *testing.T, h Handler, cfg Config) (*Server, *httptest.Server) {
 	t.Helper()
-	cfg.Handler = h
-	cfg.Logger = quietLog
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(s)
-	hs.Listener = smallSendBuffers{ln.(*net.TCPListener)}
-	hs.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		hs.Close()
-	})
-	return s, hs
+	return startServerOn(t, h, cfg, smallSendBuffers{ln.(*net.TCPListener)})
 }
 
 type smallSendBuffers struct{ *net.TCPListener }
