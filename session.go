@@ -11,13 +11,15 @@ import (
 // that every replica accepts them and a logout on one ends them on all.
 type Session struct {
 	Hash []byte
-	// Name is who logged in ("admin").
+	// Name is who logged in: a user's name, or AdminUser for the
+	// built-in admin account.
 	Name string
 	// CSRF is the double-submit token bound to the session.
 	CSRF string
-	// Epoch names the admin password the session was opened with; a
-	// server accepts only sessions of its own epoch, so changing the
-	// password ends every session.
+	// Epoch names the credentials the session was opened with (the admin
+	// password, or User.SessionEpoch); a server accepts a session only
+	// while they are unchanged, so a new password ends every session
+	// opened with the old one.
 	Epoch     string
 	CreatedAt time.Time
 	ExpiresAt time.Time
@@ -33,7 +35,8 @@ type SessionStore interface {
 	SessionByHash(ctx context.Context, hash []byte) (*Session, error)
 	// DeleteSession ends one session; nil when there is none.
 	DeleteSession(ctx context.Context, hash []byte) error
-	// DeleteSessions removes every session that expired at now or whose
-	// epoch is not keepEpoch, and returns how many.
-	DeleteSessions(ctx context.Context, keepEpoch string, now time.Time) (int, error)
+	// DeleteSessions removes every session that expired at now, and the
+	// sessions of name whose epoch is not keepEpoch (all of name's when
+	// keepEpoch is ""), and returns how many.
+	DeleteSessions(ctx context.Context, name, keepEpoch string, now time.Time) (int, error)
 }

@@ -208,6 +208,7 @@ These commands talk to a Steward server's REST API. Point them at it with
 	root.AddCommand(a.agentsCommand(), a.configsCommand(), a.assignmentsCommand(), a.rolloutsCommand(), a.packagesCommand(), a.summaryCommand())
 	root.AddCommand(a.credentialCommands()...)
 	root.AddCommand(a.eventsCommand())
+	root.AddCommand(a.usersCommand())
 
 	registryMu.Lock()
 	fns := append([]func() *cobra.Command(nil), registry...)

@@ -22,6 +22,7 @@ import (
 	stewardhttp "github.com/stewardhq/steward/http"
 	"github.com/stewardhq/steward/opamp/server"
 	"github.com/stewardhq/steward/store/sqlite"
+	"github.com/stewardhq/steward/users"
 )
 
 // env is the CLI pointed at a real server: the http package in front of
@@ -46,7 +47,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := stewardhttp.NewServer(stewardhttp.Options{Agents: cp, Configs: cp, Rollouts: cp, Previews: cp, Credentials: cp, EventLog: cp.Events, APITokens: []string{"s3cret"}, Logger: log})
+	people, err := users.New(db, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := stewardhttp.NewServer(stewardhttp.Options{Agents: cp, Configs: cp, Rollouts: cp, Previews: cp, Credentials: cp, EventLog: cp.Events, Users: people, Sessions: db,
+		APITokens: []string{"s3cret"}, Logger: log})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ts.Close()

@@ -30,6 +30,7 @@ import (
 	"github.com/stewardhq/steward/store/postgres"
 	"github.com/stewardhq/steward/store/sqlite"
 	"github.com/stewardhq/steward/telemetry"
+	"github.com/stewardhq/steward/users"
 )
 
 // Options configure a server run. Zero values take the documented defaults.
@@ -218,6 +219,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer tel.Close()
 	sessions, _ := store.(steward.SessionStore)
+	people, err := users.New(store, log.With("component", "users"))
+	if err != nil {
+		cp.Close()
+		return fmt.Errorf("users: %w", err)
+	}
 	api := stewardhttp.NewServer(stewardhttp.Options{
 		Agents:         cp,
 		Configs:        cp,
@@ -227,6 +233,7 @@ func Run(ctx context.Context, o Options) error {
 		Events:         cp.Bus(),
 		EventLog:       cp.Events,
 		Credentials:    cp,
+		Users:          people,
 		AdminPassword:  password,
 		Sessions:       sessions,
 		SecureCookies:  o.HTTPSecureCookies,

@@ -26,16 +26,19 @@ const (
 
 // Principal is who made a request.
 type Principal struct {
-	// Name is "admin" for a password session, "token-N" for the Nth
-	// configured API token (1-based) and "anonymous" when auth is off.
+	// Name is the user of a session ("admin" for the built-in admin
+	// account), the name of an API token ("token-N" for the Nth configured
+	// one, 1-based) and "anonymous" when auth is off. It is the actor in
+	// the audit log.
 	Name string
 	// Method is "session", "token" or "none".
 	Method string
 	// Expires is when a session ends (zero for tokens).
 	Expires time.Time
 	// Role is what the principal may do (see requiredRole): admin for the
-	// password session, the configured API tokens and open access; the
-	// token's role for tokens created through the API.
+	// built-in admin account, the configured API tokens and open access;
+	// the user's role (read at every request, so a change applies at once)
+	// and the token's role for tokens created through the API.
 	Role steward.Role
 }
 
@@ -61,6 +64,7 @@ type authenticator struct {
 	proxies  trustedProxies
 	now      func() time.Time
 	creds    steward.CredentialService // API tokens with roles (optional)
+	users    steward.UserService       // named users (optional)
 }
 
 func newAuthenticator(opts Options) *authenticator {
@@ -78,7 +82,7 @@ func newAuthenticator(opts Options) *authenticator {
 			a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
 		}
 	}
-	a.creds = opts.Credentials
+	a.creds, a.users = opts.Credentials, opts.Users
 	if a.ttl <= 0 {
 		a.ttl = 12 * time.Hour
 	}
@@ -97,7 +101,9 @@ func sessionEpoch(password string) string {
 	return hex.EncodeToString(k)
 }
 
-// enabled reports whether any credential is configured.
+// enabled reports whether any credential is configured: the admin
+// password, API tokens or single sign-on. Stored users log in only then
+// (--admin-password=- without tokens or SSO turns authentication off).
 func (a *authenticator) enabled() bool { return a.hasPass || len(a.tokens) > 0 }
 
 // authenticate identifies the caller: a bearer token, else a session
@@ -136,7 +142,7 @@ func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, steward.Errorf(steward.EUNAUTHORIZED, "authentication required: log in or send \"Authorization: Bearer <token>\"")
 	}
-	s, err := a.session(r.Context(), c.Value)
+	s, role, err := a.session(r.Context(), c.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -151,28 +157,45 @@ func (a *authenticator) authenticate(r *http.Request) (*Principal, error) {
 			return nil, steward.Errorf(steward.EFORBIDDEN, "missing or wrong %s header: send the value of the %s cookie", CSRFHeader, CSRFCookie)
 		}
 	}
-	return &Principal{Name: s.Name, Method: "session", Expires: s.ExpiresAt, Role: steward.RoleAdmin}, nil
+	return &Principal{Name: s.Name, Method: "session", Expires: s.ExpiresAt, Role: role}, nil
 }
 
-// session returns the live session whose cookie value is v: stored, of
-// this server's password epoch and not expired; EUNAUTHORIZED otherwise.
-func (a *authenticator) session(ctx context.Context, v string) (*steward.Session, error) {
+// session returns the live session whose cookie value is v, and the role
+// of its user: stored, not expired, of a user who may still log in and
+// opened with their current credentials (epoch); EUNAUTHORIZED otherwise.
+func (a *authenticator) session(ctx context.Context, v string) (*steward.Session, steward.Role, error) {
 	bad := steward.Errorf(steward.EUNAUTHORIZED, "invalid session: log in again")
-	if a.sessions == nil || !a.hasPass || v == "" {
-		return nil, bad
+	if a.sessions == nil || !a.enabled() || v == "" {
+		return nil, "", bad
 	}
 	s, err := a.sessions.SessionByHash(ctx, steward.HashSecret(v))
 	switch {
 	case steward.ErrorCode(err) == steward.ENOTFOUND:
-		return nil, bad
+		return nil, "", bad
 	case err != nil:
-		return nil, fmt.Errorf("look up session: %w", err)
-	case s.Epoch != a.epoch():
-		return nil, steward.Errorf(steward.EUNAUTHORIZED, "session ended: the admin password changed; log in again")
+		return nil, "", fmt.Errorf("look up session: %w", err)
 	case !a.now().Before(s.ExpiresAt):
-		return nil, steward.Errorf(steward.EUNAUTHORIZED, "session expired: log in again")
+		return nil, "", steward.Errorf(steward.EUNAUTHORIZED, "session expired: log in again")
+	case s.Name == steward.AdminUser:
+		if !a.hasPass || s.Epoch != a.epoch() {
+			return nil, "", steward.Errorf(steward.EUNAUTHORIZED, "session ended: the admin password changed; log in again")
+		}
+		return s, steward.RoleAdmin, nil
+	case a.users == nil:
+		return nil, "", bad
 	}
-	return s, nil
+	u, err := a.users.User(ctx, s.Name)
+	switch {
+	case steward.ErrorCode(err) == steward.ENOTFOUND:
+		return nil, "", steward.Errorf(steward.EUNAUTHORIZED, "session ended: user %s was deleted", s.Name)
+	case err != nil:
+		return nil, "", fmt.Errorf("look up user of session: %w", err)
+	case u.Disabled:
+		return nil, "", steward.Errorf(steward.EUNAUTHORIZED, "session ended: user %s is disabled", s.Name)
+	case s.Epoch != u.SessionEpoch():
+		return nil, "", steward.Errorf(steward.EUNAUTHORIZED, "session ended: the password of %s changed; log in again", s.Name)
+	}
+	return s, u.Role, nil
 }
 
 func isUnsafe(method string) bool {
@@ -208,8 +231,10 @@ func (s *Server) authorize(next handlerFunc) handlerFunc {
 	}
 }
 
-// LoginRequest is the body of POST /api/v1/login.
+// LoginRequest is the body of POST /api/v1/login. An empty Name logs in
+// the built-in admin account ("admin").
 type LoginRequest struct {
+	Name     string `json:"name,omitempty"`
 	Password string `json:"password"`
 }
 
@@ -227,10 +252,11 @@ type SessionResponse struct {
 	CSRFToken string `json:"csrf_token,omitempty"`
 }
 
-// handleLogin checks the admin password, stores a new session and sets
-// the session and CSRF cookies. 401 on a wrong password or when no password
-// is configured; 429 with Retry-After while this account and client wait
-// after failures (see loginThrottle), whatever the password; 501 without a
+// handleLogin checks a user's password (the built-in admin account's when
+// no name is given), stores a new session and sets the session and CSRF
+// cookies. 401 on a wrong name or password, or when no password is
+// configured; 429 with Retry-After while this account and client wait after
+// failures (see loginThrottle), whatever the password; 501 without a
 // session store.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	var req LoginRequest
@@ -242,37 +268,89 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, SessionResponse{AuthEnabled: false, Authenticated: true, Name: "anonymous", Method: "none", Role: steward.RoleAdmin})
 		return nil
 	}
-	now := a.now()
+	name := strings.TrimSpace(req.Name)
+	if name == "" {
+		name = steward.AdminUser
+	}
 	client := a.proxies.clientAddr(r)
-	key := loginKey("admin", client)
-	if wait := a.throttle.attempt(key, now); wait > 0 {
+	key := loginKey(name, client)
+	if wait := a.throttle.attempt(key, a.now()); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		writeJSON(w, http.StatusTooManyRequests, ErrorResponse{Error: ErrorBody{
 			Code:    steward.EUNAVAILABLE,
-			Message: fmt.Sprintf("too many failed logins for admin from %s; retry in %s", client, wait.Round(time.Millisecond)),
+			Message: fmt.Sprintf("too many failed logins for %s from %s; retry in %s", name, client, wait.Round(time.Millisecond)),
 		}})
 		return nil
 	}
-	sum := sha256.Sum256([]byte(req.Password))
-	if !a.hasPass || subtle.ConstantTimeCompare(sum[:], a.password[:]) != 1 {
-		s.log.Warn("http: failed login", "client", client.String(), "remote", r.RemoteAddr)
-		return steward.Errorf(steward.EUNAUTHORIZED, "wrong password")
+	role, epoch, err := a.checkPassword(r.Context(), name, req.Password)
+	if err != nil {
+		if steward.ErrorCode(err) == steward.EUNAUTHORIZED {
+			s.log.Warn("http: failed login", "user", name, "client", client.String(), "remote", r.RemoteAddr)
+		}
+		return err
 	}
 	a.throttle.succeed(key)
-	if a.sessions == nil {
-		return steward.Errorf(steward.ENOTIMPLEMENTED, "this server keeps no sessions: use an API token")
+	sess, err := s.openSession(w, r, name, epoch, "password")
+	if err != nil {
+		return err
 	}
+	writeJSON(w, http.StatusOK, SessionResponse{
+		AuthEnabled: true, Authenticated: true, Name: sess.Name, Method: "session", Role: role,
+		ExpiresAt: sess.ExpiresAt, CSRFToken: sess.CSRF,
+	})
+	return nil
+}
+
+// checkPassword checks the password of the built-in admin account or of a
+// stored user and returns their role and session epoch; EUNAUTHORIZED with
+// one message for every kind of failure.
+func (a *authenticator) checkPassword(ctx context.Context, name, password string) (steward.Role, string, error) {
+	denied := steward.Errorf(steward.EUNAUTHORIZED, "wrong user name or password")
+	if name == steward.AdminUser {
+		sum := sha256.Sum256([]byte(password))
+		if !a.hasPass || subtle.ConstantTimeCompare(sum[:], a.password[:]) != 1 {
+			return "", "", denied
+		}
+		return steward.RoleAdmin, a.epoch(), nil
+	}
+	if a.users == nil {
+		return "", "", denied
+	}
+	u, err := a.users.AuthenticateUser(ctx, name, password)
+	if err != nil {
+		return "", "", err
+	}
+	return u.Role, u.SessionEpoch(), nil
+}
+
+// openSession stores a new session of user name (credentials epoch), sets
+// its cookies on w and records the login in the audit log (method:
+// "password" or "sso"). 501 without a session store.
+func (s *Server) openSession(w http.ResponseWriter, r *http.Request, name, epoch, method string) (*steward.Session, error) {
+	a := s.auth
+	if a.sessions == nil {
+		return nil, steward.Errorf(steward.ENOTIMPLEMENTED, "this server keeps no sessions: use an API token")
+	}
+	now := a.now()
 	secret := steward.NewSecret("stws")
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
-	sess := &steward.Session{Hash: steward.HashSecret(secret), Name: "admin", CSRF: hex.EncodeToString(raw[:]), Epoch: a.epoch(),
+	sess := &steward.Session{Hash: steward.HashSecret(secret), Name: name, CSRF: hex.EncodeToString(raw[:]), Epoch: epoch,
 		CreatedAt: now.UTC(), ExpiresAt: now.Add(a.ttl).UTC().Truncate(time.Second)}
 	if err := a.sessions.PutSession(r.Context(), sess); err != nil {
-		return fmt.Errorf("store session: %w", err)
+		return nil, fmt.Errorf("store session: %w", err)
 	}
-	// Expired sessions and those of an older password go on every login.
-	if _, err := a.sessions.DeleteSessions(r.Context(), a.epoch(), now); err != nil {
+	// Expired sessions, and this user's of older credentials, go on every
+	// login.
+	if _, err := a.sessions.DeleteSessions(r.Context(), name, epoch, now); err != nil {
 		s.log.Warn("http: old sessions not removed", "err", err)
+	}
+	if s.creds != nil {
+		e := &steward.AuditEntry{Actor: name, Action: steward.AuditLogin, Target: name,
+			Details: map[string]any{"method": method, "client": a.proxies.clientAddr(r).String()}}
+		if err := s.creds.RecordAudit(r.Context(), e); err != nil {
+			s.log.Warn("http: login not audited", "user", name, "err", err)
+		}
 	}
 	secure := a.secureCookies(r)
 	http.SetCookie(w, &http.Cookie{
@@ -283,11 +361,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		Name: CSRFCookie, Value: sess.CSRF, Path: "/", Expires: sess.ExpiresAt,
 		MaxAge: int(a.ttl / time.Second), Secure: secure, SameSite: http.SameSiteStrictMode,
 	})
-	writeJSON(w, http.StatusOK, SessionResponse{
-		AuthEnabled: true, Authenticated: true, Name: sess.Name, Method: "session", Role: steward.RoleAdmin,
-		ExpiresAt: sess.ExpiresAt, CSRFToken: sess.CSRF,
-	})
-	return nil
+	return sess, nil
 }
 
 // secureCookies reports whether cookies get the Secure attribute: always
@@ -322,7 +396,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
 	r2 := r.Clone(r.Context())
 	r2.Method = http.MethodGet // no CSRF check for a read
 	if p, err := s.auth.authenticate(r2); err == nil {
-		resp.Authenticated, resp.Name, resp.Method, resp.Role, resp.ExpiresAt = true, p.Name, p.Method, p.Role, p.Expires
+		resp.Authenticated, resp.Name, resp.Method, resp.ExpiresAt, resp.Role = true, p.Name, p.Method, p.Expires, p.Role
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

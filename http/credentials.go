@@ -9,12 +9,12 @@ import (
 )
 
 // Roles per route. Reads need viewer, changes operator, except the
-// credential routes (and reading tokens) and the profiler, which need
-// admin. Connection settings are read by viewers and written by operators,
+// credential routes (and reading tokens), users and the profiler, which
+// need admin. Connection settings are read by viewers and written by operators,
 // like configs; their
 // secrets are redacted for everyone unless an admin asks (secrets.go).
 // Password sessions and the API tokens given in Options are admin.
-var adminPrefixes = []string{"/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates",
+var adminPrefixes = []string{"/api/v1/users", "/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates",
 	"/api/v1/agent-ca", "/api/v1/audit", "/debug/pprof"}
 
 // requiredRole returns the role a request needs.
@@ -40,7 +40,7 @@ func selfAudited(r *http.Request) bool {
 	if r.URL.Path == "/api/v1/agents/bulk" {
 		return true // one entry with the counts, none for a dry run
 	}
-	for _, p := range []string{"/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates", "/api/v1/connection-settings"} {
+	for _, p := range []string{"/api/v1/users", "/api/v1/tokens", "/api/v1/enrollment-tokens", "/api/v1/certificates", "/api/v1/connection-settings"} {
 		if r.URL.Path == p || strings.HasPrefix(r.URL.Path, p+"/") {
 			return true
 		}
@@ -48,13 +48,10 @@ func selfAudited(r *http.Request) bool {
 	return false
 }
 
-// actorName is how a principal appears in the audit log.
-func actorName(p *Principal) string {
-	if p.Method == "session" {
-		return p.Name + " session"
-	}
-	return p.Name
-}
+// actorName is how a principal appears in the audit log and as the author
+// of configs: the person (user name, "admin" for the built-in account) or
+// the API token's name, never a bare "session".
+func actorName(p *Principal) string { return p.Name }
 
 // statusRecorder remembers the status a handler wrote.
 type statusRecorder struct {

@@ -141,7 +141,8 @@ func TestAuditLog(t *testing.T) {
 	want := map[string]string{
 		"token.create ci": "token-1",
 		"PUT /api/v1/configs/{name} /api/v1/configs/base": "ci",
-		"connection_settings.put all":                     "admin session",
+		"connection_settings.put all":                     "admin",
+		"session.login admin":                             "admin",
 	}
 	for k, actor := range want {
 		if got[k] != actor {

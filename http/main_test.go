@@ -20,6 +20,7 @@ import (
 	stewardhttp "github.com/stewardhq/steward/http"
 	"github.com/stewardhq/steward/opamp/server"
 	"github.com/stewardhq/steward/store/sqlite"
+	"github.com/stewardhq/steward/users"
 )
 
 // env is a Server in front of the real control plane over an in-memory
@@ -54,7 +55,11 @@ func newEnvOn(t testing.TB, db *sqlite.DB, tls bool, configure func(*stewardhttp
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := stewardhttp.Options{Agents: cp, Configs: cp, Previews: cp, Events: cp.Bus(), EventLog: cp.Events, Credentials: cp, Sessions: db, Logger: log}
+	people, err := users.New(db, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := stewardhttp.Options{Agents: cp, Configs: cp, Previews: cp, Events: cp.Bus(), EventLog: cp.Events, Credentials: cp, Users: people, Sessions: db, Logger: log}
 	if configure != nil {
 		configure(&opts)
 	}

@@ -38,6 +38,10 @@ type Options struct {
 	// certificates, connection settings and the audit log (credentials.go);
 	// without it those routes answer 501 and no change is audited.
 	Credentials steward.CredentialService
+	// Users serves /api/v1/users and lets the people it keeps log in
+	// (POST /api/v1/login with a name); without it those routes answer
+	// 501 and only the built-in admin account logs in.
+	Users steward.UserService
 
 	// AdminPassword enables POST /api/v1/login, which opens a session.
 	// APITokens are accepted as "Authorization: Bearer <token>". When both
@@ -187,6 +191,7 @@ func NewServer(opts Options) *Server {
 	s.registerPackageRoutes()
 	s.registerCredentialRoutes()
 	s.registerOwnTelemetryRoutes()
+	s.registerUserRoutes()
 
 	s.handle("GET /api/v1/summary", s.handleSummary, authed)
 	s.handle("GET /api/v1/events", s.handleEvents, authed)
@@ -282,7 +287,7 @@ func (s *Server) limitBody(next handlerFunc) handlerFunc {
 // the path exists for other methods.
 func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) error {
 	var allowed []string
-	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 		if m == r.Method {
 			continue
 		}

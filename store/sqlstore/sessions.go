@@ -38,9 +38,10 @@ func (db *DB) DeleteSession(ctx context.Context, hash []byte) error {
 	return db.wrap(err, "delete session")
 }
 
-// DeleteSessions removes expired sessions and those of other epochs.
-func (db *DB) DeleteSessions(ctx context.Context, keepEpoch string, now time.Time) (int, error) {
-	res, err := db.exec(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR epoch <> ?`, db.time(now), keepEpoch)
+// DeleteSessions removes expired sessions and those of name not of
+// keepEpoch (all of name's when keepEpoch is empty).
+func (db *DB) DeleteSessions(ctx context.Context, name, keepEpoch string, now time.Time) (int, error) {
+	res, err := db.exec(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR (name = ? AND epoch <> ?)`, db.time(now), name, keepEpoch)
 	if err != nil {
 		return 0, db.wrap(err, "delete sessions")
 	}

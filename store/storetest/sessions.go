@@ -36,9 +36,19 @@ func testSessions(t *testing.T, s steward.Store) {
 	if _, err := ss.SessionByHash(ctx, steward.HashSecret("nope")); steward.ErrorCode(err) != steward.ENOTFOUND {
 		t.Errorf("unknown session: %v", err)
 	}
-	n, err := ss.DeleteSessions(ctx, "e2", now)
+	ann := &steward.Session{Hash: steward.HashSecret("ann"), Name: "ann", CSRF: "c", Epoch: "a1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := ss.PutSession(ctx, ann); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ss.DeleteSessions(ctx, "admin", "e2", now)
 	if err != nil || n != 2 {
-		t.Fatalf("DeleteSessions = %d, %v; want the old epoch and the expired one", n, err)
+		t.Fatalf("DeleteSessions = %d, %v; want admin's old epoch and the expired one", n, err)
+	}
+	if _, err := ss.SessionByHash(ctx, ann.Hash); err != nil {
+		t.Errorf("another user's session of another epoch went with admin's: %v", err)
+	}
+	if n, err := ss.DeleteSessions(ctx, "ann", "", now); err != nil || n != 1 {
+		t.Errorf("DeleteSessions(ann, all) = %d, %v; want 1", n, err)
 	}
 	for _, gone := range []string{"old", "expired"} {
 		if _, err := ss.SessionByHash(ctx, steward.HashSecret(gone)); steward.ErrorCode(err) != steward.ENOTFOUND {

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"ConnectionSettings", testConnectionSettingsStore},
 		{"Audit", testAudit},
 		{"Sessions", testSessions},
+		{"Users", testUsers},
 		{"Bindings", testBindings},
 		{"ConfigBodies", testConfigBodies},
 		{"TelemetryRollups", testTelemetryRollups},
