@@ -117,8 +117,9 @@ type AgentCertificate struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 }
 
-// AuditEntry records one change: who (Actor: a token name, "admin session"
-// or an agent id), what (Action, e.g. "config.put"), to what (Target), and
+// AuditEntry records one change: who (Actor: a user's name, "admin" for
+// the built-in admin account, an API token's name, "agent <uid>" or
+// "system"), what (Action, e.g. "config.put"), to what (Target), and
 // any details.
 type AuditEntry struct {
 	ID      int64          `json:"id"`

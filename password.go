@@ -45,10 +45,12 @@ func HashPassword(password string) (string, error) {
 	if len(password) < MinPasswordLength {
 		return "", Errorf(EINVALID, "password too short: use at least %d characters", MinPasswordLength)
 	}
-	return hashPassword(password, DefaultPasswordParams), nil
+	return HashPasswordWith(password, DefaultPasswordParams), nil
 }
 
-func hashPassword(password string, p PasswordParams) string {
+// HashPasswordWith hashes password with p (no length check): for tests of
+// hashes made with other parameters, and for measuring them.
+func HashPasswordWith(password string, p PasswordParams) string {
 	salt := make([]byte, p.SaltLen)
 	_, _ = rand.Read(salt)
 	key := argon2idKey(password, salt, p)

@@ -30,7 +30,7 @@ func TestPasswordHash(t *testing.T) {
 // A hash made with other parameters still verifies (they are read from
 // the hash) and asks to be replaced.
 func TestPasswordHashOldParameters(t *testing.T) {
-	old := hashPassword("correct horse battery", PasswordParams{Memory: 1024, Time: 1, Threads: 1, SaltLen: 8, KeyLen: 16})
+	old := HashPasswordWith("correct horse battery", PasswordParams{Memory: 1024, Time: 1, Threads: 1, SaltLen: 8, KeyLen: 16})
 	if !strings.Contains(old, "$m=1024,t=1,p=1$") {
 		t.Fatalf("hash %q", old)
 	}
@@ -59,6 +59,6 @@ func TestPasswordHashMalformed(t *testing.T) {
 func BenchmarkHashPassword(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		hashPassword("correct horse battery", DefaultPasswordParams)
+		HashPasswordWith("correct horse battery", DefaultPasswordParams)
 	}
 }

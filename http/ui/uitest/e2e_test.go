@@ -61,7 +61,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	p.typeInto(`[data-testid="login-password"]`, "wrong")
 	p.press("Enter")
 	p.waitFor(`document.querySelector('[data-testid="login-error"]') && !document.querySelector('[data-testid="login-error"]').hidden`, "the wrong-password message")
-	if got := p.text(`[data-testid="login-error"]`); !strings.Contains(got, "Wrong password") {
+	if got := p.text(`[data-testid="login-error"]`); !strings.Contains(got, "Wrong user name or password") {
 		t.Errorf("login error %q", got)
 	}
 	// The right one returns to the page asked for.
@@ -304,7 +304,7 @@ func TestConsoleKeyboard(t *testing.T) {
 	}
 	p := b.newPage(t, s.base, "light")
 	p.goTo("/agents/" + agent.id.String())
-	p.waitFor(`document.activeElement?.dataset.testid === 'login-password'`, "focus in the password field")
+	p.waitFor(`document.activeElement?.dataset.testid === 'login-name'`, "focus in the user name field")
 	login(t, p)
 	p.waitFor(sel(`[data-testid="tab-overview"]`), "the tabs")
 	// The modules arrived compressed and were decoded.

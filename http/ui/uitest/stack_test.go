@@ -20,6 +20,7 @@ import (
 	"github.com/stewardhq/steward/store/blobfs"
 	"github.com/stewardhq/steward/store/sqlite"
 	"github.com/stewardhq/steward/telemetry"
+	"github.com/stewardhq/steward/users"
 )
 
 // stack is a running Steward server: store/sqlite, the control plane, the
@@ -39,6 +40,14 @@ type stack struct {
 const adminPassword = "correct horse battery staple"
 
 func startStack(t *testing.T) *stack {
+	t.Helper()
+	return startStackWith(t, nil)
+}
+
+// startStackWith is startStack with options changed by configure (which
+// may be nil) before the server is made; ln is the server's listener, for
+// options that need its address.
+func startStackWith(t *testing.T, configure func(o *stewardhttp.Options, ln net.Listener)) *stack {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -81,7 +90,11 @@ func startStack(t *testing.T) *stack {
 	}
 	receiver := nethttp.NewServeMux()
 	telemetry.NewReceiver(tel, cp, 0, log).Register(receiver)
-	api := stewardhttp.NewServer(stewardhttp.Options{
+	people, err := users.New(db, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := stewardhttp.Options{
 		Agents:            cp,
 		Configs:           cp,
 		Rollouts:          cp,
@@ -89,6 +102,7 @@ func startStack(t *testing.T) *stack {
 		Events:            cp.Bus(),
 		EventLog:          cp.Events,
 		Credentials:       cp,
+		Users:             people,
 		Packages:          cp,
 		AdminPassword:     adminPassword,
 		Sessions:          db,
@@ -97,7 +111,11 @@ func startStack(t *testing.T) *stack {
 		Telemetry:         tel,
 		HeartbeatInterval: 5 * time.Second,
 		Logger:            log,
-	})
+	}
+	if configure != nil {
+		configure(&opts, ln)
+	}
+	api := stewardhttp.NewServer(opts)
 	st := &stack{password: adminPassword, cp: cp, tel: tel, db: db, ca: authority}
 	// Count open event streams, to check that pages do not leak them.
 	counted := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {

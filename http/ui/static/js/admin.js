@@ -4,6 +4,7 @@ import { h, replace, copyText, toast } from './dom.js';
 
 /** ADMIN_TABS are the pages of the Admin section, in tab order. */
 export const ADMIN_TABS = [
+  { href: '/admin/users', label: 'Users', testid: 'admin-tab-users' },
   { href: '/admin/tokens', label: 'Tokens', testid: 'admin-tab-tokens' },
   { href: '/admin/certificates', label: 'Certificates', testid: 'admin-tab-certificates' },
   { href: '/admin/connection-settings', label: 'Connection settings', testid: 'admin-tab-connections' },

@@ -79,7 +79,7 @@ export function qs(params) {
 const enc = encodeURIComponent;
 
 export const api = {
-  login: (password) => request('POST', '/login', { password }, { noAuthRedirect: true }),
+  login: (name, password) => request('POST', '/login', { name: name || undefined, password }, { noAuthRedirect: true }),
   session: () => request('GET', '/session', undefined, { noAuthRedirect: true }),
   logout: () => request('POST', '/logout', {}, { noAuthRedirect: true }),
   summary: (opts) => request('GET', '/summary', undefined, opts),

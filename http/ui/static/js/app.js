@@ -15,6 +15,7 @@ import * as tokens from './pages/tokens.js';
 import * as certificates from './pages/certificates.js';
 import * as connections from './pages/connections.js';
 import * as audit from './pages/audit.js';
+import * as usersPage from './pages/users.js';
 
 const routes = [
   { re: /^\/$/, page: overview, nav: '/' },
@@ -27,6 +28,7 @@ const routes = [
   { re: /^\/events\/?$/, page: eventsPage, nav: '/events' },
   { re: /^\/packages\/?$/, page: packages, nav: '/packages' },
   { re: /^\/admin\/?$/, redirect: '/admin/tokens' },
+  { re: /^\/admin\/users\/?$/, page: usersPage, nav: '/admin' },
   { re: /^\/admin\/tokens\/?$/, page: tokens, nav: '/admin' },
   { re: /^\/admin\/certificates\/?$/, page: certificates, nav: '/admin' },
   { re: /^\/admin\/connection-settings\/?$/, page: connections, nav: '/admin' },
@@ -39,6 +41,7 @@ let cleanup = null;     // the mounted page's teardown
 let loggedOut = false;  // showing the login page
 let authEnabled = true; // false when the server runs without authentication
 let role = 'admin';     // the signed-in caller's role (the server enforces it)
+let user = '';          // the signed-in caller's name
 
 /** navigate changes the route without a reload. */
 export function navigate(to, { replace: rep = false } = {}) {
@@ -78,6 +81,7 @@ function buildShell() {
     nav,
     h('span', { class: 'spacer' }),
     live,
+    authEnabled && user ? h('span', { class: 'whoami muted', 'data-testid': 'whoami', title: `Signed in as ${user} (${role})` }, user) : null,
     authEnabled ? h('button', { class: 'small', type: 'button', 'data-testid': 'logout', onclick: logout }, 'Sign out') : null,
   );
   const fold = (open) => { header.classList.toggle('open', open); menu.setAttribute('aria-expanded', String(open)); };
@@ -138,7 +142,7 @@ function route() {
   (r.keys || []).forEach((k, i) => { params[k] = decodeURIComponent(match[i + 1]); });
   const query = new URLSearchParams(location.search);
   const ctx = {
-    params, query, navigate, role,
+    params, query, navigate, role, user,
     setTitle: (t) => { document.title = (t ? t + ' · ' : '') + 'Steward'; },
   };
   cleanup = r.page.mount(shell.main, ctx) || null;
@@ -156,11 +160,13 @@ function showLogin(next, fromUrl) {
   }
   document.title = 'Sign in · Steward';
   const err = h('p', { class: 'error-text', role: 'alert', 'data-testid': 'login-error', hidden: true });
+  const name = h('input', { type: 'text', id: 'login-name', name: 'username', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', placeholder: 'admin', 'data-testid': 'login-name' });
   const pw = h('input', { type: 'password', id: 'login-password', name: 'password', autocomplete: 'current-password', required: true, 'data-testid': 'login-password' });
   const btn = h('button', { class: 'primary', type: 'submit', 'data-testid': 'login-submit' }, 'Sign in');
   const form = h('form', { class: 'panel login', 'data-testid': 'login-form', 'aria-labelledby': 'login-title' },
     h('div', { class: 'brand', id: 'login-title' }, h('img', { src: '/favicon.svg', alt: '' }), 'Steward'),
     h('p', null, 'Sign in to manage your OpAMP fleet.'),
+    h('div', { class: 'field' }, h('label', { for: 'login-name' }, 'User name'), name),
     h('div', { class: 'field' }, h('label', { for: 'login-password' }, 'Password'), pw),
     err, btn);
   form.addEventListener('submit', async (e) => {
@@ -168,22 +174,23 @@ function showLogin(next, fromUrl) {
     btn.disabled = true;
     err.hidden = true;
     try {
-      await api.login(pw.value);
-      // The session names the role the server gives this sign-in.
+      await api.login(name.value.trim(), pw.value);
+      // The session names the user and the role the server gives them.
       const s = await api.session().catch(() => null);
       if (s && s.role) role = s.role;
+      user = (s && s.name) || '';
       const to = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/';
       history.replaceState(null, '', to);
       route();
     } catch (ex) {
-      err.textContent = ex.status === 401 ? 'Wrong password.' : ex.message;
+      err.textContent = ex.status === 401 ? 'Wrong user name or password.' : ex.message;
       err.hidden = false;
       btn.disabled = false;
       pw.select();
     }
   });
   replace(app, h('div', { class: 'login-wrap' }, form));
-  pw.focus();
+  name.focus();
 }
 
 setUnauthorizedHandler(() => {
@@ -213,6 +220,7 @@ setInterval(tickTimes, 10000);
 api.session().then((s) => {
   authEnabled = !s || s.auth_enabled !== false;
   if (s && s.role) role = s.role;
+  user = (s && s.authenticated && s.name) || '';
   if (s && s.auth_enabled && !s.authenticated && location.pathname !== '/login') {
     showLogin(location.pathname + location.search);
   } else {
