@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
+	"github.com/stewardhq/steward/loadgen"
 	"github.com/stewardhq/steward/opamp/server"
 	"github.com/stewardhq/steward/store/postgres/pgtest"
 	"github.com/stewardhq/steward/store/sqlite"
@@ -140,13 +140,7 @@ func benchAcks(b *testing.B, st steward.Store) {
 }
 
 // cpuTime is the user and system CPU time of this process.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func cpuTime() time.Duration { return time.Duration(loadgen.SelfStats(false).CPU) }
 
 // BenchmarkPutConfigFanout measures what PUT of a config costs the control
 // plane with 10,000 connected agents it is assigned to: one op stores a
