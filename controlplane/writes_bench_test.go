@@ -15,7 +15,6 @@ import (
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
-	"github.com/stewardhq/steward/loadgen"
 	"github.com/stewardhq/steward/opamp/server"
 	"github.com/stewardhq/steward/store/postgres/pgtest"
 	"github.com/stewardhq/steward/store/sqlite"
@@ -105,7 +104,7 @@ func benchAcks(b *testing.B, st steward.Store) {
 	waitRows(ackFleet)
 	b.ReportAllocs()
 	b.ResetTimer()
-	tx0, rows0, cpu0 := cs.tx.Load(), cs.rows.Load(), cpuTime()
+	tx0, rows0, cpu0 := cs.tx.Load(), cs.rows.Load(), cpuTime(b)
 	for n := 0; n < b.N; n++ {
 		hash := []byte{byte(n), byte(n >> 8), 1}
 		var wg sync.WaitGroup
@@ -134,13 +133,11 @@ func benchAcks(b *testing.B, st steward.Store) {
 	// CPU time of the process (the control plane and the store; the
 	// agents' side is only OnMessage calls): on a shared machine a steadier
 	// figure than the wall time.
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(cs.tx.Load()-tx0)/float64(b.N), "tx/op")
 	b.ReportMetric(float64(cs.rows.Load()-rows0)/float64(b.N), "rows/op")
 }
 
-// cpuTime is the user and system CPU time of this process.
-func cpuTime() time.Duration { return time.Duration(loadgen.SelfStats(false).CPU) }
 
 // BenchmarkPutConfigFanout measures what PUT of a config costs the control
 // plane with 10,000 connected agents it is assigned to: one op stores a
@@ -182,7 +179,7 @@ func BenchmarkPutConfigFanout(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cpuTime(b)
 	for n := 0; n < b.N; n++ {
 		body[0] = byte('a' + n%26) // a new version each time
 		if _, err := svc.PutConfig(ctx, &steward.Config{Name: "big", Files: steward.ConfigMap{"": {Body: body}}}); err != nil {
@@ -190,7 +187,7 @@ func BenchmarkPutConfigFanout(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 	for _, c := range conns[:1] {
 		if len(c.pushed()) < b.N {
 			b.Fatalf("%d offers queued, want at least %d", len(c.pushed()), b.N)
