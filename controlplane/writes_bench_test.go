@@ -138,7 +138,6 @@ func benchAcks(b *testing.B, st steward.Store) {
 	b.ReportMetric(float64(cs.rows.Load()-rows0)/float64(b.N), "rows/op")
 }
 
-
 // BenchmarkPutConfigFanout measures what PUT of a config costs the control
 // plane with 10,000 connected agents it is assigned to: one op stores a
 // new 256 KiB version and reconciles every agent (each gets the offer
