@@ -34,6 +34,16 @@ func createUser(t *testing.T, p *page, name, role, password string) {
 	p.waitFor(sel(`[data-testid="user-row"][data-name="`+name+`"][data-role="`+role+`"]`), "the row of %s", name)
 }
 
+// submitNewConfig submits the New configuration dialog for name.
+func submitNewConfig(t *testing.T, p *page, name string) {
+	t.Helper()
+	p.goTo("/configs")
+	p.click(`[data-testid="config-new"]`)
+	p.typeInto(`[data-testid="new-config-name"]`, name)
+	p.setValue(`[data-testid="new-config-body"]`, "receivers: {}\n")
+	p.click(`[data-testid="new-config-dialog-submit"]`)
+}
+
 // TestConsoleUsers: an admin creates two users on the Users page; each
 // signs in under their own name; the viewer is refused an operator's
 // change, the operator makes it, and the audit log names the operator.
@@ -62,11 +72,7 @@ func TestConsoleUsers(t *testing.T) {
 	// The viewer signs in under their name; the server refuses their
 	// attempt to create a configuration, and the dialog says why.
 	loginAs(t, p, "vic", vicPW)
-	p.goTo("/configs")
-	p.click(`[data-testid="config-new"]`)
-	p.typeInto(`[data-testid="new-config-name"]`, "by-vic")
-	p.setValue(`[data-testid="new-config-body"]`, "receivers: {}\n")
-	p.click(`[data-testid="new-config-dialog-submit"]`)
+	submitNewConfig(t, p, "by-vic")
 	p.waitFor(`!document.querySelector('[data-testid="new-config-dialog-error"]').hidden`, "the refusal in the dialog")
 	if got := p.text(`[data-testid="new-config-dialog-error"]`); !strings.Contains(got, "operator role") {
 		t.Errorf("viewer's refusal says %q", got)
@@ -79,11 +85,7 @@ func TestConsoleUsers(t *testing.T) {
 
 	// The operator makes the change.
 	loginAs(t, p, "ann", annPW)
-	p.goTo("/configs")
-	p.click(`[data-testid="config-new"]`)
-	p.typeInto(`[data-testid="new-config-name"]`, "by-ann")
-	p.setValue(`[data-testid="new-config-body"]`, "receivers: {}\n")
-	p.click(`[data-testid="new-config-dialog-submit"]`)
+	submitNewConfig(t, p, "by-ann")
 	p.waitFor(`location.pathname === '/configs/by-ann'`, "the new configuration's page")
 	signOut(t, p)
 
