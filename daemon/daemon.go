@@ -218,6 +218,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("own telemetry: %w", err)
 	}
 	defer tel.Close()
+	metrics.WatchTelemetry(tel.Stats)
 	sessions, _ := store.(steward.SessionStore)
 	people, err := users.New(store, log.With("component", "users"))
 	if err != nil {

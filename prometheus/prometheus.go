@@ -180,3 +180,20 @@ func (l *levels) Collect(ch chan<- prom.Metric) {
 		ch <- prom.MustNewConstMetric(rolloutStageDesc, prom.GaugeValue, float64(r.Stage), r.Name, r.Assignment, string(r.State))
 	}
 }
+
+// WatchTelemetry registers the own-telemetry receiver's figures, read when
+// Prometheus scrapes: the agents whose telemetry is kept, and the data
+// points accepted and rejected (normally the telemetry Hub's Stats). Call
+// it once.
+func (m *Metrics) WatchTelemetry(stats func() (agents int, accepted, rejected int64)) {
+	m.reg.MustRegister(
+		prom.NewGaugeFunc(prom.GaugeOpts{Name: "steward_telemetry_agents",
+			Help: "Agents whose own telemetry this replica keeps."},
+			func() float64 { n, _, _ := stats(); return float64(n) }),
+		prom.NewCounterFunc(prom.CounterOpts{Name: "steward_telemetry_points_accepted_total",
+			Help: "Data points and log records of the agents' own telemetry accepted by the OTLP receiver."},
+			func() float64 { _, a, _ := stats(); return float64(a) }),
+		prom.NewCounterFunc(prom.CounterOpts{Name: "steward_telemetry_points_rejected_total",
+			Help: "Data points and log records the OTLP receiver rejected (partial success or refused requests' resources)."},
+			func() float64 { _, _, r := stats(); return float64(r) }))
+}

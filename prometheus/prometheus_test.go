@@ -198,3 +198,35 @@ func BenchmarkMessageMetrics(b *testing.B) {
 		m.MessageHandled(time.Since(start))
 	}
 }
+
+// The own-telemetry receiver's figures are read at scrape time.
+func TestTelemetryFigures(t *testing.T) {
+	m := prometheus.New(nil)
+	m.WatchTelemetry(func() (int, int64, int64) { return 3, 1200, 7 })
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"steward_telemetry_agents": 3,
+		"steward_telemetry_points_accepted_total": 1200, "steward_telemetry_points_rejected_total": 7}
+	for _, f := range fams {
+		w, ok := want[f.GetName()]
+		if !ok {
+			continue
+		}
+		delete(want, f.GetName())
+		if got := f.Metric[0].GetGauge().GetValue() + f.Metric[0].GetCounter().GetValue(); len(f.Metric) != 1 || got != w {
+			t.Errorf("%s = %v, want %v", f.GetName(), got, w)
+		}
+		if !strings.Contains(string(doc), "`"+f.GetName()+"`") {
+			t.Errorf("docs/metrics.md does not list %s", f.GetName())
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing: %v", want)
+	}
+}

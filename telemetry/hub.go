@@ -24,6 +24,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stewardhq/steward"
@@ -73,6 +74,9 @@ type Hub struct {
 	log    *slog.Logger
 	mu     sync.RWMutex
 	agents map[steward.InstanceUID]*agentData
+
+	// accepted and rejected count data points and log records.
+	accepted, rejected atomic.Int64
 
 	flushed int64 // newest minute slot written to the store
 	cancel  context.CancelFunc
@@ -144,6 +148,15 @@ func (h *Hub) load(ctx context.Context, now time.Time) error {
 	}
 	h.log.Info("own telemetry: rollups loaded", "agents", len(h.agents), "rollups", len(rollups))
 	return nil
+}
+
+// Stats returns the agents whose telemetry is kept and the data points and
+// log records accepted and rejected since the start.
+func (h *Hub) Stats() (agents int, accepted, rejected int64) {
+	h.mu.RLock()
+	agents = len(h.agents)
+	h.mu.RUnlock()
+	return agents, h.accepted.Load(), h.rejected.Load()
 }
 
 // Close stops the rollup writer after writing what is complete.

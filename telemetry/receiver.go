@@ -249,8 +249,10 @@ func (rc *Receiver) decode(w http.ResponseWriter, req *request, what string, pb,
 func (rc *Receiver) keep(w http.ResponseWriter, r *http.Request, req *request, n int,
 	resource func(i int) (pcommon.Resource, int64), store func(i int, a *agentData) (int64, string)) (rejected int64, why string, ok bool) {
 	kept := false
+	var total int64
 	for i := range n {
 		res, items := resource(i)
+		total += items
 		a, err := rc.agentOf(r.Context(), req.caller, res)
 		if err != nil {
 			rejected, why = rejected+items, steward.ErrorMessage(err)
@@ -264,6 +266,8 @@ func (rc *Receiver) keep(w http.ResponseWriter, r *http.Request, req *request, n
 			rejected, why = rejected+dropped, reason
 		}
 	}
+	rc.hub.accepted.Add(total - rejected)
+	rc.hub.rejected.Add(rejected)
 	if !kept && n > 0 {
 		rc.fail(w, req.enc, http.StatusForbidden, why)
 		return 0, "", false

@@ -267,6 +267,10 @@ func TestReceiverEncodingsAndErrors(t *testing.T) {
 		t.Fatalf("partial success = %d %q, want 2 rejected, not yours", ps.RejectedDataPoints(), ps.ErrorMessage())
 	}
 
+	if agents, accepted, rejected := h.Stats(); agents != 1 || accepted != 3 || rejected != 2 {
+		t.Fatalf("Stats = %d agents, %d accepted, %d rejected; want 1, 3, 2", agents, accepted, rejected)
+	}
+
 	bigBody := bytes.Repeat([]byte{0}, 1<<17)
 	for _, tc := range []struct {
 		name, ctype string
