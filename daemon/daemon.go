@@ -247,7 +247,6 @@ func Run(ctx context.Context, o Options) error {
 		Logger:         log.With("component", "http"),
 	})
 
-
 	opampMux := nethttp.NewServeMux()
 	opampMux.Handle(opamp.DefaultPath, transport)
 	// The agents' own telemetry (OTLP/HTTP), authenticated like OpAMP.
