@@ -23,6 +23,8 @@ import (
 func Command() *cobra.Command {
 	var o Options
 	var tokens, logLevel, logFormat, proxies string
+	var sso stewardhttp.SSOOptions
+	var secretFile, roleMap string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Steward server: OpAMP on :4320/v1/opamp, REST API and web UI on :8080",
@@ -65,6 +67,9 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 					o.APITokens = append(o.APITokens, t)
 				}
 			}
+			if o.SSO, err = ssoOptions(sso, secretFile, roleMap); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Run(ctx, o)
@@ -87,6 +92,12 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.StringVar(&o.AgentCAKeyFile, "agent-ca-key", env("AGENT_CA_KEY", ""), "private key of --agent-ca-cert (ECDSA)")
 	f.DurationVar(&o.AgentCertLifetime, "agent-cert-lifetime", envDuration("AGENT_CERT_LIFETIME", 30*24*time.Hour), "lifetime of issued agent certificates (renewed after two thirds)")
 	f.StringVar(&o.AdminPassword, "admin-password", "", `UI/API admin password (env STEWARD_ADMIN_PASSWORD; default: generated once into DATA_DIR/admin-password; "-" disables auth)`)
+	f.StringVar(&sso.Issuer, "oidc-issuer", env("OIDC_ISSUER", ""), "OpenID Connect issuer URL: enables single sign-on (\"Sign in with SSO\")")
+	f.StringVar(&sso.ClientID, "oidc-client-id", env("OIDC_CLIENT_ID", ""), "client ID registered at the OpenID provider")
+	f.StringVar(&secretFile, "oidc-client-secret-file", env("OIDC_CLIENT_SECRET_FILE", ""), "file holding the client secret (none: a public client, PKCE only)")
+	f.StringVar(&sso.RedirectURL, "oidc-redirect-url", env("OIDC_REDIRECT_URL", ""), "callback URL registered at the provider, e.g. https://steward.example.com/api/v1/sso/callback (default: the console's origin + /api/v1/sso/callback)")
+	f.StringVar(&sso.RolesClaim, "oidc-roles-claim", env("OIDC_ROLES_CLAIM", "groups"), "ID token claim listing the person's groups")
+	f.StringVar(&roleMap, "oidc-role-map", env("OIDC_ROLE_MAP", ""), "group=role pairs, e.g. steward-admins=admin,sre=operator,everyone=viewer (highest role wins; people in no mapped group are refused)")
 	f.StringVar(&tokens, "api-tokens", "", "comma-separated bearer tokens accepted by the REST API (env STEWARD_API_TOKENS)")
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", envDuration("HEARTBEAT_INTERVAL", 30*time.Second), "heartbeat interval expected of agents")
 	f.IntVar(&o.MaxConnections, "max-connections", envInt("MAX_CONNECTIONS", 0), "maximum concurrent WebSocket agents (0: the open-file limit less max(256, 1/8) kept for the API, UI and database; -1: unlimited)")
@@ -100,6 +111,33 @@ embedded SQLite database in --data-dir, or in PostgreSQL with --postgres
 	f.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", env("LOG_FORMAT", "text"), "log format: text or json")
 	return cmd
+}
+
+// ssoOptions checks the --oidc-* flags; nil without --oidc-issuer.
+func ssoOptions(o stewardhttp.SSOOptions, secretFile, roleMap string) (*stewardhttp.SSOOptions, error) {
+	if o.Issuer == "" {
+		if o.ClientID != "" || secretFile != "" || roleMap != "" {
+			return nil, fmt.Errorf("--oidc-client-id, --oidc-client-secret-file and --oidc-role-map need --oidc-issuer")
+		}
+		return nil, nil
+	}
+	if o.ClientID == "" || roleMap == "" {
+		return nil, fmt.Errorf("--oidc-issuer needs --oidc-client-id and --oidc-role-map")
+	}
+	var err error
+	if o.RoleMap, err = stewardhttp.ParseRoleMap(roleMap); err != nil {
+		return nil, fmt.Errorf("--oidc-role-map: %w", err)
+	}
+	if secretFile != "" {
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		if o.ClientSecret = strings.TrimSpace(string(b)); o.ClientSecret == "" {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %s is empty", secretFile)
+		}
+	}
+	return &o, nil
 }
 
 func env(name, def string) string {

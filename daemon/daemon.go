@@ -54,6 +54,8 @@ type Options struct {
 	// HTTPSecureCookies marks session cookies Secure on a plain-HTTP
 	// listener, for a TLS-terminating proxy in front of it.
 	HTTPSecureCookies bool
+	// SSO enables OpenID Connect single sign-on (--oidc-*); nil: off.
+	SSO *stewardhttp.SSOOptions
 	// TrustedProxies are the reverse proxies (CIDR prefixes) whose
 	// X-Forwarded-For and X-Forwarded-Proto the REST API believes.
 	TrustedProxies []netip.Prefix
@@ -238,6 +240,7 @@ func Run(ctx context.Context, o Options) error {
 		AdminPassword:  password,
 		Sessions:       sessions,
 		SecureCookies:  o.HTTPSecureCookies,
+		SSO:            o.SSO,
 		TrustedProxies: o.TrustedProxies,
 		APITokens:      o.APITokens,
 		UI:             ui.Handler(),

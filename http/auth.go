@@ -65,6 +65,7 @@ type authenticator struct {
 	now      func() time.Time
 	creds    steward.CredentialService // API tokens with roles (optional)
 	users    steward.UserService       // named users (optional)
+	hasSSO   bool                      // single sign-on is configured
 }
 
 func newAuthenticator(opts Options) *authenticator {
@@ -104,7 +105,7 @@ func sessionEpoch(password string) string {
 // enabled reports whether any credential is configured: the admin
 // password, API tokens or single sign-on. Stored users log in only then
 // (--admin-password=- without tokens or SSO turns authentication off).
-func (a *authenticator) enabled() bool { return a.hasPass || len(a.tokens) > 0 }
+func (a *authenticator) enabled() bool { return a.hasPass || len(a.tokens) > 0 || a.hasSSO }
 
 // authenticate identifies the caller: a bearer token, else a session
 // cookie. It returns EUNAUTHORIZED when no valid credential is presented and
@@ -240,7 +241,10 @@ type LoginRequest struct {
 
 // SessionResponse describes the caller's session (login and GET session).
 type SessionResponse struct {
-	AuthEnabled   bool   `json:"auth_enabled"`
+	AuthEnabled bool `json:"auth_enabled"`
+	// SSO is true when single sign-on is configured: the console offers
+	// "Sign in with SSO" (GET /api/v1/sso/login).
+	SSO           bool   `json:"sso,omitempty"`
 	Authenticated bool   `json:"authenticated"`
 	Name          string `json:"name,omitempty"`
 	Method        string `json:"method,omitempty"`
@@ -392,7 +396,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 // handleSession reports whether auth is on and whether the caller is
 // authenticated; it never fails with 401.
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
-	resp := SessionResponse{AuthEnabled: s.auth.enabled()}
+	resp := SessionResponse{AuthEnabled: s.auth.enabled(), SSO: s.sso != nil}
 	r2 := r.Clone(r.Context())
 	r2.Method = http.MethodGet // no CSRF check for a read
 	if p, err := s.auth.authenticate(r2); err == nil {

@@ -43,6 +43,9 @@ type Options struct {
 	// 501 and only the built-in admin account logs in.
 	Users steward.UserService
 
+	// SSO enables OpenID Connect single sign-on (/api/v1/sso/login and
+	// /api/v1/sso/callback); it needs Users and Sessions.
+	SSO *SSOOptions
 	// AdminPassword enables POST /api/v1/login, which opens a session.
 	// APITokens are accepted as "Authorization: Bearer <token>". When both
 	// are empty authentication is OFF and anyone who can reach the
@@ -94,6 +97,7 @@ type Options struct {
 // checks, and the optional UI and OpAMP handlers. It is an http.Handler and
 // safe for concurrent use.
 type Server struct {
+	sso       *sso // single sign-on (nil: not configured)
 	agents    steward.AgentService
 	configs   steward.ConfigService
 	rollouts  steward.RolloutService
@@ -150,12 +154,15 @@ func NewServer(opts Options) *Server {
 		s.heartbeat = 15 * time.Second
 	}
 	s.auth = newAuthenticator(opts)
+	s.sso = newSSO(opts.SSO)
+	s.auth.hasSSO = s.sso != nil
 
 	// Routes that need no credentials.
 	s.handle("POST /api/v1/login", s.handleLogin, public)
 	s.handle("POST /api/v1/logout", s.handleLogout, public)
 	s.handle("GET /api/v1/session", s.handleSession, public)
 	s.handle("GET /api/v1/openapi.yaml", s.handleOpenAPI, public)
+	s.registerSSORoutes()
 
 	s.handle("GET /api/v1/agents", s.handleAgents, authed)
 	s.handle("POST /api/v1/agents/bulk", s.handleBulkAgents, authed)
