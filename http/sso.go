@@ -247,7 +247,7 @@ func (s *Server) handleSSOCallback(w http.ResponseWriter, r *http.Request) error
 	_, err := s.ssoSignIn(w, r)
 	if err != nil {
 		s.log.Warn("http: single sign-on refused", "err", err, "client", s.auth.proxies.clientAddr(r).String())
-		return ssoPage(w, ErrorStatusCode(steward.ErrorCode(err)), "Sign-in refused", err.Error())
+		return ssoPage(w, ErrorStatusCode(steward.ErrorCode(err)), "Sign-in refused", steward.ErrorMessage(err))
 	}
 	// The session cookie is SameSite=Strict: a page of our own moves on to
 	// the console, so the browser sends it (a redirect would still count

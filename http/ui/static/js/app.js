@@ -42,6 +42,7 @@ let loggedOut = false;  // showing the login page
 let authEnabled = true; // false when the server runs without authentication
 let role = 'admin';     // the signed-in caller's role (the server enforces it)
 let user = '';          // the signed-in caller's name
+let sso = false;        // the server offers single sign-on (OpenID Connect)
 
 /** navigate changes the route without a reload. */
 export function navigate(to, { replace: rep = false } = {}) {
@@ -169,6 +170,12 @@ function showLogin(next, fromUrl) {
     h('div', { class: 'field' }, h('label', { for: 'login-name' }, 'User name'), name),
     h('div', { class: 'field' }, h('label', { for: 'login-password' }, 'Password'), pw),
     err, btn);
+  if (sso) {
+    // A full navigation: the server redirects to the OpenID provider and,
+    // after the person signs in there, back to the console.
+    form.append(h('p', { class: 'login-or' }, 'or'),
+      h('a', { class: 'btn sso', href: '/api/v1/sso/login', 'data-testid': 'login-sso' }, 'Sign in with SSO'));
+  }
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     btn.disabled = true;
@@ -219,6 +226,7 @@ setInterval(tickTimes, 10000);
 // at once rather than the shell failing behind it.
 api.session().then((s) => {
   authEnabled = !s || s.auth_enabled !== false;
+  sso = !!(s && s.sso);
   if (s && s.role) role = s.role;
   user = (s && s.authenticated && s.name) || '';
   if (s && s.auth_enabled && !s.authenticated && location.pathname !== '/login') {
