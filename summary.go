@@ -4,9 +4,9 @@ import "context"
 
 // FleetSummary counts the fleet for an overview.
 type FleetSummary struct {
-	Total     int `json:"total"`
-	Online    int `json:"online"`
-	Offline   int `json:"offline"`
+	Total   int `json:"total"`
+	Online  int `json:"online"`
+	Offline int `json:"offline"`
 	// Healthy counts online agents that report healthy: an offline
 	// agent's health is unknown (see Agent.HealthState).
 	Healthy   int `json:"healthy"`
