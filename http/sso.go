@@ -157,6 +157,37 @@ func (s *sso) open(v string, now time.Time) (ssoFlow, bool) {
 	return f, true
 }
 
+// claims returns the ID token's claims; when it lacks the roles claim or
+// a name (providers that keep profile claims for userinfo), those of the
+// userinfo endpoint are added, which must name the same subject.
+func (s *sso) claims(ctx context.Context, p *oidc.Provider, tok *oauth2.Token, id *oidc.IDToken) (map[string]any, error) {
+	var claims map[string]any
+	if err := id.Claims(&claims); err != nil {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "invalid ID token claims: %v", err)
+	}
+	_, hasRoles := claims[s.opts.RolesClaim]
+	if hasRoles && userName(claims, "") != "" || p.UserInfoEndpoint() == "" {
+		return claims, nil
+	}
+	info, err := p.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return nil, steward.Errorf(steward.EUNAVAILABLE, "userinfo of the OpenID provider: %v", err)
+	}
+	if info.Subject != id.Subject {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "userinfo names subject %q, the ID token %q", info.Subject, id.Subject)
+	}
+	var extra map[string]any
+	if err := info.Claims(&extra); err != nil {
+		return nil, steward.Errorf(steward.EUNAUTHORIZED, "invalid userinfo claims: %v", err)
+	}
+	for k, v := range extra {
+		if _, ok := claims[k]; !ok {
+			claims[k] = v
+		}
+	}
+	return claims, nil
+}
+
 // role maps the roles claim (a list or one string) to the highest role.
 func (s *sso) role(claims map[string]any) (steward.Role, []string) {
 	var groups []string
@@ -291,9 +322,9 @@ func (s *Server) ssoSignIn(w http.ResponseWriter, r *http.Request) (string, erro
 	if subtle.ConstantTimeCompare([]byte(id.Nonce), []byte(f.Nonce)) != 1 {
 		return "", steward.Errorf(steward.EUNAUTHORIZED, "invalid ID token: nonce does not match this sign-in")
 	}
-	var claims map[string]any
-	if err := id.Claims(&claims); err != nil {
-		return "", steward.Errorf(steward.EUNAUTHORIZED, "invalid ID token claims: %v", err)
+	claims, err := s.sso.claims(ctx, p, tok, id)
+	if err != nil {
+		return "", err
 	}
 	name := userName(claims, id.Subject)
 	role, groups := s.sso.role(claims)

@@ -119,6 +119,20 @@ func TestSSOLogin(t *testing.T) {
 	}
 }
 
+// With a provider that puts the groups and the name only in userinfo,
+// Steward asks the userinfo endpoint.
+func TestSSOClaimsFromUserinfo(t *testing.T) {
+	e, idp := newSSOEnv(t)
+	idp.ClaimsInUserinfoOnly()
+	c := browser(t)
+	if resp, body := ssoLogin(t, c, e, "max", "max-idp-pass"); resp.StatusCode != 200 {
+		t.Fatalf("callback: %d %s", resp.StatusCode, body)
+	}
+	if s := session(t, c, e); s.Name != "max" || s.Role != steward.RoleAdmin {
+		t.Fatalf("session: %+v", s)
+	}
+}
+
 // Someone whose groups map to no role gets a clear refusal and no session.
 func TestSSOUnmappedGroupsRefused(t *testing.T) {
 	e, _ := newSSOEnv(t)

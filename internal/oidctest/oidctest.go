@@ -83,6 +83,15 @@ func (p *Provider) AllowRedirect(uri string) {
 	p.st.client.redirects = append(p.st.client.redirects, uri)
 }
 
+// ClaimsInUserinfoOnly makes ID tokens carry no profile, email or groups
+// claims: the client must ask the userinfo endpoint, as with providers
+// that keep ID tokens small.
+func (p *Provider) ClaimsInUserinfoOnly() {
+	p.st.mu.Lock()
+	defer p.st.mu.Unlock()
+	p.st.client.userinfoOnly = true
+}
+
 // PKCEChallenges lists the code challenge methods of the authorization
 // requests received, in order.
 func (p *Provider) PKCEChallenges() []string {
@@ -258,7 +267,15 @@ func (s *storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string,
 	return nil
 }
 
+// SetUserinfoFromRequest fills the claims of an ID token.
 func (s *storage) SetUserinfoFromRequest(_ context.Context, info *oidc.UserInfo, r op.IDTokenRequest, scopes []string) error {
+	s.mu.Lock()
+	only := s.client.userinfoOnly
+	s.mu.Unlock()
+	if only {
+		info.Subject = r.GetSubject() // the ID token's sub comes from here too
+		return nil
+	}
 	return s.userinfo(info, r.GetSubject(), scopes)
 }
 
@@ -333,8 +350,9 @@ func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge {
 }
 
 type client struct {
-	id, secret string
-	redirects  []string
+	id, secret   string
+	redirects    []string
+	userinfoOnly bool
 }
 
 func (c *client) GetID() string                       { return c.id }
