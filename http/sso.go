@@ -355,6 +355,10 @@ var ssoTemplate = template.Must(template.New("sso").Parse(`<!doctype html>
 func ssoPage(w http.ResponseWriter, status int, title, message string) error {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	// The page's URL holds the code and state: no referrer, no framing,
+	// nothing loaded.
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	return ssoTemplate.Execute(w, struct{ Title, Message string }{title, message})
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward"
 	stewardhttp "github.com/stewardhq/steward/http"
@@ -23,6 +24,11 @@ var ssoUsers = []oidctest.User{
 
 // newSSOEnv is a server whose single sign-on uses a real OpenID provider.
 func newSSOEnv(t *testing.T) (*env, *oidctest.Provider) {
+	return newSSOEnvClock(t, nil)
+}
+
+// newSSOEnvClock is newSSOEnv with the server's clock (nil: time.Now).
+func newSSOEnvClock(t *testing.T, clock func() time.Time) (*env, *oidctest.Provider) {
 	idp := oidctest.Start(t, ssoUsers...)
 	roles, err := stewardhttp.ParseRoleMap("steward-admins=admin, sre=operator,everyone=viewer")
 	if err != nil {
@@ -30,6 +36,7 @@ func newSSOEnv(t *testing.T) (*env, *oidctest.Provider) {
 	}
 	e := newEnv(t, func(o *stewardhttp.Options) {
 		o.AdminPassword = "admin pass"
+		o.Clock = clock
 		o.SSO = &stewardhttp.SSOOptions{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RoleMap: roles}
 	})
 	idp.AllowRedirect(e.ts.URL + "/api/v1/sso/callback")
@@ -95,6 +102,9 @@ func TestSSOLogin(t *testing.T) {
 	resp, body := ssoLogin(t, c, e, "ann", "ann-idp-pass")
 	if resp.StatusCode != 200 || resp.Request.URL.Path != "/api/v1/sso/callback" || !strings.Contains(body, `url=/`) {
 		t.Fatalf("callback: %d %s %s", resp.StatusCode, resp.Request.URL, body)
+	}
+	if resp.Header.Get("Referrer-Policy") != "no-referrer" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Errorf("callback page headers: %v", resp.Header)
 	}
 	if got := idp.PKCEChallenges(); len(got) != 1 || got[0] != "S256" {
 		t.Errorf("PKCE methods sent to the provider: %v", got)
@@ -182,6 +192,28 @@ func TestSSOTamperedStateRefused(t *testing.T) {
 	}
 	if s := session(t, c, e); s.Authenticated {
 		t.Fatalf("session after a tampered state: %+v", s)
+	}
+}
+
+// A sign-in that takes longer than ten minutes at the provider is refused:
+// the flow's expiry is checked by the server, not only by the cookie's
+// Max-Age.
+func TestSSOExpiredFlowRefused(t *testing.T) {
+	clock := newFakeClock()
+	e, _ := newSSOEnvClock(t, clock.Now)
+	c := browser(t)
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Path == "/api/v1/sso/callback" {
+			clock.Advance(11 * time.Minute)
+		}
+		return nil
+	}
+	resp, body := ssoLogin(t, c, e, "ann", "ann-idp-pass")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "state does not match or expired") {
+		t.Fatalf("late callback: %d %s", resp.StatusCode, body)
+	}
+	if s := session(t, c, e); s.Authenticated {
+		t.Fatalf("session after an expired sign-in: %+v", s)
 	}
 }
 
