@@ -253,7 +253,7 @@ func attrHash(m pcommon.Map) uint64 {
 	var sum uint64
 	m.Range(func(k string, v pcommon.Value) bool {
 		h := fnvAdd(fnvOffset, k)
-		h = (h ^ 0) * fnvPrime
+		h *= fnvPrime // FNV-1a of a 0 byte (x^0 = x): keeps key "ab"+"c" apart from "a"+"bc"
 		if v.Type() == pcommon.ValueTypeStr {
 			h = fnvAdd(h, v.Str())
 		} else {

@@ -72,14 +72,13 @@ func newHub(t *testing.T, c *clock, store steward.TelemetryStore) *Hub {
 // metricsAt builds an export of one resource with a cumulative counter
 // and a gauge at time at (the process started at start).
 type point struct {
-	name   string
-	sum    bool
-	delta  bool
-	value  float64
-	start  time.Time
-	at     time.Time
-	attrs  map[string]string
-	series string
+	name  string
+	sum   bool
+	delta bool
+	value float64
+	start time.Time
+	at    time.Time
+	attrs map[string]string
 }
 
 func export(sid string, pts ...point) pmetricotlp.ExportRequest {
