@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,7 @@ type ssoFlow struct {
 	Nonce    string `json:"n"`
 	Verifier string `json:"v"`
 	Redirect string `json:"r"`
+	Next     string `json:"x"` // the console page to open after
 	Expires  int64  `json:"e"`
 }
 
@@ -221,6 +223,17 @@ func userName(claims map[string]any, subject string) string {
 	return subject
 }
 
+// consolePath returns next when it is a path of this console ("/..."),
+// else "/": the page to open after signing in, never another site.
+func consolePath(next string) string {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || !strings.HasPrefix(next, "/") ||
+		strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\x00\r\n\t") || strings.HasPrefix(next, "/api/") {
+		return "/"
+	}
+	return next
+}
+
 func randomString() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
@@ -255,7 +268,7 @@ func (s *Server) handleSSOLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	f := ssoFlow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(),
-		Redirect: s.ssoRedirectURL(r), Expires: s.auth.now().Add(ssoFlowTTL).Unix()}
+		Redirect: s.ssoRedirectURL(r), Next: consolePath(r.URL.Query().Get("next")), Expires: s.auth.now().Add(ssoFlowTTL).Unix()}
 	// Lax: the provider's redirect back is a cross-site top-level GET.
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: s.sso.sign(f), Path: "/api/v1/sso/",
 		MaxAge: int(ssoFlowTTL / time.Second), HttpOnly: true, Secure: s.auth.secureCookies(r), SameSite: http.SameSiteLaxMode})
@@ -275,15 +288,15 @@ func (s *Server) handleSSOCallback(w http.ResponseWriter, r *http.Request) error
 	secure := s.auth.secureCookies(r)
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: "/api/v1/sso/", MaxAge: -1, HttpOnly: true,
 		Secure: secure, SameSite: http.SameSiteLaxMode})
-	_, err := s.ssoSignIn(w, r)
+	next, err := s.ssoSignIn(w, r)
 	if err != nil {
 		s.log.Warn("http: single sign-on refused", "err", err, "client", s.auth.proxies.clientAddr(r).String())
-		return ssoPage(w, ErrorStatusCode(steward.ErrorCode(err)), "Sign-in refused", steward.ErrorMessage(err))
+		return ssoPage(w, ErrorStatusCode(steward.ErrorCode(err)), "Sign-in refused", steward.ErrorMessage(err), "/")
 	}
 	// The session cookie is SameSite=Strict: a page of our own moves on to
 	// the console, so the browser sends it (a redirect would still count
 	// as part of the provider's cross-site navigation).
-	return ssoPage(w, http.StatusOK, "Signed in", "")
+	return ssoPage(w, http.StatusOK, "Signed in", "", next)
 }
 
 func (s *Server) ssoSignIn(w http.ResponseWriter, r *http.Request) (string, error) {
@@ -339,20 +352,20 @@ func (s *Server) ssoSignIn(w http.ResponseWriter, r *http.Request) (string, erro
 	if _, err := s.openSession(w, r, u.Name, u.SessionEpoch(), "sso"); err != nil {
 		return "", err
 	}
-	return u.Name, nil
+	return f.Next, nil
 }
 
 var ssoTemplate = template.Must(template.New("sso").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Steward · {{.Title}}</title>
-{{if not .Message}}<meta http-equiv="refresh" content="0;url=/">{{end}}
+{{if not .Message}}<meta http-equiv="refresh" content="0;url={{.Next}}">{{end}}
 <meta name="viewport" content="width=device-width,initial-scale=1"></head>
 <body style="font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em">
 <h1>{{.Title}}</h1>
 {{if .Message}}<p id="sso-error">{{.Message}}</p><p><a href="/">Back to the sign-in page</a></p>
-{{else}}<p><a href="/">Continue to the console</a></p>{{end}}
+{{else}}<p><a href="{{.Next}}">Continue to the console</a></p>{{end}}
 </body></html>`))
 
-func ssoPage(w http.ResponseWriter, status int, title, message string) error {
+func ssoPage(w http.ResponseWriter, status int, title, message, next string) error {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	// The page's URL holds the code and state: no referrer, no framing,
@@ -360,5 +373,5 @@ func ssoPage(w http.ResponseWriter, status int, title, message string) error {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	w.WriteHeader(status)
-	return ssoTemplate.Execute(w, struct{ Title, Message string }{title, message})
+	return ssoTemplate.Execute(w, struct{ Title, Message, Next string }{title, message, next})
 }

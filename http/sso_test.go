@@ -58,7 +58,13 @@ var loginID = regexp.MustCompile(`name="id" value="([^"]+)"`)
 // form and returns the final response (Steward's callback page).
 func ssoLogin(t *testing.T, c *http.Client, e *env, user, password string) (*http.Response, string) {
 	t.Helper()
-	resp, err := c.Get(e.ts.URL + "/api/v1/sso/login")
+	return ssoLoginFrom(t, c, e, "/api/v1/sso/login", user, password)
+}
+
+// ssoLoginFrom is ssoLogin starting at path.
+func ssoLoginFrom(t *testing.T, c *http.Client, e *env, path, user, password string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(e.ts.URL + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,11 +127,21 @@ func TestSSOLogin(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Details["method"] != "sso" {
 		t.Fatalf("audit of the login: %+v, %v", list, err)
 	}
-	// The highest mapped role wins.
+	// The highest mapped role wins; the console page asked for opens next.
 	c2 := browser(t)
-	ssoLogin(t, c2, e, "max", "max-idp-pass")
+	_, body = ssoLoginFrom(t, c2, e, "/api/v1/sso/login?next="+url.QueryEscape("/configs?q=a&b=c"), "max", "max-idp-pass")
+	if !strings.Contains(body, `url=/configs?q=a&amp;b=c"`) {
+		t.Errorf("page after sign-in does not go to the asked page:\n%s", body)
+	}
 	if s := session(t, c2, e); s.Name != "max" || s.Role != steward.RoleAdmin {
 		t.Fatalf("max: %+v", s)
+	}
+	// Another site is never the next page.
+	for _, next := range []string{"https://evil.example", "//evil.example", "/\\evil.example", "/api/v1/logout"} {
+		_, body := ssoLoginFrom(t, browser(t), e, "/api/v1/sso/login?next="+url.QueryEscape(next), "ann", "ann-idp-pass")
+		if !strings.Contains(body, `url=/"`) {
+			t.Errorf("next=%s: page after sign-in:\n%s", next, body)
+		}
 	}
 }
 

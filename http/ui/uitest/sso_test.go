@@ -12,7 +12,7 @@ import (
 // TestConsoleSSO: with single sign-on configured the sign-in page offers
 // "Sign in with SSO"; a person signs in at a real OpenID provider (its own
 // login form) and lands in the console under their name with the role
-// their groups map to. Someone in no mapped group is told why and gets no
+// their groups map to, on the page they asked for. Someone in no mapped group is told why and gets no
 // session.
 func TestConsoleSSO(t *testing.T) {
 	b := startBrowser(t)
@@ -28,7 +28,8 @@ func TestConsoleSSO(t *testing.T) {
 		idp.AllowRedirect("http://" + ln.Addr().String() + "/api/v1/sso/callback")
 	})
 	p := b.newPage(t, s.base, "light")
-	p.goTo("/")
+	// A deep link: the console opens it after the sign-in.
+	p.goTo("/configs")
 	p.waitFor(sel(`[data-testid="login-form"]`), "the sign-in form")
 	p.screenshot("login-sso")
 	p.click(`[data-testid="login-sso"]`)
@@ -40,7 +41,7 @@ func TestConsoleSSO(t *testing.T) {
 		t.Errorf("whoami title %q, want the operator role", title)
 	}
 	// An operator may create configurations: the console offers it.
-	p.goTo("/configs")
+	p.waitFor(`location.pathname === '/configs'`, "the page asked for before signing in")
 	p.waitFor(sel(`[data-testid="config-new"]`), "the New configuration button of an operator")
 	noJSErrors(t, p)
 	signOut(t, p)

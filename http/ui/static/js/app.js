@@ -174,7 +174,7 @@ function showLogin(next, fromUrl) {
     // A full navigation: the server redirects to the OpenID provider and,
     // after the person signs in there, back to the console.
     form.append(h('p', { class: 'login-or' }, 'or'),
-      h('a', { class: 'btn sso', href: '/api/v1/sso/login', 'data-testid': 'login-sso' }, 'Sign in with SSO'));
+      h('a', { class: 'btn sso', href: '/api/v1/sso/login' + (next && next !== '/' ? '?next=' + encodeURIComponent(next) : ''), 'data-testid': 'login-sso' }, 'Sign in with SSO'));
   }
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
