@@ -61,8 +61,8 @@ func Start(t testing.TB, users ...User) *Provider {
 	}
 	var cryptoKey [32]byte
 	_, _ = rand.Read(cryptoKey[:])
-	prov, err := op.NewOpenIDProvider(issuer, &op.Config{CryptoKey: cryptoKey, CodeMethodS256: true, AuthMethodPost: true},
-		st, op.WithAllowInsecure())
+	prov, err := op.NewProvider(&op.Config{CryptoKey: cryptoKey, CodeMethodS256: true, AuthMethodPost: true},
+		st, op.StaticIssuer(issuer), op.WithAllowInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
