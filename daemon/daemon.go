@@ -222,6 +222,10 @@ func Run(ctx context.Context, o Options) error {
 	defer tel.Close()
 	metrics.WatchTelemetry(tel.Stats)
 	sessions, _ := store.(steward.SessionStore)
+	if o.SSO != nil {
+		log.Info("single sign-on (OpenID Connect)", "issuer", o.SSO.Issuer, "client_id", o.SSO.ClientID,
+			"roles_claim", o.SSO.RolesClaim, "groups_mapped", len(o.SSO.RoleMap))
+	}
 	people, err := users.New(store, log.With("component", "users"))
 	if err != nil {
 		cp.Close()

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -52,10 +51,7 @@ func browser(t *testing.T) *http.Client {
 	return &http.Client{Jar: jar}
 }
 
-var loginID = regexp.MustCompile(`name="id" value="([^"]+)"`)
-
-// ssoLogin starts at Steward's login route, signs in at the provider's
-// form and returns the final response (Steward's callback page).
+// ssoLogin signs user in, starting at Steward's login route.
 func ssoLogin(t *testing.T, c *http.Client, e *env, user, password string) (*http.Response, string) {
 	t.Helper()
 	return ssoLoginFrom(t, c, e, "/api/v1/sso/login", user, password)
@@ -64,23 +60,11 @@ func ssoLogin(t *testing.T, c *http.Client, e *env, user, password string) (*htt
 // ssoLoginFrom is ssoLogin starting at path.
 func ssoLoginFrom(t *testing.T, c *http.Client, e *env, path, user, password string) (*http.Response, string) {
 	t.Helper()
-	resp, err := c.Get(e.ts.URL + path)
+	resp, body, err := oidctest.SignIn(c, e.ts.URL+path, user, password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := loginID.FindSubmatch(body)
-	if resp.StatusCode != 200 || m == nil {
-		t.Fatalf("provider login page: %d %s", resp.StatusCode, body)
-	}
-	resp, err = c.PostForm(resp.Request.URL.String(), url.Values{"id": {string(m[1])}, "username": {user}, "password": {password}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ = io.ReadAll(resp.Body)
-	return resp, string(body)
+	return resp, body
 }
 
 func session(t *testing.T, c *http.Client, e *env) stewardhttp.SessionResponse {

@@ -12,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"sync"
 	"testing"
@@ -101,6 +104,32 @@ func (p *Provider) PKCEChallenges() []string {
 }
 
 func randomID() string { return rand.Text() }
+
+var loginID = regexp.MustCompile(`name="id" value="([^"]+)"`)
+
+// SignIn is what a browser does: c (which should have a cookie jar) opens
+// start, which must lead to this provider's login form, and submits user
+// and password there; it returns the last response of the redirects that
+// follow (its body read into body).
+func SignIn(c *http.Client, start, user, password string) (resp *http.Response, body string, err error) {
+	resp, err = c.Get(start)
+	if err != nil {
+		return nil, "", err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := loginID.FindSubmatch(b)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		return resp, string(b), fmt.Errorf("no login form at %s: %d %s", resp.Request.URL, resp.StatusCode, b)
+	}
+	resp, err = c.PostForm(resp.Request.URL.String(), url.Values{"id": {string(m[1])}, "username": {user}, "password": {password}})
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err = io.ReadAll(resp.Body)
+	return resp, string(b), err
+}
 
 // loginPage asks for a username and password and completes the
 // authorization request of the person who gives the right ones.
