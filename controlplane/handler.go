@@ -454,13 +454,10 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if msg.CustomCapabilities != nil {
 		a.CustomCapabilities = slices.Clone(msg.CustomCapabilities.Capabilities)
 	}
-	if msg.AvailableComponents != nil {
-		if len(msg.AvailableComponents.Components) > 0 || a.AvailableComponents == nil ||
-			!bytes.Equal(a.AvailableComponents.Hash, msg.AvailableComponents.Hash) {
-			if len(msg.AvailableComponents.Components) > 0 || a.AvailableComponents == nil {
-				a.AvailableComponents = fromAvailableComponents(msg.AvailableComponents)
-			}
-		}
+	// A hash-only report keeps the stored details (the reply asks for the
+	// new ones when the hash differs); it is stored only when there is none.
+	if ac := msg.AvailableComponents; ac != nil && (len(ac.Components) > 0 || a.AvailableComponents == nil) {
+		a.AvailableComponents = fromAvailableComponents(ac)
 	}
 	if msg.ConnectionSettingsStatus != nil {
 		a.ConnectionStatus = fromConnectionSettingsStatus(msg.ConnectionSettingsStatus)

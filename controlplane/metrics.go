@@ -118,30 +118,6 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	return st, nil
 }
 
-// getAgent returns agent id's latest state: pending in the group commit,
-// else read from the store (timed as StoreGetAgent); with the last-seen
-// time and sequence number of a heartbeat not yet flushed.
-func (s *Service) getAgent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
-	if a, ok := s.writes.get(id); ok {
-		s.withTouch(a)
-		return a, nil
-	}
-	start := time.Now()
-	a, err := s.store.Agent(ctx, id)
-	s.metrics.StoreCall(StoreGetAgent, time.Since(start))
-	if err == nil {
-		s.withTouch(a)
-	}
-	return a, err
-}
-
-// putAgent queues a as the agent's state for the next group commit
-// (writes.go); a must not be changed afterwards.
-func (s *Service) putAgent(ctx context.Context, a *steward.Agent) error {
-	_, err := s.writes.put(ctx, a)
-	return err
-}
-
 // flushed observes one group-commit batch of n agents, timed as
 // StorePutAgent.
 func (s *Service) flushed(n int, took time.Duration, err error) {
