@@ -12,6 +12,7 @@ import (
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/bridge"
+	"github.com/stewardhq/steward/bridge/internal/bridgetest"
 	"github.com/stewardhq/steward/opamp/client"
 )
 
@@ -37,13 +38,13 @@ func BenchmarkStartup(b *testing.B) {
 	const pools = 100
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		stew := startSteward(b) // closed when the benchmark ends
+		stew := bridgetest.StartSteward(b) // closed when the benchmark ends
 		objs := make([]runtime.Object, pools)
 		for i := range objs {
 			objs[i] = collectorObj("observability", fmt.Sprintf("pool-%03d", i), fmt.Sprintf("00000000-0000-4000-8000-%012d", i), map[string]string{"env": "prod"}, nil, baseConfig())
 		}
 		c := newCluster(objs)
-		br, err := bridge.New(bridge.Config{Endpoint: stew.endpoint, Dynamic: c.dyn, Kube: c.kube, Namespaces: []string{"observability"},
+		br, err := bridge.New(bridge.Config{Endpoint: stew.Endpoint, Dynamic: c.dyn, Kube: c.kube, Namespaces: []string{"observability"},
 			Backoff: client.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
@@ -55,7 +56,7 @@ func BenchmarkStartup(b *testing.B) {
 		online := true
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			_, n, err := stew.cp.Agents(context.Background(), steward.AgentFilter{Online: &online, Limit: 1})
+			_, n, err := stew.CP.Agents(context.Background(), steward.AgentFilter{Online: &online, Limit: 1})
 			if err != nil {
 				b.Fatal(err)
 			}

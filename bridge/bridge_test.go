@@ -25,11 +25,8 @@ import (
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/bridge"
-	"github.com/stewardhq/steward/controlplane"
-	"github.com/stewardhq/steward/opamp"
+	"github.com/stewardhq/steward/bridge/internal/bridgetest"
 	"github.com/stewardhq/steward/opamp/client"
-	"github.com/stewardhq/steward/opamp/server"
-	"github.com/stewardhq/steward/store/sqlite"
 )
 
 // waitFor bounds every eventually: generous for a loaded 2-core machine.
@@ -44,42 +41,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// steward is a real Steward server in-process: control plane over SQLite
-// behind Steward's OpAMP transport on a loopback HTTP server.
-type stewardServer struct {
-	cp       *controlplane.Service
-	endpoint string
-}
-
-func startSteward(t testing.TB) *stewardServer {
-	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "test", FlushInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Handler: cp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle(opamp.DefaultPath, srv)
-	hs := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		hs.Close()
-		cp.Close()
-		st.Close()
-	})
-	return &stewardServer{cp: cp, endpoint: "ws" + strings.TrimPrefix(hs.URL, "http") + opamp.DefaultPath}
 }
 
 var gvr = bridge.GVR("v1beta1")
@@ -184,10 +145,10 @@ func mustUID(t *testing.T, s string) steward.InstanceUID {
 }
 
 // runBridge starts a bridge against c and stew and stops it at cleanup.
-func runBridge(t *testing.T, c *cluster, stew *stewardServer, mod func(*bridge.Config)) *bridge.Bridge {
+func runBridge(t *testing.T, c *cluster, stew *bridgetest.Steward, mod func(*bridge.Config)) *bridge.Bridge {
 	t.Helper()
 	cfg := bridge.Config{
-		Endpoint:    stew.endpoint,
+		Endpoint:    stew.Endpoint,
 		Dynamic:     c.dyn,
 		Kube:        c.kube,
 		Namespaces:  []string{"observability"},
@@ -226,9 +187,9 @@ func runBridge(t *testing.T, c *cluster, stew *stewardServer, mod func(*bridge.C
 	return b
 }
 
-func agent(t *testing.T, stew *stewardServer, id steward.InstanceUID) *steward.Agent {
+func agent(t *testing.T, stew *bridgetest.Steward, id steward.InstanceUID) *steward.Agent {
 	t.Helper()
-	a, err := stew.cp.Agent(context.Background(), id)
+	a, err := stew.CP.Agent(context.Background(), id)
 	if err != nil {
 		if steward.ErrorCode(err) == steward.ENOTFOUND {
 			return nil
@@ -253,7 +214,7 @@ func getCR(t *testing.T, c *cluster, ns, name string) *unstructured.Unstructured
 // config; pod changes update health; a new resource connects; a deleted
 // one goes offline.
 func TestPoolsAsAgents(t *testing.T) {
-	stew := startSteward(t)
+	stew := bridgetest.StartSteward(t)
 	ctx := context.Background()
 	gw := collectorObj("observability", "gateway", gatewayUID,
 		map[string]string{"env": "prod", "team": "sre"}, map[string]string{bridge.ManagedAnnotation: "true"}, baseConfig())
@@ -348,7 +309,7 @@ func TestPoolsAsAgents(t *testing.T) {
 	})
 
 	// Steward selectors see the Kubernetes attributes and labels.
-	list, _, err := stew.cp.Agents(ctx, steward.AgentFilter{Selector: "k8s.namespace.name=observability,env=prod"})
+	list, _, err := stew.CP.Agents(ctx, steward.AgentFilter{Selector: "k8s.namespace.name=observability,env=prod"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +387,7 @@ func TestPoolsAsAgents(t *testing.T) {
 // invalid YAML, are reported FAILED and leave spec.config alone; a pool
 // not opted in is never written.
 func TestRemoteConfig(t *testing.T) {
-	stew := startSteward(t)
+	stew := bridgetest.StartSteward(t)
 	ctx := context.Background()
 	gw := collectorObj("observability", "gateway", gatewayUID, map[string]string{"env": "prod"}, map[string]string{bridge.ManagedAnnotation: "true"}, baseConfig())
 	ro := collectorObj("observability", "readonly", readonlyUID, map[string]string{"env": "prod"}, nil, baseConfig())
@@ -454,17 +415,17 @@ func TestRemoteConfig(t *testing.T) {
 	})
 
 	// Two files: merged in key order, later keys win, maps merge deeply.
-	_, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
+	_, err := stew.CP.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
 		"a-base.yaml": {Body: []byte("receivers:\n  otlp:\n    protocols:\n      grpc: {}\nexporters:\n  debug:\n    verbosity: basic\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n")},
 		"b-prod.yaml": {Body: []byte("exporters:\n  debug:\n    verbosity: detailed\n  otlp/backend:\n    endpoint: backend:4317\nservice:\n  pipelines:\n    traces:\n      exporters: [otlp/backend]\n")},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stew.cp.PutAssignment(ctx, &steward.Assignment{Name: "prod", ConfigName: "gateway", Selector: "env=prod"}); err != nil {
+	if _, err := stew.CP.PutAssignment(ctx, &steward.Assignment{Name: "prod", ConfigName: "gateway", Selector: "env=prod"}); err != nil {
 		t.Fatal(err)
 	}
-	_, hash, err := stew.cp.DesiredConfig(ctx, gwID)
+	_, hash, err := stew.CP.DesiredConfig(ctx, gwID)
 	if err != nil || len(hash) == 0 {
 		t.Fatalf("desired config: %v", err)
 	}
@@ -506,12 +467,12 @@ func TestRemoteConfig(t *testing.T) {
 	// The API server (an admission webhook) rejects the next config.
 	applied := getCR(t, c, "observability", "gateway")
 	reject.Store(`admission webhook "mopentelemetrycollectorbeta.kb.io" denied the request: invalid exporter`)
-	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
+	if _, err := stew.CP.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
 		"": {Body: []byte("receivers:\n  otlp: {}\nexporters:\n  nope: {}\n")},
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	_, hash2, _ := stew.cp.DesiredConfig(ctx, gwID)
+	_, hash2, _ := stew.CP.DesiredConfig(ctx, gwID)
 	eventually(t, "gateway reports FAILED", func() bool {
 		a := agent(t, stew, gwID)
 		return a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status == steward.RemoteConfigFailed && bytes.Equal(a.RemoteConfigStatus.LastRemoteConfigHash, hash2)
@@ -526,12 +487,12 @@ func TestRemoteConfig(t *testing.T) {
 	// Invalid YAML never reaches the API server.
 	reject.Store("")
 	before := updates.Load()
-	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
+	if _, err := stew.CP.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
 		"": {Body: []byte("receivers: [otlp\n")},
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	_, hash3, _ := stew.cp.DesiredConfig(ctx, gwID)
+	_, hash3, _ := stew.CP.DesiredConfig(ctx, gwID)
 	eventually(t, "invalid YAML reported FAILED", func() bool {
 		a := agent(t, stew, gwID)
 		return a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status == steward.RemoteConfigFailed && bytes.Equal(a.RemoteConfigStatus.LastRemoteConfigHash, hash3)
@@ -547,12 +508,12 @@ func TestRemoteConfig(t *testing.T) {
 	}
 
 	// A valid config again: applied.
-	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
+	if _, err := stew.CP.PutConfig(ctx, &steward.Config{Name: "gateway", Files: steward.ConfigMap{
 		"": {Body: []byte("receivers:\n  otlp: {}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n")},
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	_, hash4, _ := stew.cp.DesiredConfig(ctx, gwID)
+	_, hash4, _ := stew.CP.DesiredConfig(ctx, gwID)
 	eventually(t, "APPLIED after a failure", func() bool {
 		a := agent(t, stew, gwID)
 		return a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status == steward.RemoteConfigApplied && bytes.Equal(a.RemoteConfigStatus.LastRemoteConfigHash, hash4)
@@ -566,7 +527,7 @@ func TestRemoteConfig(t *testing.T) {
 // the config recorded in the annotation as APPLIED, so Steward does not
 // write it again.
 func TestRestartKeepsAppliedStatus(t *testing.T) {
-	stew := startSteward(t)
+	stew := bridgetest.StartSteward(t)
 	ctx := context.Background()
 	gw := collectorObj("observability", "gateway", gatewayUID, map[string]string{"env": "prod"}, nil, baseConfig())
 	c := newCluster([]runtime.Object{gw})
@@ -575,10 +536,10 @@ func TestRestartKeepsAppliedStatus(t *testing.T) {
 		updates.Add(1)
 		return false, nil, nil
 	})
-	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gw", Files: steward.ConfigMap{"": {Body: []byte("receivers:\n  otlp: {}\n")}}}); err != nil {
+	if _, err := stew.CP.PutConfig(ctx, &steward.Config{Name: "gw", Files: steward.ConfigMap{"": {Body: []byte("receivers:\n  otlp: {}\n")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stew.cp.PutAssignment(ctx, &steward.Assignment{Name: "gw", ConfigName: "gw", Selector: "env=prod"}); err != nil {
+	if _, err := stew.CP.PutAssignment(ctx, &steward.Assignment{Name: "gw", ConfigName: "gw", Selector: "env=prod"}); err != nil {
 		t.Fatal(err)
 	}
 	gwID := mustUID(t, gatewayUID)
@@ -587,7 +548,7 @@ func TestRestartKeepsAppliedStatus(t *testing.T) {
 	// Opted in by the selector flag rather than the annotation.
 	opt := func(cfg *bridge.Config) { cfg.ManagedSelector = "env in (prod)" }
 	first, cancel := context.WithCancel(ctx)
-	b1, err := bridge.New(bridge.Config{Endpoint: stew.endpoint, Dynamic: c.dyn, Kube: c.kube, Namespaces: []string{"observability"},
+	b1, err := bridge.New(bridge.Config{Endpoint: stew.Endpoint, Dynamic: c.dyn, Kube: c.kube, Namespaces: []string{"observability"},
 		ManagedSelector: "env in (prod)", Backoff: client.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -599,7 +560,7 @@ func TestRestartKeepsAppliedStatus(t *testing.T) {
 		if a == nil {
 			return false
 		}
-		_, hash, _ = stew.cp.DesiredConfig(ctx, gwID)
+		_, hash, _ = stew.CP.DesiredConfig(ctx, gwID)
 		return len(hash) > 0 && a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status == steward.RemoteConfigApplied && bytes.Equal(a.RemoteConfigStatus.LastRemoteConfigHash, hash)
 	})
 	cancel()
@@ -619,10 +580,10 @@ func TestRestartKeepsAppliedStatus(t *testing.T) {
 	})
 	// A later change must still reach the resource: proves the second
 	// bridge is live, and that nothing was written in between.
-	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gw", Files: steward.ConfigMap{"": {Body: []byte("receivers:\n  otlp: {}\n  zipkin: {}\n")}}}); err != nil {
+	if _, err := stew.CP.PutConfig(ctx, &steward.Config{Name: "gw", Files: steward.ConfigMap{"": {Body: []byte("receivers:\n  otlp: {}\n  zipkin: {}\n")}}}); err != nil {
 		t.Fatal(err)
 	}
-	_, hash2, _ := stew.cp.DesiredConfig(ctx, gwID)
+	_, hash2, _ := stew.CP.DesiredConfig(ctx, gwID)
 	eventually(t, "second config APPLIED", func() bool {
 		a := agent(t, stew, gwID)
 		return a.RemoteConfigStatus != nil && a.RemoteConfigStatus.Status == steward.RemoteConfigApplied && bytes.Equal(a.RemoteConfigStatus.LastRemoteConfigHash, hash2)
@@ -640,18 +601,18 @@ func (e errString) Error() string { return string(e) }
 // HTTP; a config assigned before they connect is applied from the reply to
 // their first report; deleting the resource drops the pool.
 func TestHTTPTransport(t *testing.T) {
-	stew := startSteward(t)
+	stew := bridgetest.StartSteward(t)
 	ctx := context.Background()
-	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: "gw", Files: steward.ConfigMap{"": {Body: []byte("receivers:\n  otlp: {}\n")}}}); err != nil {
+	if _, err := stew.CP.PutConfig(ctx, &steward.Config{Name: "gw", Files: steward.ConfigMap{"": {Body: []byte("receivers:\n  otlp: {}\n")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stew.cp.PutAssignment(ctx, &steward.Assignment{Name: "gw", ConfigName: "gw", Selector: "service.name=gateway"}); err != nil {
+	if _, err := stew.CP.PutAssignment(ctx, &steward.Assignment{Name: "gw", ConfigName: "gw", Selector: "service.name=gateway"}); err != nil {
 		t.Fatal(err)
 	}
 	gw := collectorObj("observability", "gateway", gatewayUID, nil, map[string]string{bridge.ManagedAnnotation: "true"}, baseConfig())
 	c := newCluster([]runtime.Object{gw}, pod("observability", "gateway", "gateway-collector-abc", true, ""))
 	b := runBridge(t, c, stew, func(cfg *bridge.Config) {
-		cfg.Endpoint = "http" + strings.TrimPrefix(stew.endpoint, "ws")
+		cfg.Endpoint = "http" + strings.TrimPrefix(stew.Endpoint, "ws")
 	})
 	gwID := mustUID(t, gatewayUID)
 	eventually(t, "APPLIED over HTTP", func() bool {
@@ -674,7 +635,7 @@ func TestHTTPTransport(t *testing.T) {
 // TestAllNamespaces: without Namespaces the bridge watches the whole
 // cluster, and a pool's pods are only those of its own namespace.
 func TestAllNamespaces(t *testing.T) {
-	stew := startSteward(t)
+	stew := bridgetest.StartSteward(t)
 	a := collectorObj("team-a", "otel", "5a0b8e8d-ef8b-4ad3-9ead-6b7c8d9eafb0", nil, nil, baseConfig())
 	bObj := collectorObj("team-b", "otel", "6b1c9f9e-f09c-4be4-afbe-7c8d9eafb0c1", nil, nil, baseConfig())
 	c := newCluster([]runtime.Object{a, bObj},
@@ -707,7 +668,7 @@ func TestAllNamespaces(t *testing.T) {
 // reconnects the pool. (The kill of a leader, whose Lease must expire, is
 // covered against a real API server in bridge/kubetest.)
 func TestLeaderElection(t *testing.T) {
-	stew := startSteward(t)
+	stew := bridgetest.StartSteward(t)
 	gw := collectorObj("observability", "gateway", gatewayUID, nil, nil, baseConfig())
 	c := newCluster([]runtime.Object{gw})
 	type candidate struct {
@@ -718,7 +679,7 @@ func TestLeaderElection(t *testing.T) {
 	}
 	start := func(id string) *candidate {
 		b, err := bridge.New(bridge.Config{
-			Endpoint: stew.endpoint, Dynamic: c.dyn, Kube: c.kube, Namespaces: []string{"observability"},
+			Endpoint: stew.Endpoint, Dynamic: c.dyn, Kube: c.kube, Namespaces: []string{"observability"},
 			Backoff: client.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 			LeaderElection: &bridge.LeaderElection{Namespace: "steward", Name: "steward-k8s-bridge", Identity: id,
 				LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond},

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,11 +30,8 @@ import (
 
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/bridge"
+	"github.com/stewardhq/steward/bridge/internal/bridgetest"
 	"github.com/stewardhq/steward/bridge/kubetest"
-	"github.com/stewardhq/steward/controlplane"
-	"github.com/stewardhq/steward/opamp"
-	"github.com/stewardhq/steward/opamp/server"
-	"github.com/stewardhq/steward/store/sqlite"
 )
 
 // waitFor bounds every eventually: generous for a loaded 2-core machine.
@@ -136,12 +132,12 @@ func TestRealCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stew := startSteward(t)
-	args := deploymentArgs(t, stew.endpoint, kubeconfig, "observability,tenants")
+	stew := bridgetest.StartSteward(t)
+	args := deploymentArgs(t, stew.Endpoint, kubeconfig, "observability,tenants")
 	a := startBridge(t, bin, "bridge-a", args)
 	b := startBridge(t, bin, "bridge-b", args)
 	old := startBridge(t, bin, "bridge-v1alpha1", []string{
-		"--server=" + stew.endpoint, "--kubeconfig=" + kubeconfig, "--namespaces=legacy",
+		"--server=" + stew.Endpoint, "--kubeconfig=" + kubeconfig, "--namespaces=legacy",
 		"--api-version=v1alpha1", "--cluster-name=kubetest", "--health-addr=127.0.0.1:0",
 	})
 
@@ -275,7 +271,7 @@ func TestRealCluster(t *testing.T) {
 	old.stop(t)
 
 	// Several namespaces: only the watched ones are reported.
-	list, _, err := stew.cp.Agents(ctx, steward.AgentFilter{Selector: "steward.bridge=kubernetes"})
+	list, _, err := stew.CP.Agents(ctx, steward.AgentFilter{Selector: "steward.bridge=kubernetes"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +330,7 @@ func TestRealCluster(t *testing.T) {
 	follower.stop(t)
 	c.Create(t, kubetest.ReadObjects(t, filepath.Join(deploy, "rbac-cluster.yaml"))...)
 	all := startBridge(t, bin, "bridge-all", []string{
-		"--server=" + stew.endpoint, "--kubeconfig=" + kubeconfig, "--namespaces=", "--health-addr=127.0.0.1:0",
+		"--server=" + stew.Endpoint, "--kubeconfig=" + kubeconfig, "--namespaces=", "--health-addr=127.0.0.1:0",
 	})
 	eventually(t, "cluster-wide bridge ready with the collectors of every namespace", func() bool {
 		code, body := all.get(t, "/readyz")
@@ -667,45 +663,9 @@ func (p *bridgeProc) stop(t *testing.T) {
 	}
 }
 
-// stewardServer is a real Steward server in-process: control plane over
-// SQLite behind Steward's OpAMP transport on a loopback HTTP server.
-type stewardServer struct {
-	cp       *controlplane.Service
-	endpoint string
-}
-
-func startSteward(t *testing.T) *stewardServer {
+func agent(t *testing.T, stew *bridgetest.Steward, id steward.InstanceUID) *steward.Agent {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "test", FlushInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Handler: cp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle(opamp.DefaultPath, srv)
-	hs := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		hs.Close()
-		cp.Close()
-		st.Close()
-	})
-	return &stewardServer{cp: cp, endpoint: "ws" + strings.TrimPrefix(hs.URL, "http") + opamp.DefaultPath}
-}
-
-func agent(t *testing.T, stew *stewardServer, id steward.InstanceUID) *steward.Agent {
-	t.Helper()
-	a, err := stew.cp.Agent(context.Background(), id)
+	a, err := stew.CP.Agent(context.Background(), id)
 	if err != nil {
 		if steward.ErrorCode(err) == steward.ENOTFOUND {
 			return nil
@@ -717,16 +677,16 @@ func agent(t *testing.T, stew *stewardServer, id steward.InstanceUID) *steward.A
 
 // assign puts config name with one YAML file and assigns it by selector;
 // it returns the hash the agent id is then offered.
-func assign(t *testing.T, stew *stewardServer, id steward.InstanceUID, name, selector, yaml string) []byte {
+func assign(t *testing.T, stew *bridgetest.Steward, id steward.InstanceUID, name, selector, yaml string) []byte {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := stew.cp.PutConfig(ctx, &steward.Config{Name: name, Files: steward.ConfigMap{"collector.yaml": {Body: []byte(yaml)}}}); err != nil {
+	if _, err := stew.CP.PutConfig(ctx, &steward.Config{Name: name, Files: steward.ConfigMap{"collector.yaml": {Body: []byte(yaml)}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stew.cp.PutAssignment(ctx, &steward.Assignment{Name: name, ConfigName: name, Selector: selector}); err != nil {
+	if _, err := stew.CP.PutAssignment(ctx, &steward.Assignment{Name: name, ConfigName: name, Selector: selector}); err != nil {
 		t.Fatal(err)
 	}
-	_, hash, err := stew.cp.DesiredConfig(ctx, id)
+	_, hash, err := stew.CP.DesiredConfig(ctx, id)
 	if err != nil || len(hash) == 0 {
 		t.Fatalf("desired config of %s: %v", id, err)
 	}
