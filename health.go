@@ -2,7 +2,8 @@ package steward
 
 import (
 	"encoding/json"
-	"sort"
+	"maps"
+	"slices"
 )
 
 // HealthState is an agent's health as the console and CLI show it.
@@ -55,12 +56,7 @@ func (h *ComponentHealth) Reason() string {
 }
 
 func (h *ComponentHealth) componentReason(prefix string) string {
-	names := make([]string, 0, len(h.Components))
-	for n := range h.Components {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(h.Components)) {
 		c := h.Components[n]
 		if c == nil || c.Healthy {
 			continue
