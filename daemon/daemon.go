@@ -214,7 +214,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("--http-tls-cert and --http-tls-key go together")
 	}
 	telStore, _ := store.(steward.TelemetryStore)
-	tel, err := telemetry.New(ctx, telemetry.Options{Store: telStore, Agents: store, Logger: log.With("component", "telemetry")})
+	tel, err := telemetry.New(ctx, telemetry.Options{Store: telStore, Agents: cp, Logger: log.With("component", "telemetry")})
 	if err != nil {
 		cp.Close()
 		return fmt.Errorf("own telemetry: %w", err)
