@@ -28,7 +28,17 @@ func NewLabels(id InstanceUID, labels map[string]string) Labels {
 		}
 	}
 	sort.Strings(keys)
+	// Both strings are made at their final size: a Builder growing by
+	// doubling would keep up to twice the values' bytes alive for as long
+	// as the agent is connected.
+	nk, nv := 0, 0
+	for _, k := range keys {
+		nk += len(k) + 1
+		nv += len(labels[k]) + 1
+	}
 	var kb, vb strings.Builder
+	kb.Grow(nk)
+	vb.Grow(nv)
 	for _, k := range keys {
 		kb.WriteString(k)
 		kb.WriteByte(0)

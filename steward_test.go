@@ -415,3 +415,21 @@ func TestCompactLabelsEdges(t *testing.T) {
 		t.Fatal(vb)
 	}
 }
+
+// A connected agent keeps its Labels for as long as it is connected, so
+// NewLabels makes the values string once at its exact size (three
+// allocations: the sorted keys, the key string to intern, the values). A
+// growing Builder allocated once per doubling and kept up to twice the
+// bytes.
+func TestNewLabelsAllocations(t *testing.T) {
+	labels := map[string]string{}
+	for i := range 14 {
+		labels[fmt.Sprintf("attribute.key.%d", i)] = fmt.Sprintf("a value of attribute %d", i)
+	}
+	id := steward.NewInstanceUID()
+	steward.NewLabels(id, labels) // interns the key set
+	allocs := testing.AllocsPerRun(100, func() { steward.NewLabels(id, labels) })
+	if allocs > 3 {
+		t.Errorf("NewLabels allocates %.0f times, want at most 3", allocs)
+	}
+}
