@@ -292,11 +292,20 @@ func (f *flow) step(what string, cond func(a *steward.Agent) bool) {
 			return
 		}
 		if time.Now().After(deadline) {
+			eff := effective(a)
 			if a != nil {
-				a.EffectiveConfig = nil // long; the agent's own output says more
+				a.EffectiveConfig = nil // printed apart, shortened
+				a.AvailableComponents = nil
 			}
 			b, _ := json.MarshalIndent(a, "", "  ")
-			f.t.Fatalf("timed out after %v waiting for %s; the agent:\n%s", wait, what, b)
+			var ev struct{ Events []*steward.Event }
+			f.api.Call("GET", "/api/v1/events?limit=30&agent="+f.p.uid.String(), nil, &ev)
+			var evs strings.Builder
+			for _, e := range ev.Events {
+				fmt.Fprintf(&evs, "%s %s %s\n", e.Time.Format("15:04:05.000"), e.Type, e.Message)
+			}
+			f.t.Fatalf("timed out after %v waiting for %s; the agent:\n%s\neffective config (%d bytes):\n%s\nits events, newest first:\n%s",
+				wait, what, b, len(eff), tail(eff, 40), evs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -560,9 +569,14 @@ func TestUpstreamSupervisorOwnTelemetry(t *testing.T) {
 	upstreamBins(t)
 	st := e2eutil.StartSteward(t)
 	run := "upstream-telemetry"
-	st.API.Call("PUT", "/api/v1/connection-settings/"+run, map[string]any{"selector": "run=" + run, "steward_telemetry": true}, &steward.ConnectionSettings{})
 	f := &flow{t: t, st: st, api: st.API, run: run, transport: "websocket", p: startUpstream(t, st.WS(), run, false)}
 	f.appears()
+	// The preset is turned on for a running agent. An offer in the server's
+	// very first reply can be lost by opampsupervisor v0.158: it starts its
+	// OpAMP client before composing its initial config, and that compose,
+	// finishing second, drops the own-telemetry section the offer had just
+	// added (seen in about one run in four; docs/interop.md).
+	st.API.Call("PUT", "/api/v1/connection-settings/"+run, map[string]any{"selector": "run=" + run, "steward_telemetry": true}, &steward.ConnectionSettings{})
 	// It reports no connection settings status: the offer shows in the
 	// collector's effective config (header values redacted).
 	f.step("Steward's receiver in the collector's effective config", func(a *steward.Agent) bool {
