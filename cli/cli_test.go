@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/spf13/cobra"
@@ -92,6 +93,7 @@ func (c *conn) Close() error                        { return nil }
 func (c *conn) Transport() server.Transport         { return server.WebSocket }
 func (c *conn) RemoteAddr() string                  { return "127.0.0.1:5555" }
 func (c *conn) State() any                          { return c.st }
+func (c *conn) LastReceived() time.Time             { return time.Time{} }
 
 // send delivers msg on agent id's connection, opening it on first use: a
 // connection speaks for one uid, and a second live connection for an online

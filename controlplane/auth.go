@@ -529,7 +529,9 @@ func (s *Service) liveElsewhere(id steward.InstanceUID, c server.Conn) (serial s
 	if ss.conn == nil || ss.conn == c || ss.closed {
 		return "", false
 	}
-	return ss.creds().connSerial, time.Since(time.Unix(0, ss.lastSeen)) <= s.livenessWindow()
+	w := s.livenessWindow()
+	live = time.Since(time.Unix(0, ss.lastSeen)) <= w || time.Since(ss.conn.LastReceived()) <= w
+	return ss.creds().connSerial, live
 }
 
 // admittedWith reports whether the plain-HTTP session was admitted with

@@ -584,8 +584,10 @@ func (s *Service) retouch(batch map[steward.InstanceUID]steward.Seen) {
 	}
 }
 
-// expire disconnects WebSocket agents that stopped heartbeating and marks
-// plain-HTTP agents offline when they stop polling.
+// expire disconnects WebSocket agents that stopped heartbeating — nothing
+// handled from them and nothing received by the transport for three
+// heartbeat intervals — and marks plain-HTTP agents offline when they stop
+// polling.
 func (s *Service) expire() {
 	now := time.Now()
 	var stale []*session
@@ -607,6 +609,12 @@ func (s *Service) expire() {
 	}
 	s.mu.Unlock()
 	for _, c := range silent {
+		// Heartbeats that arrived but wait to be read (a server too busy
+		// to keep up) are an agent alive: closing it would make the
+		// server busier still with its reconnect.
+		if now.Sub(c.LastReceived()) <= 3*s.cfg.HeartbeatInterval {
+			continue
+		}
 		s.log.Info("closing silent agent connection", "remote", c.RemoteAddr())
 		_ = c.Close()
 	}

@@ -27,6 +27,9 @@ type testConn struct {
 	sent      []*protobufs.ServerToAgent
 	closed    bool
 	onClose   func()
+	// received, when set, is what LastReceived returns (else the zero
+	// time: nothing known beyond the messages handled).
+	received func() time.Time
 }
 
 func (c *testConn) Send(m *protobufs.ServerToAgent) error {
@@ -60,6 +63,12 @@ func (c *testConn) RemoteAddr() string {
 	return "127.0.0.1:5555"
 }
 func (c *testConn) State() any { return c.state }
+func (c *testConn) LastReceived() time.Time {
+	if c.received != nil {
+		return c.received()
+	}
+	return time.Time{}
+}
 func (c *testConn) pushed() []*protobufs.ServerToAgent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -596,6 +605,37 @@ func TestDuplicateInstanceUID(t *testing.T) {
 	a, _ := f.svc.Agent(f.ctx, uid)
 	if !a.Online {
 		t.Fatal("agent offline after its replaced connection closed")
+	}
+}
+
+// A WebSocket agent is closed as silent after three heartbeat intervals
+// with nothing from it — but not while its heartbeats arrive and wait
+// unread because the server is too busy to read them (closing it then only
+// adds its reconnect to the load).
+func TestExpireSparesAgentWhoseMessagesArriveUnread(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", FlushInterval: 20 * time.Millisecond,
+		HeartbeatInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(); st.Close() })
+	f := &fixture{t: t, ctx: ctx, store: st, svc: svc}
+
+	arriving := f.connect(server.WebSocket)
+	arriving.received = time.Now // bytes keep arriving; none is handled
+	f.send(arriving, fullReport(steward.NewInstanceUID(), 1, "prod"))
+	quiet := f.connect(server.WebSocket)
+	f.send(quiet, fullReport(steward.NewInstanceUID(), 1, "prod"))
+
+	eventually(t, "the silent agent to be closed", quiet.isClosed)
+	time.Sleep(100 * time.Millisecond) // several more expiry rounds
+	if arriving.isClosed() {
+		t.Fatal("an agent whose messages arrive but wait unread was closed as silent")
 	}
 }
 

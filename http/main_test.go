@@ -97,6 +97,7 @@ func (c *testConn) Close() error                { return nil }
 func (c *testConn) Transport() server.Transport { return server.WebSocket }
 func (c *testConn) RemoteAddr() string          { return "127.0.0.1:4321" }
 func (c *testConn) State() any                  { return c.st }
+func (c *testConn) LastReceived() time.Time     { return time.Time{} }
 func (c *testConn) messages() []*protobufs.ServerToAgent {
 	c.mu.Lock()
 	defer c.mu.Unlock()

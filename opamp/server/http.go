@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"github.com/stewardhq/steward"
@@ -18,8 +19,9 @@ import (
 
 // httpConn is one plain-HTTP exchange.
 type httpConn struct {
-	remote string
-	state  any
+	remote   string
+	state    any
+	received time.Time // when the request was read
 }
 
 func (c *httpConn) Send(*protobufs.ServerToAgent) error { return ErrNotPushable }
@@ -27,6 +29,7 @@ func (c *httpConn) Close() error                        { return nil }
 func (c *httpConn) Transport() Transport                { return HTTP }
 func (c *httpConn) RemoteAddr() string                  { return c.remote }
 func (c *httpConn) State() any                          { return c.state }
+func (c *httpConn) LastReceived() time.Time             { return c.received }
 
 var (
 	gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
@@ -154,7 +157,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeReply(w, r, http.StatusBadRequest, s.errorReply(msg.InstanceUid, err))
 		return
 	}
-	c := &httpConn{remote: r.RemoteAddr, state: state}
+	c := &httpConn{remote: r.RemoteAddr, state: state, received: time.Now()}
 	reply, err := s.call(r.Context(), c, msg)
 	if err != nil {
 		status, _ := Refusal(w, err)

@@ -176,6 +176,17 @@ func rawResult(n int, err, cerr error) (int, error) {
 	return n, err
 }
 
+// unreadBytes returns how many received bytes wait unread in rc's socket
+// buffer (0 when rc is nil or the socket is closed).
+func unreadBytes(rc syscall.RawConn) int {
+	if rc == nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n
+}
+
 // readNonblock reads once from rc without waiting: errWouldBlock when
 // nothing is available, (0, nil) at end of stream.
 func readNonblock(rc syscall.RawConn, b []byte) (int, error) { return doRaw(rc, b, false) }

@@ -18,6 +18,9 @@ func (*poller) arm(*wsConn, bool) error  { return errors.New("no epoll") }
 func (*poller) del(int)                  {}
 func (c *wsConn) onReadable()            {}
 
+// unreadBytes is not known on this system: LastReceived is the last read.
+func unreadBytes(syscall.RawConn) int { return 0 }
+
 var errWouldBlock = errors.New("would block")
 
 func writevNonblock(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 )
@@ -48,6 +49,12 @@ type Conn interface {
 	RemoteAddr() string
 	// State returns what Handler.Accept returned for this connection.
 	State() any
+	// LastReceived returns when bytes from the agent last arrived: now
+	// while some wait unread in the socket (its reader is still busy with
+	// an earlier message, or no worker has got to it yet), so that an
+	// agent is not taken for silent because the server is slow to read it.
+	// For HTTP, when the request was read.
+	LastReceived() time.Time
 }
 
 // Handler is the control plane behind the transport.

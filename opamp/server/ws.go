@@ -74,6 +74,32 @@ func (c *wsConn) Transport() Transport { return WebSocket }
 func (c *wsConn) RemoteAddr() string   { return c.remote }
 func (c *wsConn) State() any           { return c.state }
 
+// LastReceived returns when bytes from the agent last arrived; see Conn.
+func (c *wsConn) LastReceived() time.Time {
+	if unreadBytes(c.rawConn()) > 0 {
+		return time.Now()
+	}
+	return time.Unix(0, c.lastRead.Load())
+}
+
+// rawConn returns the connection's socket: the epoll-driven one, else the
+// TCP connection under nc (also under TLS); nil when there is none.
+func (c *wsConn) rawConn() syscall.RawConn {
+	if c.rc != nil {
+		return c.rc
+	}
+	nc := c.nc
+	if t, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = t.NetConn()
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return rc
+		}
+	}
+	return nil
+}
+
 // Send queues msg; see Conn.
 func (c *wsConn) Send(msg *protobufs.ServerToAgent) error {
 	f, err := c.encode(msg)

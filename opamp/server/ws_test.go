@@ -418,6 +418,37 @@ func TestIdleTimeout(t *testing.T) {
 	eventually(t, "OnClose", func() bool { return h.numConns() == 1 && h.closedCount(h.conn(0)) == 1 })
 }
 
+// LastReceived is when the agent's bytes last arrived, also while its
+// reader is still busy with an earlier message and they wait unread; once
+// read and handled, it is the time they were read.
+func TestLastReceivedCountsUnreadBytes(t *testing.T) {
+	h := newTestHandler()
+	release := make(chan struct{})
+	h.onMessage = func(ctx context.Context, c Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
+		if msg.SequenceNum == 1 {
+			<-release // a handler slow with the first message
+		}
+		return &protobufs.ServerToAgent{Flags: msg.SequenceNum}, nil
+	}
+	_, hs := startServer(t, h, Config{})
+	a := dialAgent(t, hs, nil)
+	a.send(status(1))
+	eventually(t, "the first message to reach the handler", func() bool { return h.numMessages() == 1 })
+	c := h.conn(0)
+	before := time.Now()
+	a.send(status(2))
+	eventually(t, "LastReceived to see the unread second message", func() bool { return c.LastReceived().After(before) })
+	close(release)
+	if a.recv().Flags != 1 || a.recv().Flags != 2 {
+		t.Fatal("replies out of order")
+	}
+	read := c.LastReceived()
+	time.Sleep(20 * time.Millisecond)
+	if got := c.LastReceived(); !got.Equal(read) || !got.Before(time.Now()) {
+		t.Fatalf("with nothing unread, LastReceived moved from %v to %v", read, got)
+	}
+}
+
 func TestServerCloseAndPing(t *testing.T) {
 	h := newTestHandler()
 	_, hs := startServer(t, h, Config{})
