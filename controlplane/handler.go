@@ -364,6 +364,21 @@ func reported(msg *protobufs.AgentToServer) bool {
 		msg.AvailableComponents != nil || msg.ConnectionSettingsStatus != nil
 }
 
+// complete reports whether msg carries every status its capabilities
+// report — what ReportFullState would ask for — so that nothing reported
+// earlier is needed. Custom capabilities have no capability bit; an agent
+// sends them with the first message of a connection when it has any.
+func complete(msg *protobufs.AgentToServer, caps steward.AgentCapabilities) bool {
+	has := func(c steward.AgentCapabilities, field bool) bool { return field || !caps.Has(c) }
+	return msg.AgentDescription != nil &&
+		has(steward.AgentReportsEffectiveConfig, msg.EffectiveConfig != nil) &&
+		has(steward.AgentReportsRemoteConfig, msg.RemoteConfigStatus != nil) &&
+		has(steward.AgentReportsHealth, msg.Health != nil) &&
+		has(steward.AgentReportsPackageStatuses, msg.PackageStatuses != nil) &&
+		has(steward.AgentReportsAvailableComponents, msg.AvailableComponents != nil) &&
+		has(steward.AgentReportsConnectionSettingsStatus, msg.ConnectionSettingsStatus != nil)
+}
+
 // applyReport merges what the agent reported into the stored agent. A bare
 // heartbeat only updates the batched last-seen time.
 func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, msg *protobufs.AgentToServer, fresh bool, now time.Time) error {
@@ -386,12 +401,15 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		// (e.g. it compressed its first report after our database was
 		// reset): ask for all of it.
 		ss.needFull = true
-	case fresh && c.Transport() == server.WebSocket && msg.SequenceNum != a.SequenceNum+1:
+	case fresh && c.Transport() == server.WebSocket && msg.SequenceNum != a.SequenceNum+1 && !complete(msg, caps):
 		// A WebSocket agent reconnecting may omit fields it believes it
 		// sent on the old connection; a report lost with that connection
-		// shows as a gap from the last stored sequence number. (Plain
-		// HTTP loses nothing that way: an unanswered request is resent,
-		// so the store is current for an HTTP agent on any replica.)
+		// shows as a gap from the last stored sequence number. A gap
+		// behind a report that carries all the agent reports is nothing
+		// lost (heartbeats not yet flushed when the server was killed,
+		// usually). (Plain HTTP loses nothing that way: an unanswered
+		// request is resent, so the store is current for an HTTP agent on
+		// any replica.)
 		ss.needFull = true
 	}
 	var events []*steward.Event

@@ -106,3 +106,26 @@ func TestReconnectWithStoredStateIsNotAskedForFullState(t *testing.T) {
 		t.Fatalf("a reconnect with a sequence gap must be asked for its full state")
 	}
 }
+
+// A reconnect after a sequence gap whose report carries everything the
+// agent's capabilities report (heartbeats not yet flushed when the server
+// was killed leave such a gap) is not asked for its full state; one whose
+// report lacks part of it is.
+func TestReconnectWithCompleteReportAfterGapIsNotAskedForFullState(t *testing.T) {
+	f := newFixture(t)
+	uid := steward.NewInstanceUID()
+	c := f.connect(server.WebSocket)
+	f.send(c, richReport(uid, 1))
+	c.Close()
+	c = f.connect(server.WebSocket)
+	if r := f.send(c, richReport(uid, 9)); r.Flags&fullStateFlag != 0 {
+		t.Fatalf("a complete report after a gap was asked for the full state")
+	}
+	c.Close()
+	c = f.connect(server.WebSocket)
+	partial := richReport(uid, 15)
+	partial.Health = nil // the agent reports health
+	if r := f.send(c, partial); r.Flags&fullStateFlag == 0 {
+		t.Fatalf("a report without the agent's health after a gap must be asked for the full state")
+	}
+}
