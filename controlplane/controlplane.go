@@ -623,13 +623,17 @@ func (s *Service) expire() {
 	}
 }
 
+// markOffline stores agent id as offline since at, unless another replica
+// holds it now. Once Close has begun, a failure is not logged: Close marks
+// every agent of this replica offline in one statement (a transport whose
+// shutdown ran out of time still closes connections after it).
 func (s *Service) markOffline(id steward.InstanceUID, at time.Time) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	a, err := s.getAgent(ctx, id)
 	if err != nil {
 		if steward.ErrorCode(err) != steward.ENOTFOUND {
-			s.log.Warn("cannot mark agent offline", "agent", id, "error", err)
+			s.offlineNotMarked(id, err)
 		}
 		return
 	}
@@ -640,10 +644,18 @@ func (s *Service) markOffline(id steward.InstanceUID, at time.Time) {
 	a.DisconnectedAt = at.UTC()
 	a.UpdatedAt = at.UTC()
 	if err := s.putAgent(ctx, a); err != nil {
-		s.log.Warn("cannot mark agent offline", "agent", id, "error", err)
+		s.offlineNotMarked(id, err)
 		return
 	}
 	s.emit(&steward.Event{Type: steward.EventAgentDisconnected, AgentID: id, Message: "agent went offline"})
+}
+
+// offlineNotMarked logs that agent id could not be marked offline, unless
+// the service is closing (see markOffline).
+func (s *Service) offlineNotMarked(id steward.InstanceUID, err error) {
+	if s.ctx.Err() == nil {
+		s.log.Warn("cannot mark agent offline", "agent", id, "error", err)
+	}
 }
 
 func hexString(b []byte) string {

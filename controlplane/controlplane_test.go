@@ -3,6 +3,7 @@ package controlplane_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
@@ -638,6 +639,58 @@ func TestExpireSparesAgentWhoseMessagesArriveUnread(t *testing.T) {
 		t.Fatal("an agent whose messages arrive but wait unread was closed as silent")
 	}
 }
+
+// Connections the transport closes after Close (its shutdown ran out of
+// time, the store is closed next) log nothing: Close has marked every agent
+// of the replica offline already.
+func TestConnectionsClosedAfterCloseAreQuietAndOffline(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, ctx: ctx, store: st, svc: svc}
+	var conns []*testConn
+	var uids []steward.InstanceUID
+	for range 3 {
+		uid := steward.NewInstanceUID()
+		c := f.connect(server.WebSocket)
+		f.send(c, fullReport(uid, 1, "prod"))
+		conns, uids = append(conns, c), append(uids, uid)
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range uids {
+		if a, err := st.Agent(ctx, uid); err != nil || a.Online {
+			t.Fatalf("agent %s after Close: %+v %v", uid, a, err)
+		}
+	}
+	st.Close()
+	for _, c := range conns {
+		c.Close() // OnClose, as the transport calls it
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logged.Len() > 0 {
+		t.Fatalf("closing connections after Close logged:\n%s", logged.String())
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestHTTPAgentDisconnectGoesOfflineAtOnce(t *testing.T) {
 	f := newFixture(t)
