@@ -197,25 +197,31 @@ func BenchmarkMessageRoundTrip(b *testing.B) {
 			}
 		}
 	})
-	b.Run("http", func(b *testing.B) {
-		var msgs atomic.Int64
-		_, hs := startServer(b, &countingHandler{msgs: &msgs}, Config{})
-		client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
-		url := hs.URL + opamp.DefaultPath
-		body := marshalB(status(1))
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			resp, err := client.Post(url, opamp.ContentType, bytesReader(body))
-			if err != nil {
-				b.Fatal(err)
-			}
-			drain(resp)
-			if resp.StatusCode != 200 {
-				b.Fatal(resp.Status)
-			}
+	b.Run("http", func(b *testing.B) { benchHTTPRoundTrip(b, true) })
+	// As Go's default client polls: it accepts gzip.
+	b.Run("http-accept-gzip", func(b *testing.B) { benchHTTPRoundTrip(b, false) })
+}
+
+// benchHTTPRoundTrip is one plain-HTTP poll per op; noGzip clients do not
+// accept a gzipped reply.
+func benchHTTPRoundTrip(b *testing.B, noGzip bool) {
+	var msgs atomic.Int64
+	_, hs := startServer(b, &countingHandler{msgs: &msgs}, Config{})
+	client := &http.Client{Transport: &http.Transport{DisableCompression: noGzip}}
+	url := hs.URL + opamp.DefaultPath
+	body := marshalB(status(1))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := client.Post(url, opamp.ContentType, bytesReader(body))
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
+		drain(resp)
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.Status)
+		}
+	}
 }
 
 func marshalB(m *protobufs.AgentToServer) []byte {

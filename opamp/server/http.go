@@ -174,9 +174,15 @@ func (s *Server) writeReply(w http.ResponseWriter, r *http.Request, status int, 
 	s.writeReplyUID(w, r, status, msg, nil)
 }
 
+// minGzipReply is the smallest reply gzipped: below it compression saves
+// no packet, and setting up the compressor costs more than the reply
+// (most replies are a heartbeat's, a few dozen bytes, which gzip makes
+// longer).
+const minGzipReply = 1024
+
 // writeReplyUID writes msg (with Capabilities, and uid when msg has no
-// instance_uid) as the response, gzipped when the request accepts gzip. A
-// 503 carries Retry-After.
+// instance_uid) as the response, gzipped when the request accepts gzip and
+// the reply is at least minGzipReply bytes. A 503 carries Retry-After.
 func (s *Server) writeReplyUID(w http.ResponseWriter, r *http.Request, status int, msg *protobufs.ServerToAgent, uid []byte) {
 	out, err := s.encodeBody(msg, uid)
 	if err != nil {
@@ -198,7 +204,7 @@ func (s *Server) writeReplyUID(w http.ResponseWriter, r *http.Request, status in
 	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", s.retryHdr)
 	}
-	if acceptsGzip(r) {
+	if len(out) >= minGzipReply && acceptsGzip(r) {
 		h.Set("Content-Encoding", "gzip")
 		h.Add("Vary", "Accept-Encoding")
 		w.WriteHeader(status)

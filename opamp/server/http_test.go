@@ -83,8 +83,12 @@ func TestHTTPPoll(t *testing.T) {
 		if err := c.Send(&protobufs.ServerToAgent{}); err != ErrNotPushable {
 			t.Errorf("Send on HTTP: %v", err)
 		}
-		if msg.SequenceNum == 2 {
+		switch msg.SequenceNum {
+		case 2:
 			return nil, nil
+		case 3: // a reply worth compressing
+			return &protobufs.ServerToAgent{RemoteConfig: &protobufs.AgentRemoteConfig{ConfigHash: []byte("h"),
+				Config: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{"": {Body: bytes.Repeat([]byte("a: 1\n"), 1000)}}}}}, nil
 		}
 		return &protobufs.ServerToAgent{RemoteConfig: &protobufs.AgentRemoteConfig{ConfigHash: []byte("h")}}, nil
 	}
@@ -108,10 +112,18 @@ func TestHTTPPoll(t *testing.T) {
 	if resp.Header.Get("Content-Encoding") != "gzip" {
 		t.Fatalf("response not gzipped: %v", resp.Header)
 	}
-	if r = decodeReply(t, b); string(r.GetRemoteConfig().GetConfigHash()) != "h" {
+	if r = decodeReply(t, b); string(r.GetRemoteConfig().GetConfigHash()) != "h" || len(r.GetRemoteConfig().GetConfig().GetConfigMap()[""].GetBody()) != 5000 {
 		t.Fatalf("gzip reply %v", r)
 	}
-	if st := s.Stats(); st.Messages != 3 || st.Connections != 0 {
+	// A reply too short to gain from compression is sent as it is.
+	resp, b = post(t, url, marshal(t, status(4)), map[string]string{"X-Agent": "h1", "Accept-Encoding": "gzip"})
+	if resp.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("a %d-byte reply was compressed: %v", len(b), resp.Header)
+	}
+	if r = decodeReply(t, b); string(r.GetRemoteConfig().GetConfigHash()) != "h" {
+		t.Fatalf("short reply %v", r)
+	}
+	if st := s.Stats(); st.Messages != 4 || st.Connections != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if c, _ := h.totalClosed(); c != 0 {
