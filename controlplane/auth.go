@@ -67,8 +67,24 @@ type agentAuth struct {
 	serial  string
 	// enrollment token
 	token *steward.EnrollmentToken
-	// key names the credential and the remote host, for cool-downs.
+	// key names the credential and the remote host, for cool-downs (see
+	// cooldownKey; empty for noCredentials).
 	key string
+}
+
+// noCredentials is the agentAuth of every connection that presents no
+// credentials: one shared record rather than one kept per connected agent
+// (its cool-down key is made from the remote address when a refusal needs
+// it).
+var noCredentials = &agentAuth{method: "none"}
+
+// cooldownKey names the credential a connection from remote presented and
+// the remote host, for cool-downs.
+func (a *agentAuth) cooldownKey(remote string) string {
+	if a.key == "" {
+		return "none " + hostOf(remote)
+	}
+	return a.key
 }
 
 // credState is the Service's credential machinery.
@@ -179,8 +195,8 @@ func (s *Service) authenticate(r *http.Request) (*agentAuth, error) {
 		}
 		return s.authToken(ctx, key, hash, r.RemoteAddr)
 	}
-	key := "none " + host
 	if s.cfg.Auth.Require {
+		key := noCredentials.cooldownKey(r.RemoteAddr)
 		if err := s.coolingDown(key); err != nil {
 			return nil, err
 		}
@@ -189,7 +205,7 @@ func (s *Service) authenticate(r *http.Request) (*agentAuth, error) {
 		return nil, server.RetryAfter(steward.Errorf(steward.EUNAUTHORIZED,
 			"agent authentication required: present an enrollment token (Authorization: Bearer) or a client certificate"), s.cfg.Auth.RefusalBackoff.Min)
 	}
-	return &agentAuth{method: "none", key: key}, nil
+	return noCredentials, nil
 }
 
 func (s *Service) authCertificate(ctx context.Context, key string, cert *x509.Certificate, chains [][]*x509.Certificate, remote string) (*agentAuth, error) {
@@ -419,7 +435,7 @@ func (s *Service) admit(ctx context.Context, c server.Conn, st *connState, id st
 	remote := c.RemoteAddr()
 	if a.method == "certificate" && id != a.certUID && !assigned {
 		if from, _ := s.cred.renamed.Load(id); from != a.certUID {
-			return nil, s.refuse(ctx, a.key, a.certUID, remote, steward.Errorf(steward.EFORBIDDEN,
+			return nil, s.refuse(ctx, a.cooldownKey(remote), a.certUID, remote, steward.Errorf(steward.EFORBIDDEN,
 				"client certificate %s belongs to agent %s, not %s", a.serial, a.certUID, id))
 		}
 	}
@@ -432,15 +448,15 @@ func (s *Service) admit(ctx context.Context, c server.Conn, st *connState, id st
 	switch a.method {
 	case "enrollment-token":
 		if rc := b.revoked(); rc != nil {
-			return nil, s.refuse(ctx, a.key, id, remote, steward.Errorf(steward.EFORBIDDEN,
+			return nil, s.refuse(ctx, a.cooldownKey(remote), id, remote, steward.Errorf(steward.EFORBIDDEN,
 				"agent %s had its certificate %s revoked; an enrollment token does not readmit it", id, rc.Serial))
 		}
 		if len(b.certs) > 0 {
-			return nil, s.refuse(ctx, a.key, id, remote, steward.Errorf(steward.EFORBIDDEN,
+			return nil, s.refuse(ctx, a.cooldownKey(remote), id, remote, steward.Errorf(steward.EFORBIDDEN,
 				"agent %s holds a client certificate; connect with it (an enrollment token does not speak for it)", id))
 		}
 		if b.tokenID != "" && b.tokenID != a.token.ID {
-			return nil, s.refuse(ctx, a.key, id, remote, steward.Errorf(steward.EFORBIDDEN,
+			return nil, s.refuse(ctx, a.cooldownKey(remote), id, remote, steward.Errorf(steward.EFORBIDDEN,
 				"agent %s was enrolled with another enrollment token", id))
 		}
 	case "none":
@@ -452,7 +468,7 @@ func (s *Service) admit(ctx context.Context, c server.Conn, st *connState, id st
 	if live, ok := s.liveElsewhere(id, c); ok && !adm.renamed {
 		switch {
 		case a.method == "certificate" && live == a.serial:
-			return nil, s.duplicate(ctx, a.key, id, remote)
+			return nil, s.duplicate(ctx, a.cooldownKey(remote), id, remote)
 		case a.method == "certificate":
 			// The agent moved to a newer credential (a certificate
 			// from the CSR flow, or a renewal): it takes over.
@@ -609,12 +625,12 @@ func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id st
 			return err
 		}
 		if msg.AgentDescription == nil {
-			return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+			return s.refuse(ctx, a.cooldownKey(c.RemoteAddr()), id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 				"enrollment token %q requires labels; the first message must carry the agent description", t.Name))
 		}
 		ag := &steward.Agent{ID: id, Description: fromDescription(msg.AgentDescription)}
 		if !sel.Matches(ag.LabelSet()) {
-			return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+			return s.refuse(ctx, a.cooldownKey(c.RemoteAddr()), id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 				"enrollment token %q does not admit this agent: its labels do not match %q", t.Name, t.Selector))
 		}
 	}
@@ -625,7 +641,7 @@ func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id st
 		}
 		if !created {
 			if b.EnrollmentTokenID != t.ID {
-				return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+				return s.refuse(ctx, a.cooldownKey(c.RemoteAddr()), id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 					"agent %s was enrolled with another enrollment token", id))
 			}
 			return nil // enrolled by a concurrent connection with this token
@@ -649,7 +665,7 @@ func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id st
 			}
 		}
 		if code := steward.ErrorCode(err); code == steward.EFORBIDDEN || code == steward.ENOTFOUND {
-			return s.refuse(ctx, a.key, id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN, "enrollment token %q: %s", t.Name, steward.ErrorMessage(err)))
+			return s.refuse(ctx, a.cooldownKey(c.RemoteAddr()), id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN, "enrollment token %q: %s", t.Name, steward.ErrorMessage(err)))
 		}
 		return steward.Errorf(steward.EUNAVAILABLE, "cannot enroll the agent now")
 	}

@@ -192,7 +192,7 @@ func (s *Service) handleMessage(ctx context.Context, c server.Conn, msg *protobu
 	var adm *admission
 	if cur := st.sess; cur == nil || cur.id != id {
 		if cur != nil && !assigned {
-			err := s.refuse(ctx, st.auth.key, cur.id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
+			err := s.refuse(ctx, st.auth.cooldownKey(c.RemoteAddr()), cur.id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 				"this connection speaks for agent %s, not %s: connect again to speak for another agent", cur.id, id))
 			refuseConn(c, err)
 			return nil, err
