@@ -38,7 +38,14 @@ type agentWrites struct {
 	// space is closed (and replaced) whenever a flush shrinks pending.
 	space chan struct{}
 	kick  chan struct{}
+	// peak is the most agents pending since the maps were made: a Go map
+	// keeps the room it once grew to, so maps a burst (a connect storm)
+	// grew beyond shrinkAfter are made anew once a flush empties them.
+	peak int
 }
+
+// shrinkAfter is the size beyond which an emptied pending map is replaced.
+const shrinkAfter = 1024
 
 // flush is one batch; done closes when it is committed (or failed: err).
 type flush struct {
@@ -125,6 +132,7 @@ func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error)
 	}
 	w.pending[a.ID] = a
 	w.dirty[a.ID] = struct{}{}
+	w.peak = max(w.peak, len(w.pending))
 	f := w.next
 	full := len(w.dirty) >= maxBatch
 	w.mu.Unlock()
@@ -240,6 +248,11 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 					p.CreatedAt = cps[i].CreatedAt
 				}
 			}
+		}
+		if len(w.pending) == 0 && w.peak > shrinkAfter {
+			w.pending = make(map[steward.InstanceUID]*steward.Agent)
+			w.dirty = make(map[steward.InstanceUID]struct{}) // a subset of pending: empty too
+			w.peak = 0
 		}
 		close(w.space)
 		w.space = make(chan struct{})
