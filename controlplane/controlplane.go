@@ -361,7 +361,7 @@ func (s *Service) reconcileLocked(ss *session, c server.Conn, msg *protobufs.Ser
 	}
 	// Offered when the agent neither runs it, nor was just offered it, nor
 	// reported it FAILED (it would fail again).
-	if want != nil && !bytes.Equal(want.hash, ss.reportedHash) && !bytes.Equal(want.hash, ss.offeredHash) && !bytes.Equal(want.hash, ss.failedHash) {
+	if want != nil && !bytes.Equal(want.hash, ss.reportedHash) && !bytes.Equal(want.hash, ss.offeredHash) && !bytes.Equal(want.hash, ss.failedHash()) {
 		msg.RemoteConfig = want.msg
 		ss.offeredHash = want.hash
 		ss.offeredAt = time.Now().UnixNano()

@@ -42,21 +42,56 @@ type session struct {
 	offeredAt      int64 // Unix nanoseconds of that offer; 0 once acknowledged
 	componentsHash []byte
 	// desiredHash is the hash of the remote config the agent should run
-	// as of its last sync derivation; failedHash the desired config it
-	// reported FAILED (AgentSync.FailedHash), not offered again.
+	// as of its last sync derivation.
 	desiredHash []byte
-	failedHash  []byte
 	// credLoaded is set once admit has looked at the agent's credentials;
 	// cred holds them (auth.go), made only when there is something to keep.
 	credLoaded bool
 	cred       *agentCred
+	// extra holds what few agents need (sessionExtra); nil until then.
+	extra *sessionExtra
+
+	// pending holds commands waiting for an HTTP agent's next poll.
+	pending *pendingCommands
+}
+
+// sessionExtra is the part of a session that few agents need: packages,
+// and a desired config reported FAILED. It is kept apart so that a session
+// (one per connected agent) fits a 288-byte allocation (memory_internal_test.go).
+type sessionExtra struct {
+	// failedHash is the desired config the agent reported FAILED
+	// (AgentSync.FailedHash), not offered again.
+	failedHash []byte
 	// pkgReported is the agent's server_provided_all_packages_hash;
 	// pkgOffered the all-packages hash last offered on this connection.
 	pkgReported []byte
 	pkgOffered  []byte
+}
 
-	// pending holds commands waiting for an HTTP agent's next poll.
-	pending *pendingCommands
+// extras returns the session's sessionExtra, made on first use. ss.mu is
+// held.
+func (ss *session) extras() *sessionExtra {
+	if ss.extra == nil {
+		ss.extra = &sessionExtra{}
+	}
+	return ss.extra
+}
+
+// failedHash returns the desired config the agent reported FAILED (nil:
+// none). ss.mu is held.
+func (ss *session) failedHash() []byte {
+	if ss.extra == nil {
+		return nil
+	}
+	return ss.extra.failedHash
+}
+
+// setFailedHash records h as the desired config the agent reported FAILED.
+// ss.mu is held.
+func (ss *session) setFailedHash(h []byte) {
+	if h != nil || ss.extra != nil {
+		ss.extras().failedHash = h
+	}
 }
 
 // pendingCommands wait for a plain-HTTP agent's next poll, until expiry.
@@ -335,7 +370,9 @@ func (s *Service) sessionFor(c server.Conn, st *connState, id steward.InstanceUI
 			ss.http = false
 			ss.offeredHash = nil // a new connection: offer again if needed
 			ss.offeredAt = 0
-			ss.pkgOffered = nil
+			if ss.extra != nil {
+				ss.extra.pkgOffered = nil
+			}
 			fresh = true
 			if old != nil {
 				go old.Close() // taken for dead by admit
@@ -502,7 +539,8 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	// Only now, with the report safely stored, update the session.
 	ss.caps = caps
 	ss.labels = labels
-	ss.desiredHash, ss.failedHash = nil, a.Sync.FailedHash
+	ss.desiredHash = nil
+	ss.setFailedHash(a.Sync.FailedHash)
 	if want != nil {
 		ss.desiredHash = want.hash
 	}
@@ -532,8 +570,8 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if fresh && len(a.OpAMPSettingsOffered) > 0 {
 		ss.credsForUpdate().opampOffered = a.OpAMPSettingsOffered
 	}
-	if a.PackageStatuses != nil {
-		ss.pkgReported = a.PackageStatuses.ServerProvidedAllPackagesHash
+	if a.PackageStatuses != nil && (ss.extra != nil || a.PackageStatuses.ServerProvidedAllPackagesHash != nil) {
+		ss.extras().pkgReported = a.PackageStatuses.ServerProvidedAllPackagesHash
 	}
 	for _, e := range events {
 		s.emit(e)

@@ -251,14 +251,19 @@ func (s *Service) offerPackages(ss *session, msg *protobufs.ServerToAgent) bool 
 	var pkgs []*steward.Package
 	if o != nil {
 		want, pkgs = o.hash, o.pkgs
-	} else if len(ss.pkgReported) > 0 && !bytes.Equal(ss.pkgReported, emptyPackagesHash) {
+	}
+	var reported, offered []byte
+	if x := ss.extra; x != nil {
+		reported, offered = x.pkgReported, x.pkgOffered
+	}
+	if o == nil && len(reported) > 0 && !bytes.Equal(reported, emptyPackagesHash) {
 		want = emptyPackagesHash
 	}
-	if want == nil || bytes.Equal(want, ss.pkgReported) || bytes.Equal(want, ss.pkgOffered) {
+	if want == nil || bytes.Equal(want, reported) || bytes.Equal(want, offered) {
 		return false
 	}
 	msg.PackagesAvailable = s.packagesAvailable(pkgs, want)
-	ss.pkgOffered = want
+	ss.extras().pkgOffered = want
 	names := make([]string, 0, len(pkgs))
 	for _, p := range pkgs {
 		names = append(names, p.Name+"@"+p.Version)

@@ -122,7 +122,7 @@ func (s *Service) storeSync(ctx context.Context, ss *session) {
 		s.syncDirty(ss.id)
 		return
 	}
-	ss.failedHash = a.Sync.FailedHash
+	ss.setFailedHash(a.Sync.FailedHash)
 }
 
 // syncMessage is the one-line message of a sync state change: the state

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/stewardhq/steward"
 )
@@ -43,4 +44,13 @@ func TestGroupCommitKeepsNothingAfterABurst(t *testing.T) {
 		t.Errorf("the flushed group commit still holds %d KiB", (after-before)>>10)
 	}
 	runtime.KeepAlive(w)
+}
+
+// A session is kept per connected agent: it must fit the 288-byte size
+// class (docs/performance.md, "Idle memory"). What few agents need goes in
+// sessionExtra; a field added here costs every connected agent.
+func TestSessionFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(session{}); n > 288 {
+		t.Errorf("session is %d bytes, more than the 288-byte size class", n)
+	}
 }
