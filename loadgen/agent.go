@@ -3,7 +3,9 @@ package loadgen
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -39,6 +41,7 @@ type agent struct {
 	state    uint8
 	failures uint8  // consecutive failed connects
 	loop     uint8  // index of the epoll loop
+	ep       uint8  // index of the endpoint the agent connects (polls) to
 	fd       int32  // socket while connected, else -1
 	connGen  uint32 // bumped on every connect; tags epoll events
 	timer    uint32 // token of the agent's live wheel entry
@@ -59,6 +62,7 @@ func newAgent(g *Generator, i int) *agent {
 	return &agent{
 		g:       g,
 		idx:     int32(i),
+		ep:      uint8(i % len(g.eps)),
 		fd:      -1,
 		uid:     steward.NewInstanceUID(),
 		started: time.Now().UnixNano(),
@@ -169,6 +173,7 @@ func (a *agent) handleLocked(m *protobufs.ServerToAgent) []*protobufs.AgentToSer
 		}
 		out = append(out, r)
 		g.applied.Add(1)
+		storeMax(&g.lastApplied, time.Now().UnixNano())
 		a.countRolloutLocked(rc)
 	}
 	if full {
@@ -188,18 +193,29 @@ func (a *agent) countRolloutLocked(rc *protobufs.AgentRemoteConfig) {
 	for _, f := range rc.Config.ConfigMap {
 		if f != nil && bytes.Contains(f.Body, r.Marker) {
 			a.rollout = r.gen
-			now := time.Now().UnixNano()
-			for {
-				old := r.last.Load()
-				if now <= old || r.last.CompareAndSwap(old, now) {
-					break
-				}
-			}
+			storeMax(&r.last, time.Now().UnixNano())
 			r.applied.Add(1)
 			return
 		}
 	}
 }
+
+// storeMax raises v to t unless it is already later.
+func storeMax(v *atomic.Int64, t int64) {
+	for {
+		old := v.Load()
+		if t <= old || v.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// endpointLocked is the endpoint the agent connects (polls) to.
+func (a *agent) endpointLocked() *url.URL { return a.g.eps[a.ep] }
+
+// failoverLocked moves the agent to the next endpoint after a failed
+// attempt: a dead replica's agents spread over the live ones.
+func (a *agent) failoverLocked() { a.ep = uint8((int(a.ep) + 1) % len(a.g.eps)) }
 
 // afterLocked (re)schedules the agent's single timer; an earlier pending
 // entry becomes stale.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -80,12 +81,13 @@ func (g *Generator) poll(a *agent) {
 	} else {
 		queue = append(queue, a.nextLocked())
 	}
+	ep := a.endpointLocked()
 	a.mu.Unlock()
 
 	for i := 0; len(queue) > 0 && i < 8; i++ {
 		m := queue[0]
 		queue = queue[1:]
-		reply, err := g.post(m)
+		reply, err := g.post(ep, m)
 		a.mu.Lock()
 		if err != nil {
 			g.connectErrors.Add(1)
@@ -95,6 +97,7 @@ func (g *Generator) poll(a *agent) {
 				g.disconnects.Add(1)
 			}
 			a.full = true // the server may have lost us: report everything again
+			a.failoverLocked()
 			d := g.backoff(int(a.failures))
 			if a.failures < 255 {
 				a.failures++
@@ -127,13 +130,13 @@ func (g *Generator) poll(a *agent) {
 	a.mu.Unlock()
 }
 
-// post sends one message over HTTP and decodes the reply.
-func (g *Generator) post(m *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
+// post sends one message to endpoint u over HTTP and decodes the reply.
+func (g *Generator) post(u *url.URL, m *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
 	body, err := proto.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(g.ctx, http.MethodPost, g.u.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(g.ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

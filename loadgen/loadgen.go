@@ -37,8 +37,15 @@ import (
 type Config struct {
 	// URL is the server's OpAMP endpoint: ws://host:port/v1/opamp for
 	// WebSocket agents, http://host:port/v1/opamp for plain-HTTP agents.
-	// Required. Only loopback hosts are expected (127.0.0.0/8).
+	// Required unless URLs is set. Only loopback hosts are expected
+	// (127.0.0.0/8).
 	URL string
+	// URLs, when set, replaces URL with the endpoints of several server
+	// replicas, all WebSocket or all plain HTTP. Agent i first connects to
+	// URLs[i mod len(URLs)], spreading the fleet evenly; after a failed
+	// connect attempt (or poll) it tries the next endpoint, as a load
+	// balancer would route around a dead replica. At most 255 endpoints.
+	URLs []string
 	// Agents is the number of simulated agents. Required, > 0.
 	Agents int
 	// HeartbeatInterval is how often a connected agent sends a heartbeat
@@ -93,14 +100,18 @@ type Stats struct {
 	ServerErrors  uint64 // ServerToAgent messages carrying an error_response
 	Malformed     uint64 // undecodable messages from the server
 	Applied       uint64 // remote configs applied (APPLIED reports sent)
-	FullStates    uint64 // full state reports sent on ReportFullState
+	// LastApplied is when the latest APPLIED report was sent (zero before
+	// the first): with a count of APPLIED before a change, the time the
+	// change took to reach every agent.
+	LastApplied time.Time
+	FullStates  uint64 // full state reports sent on ReportFullState
 }
 
 // Generator runs a simulated fleet.
 type Generator struct {
 	cfg    Config
 	log    *slog.Logger
-	u      *url.URL
+	eps    []*url.URL // endpoints; an agent's current one is eps[agent.ep]
 	http   bool
 	agents []*agent
 	wheel  *wheel
@@ -129,6 +140,7 @@ type Generator struct {
 	serverErrors  atomic.Uint64
 	malformed     atomic.Uint64
 	applied       atomic.Uint64
+	lastApplied   atomic.Int64 // unix nanoseconds
 	fullStates    atomic.Uint64
 }
 
@@ -139,24 +151,25 @@ func New(cfg Config) (*Generator, error) {
 	if cfg.Agents <= 0 {
 		return nil, fmt.Errorf("loadgen: Agents must be > 0, got %d", cfg.Agents)
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: bad URL: %w", err)
+	urls := cfg.URLs
+	if len(urls) == 0 {
+		urls = []string{cfg.URL}
 	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("loadgen: URL %q has no host", cfg.URL)
+	if len(urls) > 255 {
+		return nil, fmt.Errorf("loadgen: %d URLs, at most 255", len(urls))
 	}
-	g := &Generator{u: u}
-	switch u.Scheme {
-	case "ws":
-	case "http":
-		g.http = true
-	default:
-		return nil, fmt.Errorf("loadgen: unsupported URL scheme %q, want ws or http", u.Scheme)
+	g := &Generator{}
+	for i, raw := range urls {
+		u, err := parseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && u.Scheme != g.eps[0].Scheme {
+			return nil, fmt.Errorf("loadgen: URLs mix schemes %s and %s", g.eps[0].Scheme, u.Scheme)
+		}
+		g.eps = append(g.eps, u)
 	}
-	if u.Path == "" {
-		u.Path = opamp.DefaultPath
-	}
+	g.http = g.eps[0].Scheme == "http"
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 30 * time.Second
 	}
@@ -205,7 +218,7 @@ func New(cfg Config) (*Generator, error) {
 	}
 	g.cfg = cfg
 	g.log = cfg.Logger
-	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() && ip.To4() != nil {
+	if allLoopback4(g.eps) {
 		for i := 1; i <= cfg.SourceAddrs; i++ {
 			g.srcIPs = append(g.srcIPs, net.IPv4(127, 0, 0, byte(i)))
 		}
@@ -217,6 +230,37 @@ func New(cfg Config) (*Generator, error) {
 	span := max(cfg.HeartbeatInterval*2, cfg.BackoffMax*2, 10*time.Second)
 	g.wheel = newWheel(100*time.Millisecond, span)
 	return g, nil
+}
+
+// parseURL checks one endpoint: scheme ws or http, a host; the path
+// defaults to the OpAMP path.
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: bad URL: %w", err)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("loadgen: URL %q has no host", raw)
+	}
+	if u.Scheme != "ws" && u.Scheme != "http" {
+		return nil, fmt.Errorf("loadgen: unsupported URL scheme %q, want ws or http", u.Scheme)
+	}
+	if u.Path == "" {
+		u.Path = opamp.DefaultPath
+	}
+	return u, nil
+}
+
+// allLoopback4 reports whether every endpoint is an IPv4 loopback
+// address, so connections can come from several 127.0.0.x sources.
+func allLoopback4(eps []*url.URL) bool {
+	for _, u := range eps {
+		ip := net.ParseIP(u.Hostname())
+		if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Start connects every agent (at most Dialers at a time, ConnectRate per
@@ -375,8 +419,16 @@ func (g *Generator) Stats() Stats {
 		ServerErrors:  g.serverErrors.Load(),
 		Malformed:     g.malformed.Load(),
 		Applied:       g.applied.Load(),
+		LastApplied:   unixNano(g.lastApplied.Load()),
 		FullStates:    g.fullStates.Load(),
 	}
+}
+
+func unixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // InstanceUIDs returns the current instance uid of every agent, by index.

@@ -305,6 +305,55 @@ func TestHTTPFleet(t *testing.T) {
 	}
 }
 
+// TestFailoverToNextEndpoint: agents given two replicas' endpoints spread
+// over both, and when one replica goes away its agents connect to the
+// other (as behind a load balancer), so the whole fleet is connected again.
+func TestFailoverToNextEndpoint(t *testing.T) {
+	const n = 60
+	ctx := context.Background()
+	a := startStack(t, filepath.Join(t.TempDir(), "a.db"), "127.0.0.1:0")
+	b := startStack(t, filepath.Join(t.TempDir(), "b.db"), "127.0.0.1:0")
+	defer b.stop(t)
+	g, err := loadgen.New(loadgen.Config{
+		URLs:            []string{"ws://" + a.addr + opamp.DefaultPath, "ws://" + b.addr + opamp.DefaultPath},
+		Agents:          n,
+		BackoffMin:      20 * time.Millisecond,
+		BackoffMax:      200 * time.Millisecond,
+		ReconnectJitter: 100 * time.Millisecond,
+		Logger:          quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	conns := func(want map[*stack]int64) error {
+		for s, w := range want {
+			if got := s.tr.Stats().Connections; got != w {
+				return fmt.Errorf("server %s holds %d connections, want %d", s.addr, got, w)
+			}
+		}
+		return nil
+	}
+	if err := eventually(30*time.Second, func() error { return conns(map[*stack]int64{a: n / 2, b: n / 2}) }); err != nil {
+		t.Fatal(err)
+	}
+	a.stop(t)
+	if err := eventually(30*time.Second, func() error {
+		if c := g.Stats().Connected; c != n {
+			return fmt.Errorf("%d of %d agents connected", c, n)
+		}
+		return conns(map[*stack]int64{b: n})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(30*time.Second, func() error { return inventory(ctx, b.cp, g) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRefusedHandshakeBacksOff(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc(opamp.DefaultPath, func(w http.ResponseWriter, r *http.Request) {
@@ -347,6 +396,7 @@ func TestNewValidates(t *testing.T) {
 		{URL: "ftp://127.0.0.1/x", Agents: 1},
 		{URL: "ws:///nohost", Agents: 1},
 		{URL: "://", Agents: 1},
+		{URLs: []string{"ws://127.0.0.1:1", "http://127.0.0.1:2"}, Agents: 1},
 	} {
 		if _, err := loadgen.New(c); err == nil {
 			t.Errorf("New(%+v) succeeded, want an error", c)

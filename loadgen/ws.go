@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,9 +126,10 @@ func (g *Generator) connect(a *agent) {
 		return
 	}
 	a.state = stateConnecting
+	ep := a.endpointLocked()
 	a.mu.Unlock()
 
-	fd, buffered, err := g.dialWS()
+	fd, buffered, err := g.dialWS(ep)
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -141,6 +143,7 @@ func (g *Generator) connect(a *agent) {
 	if err != nil {
 		g.connectErrors.Add(1)
 		a.state = stateWaiting
+		a.failoverLocked()
 		d := g.backoff(int(a.failures))
 		if a.failures < 255 {
 			a.failures++
@@ -223,16 +226,16 @@ func statusError(resp *http.Response) error {
 	return fmt.Errorf("loadgen: server answered %s", resp.Status)
 }
 
-// dialWS opens a TCP connection from the next source address, performs
-// the client handshake and returns a duplicate of the socket (non-blocking,
+// dialWS opens a TCP connection to endpoint u from the next source
+// address, performs the client handshake and returns a duplicate of the socket (non-blocking,
 // close-on-exec) that the caller owns, plus any bytes that arrived after
 // the handshake response.
-func (g *Generator) dialWS() (int, []byte, error) {
+func (g *Generator) dialWS(u *url.URL) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.HandshakeTimeout)
 	defer cancel()
-	host := g.u.Host
-	if g.u.Port() == "" {
-		host = net.JoinHostPort(g.u.Hostname(), "80")
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
 	}
 	c, err := g.dialer().DialContext(ctx, "tcp", host)
 	if err != nil {
@@ -246,7 +249,7 @@ func (g *Generator) dialWS() (int, []byte, error) {
 	_, _ = crand.Read(kb[:])
 	key := base64.StdEncoding.EncodeToString(kb[:])
 	var sb strings.Builder
-	sb.WriteString("GET " + g.u.RequestURI() + " HTTP/1.1\r\nHost: " + g.u.Host +
+	sb.WriteString("GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\n")
 	for k, vs := range g.cfg.Header {
 		for _, v := range vs {

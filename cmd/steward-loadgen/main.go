@@ -2,6 +2,7 @@
 // the benchmark scenarios of docs/performance.md.
 //
 //	steward-loadgen run   -url ws://127.0.0.1:4320/v1/opamp -agents 10000
+//	steward-loadgen run   -url ws://127.0.0.1:4320/v1/opamp,ws://127.0.0.1:4321/v1/opamp -agents 10000
 //	steward-loadgen bench -scenario idle -server steward -agents 10000
 //
 // Run `steward-loadgen run -h` or `steward-loadgen bench -h` for flags.
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +49,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var cfg loadgen.Config
-	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:4320/v1/opamp", "OpAMP endpoint: ws:// for WebSocket agents, http:// for plain-HTTP agents")
+	urls := fs.String("url", "ws://127.0.0.1:4320/v1/opamp", "OpAMP endpoint: ws:// for WebSocket agents, http:// for plain-HTTP agents; several replicas' endpoints separated by commas (agents spread over them and fail over to the next)")
 	fs.IntVar(&cfg.Agents, "agents", 1000, "number of simulated agents")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", 30*time.Second, "heartbeat (HTTP: poll) interval")
 	fs.Float64Var(&cfg.Jitter, "jitter", 0.1, "heartbeat jitter, fraction of the interval")
@@ -59,6 +61,7 @@ func run(ctx context.Context, args []string) error {
 	every := fs.Duration("every", 5*time.Second, "stats print interval")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	_ = fs.Parse(args)
+	cfg.URLs = strings.Split(*urls, ",")
 	if *token != "" {
 		cfg.Header = map[string][]string{"Authorization": {"Bearer " + *token}}
 	}
@@ -99,10 +102,14 @@ func run(ctx context.Context, args []string) error {
 func printStats(s, prev loadgen.Stats, dt, total time.Duration) {
 	sec := dt.Seconds()
 	self := loadgen.SelfStats(false)
-	fmt.Printf("t=%-6s connected=%d/%d connects/s=%.0f sent/s=%.0f recv/s=%.0f errors=%d disconnects=%d applied=%d server_errors=%d rss=%s goroutines=%d\n",
+	var last int64 // unix milliseconds of the latest APPLIED report, 0 before the first
+	if !s.LastApplied.IsZero() {
+		last = s.LastApplied.UnixMilli()
+	}
+	fmt.Printf("t=%-6s connected=%d/%d connects/s=%.0f sent/s=%.0f recv/s=%.0f errors=%d disconnects=%d applied=%d last_applied_ms=%d server_errors=%d rss=%s goroutines=%d\n",
 		total.Round(time.Second), s.Connected, s.Agents,
 		float64(s.Connects-prev.Connects)/sec, float64(s.Sent-prev.Sent)/sec, float64(s.Received-prev.Received)/sec,
-		s.ConnectErrors, s.Disconnects, s.Applied, s.ServerErrors, mib(self.RSS), self.Goroutines)
+		s.ConnectErrors, s.Disconnects, s.Applied, last, s.ServerErrors, mib(self.RSS), self.Goroutines)
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
