@@ -26,6 +26,9 @@ const (
 	NoticeCommand = "command"
 	// NoticeEvent: Data is an Event to publish to local subscribers.
 	NoticeEvent = "event"
+	// NoticeEvents: Data is a JSON array of Events to publish to local
+	// subscribers, in order (events are forwarded in batches).
+	NoticeEvents = "events"
 )
 
 // Command is an action for one agent, carried in a NoticeCommand.

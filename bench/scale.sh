@@ -46,6 +46,13 @@ DB=${DB:-steward_scale}
 OPAMP_PORT=${OPAMP_PORT:-14320}
 API_PORT=${API_PORT:-16060}
 HEARTBEAT=${HEARTBEAT:-30s}
+# New connections per second, all generators together (0: unlimited). A
+# replica reads a new agent's first message only after the one before it
+# on the same event loop was handled, and closes a connection whose first
+# message it has not read within 30 s (--first-message-timeout), so a
+# storm faster than the replicas answer turns into a reconnect loop.
+RATE=${RATE:-800}
+POOL=${POOL:-6} # each replica's PostgreSQL connections (pool_max_conns)
 LEASE=${LEASE:-20s}          # --replica-lease
 CONFIG_BYTES=${CONFIG_BYTES:-4096}
 KILL_AT=${KILL_AT:-$((AGENTS / 4))} # kill once the generators counted this many acks of the third change
@@ -63,7 +70,7 @@ go build -o "$BIN/steward" ./cmd/steward
 go build -o "$BIN/steward-loadgen" ./cmd/steward-loadgen
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo "+dirty")
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-log "commit $commit, $AGENTS agents, $REPLICAS replicas, $GENERATORS generators, $(nproc) cores, load $load_start, work $WORK"
+log "commit $commit, $AGENTS agents, $REPLICAS replicas, $GENERATORS generators, $RATE connects/s, pool $POOL, $(nproc) cores, load $load_start, work $WORK"
 
 pids=() # every process started here, by pid
 cleanup() {
@@ -75,7 +82,7 @@ trap cleanup EXIT
 
 dropdb --if-exists --maintenance-db="$PGURL/postgres" "$DB"
 createdb --maintenance-db="$PGURL/postgres" "$DB"
-DSN="$PGURL/$DB?sslmode=disable"
+DSN="$PGURL/$DB?sslmode=disable&pool_max_conns=$POOL"
 
 replica_pid=()
 start_replica() { # index
@@ -119,7 +126,7 @@ gen_pid=()
 t_connect=$(now_ms)
 for g in $(seq 0 $((GENERATORS - 1))); do
 	n=$((AGENTS / GENERATORS + (g < AGENTS % GENERATORS ? 1 : 0)))
-	"$BIN/steward-loadgen" run -url "$(urls "$g")" -agents "$n" -heartbeat "$HEARTBEAT" -every 1s \
+	"$BIN/steward-loadgen" run -url "$(urls "$g")" -agents "$n" -heartbeat "$HEARTBEAT" -every 1s -rate $((RATE / GENERATORS)) \
 		-reconnect-jitter 2s >"$WORK/g$g.out" 2>"$WORK/g$g.log" &
 	gen_pid[g]=$!
 	pids+=($!)
@@ -243,7 +250,7 @@ gen_errors=$(gen_sum server_errors)
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 jq -nc --arg commit "$commit" --arg load "$load_start / $load_end" \
 	--argjson agents "$AGENTS" --argjson replicas "$REPLICAS" --argjson generators "$GENERATORS" \
-	--argjson config_bytes "$CONFIG_BYTES" --arg heartbeat "$HEARTBEAT" \
+	--argjson config_bytes "$CONFIG_BYTES" --arg heartbeat "$HEARTBEAT" --argjson rate "$RATE" --argjson pool "$POOL" \
 	--argjson connect_s "$connect_s" --argjson online_s "$online_s" \
 	--argjson replicas_mib "$((replicas_kib / 1024))" --argjson generators_mib "$((generators_kib / 1024))" --argjson pg_mib "$((pg_kib / 1024))" \
 	--argjson first_acked_s "$first_acked_s" --argjson first_api_s "$first_api_s" \
@@ -253,7 +260,7 @@ jq -nc --arg commit "$commit" --arg load "$load_start / $load_end" \
 	--argjson after_lease "$after_lease" --argjson replicas_after_mib "$((replicas_after_kib / 1024))" \
 	--argjson server_errors "${gen_errors:-0}" \
 	'{scenario: "scale", commit: $commit, load: $load, agents: $agents, replicas: $replicas, generators: $generators,
-	  config_bytes: $config_bytes, heartbeat: $heartbeat,
+	  config_bytes: $config_bytes, heartbeat: $heartbeat, connect_rate: $rate, pool_max_conns: $pool,
 	  connect_seconds: $connect_s, api_online_seconds: $online_s,
 	  replicas_rss_mib: $replicas_mib, generators_rss_mib: $generators_mib, postgres_backends_rss_mib: $pg_mib,
 	  first_change_acked_seconds: $first_acked_s, first_change_api_seconds: $first_api_s,

@@ -114,7 +114,11 @@ type Service struct {
 
 	events        chan *steward.Event
 	eventsDropped atomic.Int64
-	rolloutKick   chan struct{}
+	// eventNotices queues encoded events for the other replicas
+	// (replicas.go, forwardEvents); nil without a Broadcaster.
+	eventNotices        chan json.RawMessage
+	eventNoticesDropped atomic.Int64
+	rolloutKick         chan struct{}
 
 	cred credState // agent credentials and connection settings (auth.go)
 	// publicURL is Config.PublicURL parsed; zero: each connection's own.
@@ -198,6 +202,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		events:      make(chan *steward.Event, 1<<16),
 		rolloutKick: make(chan struct{}, 1),
 	}
+	if cfg.Broadcaster != nil {
+		s.eventNotices = make(chan json.RawMessage, eventNoticeQueue)
+	}
 	s.writes = newAgentWrites(cfg.Store, cfg.WriteInterval, cfg.WriteQueue, s.flushed)
 	if err := cfg.Store.MarkOffline(ctx, cfg.Replica, time.Now().UTC()); err != nil {
 		return nil, err
@@ -220,11 +227,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.writes.run(s.ctx)
 	}()
 	if cfg.Broadcaster != nil {
-		s.wg.Add(1)
+		s.wg.Add(2)
 		go func() {
 			defer s.wg.Done()
 			_ = cfg.Broadcaster.Listen(s.ctx, s.onNotice)
 		}()
+		go s.forwardEvents()
 	}
 	return s, nil
 }
@@ -410,11 +418,7 @@ func (s *Service) emit(e *steward.Event) {
 	// Subscribers get their own copy: the event writer sets e.ID later.
 	pub := *e
 	s.bus.Publish(&pub)
-	if s.cfg.Broadcaster != nil {
-		if data, err := json.Marshal(e); err == nil && len(data) < 7000 {
-			go s.broadcast(steward.Notice{Kind: steward.NoticeEvent, Agent: e.AgentID, Data: data})
-		}
-	}
+	s.queueEventNotice(e)
 	select {
 	case s.events <- e:
 	default:

@@ -22,6 +22,74 @@ func (s *Service) broadcast(n steward.Notice) {
 	}
 }
 
+// Event forwarding to the other replicas. Events are sent in batches, by
+// one goroutine: one NOTIFY carries as many events as fit in
+// eventNoticeBytes, at least every eventNoticeInterval. One notice (and one
+// goroutine and pooled connection) per event, as before, made a connect
+// storm of 100,000 agents over seven replicas send that many notices, each
+// decoded by every replica, and starved the message path of database
+// connections (notify timeouts, agents cut off before their first message
+// was handled). Forwarding is best effort, as the live stream is: when the
+// queue is full, events are stored and published here but not forwarded.
+const (
+	eventNoticeQueue    = 1 << 14
+	eventNoticeBytes    = 7000 // under the store's notice limit, envelope included
+	eventNoticeInterval = 100 * time.Millisecond
+)
+
+// queueEventNotice queues e for the other replicas, never blocking.
+func (s *Service) queueEventNotice(e *steward.Event) {
+	if s.eventNotices == nil {
+		return
+	}
+	data, err := json.Marshal(e)
+	if err != nil || len(data) > eventNoticeBytes-2 {
+		return // too large for one notice: local subscribers only
+	}
+	select {
+	case s.eventNotices <- data:
+	default:
+		if n := s.eventNoticesDropped.Add(1); n&(n-1) == 0 {
+			s.log.Warn("event forwarding queue full; events not shown live on other replicas", "dropped", n)
+		}
+	}
+}
+
+// forwardEvents sends queued events to the other replicas in batches until
+// the service closes.
+func (s *Service) forwardEvents() {
+	defer s.wg.Done()
+	t := time.NewTicker(eventNoticeInterval)
+	defer t.Stop()
+	batch := make([]byte, 0, eventNoticeBytes)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		s.broadcast(steward.Notice{Kind: steward.NoticeEvents, Data: append(batch, ']')})
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case <-s.ctx.Done():
+			flush()
+			return
+		case <-t.C:
+			flush()
+		case data := <-s.eventNotices:
+			if len(batch)+len(data)+2 > eventNoticeBytes {
+				flush()
+			}
+			if len(batch) == 0 {
+				batch = append(batch, '[')
+			} else {
+				batch = append(batch, ',')
+			}
+			batch = append(batch, data...)
+		}
+	}
+}
+
 // onNotice applies a notice from another replica.
 func (s *Service) onNotice(n steward.Notice) {
 	if n.Origin == s.cfg.Replica {
@@ -71,10 +139,17 @@ func (s *Service) onNotice(n steward.Notice) {
 		if json.Unmarshal(n.Data, &serial) == nil {
 			s.dropRevoked(n.Agent, serial)
 		}
-	case steward.NoticeEvent:
+	case steward.NoticeEvent: // from a replica of an older version
 		var e steward.Event
 		if err := json.Unmarshal(n.Data, &e); err == nil {
 			s.bus.Publish(&e)
+		}
+	case steward.NoticeEvents:
+		var es []*steward.Event
+		if err := json.Unmarshal(n.Data, &es); err == nil {
+			for _, e := range es {
+				s.bus.Publish(e)
+			}
 		}
 	}
 }
