@@ -74,8 +74,13 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 		if seen, err = db.storeBodies(ctx, tx, want, now); err != nil {
 			return err
 		}
+		put, err := prepareAgentRow(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer put.close()
 		for _, r := range rows {
-			if err := db.putAgentRow(ctx, tx, r); err != nil {
+			if err := put.run(ctx, db, r); err != nil {
 				return err
 			}
 		}
@@ -95,9 +100,12 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 	return nil
 }
 
-func (db *DB) putAgentRow(ctx context.Context, tx *Tx, r *agentRow) error {
-	a, c := r.a, r.c
-	err := tx.QueryRow(ctx, `
+// agentRowStmts are the statements that write one agent row, prepared
+// once per PutAgents transaction.
+type agentRowStmts struct{ upsert, seen *sql.Stmt }
+
+func prepareAgentRow(ctx context.Context, tx *Tx) (*agentRowStmts, error) {
+	upsert, err := tx.Prepare(ctx, `
 		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
 			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health, attrs)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -109,7 +117,34 @@ func (db *DB) putAgentRow(ctx context.Context, tx *Tx, r *agentRow) error {
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
 			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
 			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash
-		RETURNING created_at`,
+		RETURNING created_at`)
+	if err != nil {
+		return nil, err
+	}
+	// A batched write may carry an older last-seen time than a heartbeat
+	// flush (TouchAgents) stored meanwhile: a non-zero time never goes
+	// back (a zero one clears it, as a replacement should).
+	const newer = `(excluded.last_seen IS NULL OR agent_seen.last_seen IS NULL OR excluded.last_seen > agent_seen.last_seen)`
+	seen, err := tx.Prepare(ctx, `INSERT INTO agent_seen (id, last_seen, sequence_num) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET
+			last_seen = CASE WHEN `+newer+` THEN excluded.last_seen ELSE agent_seen.last_seen END,
+			sequence_num = CASE WHEN `+newer+` THEN excluded.sequence_num ELSE agent_seen.sequence_num END`)
+	if err != nil {
+		upsert.Close()
+		return nil, err
+	}
+	return &agentRowStmts{upsert: upsert, seen: seen}, nil
+}
+
+func (p *agentRowStmts) close() {
+	p.upsert.Close()
+	p.seen.Close()
+}
+
+// run writes r's agent row and its last-seen row.
+func (p *agentRowStmts) run(ctx context.Context, db *DB, r *agentRow) error {
+	a, c := r.a, r.c
+	err := p.upsert.QueryRowContext(ctx,
 		c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
 		a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
 		r.effective, c.Health, c.Attributes, r.keepCreated,
@@ -117,15 +152,7 @@ func (db *DB) putAgentRow(ctx context.Context, tx *Tx, r *agentRow) error {
 	if err != nil {
 		return err
 	}
-	// A batched write may carry an older last-seen time than a heartbeat
-	// flush (TouchAgents) stored meanwhile: a non-zero time never goes
-	// back (a zero one clears it, as a replacement should).
-	const newer = `(excluded.last_seen IS NULL OR agent_seen.last_seen IS NULL OR excluded.last_seen > agent_seen.last_seen)`
-	_, err = tx.Exec(ctx, `INSERT INTO agent_seen (id, last_seen, sequence_num) VALUES (?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET
-			last_seen = CASE WHEN `+newer+` THEN excluded.last_seen ELSE agent_seen.last_seen END,
-			sequence_num = CASE WHEN `+newer+` THEN excluded.sequence_num ELSE agent_seen.sequence_num END`,
-		c.ID, db.time(a.LastSeen), int64(a.SequenceNum))
+	_, err = p.seen.ExecContext(ctx, c.ID, db.time(a.LastSeen), int64(a.SequenceNum))
 	return err
 }
 
@@ -193,7 +220,11 @@ func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, []byte, er
 // Agent returns one agent; ENOTFOUND if unknown, EINTERNAL naming the agent
 // if its stored document is corrupt.
 func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent, error) {
-	a, effective, err := scanAgent[[]byte](db.queryRow(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = ?`, id.String()))
+	row, err := db.queryRowPrepared(ctx, `SELECT `+agentCols+agentFrom+` WHERE a.id = ?`, id.String())
+	if err != nil {
+		return nil, db.wrap(err, "agent %s", id)
+	}
+	a, effective, err := scanAgent[[]byte](row)
 	if err != nil {
 		return nil, db.notFound(err, "agent %s", id)
 	}

@@ -85,8 +85,10 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	now   func() time.Time
-	// queries caches queries expanded for d.
+	// queries caches queries expanded for d; reads the statements
+	// prepared on the read pool by readStmt.
 	queries sync.Map
+	reads   sync.Map
 	bodies  bodies
 }
 
@@ -121,6 +123,10 @@ func New(ctx context.Context, d *Dialect, write, read *sql.DB) (*DB, error) {
 
 // Close closes the pools; later calls fail with EUNAVAILABLE.
 func (db *DB) Close() error {
+	db.reads.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	err := db.write.Close()
 	if db.read != db.write {
 		if err2 := db.read.Close(); err == nil {
@@ -187,6 +193,23 @@ func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return db.read.QueryRowContext(ctx, db.q(query), args...)
 }
 
+// queryRowPrepared is queryRow with the statement prepared once (on each
+// read connection as it is used) and kept: for a read run per agent
+// message, whose parse in SQLite costs about as much as the read itself.
+func (db *DB) queryRowPrepared(ctx context.Context, query string, args ...any) (*sql.Row, error) {
+	st, ok := db.reads.Load(query)
+	if !ok {
+		prepared, err := db.read.PrepareContext(ctx, db.q(query))
+		if err != nil {
+			return nil, err
+		}
+		if st, ok = db.reads.LoadOrStore(query, prepared); ok {
+			prepared.Close() // prepared meanwhile by another reader
+		}
+	}
+	return st.(*sql.Stmt).QueryRowContext(ctx, args...), nil
+}
+
 // each runs a query on the read pool and calls fn for every row.
 func (db *DB) each(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error {
 	rows, err := db.read.QueryContext(ctx, db.q(query), args...)
@@ -216,6 +239,13 @@ func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, e
 // QueryRow runs a query returning one row in the transaction.
 func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(ctx, t.db.q(query), args...)
+}
+
+// Prepare prepares a statement for repeated use in the transaction (closed
+// with it). A statement run once per row of a batch is parsed once, not
+// per row: in SQLite the parse costs more than the row's write.
+func (t *Tx) Prepare(ctx context.Context, query string) (*sql.Stmt, error) {
+	return t.tx.PrepareContext(ctx, t.db.q(query))
 }
 
 // Strings runs a query returning one text column and collects it.
