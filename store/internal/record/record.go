@@ -80,12 +80,21 @@ func Columns(a *steward.Agent) AgentColumns {
 		Attributes:     attributesColumn(a.Description),
 	}
 	// Postgres text cannot hold NUL; no search term can match it anyway.
-	nul := strings.NewReplacer("\x00", "")
-	c.ServiceName = nul.Replace(c.ServiceName)
-	c.HostName = nul.Replace(c.HostName)
-	c.ServiceVersion = nul.Replace(c.ServiceVersion)
+	c.ServiceName = dropNUL(c.ServiceName)
+	c.HostName = dropNUL(c.HostName)
+	c.ServiceVersion = dropNUL(c.ServiceVersion)
 	c.Search = strings.ToLower(strings.Join([]string{c.ID, c.ServiceName, c.HostName, c.ServiceVersion}, SearchSep))
 	return c
+}
+
+// dropNUL returns s without NUL characters (s itself when it has none: a
+// strings.Replacer built per agent write cost more than the rest of
+// Columns).
+func dropNUL(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "")
 }
 
 // SearchTerm normalizes an AgentFilter.Search value for comparison with the
