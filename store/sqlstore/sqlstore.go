@@ -312,7 +312,8 @@ func (db *DB) wrap(err error, format string, args ...any) error {
 	msg := db.d.Name + ": " + fmt.Sprintf(format, args...)
 	code := db.d.Code(err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") ||
+		strings.Contains(err.Error(), "sql: statement is closed") { // a prepared read after Close
 		code = steward.EUNAVAILABLE
 	}
 	if code != "" {
