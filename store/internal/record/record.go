@@ -4,6 +4,7 @@
 package record
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stewardhq/steward"
 )
@@ -321,7 +323,12 @@ func (v value) MarshalJSON() ([]byte, error) {
 	case nil:
 		return []byte("null"), nil
 	case string:
-		o = map[string]any{"s": x}
+		// The common case, written without a map: the same bytes.
+		q, err := json.Marshal(x)
+		if err != nil {
+			return nil, err
+		}
+		return append(append([]byte(`{"s":`), q...), '}'), nil
 	case bool:
 		o = map[string]any{"b": x}
 	case int:
@@ -372,6 +379,31 @@ func (v value) MarshalJSON() ([]byte, error) {
 	return json.Marshal(o)
 }
 
+// plainString returns the string of a value document {"s":"..."} whose
+// text needs no unescaping (no quote, backslash or control character,
+// valid UTF-8): most attribute values, read on every agent report, here
+// without the three JSON parses of the general path.
+func plainString(b []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(`{"s":`))
+	if !ok {
+		return "", false
+	}
+	rest = bytes.TrimLeft(rest, " ") // PostgreSQL's jsonb text has a space here
+	if len(rest) < 3 || rest[0] != '"' || !bytes.HasSuffix(rest, []byte(`"}`)) {
+		return "", false
+	}
+	text := rest[1 : len(rest)-2]
+	for _, c := range text {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(text) {
+		return "", false
+	}
+	return string(text), true
+}
+
 func uintDoc(x uint64) map[string]any {
 	if x <= math.MaxInt64 {
 		return map[string]any{"i": strconv.FormatInt(int64(x), 10)}
@@ -382,6 +414,10 @@ func uintDoc(x uint64) map[string]any {
 func (v *value) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		v.v = nil
+		return nil
+	}
+	if s, ok := plainString(b); ok {
+		v.v = s
 		return nil
 	}
 	var o map[string]json.RawMessage

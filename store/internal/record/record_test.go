@@ -13,6 +13,7 @@ import (
 func TestValueRoundTrip(t *testing.T) {
 	for _, v := range []any{
 		nil, "", "text", true, false,
+		`with "quotes" and \ a backslash`, "tab\tand\nnewline", "ünïcødé 😀", "<b>&amp;</b>", "\u2028",
 		int64(0), int64(math.MinInt64), int64(math.MaxInt64),
 		0.0, -1.5, math.MaxFloat64, math.SmallestNonzeroFloat64, math.Inf(1), math.Inf(-1),
 		[]byte{}, []byte{0, 0xff},
@@ -53,8 +54,18 @@ func TestValueRoundTrip(t *testing.T) {
 	}
 }
 
+func TestValueReadsPostgresText(t *testing.T) {
+	// jsonb gives documents back with a space after each colon.
+	for doc, want := range map[string]any{`{"s": "text"}`: "text", `{"s": "a\"b"}`: `a"b`, `{"s": ""}`: ""} {
+		var v value
+		if err := json.Unmarshal([]byte(doc), &v); err != nil || v.v != want {
+			t.Errorf("%s decoded as %#v (%v), want %q", doc, v.v, err, want)
+		}
+	}
+}
+
 func TestValueRejectsBadDocuments(t *testing.T) {
-	for _, doc := range []string{`{}`, `{"s":"a","b":true}`, `{"q":1}`, `{"i":"x"}`, `{"i":1}`, `{"d":"one"}`, `[]`, `"bare"`} {
+	for _, doc := range []string{`{}`, `{"s":"a","b":true}`, `{"s":"a","b":"c"}`, `{"s":1}`, `{"q":1}`, `{"i":"x"}`, `{"i":1}`, `{"d":"one"}`, `[]`, `"bare"`} {
 		var v value
 		if err := json.Unmarshal([]byte(doc), &v); err == nil {
 			t.Errorf("%s decoded as %#v", doc, v.v)
