@@ -49,7 +49,7 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 		r := &agentRow{a: a, c: record.Columns(a), created: a.CreatedAt, updated: a.UpdatedAt}
 		docOf := a
 		if a.EffectiveConfig != nil && len(*a.EffectiveConfig) > 0 {
-			r.effective = a.EffectiveConfig.Hash()
+			r.effective = db.hashes.hash(*a.EffectiveConfig)
 			want[string(r.effective)] = *a.EffectiveConfig
 			cp := *a
 			cp.EffectiveConfig = nil

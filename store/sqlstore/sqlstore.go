@@ -90,6 +90,7 @@ type DB struct {
 	queries sync.Map
 	reads   sync.Map
 	bodies  bodies
+	hashes  contentHashes
 }
 
 var (
