@@ -53,7 +53,7 @@ HEARTBEAT=${HEARTBEAT:-30s}
 # storm faster than the replicas answer turns into a reconnect loop.
 RATE=${RATE:-800}
 POOL=${POOL:-6} # each replica's PostgreSQL connections (pool_max_conns)
-LEASE=${LEASE:-20s}          # --replica-lease
+LEASE=${LEASE:-60s} # --replica-lease (the server's default)
 CONFIG_BYTES=${CONFIG_BYTES:-4096}
 KILL_AT=${KILL_AT:-$((AGENTS / 4))} # kill once the generators counted this many acks of the third change
 KILL_AFTER=${KILL_AFTER:-10}       # or this many seconds after its request, whichever comes first
