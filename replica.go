@@ -55,8 +55,11 @@ type Broadcaster interface {
 // of a replica that died without a goodbye are marked offline by the others.
 // It is a lease in the shared database, not a consensus protocol.
 type ReplicaStore interface {
-	// ReplicaAlive records that replica was alive at at.
-	ReplicaAlive(ctx context.Context, replica string, at time.Time) error
+	// ReplicaAlive records that replica was alive at at. renewed reports
+	// whether replica still held its lease; false when it had none: its
+	// first start, or a lease that lapsed and was reaped (its agents were
+	// then marked offline, and a live replica must mark them online again).
+	ReplicaAlive(ctx context.Context, replica string, at time.Time) (renewed bool, err error)
 	// ReapReplicas forgets replicas last seen before before, marks their
 	// agents offline, and returns their names.
 	ReapReplicas(ctx context.Context, before time.Time) ([]string, error)

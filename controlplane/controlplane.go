@@ -97,6 +97,10 @@ type Service struct {
 	mu       sync.Mutex
 	sessions map[steward.InstanceUID]*session
 
+	// leaseHeld is set once this replica's lease is recorded (used by
+	// renewLease only, which runs on one goroutine at a time).
+	leaseHeld bool
+
 	desired   atomic.Pointer[desiredState]
 	reloadMu  sync.Mutex
 	rolloutMu sync.Mutex
@@ -219,8 +223,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.renewLease(ctx)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.housekeeping()
+	go s.leases()
 	go s.eventWriter()
 	go func() {
 		defer s.wg.Done()
@@ -259,18 +264,42 @@ func (s *Service) Close() error {
 	return s.store.MarkOffline(ctx, s.cfg.Replica, time.Now().UTC())
 }
 
+// leases renews the lease every FlushInterval until the service closes. It
+// has its own goroutine so that slow housekeeping (a store under load) does
+// not delay renewals until the other replicas take this one for dead.
+func (s *Service) leases() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.renewLease(s.ctx)
+		}
+	}
+}
+
 // renewLease renews this replica's lease and reaps replicas whose lease
-// lapsed, marking their agents offline.
+// lapsed, marking their agents offline. A replica that finds its own lease
+// gone was reaped while alive (renewals failed or came too late) and marks
+// its connected agents online again.
 func (s *Service) renewLease(ctx context.Context) {
 	rs, ok := s.store.(steward.ReplicaStore)
 	if !ok {
 		return
 	}
 	now := time.Now().UTC()
-	if err := rs.ReplicaAlive(ctx, s.cfg.Replica, now); err != nil {
+	renewed, err := rs.ReplicaAlive(ctx, s.cfg.Replica, now)
+	if err != nil {
 		s.log.Warn("replica lease renewal failed", "error", err)
 		return
 	}
+	if s.leaseHeld && !renewed {
+		s.reclaimAgents(ctx)
+	}
+	s.leaseHeld = true
 	dead, err := rs.ReapReplicas(ctx, now.Add(-s.cfg.ReplicaLease))
 	if err != nil {
 		s.log.Warn("reaping dead replicas failed", "error", err)
@@ -501,7 +530,6 @@ func (s *Service) housekeeping() {
 			s.cred.coalesce.flush(time.Now(), false)
 			s.cred.cooldown.sweep(time.Now())
 			s.progressRollouts(s.ctx)
-			s.renewLease(s.ctx)
 		case <-s.rolloutKick:
 			s.progressRollouts(s.ctx)
 		case <-resync.C:
@@ -625,6 +653,43 @@ func (s *Service) expire() {
 	for _, ss := range stale {
 		s.markOffline(ss.id, now)
 	}
+}
+
+// reclaimAgents marks online again the agents connected to this replica
+// that the store shows offline: another replica reaped this one (see
+// renewLease). Agents that report are marked online by their next message
+// anyway; this covers the idle ones.
+func (s *Service) reclaimAgents(ctx context.Context) {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, ss := range list {
+		ss.mu.Lock()
+		closed := ss.closed
+		ss.mu.Unlock()
+		if closed {
+			continue
+		}
+		a, err := s.getAgent(ctx, ss.id)
+		if err != nil || a.Online || (a.Replica != s.cfg.Replica && a.Replica != "") {
+			continue // gone, online, or taken over by another replica
+		}
+		a.Online = true
+		a.Replica = s.cfg.Replica
+		a.DisconnectedAt = time.Time{}
+		a.UpdatedAt = time.Now().UTC()
+		if err := s.putAgent(ctx, a); err != nil {
+			s.log.Warn("agent not marked online again", "agent", ss.id, "error", err)
+			continue
+		}
+		n++
+	}
+	s.log.Warn("this replica's lease had lapsed and other replicas marked its agents offline; its connected agents are marked online again",
+		"replica", s.cfg.Replica, "agents", n)
 }
 
 // markOffline stores agent id as offline since at, unless another replica

@@ -706,3 +706,29 @@ func TestHTTPAgentDisconnectGoesOfflineAtOnce(t *testing.T) {
 		return err == nil && !a.Online
 	})
 }
+
+// A replica whose lease lapsed while it was alive (its renewals too late
+// under load) is reaped by another replica, which marks its agents offline.
+// On its next renewal it finds its lease gone and marks the agents still
+// connected to it online again, idle ones included.
+func TestReapedReplicaMarksItsAgentsOnlineAgain(t *testing.T) {
+	f := newFixture(t)
+	uid := steward.NewInstanceUID()
+	c := f.connect(server.WebSocket)
+	f.send(c, fullReport(uid, 0, "prod"))
+	stored := func() bool {
+		a, err := f.store.Agent(f.ctx, uid)
+		return err == nil && a.Online && a.Replica == "r1"
+	}
+	eventually(t, "the agent stored online", stored)
+
+	// Another replica reaps r1, as it does when r1's lease has lapsed.
+	dead, err := f.store.(steward.ReplicaStore).ReapReplicas(f.ctx, time.Now().Add(time.Hour))
+	if err != nil || len(dead) != 1 || dead[0] != "r1" {
+		t.Fatalf("reap: %v, %v", dead, err)
+	}
+	if stored() {
+		t.Fatal("the reaped replica's agent is still stored online")
+	}
+	eventually(t, "the idle agent stored online again", stored)
+}

@@ -52,12 +52,22 @@ func (db *DB) Rollouts(ctx context.Context) ([]*steward.Rollout, error) {
 	return listDocs[steward.Rollout](ctx, db, "rollout", `SELECT doc FROM rollouts ORDER BY updated_at DESC, name`)
 }
 
-// ReplicaAlive records replica's lease (a lease never goes back in time).
-func (db *DB) ReplicaAlive(ctx context.Context, replica string, at time.Time) error {
-	_, err := db.exec(ctx, `INSERT INTO replicas(name, seen_at) VALUES (?, ?)
+// ReplicaAlive records replica's lease (a lease never goes back in time)
+// and reports whether it renewed one: an update that matched no row means
+// there was none, and the lease is inserted.
+func (db *DB) ReplicaAlive(ctx context.Context, replica string, at time.Time) (bool, error) {
+	res, err := db.exec(ctx, `UPDATE replicas SET seen_at = CASE WHEN seen_at < ? THEN ? ELSE seen_at END WHERE name = ?`,
+		db.time(at), db.time(at), replica)
+	if err != nil {
+		return false, db.wrap(err, "replica alive %q", replica)
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		return true, nil
+	}
+	_, err = db.exec(ctx, `INSERT INTO replicas(name, seen_at) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET seen_at = CASE WHEN excluded.seen_at > replicas.seen_at
 			THEN excluded.seen_at ELSE replicas.seen_at END`, replica, db.time(at))
-	return db.wrap(err, "replica alive %q", replica)
+	return false, db.wrap(err, "replica alive %q", replica)
 }
 
 // ReapReplicas removes replicas whose lease is older than before and marks

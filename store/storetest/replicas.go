@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward"
 )
@@ -20,10 +21,18 @@ func testReplicas(t *testing.T, s steward.Store) {
 	a2.Replica = "live"
 	must(t, s.PutAgent(c, a1), "put a1")
 	must(t, s.PutAgent(c, a2), "put a2")
-	must(t, rs.ReplicaAlive(c, "dead", ts(100, 0)), "lease dead")
-	must(t, rs.ReplicaAlive(c, "live", ts(100, 0)), "lease live")
-	must(t, rs.ReplicaAlive(c, "live", ts(200, 0)), "renew live")
-	must(t, rs.ReplicaAlive(c, "live", ts(150, 0)), "older renewal is ignored")
+	alive := func(name string, at time.Time, want bool) {
+		t.Helper()
+		renewed, err := rs.ReplicaAlive(c, name, at)
+		must(t, err, "lease "+name)
+		if renewed != want {
+			t.Fatalf("ReplicaAlive(%s, %v) renewed = %v, want %v", name, at, renewed, want)
+		}
+	}
+	alive("dead", ts(100, 0), false) // a first lease renews nothing
+	alive("live", ts(100, 0), false)
+	alive("live", ts(200, 0), true)
+	alive("live", ts(150, 0), true) // an older renewal is ignored
 
 	dead, err := rs.ReapReplicas(c, ts(180, 0))
 	must(t, err, "reap")
@@ -37,5 +46,11 @@ func testReplicas(t *testing.T, s steward.Store) {
 	}
 	if again, _ := rs.ReapReplicas(c, ts(180, 0)); len(again) != 0 {
 		t.Fatalf("reaped twice: %v", again)
+	}
+	// A reaped replica that is still alive learns it held no lease.
+	alive("dead", ts(210, 0), false)
+	alive("dead", ts(220, 0), true)
+	if again, _ := rs.ReapReplicas(c, ts(180, 0)); len(again) != 0 {
+		t.Fatalf("the older lease of a renewed replica was reaped: %v", again)
 	}
 }
