@@ -152,6 +152,14 @@ func NewConnectionSettingsSet(all []*ConnectionSettings) *ConnectionSettingsSet 
 	return s
 }
 
+// Len returns the number of connection settings in the set (0 for nil).
+func (s *ConnectionSettingsSet) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.list)
+}
+
 // Merge merges the sets that match labels: per field, the highest priority
 // (then lowest name) wins. It returns nil when none matches.
 func (s *ConnectionSettingsSet) Merge(labels Labeled) *EffectiveConnectionSettings {

@@ -182,6 +182,9 @@ func (s *Service) endpointOf(c server.Conn) connEndpoint {
 // any input changes.
 func (s *Service) connectionView(ss *session, c server.Conn, cert *steward.AgentCertificate) *connOffer {
 	set, caps := s.connectionSettings(), ss.caps
+	if set.Len() == 0 && cert == nil {
+		return nil // nothing to offer, and a heartbeat merges nothing
+	}
 	var ep connEndpoint
 	if caps.Has(steward.AgentAcceptsOpAMPConnectionSettings) {
 		ep = s.endpointOf(c)
