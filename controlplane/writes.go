@@ -38,6 +38,11 @@ type agentWrites struct {
 	// space is closed (and replaced) whenever a flush shrinks pending.
 	space chan struct{}
 	kick  chan struct{}
+	// batch is the size of the next transaction: halved after one fails
+	// (a database too slow for maxBatch rows within flushTimeout then
+	// still commits in smaller steps), grown by an eighth after one
+	// commits. Used by flushNow only, which runs one at a time.
+	batch int
 	// peak is the most agents pending since the maps were made: a Go map
 	// keeps the room it once grew to, so maps a burst (a connect storm)
 	// grew beyond shrinkAfter are made anew once a flush empties them.
@@ -53,16 +58,17 @@ type flush struct {
 	err  error
 }
 
-// maxBatch bounds the agents one transaction writes; flushTimeout one
-// flush.
+// maxBatch bounds the agents one transaction writes, minBatch the size a
+// failing batch shrinks to; flushTimeout bounds one transaction.
 const (
 	maxBatch     = 2000
+	minBatch     = 50
 	flushTimeout = 30 * time.Second
 )
 
 func newAgentWrites(store steward.Store, interval time.Duration, limit int, onFlush func(int, time.Duration, error)) *agentWrites {
 	return &agentWrites{
-		store: store, interval: interval, limit: limit, onFlush: onFlush,
+		store: store, interval: interval, limit: limit, onFlush: onFlush, batch: maxBatch,
 		pending: make(map[steward.InstanceUID]*steward.Agent),
 		dirty:   make(map[steward.InstanceUID]struct{}),
 		next:    &flush{done: make(chan struct{})},
@@ -188,14 +194,13 @@ func (w *agentWrites) run(ctx context.Context) {
 		}
 		// A batch under way when ctx ends is finished, not abandoned
 		// (Close writes what is left after run returns).
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
-		w.flushNow(fctx)
-		cancel()
+		w.flushNow(context.WithoutCancel(ctx))
 	}
 }
 
-// flushNow writes what is dirty, in batches of at most maxBatch agents. A
-// batch that fails stays pending and dirty for the next flush.
+// flushNow writes what is dirty, in transactions of w.batch agents, each
+// bounded by flushTimeout. When one fails, it and the rest stay pending and
+// dirty for the next flush, which uses smaller transactions.
 func (w *agentWrites) flushNow(ctx context.Context) error {
 	w.mu.Lock()
 	if len(w.dirty) == 0 {
@@ -219,7 +224,7 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 
 	var firstErr error
 	for len(batch) > 0 {
-		n := min(len(batch), maxBatch)
+		n := min(len(batch), w.batch)
 		part := batch[:n]
 		batch = batch[n:]
 		// The store writes back CreatedAt/UpdatedAt: write copies, so
@@ -230,11 +235,24 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 			cps[i] = &cp
 		}
 		start := time.Now()
-		err := w.store.PutAgents(ctx, cps)
+		tctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		err := w.store.PutAgents(tctx, cps)
+		cancel()
 		if w.onFlush != nil {
 			w.onFlush(n, time.Since(start), err)
 		}
+		if err != nil {
+			w.batch = max(w.batch/2, minBatch)
+		} else {
+			w.batch = min(w.batch+w.batch/8+1, maxBatch)
+		}
 		w.mu.Lock()
+		if err != nil {
+			for _, a := range batch {
+				w.dirty[a.ID] = struct{}{} // the rest waits for the next flush
+			}
+			batch = nil
+		}
 		for i, a := range part {
 			switch {
 			case err != nil:
