@@ -100,6 +100,8 @@ type Service struct {
 	// leaseHeld is set once this replica's lease is recorded (used by
 	// renewLease only, which runs on one goroutine at a time).
 	leaseHeld bool
+	// reclaiming is set while reclaimAgents runs (see renewLease).
+	reclaiming atomic.Bool
 
 	desired   atomic.Pointer[desiredState]
 	reloadMu  sync.Mutex
@@ -296,8 +298,15 @@ func (s *Service) renewLease(ctx context.Context) {
 		s.log.Warn("replica lease renewal failed", "error", err)
 		return
 	}
-	if s.leaseHeld && !renewed {
-		s.reclaimAgents(ctx)
+	if s.leaseHeld && !renewed && s.reclaiming.CompareAndSwap(false, true) {
+		// On its own goroutine: with many agents on a loaded store it may
+		// take longer than a lease, and renewals must go on meanwhile.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.reclaiming.Store(false)
+			s.reclaimAgents(ctx)
+		}()
 	}
 	s.leaseHeld = true
 	dead, err := rs.ReapReplicas(ctx, now.Add(-s.cfg.ReplicaLease))
@@ -668,6 +677,9 @@ func (s *Service) reclaimAgents(ctx context.Context) {
 	s.mu.Unlock()
 	n := 0
 	for _, ss := range list {
+		if ctx.Err() != nil {
+			return
+		}
 		ss.mu.Lock()
 		closed := ss.closed
 		ss.mu.Unlock()
