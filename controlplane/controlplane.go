@@ -357,15 +357,20 @@ func (s *Service) Reconcile(ctx context.Context) error {
 func (s *Service) reconcileAll() {
 	start := time.Now()
 	defer func() { s.metrics.ReconcilePass(time.Since(start)) }()
+	for _, ss := range s.sessionList() {
+		s.push(ss)
+	}
+}
+
+// sessionList returns the sessions held now, to be walked without s.mu.
+func (s *Service) sessionList() []*session {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	list := make([]*session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
 		list = append(list, ss)
 	}
-	s.mu.Unlock()
-	for _, ss := range list {
-		s.push(ss)
-	}
+	return list
 }
 
 // push sends a WebSocket session what reconciliation finds missing.
@@ -631,6 +636,7 @@ func (s *Service) retouch(batch map[steward.InstanceUID]steward.Seen) {
 // polling.
 func (s *Service) expire() {
 	now := time.Now()
+	silence := 3 * s.cfg.HeartbeatInterval
 	var stale []*session
 	var silent []server.Conn
 	s.mu.Lock()
@@ -643,7 +649,7 @@ func (s *Service) expire() {
 			ss.closed = true
 			stale = append(stale, ss)
 		case !ss.http && ss.conn != nil &&
-			ss.caps.Has(steward.AgentReportsHeartbeat) && now.Sub(last) > 3*s.cfg.HeartbeatInterval:
+			ss.caps.Has(steward.AgentReportsHeartbeat) && now.Sub(last) > silence:
 			silent = append(silent, ss.conn)
 		}
 		ss.mu.Unlock()
@@ -653,7 +659,7 @@ func (s *Service) expire() {
 		// Heartbeats that arrived but wait to be read (a server too busy
 		// to keep up) are an agent alive: closing it would make the
 		// server busier still with its reconnect.
-		if now.Sub(c.LastReceived()) <= 3*s.cfg.HeartbeatInterval {
+		if now.Sub(c.LastReceived()) <= silence {
 			continue
 		}
 		s.log.Info("closing silent agent connection", "remote", c.RemoteAddr())
@@ -669,14 +675,8 @@ func (s *Service) expire() {
 // renewLease). Agents that report are marked online by their next message
 // anyway; this covers the idle ones.
 func (s *Service) reclaimAgents(ctx context.Context) {
-	s.mu.Lock()
-	list := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		list = append(list, ss)
-	}
-	s.mu.Unlock()
 	n := 0
-	for _, ss := range list {
+	for _, ss := range s.sessionList() {
 		if ctx.Err() != nil {
 			return
 		}
