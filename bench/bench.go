@@ -77,6 +77,10 @@ type Config struct {
 	// ServerCPUs pins the server process to these CPUs (taskset -c list,
 	// e.g. "0"); "": not pinned.
 	ServerCPUs string
+	// CPUProfile, when set, makes Steward's server write its CPU profile
+	// to this file, from its last start (in the storm scenario: the
+	// restart) until it is stopped; the peer is not profiled.
+	CPUProfile string
 	// Log receives progress lines; default os.Stderr.
 	Log io.Writer
 }
@@ -241,6 +245,9 @@ func (r *run) startServer(ctx context.Context) error {
 	args := []string{"-addr", r.cfg.OpAMPAddr}
 	if r.cfg.Server == Steward {
 		args = append(args, "-api", r.cfg.APIAddr, "-db", filepath.Join(r.cfg.DataDir, "steward.db"), "-heartbeat", r.cfg.Heartbeat.String())
+		if r.cfg.CPUProfile != "" {
+			args = append(args, "-cpuprofile", r.cfg.CPUProfile)
+		}
 	} else {
 		args = append(args, "-debug", r.cfg.APIAddr)
 	}

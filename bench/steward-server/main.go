@@ -4,7 +4,9 @@
 // GET /debug/stats on the API listener reporting memory, goroutines, CPU
 // time and transport counters (see loadgen.ProcStats).
 //
-// The REST API accepts the bearer token given by -token.
+// The REST API accepts the bearer token given by -token. With -cpuprofile
+// the process's CPU profile, from its start until SIGTERM, is written to
+// that file (the storm scenario's restarted server: the connect storm).
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	pprofrt "runtime/pprof"
 	"syscall"
 	"time"
 
@@ -35,7 +38,15 @@ func main() {
 	db := flag.String("db", "bench-steward.db", "SQLite database file")
 	token := flag.String("token", "bench", "REST API bearer token")
 	heartbeat := flag.Duration("heartbeat", 30*time.Second, "heartbeat interval expected of agents")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (written on SIGTERM)")
 	flag.Parse()
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			log.Fatalf("cpu profile: %v", err)
+		}
+		defer stop()
+	}
 	if _, err := loadgen.RaiseFileLimit(); err != nil {
 		log.Printf("raising the file limit: %v", err)
 	}
@@ -103,4 +114,23 @@ func main() {
 	if err := cp.Close(); err != nil {
 		log.Printf("control plane close: %v", err)
 	}
+}
+
+// startCPUProfile profiles the process into file until the returned stop
+// is called.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprofrt.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprofrt.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Printf("cpu profile: %v", err)
+		}
+	}, nil
 }
