@@ -35,8 +35,12 @@ func (db *DB) BindAgent(ctx context.Context, b *steward.AgentBinding) (*steward.
 func (db *DB) AgentBinding(ctx context.Context, id steward.InstanceUID) (*steward.AgentBinding, error) {
 	b := &steward.AgentBinding{AgentID: id}
 	var at timeCol
-	err := db.queryRow(ctx, `SELECT enrollment_token, created_at FROM agent_bindings WHERE agent_id = ?`, id.String()).Scan(&b.EnrollmentTokenID, &at)
+	// Read by every admission of the agent: prepared once.
+	row, err := db.queryRowPrepared(ctx, `SELECT enrollment_token, created_at FROM agent_bindings WHERE agent_id = ?`, id.String())
 	if err != nil {
+		return nil, db.wrap(err, "binding of agent %s", id)
+	}
+	if err := row.Scan(&b.EnrollmentTokenID, &at); err != nil {
 		return nil, db.notFound(err, "binding of agent %s", id)
 	}
 	b.CreatedAt = at.Time

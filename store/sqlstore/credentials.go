@@ -168,7 +168,8 @@ func (db *DB) Certificate(ctx context.Context, serial string) (*steward.AgentCer
 // first.
 func (db *DB) Certificates(ctx context.Context, agent *steward.InstanceUID) ([]*steward.AgentCertificate, error) {
 	if agent != nil {
-		return listDocs[steward.AgentCertificate](ctx, db, "certificate",
+		// Read by every admission of the agent: prepared once.
+		return listDocsPrepared[steward.AgentCertificate](ctx, db, "certificate",
 			`SELECT doc FROM agent_certificates WHERE agent_id = ? ORDER BY created_at DESC, serial`, agent.String())
 	}
 	return listDocs[steward.AgentCertificate](ctx, db, "certificate",

@@ -24,19 +24,35 @@ func getDoc[T any](ctx context.Context, db *DB, what string, query string, args 
 // listDocs reads every document query returns, in order.
 func listDocs[T any](ctx context.Context, db *DB, what string, query string, args ...any) ([]*T, error) {
 	var out []*T
-	err := db.each(ctx, query, args, func(rows *sql.Rows) error {
+	err := db.each(ctx, query, args, docsInto(db, what, &out))
+	if err != nil {
+		return nil, db.wrap(err, "list %ss", what)
+	}
+	return out, nil
+}
+
+// listDocsPrepared is listDocs with the statement prepared once (see
+// DB.prepared): for a fixed query run per agent connect.
+func listDocsPrepared[T any](ctx context.Context, db *DB, what string, query string, args ...any) ([]*T, error) {
+	var out []*T
+	err := db.eachPrepared(ctx, query, args, docsInto(db, what, &out))
+	if err != nil {
+		return nil, db.wrap(err, "list %ss", what)
+	}
+	return out, nil
+}
+
+// docsInto returns a row function that appends each row's document to out.
+func docsInto[T any](db *DB, what string, out *[]*T) func(*sql.Rows) error {
+	return func(rows *sql.Rows) error {
 		var doc []byte
 		if err := rows.Scan(&doc); err != nil {
 			return err
 		}
 		v, err := decodeDoc[T](db, "a "+what+" row", doc)
-		out = append(out, v)
+		*out = append(*out, v)
 		return err
-	})
-	if err != nil {
-		return nil, db.wrap(err, "list %ss", what)
 	}
-	return out, nil
 }
 
 func decodeDoc[T any](db *DB, what string, doc []byte) (*T, error) {

@@ -198,6 +198,16 @@ func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 // read connection as it is used) and kept: for a read run per agent
 // message, whose parse in SQLite costs about as much as the read itself.
 func (db *DB) queryRowPrepared(ctx context.Context, query string, args ...any) (*sql.Row, error) {
+	st, err := db.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(ctx, args...), nil
+}
+
+// prepared returns query prepared on the read pool, preparing it on first
+// use. Only for a fixed query text: every distinct one is kept until Close.
+func (db *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	st, ok := db.reads.Load(query)
 	if !ok {
 		prepared, err := db.read.PrepareContext(ctx, db.q(query))
@@ -208,12 +218,28 @@ func (db *DB) queryRowPrepared(ctx context.Context, query string, args ...any) (
 			prepared.Close() // prepared meanwhile by another reader
 		}
 	}
-	return st.(*sql.Stmt).QueryRowContext(ctx, args...), nil
+	return st.(*sql.Stmt), nil
 }
 
 // each runs a query on the read pool and calls fn for every row.
 func (db *DB) each(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error {
 	rows, err := db.read.QueryContext(ctx, db.q(query), args...)
+	return eachRow(rows, err, fn)
+}
+
+// eachPrepared is each with the statement prepared once (see
+// queryRowPrepared): for a listing run per agent connect.
+func (db *DB) eachPrepared(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error {
+	st, err := db.prepared(ctx, query)
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	return eachRow(rows, err, fn)
+}
+
+// eachRow calls fn for every row of a query's result, then closes it.
+func eachRow(rows *sql.Rows, err error, fn func(*sql.Rows) error) error {
 	if err != nil {
 		return err
 	}
