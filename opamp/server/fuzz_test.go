@@ -54,7 +54,7 @@ func FuzzConnInput(f *testing.F) {
 			c.process(in[:k])
 			in = in[k:]
 		}
-		c.endBusy() // no epoll (rc == nil): ends the connection
+		c.endBusy(false) // no epoll (rc == nil): ends the connection
 		if h.closedCount(c) != 1 {
 			t.Fatalf("OnClose called %d times", h.closedCount(c))
 		}

@@ -72,6 +72,12 @@ func runIdleClients(addr, nstr string) int {
 		return 1
 	}
 	fmt.Println("ready")
+	if v := os.Getenv(heartbeatEnv); v != "" {
+		every, _ := time.ParseDuration(v)
+		for _, c := range conns {
+			go heartbeatLoop(c, every)
+		}
+	}
 	io.Copy(io.Discard, os.Stdin)
 	for _, c := range conns {
 		c.Close()

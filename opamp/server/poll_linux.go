@@ -12,9 +12,11 @@ import (
 )
 
 // poller is an epoll set of idle WebSocket connections. One goroutine
-// waits on it and hands ready connections to the workers; each connection
-// is registered one-shot, so it is on at most one worker at a time and is
-// re-armed when that worker is done.
+// waits on it and hands ready connections to the workers. Each connection
+// is registered once, edge-triggered: every arrival of bytes is one event,
+// and no system call re-arms it after a message. A connection is on at
+// most one worker at a time (wsConn.busy); an event that finds it busy
+// tells that worker to read on (wsConn.again).
 type poller struct {
 	s        *Server
 	epfd     int
@@ -83,11 +85,13 @@ func (p *poller) stop() {
 	})
 }
 
-// arm (re-)registers c for one readiness event; add for the first time.
-// Called with c.mu held, so c's socket is open.
+// arm registers c (add) or re-registers it, which raises an event if
+// bytes wait unread: a worker that stopped reading before the socket was
+// drained hands the rest back this way. Called with c.mu held, so c's
+// socket is open.
 func (p *poller) arm(c *wsConn, add bool) error {
 	ev := unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET,
 		Fd:     int32(uint32(c.id)),
 		Pad:    int32(uint32(c.id >> 32)),
 	}
@@ -191,42 +195,59 @@ func unreadBytes(rc syscall.RawConn) int {
 // nothing is available, (0, nil) at end of stream.
 func readNonblock(rc syscall.RawConn, b []byte) (int, error) { return doRaw(rc, b, false) }
 
-// onReadable runs on a worker when c's socket is readable: it reads what
-// is there into a pooled buffer, handles the messages it completes, and
-// re-arms c (or finishes it at end of stream).
+// maxReads bounds the reads of one worker's turn on a connection, so one
+// busy agent cannot hog a worker; the rest goes back through epoll.
+const maxReads = 16
+
+// onReadable runs on a worker when c's socket became readable: it reads
+// what is there into a pooled buffer and handles the messages it
+// completes, until the socket is drained and no event came meanwhile (or
+// the connection ended, or maxReads).
 func (c *wsConn) onReadable() {
 	c.mu.Lock()
 	if c.finished || c.busy {
+		c.again = c.busy // the worker on c reads on
 		c.mu.Unlock()
 		return
 	}
 	c.busy = true
 	c.mu.Unlock()
 	bp := readBufs.Get().(*[]byte)
-	buf := *bp
-	for i := 0; i < 16; i++ { // bounded, so one busy agent cannot hog a worker
+	reads := 0
+	for {
+		reads += c.readAvailable(*bp, maxReads-reads)
+		if !c.endBusy(reads < maxReads) {
+			break
+		}
+	}
+	readBufs.Put(bp)
+}
+
+// readAvailable reads and processes until a read comes back short (the
+// socket is drained), the connection ends, or it has read budget times;
+// it returns how many reads it made.
+func (c *wsConn) readAvailable(buf []byte, budget int) int {
+	for i := 1; ; i++ {
 		n, err := readNonblock(c.rc, buf)
 		if n > 0 {
 			c.process(buf[:n])
 		}
 		if err == errWouldBlock {
-			break
+			return i
 		}
 		if err != nil || n == 0 {
 			c.mu.Lock()
 			c.pendingFinish = true // end of stream or error
 			c.mu.Unlock()
-			break
+			return i
 		}
 		c.mu.Lock()
 		stop := c.pendingFinish
 		c.mu.Unlock()
-		if stop || n < len(buf) {
-			break
+		if stop || n < len(buf) || i == budget {
+			return i
 		}
 	}
-	readBufs.Put(bp)
-	c.endBusy()
 }
 
 // writevNonblock writes bufs once to rc without waiting (one writev):

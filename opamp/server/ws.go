@@ -64,6 +64,7 @@ type wsConn struct {
 	closeSent     bool // close frame queued: nothing else may be sent
 	finishOnFlush bool // finish once the queue is written (close echoed)
 	busy          bool // a reader is working on the connection
+	again         bool // bytes arrived during the reader's turn (epoll)
 	registered    bool // in the epoll set
 	pendingFinish bool // finish when the reader is done
 	finished      bool
@@ -604,16 +605,29 @@ func (c *wsConn) finish() {
 }
 
 // endBusy ends a reader's turn: the connection is finished if that was
-// requested, otherwise (epoll-driven) re-armed for the next readiness.
-func (c *wsConn) endBusy() {
+// requested, otherwise (epoll-driven) registered with epoll the first
+// time. It returns true instead, and the turn goes on, when bytes arrived
+// during the turn and the reader may read more (canRead); when it may not,
+// epoll is asked for a new event for what waits unread.
+func (c *wsConn) endBusy(canRead bool) (readOn bool) {
 	c.mu.Lock()
+	if c.again && canRead && !c.pendingFinish {
+		c.again = false
+		c.mu.Unlock()
+		return true
+	}
+	rearm := c.again || !canRead
+	c.again = false
 	c.busy = false
 	if c.pendingFinish || c.rc == nil {
 		c.mu.Unlock()
 		c.finish()
-		return
+		return false
 	}
-	err := c.s.poll.arm(c, !c.registered)
+	var err error
+	if !c.registered || rearm {
+		err = c.s.poll.arm(c, !c.registered)
+	}
 	if err == nil {
 		c.registered = true
 	}
@@ -623,6 +637,7 @@ func (c *wsConn) endBusy() {
 		c.s.log.Error("opamp server: epoll registration failed; disconnecting", "remote", c.remote, "err", err)
 		c.finish()
 	}
+	return false
 }
 
 // runBlocking is the reader goroutine of a connection that is not
@@ -647,7 +662,7 @@ func (c *wsConn) runBlocking(buffered []byte) {
 			break
 		}
 	}
-	c.endBusy()
+	c.endBusy(false)
 }
 
 func (s *Server) removeConn(c *wsConn) {
@@ -740,5 +755,5 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if len(buffered) > 0 {
 		c.process(buffered)
 	}
-	c.endBusy() // registers with epoll: from here no goroutine holds c
+	c.endBusy(false) // registers with epoll: from here no goroutine holds c
 }
