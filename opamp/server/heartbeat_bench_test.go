@@ -2,11 +2,11 @@ package server
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
-	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -101,4 +101,3 @@ func heartbeatLoop(c net.Conn, every time.Duration) {
 		}
 	}
 }
-

@@ -5,6 +5,7 @@ package server
 import (
 	"encoding/binary"
 	"errors"
+	"os"
 	"sync"
 	"syscall"
 
@@ -17,10 +18,18 @@ import (
 // and no system call re-arms it after a message. A connection is on at
 // most one worker at a time (wsConn.busy); an event that finds it busy
 // tells that worker to read on (wsConn.again).
+//
+// The goroutine does not block in epoll_wait: the epoll set's own
+// descriptor is in Go's netpoller, so the goroutine waits there like any
+// network read, and a wake-up costs no thread hand-off (a goroutine
+// blocked in a system call holds its thread, and its processor is handed
+// to another thread while it waits).
 type poller struct {
 	s        *Server
 	epfd     int
-	wake     int // eventfd
+	file     *os.File        // owns epfd
+	rc       syscall.RawConn // epfd in the netpoller
+	wake     int             // eventfd
 	done     chan struct{}
 	stopOnce sync.Once
 }
@@ -32,45 +41,82 @@ func newPoller(s *Server) (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Non-blocking, so that os.NewFile puts it in the netpoller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	file := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
 	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(epfd)
+		file.Close()
 		return nil, err
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		unix.Close(epfd)
+		file.Close()
 		unix.Close(wake)
 		return nil, err
 	}
-	return &poller{s: s, epfd: epfd, wake: wake, done: make(chan struct{})}, nil
+	return &poller{s: s, epfd: epfd, file: file, rc: rc, wake: wake, done: make(chan struct{})}, nil
 }
 
+// run hands ready connections to the workers until stop.
 func (p *poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if err == unix.EINTR {
+	var err error
+	// wait takes the ready events without blocking and returns false,
+	// which waits in the netpoller for more, once a call returns fewer
+	// than it had room for (the set was drained; an event after that is
+	// a new readiness of epfd, so none is missed).
+	wait := func(fd uintptr) bool {
+		for {
+			n, werr := unix.EpollWait(int(fd), events, 0)
+			if werr == unix.EINTR {
 				continue
 			}
-			p.s.log.Error("opamp server: epoll_wait failed", "err", err)
-			return
-		}
-		for i := 0; i < n; i++ {
-			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if id == wakeID {
-				return
+			if werr != nil {
+				err = werr
+				return true
 			}
-			p.s.mu.Lock()
-			c := p.s.conns[id]
-			p.s.mu.Unlock()
-			if c != nil {
-				p.s.tasks <- c
+			if p.dispatch(events[:n]) {
+				return true
+			}
+			if n < len(events) {
+				return false
 			}
 		}
 	}
+	if rerr := p.rc.Read(wait); rerr != nil {
+		err = rerr
+	}
+	if err != nil {
+		p.s.log.Error("opamp server: epoll_wait failed", "err", err)
+	}
+}
+
+// dispatch hands the connections of events to the workers; true when
+// stop's wake-up is among them.
+func (p *poller) dispatch(events []unix.EpollEvent) (stop bool) {
+	for i := range events {
+		id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+		if id == wakeID {
+			return true
+		}
+		p.s.mu.Lock()
+		c := p.s.conns[id]
+		p.s.mu.Unlock()
+		if c != nil {
+			p.s.tasks <- c
+		}
+	}
+	return false
 }
 
 // stop ends run and releases the epoll set.
@@ -80,7 +126,7 @@ func (p *poller) stop() {
 		binary.NativeEndian.PutUint64(one[:], 1)
 		_, _ = unix.Write(p.wake, one[:])
 		<-p.done
-		unix.Close(p.epfd)
+		p.file.Close()
 		unix.Close(p.wake)
 	})
 }
