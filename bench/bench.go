@@ -78,8 +78,9 @@ type Config struct {
 	// e.g. "0"); "": not pinned.
 	ServerCPUs string
 	// CPUProfile, when set, makes Steward's server write its CPU profile
-	// to this file, from its last start (in the storm scenario: the
-	// restart) until it is stopped; the peer is not profiled.
+	// to this file, from its last start until it is stopped (in the storm
+	// scenario: from the restart until every agent is back); the peer is
+	// not profiled.
 	CPUProfile string
 	// Log receives progress lines; default os.Stderr.
 	Log io.Writer
@@ -705,6 +706,9 @@ func (r *run) storm(ctx context.Context, res *Result) error {
 	res.ReconnectSeconds = time.Since(restart).Seconds()
 	if st, err := loadgen.FetchStats(ctx, r.stats, false); err == nil {
 		res.StormCPUPer1k = float64(st.CPU) / 1e6 / (float64(n) / 1000)
+	}
+	if r.cfg.CPUProfile != "" && r.cfg.Server == Steward {
+		_ = r.srv.Process.Signal(syscall.SIGUSR1) // the profile ends with the storm
 	}
 	r.logf("all %d agents back %.2fs after the restart began, server CPU %.1fms per 1k connects", n, res.ReconnectSeconds, res.StormCPUPer1k)
 	st := g.Stats()

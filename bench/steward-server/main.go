@@ -5,8 +5,9 @@
 // time and transport counters (see loadgen.ProcStats).
 //
 // The REST API accepts the bearer token given by -token. With -cpuprofile
-// the process's CPU profile, from its start until SIGTERM, is written to
-// that file (the storm scenario's restarted server: the connect storm).
+// the process's CPU profile, from its start until SIGUSR1 or SIGTERM, is
+// written to that file (the storm scenario sends SIGUSR1 once every agent
+// is back: the profile is the connect storm's).
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	pprofrt "runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,7 +40,7 @@ func main() {
 	db := flag.String("db", "bench-steward.db", "SQLite database file")
 	token := flag.String("token", "bench", "REST API bearer token")
 	heartbeat := flag.Duration("heartbeat", 30*time.Second, "heartbeat interval expected of agents")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (written on SIGTERM)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile from the start until SIGUSR1 or SIGTERM to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
 		stop, err := startCPUProfile(*cpuprofile)
@@ -116,8 +118,8 @@ func main() {
 	}
 }
 
-// startCPUProfile profiles the process into file until the returned stop
-// is called.
+// startCPUProfile profiles the process into file until SIGUSR1 or the
+// returned stop is called.
 func startCPUProfile(file string) (stop func(), err error) {
 	f, err := os.Create(file)
 	if err != nil {
@@ -127,10 +129,17 @@ func startCPUProfile(file string) (stop func(), err error) {
 		f.Close()
 		return nil, err
 	}
-	return func() {
-		pprofrt.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			log.Printf("cpu profile: %v", err)
-		}
-	}, nil
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			pprofrt.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				log.Printf("cpu profile: %v", err)
+			}
+		})
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() { <-usr1; stop() }()
+	return stop, nil
 }

@@ -132,7 +132,7 @@ func bench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound of each waiting step")
 	fs.IntVar(&cfg.ConfigBytes, "config-bytes", 0, "size the pushed config is padded to (rollout, storm)")
 	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the server to these CPUs (taskset -c), e.g. 0")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "Steward's server writes its CPU profile here, from its last start (storm: the restart) until stopped")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "Steward's server writes its CPU profile here, from its last start until stopped (storm: from the restart until every agent is back)")
 	_ = fs.Parse(args)
 	if cfg.Server != "both" {
 		if cfg.ServerBin == "" {
