@@ -93,4 +93,16 @@ func TestHashJSONIsHexAndReadsBase64(t *testing.T) {
 	if err := back.UnmarshalJSON([]byte(`"zz!"`)); steward.ErrorCode(err) != steward.EINVALID {
 		t.Fatalf("garbage: %v", err)
 	}
+	// Escaped forms read as the string they stand for.
+	for in, want := range map[string]string{`"\u0064eadbeef"`: "deadbeef", `"3q2\/7w=="`: "deadbfef", `"3q2+7w\u003d="`: "deadbeef"} {
+		back = nil
+		if err := back.UnmarshalJSON([]byte(in)); err != nil || back.String() != want {
+			t.Fatalf("%s: %v %v, want %s", in, back, err, want)
+		}
+	}
+	for _, in := range []string{`"dead`, `"dé"`, `"dead\"`, `123`, `"dead"beef"`} {
+		if err := back.UnmarshalJSON([]byte(in)); steward.ErrorCode(err) != steward.EINVALID {
+			t.Fatalf("%s: %v", in, err)
+		}
+	}
 }
