@@ -56,9 +56,11 @@ func (a *Agent) ConfigState() RemoteConfigState {
 }
 
 // SummaryStore is implemented by stores that count the fleet in the
-// database rather than by reading every agent.
+// database rather than by reading every agent. Summary counts every stored
+// agent except those listed in except, which the caller counts itself
+// (from state not yet written, say); unknown ids in except are ignored.
 type SummaryStore interface {
-	Summary(ctx context.Context) (*FleetSummary, error)
+	Summary(ctx context.Context, except []InstanceUID) (*FleetSummary, error)
 }
 
 // Summarizer is implemented by services that can summarize the fleet.

@@ -263,21 +263,42 @@ func (s *Service) Events(ctx context.Context, f steward.EventFilter) ([]*steward
 
 var _ steward.Summarizer = (*Service)(nil)
 
-// Summary counts the fleet: in the database when the store can (SQL
-// aggregates), else by reading every agent.
+// Summary counts the fleet's live state: the stored agents in the
+// database when the store can (SQL aggregates), except those with a change
+// not yet written, which are counted from memory, so that a count shows a
+// change at once without waiting for the group commit (see summaryOf). A
+// store without aggregates has every agent read.
 func (s *Service) Summary(ctx context.Context) (*steward.FleetSummary, error) {
-	if err := s.writes.sync(ctx); err != nil { // count the live state
-		return nil, err
+	ss, ok := s.store.(steward.SummaryStore)
+	if !ok {
+		agents, _, err := s.listAgents(ctx, steward.AgentFilter{})
+		if err != nil {
+			return nil, err
+		}
+		sum := steward.NewFleetSummary()
+		for _, a := range agents {
+			sum.Add(a)
+		}
+		return sum, nil
 	}
-	if ss, ok := s.store.(steward.SummaryStore); ok {
-		return ss.Summary(ctx)
+	return summaryOf(ctx, ss, s.writes.snapshot())
+}
+
+// summaryOf counts pending (the agents whose latest state is not known to
+// be stored) as they are, and every other agent as stored. Each agent is
+// counted once, never in a state older than it had when pending was taken:
+// one not pending then had its latest state stored, and a later store
+// holds that or a newer one.
+func summaryOf(ctx context.Context, ss steward.SummaryStore, pending []*steward.Agent) (*steward.FleetSummary, error) {
+	ids := make([]steward.InstanceUID, len(pending))
+	for i, a := range pending {
+		ids[i] = a.ID
 	}
-	agents, _, err := s.listAgents(ctx, steward.AgentFilter{})
+	sum, err := ss.Summary(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	sum := steward.NewFleetSummary()
-	for _, a := range agents {
+	for _, a := range pending {
 		sum.Add(a)
 	}
 	return sum, nil

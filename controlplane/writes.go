@@ -114,6 +114,20 @@ func (w *agentWrites) overlay(as []*steward.Agent) {
 	}
 }
 
+// snapshot returns every pending agent: the live state of each agent
+// whose latest change is not yet known to be stored. The agents are
+// shared, not copied: readers must not change them, nor read CreatedAt
+// (a flush fills it in).
+func (w *agentWrites) snapshot() []*steward.Agent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	as := make([]*steward.Agent, 0, len(w.pending))
+	for _, a := range w.pending {
+		as = append(as, a)
+	}
+	return as
+}
+
 // put queues a as the agent's latest state and returns the flush that
 // will write it. It waits while the queue is full (see agentWrites); it
 // fails only when ctx ends first. a must not be changed afterwards.

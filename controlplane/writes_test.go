@@ -2,8 +2,10 @@ package controlplane_test
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 
@@ -128,4 +130,113 @@ func TestReconnectWithCompleteReportAfterGapIsNotAskedForFullState(t *testing.T)
 	if r := f.send(c, partial); r.Flags&fullStateFlag == 0 {
 		t.Fatalf("a report without the agent's health after a gap must be asked for the full state")
 	}
+}
+
+// gatedStore holds every agent write while held, as a database busy with
+// a long transaction does.
+type gatedStore struct {
+	*sqlite.DB
+	mu      sync.Mutex
+	release chan struct{} // nil while writes go through
+}
+
+func (s *gatedStore) hold() {
+	s.mu.Lock()
+	s.release = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *gatedStore) open() {
+	s.mu.Lock()
+	close(s.release)
+	s.release = nil
+	s.mu.Unlock()
+}
+
+func (s *gatedStore) PutAgents(ctx context.Context, as []*steward.Agent) error {
+	s.mu.Lock()
+	release := s.release
+	s.mu.Unlock()
+	if release != nil {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.DB.PutAgents(ctx, as)
+}
+
+func (s *gatedStore) PutAgent(ctx context.Context, a *steward.Agent) error {
+	return s.PutAgents(ctx, []*steward.Agent{a})
+}
+
+// The fleet summary counts changes the group commit has not written yet,
+// exactly and without waiting for the write: before, it waited for the
+// pending agents to be written, so a busy database held it (here: until
+// its context ended).
+func TestSummaryCountsUnwrittenChangesAtOnce(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := &gatedStore{DB: st}
+	f := newFixtureWith(t, gs)
+	stored := []*fleetAgent{f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)}
+	eventually(t, "the agents stored", func() bool {
+		for _, a := range stored {
+			if _, err := st.Agent(f.ctx, a.id); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+
+	gs.hold()
+	f.report(stored[0], []byte{7}, applied) // runs a config Steward never offered
+	stored[1].conn.Close()                  // offline
+	fresh := f.join("dev", nil)             // not stored at all
+	fleet := append(stored, fresh)
+	eventually(t, "the disconnect handled", func() bool {
+		a, err := f.svc.Agent(f.ctx, stored[1].id)
+		return err == nil && !a.Online
+	})
+	if a, err := st.Agent(f.ctx, stored[0].id); err != nil || a.ConfigState() != steward.RemoteConfigUnset {
+		t.Fatalf("stored agent: %v, %v; want its state before the report (the write is held)", a, err)
+	}
+
+	want := func() *steward.FleetSummary {
+		sum := steward.NewFleetSummary()
+		for _, fa := range fleet {
+			a, err := f.svc.Agent(f.ctx, fa.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum.Add(a)
+		}
+		return sum
+	}
+	check := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+		defer cancel()
+		got, err := f.svc.Summary(ctx)
+		if err != nil {
+			t.Fatalf("%s: summary: %v", what, err)
+		}
+		if w := want(); !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s: summary %+v, the agents' live state counts %+v", what, got, w)
+		}
+	}
+	check("writes held")
+	if sum, _ := f.svc.Summary(f.ctx); sum.Total != 4 || sum.Online != 3 || sum.BySync[string(steward.SyncDrifted)] != 1 ||
+		sum.BySync[string(steward.SyncOffline)] != 1 || sum.ByConfigStatus[string(steward.RemoteConfigApplied)] != 1 {
+		t.Fatalf("summary %+v: want 4 agents, 3 online, 1 drifted (APPLIED), 1 offline", sum)
+	}
+	gs.open()
+	eventually(t, "the held writes stored", func() bool {
+		_, err := st.Agent(f.ctx, fresh.id)
+		return err == nil
+	})
+	check("written")
 }

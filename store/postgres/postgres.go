@@ -89,7 +89,7 @@ var Dialect = &sqlstore.Dialect{
 	Macros: map[string]string{
 		"time": "timestamptz", "bool": "boolean", "blob": "bytea", "json": "json", "jsonb": "jsonb",
 		"serial": "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "bytewise": ` COLLATE "C"`, "without_rowid": "",
-		"for_update": " FOR UPDATE", "for_share": " FOR SHARE", "instr": "strpos",
+		"for_update": " FOR UPDATE", "for_share": " FOR SHARE", "instr": "strpos", "json_strings": "json_array_elements_text",
 	},
 	Code:           code,
 	Unique:         func(err error) bool { return pgCode(err) == "23505" },

@@ -108,7 +108,7 @@ var Dialect = &sqlstore.Dialect{
 	Macros: map[string]string{
 		"time": "INTEGER", "bool": "INTEGER", "blob": "BLOB", "json": "BLOB", "jsonb": "BLOB",
 		"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "bytewise": "", "without_rowid": " WITHOUT ROWID",
-		"for_update": "", "for_share": "", "instr": "instr",
+		"for_update": "", "for_share": "", "instr": "instr", "json_strings": "json_each",
 	},
 	Code: code,
 	Unique: func(err error) bool {

@@ -94,27 +94,58 @@ func (db *DB) ReapReplicas(ctx context.Context, before time.Time) ([]string, err
 	return dead, nil
 }
 
-// Summary counts the fleet with aggregate queries over indexed columns,
-// without reading agent documents.
-func (db *DB) Summary(ctx context.Context) (*steward.FleetSummary, error) {
+// Summary counts the fleet in one aggregate query over the indexed
+// columns, without reading agent documents (one statement: every count is
+// of the same snapshot); the agents in except are left out (the caller
+// counts their live state itself).
+func (db *DB) Summary(ctx context.Context, except []steward.InstanceUID) (*steward.FleetSummary, error) {
 	s := steward.NewFleetSummary()
-	err := db.queryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE online), count(*) FILTER (WHERE healthy AND online) FROM agents`).
-		Scan(&s.Total, &s.Online, &s.Healthy)
+	where, args := "", []any(nil)
+	if len(except) > 0 {
+		where, args = ` WHERE id NOT IN (SELECT value FROM {json_strings}(?))`, []any{idsJSON(except)}
+	}
+	const cols = `online, healthy, service_name, service_version, config_status, sync_state`
+	err := db.each(ctx, `SELECT `+cols+`, count(*) FROM agents`+where+` GROUP BY `+cols, args, func(rows *sql.Rows) error {
+		var (
+			online, healthy             bool
+			typ, version, config, syncd string
+			n                           int
+		)
+		if err := rows.Scan(&online, &healthy, &typ, &version, &config, &syncd, &n); err != nil {
+			return err
+		}
+		s.Total += n
+		if online {
+			s.Online += n
+			if healthy {
+				s.Healthy += n
+			}
+		}
+		s.ByType[typ] += n
+		s.ByVersion[version] += n
+		s.ByConfigStatus[config] += n
+		s.BySync[syncd] += n
+		return nil
+	})
 	if err != nil {
 		return nil, db.wrap(err, "summary")
 	}
 	s.Offline, s.Unhealthy = s.Total-s.Online, s.Total-s.Healthy
-	for col, m := range map[string]map[string]int{"service_name": s.ByType, "service_version": s.ByVersion, "config_status": s.ByConfigStatus, "sync_state": s.BySync} {
-		err := db.each(ctx, `SELECT `+col+`, count(*) FROM agents GROUP BY `+col, nil, func(rows *sql.Rows) error {
-			var k string
-			var n int
-			err := rows.Scan(&k, &n)
-			m[k] = n
-			return err
-		})
-		if err != nil {
-			return nil, db.wrap(err, "summary by %s", col)
-		}
-	}
 	return s, nil
+}
+
+// idsJSON returns ids as a JSON array of their canonical strings, the
+// form agents.id stores.
+func idsJSON(ids []steward.InstanceUID) string {
+	b := make([]byte, 0, 2+len(ids)*39)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, id.String()...)
+		b = append(b, '"')
+	}
+	return string(append(b, ']'))
 }

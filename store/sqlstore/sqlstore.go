@@ -58,7 +58,8 @@ type Dialect struct {
 	// Macros replace {name} in queries and migrations: types ({time},
 	// {bool}, {blob}, {json}, {jsonb}, {serial}, {C}, {without_rowid}),
 	// row locks ({for_update}, {for_share}), {bytewise} (a collation
-	// comparing bytes) and functions ({instr}).
+	// comparing bytes) and functions ({instr}; {json_strings}(?), the
+	// table of the strings in a JSON array, as its column value).
 	Macros map[string]string
 	// Code maps a driver error to a steward code (ECONFLICT for constraint
 	// violations, EUNAVAILABLE when the database cannot answer), or "" for

@@ -189,7 +189,7 @@ func checkUpgraded(t *testing.T, open func() *sqlstore.DB) {
 	if au, err := db.Audit(ctx, steward.AuditFilter{Action: "config."}); err != nil || len(au) != 1 || au[0].Target != "base" {
 		t.Fatalf("audit %+v %v", au, err)
 	}
-	if sum, err := db.Summary(ctx); err != nil || sum.Total != 1 || sum.Online != 1 || sum.ByConfigStatus["APPLIED"] != 1 {
+	if sum, err := db.Summary(ctx, nil); err != nil || sum.Total != 1 || sum.Online != 1 || sum.ByConfigStatus["APPLIED"] != 1 {
 		t.Fatalf("summary %+v %v", sum, err)
 	}
 

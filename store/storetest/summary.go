@@ -31,7 +31,7 @@ func testSummary(t *testing.T, s steward.Store) {
 	}
 	check := func(what string) {
 		t.Helper()
-		got, err := ss.Summary(c)
+		got, err := ss.Summary(c, nil)
 		must(t, err, "summary")
 		all, _, err := s.Agents(c, steward.AgentFilter{})
 		must(t, err, "agents")
@@ -42,10 +42,23 @@ func testSummary(t *testing.T, s steward.Store) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: Summary = %+v, counting agents gives %+v", what, got, want)
 		}
+		// Leaving out agents 1 and 3 (and an unknown one) counts the rest.
+		except := []steward.InstanceUID{agents[0].ID, agents[2].ID, {0xee}}
+		got, err = ss.Summary(c, except)
+		must(t, err, "summary except")
+		want = steward.NewFleetSummary()
+		for _, a := range all {
+			if a.ID != agents[0].ID && a.ID != agents[2].ID {
+				want.Add(a)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: Summary except 1 and 3 = %+v, counting agents gives %+v", what, got, want)
+		}
 	}
 	check("initial")
 	// Agent 4 last reported healthy but is offline: its health is unknown.
-	if got, _ := ss.Summary(c); got.Total != 4 || got.Online != 2 || got.Healthy != 1 || got.Unhealthy != 3 || got.ByConfigStatus["UNSET"] != 2 || got.ByType["otelcol"] != 2 ||
+	if got, _ := ss.Summary(c, nil); got.Total != 4 || got.Online != 2 || got.Healthy != 1 || got.Unhealthy != 3 || got.ByConfigStatus["UNSET"] != 2 || got.ByType["otelcol"] != 2 ||
 		got.BySync["rolled_back"] != 1 || got.BySync["in_sync"] != 1 || got.BySync["offline"] != 2 {
 		t.Fatalf("summary %+v", got)
 	}
