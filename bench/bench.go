@@ -17,17 +17,21 @@ package bench
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for Config.Postgres
 
 	"github.com/stewardhq/steward"
 	stewardhttp "github.com/stewardhq/steward/http"
@@ -82,6 +86,10 @@ type Config struct {
 	// scenario: from the restart until every agent is back); the peer is
 	// not profiled.
 	CPUProfile string
+	// Postgres, when set, is the URL of a PostgreSQL server on which
+	// Steward stores its state, in a database steward_bench created anew
+	// for each run (dropped first if it exists), instead of SQLite.
+	Postgres string
 	// Log receives progress lines; default os.Stderr.
 	Log io.Writer
 }
@@ -92,6 +100,7 @@ type Result struct {
 	Server    string `json:"server"`
 	Transport string `json:"transport"`
 	Agents    int    `json:"agents"`
+	Store     string `json:"store,omitempty"` // Steward's: sqlite or postgres
 
 	ConnectSeconds float64 `json:"connect_seconds,omitempty"` // time for all agents to connect
 	ConnectRate    float64 `json:"connect_rate,omitempty"`    // agents per second
@@ -157,6 +166,7 @@ type run struct {
 	exited chan error
 	stats  string
 	api    *stewardhttp.Client
+	pgDSN  string // Steward's PostgreSQL database (Config.Postgres), made once per run
 }
 
 // Run runs the configured scenario and returns its result. The server
@@ -218,6 +228,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer r.stopServer()
 	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Transport: "websocket", Agents: cfg.Agents, ConfigBytes: cfg.ConfigBytes}
+	if cfg.Server == Steward {
+		res.Store = "sqlite"
+		if cfg.Postgres != "" {
+			res.Store = "postgres"
+			var err error
+			if r.pgDSN, err = freshPostgres(ctx, cfg.Postgres, "steward_bench"); err != nil {
+				return res, err
+			}
+		}
+	}
 	if cfg.HTTP {
 		res.Transport = "http"
 	}
@@ -248,6 +268,9 @@ func (r *run) startServer(ctx context.Context) error {
 		args = append(args, "-api", r.cfg.APIAddr, "-db", filepath.Join(r.cfg.DataDir, "steward.db"), "-heartbeat", r.cfg.Heartbeat.String())
 		if r.cfg.CPUProfile != "" {
 			args = append(args, "-cpuprofile", r.cfg.CPUProfile)
+		}
+		if r.pgDSN != "" {
+			args = append(args, "-postgres", r.pgDSN)
 		}
 	} else {
 		args = append(args, "-debug", r.cfg.APIAddr)
@@ -286,6 +309,27 @@ func (r *run) startServer(ctx context.Context) error {
 		_, err := loadgen.FetchStats(ctx, r.stats, false)
 		return err == nil, nil
 	})
+}
+
+// freshPostgres creates database name anew on the PostgreSQL server at
+// url (dropping it first, with its connections) and returns its URL.
+func freshPostgres(ctx context.Context, url, name string) (string, error) {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", fmt.Errorf("bench: postgres url: %w", err)
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return "", fmt.Errorf("bench: postgres: %w", err)
+	}
+	defer db.Close()
+	for _, q := range []string{`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`, `CREATE DATABASE ` + name} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return "", fmt.Errorf("bench: postgres: %s: %w", q, err)
+		}
+	}
+	u.Path = "/" + name
+	return u.String(), nil
 }
 
 // stopServer ends the server: SIGTERM, then SIGKILL after 30s.

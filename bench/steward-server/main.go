@@ -1,8 +1,9 @@
 // Command steward-server is Steward's server as the benchmarks run it: the
-// same parts `steward server` wires (embedded SQLite store, control plane,
-// epoll-based OpAMP transport, REST API) without the web UI, plus
-// GET /debug/stats on the API listener reporting memory, goroutines, CPU
-// time and transport counters (see loadgen.ProcStats).
+// same parts `steward server` wires (embedded SQLite store, or PostgreSQL
+// with -postgres; control plane, epoll-based OpAMP transport, REST API)
+// without the web UI, plus GET /debug/stats on the API listener reporting
+// memory, goroutines, CPU time and transport counters (see
+// loadgen.ProcStats).
 //
 // The REST API accepts the bearer token given by -token. With -cpuprofile
 // the process's CPU profile, from its start until SIGUSR1 or SIGTERM, is
@@ -14,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log"
 	"log/slog"
 	"net"
@@ -26,11 +28,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
 	stewardhttp "github.com/stewardhq/steward/http"
 	"github.com/stewardhq/steward/loadgen"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/postgres"
 	"github.com/stewardhq/steward/store/sqlite"
 )
 
@@ -38,6 +42,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:4320", "OpAMP listen address (path /v1/opamp)")
 	api := flag.String("api", "127.0.0.1:6060", "REST API and /debug/stats listen address")
 	db := flag.String("db", "bench-steward.db", "SQLite database file")
+	pg := flag.String("postgres", "", "PostgreSQL DSN: store there instead of in the SQLite file")
 	token := flag.String("token", "bench", "REST API bearer token")
 	heartbeat := flag.Duration("heartbeat", 30*time.Second, "heartbeat interval expected of agents")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile from the start until SIGUSR1 or SIGTERM to this file")
@@ -56,9 +61,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	store, err := sqlite.Open(ctx, *db)
+	store, err := openStore(ctx, *db, *pg)
 	if err != nil {
-		log.Fatalf("open %s: %v", *db, err)
+		log.Fatal(err)
 	}
 	defer store.Close()
 	cp, err := controlplane.New(ctx, controlplane.Config{Store: store, Replica: "bench", HeartbeatInterval: *heartbeat, Logger: logger})
@@ -142,4 +147,20 @@ func startCPUProfile(file string) (stop func(), err error) {
 	signal.Notify(usr1, syscall.SIGUSR1)
 	go func() { <-usr1; stop() }()
 	return stop, nil
+}
+
+// openStore opens PostgreSQL at dsn when it is set, else SQLite at path.
+func openStore(ctx context.Context, path, dsn string) (steward.Store, error) {
+	if dsn != "" {
+		st, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		return st, nil
+	}
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return st, nil
 }
