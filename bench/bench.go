@@ -132,6 +132,10 @@ type Result struct {
 	// RolloutCPUSeconds is the server's CPU time from the change request
 	// until it shows every ack (Steward: in its API; the peer: in memory).
 	RolloutCPUSeconds float64 `json:"rollout_server_cpu_seconds,omitempty"`
+	// RolloutStoredCPUSeconds (Steward) is the server's CPU time from the
+	// change request until every ack is also written to its store (the
+	// group commit's queue empty), which may come after the API shows it.
+	RolloutStoredCPUSeconds float64 `json:"rollout_server_cpu_stored_seconds,omitempty"`
 	// APILagSeconds is from the last agent's APPLIED to the server showing
 	// all of them.
 	APILagSeconds float64 `json:"api_lag_seconds,omitempty"`
@@ -605,6 +609,7 @@ type rolloutMeasure struct {
 	acked       time.Duration // from the request to the last APPLIED at the agents
 	applied     int           // agents the server shows APPLIED
 	cpu         time.Duration // server CPU from the request until it shows every ack
+	cpuStored   time.Duration // Steward: until every ack is also stored
 	apiLag      time.Duration // from the last APPLIED to the server showing all
 	disconnects uint64        // connections lost meanwhile
 	encodings   uint64        // remote configs marshalled meanwhile
@@ -651,6 +656,16 @@ func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*r
 		m.cpu = time.Duration(after.CPU - before.CPU)
 		m.encodings = after.ConfigEncodings - before.ConfigEncodings
 		m.stuck = after.Stuck
+		if r.cfg.Server == Steward {
+			err = r.untilEvery(ctx, 20*time.Millisecond, r.cfg.Timeout, "server stores every agent state", func() (bool, error) {
+				after, err = loadgen.FetchStats(ctx, r.stats, false)
+				return err == nil && after.PendingWrites == 0, err
+			})
+			if err != nil {
+				return nil, err
+			}
+			m.cpuStored = time.Duration(after.CPU - before.CPU)
+		}
 		if m.applied, err = r.serverApplied(ctx, marker); err != nil {
 			return nil, err
 		}
@@ -695,14 +710,15 @@ func (r *run) rollout(ctx context.Context, res *Result) error {
 	res.RolloutSeconds = m.acked.Seconds()
 	res.ServerApplied = m.applied
 	res.RolloutCPUSeconds = m.cpu.Seconds()
+	res.RolloutStoredCPUSeconds = m.cpuStored.Seconds()
 	res.APILagSeconds = m.apiLag.Seconds()
 	res.RolloutDisconnects = m1.disconnects + m.disconnects
 	res.ConfigEncodings = m1.encodings + m.encodings
 	res.ServerStuck = m.stuck
 	st := g.Stats()
 	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
-	r.logf("config change applied by all in %.3fs; server shows %d APPLIED %.3fs later, server CPU %.2fs, %d disconnects",
-		m.acked.Seconds(), m.applied, m.apiLag.Seconds(), m.cpu.Seconds(), res.RolloutDisconnects)
+	r.logf("config change applied by all in %.3fs; server shows %d APPLIED %.3fs later, server CPU %.2fs (%.2fs until stored), %d disconnects",
+		m.acked.Seconds(), m.applied, m.apiLag.Seconds(), m.cpu.Seconds(), m.cpuStored.Seconds(), res.RolloutDisconnects)
 	return nil
 }
 

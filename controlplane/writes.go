@@ -90,6 +90,13 @@ func (w *agentWrites) get(id steward.InstanceUID) (*steward.Agent, bool) {
 	return &cp, true
 }
 
+// len returns how many agents have state not yet written.
+func (w *agentWrites) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
+}
+
 // isPending reports whether agent id has state not yet written.
 func (w *agentWrites) isPending(id steward.InstanceUID) bool {
 	w.mu.Lock()
@@ -322,6 +329,10 @@ func (s *Service) getAgent(ctx context.Context, id steward.InstanceUID) (*stewar
 	}
 	return a, err
 }
+
+// PendingWrites returns how many agents have a state the group commit
+// has not yet written to the store.
+func (s *Service) PendingWrites() int { return s.writes.len() }
 
 // putAgent queues a as the agent's state for the next group commit
 // (above); a must not be changed afterwards.

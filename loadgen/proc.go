@@ -35,6 +35,9 @@ type ProcStats struct {
 	// reading.
 	ConfigEncodings uint64 `json:"config_encodings,omitempty"`
 	Stuck           uint64 `json:"stuck,omitempty"`
+	// PendingWrites (Steward bench server) is how many agents have a
+	// state not yet written to the store (the group commit's queue).
+	PendingWrites int `json:"pending_writes,omitempty"`
 }
 
 // SelfStats measures the calling process. With gc it first runs a garbage

@@ -85,6 +85,7 @@ func main() {
 		p.Messages = s.Messages
 		p.ConfigEncodings = s.ConfigEncodings
 		p.Stuck = s.Stuck
+		p.PendingWrites = cp.PendingWrites()
 	}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
