@@ -5,6 +5,7 @@ package server
 import (
 	"encoding/binary"
 	"errors"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -151,6 +152,28 @@ func (p *poller) arm(c *wsConn, add bool) error {
 // del removes fd from the set; called before the socket is closed.
 func (p *poller) del(fd int) {
 	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+// socketFile returns tcp's socket as an *os.File and closes tcp. The
+// file holds a duplicate of the descriptor, in the netpoller (it is
+// non-blocking, so write deadlines work), and nothing else; the TCPConn
+// also holds both addresses, about 190 bytes more per idle agent, which
+// the garbage collector's headroom doubles in resident memory.
+func socketFile(tcp *net.TCPConn) (*os.File, error) {
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	dup, derr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, derr
+	}
+	f := os.NewFile(uintptr(dup), "")
+	tcp.Close() // the duplicate keeps the socket open
+	return f, nil
 }
 
 var errWouldBlock = errors.New("would block")

@@ -4,6 +4,8 @@ package server
 
 import (
 	"errors"
+	"net"
+	"os"
 	"syscall"
 )
 
@@ -22,5 +24,7 @@ func (c *wsConn) onReadable()            {}
 func unreadBytes(syscall.RawConn) int { return 0 }
 
 var errWouldBlock = errors.New("would block")
+
+func socketFile(*net.TCPConn) (*os.File, error) { return nil, errors.New("no epoll") }
 
 func writevNonblock(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -36,13 +37,21 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 // errPeerClosed stops parsing after the peer's close frame.
 var errPeerClosed = errors.New("peer sent close")
 
+// socket is what a connection uses of its socket: the hijacked net.Conn,
+// or for an epoll-driven one the *os.File socketFile made of it.
+type socket interface {
+	io.ReadWriteCloser
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+}
+
 // wsConn is one WebSocket agent. Its reader side (parser, message
 // handling) runs on one goroutine at a time: a worker while epoll-driven
 // (busy guards it), or the connection's own goroutine otherwise.
 type wsConn struct {
 	s        *Server
 	id       uint64
-	nc       net.Conn
+	nc       socket
 	rc       syscall.RawConn // non-nil when epoll-driven
 	fd       int
 	remote   string
@@ -89,7 +98,7 @@ func (c *wsConn) rawConn() syscall.RawConn {
 	if c.rc != nil {
 		return c.rc
 	}
-	nc := c.nc
+	var nc any = c.nc
 	if t, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		nc = t.NetConn()
 	}
@@ -721,9 +730,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.opened = time.Now().UnixNano()
 	c.lastRead.Store(c.opened)
 	if tcp, ok := nc.(*net.TCPConn); ok && s.poll != nil {
-		if rc, err := tcp.SyscallConn(); err == nil {
+		if f, err := socketFile(tcp); err == nil {
+			rc, _ := f.SyscallConn() // a file in the netpoller always has one
 			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
-			c.rc = rc
+			c.nc, c.rc = f, rc
 		}
 	}
 	s.mu.Lock()
@@ -732,7 +742,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// still gets its OnClose.
 		s.mu.Unlock()
 		s.open.Add(-1)
-		nc.Close()
+		c.nc.Close()
 		s.handler.OnClose(c)
 		return
 	}
