@@ -517,7 +517,12 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	if msg.ConnectionSettingsStatus != nil {
 		a.ConnectionStatus = fromConnectionSettingsStatus(msg.ConnectionSettingsStatus)
 	}
-	labels := a.CompactLabels()
+	// The session holds the labels as of the last report and label change
+	// (agents.go, replicas.go): made again only from a new description.
+	labels := ss.labels
+	if fresh || msg.AgentDescription != nil || labels == (steward.Labels{}) {
+		labels = a.CompactLabels()
+	}
 	var reportedHash []byte
 	if a.RemoteConfigStatus != nil {
 		reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
