@@ -33,6 +33,10 @@ func TestOpenReopenKeepsDataAndSchema(t *testing.T) {
 	if err := db.write.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
 		t.Fatalf("foreign_keys %d (%v), want 1", fk, err)
 	}
+	var ckpt int
+	if err := db.write.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&ckpt); err != nil || ckpt != 8000 {
+		t.Fatalf("wal_autocheckpoint %d (%v), want 8000", ckpt, err)
+	}
 	var busy int
 	if err := db.read.QueryRowContext(ctx, `PRAGMA busy_timeout`).Scan(&busy); err != nil || busy < 1000 {
 		t.Fatalf("busy_timeout %d (%v)", busy, err)
