@@ -471,39 +471,59 @@ func (s *Service) emit(e *steward.Event) {
 	}
 }
 
-// eventWriter stores queued events in batches until Close.
+// eventWriter stores queued events in batches until Close. A batch
+// collects what comes in for up to the group commit's WriteInterval after
+// its first event (or until it holds 512), so that a burst — a connect
+// storm emits an event per agent — is stored in a few transactions rather
+// than one per handful of events. Subscribers of the bus have each event
+// at once; the stored log has it as late as the agent state it describes.
 func (s *Service) eventWriter() {
 	defer s.wg.Done()
 	batch := make([]*steward.Event, 0, 512)
+	linger := time.NewTimer(s.cfg.WriteInterval)
+	linger.Stop()
 	for {
 		select {
 		case e := <-s.events:
 			batch = append(batch[:0], e)
-		drain:
+			linger.Reset(s.cfg.WriteInterval)
+			closing := false
+		collect:
 			for len(batch) < cap(batch) {
 				select {
 				case e := <-s.events:
 					batch = append(batch, e)
-				default:
-					break drain
+				case <-linger.C:
+					break collect
+				case <-s.ctx.Done():
+					closing = true
+					break collect
 				}
+			}
+			linger.Stop()
+			if closing { // everything queued goes with this batch
+				s.storeEvents(queuedEvents(s.events, batch))
+				return
 			}
 			s.storeEvents(batch)
 		case <-s.ctx.Done():
-			batch = batch[:0]
-			for {
-				select {
-				case e := <-s.events:
-					batch = append(batch, e)
-					continue
-				default:
-				}
-				break
-			}
-			if len(batch) > 0 {
+			if batch = queuedEvents(s.events, batch[:0]); len(batch) > 0 {
 				s.storeEvents(batch)
 			}
 			return
+		}
+	}
+}
+
+// queuedEvents appends the events waiting in ch to batch, without
+// blocking.
+func queuedEvents(ch chan *steward.Event, batch []*steward.Event) []*steward.Event {
+	for {
+		select {
+		case e := <-ch:
+			batch = append(batch, e)
+		default:
+			return batch
 		}
 	}
 }

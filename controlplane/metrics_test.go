@@ -126,3 +126,43 @@ func TestMetricsConfigAcknowledgement(t *testing.T) {
 		t.Errorf("store calls %v", rec.store)
 	}
 }
+
+// TestEventsOfABurstAreStoredTogether: the events of agents connecting at
+// once (an "agent connected" each) go to the store in one batch, not one
+// transaction per few events; Close stores what is queued.
+func TestEventsOfABurstAreStoredTogether(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec := newRecorder()
+	// A batch waits up to WriteInterval for more events: here longer
+	// than the test, so everything below is one batch.
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", Metrics: rec, WriteInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, ctx: ctx, store: st, svc: svc}
+	const n = 100
+	for range n {
+		f.send(f.connect(server.WebSocket), fullReport(steward.NewInstanceUID(), 1, "prod"))
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := st.Events(ctx, steward.EventFilter{Types: []string{steward.EventAgentConnected}, Limit: 1000})
+	if err != nil || len(evs) != n {
+		t.Fatalf("%d agent.connected events stored (%v), want %d", len(evs), err, n)
+	}
+	all, err := st.Events(ctx, steward.EventFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got, want := rec.store[controlplane.StoreAppendEvents], (len(all)+511)/512; got != want {
+		t.Errorf("%d events stored in %d batches, want %d (of up to 512)", len(all), got, want)
+	}
+}
