@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/stewardhq/steward"
@@ -67,24 +68,22 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 		}
 		rows = append(rows, r)
 	}
-	slices.SortFunc(rows, func(x, y *agentRow) int { return bytes.Compare(x.a.ID[:], y.a.ID[:]) })
+	// In id order (concurrent batches cannot deadlock); of several
+	// writes of one agent the last is stored.
+	slices.SortStableFunc(rows, func(x, y *agentRow) int { return bytes.Compare(x.a.ID[:], y.a.ID[:]) })
+	write := make([]*agentRow, 0, len(rows))
+	for i, r := range rows {
+		if i+1 == len(rows) || rows[i+1].a.ID != r.a.ID {
+			write = append(write, r)
+		}
+	}
 	var seen [][]byte
 	err := db.tx(ctx, false, func(tx *Tx) error {
 		var err error
 		if seen, err = db.storeBodies(ctx, tx, want, now); err != nil {
 			return err
 		}
-		put, err := prepareAgentRow(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer put.close()
-		for _, r := range rows {
-			if err := put.run(ctx, db, r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return db.putAgentRows(ctx, tx, write)
 	})
 	if err != nil {
 		if len(rows) == 1 {
@@ -93,67 +92,151 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 		return db.wrap(err, "put %d agents", len(rows))
 	}
 	db.bodies.sawStored(seen, now)
-	for _, r := range rows {
-		r.a.CreatedAt = r.storedCreated.Time
+	var last *agentRow
+	for i := len(rows) - 1; i >= 0; i-- {
+		r := rows[i]
+		if last == nil || last.a.ID != r.a.ID {
+			last = r
+		}
+		r.a.CreatedAt = last.storedCreated.Time
 		r.a.UpdatedAt = db.trunc(r.updated)
 	}
 	return nil
 }
 
-// agentRowStmts are the statements that write one agent row, prepared
-// once per PutAgents transaction.
-type agentRowStmts struct{ upsert, seen *sql.Stmt }
+// rowsPerStatement is how many agents one upsert writes: a statement per
+// rowsPerStatement agents, not two per agent, saves PostgreSQL a round
+// trip per row; 17 parameters each stay far below either database's
+// limit (PostgreSQL 65,535, SQLite 32,766).
+const rowsPerStatement = 250
 
-func prepareAgentRow(ctx context.Context, tx *Tx) (*agentRowStmts, error) {
-	upsert, err := tx.Prepare(ctx, `
-		INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
+// putAgentRows writes the agent rows and last-seen rows of rows (sorted by
+// id, each id once), with multi-row upserts of rowsPerStatement rows, each
+// statement prepared once per call; rows keeping their stored creation
+// time and rows replacing it are written by separate statements.
+func (db *DB) putAgentRows(ctx context.Context, tx *Tx, rows []*agentRow) error {
+	var keep, replace []*agentRow
+	for _, r := range rows {
+		if r.keepCreated {
+			keep = append(keep, r)
+		} else {
+			replace = append(replace, r)
+		}
+	}
+	for _, group := range [][]*agentRow{keep, replace} {
+		if err := db.upsertAgentRows(ctx, tx, group); err != nil {
+			return err
+		}
+	}
+	return db.upsertSeenRows(ctx, tx, rows)
+}
+
+// upsertAgentRows writes rows, all keeping or all replacing their stored
+// creation time, and reads that time back into storedCreated.
+func (db *DB) upsertAgentRows(ctx context.Context, tx *Tx, rows []*agentRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	created := "excluded.created_at"
+	if rows[0].keepCreated {
+		created = "agents.created_at"
+	}
+	byID := make(map[string]*agentRow, min(len(rows), rowsPerStatement))
+	return inStatements(ctx, tx, rows, func(n int) string {
+		return `INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
 			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health, attrs)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES ` + placeholders(n, 17) + `
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
 			config_status = excluded.config_status, sync_state = excluded.sync_state, health = excluded.health, attrs = excluded.attrs,
-			replica = excluded.replica, disconnected_at = excluded.disconnected_at,
-			created_at = CASE WHEN ? THEN agents.created_at ELSE excluded.created_at END,
+			replica = excluded.replica, disconnected_at = excluded.disconnected_at, created_at = ` + created + `,
 			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash
-		RETURNING created_at`)
-	if err != nil {
-		return nil, err
-	}
-	// A batched write may carry an older last-seen time than a heartbeat
-	// flush (TouchAgents) stored meanwhile: a non-zero time never goes
-	// back (a zero one clears it, as a replacement should).
+		RETURNING id, created_at`
+	}, func(st *sql.Stmt, part []*agentRow) error {
+		args := make([]any, 0, len(part)*17)
+		clear(byID)
+		for _, r := range part {
+			a, c := r.a, r.c
+			args = append(args, c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
+				a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
+				r.effective, c.Health, c.Attributes)
+			byID[c.ID] = r
+		}
+		rs, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var id string
+			var at timeCol
+			if err := rs.Scan(&id, &at); err != nil {
+				return err
+			}
+			if r := byID[id]; r != nil {
+				r.storedCreated = at
+			}
+		}
+		return rs.Err()
+	})
+}
+
+// upsertSeenRows writes the last-seen rows of rows. A batched write may
+// carry an older last-seen time than a heartbeat flush (TouchAgents)
+// stored meanwhile: a non-zero time never goes back (a zero one clears
+// it, as a replacement should).
+func (db *DB) upsertSeenRows(ctx context.Context, tx *Tx, rows []*agentRow) error {
 	const newer = `(excluded.last_seen IS NULL OR agent_seen.last_seen IS NULL OR excluded.last_seen > agent_seen.last_seen)`
-	seen, err := tx.Prepare(ctx, `INSERT INTO agent_seen (id, last_seen, sequence_num) VALUES (?, ?, ?)
+	return inStatements(ctx, tx, rows, func(n int) string {
+		return `INSERT INTO agent_seen (id, last_seen, sequence_num) VALUES ` + placeholders(n, 3) + `
 		ON CONFLICT (id) DO UPDATE SET
-			last_seen = CASE WHEN `+newer+` THEN excluded.last_seen ELSE agent_seen.last_seen END,
-			sequence_num = CASE WHEN `+newer+` THEN excluded.sequence_num ELSE agent_seen.sequence_num END`)
-	if err != nil {
-		upsert.Close()
-		return nil, err
-	}
-	return &agentRowStmts{upsert: upsert, seen: seen}, nil
-}
-
-func (p *agentRowStmts) close() {
-	p.upsert.Close()
-	p.seen.Close()
-}
-
-// run writes r's agent row and its last-seen row.
-func (p *agentRowStmts) run(ctx context.Context, db *DB, r *agentRow) error {
-	a, c := r.a, r.c
-	err := p.upsert.QueryRowContext(ctx,
-		c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
-		a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
-		r.effective, c.Health, c.Attributes, r.keepCreated,
-	).Scan(&r.storedCreated)
-	if err != nil {
+			last_seen = CASE WHEN ` + newer + ` THEN excluded.last_seen ELSE agent_seen.last_seen END,
+			sequence_num = CASE WHEN ` + newer + ` THEN excluded.sequence_num ELSE agent_seen.sequence_num END`
+	}, func(st *sql.Stmt, part []*agentRow) error {
+		args := make([]any, 0, len(part)*3)
+		for _, r := range part {
+			args = append(args, r.c.ID, db.time(r.a.LastSeen), int64(r.a.SequenceNum))
+		}
+		_, err := st.ExecContext(ctx, args...)
 		return err
+	})
+}
+
+// inStatements runs rows through run in parts of rowsPerStatement (the
+// last one smaller), each with the statement query(len(part)) prepared
+// once per part size.
+func inStatements(ctx context.Context, tx *Tx, rows []*agentRow, query func(n int) string, run func(*sql.Stmt, []*agentRow) error) error {
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	for len(rows) > 0 {
+		n := min(len(rows), rowsPerStatement)
+		st := stmts[n]
+		if st == nil {
+			var err error
+			if st, err = tx.tx.PrepareContext(ctx, Expand(tx.db.d, query(n))); err != nil {
+				return err
+			}
+			stmts[n] = st
+		}
+		if err := run(st, rows[:n]); err != nil {
+			return err
+		}
+		rows = rows[n:]
 	}
-	_, err = p.seen.ExecContext(ctx, c.ID, db.time(a.LastSeen), int64(a.SequenceNum))
-	return err
+	return nil
+}
+
+// placeholders returns n parenthesized groups of cols placeholders:
+// "(?, ?), (?, ?)".
+func placeholders(n, cols int) string {
+	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	return strings.Repeat(group+", ", n-1) + group
 }
 
 // TouchAgents sets last_seen and its sequence number for each listed agent
