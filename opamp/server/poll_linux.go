@@ -146,7 +146,7 @@ func (p *poller) arm(c *wsConn, add bool) error {
 	if add {
 		op = unix.EPOLL_CTL_ADD
 	}
-	return unix.EpollCtl(p.epfd, op, c.fd, &ev)
+	return unix.EpollCtl(p.epfd, op, int(c.fd), &ev)
 }
 
 // del removes fd from the set; called before the socket is closed.

@@ -29,14 +29,14 @@ func BenchmarkFleetPushEncode(b *testing.B) {
 				defer s.stop()
 				conns := make([]*wsConn, agents)
 				for i := range conns {
-					conns[i] = &wsConn{s: s, deflate: deflate, uid: agentUID(i)}
+					conns[i] = &wsConn{s: s, deflate: deflate, uid: [16]byte(agentUID(i)), hasUID: true}
 				}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					rc := pushConfig(append(body, byte(i))) // a new config version per push
 					for _, c := range conns {
-						if _, err := c.encode(&protobufs.ServerToAgent{InstanceUid: c.uid, RemoteConfig: rc}); err != nil {
+						if _, err := c.encode(&protobufs.ServerToAgent{InstanceUid: c.uid[:], RemoteConfig: rc}); err != nil {
 							b.Fatal(err)
 						}
 					}

@@ -107,7 +107,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[uint64]*wsConn
-	silent   map[uint64]*wsConn // no message yet (FirstMessageTimeout)
+	silent   map[uint64]int64 // no message yet: when each was opened, unix nanoseconds (FirstMessageTimeout)
 	nextID   uint64
 	shutting bool
 	stopped  bool
@@ -177,7 +177,7 @@ func New(cfg Config) (*Server, error) {
 		handler:   cfg.Handler,
 		log:       cfg.Logger,
 		conns:     make(map[uint64]*wsConn),
-		silent:    make(map[uint64]*wsConn),
+		silent:    make(map[uint64]int64),
 		httpSem:   make(chan struct{}, cfg.MaxInFlight),
 		retryHdr:  strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
 		retryNano: uint64(cfg.RetryAfter.Nanoseconds()),
@@ -417,8 +417,8 @@ func (s *Server) idleLoop() {
 			idle, silent = idle[:0], silent[:0]
 			first := now.Add(-s.cfg.FirstMessageTimeout).UnixNano()
 			s.mu.Lock()
-			for _, c := range s.silent {
-				if c.opened < first {
+			for id, opened := range s.silent {
+				if c := s.conns[id]; c != nil && opened < first {
 					silent = append(silent, c)
 				}
 			}

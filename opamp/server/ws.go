@@ -53,22 +53,25 @@ type wsConn struct {
 	id       uint64
 	nc       socket
 	rc       syscall.RawConn // non-nil when epoll-driven
-	fd       int
 	remote   string
 	state    any
 	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
-	opened   int64        // unix nanoseconds of the upgrade
-	greeted  bool         // a message arrived (reader side only)
+	parser   websocket.Parser
 
-	parser  websocket.Parser
-	failed  bool // parser failed; bytes are drained, not parsed
-	deflate bool // permessage-deflate negotiated
+	mu     sync.Mutex
+	queue  []seg
+	queued int      // bytes in queue
+	msgs   int      // messages in queue
+	uid    [16]byte // instance_uid last seen from the agent (hasUID)
+	grace  *time.Timer
 
-	mu            sync.Mutex
-	uid           []byte // instance_uid last seen from the agent
-	queue         []seg
-	queued        int // bytes in queue
-	msgs          int // messages in queue
+	// The small fields are together: a wsConn is kept per idle agent, so
+	// padding costs memory per agent (TestWSConnFitsItsSizeClass).
+	fd            int32
+	greeted       bool // a message arrived (reader side only)
+	failed        bool // parser failed; bytes are drained, not parsed (reader side)
+	deflate       bool // permessage-deflate negotiated
+	hasUID        bool
 	writing       bool
 	closeSent     bool // close frame queued: nothing else may be sent
 	finishOnFlush bool // finish once the queue is written (close echoed)
@@ -77,7 +80,6 @@ type wsConn struct {
 	registered    bool // in the epoll set
 	pendingFinish bool // finish when the reader is done
 	finished      bool
-	grace         *time.Timer
 }
 
 func (c *wsConn) Transport() Transport { return WebSocket }
@@ -147,8 +149,12 @@ func oneSeg(b []byte) frame { return frame{segs: [3]seg{{b: b, last: true}}, n: 
 // compresses, see sharedConfig), and the rest, encoded for this agent.
 func (c *wsConn) encode(msg *protobufs.ServerToAgent) (frame, error) {
 	c.mu.Lock()
-	uid := c.uid
+	uidArr, hasUID := c.uid, c.hasUID
 	c.mu.Unlock()
+	var uid []byte
+	if hasUID {
+		uid = uidArr[:]
+	}
 	sc, msg, err := c.s.splitShared(msg)
 	if err != nil {
 		return frame{}, err
@@ -528,8 +534,11 @@ func (c *wsConn) handle(payload []byte) {
 	msg := &protobufs.AgentToServer{}
 	if err := opamp.DecodeWS(payload, msg); err != nil {
 		s.errs.Add(1)
+		var uid []byte
 		c.mu.Lock()
-		uid := c.uid
+		if c.hasUID {
+			uid = append(uid, c.uid[:]...)
+		}
 		c.mu.Unlock()
 		_ = c.Send(s.errorReply(uid, steward.Errorf(steward.EINVALID, "undecodable AgentToServer message: %v", err)))
 		return
@@ -541,9 +550,8 @@ func (c *wsConn) handle(payload []byte) {
 	}
 	if len(msg.InstanceUid) > 0 {
 		c.mu.Lock()
-		if string(c.uid) != string(msg.InstanceUid) {
-			c.uid = msg.InstanceUid
-		}
+		copy(c.uid[:], msg.InstanceUid) // 16 bytes (validate)
+		c.hasUID = true
 		c.mu.Unlock()
 	}
 	reply, err := s.call(s.ctx, c, msg)
@@ -598,7 +606,7 @@ func (c *wsConn) finish() {
 	}
 	c.queue, c.queued, c.msgs = nil, 0, 0
 	if c.registered {
-		c.s.poll.del(c.fd)
+		c.s.poll.del(int(c.fd))
 		c.registered = false
 	}
 	c.mu.Unlock()
@@ -727,12 +735,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.parser.MaxMessageSize = s.cfg.MaxMessageSize
 	c.deflate = ext != ""
 	c.parser.Deflate = c.deflate
-	c.opened = time.Now().UnixNano()
-	c.lastRead.Store(c.opened)
+	opened := time.Now().UnixNano()
+	c.lastRead.Store(opened)
 	if tcp, ok := nc.(*net.TCPConn); ok && s.poll != nil {
 		if f, err := socketFile(tcp); err == nil {
 			rc, _ := f.SyscallConn() // a file in the netpoller always has one
-			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
+			_ = rc.Control(func(fd uintptr) { c.fd = int32(fd) })
 			c.nc, c.rc = f, rc
 		}
 	}
@@ -752,7 +760,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.nextID++
 	c.id = s.nextID
 	s.conns[c.id] = c
-	s.silent[c.id] = c
+	s.silent[c.id] = opened
 	s.mu.Unlock()
 	s.accepted.Add(1)
 	if shutting {

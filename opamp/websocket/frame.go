@@ -124,36 +124,35 @@ func maskBytes(key [4]byte, pos int, b []byte) int {
 // After Feed returns an error the Parser is failed: every later Feed
 // returns the same error.
 type Parser struct {
-	// FromClient makes the parser require masked frames (server side);
-	// otherwise masked frames are a protocol error (client side).
-	FromClient bool
 	// MaxMessageSize limits a reassembled data message; <= 0 means
 	// DefaultMaxMessageSize. Exceeding it is ErrMessageTooBig. For a
 	// compressed message it limits the compressed size; Inflate limits
 	// the rest.
 	MaxMessageSize int64
+	// FromClient makes the parser require masked frames (server side);
+	// otherwise masked frames are a protocol error (client side).
+	FromClient bool
 	// Deflate accepts RSV1 on the first frame of a data message
 	// (permessage-deflate negotiated); Compressed reports it during emit.
 	Deflate bool
 
+	// The small fields are together: a server keeps a Parser per idle
+	// connection, so padding costs memory per agent.
 	compressed bool // the data message in progress is compressed
+	inFrame    bool
+	fin        bool
+	masked     bool
+	op         Opcode
+	msgOp      Opcode // opcode of the data message in progress, 0 if none
+	hn         uint8  // header bytes buffered
+	kpos       uint8  // position in key of the next payload byte
+	key        [4]byte
+	hdr        [FrameHeaderSize]byte
 
-	err error
-
-	hdr [FrameHeaderSize]byte
-	hn  uint8 // header bytes buffered
-
-	inFrame bool
-	fin     bool
-	op      Opcode
-	masked  bool
-	key     [4]byte
-	kpos    int
-	left    int64 // payload bytes of the current frame still to come
-
-	msgOp Opcode // opcode of the data message in progress, 0 if none
-	msg   []byte // payload of the data message in progress
-	ctrl  []byte // payload of a split control frame
+	left int64 // payload bytes of the current frame still to come
+	err  error
+	msg  []byte // payload of the data message in progress
+	ctrl []byte // payload of a split control frame
 }
 
 // Compressed reports, while emit runs for a data message, whether that
@@ -252,7 +251,7 @@ func (p *Parser) feed(b []byte, emit func(op Opcode, payload []byte) error) erro
 		chunk := b[:n]
 		b = b[n:]
 		if p.masked {
-			p.kpos = maskBytes(p.key, p.kpos, chunk)
+			p.kpos = uint8(maskBytes(p.key, int(p.kpos), chunk))
 		}
 		if p.op.IsControl() {
 			p.ctrl = append(p.ctrl, chunk...)
