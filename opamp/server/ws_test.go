@@ -229,6 +229,8 @@ func TestWebSocketHandlerErrors(t *testing.T) {
 	}
 }
 
+// The server closes a connection whose agent sent agent_disconnect but
+// did not close it itself (after closeGrace).
 func TestWebSocketAgentDisconnect(t *testing.T) {
 	h := newTestHandler()
 	_, hs := startServer(t, h, Config{})
