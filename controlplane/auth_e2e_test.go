@@ -317,16 +317,16 @@ func TestAgentCredentialsEndToEnd(t *testing.T) {
 	if a, _ := s.svc.Agent(ctx, uid); a.Online {
 		t.Fatal("an agent with a revoked certificate came back with the enrollment token")
 	}
-	events, _ := s.svc.AgentEvents(ctx, uid, 100)
-	refused := 0
-	for _, e := range events {
-		if e.Type == steward.EventAgentRefused {
-			refused++
+	// Events reach the stored log up to a WriteInterval after they happen.
+	eventually30(t, "the refusals in the agent's history", func() bool {
+		events, _ := s.svc.AgentEvents(ctx, uid, 100)
+		for _, e := range events {
+			if e.Type == steward.EventAgentRefused {
+				return true
+			}
 		}
-	}
-	if refused == 0 {
-		t.Fatal("the refusals are not in the agent's history")
-	}
+		return false
+	})
 }
 
 // Certificates that are expired, unknown to the store, or from another CA
