@@ -141,6 +141,9 @@ type Result struct {
 	APILagSeconds float64 `json:"api_lag_seconds,omitempty"`
 	// RolloutDisconnects counts connections lost during the change.
 	RolloutDisconnects uint64 `json:"rollout_disconnects"`
+	// RolloutDropped counts those of RolloutDisconnects the agents made
+	// themselves (see loadgen.Stats.Dropped); the rest the server closed.
+	RolloutDropped uint64 `json:"rollout_dropped_by_agents"`
 	// ConfigEncodings is how often Steward marshalled a remote config
 	// during the two changes (once per config version when encoded once).
 	ConfigEncodings uint64 `json:"config_encodings,omitempty"`
@@ -612,6 +615,7 @@ type rolloutMeasure struct {
 	cpuStored   time.Duration // Steward: until every ack is also stored
 	apiLag      time.Duration // from the last APPLIED to the server showing all
 	disconnects uint64        // connections lost meanwhile
+	dropped     uint64        // of them, closed by the agents
 	encodings   uint64        // remote configs marshalled meanwhile
 	stuck       uint64        // agents the transport cut off, in all
 }
@@ -625,7 +629,7 @@ func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*r
 	if err != nil {
 		return nil, err
 	}
-	disc := g.Stats().Disconnects
+	st0 := g.Stats()
 	start := time.Now()
 	if err := r.change(ctx, v, marker); err != nil {
 		return nil, err
@@ -678,7 +682,8 @@ func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*r
 			return nil, err
 		}
 	}
-	m.disconnects = g.Stats().Disconnects - disc
+	st := g.Stats()
+	m.disconnects, m.dropped = st.Disconnects-st0.Disconnects, st.Dropped-st0.Dropped
 	return m, nil
 }
 
@@ -713,12 +718,13 @@ func (r *run) rollout(ctx context.Context, res *Result) error {
 	res.RolloutStoredCPUSeconds = m.cpuStored.Seconds()
 	res.APILagSeconds = m.apiLag.Seconds()
 	res.RolloutDisconnects = m1.disconnects + m.disconnects
+	res.RolloutDropped = m1.dropped + m.dropped
 	res.ConfigEncodings = m1.encodings + m.encodings
 	res.ServerStuck = m.stuck
 	st := g.Stats()
 	res.LoadgenErrors, res.ServerErrors = st.ConnectErrors, st.ServerErrors
-	r.logf("config change applied by all in %.3fs; server shows %d APPLIED %.3fs later, server CPU %.2fs (%.2fs until stored), %d disconnects",
-		m.acked.Seconds(), m.applied, m.apiLag.Seconds(), m.cpu.Seconds(), m.cpuStored.Seconds(), res.RolloutDisconnects)
+	r.logf("config change applied by all in %.3fs; server shows %d APPLIED %.3fs later, server CPU %.2fs (%.2fs until stored), %d disconnects (%d by the agents)",
+		m.acked.Seconds(), m.applied, m.apiLag.Seconds(), m.cpu.Seconds(), m.cpuStored.Seconds(), res.RolloutDisconnects, res.RolloutDropped)
 	return nil
 }
 

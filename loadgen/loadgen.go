@@ -95,6 +95,7 @@ type Stats struct {
 	Connects      uint64 // successful connects (HTTP: first successful poll, and after an error)
 	ConnectErrors uint64 // failed connects, refused handshakes and failed polls
 	Disconnects   uint64 // established connections lost
+	Dropped       uint64 // of Disconnects, those the agents made (malformed data, send queue overflow); the server or the kernel made the rest
 	Sent          uint64 // AgentToServer messages sent
 	Received      uint64 // ServerToAgent messages received
 	ServerErrors  uint64 // ServerToAgent messages carrying an error_response
@@ -135,6 +136,7 @@ type Generator struct {
 	connects      atomic.Uint64
 	connectErrors atomic.Uint64
 	disconnects   atomic.Uint64
+	dropped       atomic.Uint64
 	sent          atomic.Uint64
 	received      atomic.Uint64
 	serverErrors  atomic.Uint64
@@ -414,6 +416,7 @@ func (g *Generator) Stats() Stats {
 		Connects:      g.connects.Load(),
 		ConnectErrors: g.connectErrors.Load(),
 		Disconnects:   g.disconnects.Load(),
+		Dropped:       g.dropped.Load(),
 		Sent:          g.sent.Load(),
 		Received:      g.received.Load(),
 		ServerErrors:  g.serverErrors.Load(),

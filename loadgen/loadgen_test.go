@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/stewardhq/steward/loadgen"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/opamp/websocket"
 	"github.com/stewardhq/steward/store/sqlite"
 )
 
@@ -416,5 +418,52 @@ func TestNewValidates(t *testing.T) {
 	}
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server that closes an agent's connection and one that sends what the
+// agent cannot parse are told apart: only the second counts as Dropped.
+func TestDisconnectsByAgentAreCounted(t *testing.T) {
+	var conns atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc(opamp.DefaultPath, func(w http.ResponseWriter, r *http.Request) {
+		nc, _, err := websocket.Hijack(w, r, nil)
+		if err != nil {
+			return
+		}
+		if conns.Add(1) == 1 {
+			nc.Close() // the server goes away: not the agent's doing
+			return
+		}
+		nc.Write([]byte{0x8f, 0x00}) // FIN, reserved opcode 15: a protocol error
+		time.Sleep(time.Second)
+		nc.Close()
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(ln)
+	defer hs.Close()
+	g, err := loadgen.New(loadgen.Config{URL: "ws://" + ln.Addr().String() + opamp.DefaultPath, Agents: 1, Dialers: 1,
+		ReconnectJitter: time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := eventually(30*time.Second, func() error {
+		if st := g.Stats(); st.Dropped < 1 || st.Disconnects < 2 {
+			return fmt.Errorf("stats %+v: want the first disconnect the server's, the second the agent's", st)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.Stats(); st.Dropped >= st.Disconnects {
+		t.Fatalf("stats %+v: the server's close counted as the agent's", st)
 	}
 }

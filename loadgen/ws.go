@@ -372,6 +372,7 @@ func (a *agent) feedLocked(b []byte) {
 	if err != nil && a.state == stateConnected {
 		if err != errPeerClosed {
 			a.g.malformed.Add(1)
+			a.g.dropped.Add(1)
 		}
 		a.closeLocked(a.g.ctx.Err() == nil)
 	}
@@ -417,6 +418,7 @@ func (a *agent) writeLocked(b []byte) {
 	}
 	if len(a.pending) > 0 {
 		if len(a.pending)+len(b) > maxPending {
+			a.g.dropped.Add(1)
 			a.closeLocked(true)
 			return
 		}

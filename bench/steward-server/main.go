@@ -46,6 +46,8 @@ func main() {
 	token := flag.String("token", "bench", "REST API bearer token")
 	heartbeat := flag.Duration("heartbeat", 30*time.Second, "heartbeat interval expected of agents")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile from the start until SIGUSR1 or SIGTERM to this file")
+	var level slog.Level = slog.LevelWarn
+	flag.TextVar(&level, "log-level", level, "least level logged to stderr: debug, info, warn or error")
 	flag.Parse()
 	if *cpuprofile != "" {
 		stop, err := startCPUProfile(*cpuprofile)
@@ -57,7 +59,7 @@ func main() {
 	if _, err := loadgen.RaiseFileLimit(); err != nil {
 		log.Printf("raising the file limit: %v", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
