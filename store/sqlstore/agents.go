@@ -35,10 +35,12 @@ type agentRow struct {
 	storedCreated timeCol
 }
 
-// PutAgents does what PutAgent does for every agent, in one transaction
-// (in id order, so concurrent batches cannot deadlock): all are written or
-// none. A non-empty effective config is stored apart, once per content
-// hash (see bodies.go), and is not sent again while stored.
+// PutAgents does what PutAgent does for every agent, in one transaction:
+// all are written or none. Rows are written in id order, those with a
+// zero CreatedAt first (see putAgentRows); two batches writing the same
+// agents, one with a zero CreatedAt and the other not, can still deadlock
+// in PostgreSQL, which fails one, and tx retries it. A non-empty effective config is stored apart, once per
+// content hash (see bodies.go), and is not sent again while stored.
 func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 	now := db.nowT()
 	rows := make([]*agentRow, 0, len(agents))
@@ -68,8 +70,7 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 		}
 		rows = append(rows, r)
 	}
-	// In id order (concurrent batches cannot deadlock); of several
-	// writes of one agent the last is stored.
+	// In id order; of several writes of one agent the last is stored.
 	slices.SortStableFunc(rows, func(x, y *agentRow) int { return bytes.Compare(x.a.ID[:], y.a.ID[:]) })
 	write := make([]*agentRow, 0, len(rows))
 	for i, r := range rows {
