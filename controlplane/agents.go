@@ -147,6 +147,9 @@ func isLabelChar(c byte) bool {
 
 // DeleteAgent forgets an agent; a connected one is disconnected too.
 func (s *Service) DeleteAgent(ctx context.Context, id steward.InstanceUID) error {
+	if err := s.writes.forget(ctx, id); err != nil {
+		return err
+	}
 	if err := s.store.DeleteAgent(ctx, id); err != nil {
 		return err
 	}

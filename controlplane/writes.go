@@ -56,6 +56,9 @@ const shrinkAfter = 1024
 type flush struct {
 	done chan struct{}
 	err  error
+	// over closes when flushNow has finished with the batch, committed or
+	// not (made when the flush starts).
+	over chan struct{}
 }
 
 // maxBatch bounds the agents one transaction writes, minBatch the size a
@@ -172,6 +175,30 @@ func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error)
 	return f, nil
 }
 
+// forget drops agent id's unwritten state and waits for the flush in
+// flight, if any (it may have taken the agent), so that an agent deleted
+// from the store is not written back by the group commit. It fails only
+// when ctx ends first.
+func (w *agentWrites) forget(ctx context.Context, id steward.InstanceUID) error {
+	w.mu.Lock()
+	delete(w.pending, id)
+	delete(w.dirty, id)
+	var over chan struct{}
+	if w.inflight != nil {
+		over = w.inflight.over
+	}
+	w.mu.Unlock()
+	if over == nil {
+		return nil
+	}
+	select {
+	case <-over: // written or not, it will not write the agent again
+		return nil
+	case <-ctx.Done():
+		return steward.Errorf(steward.EUNAVAILABLE, "agent %s: waiting for the agent write: %v", id, ctx.Err())
+	}
+}
+
 // sync waits until everything put so far is written (or its flush
 // failed), asking the flusher not to wait for its interval: what a listing
 // filtered in SQL needs to see the live state.
@@ -236,11 +263,13 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 	f := w.next
 	w.next = &flush{done: make(chan struct{})}
 	w.inflight = f
+	f.over = make(chan struct{})
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
 		w.inflight = nil
 		w.mu.Unlock()
+		close(f.over)
 	}()
 
 	var firstErr error
@@ -270,14 +299,14 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 		w.mu.Lock()
 		if err != nil {
 			for _, a := range batch {
-				w.dirty[a.ID] = struct{}{} // the rest waits for the next flush
+				w.redirty(a.ID) // the rest waits for the next flush
 			}
 			batch = nil
 		}
 		for i, a := range part {
 			switch {
 			case err != nil:
-				w.dirty[a.ID] = struct{}{} // retried with the next flush
+				w.redirty(a.ID) // retried with the next flush
 			case w.pending[a.ID] == a:
 				delete(w.pending, a.ID)
 			default:
@@ -311,6 +340,14 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 	}
 	close(f.done)
 	return nil
+}
+
+// redirty marks agent id to be written by the next flush, unless its
+// pending state was forgotten meanwhile. Called with w.mu held.
+func (w *agentWrites) redirty(id steward.InstanceUID) {
+	if _, ok := w.pending[id]; ok {
+		w.dirty[id] = struct{}{}
+	}
 }
 
 // getAgent returns agent id's latest state: pending in the group commit,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +139,7 @@ type gatedStore struct {
 	*sqlite.DB
 	mu      sync.Mutex
 	release chan struct{} // nil while writes go through
+	held    atomic.Int32  // PutAgents calls waiting for open
 }
 
 func (s *gatedStore) hold() {
@@ -158,6 +160,8 @@ func (s *gatedStore) PutAgents(ctx context.Context, as []*steward.Agent) error {
 	release := s.release
 	s.mu.Unlock()
 	if release != nil {
+		s.held.Add(1)
+		defer s.held.Add(-1)
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -239,4 +243,55 @@ func TestSummaryCountsUnwrittenChangesAtOnce(t *testing.T) {
 		return err == nil
 	})
 	check("written")
+}
+
+// An agent deleted while the group commit holds unwritten state of it, or
+// is writing it, stays deleted: the flush does not write it back.
+func TestDeletedAgentIsNotWrittenBack(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := &gatedStore{DB: st}
+	f := newFixtureWith(t, gs)
+	queued, inflight, other := f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)
+	eventually(t, "the agents stored", func() bool {
+		for _, a := range []*fleetAgent{queued, inflight, other} {
+			if _, err := st.Agent(f.ctx, a.id); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	gs.hold()
+	f.report(inflight, []byte{7}, applied)
+	eventually(t, "a flush writing the report", func() bool { return gs.held.Load() == 1 })
+	f.report(queued, []byte{8}, applied)
+
+	deleted := make(chan error, 2)
+	for _, a := range []*fleetAgent{inflight, queued} {
+		go func() { deleted <- f.svc.DeleteAgent(f.ctx, a.id) }()
+	}
+	time.Sleep(50 * time.Millisecond) // the deletes wait for the flush in flight
+	gs.open()
+	for range 2 {
+		if err := <-deleted; err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+	}
+	// Flushes are written in order: once a later report is stored, so is
+	// anything queued before it.
+	f.report(other, []byte{9}, applied)
+	eventually(t, "a later report stored", func() bool {
+		a, err := st.Agent(f.ctx, other.id)
+		return err == nil && a.ConfigState() == steward.RemoteConfigApplied
+	})
+	for _, a := range []*fleetAgent{queued, inflight} {
+		if got, err := st.Agent(f.ctx, a.id); steward.ErrorCode(err) != steward.ENOTFOUND {
+			t.Errorf("agent %s after delete and flush: %v, %v; want ENOTFOUND", a.id, got, err)
+		}
+		if _, err := f.svc.Agent(f.ctx, a.id); steward.ErrorCode(err) != steward.ENOTFOUND {
+			t.Errorf("API agent %s after delete: %v; want ENOTFOUND", a.id, err)
+		}
+	}
 }
