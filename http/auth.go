@@ -352,9 +352,7 @@ func (s *Server) openSession(w http.ResponseWriter, r *http.Request, name, epoch
 	if s.creds != nil {
 		e := &steward.AuditEntry{Actor: name, Action: steward.AuditLogin, Target: name,
 			Details: map[string]any{"method": method, "client": a.proxies.clientAddr(r).String()}}
-		if err := s.creds.RecordAudit(r.Context(), e); err != nil {
-			s.log.Warn("http: login not audited", "user", name, "err", err)
-		}
+		s.recordAudit(r, e)
 	}
 	secure := a.secureCookies(r)
 	http.SetCookie(w, &http.Cookie{

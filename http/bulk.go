@@ -46,9 +46,7 @@ func (s *Server) auditBulk(r *http.Request, res *steward.BulkResult) {
 	query := r.URL.Query().Encode()
 	e := &steward.AuditEntry{Actor: actorName(p), Action: AuditBulkPrefix + string(res.Action), Target: "/api/v1/agents?" + query,
 		Details: map[string]any{"filter": query, "matched": res.Matched, "done": res.Done, "failed": res.Failed}}
-	if err := s.creds.RecordAudit(r.Context(), e); err != nil {
-		s.log.Warn("http: audit entry not stored", "action", e.Action, "target", e.Target, "err", err)
-	}
+	s.recordAudit(r, e)
 }
 
 // BulkAgents runs (or, with DryRun, previews) one action on every agent

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -96,10 +97,23 @@ func (s *Server) audited(p *Principal, next handlerFunc, w http.ResponseWriter, 
 		return nil
 	}
 	e := &steward.AuditEntry{Actor: actorName(p), Action: r.Method + " " + strings.TrimPrefix(r.Pattern, r.Method+" "), Target: r.URL.Path}
-	if err := s.creds.RecordAudit(r.Context(), e); err != nil {
+	s.recordAudit(r, e)
+	return nil
+}
+
+// auditTimeout bounds storing the audit entry of an action already done.
+const auditTimeout = 30 * time.Second
+
+// recordAudit stores e, the entry of an action already done. A client that
+// hangs up once the action is done (a timeout on a slow change) ends the
+// request's context; the entry is stored all the same, under a context of
+// its own. A failure is logged: the action cannot be undone.
+func (s *Server) recordAudit(r *http.Request, e *steward.AuditEntry) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditTimeout)
+	defer cancel()
+	if err := s.creds.RecordAudit(ctx, e); err != nil {
 		s.log.Warn("http: audit entry not stored", "action", e.Action, "target", e.Target, "err", err)
 	}
-	return nil
 }
 
 // credentials returns the credentials service, or ENOTIMPLEMENTED (501)

@@ -1,8 +1,10 @@
 package http_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -164,5 +166,35 @@ func TestAuditLog(t *testing.T) {
 	}
 	if r := e.do("GET", "/api/v1/audit?since=yesterday", nil, "Authorization", "Bearer static-admin"); r.status != 400 {
 		t.Errorf("bad since: %d", r.status)
+	}
+}
+
+// hangUp is a client that goes away as soon as the response starts: its
+// request's context ends after the handler did its work.
+type hangUp struct {
+	http.ResponseWriter
+	cancel context.CancelFunc
+}
+
+func (h *hangUp) WriteHeader(code int) { h.ResponseWriter.WriteHeader(code); h.cancel() }
+
+// A change done is audited even when its client hangs up before the
+// audit entry is stored (a client timing out on a slow change).
+func TestChangeAuditedAfterClientHangsUp(t *testing.T) {
+	e := newCredEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, "PUT", "/api/v1/configs/base", strings.NewReader(`{"files":{"":{"body":"x"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer static-admin")
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(&hangUp{ResponseWriter: rec, cancel: cancel}, req)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("put config: %d %s", rec.Code, rec.Body)
+	}
+	var out stewardhttp.AuditResponse
+	e.do("GET", "/api/v1/audit?target=base", nil, "Authorization", "Bearer static-admin").decode(t, &out)
+	if len(out.Entries) != 1 || out.Entries[0].Action != "PUT /api/v1/configs/{name}" {
+		t.Fatalf("audit entries for the change: %+v; want the PUT", out.Entries)
 	}
 }

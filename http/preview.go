@@ -1,7 +1,6 @@
 package http
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -172,7 +171,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, ch steward.Change
 		})
 		return true, nil
 	}
-	s.auditOverride(r.Context(), r, what, p)
+	s.auditOverride(r, what, p)
 	return false, nil
 }
 
@@ -220,9 +219,9 @@ func componentList(cs []steward.Component) string {
 }
 
 // auditOverride records a forced change's findings.
-func (s *Server) auditOverride(ctx context.Context, r *http.Request, what string, p *steward.Preview) {
+func (s *Server) auditOverride(r *http.Request, what string, p *steward.Preview) {
 	actor := "anonymous"
-	if pr := PrincipalFrom(ctx); pr != nil {
+	if pr := PrincipalFrom(r.Context()); pr != nil {
 		actor = actorName(pr)
 	}
 	s.log.Warn("http: blocked change forced", "actor", actor, "change", what, "missing_agents", p.Missing, "findings", len(p.Findings))
@@ -237,7 +236,5 @@ func (s *Server) auditOverride(ctx context.Context, r *http.Request, what string
 	}
 	e := &steward.AuditEntry{Actor: actor, Action: "validation.override", Target: r.URL.Path,
 		Details: map[string]any{"change": what, "errors": errs, "agents_missing_components": p.Missing, "agents_changed": p.Changed}}
-	if err := s.creds.RecordAudit(ctx, e); err != nil {
-		s.log.Warn("http: audit entry not stored", "action", e.Action, "target", e.Target, "err", err)
-	}
+	s.recordAudit(r, e)
 }
