@@ -357,19 +357,11 @@ func TestFailoverToNextEndpoint(t *testing.T) {
 }
 
 func TestRefusedHandshakeBacksOff(t *testing.T) {
-	mux := http.NewServeMux()
-	mux.HandleFunc(opamp.DefaultPath, func(w http.ResponseWriter, r *http.Request) {
+	url := serveOpAMP(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "0")
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: mux}
-	go hs.Serve(ln)
-	defer hs.Close()
-	g, err := loadgen.New(loadgen.Config{URL: "ws://" + ln.Addr().String() + opamp.DefaultPath, Agents: 3, Dialers: 1,
+	g, err := loadgen.New(loadgen.Config{URL: url, Agents: 3, Dialers: 1,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -425,8 +417,7 @@ func TestNewValidates(t *testing.T) {
 // agent cannot parse are told apart: only the second counts as Dropped.
 func TestDisconnectsByAgentAreCounted(t *testing.T) {
 	var conns atomic.Int32
-	mux := http.NewServeMux()
-	mux.HandleFunc(opamp.DefaultPath, func(w http.ResponseWriter, r *http.Request) {
+	url := serveOpAMP(t, func(w http.ResponseWriter, r *http.Request) {
 		nc, _, err := websocket.Hijack(w, r, nil)
 		if err != nil {
 			return
@@ -439,14 +430,7 @@ func TestDisconnectsByAgentAreCounted(t *testing.T) {
 		time.Sleep(time.Second)
 		nc.Close()
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: mux}
-	go hs.Serve(ln)
-	defer hs.Close()
-	g, err := loadgen.New(loadgen.Config{URL: "ws://" + ln.Addr().String() + opamp.DefaultPath, Agents: 1, Dialers: 1,
+	g, err := loadgen.New(loadgen.Config{URL: url, Agents: 1, Dialers: 1,
 		ReconnectJitter: time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -466,4 +450,20 @@ func TestDisconnectsByAgentAreCounted(t *testing.T) {
 	if st := g.Stats(); st.Dropped >= st.Disconnects {
 		t.Fatalf("stats %+v: the server's close counted as the agent's", st)
 	}
+}
+
+// serveOpAMP serves h on the OpAMP path of a new local server, closed with
+// the test, and returns its WebSocket URL.
+func serveOpAMP(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc(opamp.DefaultPath, h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return "ws://" + ln.Addr().String() + opamp.DefaultPath
 }
