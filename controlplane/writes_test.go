@@ -175,26 +175,39 @@ func (s *gatedStore) PutAgent(ctx context.Context, a *steward.Agent) error {
 	return s.PutAgents(ctx, []*steward.Agent{a})
 }
 
-// The fleet summary counts changes the group commit has not written yet,
-// exactly and without waiting for the write: before, it waited for the
-// pending agents to be written, so a busy database held it (here: until
-// its context ended).
-func TestSummaryCountsUnwrittenChangesAtOnce(t *testing.T) {
+// newGatedFixture is a fixture over an in-memory SQLite store whose agent
+// writes the test can hold.
+func newGatedFixture(t *testing.T) (*fixture, *gatedStore) {
 	st, err := sqlite.Open(context.Background(), ":memory:")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := &gatedStore{DB: st}
-	f := newFixtureWith(t, gs)
-	stored := []*fleetAgent{f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)}
+	return newFixtureWith(t, gs), gs
+}
+
+// waitStored waits until every agent is in the store.
+func waitStored(t *testing.T, f *fixture, gs *gatedStore, agents ...*fleetAgent) {
+	t.Helper()
 	eventually(t, "the agents stored", func() bool {
-		for _, a := range stored {
-			if _, err := st.Agent(f.ctx, a.id); err != nil {
+		for _, a := range agents {
+			if _, err := gs.DB.Agent(f.ctx, a.id); err != nil {
 				return false
 			}
 		}
 		return true
 	})
+}
+
+// The fleet summary counts changes the group commit has not written yet,
+// exactly and without waiting for the write: before, it waited for the
+// pending agents to be written, so a busy database held it (here: until
+// its context ended).
+func TestSummaryCountsUnwrittenChangesAtOnce(t *testing.T) {
+	f, gs := newGatedFixture(t)
+	st := gs.DB
+	stored := []*fleetAgent{f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)}
+	waitStored(t, f, gs, stored...)
 
 	gs.hold()
 	f.report(stored[0], []byte{7}, applied) // runs a config Steward never offered
@@ -248,21 +261,10 @@ func TestSummaryCountsUnwrittenChangesAtOnce(t *testing.T) {
 // An agent deleted while the group commit holds unwritten state of it, or
 // is writing it, stays deleted: the flush does not write it back.
 func TestDeletedAgentIsNotWrittenBack(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := &gatedStore{DB: st}
-	f := newFixtureWith(t, gs)
+	f, gs := newGatedFixture(t)
+	st := gs.DB
 	queued, inflight, other := f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)
-	eventually(t, "the agents stored", func() bool {
-		for _, a := range []*fleetAgent{queued, inflight, other} {
-			if _, err := st.Agent(f.ctx, a.id); err != nil {
-				return false
-			}
-		}
-		return true
-	})
+	waitStored(t, f, gs, queued, inflight, other)
 	gs.hold()
 	f.report(inflight, []byte{7}, applied)
 	eventually(t, "a flush writing the report", func() bool { return gs.held.Load() == 1 })
