@@ -94,7 +94,10 @@ func TestStatusReporting(t *testing.T) {
 		})
 		var effective atomic.Value
 		effective.Store([]byte("initial"))
+		// The server's first reply can reach OnMessage before startClient
+		// returns: the callback waits for the client it calls.
 		var cp atomic.Pointer[client.Client]
+		ready := make(chan struct{})
 		var cbErr atomic.Value
 		c := startClient(t, client.Settings{
 			Endpoint:        p.url(scheme),
@@ -114,6 +117,11 @@ func TestStatusReporting(t *testing.T) {
 						return
 					}
 					effective.Store(msg.RemoteConfig.Config.ConfigMap[""].Body)
+					select {
+					case <-ready:
+					case <-ctx.Done():
+						return
+					}
 					c := cp.Load()
 					if err := c.SetRemoteConfigStatus(&protobufs.RemoteConfigStatus{
 						LastRemoteConfigHash: msg.RemoteConfig.ConfigHash,
@@ -128,6 +136,7 @@ func TestStatusReporting(t *testing.T) {
 			},
 		})
 		cp.Store(c)
+		close(ready)
 		// The remote config status, then the full state the server asked for.
 		eventually(t, "full state after ReportFullState", func() bool {
 			return fullRequested.Load() && p.find(func(m *protobufs.AgentToServer) bool {
