@@ -206,7 +206,7 @@ func TestWebSocketFleet(t *testing.T) {
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "steward.db")
 	s := startStack(t, db, "127.0.0.1:0")
-	g, err := loadgen.New(loadgen.Config{
+	g := startGenerator(t, ctx, loadgen.Config{
 		URL:               "ws://" + s.addr + opamp.DefaultPath,
 		Agents:            n,
 		HeartbeatInterval: 300 * time.Millisecond,
@@ -214,12 +214,6 @@ func TestWebSocketFleet(t *testing.T) {
 		BackoffMax:        time.Second,
 		Logger:            quiet,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	defer g.Close()
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -279,19 +273,13 @@ func TestHTTPFleet(t *testing.T) {
 	ctx := context.Background()
 	s := startStack(t, filepath.Join(t.TempDir(), "steward.db"), "127.0.0.1:0")
 	defer s.stop(t)
-	g, err := loadgen.New(loadgen.Config{
+	g := startGenerator(t, ctx, loadgen.Config{
 		URL:               "http://" + s.addr + opamp.DefaultPath,
 		Agents:            n,
 		HeartbeatInterval: 200 * time.Millisecond,
 		Workers:           8,
 		Logger:            quiet,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	defer g.Close()
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -316,7 +304,7 @@ func TestFailoverToNextEndpoint(t *testing.T) {
 	a := startStack(t, filepath.Join(t.TempDir(), "a.db"), "127.0.0.1:0")
 	b := startStack(t, filepath.Join(t.TempDir(), "b.db"), "127.0.0.1:0")
 	defer b.stop(t)
-	g, err := loadgen.New(loadgen.Config{
+	g := startGenerator(t, ctx, loadgen.Config{
 		URLs:            []string{"ws://" + a.addr + opamp.DefaultPath, "ws://" + b.addr + opamp.DefaultPath},
 		Agents:          n,
 		BackoffMin:      20 * time.Millisecond,
@@ -324,12 +312,6 @@ func TestFailoverToNextEndpoint(t *testing.T) {
 		ReconnectJitter: 100 * time.Millisecond,
 		Logger:          quiet,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	defer g.Close()
 	conns := func(want map[*stack]int64) error {
 		for s, w := range want {
@@ -361,14 +343,8 @@ func TestRefusedHandshakeBacksOff(t *testing.T) {
 		w.Header().Set("Retry-After", "0")
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	})
-	g, err := loadgen.New(loadgen.Config{URL: url, Agents: 3, Dialers: 1,
+	g := startGenerator(t, context.Background(), loadgen.Config{URL: url, Agents: 3, Dialers: 1,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	defer g.Close()
 	// Agents keep retrying (with backoff) and never count as connected.
 	if err := eventually(30*time.Second, func() error {
@@ -430,14 +406,8 @@ func TestDisconnectsByAgentAreCounted(t *testing.T) {
 		time.Sleep(time.Second)
 		nc.Close()
 	})
-	g, err := loadgen.New(loadgen.Config{URL: url, Agents: 1, Dialers: 1,
+	g := startGenerator(t, context.Background(), loadgen.Config{URL: url, Agents: 1, Dialers: 1,
 		ReconnectJitter: time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	defer g.Close()
 	if err := eventually(30*time.Second, func() error {
 		if st := g.Stats(); st.Dropped < 1 || st.Disconnects < 2 {
@@ -466,4 +436,18 @@ func serveOpAMP(t *testing.T, h http.HandlerFunc) string {
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
 	return "ws://" + ln.Addr().String() + opamp.DefaultPath
+}
+
+// startGenerator creates a generator with cfg and starts it; the caller
+// closes it.
+func startGenerator(t *testing.T, ctx context.Context, cfg loadgen.Config) *loadgen.Generator {
+	t.Helper()
+	g, err := loadgen.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
