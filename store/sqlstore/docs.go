@@ -23,36 +23,31 @@ func getDoc[T any](ctx context.Context, db *DB, what string, query string, args 
 
 // listDocs reads every document query returns, in order.
 func listDocs[T any](ctx context.Context, db *DB, what string, query string, args ...any) ([]*T, error) {
-	var out []*T
-	err := db.each(ctx, query, args, docsInto(db, what, &out))
-	if err != nil {
-		return nil, db.wrap(err, "list %ss", what)
-	}
-	return out, nil
+	return readDocs[T](db, what, func(fn func(*sql.Rows) error) error { return db.each(ctx, query, args, fn) })
 }
 
 // listDocsPrepared is listDocs with the statement prepared once (see
 // DB.prepared): for a fixed query run per agent connect.
 func listDocsPrepared[T any](ctx context.Context, db *DB, what string, query string, args ...any) ([]*T, error) {
-	var out []*T
-	err := db.eachPrepared(ctx, query, args, docsInto(db, what, &out))
-	if err != nil {
-		return nil, db.wrap(err, "list %ss", what)
-	}
-	return out, nil
+	return readDocs[T](db, what, func(fn func(*sql.Rows) error) error { return db.eachPrepared(ctx, query, args, fn) })
 }
 
-// docsInto returns a row function that appends each row's document to out.
-func docsInto[T any](db *DB, what string, out *[]*T) func(*sql.Rows) error {
-	return func(rows *sql.Rows) error {
+// readDocs decodes the document of every row each walks.
+func readDocs[T any](db *DB, what string, each func(func(*sql.Rows) error) error) ([]*T, error) {
+	var out []*T
+	err := each(func(rows *sql.Rows) error {
 		var doc []byte
 		if err := rows.Scan(&doc); err != nil {
 			return err
 		}
 		v, err := decodeDoc[T](db, "a "+what+" row", doc)
-		*out = append(*out, v)
+		out = append(out, v)
 		return err
+	})
+	if err != nil {
+		return nil, db.wrap(err, "list %ss", what)
 	}
+	return out, nil
 }
 
 func decodeDoc[T any](db *DB, what string, doc []byte) (*T, error) {
