@@ -39,8 +39,9 @@ type agentRow struct {
 // all are written or none. Rows are written in id order, those with a
 // zero CreatedAt first (see putAgentRows); two batches writing the same
 // agents, one with a zero CreatedAt and the other not, can still deadlock
-// in PostgreSQL, which fails one, and tx retries it. A non-empty effective config is stored apart, once per
-// content hash (see bodies.go), and is not sent again while stored.
+// in PostgreSQL, which fails one, and tx retries it. A non-empty
+// effective config is stored apart, once per content hash (see
+// bodies.go), and is not sent again while stored.
 func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 	now := db.nowT()
 	rows := make([]*agentRow, 0, len(agents))
