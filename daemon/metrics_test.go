@@ -119,8 +119,13 @@ func TestMetricsScrapedFromRealServer(t *testing.T) {
 
 	// The acknowledgement is observed when the APPLIED report is handled,
 	// before the agent shows APPLIED through the API; the connection gauge
-	// is read at scrape time.
-	after := w.scrape(t, viewer)
+	// is read at scrape time. Agent writes are observed when the group
+	// commit stores them, up to a write interval after the API shows them.
+	var after map[string]*dto.MetricFamily
+	eventually(t, "the agent writes stored", func() bool {
+		after = w.scrape(t, viewer)
+		return value(after, "steward_store_duration_seconds", "op", "put_agent") >= 1
+	})
 	for _, tr := range []string{"websocket", "http"} {
 		if got := value(after, "steward_agent_connections", "transport", tr); got != 1 {
 			t.Errorf("steward_agent_connections{transport=%q} = %v, want 1", tr, got)
