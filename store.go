@@ -30,6 +30,12 @@ type Store interface {
 	// matches before Offset/Limit. EINVALID on a bad filter
 	// (AgentFilter.Validate).
 	Agents(ctx context.Context, f AgentFilter) ([]*Agent, int, error)
+	// AgentsWith returns exactly what Agents would return once live were
+	// written by PutAgents (the same matches, order, total and page),
+	// without writing them: the control plane lists its unwritten
+	// changes without waiting for them to be stored. The live agents on
+	// the page are shallow copies; live is not changed.
+	AgentsWith(ctx context.Context, f AgentFilter, live []*Agent) ([]*Agent, int, error)
 	// DeleteAgent removes an agent and its events; ENOTFOUND if unknown.
 	DeleteAgent(ctx context.Context, id InstanceUID) error
 

@@ -38,19 +38,13 @@ func (s *Service) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward
 	return as, n, nil
 }
 
-// listAgents lists agents from the store as they are live. Filters,
-// sorting and paging run in SQL, so what the group commit holds is written
-// first (at most one batch); changes made since show through.
+// listAgents lists agents as they are live: filters, sorting and paging
+// run in SQL over the stored agents but those with a change not yet
+// written, which the store merges in from memory (AgentsWith), so that a
+// listing shows a change at once, exactly as it will list it once
+// written, without waiting for the group commit.
 func (s *Service) listAgents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
-	if err := s.writes.sync(ctx); err != nil {
-		return nil, 0, err
-	}
-	as, n, err := s.store.Agents(ctx, f)
-	if err != nil {
-		return nil, 0, err
-	}
-	s.writes.overlay(as)
-	return as, n, nil
+	return s.store.AgentsWith(ctx, f, s.writes.snapshot())
 }
 
 // present prepares a stored agent for readers: a last-seen time not yet

@@ -108,26 +108,10 @@ func (w *agentWrites) isPending(id steward.InstanceUID) bool {
 	return ok
 }
 
-// overlay replaces each listed agent that has pending state by a copy of
-// it.
-func (w *agentWrites) overlay(as []*steward.Agent) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.pending) == 0 {
-		return
-	}
-	for i, a := range as {
-		if p, ok := w.pending[a.ID]; ok {
-			cp := *p
-			as[i] = &cp
-		}
-	}
-}
-
 // snapshot returns every pending agent: the live state of each agent
 // whose latest change is not yet known to be stored. The agents are
-// shared, not copied: readers must not change them, nor read CreatedAt
-// (a flush fills it in).
+// shared, not copied: readers must not change them (a pending state is
+// never changed once put; a flush replaces it to fill in CreatedAt).
 func (w *agentWrites) snapshot() []*steward.Agent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -197,26 +181,6 @@ func (w *agentWrites) forget(ctx context.Context, id steward.InstanceUID) error 
 	case <-ctx.Done():
 		return steward.Errorf(steward.EUNAVAILABLE, "agent %s: waiting for the agent write: %v", id, ctx.Err())
 	}
-}
-
-// sync waits until everything put so far is written (or its flush
-// failed), asking the flusher not to wait for its interval: what a listing
-// filtered in SQL needs to see the live state.
-func (w *agentWrites) sync(ctx context.Context) error {
-	w.mu.Lock()
-	f := w.inflight
-	if len(w.dirty) > 0 {
-		f = w.next // written after the one in flight
-	}
-	w.mu.Unlock()
-	if f == nil {
-		return nil
-	}
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-	return f.wait(ctx)
 }
 
 // wait waits for f to commit.
@@ -311,9 +275,12 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 				delete(w.pending, a.ID)
 			default:
 				// A newer state came in meanwhile; it keeps its own
-				// creation time from the row just written.
+				// creation time from the row just written, in a copy
+				// (snapshot readers may hold it).
 				if p := w.pending[a.ID]; p != nil && p.CreatedAt.IsZero() {
-					p.CreatedAt = cps[i].CreatedAt
+					cp := *p
+					cp.CreatedAt = cps[i].CreatedAt
+					w.pending[a.ID] = &cp
 				}
 			}
 		}

@@ -258,6 +258,77 @@ func TestSummaryCountsUnwrittenChangesAtOnce(t *testing.T) {
 	check("written")
 }
 
+// An agent listing shows changes the group commit has not written yet,
+// at once and exactly as it lists them once written (matches, order,
+// total, page): before, it waited for the write (here: held, until the
+// listing's context ended).
+func TestListShowsUnwrittenChangesAtOnce(t *testing.T) {
+	f, gs := newGatedFixture(t)
+	stored := []*fleetAgent{f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)}
+	waitStored(t, f, gs, stored...)
+
+	gs.hold()
+	f.report(stored[0], []byte{7}, applied)
+	stored[1].conn.Close() // offline
+	fresh := f.join("dev", nil)
+	eventually(t, "the disconnect handled", func() bool {
+		a, err := f.svc.Agent(f.ctx, stored[1].id)
+		return err == nil && !a.Online
+	})
+	filters := []steward.AgentFilter{
+		{ConfigStatus: steward.RemoteConfigApplied},
+		{Online: new(false)},
+		{Sync: steward.SyncDrifted},
+		{Search: fresh.id.String()[24:]}, // the random end of a v7 uid
+		{Sort: steward.SortOnline, Desc: true, Offset: 1, Limit: 2},
+		{Sort: steward.SortSync, Selector: "env=prod", Limit: 2},
+		{Sort: steward.SortLastSeen, Offset: 3},
+	}
+	list := func() [][]steward.InstanceUID {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+		defer cancel()
+		var out [][]steward.InstanceUID
+		for _, lf := range filters {
+			as, n, err := f.svc.Agents(ctx, lf)
+			if err != nil {
+				t.Fatalf("Agents(%+v): %v", lf, err)
+			}
+			ids := []steward.InstanceUID{}
+			for _, a := range as {
+				ids = append(ids, a.ID)
+			}
+			out = append(out, append(ids, steward.InstanceUID{byte(n)}))
+		}
+		return out
+	}
+	held := list()
+	want := func(i int, agents ...*fleetAgent) {
+		t.Helper()
+		ids := []steward.InstanceUID{}
+		for _, a := range agents {
+			ids = append(ids, a.id)
+		}
+		ids = append(ids, steward.InstanceUID{byte(len(agents))})
+		if !reflect.DeepEqual(held[i], ids) {
+			t.Fatalf("Agents(%+v) with the writes held: %v, want %v (and the total)", filters[i], held[i], ids)
+		}
+	}
+	want(0, stored[0])
+	want(1, stored[1])
+	want(2, stored[0]) // runs a config Steward never offered
+	want(3, fresh)
+	if _, err := gs.DB.Agent(f.ctx, fresh.id); steward.ErrorCode(err) != steward.ENOTFOUND {
+		t.Fatalf("fresh agent stored (%v): the writes were not held", err)
+	}
+
+	gs.open()
+	eventually(t, "the held writes stored", func() bool { return f.svc.PendingWrites() == 0 })
+	if written := list(); !reflect.DeepEqual(held, written) {
+		t.Fatalf("listings with the writes held %v, once written %v", held, written)
+	}
+}
+
 // An agent deleted while the group commit holds unwritten state of it, or
 // is writing it, stays deleted: the flush does not write it back.
 func TestDeletedAgentIsNotWrittenBack(t *testing.T) {

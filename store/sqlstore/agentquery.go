@@ -1,10 +1,12 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/stewardhq/steward"
@@ -32,6 +34,16 @@ var agentOrder = map[steward.AgentSort]string{
 // the others leave, read in order. EINVALID for a bad filter (see
 // AgentFilter.Validate).
 func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Agent, int, error) {
+	return db.AgentsWith(ctx, f, nil)
+}
+
+// AgentsWith returns what Agents(ctx, f) would return once live were
+// written by PutAgents, without writing them: the live agents' stored rows
+// are left out in SQL, those of the live agents f matches (judged on the
+// columns PutAgents would store, see liveMatches) are merged into the
+// rows in f's order, and the page is cut from the merged order. The page
+// holds shallow copies of the live agents; live is only read.
+func (db *DB) AgentsWith(ctx context.Context, f steward.AgentFilter, live []*steward.Agent) ([]*steward.Agent, int, error) {
 	if err := f.Validate(); err != nil {
 		return nil, 0, err
 	}
@@ -43,20 +55,58 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 	if !ok {
 		return []*steward.Agent{}, 0, nil
 	}
+	cmp := db.agentCmp(f)
+	var mine []*steward.Agent
+	if len(live) > 0 {
+		ids := make([]steward.InstanceUID, len(live))
+		for i, a := range live {
+			ids[i] = a.ID
+		}
+		w.add("a.id NOT IN (SELECT value FROM {json_strings}(?))", idsJSON(ids))
+		mine = liveMatches(f, sel, live)
+		slices.SortFunc(mine, cmp)
+	}
 	order := agentOrderBy(f)
-	q, args := `SELECT `+agentCols+agentFrom+w.String()+order, w.args
-	total := -1
-	if len(sel) == 0 {
-		if total, err = db.countAgents(ctx, w); err != nil {
+	if len(sel) > 0 {
+		rows, err := db.readAgents(ctx, `SELECT `+agentCols+agentFrom+w.String()+order, w.args)
+		if err != nil {
 			return nil, 0, err
 		}
-		if f.Limit > 0 || f.Offset > 0 {
-			q, args = pagedAgents(f, w, order)
-		}
+		rows, _ = record.SelectPage(rows, sel, 0, 0)
+		all := mergeSorted(rows, mine, cmp)
+		return cut(all, f.Offset, f.Limit), len(all), nil
 	}
+	total, err := db.countAgents(ctx, w)
+	if err != nil {
+		return nil, 0, err
+	}
+	// At most len(mine) live agents come before the page, so the rows
+	// before from lie before it too; rows past f.Offset+f.Limit lie after.
+	from := max(0, f.Offset-len(mine))
+	q, args := `SELECT `+agentCols+agentFrom+w.String()+order, w.args
+	if f.Limit > 0 || from > 0 {
+		pf := f
+		pf.Offset = from
+		if f.Limit > 0 {
+			pf.Limit = f.Offset + f.Limit - from
+		}
+		q, args = pagedAgents(pf, w, order)
+	}
+	rows, err := db.readAgents(ctx, q, args)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The merged list is the listing from position from on, but for the
+	// live agents ordered before rows[0], which are all at or before
+	// len(mine) in it (and before f.Offset in the listing).
+	return cut(mergeSorted(rows, mine, cmp), f.Offset-from, f.Limit), total + len(mine), nil
+}
+
+// readAgents reads the agents query q selects (agentCols), in its order.
+func (db *DB) readAgents(ctx context.Context, q string, args []any) ([]*steward.Agent, error) {
 	out := []*steward.Agent{}
 	var effective [][]byte
-	err = db.each(ctx, q, args, func(rows *sql.Rows) error {
+	err := db.each(ctx, q, args, func(rows *sql.Rows) error {
 		a, h, err := scanAgent[sql.RawBytes](rows)
 		out, effective = append(out, a), append(effective, h)
 		return err
@@ -65,12 +115,34 @@ func (db *DB) Agents(ctx context.Context, f steward.AgentFilter) ([]*steward.Age
 		err = db.withBodies(ctx, out, effective)
 	}
 	if err != nil {
-		return nil, 0, db.wrap(err, "list agents")
+		return nil, db.wrap(err, "list agents")
 	}
-	if total < 0 {
-		out, total = record.SelectPage(out, sel, f.Offset, f.Limit)
+	return out, nil
+}
+
+// mergeSorted merges two lists ordered by cmp.
+func mergeSorted(a, b []*steward.Agent, cmp func(a, b *steward.Agent) int) []*steward.Agent {
+	out := make([]*steward.Agent, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if cmp(b[0], a[0]) < 0 {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
 	}
-	return out, total, nil
+	return append(append(out, a...), b...)
+}
+
+// cut returns list[offset:] up to limit agents (0: no limit).
+func cut(list []*steward.Agent, offset, limit int) []*steward.Agent {
+	if offset >= len(list) {
+		return []*steward.Agent{}
+	}
+	list = list[offset:]
+	if limit > 0 && limit < len(list) {
+		list = list[:limit]
+	}
+	return list
 }
 
 // agentWhere is the SQL part of f (all but the selector); ok is false when
@@ -119,6 +191,77 @@ func (db *DB) agentWhere(f steward.AgentFilter) (w where, ok bool) {
 		w.add("{instr}(a.search, ?) > 0", term)
 	}
 	return w, true
+}
+
+// liveMatches returns the agents of live that f's SQL conditions
+// (agentWhere, condition by condition) and sel would match once written:
+// judged on record.Columns, the values PutAgents stores. It returns
+// shallow copies, which the caller may change.
+func liveMatches(f steward.AgentFilter, sel steward.Selector, live []*steward.Agent) []*steward.Agent {
+	var attrs []string
+	for _, k := range f.SortedAttributes() {
+		term, _ := record.AttributeTerm(k, f.Attributes[k]) // agentWhere checked ok
+		attrs = append(attrs, term)
+	}
+	search, _ := record.SearchTerm(f.Search)
+	var out []*steward.Agent
+	for _, a := range live {
+		c := record.Columns(a)
+		switch {
+		case f.Online != nil && a.Online != *f.Online,
+			f.Healthy != nil && c.Healthy != *f.Healthy,
+			f.Sync != "" && c.SyncState != string(f.Sync),
+			len(f.SyncAny) > 0 && !slices.Contains(f.SyncAny, steward.SyncState(c.SyncState)),
+			f.ConfigStatus != "" && c.ConfigStatus != string(f.ConfigStatus),
+			f.Health != "" && c.Health != string(f.Health),
+			f.Type != "" && c.ServiceName != f.Type,
+			f.Version != "" && c.ServiceVersion != f.Version,
+			slices.ContainsFunc(attrs, func(t string) bool { return !strings.Contains(c.Attributes, t) }),
+			search != "" && !strings.Contains(c.Search, search),
+			!sel.Matches(a.LabelSet()):
+			continue
+		}
+		cp := *a
+		out = append(out, &cp)
+	}
+	return out
+}
+
+// agentCmp orders agents as agentOrderBy orders their rows, on the values
+// PutAgents stores (record.Columns; last seen at the stored precision).
+func (db *DB) agentCmp(f steward.AgentFilter) func(a, b *steward.Agent) int {
+	var key func(*steward.Agent) string
+	switch f.Sort {
+	case steward.SortSync:
+		key = func(a *steward.Agent) string { return string(a.SyncState()) }
+	case steward.SortHealth:
+		key = func(a *steward.Agent) string { return string(a.HealthState()) }
+	case steward.SortOnline:
+		key = func(a *steward.Agent) string { return strconv.FormatBool(a.Online) } // false < true
+	case steward.SortType:
+		key = func(a *steward.Agent) string { return record.AttributeColumn(a, steward.AttrServiceName) }
+	case steward.SortVersion:
+		key = func(a *steward.Agent) string { return record.AttributeColumn(a, steward.AttrServiceVersion) }
+	case steward.SortHost:
+		key = func(a *steward.Agent) string { return record.AttributeColumn(a, steward.AttrHostName) }
+	}
+	dir := 1
+	if f.Desc {
+		dir = -1
+	}
+	return func(a, b *steward.Agent) int {
+		c := 0
+		switch {
+		case key != nil:
+			c = strings.Compare(key(a), key(b))
+		case f.Sort == steward.SortLastSeen:
+			c = db.trunc(a.LastSeen).Compare(db.trunc(b.LastSeen)) // never seen (zero, NULL) first
+		}
+		if c == 0 {
+			c = bytes.Compare(a.ID[:], b.ID[:])
+		}
+		return dir * c
+	}
 }
 
 // countAgents counts the rows w matches.

@@ -3,7 +3,10 @@ package storetest
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stewardhq/steward"
 )
@@ -166,4 +169,140 @@ func testAgentsSortPaging(t *testing.T, s steward.Store) {
 			}
 		}
 	}
+}
+
+// testAgentsWith checks that AgentsWith(f, live) returns exactly what
+// Agents(f) returns once live is written (the control plane lists its
+// unwritten changes that way): matches, order, total and page, for random
+// fleets, changes and filters, with SQL paging and paging in Go (a
+// selector).
+func testAgentsWith(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	r := rand.New(rand.NewPCG(11, 7))
+	fleet := map[byte]*steward.Agent{}
+	for round := range 6 {
+		// Change a random part of the fleet, and add agents never stored.
+		var live []*steward.Agent
+		for n := byte(1); n <= 50; n++ {
+			old, stored := fleet[n]
+			if (stored && r.IntN(3) == 0) || (!stored && r.IntN(4) == 0) {
+				live = append(live, randomAgent(r, n, old))
+			}
+		}
+		filters := make([]steward.AgentFilter, 150)
+		type result struct {
+			ids   []steward.InstanceUID
+			total int
+		}
+		got := make([]result, len(filters))
+		for i := range filters {
+			filters[i] = randomFilter(r)
+			list, total, err := s.AgentsWith(c, filters[i], live)
+			must(t, err, "AgentsWith")
+			got[i] = result{agentIDs(list), total}
+		}
+		must(t, s.PutAgents(c, live), "PutAgents")
+		for _, a := range live {
+			fleet[a.ID[0]] = a
+		}
+		for i, f := range filters {
+			list, total, err := s.Agents(c, f)
+			must(t, err, "Agents")
+			if want := agentIDs(list); !slices.Equal(got[i].ids, want) || got[i].total != total {
+				t.Fatalf("round %d, %d live: AgentsWith(%+v) = %v (total %d); once written, Agents gives %v (total %d)",
+					round, len(live), f, got[i].ids, got[i].total, want, total)
+			}
+		}
+	}
+	if len(fleet) < 30 {
+		t.Fatalf("only %d agents stored: the rounds change too little", len(fleet))
+	}
+}
+
+func agentIDs(list []*steward.Agent) []steward.InstanceUID {
+	out := []steward.InstanceUID{}
+	for _, a := range list {
+		out = append(out, a.ID)
+	}
+	return out
+}
+
+// randomAgent returns agent n with random values in every field the
+// listing filters and sorts on, drawn from small sets so that filters
+// match and sort keys tie; last seen never goes back from old's (a write
+// keeps the later one), at sub-microsecond steps (PostgreSQL keeps
+// microseconds).
+func randomAgent(r *rand.Rand, n byte, old *steward.Agent) *steward.Agent {
+	pick := func(vs ...string) string { return vs[r.IntN(len(vs))] }
+	var healthy *bool
+	if h := r.IntN(3); h < 2 {
+		healthy = new(h == 0)
+	}
+	var labels map[string]string
+	if r.IntN(3) > 0 {
+		labels = map[string]string{"env": pick("prod", "dev"), "tier": pick("web", "db")}
+	}
+	a := agentWith(n, pick("cart", "checkout", "Zeta", ""), pick("host-a", "Host-b", "host-c"), pick("1.0.0", "2.0.0", "10.0"), labels, r.IntN(4) > 0, healthy)
+	if r.IntN(2) == 0 {
+		a.Description.NonIdentifyingAttributes = append(a.Description.NonIdentifyingAttributes, steward.KeyValue{Key: "host.arch", Value: pick("arm64", "amd64")})
+	}
+	if st := r.IntN(5); st < 4 {
+		a.Sync = &steward.AgentSync{State: []steward.SyncState{steward.SyncInSync, steward.SyncFailed, steward.SyncRolledBack, steward.SyncApplying}[st]}
+	}
+	if r.IntN(3) == 0 {
+		a.RemoteConfigStatus = &steward.RemoteConfigStatus{Status: []steward.RemoteConfigState{steward.RemoteConfigApplied, steward.RemoteConfigFailed}[r.IntN(2)]}
+	}
+	if r.IntN(6) > 0 {
+		a.LastSeen = ts(int64(r.IntN(3)), 0).Add(time.Duration(r.IntN(2000)))
+		if old != nil && a.LastSeen.Before(old.LastSeen) {
+			a.LastSeen = old.LastSeen
+		}
+	}
+	return a
+}
+
+// randomFilter returns a filter with a random subset of conditions, sort
+// and page.
+func randomFilter(r *rand.Rand) steward.AgentFilter {
+	var f steward.AgentFilter
+	maybe := func() bool { return r.IntN(5) == 0 }
+	if maybe() {
+		f.Online = new(r.IntN(2) == 0)
+	}
+	if maybe() {
+		f.Healthy = new(r.IntN(2) == 0)
+	}
+	if maybe() {
+		f.Sync = []steward.SyncState{steward.SyncInSync, steward.SyncFailed, steward.SyncPending, steward.SyncOffline}[r.IntN(4)]
+	}
+	if maybe() {
+		f.SyncAny = []steward.SyncState{steward.SyncFailed, steward.SyncRolledBack, steward.SyncOffline}[:1+r.IntN(3)]
+	}
+	if maybe() {
+		f.ConfigStatus = steward.RemoteConfigStates[r.IntN(len(steward.RemoteConfigStates))]
+	}
+	if maybe() {
+		f.Health = steward.HealthStates[r.IntN(len(steward.HealthStates))]
+	}
+	if maybe() {
+		f.Type = []string{"cart", "checkout", ""}[r.IntN(3)]
+	}
+	if maybe() {
+		f.Version = []string{"1.0.0", "10.0"}[r.IntN(2)]
+	}
+	if maybe() {
+		f.Attributes = map[string]string{"host.arch": []string{"arm64", "amd64"}[r.IntN(2)]}
+	}
+	if maybe() {
+		f.Search = []string{"host-b", "CHECK", "0.0", "zeta"}[r.IntN(4)]
+	}
+	if r.IntN(4) == 0 {
+		f.Selector = []string{"env=prod", "tier!=web", "env in (prod,dev)", "!env"}[r.IntN(4)]
+	}
+	f.Sort = steward.AgentSorts[r.IntN(len(steward.AgentSorts))]
+	f.Desc = r.IntN(2) == 0
+	if r.IntN(2) == 0 {
+		f.Offset, f.Limit = r.IntN(30), r.IntN(12)
+	}
+	return f
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"AgentsBySync", testAgentsBySync},
 		{"AgentsQuery", testAgentsQuery},
 		{"AgentsSortPaging", testAgentsSortPaging},
+		{"AgentsWith", testAgentsWith},
 		{"DeleteAgent", testDeleteAgent},
 		{"ConfigVersions", testConfigVersions},
 		{"ConfigInvalid", testConfigInvalid},

@@ -73,20 +73,23 @@ func Columns(a *steward.Agent) AgentColumns {
 	c := AgentColumns{
 		ID:             a.ID.String(),
 		Healthy:        a.Healthy(),
-		ServiceName:    a.Attribute(steward.AttrServiceName),
-		HostName:       a.Attribute(steward.AttrHostName),
-		ServiceVersion: a.Attribute(steward.AttrServiceVersion),
+		ServiceName:    AttributeColumn(a, steward.AttrServiceName),
+		HostName:       AttributeColumn(a, steward.AttrHostName),
+		ServiceVersion: AttributeColumn(a, steward.AttrServiceVersion),
 		ConfigStatus:   string(a.ConfigState()),
 		SyncState:      string(a.SyncState()),
 		Health:         string(a.HealthState()),
 		Attributes:     attributesColumn(a.Description),
 	}
-	// Postgres text cannot hold NUL; no search term can match it anyway.
-	c.ServiceName = dropNUL(c.ServiceName)
-	c.HostName = dropNUL(c.HostName)
-	c.ServiceVersion = dropNUL(c.ServiceVersion)
 	c.Search = strings.ToLower(strings.Join([]string{c.ID, c.ServiceName, c.HostName, c.ServiceVersion}, SearchSep))
 	return c
+}
+
+// AttributeColumn is the column value of attribute key (service name,
+// host name, version): Postgres text cannot hold NUL, so it is dropped
+// (no search term can match it anyway).
+func AttributeColumn(a *steward.Agent, key string) string {
+	return dropNUL(a.Attribute(key))
 }
 
 // dropNUL returns s without NUL characters (s itself when it has none: a
