@@ -102,8 +102,10 @@ func (p *poller) run() {
 	}
 }
 
-// dispatch hands the connections of events to the workers; true when
-// stop's wake-up is among them.
+// dispatch hands the connections of events to the workers, and those
+// that can take bytes they wait to write to a goroutine of their own (a
+// write does not wait: onWritable writes what the socket takes); true
+// when stop's wake-up is among them.
 func (p *poller) dispatch(events []unix.EpollEvent) (stop bool) {
 	for i := range events {
 		id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
@@ -113,7 +115,14 @@ func (p *poller) dispatch(events []unix.EpollEvent) (stop bool) {
 		p.s.mu.Lock()
 		c := p.s.conns[id]
 		p.s.mu.Unlock()
-		if c != nil {
+		if c == nil {
+			continue
+		}
+		ev := events[i].Events
+		if ev&unix.EPOLLOUT != 0 {
+			go c.onWritable()
+		}
+		if ev&^unix.EPOLLOUT != 0 {
 			p.s.tasks <- c
 		}
 	}
@@ -134,11 +143,16 @@ func (p *poller) stop() {
 
 // arm registers c (add) or re-registers it, which raises an event if
 // bytes wait unread: a worker that stopped reading before the socket was
-// drained hands the rest back this way. Called with c.mu held, so c's
-// socket is open.
+// drained hands the rest back this way. While c waits to write
+// (c.writing), EPOLLOUT is in its events too. Called with c.mu held, so
+// c's socket is open.
 func (p *poller) arm(c *wsConn, add bool) error {
+	events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
+	if c.writing {
+		events |= unix.EPOLLOUT
+	}
 	ev := unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET,
+		Events: events,
 		Fd:     int32(uint32(c.id)),
 		Pad:    int32(uint32(c.id >> 32)),
 	}
@@ -154,92 +168,33 @@ func (p *poller) del(fd int) {
 	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
-// socketFile returns tcp's socket as an *os.File and closes tcp. The
-// file holds a duplicate of the descriptor, in the netpoller (it is
-// non-blocking, so write deadlines work), and nothing else; the TCPConn
-// also holds both addresses, about 190 bytes more per idle agent, which
-// the garbage collector's headroom doubles in resident memory.
-func socketFile(tcp *net.TCPConn) (*os.File, error) {
+// socketFD returns a duplicate of tcp's descriptor and closes tcp. The
+// duplicate is in no Go netpoller: the transport's epoll set is the only
+// one it is registered in. A descriptor in the netpoller costs a runtime
+// poll descriptor (~270 bytes outside the heap, never returned) and an
+// *os.File (~130 bytes of heap, and a finalizer) per idle agent, and every
+// arrival of bytes woke the runtime's poller as well as ours.
+func socketFD(tcp *net.TCPConn) (int, error) {
 	rc, err := tcp.SyscallConn()
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	dup, derr := -1, error(nil)
 	if err := rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
+		return -1, err
 	}
 	if derr != nil {
-		return nil, derr
+		return -1, derr
 	}
-	f := os.NewFile(uintptr(dup), "")
-	tcp.Close() // the duplicate keeps the socket open
-	return f, nil
+	tcp.Close() // the duplicate keeps the socket open (and non-blocking: the flag is the socket's)
+	return dup, nil
 }
 
 var errWouldBlock = errors.New("would block")
 
-// rawOp is a reusable callback for RawConn.Read/Write: a closure made per
-// call would be allocated on every read and write.
-type rawOp struct {
-	b      []byte
-	iov    [][]byte
-	n      int
-	err    error
-	read   func(fd uintptr) bool
-	write  func(fd uintptr) bool
-	writev func(fd uintptr) bool
-}
-
-var rawOps = sync.Pool{New: func() any {
-	op := &rawOp{}
-	op.read = func(fd uintptr) bool {
-		for {
-			op.n, op.err = unix.Read(int(fd), op.b)
-			if op.err != unix.EINTR {
-				return true // never wait in the netpoller
-			}
-		}
-	}
-	op.write = func(fd uintptr) bool {
-		for {
-			op.n, op.err = unix.Write(int(fd), op.b)
-			if op.err != unix.EINTR {
-				return true
-			}
-		}
-	}
-	op.writev = func(fd uintptr) bool {
-		for {
-			op.n, op.err = unix.Writev(int(fd), op.iov)
-			if op.err != unix.EINTR {
-				return true
-			}
-		}
-	}
-	return op
-}}
-
-func doRaw(rc syscall.RawConn, b []byte, write bool) (n int, err error) {
-	op := rawOps.Get().(*rawOp)
-	op.b = b
-	var cerr error
-	if write {
-		cerr = rc.Write(op.write)
-	} else {
-		cerr = rc.Read(op.read)
-	}
-	n, err = op.n, op.err
-	op.b, op.err = nil, nil
-	rawOps.Put(op)
-	return rawResult(n, err, cerr)
-}
-
-// rawResult maps the outcome of a raw socket call: the RawConn's own error
-// first, EAGAIN to errWouldBlock, a negative count to 0.
-func rawResult(n int, err, cerr error) (int, error) {
-	if cerr != nil {
-		return 0, cerr
-	}
+// rawResult maps the outcome of a socket call: EAGAIN to errWouldBlock,
+// a negative count to 0.
+func rawResult(n int, err error) (int, error) {
 	if err == unix.EAGAIN {
 		return 0, errWouldBlock
 	}
@@ -249,6 +204,42 @@ func rawResult(n int, err, cerr error) (int, error) {
 	return n, err
 }
 
+// readFD reads once from the non-blocking socket fd: errWouldBlock when
+// nothing is available, (0, nil) at end of stream.
+func readFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return rawResult(n, err)
+		}
+	}
+}
+
+// writevFD writes bufs once to the non-blocking socket fd (one writev):
+// errWouldBlock when the socket buffer is full.
+func writevFD(fd int, bufs [][]byte) (int, error) {
+	for {
+		var n int
+		var err error
+		if len(bufs) == 1 {
+			n, err = unix.Write(fd, bufs[0])
+		} else {
+			n, err = unix.Writev(fd, bufs)
+		}
+		if err != unix.EINTR {
+			return rawResult(n, err)
+		}
+	}
+}
+
+// unreadFD returns how many received bytes wait unread in socket fd.
+func unreadFD(fd int) int {
+	n, _ := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return n
+}
+
+func closeFD(fd int) { _ = unix.Close(fd) }
+
 // unreadBytes returns how many received bytes wait unread in rc's socket
 // buffer (0 when rc is nil or the socket is closed).
 func unreadBytes(rc syscall.RawConn) int {
@@ -256,13 +247,9 @@ func unreadBytes(rc syscall.RawConn) int {
 		return 0
 	}
 	n := 0
-	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	_ = rc.Control(func(fd uintptr) { n = unreadFD(int(fd)) })
 	return n
 }
-
-// readNonblock reads once from rc without waiting: errWouldBlock when
-// nothing is available, (0, nil) at end of stream.
-func readNonblock(rc syscall.RawConn, b []byte) (int, error) { return doRaw(rc, b, false) }
 
 // maxReads bounds the reads of one worker's turn on a connection, so one
 // busy agent cannot hog a worker; the rest goes back through epoll.
@@ -297,7 +284,7 @@ func (c *wsConn) onReadable() {
 // it returns how many reads it made.
 func (c *wsConn) readAvailable(buf []byte, budget int) int {
 	for i := 1; ; i++ {
-		n, err := readNonblock(c.rc, buf)
+		n, err := readFD(int(c.fd), buf)
 		if n > 0 {
 			c.process(buf[:n])
 		}
@@ -317,20 +304,4 @@ func (c *wsConn) readAvailable(buf []byte, budget int) int {
 			return i
 		}
 	}
-}
-
-// writevNonblock writes bufs once to rc without waiting (one writev):
-// errWouldBlock when the socket buffer is full.
-func writevNonblock(rc syscall.RawConn, bufs [][]byte) (int, error) {
-	if len(bufs) == 1 {
-		return doRaw(rc, bufs[0], true)
-	}
-	op := rawOps.Get().(*rawOp)
-	op.iov = append(op.iov[:0], bufs...) // bufs itself stays on the caller's stack
-	cerr := rc.Write(op.writev)
-	n, err := op.n, op.err
-	clear(op.iov)
-	op.err = nil
-	rawOps.Put(op)
-	return rawResult(n, err, cerr)
 }

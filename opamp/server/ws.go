@@ -37,8 +37,9 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 // errPeerClosed stops parsing after the peer's close frame.
 var errPeerClosed = errors.New("peer sent close")
 
-// socket is what a connection uses of its socket: the hijacked net.Conn,
-// or for an epoll-driven one the *os.File socketFile made of it.
+// socket is what a connection with a reader goroutine uses of its socket
+// (the hijacked net.Conn). An epoll-driven connection has none: it holds
+// the bare descriptor (wsConn.fd).
 type socket interface {
 	io.ReadWriteCloser
 	SetReadDeadline(t time.Time) error
@@ -48,11 +49,15 @@ type socket interface {
 // wsConn is one WebSocket agent. Its reader side (parser, message
 // handling) runs on one goroutine at a time: a worker while epoll-driven
 // (busy guards it), or the connection's own goroutine otherwise.
+//
+// An epoll-driven connection's descriptor is in no Go netpoller: it is
+// read by the worker holding busy, and written and closed only under mu
+// by whoever sees finished unset, so a closed descriptor's number (which
+// the kernel reuses) is never read, written or closed again.
 type wsConn struct {
 	s        *Server
 	id       uint64
-	nc       socket
-	rc       syscall.RawConn // non-nil when epoll-driven
+	nc       socket // nil when epoll-driven
 	remote   string
 	state    any
 	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
@@ -64,6 +69,10 @@ type wsConn struct {
 	msgs   int      // messages in queue
 	uid    [16]byte // instance_uid last seen from the agent (hasUID)
 	grace  *time.Timer
+	stall  *time.Timer // epoll-driven, while waiting to write: WriteTimeout
+	// stallSeq numbers the waits to write (epoll-driven), so that the
+	// timer of one that ended does not judge the next.
+	stallSeq uint32
 
 	// The small fields are together: a wsConn is kept per idle agent, so
 	// padding costs memory per agent (TestWSConnFitsItsSizeClass).
@@ -72,7 +81,8 @@ type wsConn struct {
 	failed        bool // parser failed; bytes are drained, not parsed (reader side)
 	deflate       bool // permessage-deflate negotiated
 	hasUID        bool
-	writing       bool
+	writing       bool // epoll-driven: also, waiting for EPOLLOUT
+	progressed    bool // epoll-driven: bytes written since stall was set
 	closeSent     bool // close frame queued: nothing else may be sent
 	finishOnFlush bool // finish once the queue is written (close echoed)
 	busy          bool // a reader is working on the connection
@@ -88,18 +98,29 @@ func (c *wsConn) State() any           { return c.state }
 
 // LastReceived returns when bytes from the agent last arrived; see Conn.
 func (c *wsConn) LastReceived() time.Time {
-	if unreadBytes(c.rawConn()) > 0 {
+	if c.unread() > 0 {
 		return time.Now()
 	}
 	return time.Unix(0, c.lastRead.Load())
 }
 
-// rawConn returns the connection's socket: the epoll-driven one, else the
-// TCP connection under nc (also under TLS); nil when there is none.
-func (c *wsConn) rawConn() syscall.RawConn {
-	if c.rc != nil {
-		return c.rc
+// unread returns how many received bytes wait unread in the socket (0
+// when that is not known or the connection has ended).
+func (c *wsConn) unread() int {
+	if c.nc == nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.finished {
+			return 0
+		}
+		return unreadFD(int(c.fd))
 	}
+	return unreadBytes(c.rawConn())
+}
+
+// rawConn returns the TCP connection under nc (also under TLS); nil when
+// there is none.
+func (c *wsConn) rawConn() syscall.RawConn {
 	var nc any = c.nc
 	if t, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		nc = t.NetConn()
@@ -256,73 +277,138 @@ func (c *wsConn) enqueue(f *frame, isClose bool) error {
 		c.closeSent = true
 		c.grace = time.AfterFunc(closeGrace, c.finish)
 	}
-	if c.writing || c.rc == nil {
-		c.queue = append(c.queue, segs...)
-		c.queued += n
-		c.msgs++
-		if c.writing {
-			c.mu.Unlock()
-			return nil
+	if c.nc == nil {
+		err := c.sendLocked(segs, n)
+		c.mu.Unlock()
+		if err != nil {
+			c.writeFailed(err)
 		}
+		return nil
+	}
+	c.queue = append(c.queue, segs...)
+	c.queued += n
+	c.msgs++
+	if c.writing {
+		c.mu.Unlock()
+		return nil
 	}
 	c.writing = true // the queue is empty whenever no one is writing
 	c.mu.Unlock()
-	if c.rc != nil {
-		// Epoll-driven: try the frame straight away, queueing only the rest.
-		var iov [3][]byte
-		for i, sg := range segs {
-			iov[i] = sg.b
-		}
-		w, err := writevNonblock(c.rc, iov[:len(segs)])
-		if err != nil && err != errWouldBlock {
-			c.writeFailed(err)
-			return nil
-		}
-		c.s.bytesOut.Add(uint64(w))
-		if w == n {
-			c.s.sent.Add(1)
-		} else {
-			left := n - w
-			for w >= len(segs[0].b) {
-				w -= len(segs[0].b)
-				segs = segs[1:]
-			}
-			rest := append(make([]seg, 0, len(segs)+1), segs...)
-			rest[0].b = rest[0].b[w:]
-			c.mu.Lock()
-			c.queue = append(rest, c.queue...)
-			c.queued += left
-			c.msgs++
-			c.mu.Unlock()
-		}
-	}
-	c.flush()
+	go c.flushBlocking()
 	return nil
 }
 
-// flush writes the queue: without blocking when epoll-driven, handing
-// over to a goroutine that waits for the peer when the socket is full (or
-// always, for connections with their own goroutine).
-func (c *wsConn) flush() {
-	if c.rc != nil {
-		var iov [8][]byte
-		for {
-			bufs, ok := c.head(iov[:0])
-			if !ok {
-				return
-			}
-			n, err := writevNonblock(c.rc, bufs)
-			if err == errWouldBlock {
-				break
-			}
-			if err != nil {
-				c.writeFailed(err)
-				return
-			}
-			c.wrote(n)
-		}
+// sendLocked writes a frame of n bytes on an epoll-driven connection, or
+// queues it behind a wait for the socket to take more (waitWritable);
+// called with c.mu held. It returns the socket's error, if any.
+func (c *wsConn) sendLocked(segs []seg, n int) error {
+	if c.writing {
+		c.queue = append(c.queue, segs...)
+		c.queued += n
+		c.msgs++
+		return nil
 	}
-	go c.flushBlocking()
+	var iov [3][]byte
+	for i, sg := range segs {
+		iov[i] = sg.b
+	}
+	w, err := writevFD(int(c.fd), iov[:len(segs)])
+	if err != nil && err != errWouldBlock {
+		return err
+	}
+	c.s.bytesOut.Add(uint64(w))
+	if w == n {
+		c.s.sent.Add(1)
+		return nil
+	}
+	left := n - w
+	for w >= len(segs[0].b) {
+		w -= len(segs[0].b)
+		segs = segs[1:]
+	}
+	c.queue = append(make([]seg, 0, len(segs)+1), segs...)
+	c.queue[0].b = c.queue[0].b[w:]
+	c.queued += left
+	c.msgs++
+	return c.waitWritable()
+}
+
+// waitWritable starts a wait for the socket to take more bytes (EPOLLOUT
+// in the epoll set, and the write timeout); called with c.mu held.
+func (c *wsConn) waitWritable() error {
+	c.writing = true
+	c.progressed = false
+	c.stallSeq++
+	seq := c.stallSeq
+	c.stall = time.AfterFunc(c.s.cfg.WriteTimeout, func() { c.checkStall(seq) })
+	if !c.registered {
+		return nil // endBusy registers it, EPOLLOUT included
+	}
+	return c.s.poll.arm(c, false)
+}
+
+// onWritable runs when an epoll-driven connection waiting to write can
+// take more: it writes what the socket takes, and ends the wait once the
+// queue is empty.
+func (c *wsConn) onWritable() {
+	c.mu.Lock()
+	if c.finished || !c.writing {
+		c.mu.Unlock()
+		return
+	}
+	var iov [8][]byte
+	var err error
+	for len(c.queue) > 0 {
+		bufs := iov[:0]
+		for i := 0; i < len(c.queue) && len(bufs) < cap(bufs); i++ {
+			bufs = append(bufs, c.queue[i].b)
+		}
+		var n int
+		n, err = writevFD(int(c.fd), bufs)
+		if err != nil {
+			break
+		}
+		c.progressed = true
+		c.wroteLocked(n)
+	}
+	fin := false
+	if err == nil {
+		c.writing = false
+		c.stall.Stop()
+		c.stall = nil
+		c.queue, c.queued, c.msgs = nil, 0, 0
+		fin = c.finishOnFlush
+		if c.registered {
+			err = c.s.poll.arm(c, false) // EPOLLOUT out of the set
+		}
+	} else if err == errWouldBlock {
+		err = nil
+	}
+	c.mu.Unlock()
+	switch {
+	case err != nil:
+		c.writeFailed(err)
+	case fin:
+		c.finish()
+	}
+}
+
+// checkStall runs WriteTimeout after a wait to write began, or after the
+// last check: it disconnects a peer that took no byte since.
+func (c *wsConn) checkStall(seq uint32) {
+	c.mu.Lock()
+	if c.finished || !c.writing || seq != c.stallSeq {
+		c.mu.Unlock()
+		return
+	}
+	if c.progressed {
+		c.progressed = false
+		c.stall.Reset(c.s.cfg.WriteTimeout)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.stalled()
 }
 
 // flushBlocking writes the queue, waiting for the peer to read. A write
@@ -380,8 +466,14 @@ func (c *wsConn) wrote(n int) {
 	if n <= 0 {
 		return
 	}
-	c.s.bytesOut.Add(uint64(n))
 	c.mu.Lock()
+	c.wroteLocked(n)
+	c.mu.Unlock()
+}
+
+// wroteLocked is wrote with c.mu held.
+func (c *wsConn) wroteLocked(n int) {
+	c.s.bytesOut.Add(uint64(n))
 	c.queued -= n
 	for n > 0 && len(c.queue) > 0 {
 		h := &c.queue[0]
@@ -397,7 +489,6 @@ func (c *wsConn) wrote(n int) {
 		c.queue[0] = seg{}
 		c.queue = c.queue[1:]
 	}
-	c.mu.Unlock()
 }
 
 // stalled disconnects a peer that accepted nothing for WriteTimeout.
@@ -601,7 +692,7 @@ func (c *wsConn) finish() {
 	if c.busy {
 		c.pendingFinish = true
 		c.mu.Unlock()
-		if c.rc == nil {
+		if c.nc != nil {
 			_ = c.nc.SetReadDeadline(time.Unix(1, 0)) // wake the reader goroutine
 		}
 		return
@@ -610,13 +701,22 @@ func (c *wsConn) finish() {
 	if c.grace != nil {
 		c.grace.Stop()
 	}
+	if c.stall != nil {
+		c.stall.Stop()
+		c.stall = nil
+	}
 	c.queue, c.queued, c.msgs = nil, 0, 0
 	if c.registered {
 		c.s.poll.del(int(c.fd))
 		c.registered = false
 	}
+	if c.nc == nil {
+		closeFD(int(c.fd)) // under mu: see wsConn
+	}
 	c.mu.Unlock()
-	c.nc.Close()
+	if c.nc != nil {
+		c.nc.Close()
+	}
 	defer c.s.removeConn(c) // after OnClose: Shutdown waits for both
 	defer func() {
 		if r := recover(); r != nil {
@@ -642,7 +742,7 @@ func (c *wsConn) endBusy(canRead bool) (readOn bool) {
 	rearm := c.again || !canRead
 	c.again = false
 	c.busy = false
-	if c.pendingFinish || c.rc == nil {
+	if c.pendingFinish || c.nc != nil {
 		c.mu.Unlock()
 		c.finish()
 		return false
@@ -744,10 +844,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	opened := time.Now().UnixNano()
 	c.lastRead.Store(opened)
 	if tcp, ok := nc.(*net.TCPConn); ok && s.poll != nil {
-		if f, err := socketFile(tcp); err == nil {
-			rc, _ := f.SyscallConn() // a file in the netpoller always has one
-			_ = rc.Control(func(fd uintptr) { c.fd = int32(fd) })
-			c.nc, c.rc = f, rc
+		if fd, err := socketFD(tcp); err == nil {
+			c.fd, c.nc = int32(fd), nil
 		}
 	}
 	s.mu.Lock()
@@ -756,7 +854,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// still gets its OnClose.
 		s.mu.Unlock()
 		s.open.Add(-1)
-		c.nc.Close()
+		if c.nc == nil {
+			closeFD(int(c.fd))
+		} else {
+			c.nc.Close()
+		}
 		s.handler.OnClose(c)
 		return
 	}
@@ -772,7 +874,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if shutting {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}
-	if c.rc == nil {
+	if c.nc != nil {
 		go c.runBlocking(buffered)
 		return
 	}
