@@ -169,7 +169,7 @@ func (s *Service) endpointOf(c server.Conn) connEndpoint {
 	}
 	if c != nil {
 		if st, _ := c.State().(*connState); st != nil {
-			return st.endpoint
+			return st.endpoint.Value()
 		}
 	}
 	return connEndpoint{}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 
@@ -118,8 +119,11 @@ type connState struct {
 	// server assigns on this connection).
 	sess *session
 	// endpoint is what the agent connected to, the default
-	// destination_endpoint of its OpAMP connection settings offers.
-	endpoint connEndpoint
+	// destination_endpoint of its OpAMP connection settings offers. A
+	// fleet connects to a few URLs: each is kept once (unique.Make copies
+	// it out of the request), and a connection holds a pointer to it
+	// rather than its own three strings and the request bytes under them.
+	endpoint unique.Handle[connEndpoint]
 }
 
 // connEndpoint is the URL an agent connected to, kept in parts (taken from
@@ -155,7 +159,7 @@ func (s *Service) Accept(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &connState{auth: a, endpoint: requestEndpoint(r)}, nil
+	return &connState{auth: a, endpoint: unique.Make(requestEndpoint(r))}, nil
 }
 
 // OnClose marks a WebSocket agent offline, unless a newer connection of the
