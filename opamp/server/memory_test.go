@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime"
 	"testing"
 	"unsafe"
 )
@@ -11,5 +12,35 @@ import (
 func TestWSConnFitsItsSizeClass(t *testing.T) {
 	if n := unsafe.Sizeof(wsConn{}); n > 288 {
 		t.Errorf("wsConn is %d bytes, more than the 288-byte size class", n)
+	}
+}
+
+// Once a connect storm's connections have all sent their first message,
+// the server keeps nothing of the map that tracked them while silent (a Go
+// map keeps the room of its largest size: ~20 bytes per connection).
+func TestSilentSetKeepsNothingAfterABurst(t *testing.T) {
+	s, err := New(Config{Handler: newTestHandler(), Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	const n = 20000
+	s.mu.Lock()
+	for id := uint64(1); id <= n; id++ {
+		s.silence(id, 1)
+	}
+	for id := uint64(1); id <= n; id++ {
+		s.unsilence(id)
+	}
+	s.mu.Unlock()
+	if after := heap(); after > before && after-before > 64<<10 {
+		t.Errorf("after %d connections spoke, the silent set still holds %d KiB", n, (after-before)>>10)
 	}
 }

@@ -601,7 +601,7 @@ func (c *wsConn) handle(payload []byte) {
 	if !c.greeted {
 		c.greeted = true
 		s.mu.Lock()
-		delete(s.silent, c.id)
+		s.unsilence(c.id)
 		s.mu.Unlock()
 	}
 	if c.parser.Compressed() {
@@ -791,10 +791,31 @@ func (c *wsConn) runBlocking(buffered []byte) {
 func (s *Server) removeConn(c *wsConn) {
 	s.mu.Lock()
 	delete(s.conns, c.id)
-	delete(s.silent, c.id)
+	s.unsilence(c.id)
 	s.mu.Unlock()
 	s.open.Add(-1)
 }
+
+// silence adds connection id, opened at unix nanoseconds opened, to the
+// connections that have sent no message yet; s.mu held.
+func (s *Server) silence(id uint64, opened int64) {
+	s.silent[id] = opened
+	s.silentPeak = max(s.silentPeak, len(s.silent))
+}
+
+// unsilence removes id from the silent connections; s.mu held. Once a
+// burst of them (a connect storm) has all spoken, the map is made anew: a
+// Go map keeps the room of its largest size, about 20 bytes per connection
+// of the burst, for as long as the server runs.
+func (s *Server) unsilence(id uint64) {
+	delete(s.silent, id)
+	if len(s.silent) == 0 && s.silentPeak > silentKeep {
+		s.silent, s.silentPeak = make(map[uint64]int64), 0
+	}
+}
+
+// silentKeep is the size of silent map that is kept once empty.
+const silentKeep = 64
 
 // serveWS accepts a WebSocket upgrade.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -868,7 +889,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.nextID++
 	c.id = s.nextID
 	s.conns[c.id] = c
-	s.silent[c.id] = opened
+	s.silence(c.id, opened)
 	s.mu.Unlock()
 	s.accepted.Add(1)
 	if shutting {
