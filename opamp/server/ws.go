@@ -63,16 +63,10 @@ type wsConn struct {
 	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
 	parser   websocket.Parser
 
-	mu     sync.Mutex
-	queue  []seg
-	queued int      // bytes in queue
-	msgs   int      // messages in queue
-	uid    [16]byte // instance_uid last seen from the agent (hasUID)
-	grace  *time.Timer
-	stall  *time.Timer // epoll-driven, while waiting to write: WriteTimeout
-	// stallSeq numbers the waits to write (epoll-driven), so that the
-	// timer of one that ended does not judge the next.
-	stallSeq uint32
+	mu    sync.Mutex
+	out   *outQueue // what waits to be written; nil when nothing does
+	uid   [16]byte  // instance_uid last seen from the agent (hasUID)
+	grace *time.Timer
 
 	// The small fields are together: a wsConn is kept per idle agent, so
 	// padding costs memory per agent (TestWSConnFitsItsSizeClass).
@@ -82,7 +76,6 @@ type wsConn struct {
 	deflate       bool // permessage-deflate negotiated
 	hasUID        bool
 	writing       bool // epoll-driven: also, waiting for EPOLLOUT
-	progressed    bool // epoll-driven: bytes written since stall was set
 	closeSent     bool // close frame queued: nothing else may be sent
 	finishOnFlush bool // finish once the queue is written (close echoed)
 	busy          bool // a reader is working on the connection
@@ -147,6 +140,36 @@ func (c *wsConn) Send(msg *protobufs.ServerToAgent) error {
 func (c *wsConn) Close() error {
 	c.closeWith(websocket.CloseNormal, "")
 	return nil
+}
+
+// outQueue is a connection's write queue. Most of the time nothing waits
+// to be written (an epoll-driven connection writes a frame straight away),
+// so a connection holds one only while something does: idle agents keep
+// none (TestWSConnFitsItsSizeClass).
+type outQueue struct {
+	segs  []seg
+	bytes int // in segs
+	msgs  int // messages in segs
+	// stall (epoll-driven) cuts off a peer that takes no byte for
+	// WriteTimeout while the queue waits; progressed records bytes
+	// written since it was set.
+	stall      *time.Timer
+	progressed bool
+}
+
+// add appends frame pieces segs of n bytes, one message.
+func (q *outQueue) add(segs []seg, n int) {
+	q.segs = append(q.segs, segs...)
+	q.bytes += n
+	q.msgs++
+}
+
+// queued returns the bytes waiting in q (none when q is nil).
+func (q *outQueue) queued() int {
+	if q == nil {
+		return 0
+	}
+	return q.bytes
 }
 
 // seg is a piece of a queued frame. Pieces may be shared between
@@ -265,10 +288,10 @@ func (c *wsConn) enqueue(f *frame, isClose bool) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if !isClose && (c.msgs >= maxQueueLen || c.queued+n > c.s.maxQueue) {
+	if q := c.out; !isClose && q != nil && (q.msgs >= maxQueueLen || q.bytes+n > c.s.maxQueue) {
 		c.mu.Unlock()
 		c.s.errs.Add(1)
-		c.s.log.Warn("opamp server: agent does not read; disconnecting", "remote", c.remote, "queued", c.queued,
+		c.s.log.Warn("opamp server: agent does not read; disconnecting", "remote", c.remote, "queued", q.bytes,
 			"stuck_total", c.s.stuck.Add(1))
 		c.finish()
 		return ErrClosed
@@ -285,9 +308,10 @@ func (c *wsConn) enqueue(f *frame, isClose bool) error {
 		}
 		return nil
 	}
-	c.queue = append(c.queue, segs...)
-	c.queued += n
-	c.msgs++
+	if c.out == nil {
+		c.out = &outQueue{}
+	}
+	c.out.add(segs, n)
 	if c.writing {
 		c.mu.Unlock()
 		return nil
@@ -303,9 +327,7 @@ func (c *wsConn) enqueue(f *frame, isClose bool) error {
 // called with c.mu held. It returns the socket's error, if any.
 func (c *wsConn) sendLocked(segs []seg, n int) error {
 	if c.writing {
-		c.queue = append(c.queue, segs...)
-		c.queued += n
-		c.msgs++
+		c.out.add(segs, n)
 		return nil
 	}
 	var iov [3][]byte
@@ -326,10 +348,9 @@ func (c *wsConn) sendLocked(segs []seg, n int) error {
 		w -= len(segs[0].b)
 		segs = segs[1:]
 	}
-	c.queue = append(make([]seg, 0, len(segs)+1), segs...)
-	c.queue[0].b = c.queue[0].b[w:]
-	c.queued += left
-	c.msgs++
+	q := &outQueue{segs: append(make([]seg, 0, len(segs)+1), segs...), bytes: left, msgs: 1}
+	q.segs[0].b = q.segs[0].b[w:]
+	c.out = q
 	return c.waitWritable()
 }
 
@@ -337,10 +358,8 @@ func (c *wsConn) sendLocked(segs []seg, n int) error {
 // in the epoll set, and the write timeout); called with c.mu held.
 func (c *wsConn) waitWritable() error {
 	c.writing = true
-	c.progressed = false
-	c.stallSeq++
-	seq := c.stallSeq
-	c.stall = time.AfterFunc(c.s.cfg.WriteTimeout, func() { c.checkStall(seq) })
+	q := c.out
+	q.stall = time.AfterFunc(c.s.cfg.WriteTimeout, func() { c.checkStall(q) })
 	if !c.registered {
 		return nil // endBusy registers it, EPOLLOUT included
 	}
@@ -358,25 +377,25 @@ func (c *wsConn) onWritable() {
 	}
 	var iov [8][]byte
 	var err error
-	for len(c.queue) > 0 {
+	q := c.out
+	for len(q.segs) > 0 {
 		bufs := iov[:0]
-		for i := 0; i < len(c.queue) && len(bufs) < cap(bufs); i++ {
-			bufs = append(bufs, c.queue[i].b)
+		for i := 0; i < len(q.segs) && len(bufs) < cap(bufs); i++ {
+			bufs = append(bufs, q.segs[i].b)
 		}
 		var n int
 		n, err = writevFD(int(c.fd), bufs)
 		if err != nil {
 			break
 		}
-		c.progressed = true
+		q.progressed = true
 		c.wroteLocked(n)
 	}
 	fin := false
 	if err == nil {
 		c.writing = false
-		c.stall.Stop()
-		c.stall = nil
-		c.queue, c.queued, c.msgs = nil, 0, 0
+		q.stall.Stop()
+		c.out = nil
 		fin = c.finishOnFlush
 		if c.registered {
 			err = c.s.poll.arm(c, false) // EPOLLOUT out of the set
@@ -395,15 +414,15 @@ func (c *wsConn) onWritable() {
 
 // checkStall runs WriteTimeout after a wait to write began, or after the
 // last check: it disconnects a peer that took no byte since.
-func (c *wsConn) checkStall(seq uint32) {
+func (c *wsConn) checkStall(q *outQueue) {
 	c.mu.Lock()
-	if c.finished || !c.writing || seq != c.stallSeq {
+	if c.finished || c.out != q { // the wait ended (another may have begun)
 		c.mu.Unlock()
 		return
 	}
-	if c.progressed {
-		c.progressed = false
-		c.stall.Reset(c.s.cfg.WriteTimeout)
+	if q.progressed {
+		q.progressed = false
+		q.stall.Reset(c.s.cfg.WriteTimeout)
 		c.mu.Unlock()
 		return
 	}
@@ -444,15 +463,15 @@ func (c *wsConn) flushBlocking() {
 // (and writing over, finishing the connection if that was due).
 func (c *wsConn) head(bufs [][]byte) ([][]byte, bool) {
 	c.mu.Lock()
-	if len(c.queue) > 0 && !c.finished {
-		for i := 0; i < len(c.queue) && len(bufs) < cap(bufs); i++ {
-			bufs = append(bufs, c.queue[i].b)
+	if q := c.out; q != nil && len(q.segs) > 0 && !c.finished {
+		for i := 0; i < len(q.segs) && len(bufs) < cap(bufs); i++ {
+			bufs = append(bufs, q.segs[i].b)
 		}
 		c.mu.Unlock()
 		return bufs, true
 	}
 	c.writing = false
-	c.queue, c.queued, c.msgs = nil, 0, 0
+	c.out = nil
 	fin := c.finishOnFlush
 	c.mu.Unlock()
 	if fin {
@@ -474,27 +493,31 @@ func (c *wsConn) wrote(n int) {
 // wroteLocked is wrote with c.mu held.
 func (c *wsConn) wroteLocked(n int) {
 	c.s.bytesOut.Add(uint64(n))
-	c.queued -= n
-	for n > 0 && len(c.queue) > 0 {
-		h := &c.queue[0]
+	q := c.out
+	if q == nil {
+		return // finished meanwhile (blocking write)
+	}
+	q.bytes -= n
+	for n > 0 && len(q.segs) > 0 {
+		h := &q.segs[0]
 		if n < len(h.b) {
 			h.b = h.b[n:]
 			break
 		}
 		n -= len(h.b)
 		if h.last {
-			c.msgs--
+			q.msgs--
 			c.s.sent.Add(1)
 		}
-		c.queue[0] = seg{}
-		c.queue = c.queue[1:]
+		q.segs[0] = seg{}
+		q.segs = q.segs[1:]
 	}
 }
 
 // stalled disconnects a peer that accepted nothing for WriteTimeout.
 func (c *wsConn) stalled() {
 	c.mu.Lock()
-	done, queued := c.finished, c.queued
+	done, queued := c.finished, c.out.queued()
 	c.mu.Unlock()
 	if !done {
 		c.s.errs.Add(1)
@@ -701,11 +724,10 @@ func (c *wsConn) finish() {
 	if c.grace != nil {
 		c.grace.Stop()
 	}
-	if c.stall != nil {
-		c.stall.Stop()
-		c.stall = nil
+	if c.out != nil && c.out.stall != nil {
+		c.out.stall.Stop()
 	}
-	c.queue, c.queued, c.msgs = nil, 0, 0
+	c.out = nil
 	if c.registered {
 		c.s.poll.del(int(c.fd))
 		c.registered = false
