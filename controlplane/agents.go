@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -193,7 +192,7 @@ func (s *Service) SendCustomMessage(ctx context.Context, id steward.InstanceUID,
 	d, err := s.deliver(ctx, id, 0, "custom message", steward.Command{Type: "custom_message", CustomMessage: &msg}, func(m *protobufs.ServerToAgent) { m.CustomMessage = cm },
 		func(ss *session) { q := ss.queue(); q.custom = append(q.custom, cm) },
 		func(ss *session) error {
-			if !slices.Contains(ss.customCaps, msg.Capability) {
+			if !ss.hasCustomCap(msg.Capability) {
 				return steward.Errorf(steward.EINVALID, "agent %s did not declare custom capability %q", id, msg.Capability)
 			}
 			return nil

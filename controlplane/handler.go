@@ -26,16 +26,20 @@ import (
 type session struct {
 	id steward.InstanceUID
 
-	mu         sync.Mutex
-	conn       server.Conn // the WebSocket; nil for plain HTTP
-	http       bool        // plain HTTP: no conn to push on
-	closed     bool
-	caps       steward.AgentCapabilities
-	labels     steward.Labels // compact: one per connected agent
-	customCaps []string
-	seq        uint64
+	mu     sync.Mutex
+	conn   server.Conn // the WebSocket; nil for plain HTTP
+	caps   steward.AgentCapabilities
+	labels steward.Labels // compact: one per connected agent
+	seq    uint64
+	// The flags are together: a session is kept per connected agent, so
+	// padding costs memory per agent (TestSessionFitsItsSizeClass).
+	http     bool // plain HTTP: no conn to push on
+	closed   bool
+	needFull bool
+	// credLoaded is set once admit has looked at the agent's credentials;
+	// cred holds them (auth.go), made only when there is something to keep.
+	credLoaded bool
 	lastSeen   int64 // Unix nanoseconds
-	needFull   bool
 	// reportedHash is the agent's last_remote_config_hash; offeredHash the
 	// hash last offered to it by this session.
 	reportedHash   []byte
@@ -45,10 +49,7 @@ type session struct {
 	// desiredHash is the hash of the remote config the agent should run
 	// as of its last sync derivation.
 	desiredHash []byte
-	// credLoaded is set once admit has looked at the agent's credentials;
-	// cred holds them (auth.go), made only when there is something to keep.
-	credLoaded bool
-	cred       *agentCred
+	cred        *agentCred
 	// extra holds what few agents need (sessionExtra); nil until then.
 	extra *sessionExtra
 
@@ -57,7 +58,7 @@ type session struct {
 }
 
 // sessionExtra is the part of a session that few agents need: packages,
-// and a desired config reported FAILED. It is kept apart so that a session
+// a desired config reported FAILED, custom capabilities. It is kept apart so that a session
 // (one per connected agent) fits a 288-byte allocation (memory_internal_test.go).
 type sessionExtra struct {
 	// failedHash is the desired config the agent reported FAILED
@@ -67,6 +68,8 @@ type sessionExtra struct {
 	// pkgOffered the all-packages hash last offered on this connection.
 	pkgReported []byte
 	pkgOffered  []byte
+	// customCaps are the custom capabilities the agent declared.
+	customCaps []string
 }
 
 // extras returns the session's sessionExtra, made on first use. ss.mu is
@@ -76,6 +79,20 @@ func (ss *session) extras() *sessionExtra {
 		ss.extra = &sessionExtra{}
 	}
 	return ss.extra
+}
+
+// setCustomCaps records the custom capabilities the agent declared. ss.mu
+// is held.
+func (ss *session) setCustomCaps(caps []string) {
+	if len(caps) > 0 || ss.extra != nil {
+		ss.extras().customCaps = caps
+	}
+}
+
+// hasCustomCap reports whether the agent declared custom capability c.
+// ss.mu is held.
+func (ss *session) hasCustomCap(c string) bool {
+	return ss.extra != nil && slices.Contains(ss.extra.customCaps, c)
 }
 
 // failedHash returns the desired config the agent reported FAILED (nil:
@@ -554,7 +571,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		ss.desiredHash = want.hash
 	}
 	s.syncClean(ss.id)
-	ss.customCaps = a.CustomCapabilities
+	ss.setCustomCaps(a.CustomCapabilities)
 	if a.RemoteConfigStatus != nil {
 		ss.reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
 		if msg.RemoteConfigStatus != nil {
