@@ -152,25 +152,46 @@ func BenchmarkAgentsQuery(b *testing.B, s steward.Store, settle func(context.Con
 		{"sort=-last_seen", steward.AgentFilter{Sort: steward.SortLastSeen, Desc: true}, QueryFleet},
 		{"attr.host.arch=arm64", steward.AgentFilter{Attributes: map[string]string{steward.AttrHostArch: "arm64"}}, QueryFleet / 4},
 	}
-	for _, tc := range cases {
-		b.Run("fleet=100k/"+tc.name, func(b *testing.B) {
-			f := tc.f
-			f.Limit = 50
-			b.ReportAllocs()
-			cpu := processCPU()
-			for n := 0; n < b.N; n++ {
-				page, total, err := s.Agents(ctx, f)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(page) != 50 || total != tc.total {
-					b.Fatalf("got %d agents of %d, want 50 of %d", len(page), total, tc.total)
-				}
-			}
-			// On a shared machine wall time mostly measures the wait for
-			// a core; the CPU this process spent is what an embedded
-			// SQLite query costs (PostgreSQL's work is in its server).
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
-		})
+	// The same listings with QueryLive agents not yet written (the group
+	// commit's pending state during a fleet-wide change), made like the
+	// stored ones, so each filter matches the same share of them.
+	live := make([]*steward.Agent, QueryLive)
+	for i := range live {
+		live[i] = queryBenchAgent(steward.NewInstanceUID(), QueryFleet+i, now)
 	}
+	for _, withLive := range []bool{false, true} {
+		for _, tc := range cases {
+			name, pending, total := "fleet=100k/"+tc.name, []*steward.Agent(nil), tc.total
+			if withLive {
+				name, pending, total = "fleet=100k,live=10k/"+tc.name, live, tc.total+tc.total*QueryLive/QueryFleet
+			}
+			b.Run(name, func(b *testing.B) { benchAgentsPage(b, s, tc.f, pending, total) })
+		}
+	}
+}
+
+// QueryLive is the number of unwritten agents BenchmarkAgentsQuery lists
+// with (AgentsWith).
+const QueryLive = 10_000
+
+// benchAgentsPage measures the first page (50) of AgentsWith(f, live),
+// which must count want agents.
+func benchAgentsPage(b *testing.B, s steward.Store, f steward.AgentFilter, live []*steward.Agent, want int) {
+	ctx := context.Background()
+	f.Limit = 50
+	b.ReportAllocs()
+	cpu := processCPU()
+	for n := 0; n < b.N; n++ {
+		page, total, err := s.AgentsWith(ctx, f, live)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(page) != 50 || total != want {
+			b.Fatalf("got %d agents of %d, want 50 of %d", len(page), total, want)
+		}
+	}
+	// On a shared machine wall time mostly measures the wait for a core;
+	// the CPU this process spent is what an embedded SQLite query costs
+	// (PostgreSQL's work is in its server).
+	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }
