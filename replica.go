@@ -29,6 +29,13 @@ const (
 	// NoticeEvents: Data is a JSON array of Events to publish to local
 	// subscribers, in order (events are forwarded in batches).
 	NoticeEvents = "events"
+	// NoticePending: Data lists the summary state of agents the origin
+	// has not yet written, each with the generation of the origin's
+	// group-commit flush that writes it.
+	NoticePending = "pending"
+	// NoticeWritten: Data is the generation up to which the origin has
+	// written the states it announced as pending.
+	NoticeWritten = "written"
 )
 
 // Command is an action for one agent, carried in a NoticeCommand.

@@ -29,21 +29,27 @@ func NewFleetSummary() *FleetSummary {
 
 // Add counts one agent.
 func (s *FleetSummary) Add(a *Agent) {
+	s.AddState(a.Online, a.HealthState() == HealthHealthy, a.Attribute(AttrServiceName), a.Attribute(AttrServiceVersion), a.ConfigState(), a.SyncState())
+}
+
+// AddState counts one agent from the values Add reads of it (healthy is
+// HealthState() == HealthHealthy).
+func (s *FleetSummary) AddState(online, healthy bool, typ, version string, config RemoteConfigState, sync SyncState) {
 	s.Total++
-	if a.Online {
+	if online {
 		s.Online++
 	} else {
 		s.Offline++
 	}
-	if a.HealthState() == HealthHealthy {
+	if healthy {
 		s.Healthy++
 	} else {
 		s.Unhealthy++
 	}
-	s.ByType[a.Attribute(AttrServiceName)]++
-	s.ByVersion[a.Attribute(AttrServiceVersion)]++
-	s.ByConfigStatus[string(a.ConfigState())]++
-	s.BySync[string(a.SyncState())]++
+	s.ByType[typ]++
+	s.ByVersion[version]++
+	s.ByConfigStatus[string(config)]++
+	s.BySync[string(sync)]++
 }
 
 // ConfigState is the agent's reported remote config status, UNSET when it

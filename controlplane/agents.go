@@ -261,8 +261,9 @@ var _ steward.Summarizer = (*Service)(nil)
 
 // Summary counts the fleet's live state: the stored agents in the
 // database when the store can (SQL aggregates), except those with a change
-// not yet written, which are counted from memory, so that a count shows a
-// change at once without waiting for the group commit (see summaryOf). A
+// not yet written, here or (as the other replicas announced, peers.go) on
+// another replica, which are counted from memory, so that a count shows a
+// change at once without waiting for any group commit (see summaryOf). A
 // store without aggregates has every agent read.
 func (s *Service) Summary(ctx context.Context) (*steward.FleetSummary, error) {
 	ss, ok := s.store.(steward.SummaryStore)
@@ -277,25 +278,52 @@ func (s *Service) Summary(ctx context.Context) (*steward.FleetSummary, error) {
 		}
 		return sum, nil
 	}
-	return summaryOf(ctx, ss, s.writes.snapshot())
+	return summaryOf(ctx, ss, s.writes.snapshot(), s.peerSnapshot())
 }
 
 // summaryOf counts pending (the agents whose latest state is not known to
-// be stored) as they are, and every other agent as stored. Each agent is
-// counted once, never in a state older than it had when pending was taken:
-// one not pending then had its latest state stored, and a later store
-// holds that or a newer one.
-func summaryOf(ctx context.Context, ss steward.SummaryStore, pending []*steward.Agent) (*steward.FleetSummary, error) {
-	ids := make([]steward.InstanceUID, len(pending))
-	for i, a := range pending {
-		ids[i] = a.ID
+// be stored here) and peer (those another replica has not written) as
+// they are, and every other agent as stored. Each agent is counted once,
+// never in a state older than it had when pending was taken: one not
+// pending then had its latest state stored, and a later store holds that
+// or a newer one. An agent both here and in peer (it moved) counts in its
+// later state.
+func summaryOf(ctx context.Context, ss steward.SummaryStore, pending []*steward.Agent, peer []*peerState) (*steward.FleetSummary, error) {
+	ids := make([]steward.InstanceUID, 0, len(pending)+len(peer))
+	var mine map[steward.InstanceUID]*steward.Agent
+	if len(peer) > 0 {
+		mine = make(map[steward.InstanceUID]*steward.Agent, len(pending))
+	}
+	for _, a := range pending {
+		ids = append(ids, a.ID)
+		if mine != nil {
+			mine[a.ID] = a
+		}
+	}
+	var theirs []*peerState
+	for _, p := range peer {
+		a, both := mine[p.ID]
+		switch {
+		case !both:
+			ids = append(ids, p.ID)
+		case p.At > a.UpdatedAt.UnixNano():
+			delete(mine, p.ID)
+		default:
+			continue
+		}
+		theirs = append(theirs, p)
 	}
 	sum, err := ss.Summary(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
 	for _, a := range pending {
-		sum.Add(a)
+		if mine == nil || mine[a.ID] != nil {
+			sum.Add(a)
+		}
+	}
+	for _, p := range theirs {
+		p.addTo(sum)
 	}
 	return sum, nil
 }

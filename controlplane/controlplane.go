@@ -124,7 +124,10 @@ type Service struct {
 	// (replicas.go, forwardEvents); nil without a Broadcaster.
 	eventNotices        chan json.RawMessage
 	eventNoticesDropped atomic.Int64
-	rolloutKick         chan struct{}
+	// peers holds the other replicas' unwritten agent states (peers.go);
+	// nil without a Broadcaster.
+	peers       *peers
+	rolloutKick chan struct{}
 
 	cred credState // agent credentials and connection settings (auth.go)
 	// publicURL is Config.PublicURL parsed; zero: each connection's own.
@@ -212,6 +215,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.eventNotices = make(chan json.RawMessage, eventNoticeQueue)
 	}
 	s.writes = newAgentWrites(cfg.Store, cfg.WriteInterval, cfg.WriteQueue, s.flushed)
+	if cfg.Broadcaster != nil {
+		s.peers = newPeers()
+		s.writes.unpublished = make(map[steward.InstanceUID]struct{})
+	}
 	if err := cfg.Store.MarkOffline(ctx, cfg.Replica, time.Now().UTC()); err != nil {
 		return nil, err
 	}
@@ -234,12 +241,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.writes.run(s.ctx)
 	}()
 	if cfg.Broadcaster != nil {
-		s.wg.Add(2)
+		s.wg.Add(3)
 		go func() {
 			defer s.wg.Done()
 			_ = cfg.Broadcaster.Listen(s.ctx, s.onNotice)
 		}()
 		go s.forwardEvents()
+		go s.publishPending()
 	}
 	return s, nil
 }

@@ -98,7 +98,12 @@ func (s *Service) onNotice(n steward.Notice) {
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	switch n.Kind {
+	case steward.NoticePending, steward.NoticeWritten:
+		s.onPeerNotice(n)
 	case steward.NoticeDesired:
+		if n.Origin == "" && s.peers != nil {
+			s.peers.forget() // LISTEN (re)started: notices may have been missed
+		}
 		if err := s.reload(ctx); err != nil {
 			s.log.Warn("reload after notice failed", "error", err)
 			return

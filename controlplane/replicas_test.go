@@ -2,6 +2,7 @@ package controlplane_test
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -119,5 +120,63 @@ func TestEventsReachOtherReplicasInBatches(t *testing.T) {
 	}
 	if notices := h.count(steward.NoticeEvent, steward.NoticeEvents); notices*5 > len(want) {
 		t.Fatalf("%d events forwarded in %d notices, want batches (at most one notice per 5 events)", len(want), notices)
+	}
+}
+
+// A replica's summary counts another replica's unwritten changes at once:
+// each replica publishes the summary state of the agents its group commit
+// has not written (NoticePending) and how far it has written
+// (NoticeWritten). Before, r2 counted r1's changes only once r1 wrote them
+// (here: never while r1's writes are held).
+func TestSummaryCountsOtherReplicasUnwrittenChanges(t *testing.T) {
+	ctx := context.Background()
+	h := &hub{sent: map[string]int{}}
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	gs := &gatedStore{DB: st}
+	open := func(name string, store steward.Store) *controlplane.Service {
+		svc, err := controlplane.New(ctx, controlplane.Config{Store: store, Broadcaster: h, Replica: name, WriteInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close() })
+		return svc
+	}
+	r1, r2 := open("r1", gs), open("r2", st)
+	f := &fixture{t: t, ctx: ctx, svc: r1}
+	stored := []*fleetAgent{f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)}
+	eventually(t, "r1's agents stored", func() bool { return r1.PendingWrites() == 0 })
+
+	same := func() bool {
+		s1, err1 := r1.Summary(ctx)
+		s2, err2 := r2.Summary(ctx)
+		return err1 == nil && err2 == nil && reflect.DeepEqual(s1, s2)
+	}
+	gs.hold()
+	f.report(stored[0], []byte{7}, applied) // runs a config Steward never offered
+	stored[1].conn.Close()                  // offline
+	fresh := f.join("dev", nil)             // not stored at all
+	eventually(t, "the disconnect handled", func() bool {
+		a, err := r1.Agent(ctx, stored[1].id)
+		return err == nil && !a.Online
+	})
+	if _, err := st.Agent(ctx, fresh.id); steward.ErrorCode(err) != steward.ENOTFOUND {
+		t.Fatalf("fresh agent stored (%v): the writes were not held", err)
+	}
+	// r1 counts its own unwritten changes: r2 must count the same.
+	eventually(t, "r2's summary equal to r1's with r1's writes held", same)
+	if sum, _ := r2.Summary(ctx); sum.Total != 4 || sum.Online != 3 || sum.BySync[string(steward.SyncDrifted)] != 1 ||
+		sum.BySync[string(steward.SyncOffline)] != 1 || sum.ByConfigStatus[string(steward.RemoteConfigApplied)] != 1 {
+		t.Fatalf("r2's summary %+v: want 4 agents, 3 online, 1 drifted (APPLIED), 1 offline", sum)
+	}
+
+	gs.open()
+	eventually(t, "r1's writes stored", func() bool { return r1.PendingWrites() == 0 })
+	eventually(t, "r2's summary equal to r1's once written", same)
+	if h.count(steward.NoticeWritten) == 0 {
+		t.Fatal("no NoticeWritten sent")
 	}
 }

@@ -43,6 +43,14 @@ type agentWrites struct {
 	// still commits in smaller steps), grown by an eighth after one
 	// commits. Used by flushNow only, which runs one at a time.
 	batch int
+	// unpublished lists pending agents whose state was not yet taken by
+	// takeUnpublished (the other replicas' view, peers.go); nil when
+	// there are no other replicas to tell.
+	unpublished map[steward.InstanceUID]struct{}
+	// written is the generation of the last flush that committed all it
+	// took: every state put before that flush started is stored, or
+	// taken again by a later flush.
+	written uint64
 	// peak is the most agents pending since the maps were made: a Go map
 	// keeps the room it once grew to, so maps a burst (a connect storm)
 	// grew beyond shrinkAfter are made anew once a flush empties them.
@@ -54,6 +62,8 @@ const shrinkAfter = 1024
 
 // flush is one batch; done closes when it is committed (or failed: err).
 type flush struct {
+	// gen numbers the flushes of this process, from 1.
+	gen  uint64
 	done chan struct{}
 	err  error
 	// over closes when flushNow has finished with the batch, committed or
@@ -74,7 +84,7 @@ func newAgentWrites(store steward.Store, interval time.Duration, limit int, onFl
 		store: store, interval: interval, limit: limit, onFlush: onFlush, batch: maxBatch,
 		pending: make(map[steward.InstanceUID]*steward.Agent),
 		dirty:   make(map[steward.InstanceUID]struct{}),
-		next:    &flush{done: make(chan struct{})},
+		next:    &flush{gen: 1, done: make(chan struct{})},
 		space:   make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
@@ -122,6 +132,34 @@ func (w *agentWrites) snapshot() []*steward.Agent {
 	return as
 }
 
+// takeUnpublished returns the pending states put since the last call,
+// each with the generation of the flush that writes it (the one in flight
+// for a state it took, else the next), and the generation of the last
+// flush that committed everything (see written); with nothing pending,
+// every state ever taken is written (or forgotten: a deleted agent), so
+// that is the next flush's generation.
+func (w *agentWrites) takeUnpublished() (states []*steward.Agent, gens []uint64, written uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		clear(w.unpublished)
+		return nil, nil, w.next.gen
+	}
+	for id := range w.unpublished {
+		a, ok := w.pending[id]
+		if !ok {
+			continue // written or forgotten meanwhile
+		}
+		gen := w.next.gen
+		if _, dirty := w.dirty[id]; !dirty && w.inflight != nil {
+			gen = w.inflight.gen
+		}
+		states, gens = append(states, a), append(gens, gen)
+	}
+	clear(w.unpublished)
+	return states, gens, w.written
+}
+
 // put queues a as the agent's latest state and returns the flush that
 // will write it. It waits while the queue is full (see agentWrites); it
 // fails only when ctx ends first. a must not be changed afterwards.
@@ -146,6 +184,9 @@ func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error)
 	}
 	w.pending[a.ID] = a
 	w.dirty[a.ID] = struct{}{}
+	if w.unpublished != nil {
+		w.unpublished[a.ID] = struct{}{}
+	}
 	w.peak = max(w.peak, len(w.pending))
 	f := w.next
 	full := len(w.dirty) >= maxBatch
@@ -225,7 +266,7 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 	}
 	clear(w.dirty)
 	f := w.next
-	w.next = &flush{done: make(chan struct{})}
+	w.next = &flush{gen: f.gen + 1, done: make(chan struct{})}
 	w.inflight = f
 	f.over = make(chan struct{})
 	w.mu.Unlock()
@@ -287,6 +328,9 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 		if len(w.pending) == 0 && w.peak > shrinkAfter {
 			w.pending = make(map[steward.InstanceUID]*steward.Agent)
 			w.dirty = make(map[steward.InstanceUID]struct{}) // a subset of pending: empty too
+			if w.unpublished != nil {
+				w.unpublished = make(map[steward.InstanceUID]struct{}) // none pending: nothing left to publish
+			}
 			w.peak = 0
 		}
 		close(w.space)
@@ -305,6 +349,9 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 		go func() { <-next.done; f.err = next.err; close(f.done) }()
 		return firstErr
 	}
+	w.mu.Lock()
+	w.written = f.gen
+	w.mu.Unlock()
 	close(f.done)
 	return nil
 }
