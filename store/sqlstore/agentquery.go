@@ -74,7 +74,7 @@ func (db *DB) AgentsWith(ctx context.Context, f steward.AgentFilter, live []*ste
 		}
 		rows, _ = record.SelectPage(rows, sel, 0, 0)
 		all := mergeSorted(rows, mine, cmp)
-		return cut(all, f.Offset, f.Limit), len(all), nil
+		return ownPage(cut(all, f.Offset, f.Limit), live), len(all), nil
 	}
 	total, err := db.countAgents(ctx, w)
 	if err != nil {
@@ -99,7 +99,7 @@ func (db *DB) AgentsWith(ctx context.Context, f steward.AgentFilter, live []*ste
 	// The merged list is the listing from position from on, but for the
 	// live agents ordered before rows[0], which are all at or before
 	// len(mine) in it (and before f.Offset in the listing).
-	return cut(mergeSorted(rows, mine, cmp), f.Offset-from, f.Limit), total + len(mine), nil
+	return ownPage(cut(mergeSorted(rows, mine, cmp), f.Offset-from, f.Limit), live), total + len(mine), nil
 }
 
 // readAgents reads the agents query q selects (agentCols), in its order.
@@ -118,6 +118,20 @@ func (db *DB) readAgents(ctx context.Context, q string, args []any) ([]*steward.
 		return nil, db.wrap(err, "list agents")
 	}
 	return out, nil
+}
+
+// ownPage replaces every agent of page by a shallow copy when live is not
+// empty: the live ones are shared with the caller (copying the page's
+// rows as well costs less than telling them apart).
+func ownPage(page, live []*steward.Agent) []*steward.Agent {
+	if len(live) == 0 {
+		return page
+	}
+	for i, a := range page {
+		cp := *a
+		page[i] = &cp
+	}
+	return page
 }
 
 // mergeSorted merges two lists ordered by cmp.
@@ -195,8 +209,8 @@ func (db *DB) agentWhere(f steward.AgentFilter) (w where, ok bool) {
 
 // liveMatches returns the agents of live that f's SQL conditions
 // (agentWhere, condition by condition) and sel would match once written:
-// judged on record.Columns, the values PutAgents stores. It returns
-// shallow copies, which the caller may change.
+// judged on the values PutAgents stores (record.Columns, whose costlier
+// attribute and search columns are made only for a filter on them).
 func liveMatches(f steward.AgentFilter, sel steward.Selector, live []*steward.Agent) []*steward.Agent {
 	var attrs []string
 	for _, k := range f.SortedAttributes() {
@@ -206,23 +220,26 @@ func liveMatches(f steward.AgentFilter, sel steward.Selector, live []*steward.Ag
 	search, _ := record.SearchTerm(f.Search)
 	var out []*steward.Agent
 	for _, a := range live {
-		c := record.Columns(a)
 		switch {
 		case f.Online != nil && a.Online != *f.Online,
-			f.Healthy != nil && c.Healthy != *f.Healthy,
-			f.Sync != "" && c.SyncState != string(f.Sync),
-			len(f.SyncAny) > 0 && !slices.Contains(f.SyncAny, steward.SyncState(c.SyncState)),
-			f.ConfigStatus != "" && c.ConfigStatus != string(f.ConfigStatus),
-			f.Health != "" && c.Health != string(f.Health),
-			f.Type != "" && c.ServiceName != f.Type,
-			f.Version != "" && c.ServiceVersion != f.Version,
-			slices.ContainsFunc(attrs, func(t string) bool { return !strings.Contains(c.Attributes, t) }),
-			search != "" && !strings.Contains(c.Search, search),
-			!sel.Matches(a.LabelSet()):
+			f.Healthy != nil && a.Healthy() != *f.Healthy,
+			f.Sync != "" && a.SyncState() != f.Sync,
+			len(f.SyncAny) > 0 && !slices.Contains(f.SyncAny, a.SyncState()),
+			f.ConfigStatus != "" && a.ConfigState() != f.ConfigStatus,
+			f.Health != "" && a.HealthState() != f.Health,
+			f.Type != "" && record.AttributeColumn(a, steward.AttrServiceName) != f.Type,
+			f.Version != "" && record.AttributeColumn(a, steward.AttrServiceVersion) != f.Version,
+			len(sel) > 0 && !sel.Matches(a.LabelSet()):
 			continue
 		}
-		cp := *a
-		out = append(out, &cp)
+		if len(attrs) > 0 || search != "" {
+			c := record.Columns(a)
+			if slices.ContainsFunc(attrs, func(t string) bool { return !strings.Contains(c.Attributes, t) }) ||
+				!strings.Contains(c.Search, search) {
+				continue
+			}
+		}
+		out = append(out, a)
 	}
 	return out
 }
