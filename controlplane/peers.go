@@ -173,9 +173,11 @@ func (s *Service) publishPending() {
 		}
 		states, gens, written := s.writes.takeUnpublished()
 		s.broadcastPending(states, gens)
-		if written != told || (s.writes.len() > 0 && time.Since(toldAt) > peerWrittenEvery) {
-			s.broadcast(steward.Notice{Kind: steward.NoticeWritten, Data: strconv.AppendUint(nil, written, 10)})
-			told, toldAt = written, time.Now()
+		// written may go back (to the last full flush once something is
+		// pending again after nothing was): what was told stays true.
+		if written > told || (s.writes.len() > 0 && time.Since(toldAt) > peerWrittenEvery) {
+			told, toldAt = max(told, written), time.Now()
+			s.broadcast(steward.Notice{Kind: steward.NoticeWritten, Data: strconv.AppendUint(nil, told, 10)})
 		}
 	}
 }
