@@ -145,7 +145,17 @@ func TestSummaryCountsOtherReplicasUnwrittenChanges(t *testing.T) {
 		t.Cleanup(func() { svc.Close() })
 		return svc
 	}
-	r1, r2 := open("r1", gs), open("r2", st)
+	testSummaryAcrossReplicas(t, open("r1", gs), open("r2", st), st, gs.hold, gs.open)
+	if h.count(steward.NoticeWritten) == 0 {
+		t.Fatal("no NoticeWritten sent")
+	}
+}
+
+// testSummaryAcrossReplicas changes agents on r1 while its writes are
+// held (hold, open) and checks that r2's summary equals r1's, before and
+// after they are written to st.
+func testSummaryAcrossReplicas(t *testing.T, r1, r2 *controlplane.Service, st steward.Store, hold, open func()) {
+	ctx := context.Background()
 	f := &fixture{t: t, ctx: ctx, svc: r1}
 	stored := []*fleetAgent{f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)}
 	eventually(t, "r1's agents stored", func() bool { return r1.PendingWrites() == 0 })
@@ -155,7 +165,7 @@ func TestSummaryCountsOtherReplicasUnwrittenChanges(t *testing.T) {
 		s2, err2 := r2.Summary(ctx)
 		return err1 == nil && err2 == nil && reflect.DeepEqual(s1, s2)
 	}
-	gs.hold()
+	hold()
 	f.report(stored[0], []byte{7}, applied) // runs a config Steward never offered
 	stored[1].conn.Close()                  // offline
 	fresh := f.join("dev", nil)             // not stored at all
@@ -173,10 +183,7 @@ func TestSummaryCountsOtherReplicasUnwrittenChanges(t *testing.T) {
 		t.Fatalf("r2's summary %+v: want 4 agents, 3 online, 1 drifted (APPLIED), 1 offline", sum)
 	}
 
-	gs.open()
+	open()
 	eventually(t, "r1's writes stored", func() bool { return r1.PendingWrites() == 0 })
 	eventually(t, "r2's summary equal to r1's once written", same)
-	if h.count(steward.NoticeWritten) == 0 {
-		t.Fatal("no NoticeWritten sent")
-	}
 }
