@@ -31,6 +31,7 @@ import (
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
 	stewardhttp "github.com/stewardhq/steward/http"
+	"github.com/stewardhq/steward/internal/gcpolicy"
 	"github.com/stewardhq/steward/loadgen"
 	"github.com/stewardhq/steward/opamp"
 	"github.com/stewardhq/steward/opamp/server"
@@ -49,6 +50,7 @@ func main() {
 	var level slog.Level = slog.LevelWarn
 	flag.TextVar(&level, "log-level", level, "least level logged to stderr: debug, info, warn or error")
 	flag.Parse()
+	gcpolicy.Apply() // as `steward server` runs
 	if *cpuprofile != "" {
 		stop, err := startCPUProfile(*cpuprofile)
 		if err != nil {
