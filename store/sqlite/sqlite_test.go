@@ -42,3 +42,5 @@ func BenchmarkPutAgentParallel(b *testing.B) {
 func BenchmarkAgentsSelector(b *testing.B) { storetest.BenchmarkAgentsSelector(b, openTemp(b)) }
 func BenchmarkSummary(b *testing.B)        { storetest.BenchmarkSummary(b, openTemp(b)) }
 func BenchmarkAgentsQuery(b *testing.B)    { storetest.BenchmarkAgentsQuery(b, openTemp(b), nil) }
+
+func BenchmarkAppendEvents(b *testing.B) { storetest.BenchmarkAppendEvents(b, openTemp(b)) }
