@@ -31,9 +31,15 @@ type testConn struct {
 	// received, when set, is what LastReceived returns (else the zero
 	// time: nothing known beyond the messages handled).
 	received func() time.Time
+	// hold, when set, is called by Send before it records a message (a
+	// test holds a push there).
+	hold func()
 }
 
 func (c *testConn) Send(m *protobufs.ServerToAgent) error {
+	if c.hold != nil {
+		c.hold()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.transport == server.HTTP {

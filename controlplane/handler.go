@@ -210,7 +210,9 @@ func (s *Service) release(ss *session, c server.Conn) {
 }
 
 // OnMessage applies one AgentToServer message and returns what the agent
-// lacks. See the package documentation for the reconciliation rules.
+// lacks. See the package documentation for the reconciliation rules. A
+// WebSocket message arriving during a fleet-wide push is handled once the
+// push has been sent (reconcileAll).
 //
 // A WebSocket speaks for the uid its first message was admitted for (see
 // admit): a later message with another uid — other than one the server
@@ -218,8 +220,16 @@ func (s *Service) release(ss *session, c server.Conn) {
 // connection closed. The check is a comparison with the connection's
 // session.
 func (s *Service) OnMessage(ctx context.Context, c server.Conn, msg *protobufs.AgentToServer) (*protobufs.ServerToAgent, error) {
-	start := time.Now() // keeps the monotonic reading that UTC strips
 	t := c.Transport()
+	if t == server.WebSocket {
+		// A fleet-wide push goes first (see reconcileAll). Plain HTTP
+		// is not held: its request waits on the client's timeout, and
+		// it is not pushed to.
+		s.fanout.RLock()
+		//lint:ignore SA2001 the wait is the point
+		s.fanout.RUnlock()
+	}
+	start := time.Now() // keeps the monotonic reading that UTC strips
 	s.metrics.MessageReceived(t)
 	reply, err := s.handleMessage(ctx, c, msg, start.UTC())
 	if reply != nil {
