@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -124,6 +125,26 @@ type Agent struct {
 
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// SameReport reports whether a and b are equal but for their state: the
+// connection, last-seen, remote config status and sync fields that
+// AgentStateStore.PutAgentStates writes. Nested values are compared by
+// content.
+func SameReport(a, b *Agent) bool {
+	x, y := *a, *b
+	x.clearState()
+	y.clearState()
+	return reflect.DeepEqual(&x, &y)
+}
+
+// clearState zeroes what AgentStateStore.PutAgentStates writes.
+func (a *Agent) clearState() {
+	a.Online, a.Replica, a.DisconnectedAt, a.UpdatedAt = false, "", time.Time{}, time.Time{}
+	a.LastSeen, a.SequenceNum = time.Time{}, 0
+	a.Transport, a.RemoteAddr, a.ConnectedAt = "", "", time.Time{}
+	a.RemoteConfigStatus, a.Sync = nil, nil
+	a.CreatedAt = time.Time{} // written by the store, not reported
 }
 
 // Well-known attribute keys (OpenTelemetry semantic conventions).

@@ -89,7 +89,7 @@ func (s *Service) editLabels(ctx context.Context, id steward.InstanceUID, edit f
 		labels = edit(a.Labels)
 		a.Labels = labels
 		a.UpdatedAt = time.Now().UTC()
-		f, err = s.writes.put(ctx, a)
+		f, err = s.writes.put(ctx, a, false)
 	}
 	if err == nil {
 		err = f.wait(ctx) // the labels are stored when the call returns

@@ -735,7 +735,7 @@ func (s *Service) reclaimAgents(ctx context.Context) {
 		a.Replica = s.cfg.Replica
 		a.DisconnectedAt = time.Time{}
 		a.UpdatedAt = time.Now().UTC()
-		if err := s.putAgent(ctx, a); err != nil {
+		if err := s.putState(ctx, a); err != nil {
 			s.log.Warn("agent not marked online again", "agent", ss.id, "error", err)
 			continue
 		}
@@ -765,7 +765,7 @@ func (s *Service) markOffline(id steward.InstanceUID, at time.Time) {
 	a.Online = false
 	a.DisconnectedAt = at.UTC()
 	a.UpdatedAt = at.UTC()
-	if err := s.putAgent(ctx, a); err != nil {
+	if err := s.putState(ctx, a); err != nil {
 		s.offlineNotMarked(id, err)
 		return
 	}

@@ -569,7 +569,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		// reconnect, a status resent unchanged) writes nothing but the
 		// batched last-seen time and sequence number.
 		s.touch(ss.id, now, msg.SequenceNum)
-	} else if err := s.putAgent(ctx, a); err != nil {
+	} else if err := s.putReport(ctx, &before, a); err != nil {
 		return err
 	}
 	// Only now, with the report safely stored, update the session.

@@ -29,7 +29,7 @@ func TestGroupCommitKeepsNothingAfterABurst(t *testing.T) {
 	}
 	before := heap()
 	for range 20000 {
-		if _, err := w.put(ctx, &steward.Agent{ID: steward.NewInstanceUID()}); err != nil {
+		if _, err := w.put(ctx, &steward.Agent{ID: steward.NewInstanceUID()}, false); err != nil {
 			t.Fatal(err)
 		}
 	}

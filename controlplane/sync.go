@@ -117,7 +117,7 @@ func (s *Service) storeSync(ctx context.Context, ss *session) {
 	if prev != nil && prev.State == a.Sync.State && sameKnown(prev.Desired, a.Sync.Desired) {
 		return
 	}
-	if err := s.putAgent(ctx, a); err != nil {
+	if err := s.putState(ctx, a); err != nil {
 		s.log.Warn("sync state not stored", "agent", ss.id, "error", err)
 		s.syncDirty(ss.id)
 		return

@@ -19,8 +19,14 @@ import (
 // agent is not one of them, so a connection whose reports outrun the
 // database is read more slowly instead of growing memory or dropping
 // anything.
+//
+// An agent whose changes since it was last stored are all state (what
+// steward.AgentStateStore writes: connects, disconnects, config
+// acknowledgements, sync states) is written by a narrow update when the
+// store has one, instead of its whole row.
 type agentWrites struct {
 	store    steward.Store
+	states   steward.AgentStateStore // nil: every write is whole
 	interval time.Duration
 	limit    int
 	onFlush  func(n int, took time.Duration, err error)
@@ -29,6 +35,9 @@ type agentWrites struct {
 	// pending is the latest unwritten state of each agent, kept until a
 	// flush has committed exactly that state.
 	pending map[steward.InstanceUID]*steward.Agent
+	// stateOnly lists the pending agents whose every change since they
+	// were last stored was state only (see put).
+	stateOnly map[steward.InstanceUID]struct{}
 	// dirty lists pending agents not yet taken by a flush.
 	dirty map[steward.InstanceUID]struct{}
 	// next is the flush that will write what is dirty now; inflight the
@@ -80,13 +89,15 @@ const (
 )
 
 func newAgentWrites(store steward.Store, interval time.Duration, limit int, onFlush func(int, time.Duration, error)) *agentWrites {
+	states, _ := store.(steward.AgentStateStore)
 	return &agentWrites{
-		store: store, interval: interval, limit: limit, onFlush: onFlush, batch: maxBatch,
-		pending: make(map[steward.InstanceUID]*steward.Agent),
-		dirty:   make(map[steward.InstanceUID]struct{}),
-		next:    &flush{gen: 1, done: make(chan struct{})},
-		space:   make(chan struct{}),
-		kick:    make(chan struct{}, 1),
+		store: store, states: states, interval: interval, limit: limit, onFlush: onFlush, batch: maxBatch,
+		pending:   make(map[steward.InstanceUID]*steward.Agent),
+		stateOnly: make(map[steward.InstanceUID]struct{}),
+		dirty:     make(map[steward.InstanceUID]struct{}),
+		next:      &flush{gen: 1, done: make(chan struct{})},
+		space:     make(chan struct{}),
+		kick:      make(chan struct{}, 1),
 	}
 }
 
@@ -163,7 +174,10 @@ func (w *agentWrites) takeUnpublished() (states []*steward.Agent, gens []uint64,
 // put queues a as the agent's latest state and returns the flush that
 // will write it. It waits while the queue is full (see agentWrites); it
 // fails only when ctx ends first. a must not be changed afterwards.
-func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error) {
+// stateOnly tells that a differs from the agent's state as read (pending
+// or stored) in its state only (steward.SameReport): the agent is written
+// by a narrow update unless a change still pending was not state only.
+func (w *agentWrites) put(ctx context.Context, a *steward.Agent, stateOnly bool) (*flush, error) {
 	w.mu.Lock()
 	for {
 		if _, ok := w.pending[a.ID]; ok || len(w.pending) < w.limit {
@@ -181,6 +195,13 @@ func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error)
 			return nil, steward.Errorf(steward.EUNAVAILABLE, "agent %s: write queue full: %v", a.ID, ctx.Err())
 		}
 		w.mu.Lock()
+	}
+	_, wasPending := w.pending[a.ID]
+	_, pendingStateOnly := w.stateOnly[a.ID]
+	if stateOnly && (!wasPending || pendingStateOnly) {
+		w.stateOnly[a.ID] = struct{}{}
+	} else {
+		delete(w.stateOnly, a.ID)
 	}
 	w.pending[a.ID] = a
 	w.dirty[a.ID] = struct{}{}
@@ -207,6 +228,7 @@ func (w *agentWrites) put(ctx context.Context, a *steward.Agent) (*flush, error)
 func (w *agentWrites) forget(ctx context.Context, id steward.InstanceUID) error {
 	w.mu.Lock()
 	delete(w.pending, id)
+	delete(w.stateOnly, id)
 	delete(w.dirty, id)
 	var over chan struct{}
 	if w.inflight != nil {
@@ -260,9 +282,10 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 		w.mu.Unlock()
 		return nil
 	}
-	batch := make([]*steward.Agent, 0, len(w.dirty))
+	batch := make([]pendingWrite, 0, len(w.dirty))
 	for id := range w.dirty {
-		batch = append(batch, w.pending[id])
+		_, stateOnly := w.stateOnly[id]
+		batch = append(batch, pendingWrite{w.pending[id], stateOnly})
 	}
 	clear(w.dirty)
 	f := w.next
@@ -282,16 +305,10 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 		n := min(len(batch), w.batch)
 		part := batch[:n]
 		batch = batch[n:]
-		// The store writes back CreatedAt/UpdatedAt: write copies, so
-		// readers of the pending state never race with it.
-		cps := make([]*steward.Agent, n)
-		for i, a := range part {
-			cp := *a
-			cps[i] = &cp
-		}
+		cps := copies(part)
 		start := time.Now()
 		tctx, cancel := context.WithTimeout(ctx, flushTimeout)
-		err := w.store.PutAgents(tctx, cps)
+		err := w.write(tctx, part, cps)
 		cancel()
 		if w.onFlush != nil {
 			w.onFlush(n, time.Since(start), err)
@@ -303,17 +320,19 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 		}
 		w.mu.Lock()
 		if err != nil {
-			for _, a := range batch {
-				w.redirty(a.ID) // the rest waits for the next flush
+			for _, p := range batch {
+				w.redirty(p.a.ID) // the rest waits for the next flush
 			}
 			batch = nil
 		}
-		for i, a := range part {
+		for i, p := range part {
+			a := p.a
 			switch {
 			case err != nil:
 				w.redirty(a.ID) // retried with the next flush
 			case w.pending[a.ID] == a:
 				delete(w.pending, a.ID)
+				delete(w.stateOnly, a.ID)
 			default:
 				// A newer state came in meanwhile; it keeps its own
 				// creation time from the row just written, in a copy
@@ -327,7 +346,9 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 		}
 		if len(w.pending) == 0 && w.peak > shrinkAfter {
 			w.pending = make(map[steward.InstanceUID]*steward.Agent)
-			w.dirty = make(map[steward.InstanceUID]struct{}) // a subset of pending: empty too
+			// Subsets of pending: empty too.
+			w.stateOnly = make(map[steward.InstanceUID]struct{})
+			w.dirty = make(map[steward.InstanceUID]struct{})
 			if w.unpublished != nil {
 				w.unpublished = make(map[steward.InstanceUID]struct{}) // none pending: nothing left to publish
 			}
@@ -353,6 +374,51 @@ func (w *agentWrites) flushNow(ctx context.Context) error {
 	w.written = f.gen
 	w.mu.Unlock()
 	close(f.done)
+	return nil
+}
+
+// pendingWrite is an agent taken by a flush, and whether only its state
+// changed since it was last stored.
+type pendingWrite struct {
+	a         *steward.Agent
+	stateOnly bool
+}
+
+// copies returns copies of the agents of part: the store writes back
+// CreatedAt/UpdatedAt, and readers of the pending state must never race
+// with it.
+func copies(part []pendingWrite) []*steward.Agent {
+	cps := make([]*steward.Agent, len(part))
+	for i, p := range part {
+		cp := *p.a
+		cps[i] = &cp
+	}
+	return cps
+}
+
+// write stores cps, the copies of part: the agents whose changes were
+// state only by a narrow update (when the store has one), the others
+// whole; in one transaction each.
+func (w *agentWrites) write(ctx context.Context, part []pendingWrite, cps []*steward.Agent) error {
+	if w.states == nil {
+		return w.store.PutAgents(ctx, cps)
+	}
+	var whole, states []*steward.Agent
+	for i, p := range part {
+		if p.stateOnly {
+			states = append(states, cps[i])
+		} else {
+			whole = append(whole, cps[i])
+		}
+	}
+	if len(whole) > 0 {
+		if err := w.store.PutAgents(ctx, whole); err != nil {
+			return err
+		}
+	}
+	if len(states) > 0 {
+		return w.states.PutAgentStates(ctx, states)
+	}
 	return nil
 }
 
@@ -388,6 +454,22 @@ func (s *Service) PendingWrites() int { return s.writes.len() }
 // putAgent queues a as the agent's state for the next group commit
 // (above); a must not be changed afterwards.
 func (s *Service) putAgent(ctx context.Context, a *steward.Agent) error {
-	_, err := s.writes.put(ctx, a)
+	_, err := s.writes.put(ctx, a, false)
+	return err
+}
+
+// putState is putAgent for an agent that differs from what getAgent
+// returned in its state only (steward.SameReport): the group commit then
+// writes it with a narrow update.
+func (s *Service) putState(ctx context.Context, a *steward.Agent) error {
+	_, err := s.writes.put(ctx, a, true)
+	return err
+}
+
+// putReport is putAgent for a, changed from before (what getAgent
+// returned) by a report: putState when the report changed only the
+// agent's state.
+func (s *Service) putReport(ctx context.Context, before, a *steward.Agent) error {
+	_, err := s.writes.put(ctx, a, steward.SameReport(before, a))
 	return err
 }

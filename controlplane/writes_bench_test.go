@@ -32,6 +32,12 @@ func (s *txCounter) PutAgent(ctx context.Context, a *steward.Agent) error {
 	return s.Store.PutAgent(ctx, a)
 }
 
+func (s *txCounter) PutAgentStates(ctx context.Context, as []*steward.Agent) error {
+	s.tx.Add(1)
+	s.rows.Add(int64(len(as)))
+	return s.Store.(steward.AgentStateStore).PutAgentStates(ctx, as)
+}
+
 func (s *txCounter) PutAgents(ctx context.Context, as []*steward.Agent) error {
 	s.tx.Add(1)
 	s.rows.Add(int64(len(as)))

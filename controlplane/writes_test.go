@@ -139,7 +139,10 @@ type gatedStore struct {
 	*sqlite.DB
 	mu      sync.Mutex
 	release chan struct{} // nil while writes go through
-	held    atomic.Int32  // PutAgents calls waiting for open
+	held    atomic.Int32  // agent writes waiting for open
+	// whole and states count the agents written by PutAgents and
+	// PutAgentStates.
+	whole, states atomic.Int64
 }
 
 func (s *gatedStore) hold() {
@@ -155,20 +158,38 @@ func (s *gatedStore) open() {
 	s.mu.Unlock()
 }
 
-func (s *gatedStore) PutAgents(ctx context.Context, as []*steward.Agent) error {
+// gate waits while writes are held.
+func (s *gatedStore) gate(ctx context.Context) error {
 	s.mu.Lock()
 	release := s.release
 	s.mu.Unlock()
-	if release != nil {
-		s.held.Add(1)
-		defer s.held.Add(-1)
-		select {
-		case <-release:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if release == nil {
+		return nil
 	}
+	s.held.Add(1)
+	defer s.held.Add(-1)
+	select {
+	case <-release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *gatedStore) PutAgents(ctx context.Context, as []*steward.Agent) error {
+	if err := s.gate(ctx); err != nil {
+		return err
+	}
+	s.whole.Add(int64(len(as)))
 	return s.DB.PutAgents(ctx, as)
+}
+
+func (s *gatedStore) PutAgentStates(ctx context.Context, as []*steward.Agent) error {
+	if err := s.gate(ctx); err != nil {
+		return err
+	}
+	s.states.Add(int64(len(as)))
+	return s.DB.PutAgentStates(ctx, as)
 }
 
 func (s *gatedStore) PutAgent(ctx context.Context, a *steward.Agent) error {
@@ -366,5 +387,41 @@ func TestDeletedAgentIsNotWrittenBack(t *testing.T) {
 		if _, err := f.svc.Agent(f.ctx, a.id); steward.ErrorCode(err) != steward.ENOTFOUND {
 			t.Errorf("API agent %s after delete: %v; want ENOTFOUND", a.id, err)
 		}
+	}
+}
+
+// A config acknowledgement and a disconnect change only the agent's state
+// and are written narrowly; a new description is written whole. Both read
+// back as reported.
+func TestStateChangesAreWrittenNarrowly(t *testing.T) {
+	f, gs := newGatedFixture(t)
+	a := f.join("prod", nil)
+	waitStored(t, f, gs, a)
+	whole, states := gs.whole.Load(), gs.states.Load()
+	f.report(a, []byte{7}, applied)
+	eventually(t, "the ack stored", func() bool {
+		got, err := gs.DB.Agent(f.ctx, a.id)
+		return err == nil && got.ConfigState() == steward.RemoteConfigApplied && got.SequenceNum == a.seq
+	})
+	if gs.whole.Load() != whole || gs.states.Load() != states+1 {
+		t.Fatalf("the ack written by %d whole and %d narrow writes, want 0 and 1", gs.whole.Load()-whole, gs.states.Load()-states)
+	}
+	a.seq++
+	f.send(a.conn, fullReport(a.id, a.seq, "dev"))
+	eventually(t, "the new description stored", func() bool {
+		got, err := gs.DB.Agent(f.ctx, a.id)
+		return err == nil && got.LabelSet()["env"] == "dev"
+	})
+	if gs.whole.Load() != whole+1 {
+		t.Fatalf("the new description written by %d whole writes, want 1", gs.whole.Load()-whole)
+	}
+	states = gs.states.Load()
+	a.conn.Close()
+	eventually(t, "the disconnect stored", func() bool {
+		got, err := gs.DB.Agent(f.ctx, a.id)
+		return err == nil && !got.Online && got.LabelSet()["env"] == "dev"
+	})
+	if gs.whole.Load() != whole+1 || gs.states.Load() != states+1 {
+		t.Fatalf("the disconnect written by %d whole and %d narrow writes, want 0 and 1", gs.whole.Load()-whole-1, gs.states.Load()-states)
 	}
 }

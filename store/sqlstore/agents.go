@@ -27,6 +27,7 @@ func (db *DB) PutAgent(ctx context.Context, a *steward.Agent) error {
 type agentRow struct {
 	a             *steward.Agent
 	doc           []byte
+	state         []byte
 	c             record.AgentColumns
 	effective     []byte // the effective config's hash when stored apart
 	created       time.Time
@@ -44,24 +45,104 @@ type agentRow struct {
 // bodies.go), and is not sent again while stored.
 func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 	now := db.nowT()
+	rows, err := db.newAgentRows(agents, now)
+	if err != nil {
+		return err
+	}
+	write := lastOfEach(rows)
+	var seen [][]byte
+	err = db.tx(ctx, false, func(tx *Tx) error {
+		var err error
+		seen, err = db.putWholeRows(ctx, tx, write, now)
+		return err
+	})
+	if err != nil {
+		return wrapAgentsErr(db, err, rows)
+	}
+	db.bodies.sawStored(seen, now)
+	writeBack(db, rows)
+	return nil
+}
+
+// PutAgentStates writes the state of each agent (see
+// steward.AgentStateStore) in one transaction: the state document and
+// columns of the stored rows by multi-row UPDATEs, their last-seen rows as
+// PutAgents writes them; agents without a row are written whole. Neither
+// the agent's document nor its attribute, search and name columns (and
+// their indexes) are touched.
+func (db *DB) PutAgentStates(ctx context.Context, agents []*steward.Agent) error {
+	now := db.nowT()
 	rows := make([]*agentRow, 0, len(agents))
-	want := make(map[string]steward.ConfigMap)
 	for _, a := range agents {
 		if a == nil || a.ID.IsZero() {
 			return steward.Errorf(steward.EINVALID, "agent must have a non-zero id")
+		}
+		r := &agentRow{a: a, created: a.CreatedAt, updated: a.UpdatedAt}
+		var err error
+		if r.state, err = record.EncodeState(a); err != nil {
+			return err
+		}
+		if r.updated.IsZero() {
+			r.updated = now
+		}
+		r.c.ID = a.ID.String()
+		rows = append(rows, r)
+	}
+	slices.SortStableFunc(rows, func(x, y *agentRow) int { return bytes.Compare(x.a.ID[:], y.a.ID[:]) })
+	write := lastOfEach(rows)
+	var seen [][]byte
+	err := db.tx(ctx, false, func(tx *Tx) error {
+		missing, err := db.updateStates(ctx, tx, write)
+		if err != nil {
+			return err
+		}
+		if len(missing) == 0 {
+			return db.upsertSeenRows(ctx, tx, write)
+		}
+		whole, err := db.newAgentRows(agentsOf(missing), now)
+		if err != nil {
+			return err
+		}
+		if seen, err = db.putWholeRows(ctx, tx, whole, now); err != nil {
+			return err
+		}
+		for i, r := range missing {
+			r.storedCreated = whole[i].storedCreated
+		}
+		return db.upsertSeenRows(ctx, tx, slices.DeleteFunc(slices.Clone(write), func(r *agentRow) bool { return slices.Contains(missing, r) }))
+	})
+	if err != nil {
+		return wrapAgentsErr(db, err, rows)
+	}
+	db.bodies.sawStored(seen, now)
+	writeBack(db, rows)
+	return nil
+}
+
+// newAgentRows encodes agents as whole rows, sorted by id (stable: of
+// several writes of one agent the last stays last). A non-empty effective
+// config is left out of the document, to be stored apart (effective is
+// its hash).
+func (db *DB) newAgentRows(agents []*steward.Agent, now time.Time) ([]*agentRow, error) {
+	rows := make([]*agentRow, 0, len(agents))
+	for _, a := range agents {
+		if a == nil || a.ID.IsZero() {
+			return nil, steward.Errorf(steward.EINVALID, "agent must have a non-zero id")
 		}
 		r := &agentRow{a: a, c: record.Columns(a), created: a.CreatedAt, updated: a.UpdatedAt}
 		docOf := a
 		if a.EffectiveConfig != nil && len(*a.EffectiveConfig) > 0 {
 			r.effective = db.hashes.hash(*a.EffectiveConfig)
-			want[string(r.effective)] = *a.EffectiveConfig
 			cp := *a
 			cp.EffectiveConfig = nil
 			docOf = &cp
 		}
 		var err error
 		if r.doc, err = record.EncodeAgent(docOf); err != nil {
-			return err
+			return nil, err
+		}
+		if r.state, err = record.EncodeState(a); err != nil {
+			return nil, err
 		}
 		if r.keepCreated = r.created.IsZero(); r.keepCreated {
 			r.created = now
@@ -71,29 +152,57 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 		}
 		rows = append(rows, r)
 	}
-	// In id order; of several writes of one agent the last is stored.
 	slices.SortStableFunc(rows, func(x, y *agentRow) int { return bytes.Compare(x.a.ID[:], y.a.ID[:]) })
+	return rows, nil
+}
+
+// putWholeRows writes rows (sorted by id, each id once) whole: their
+// effective configs apart (see bodies.go), then their agent and last-seen
+// rows. It returns the body hashes it saw stored.
+func (db *DB) putWholeRows(ctx context.Context, tx *Tx, rows []*agentRow, now time.Time) ([][]byte, error) {
+	want := make(map[string]steward.ConfigMap)
+	for _, r := range rows {
+		if r.effective != nil {
+			want[string(r.effective)] = *r.a.EffectiveConfig
+		}
+	}
+	seen, err := db.storeBodies(ctx, tx, want, now)
+	if err != nil {
+		return nil, err
+	}
+	return seen, db.putAgentRows(ctx, tx, rows)
+}
+
+// lastOfEach returns the last row of each agent in rows (sorted by id).
+func lastOfEach(rows []*agentRow) []*agentRow {
 	write := make([]*agentRow, 0, len(rows))
 	for i, r := range rows {
 		if i+1 == len(rows) || rows[i+1].a.ID != r.a.ID {
 			write = append(write, r)
 		}
 	}
-	var seen [][]byte
-	err := db.tx(ctx, false, func(tx *Tx) error {
-		var err error
-		if seen, err = db.storeBodies(ctx, tx, want, now); err != nil {
-			return err
-		}
-		return db.putAgentRows(ctx, tx, write)
-	})
-	if err != nil {
-		if len(rows) == 1 {
-			return db.wrap(err, "put agent %s", rows[0].c.ID)
-		}
-		return db.wrap(err, "put %d agents", len(rows))
+	return write
+}
+
+func agentsOf(rows []*agentRow) []*steward.Agent {
+	as := make([]*steward.Agent, len(rows))
+	for i, r := range rows {
+		as[i] = r.a
 	}
-	db.bodies.sawStored(seen, now)
+	return as
+}
+
+func wrapAgentsErr(db *DB, err error, rows []*agentRow) error {
+	if len(rows) == 1 {
+		return db.wrap(err, "put agent %s", rows[0].a.ID)
+	}
+	return db.wrap(err, "put %d agents", len(rows))
+}
+
+// writeBack sets CreatedAt (as stored by the row written for the agent,
+// the last of its rows) and UpdatedAt (at the precision stored) on the
+// agents of rows, sorted by id.
+func writeBack(db *DB, rows []*agentRow) {
 	var last *agentRow
 	for i := len(rows) - 1; i >= 0; i-- {
 		r := rows[i]
@@ -103,12 +212,66 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 		r.a.CreatedAt = last.storedCreated.Time
 		r.a.UpdatedAt = db.trunc(r.updated)
 	}
-	return nil
+}
+
+// updateStates writes the state of rows (sorted by id, each id once) to
+// the stored agent rows, rowsPerStatement rows per UPDATE, and returns
+// the rows that have no stored agent. Every value is cast to its column's
+// type: the VALUES list gives PostgreSQL nothing else to infer it from.
+func (db *DB) updateStates(ctx context.Context, tx *Tx, rows []*agentRow) ([]*agentRow, error) {
+	byID := make(map[string]*agentRow, len(rows))
+	for _, r := range rows {
+		byID[r.c.ID] = r
+	}
+	row := `(CAST(? AS text), CAST(? AS {json}), CAST(? AS {bool}), CAST(? AS text), CAST(? AS {time}), CAST(? AS {time}),
+		CAST(? AS text), CAST(? AS text), CAST(? AS text))`
+	err := inStatements(ctx, tx, rows, func(n int) string {
+		return `WITH v (id, state, online, replica, disconnected_at, updated_at, config_status, sync_state, health) AS (
+			VALUES ` + strings.Repeat(row+", ", n-1) + row + `)
+		UPDATE agents SET state = v.state, online = v.online, replica = v.replica, disconnected_at = v.disconnected_at,
+			updated_at = v.updated_at, config_status = v.config_status, sync_state = v.sync_state, health = v.health
+		FROM v WHERE agents.id = v.id
+		RETURNING agents.id, agents.created_at`
+	}, func(st *sql.Stmt, part []*agentRow) error {
+		args := make([]any, 0, len(part)*9)
+		for _, r := range part {
+			a, c := r.a, record.StateColumnsOf(r.a)
+			args = append(args, c.ID, r.state, a.Online, a.Replica, db.time(a.DisconnectedAt), db.time(r.updated),
+				c.ConfigStatus, c.SyncState, c.Health)
+		}
+		rs, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var id string
+			var at timeCol
+			if err := rs.Scan(&id, &at); err != nil {
+				return err
+			}
+			if r := byID[id]; r != nil {
+				r.storedCreated = at
+				delete(byID, id)
+			}
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	var missing []*agentRow
+	for _, r := range rows {
+		if _, ok := byID[r.c.ID]; ok {
+			missing = append(missing, r)
+		}
+	}
+	return missing, nil
 }
 
 // rowsPerStatement is how many agents one upsert writes: a statement per
 // rowsPerStatement agents, not two per agent, saves PostgreSQL a round
-// trip per row; 17 parameters each stay far below either database's
+// trip per row; 18 parameters each stay far below either database's
 // limit (PostgreSQL 65,535, SQLite 32,766).
 const rowsPerStatement = 250
 
@@ -146,10 +309,10 @@ func (db *DB) upsertAgentRows(ctx context.Context, tx *Tx, rows []*agentRow) err
 	byID := make(map[string]*agentRow, min(len(rows), rowsPerStatement))
 	return inStatements(ctx, tx, rows, func(n int) string {
 		return `INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health, attrs)
-		VALUES ` + placeholders(n, 17) + `
+			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health, attrs, state)
+		VALUES ` + placeholders(n, 18) + `
 		ON CONFLICT (id) DO UPDATE SET
-			doc = excluded.doc, online = excluded.online, healthy = excluded.healthy,
+			doc = excluded.doc, state = excluded.state, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
 			config_status = excluded.config_status, sync_state = excluded.sync_state, health = excluded.health, attrs = excluded.attrs,
@@ -157,13 +320,13 @@ func (db *DB) upsertAgentRows(ctx context.Context, tx *Tx, rows []*agentRow) err
 			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash
 		RETURNING id, created_at`
 	}, func(st *sql.Stmt, part []*agentRow) error {
-		args := make([]any, 0, len(part)*17)
+		args := make([]any, 0, len(part)*18)
 		clear(byID)
 		for _, r := range part {
 			a, c := r.a, r.c
 			args = append(args, c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
 				a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
-				r.effective, c.Health, c.Attributes)
+				r.effective, c.Health, c.Attributes, r.state)
 			byID[c.ID] = r
 		}
 		rs, err := st.QueryContext(ctx, args...)
@@ -264,7 +427,7 @@ func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) err
 
 // agentCols and agentFrom select what scanAgent reads.
 const (
-	agentCols = `a.id, a.doc, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num`
+	agentCols = `a.id, a.doc, a.state, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num`
 	agentFrom = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
 )
 
@@ -277,16 +440,16 @@ type scanner interface{ Scan(dest ...any) error }
 func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, []byte, error) {
 	var (
 		id, replica                              string
-		doc                                      Doc
+		doc, state                               Doc
 		online                                   bool
 		lastSeen, disconnected, created, updated timeCol
 		effective                                []byte
 		seq                                      sql.NullInt64
 	)
-	if err := r.Scan(&id, &doc, &online, &replica, &lastSeen, &disconnected, &created, &updated, &effective, &seq); err != nil {
+	if err := r.Scan(&id, &doc, &state, &online, &replica, &lastSeen, &disconnected, &created, &updated, &effective, &seq); err != nil {
 		return nil, nil, err
 	}
-	a, err := record.DecodeAgent(id, []byte(doc))
+	a, err := record.DecodeAgent(id, []byte(doc), []byte(state))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -211,6 +211,21 @@ func checkUpgraded(t *testing.T, open func() *sqlstore.DB) {
 		t.Fatalf("touched agent %+v %v", a, err)
 	}
 
+	// A narrow write of the agent's state (migration 17: rows before it
+	// keep their state in the document) changes the state and keeps the
+	// rest.
+	a, err = db.Agent(ctx, fixtureAgent)
+	must(err, "agent before the narrow write")
+	a.Online, a.SequenceNum, a.LastSeen, a.Transport = false, 9, a.LastSeen.Add(time.Minute), "http"
+	a.RemoteConfigStatus = &steward.RemoteConfigStatus{Status: steward.RemoteConfigFailed, ErrorMessage: "bad"}
+	must(db.PutAgentStates(ctx, []*steward.Agent{a}), "put agent state")
+	b, err := db.Agent(ctx, fixtureAgent)
+	must(err, "agent after the narrow write")
+	if b.Online || b.SequenceNum != 9 || b.Transport != "http" || b.ConfigState() != steward.RemoteConfigFailed ||
+		b.Labels["env"] != "prod" || b.Attribute(steward.AttrServiceName) != "otelcol" || b.EffectiveConfig == nil {
+		t.Fatalf("agent after the narrow write %+v", b)
+	}
+
 	// Opening again applies nothing and keeps everything.
 	db.Close()
 	db = open()

@@ -28,6 +28,8 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 	}{
 		{"AgentRoundTrip", testAgentRoundTrip},
 		{"AgentReplace", testAgentReplace},
+		{"AgentStates", testAgentStates},
+		{"AgentStatesDelete", testAgentStatesDelete},
 		{"AgentInvalid", testAgentInvalid},
 		{"TouchAgents", testTouchAgents},
 		{"MarkOffline", testMarkOffline},

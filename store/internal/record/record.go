@@ -68,17 +68,31 @@ type AgentColumns struct {
 	Search string
 }
 
+// StateColumns are the indexed column values a narrow write of an
+// agent's state changes (see steward.AgentStateStore).
+type StateColumns struct {
+	ID, ConfigStatus, SyncState, Health string
+}
+
+// StateColumnsOf returns the state column values of a, the same as
+// Columns gives.
+func StateColumnsOf(a *steward.Agent) StateColumns {
+	return StateColumns{ID: a.ID.String(), ConfigStatus: string(a.ConfigState()),
+		SyncState: string(a.SyncState()), Health: string(a.HealthState())}
+}
+
 // Columns returns the indexed column values of a.
 func Columns(a *steward.Agent) AgentColumns {
+	st := StateColumnsOf(a)
 	c := AgentColumns{
-		ID:             a.ID.String(),
+		ID:             st.ID,
 		Healthy:        a.Healthy(),
 		ServiceName:    AttributeColumn(a, steward.AttrServiceName),
 		HostName:       AttributeColumn(a, steward.AttrHostName),
 		ServiceVersion: AttributeColumn(a, steward.AttrServiceVersion),
-		ConfigStatus:   string(a.ConfigState()),
-		SyncState:      string(a.SyncState()),
-		Health:         string(a.HealthState()),
+		ConfigStatus:   st.ConfigStatus,
+		SyncState:      st.SyncState,
+		Health:         st.Health,
 		Attributes:     attributesColumn(a.Description),
 	}
 	c.Search = strings.ToLower(strings.Join([]string{c.ID, c.ServiceName, c.HostName, c.ServiceVersion}, SearchSep))
@@ -152,9 +166,12 @@ func AttributeTerm(key, value string) (term string, ok bool) {
 }
 
 // agentDoc is the JSON document of an agent row: everything the agent
-// reported plus operator labels and the connection fields that are not
-// columns. Online, LastSeen, DisconnectedAt, Replica, CreatedAt and
-// UpdatedAt live in columns only.
+// reported plus operator labels. Online, LastSeen, DisconnectedAt,
+// Replica, CreatedAt and UpdatedAt live in columns only; the rest of the
+// agent's state (see steward.AgentStateStore) in a document of its own,
+// stateDoc, which a narrow write replaces without this one. Rows written
+// before the state column keep their state in this document (the fields
+// stateDoc also has) until they are next written whole.
 type agentDoc struct {
 	Description         *descriptionDoc                   `json:"description,omitempty"`
 	Capabilities        uint64                            `json:"capabilities"`
@@ -166,7 +183,7 @@ type agentDoc struct {
 	ConnectionStatus    *steward.ConnectionSettingsStatus `json:"connection_settings_status,omitempty"`
 	CustomCapabilities  []string                          `json:"custom_capabilities,omitempty"`
 	Labels              map[string]string                 `json:"labels,omitempty"`
-	SequenceNum         uint64                            `json:"sequence_num"`
+	SequenceNum         uint64                            `json:"sequence_num,omitempty"`
 	Transport           string                            `json:"transport,omitempty"`
 	RemoteAddr          string                            `json:"remote_addr,omitempty"`
 	ConnectedAt         time.Time                         `json:"connected_at,omitzero"`
@@ -190,25 +207,48 @@ type kvDoc struct {
 	Value value  `json:"v"`
 }
 
-// EncodeAgent returns the JSON document of a. It fails (EINVALID) on values
-// JSON cannot carry, such as a NaN download percentage.
+// stateDoc is the JSON document of an agent's state next to agentDoc:
+// what changes as the agent connects and acknowledges configs, apart from
+// the state that lives in columns.
+type stateDoc struct {
+	RemoteConfigStatus *steward.RemoteConfigStatus `json:"remote_config_status,omitempty"`
+	SequenceNum        uint64                      `json:"sequence_num,omitempty"`
+	Transport          string                      `json:"transport,omitempty"`
+	RemoteAddr         string                      `json:"remote_addr,omitempty"`
+	ConnectedAt        time.Time                   `json:"connected_at,omitzero"`
+	Sync               *steward.AgentSync          `json:"sync,omitempty"`
+}
+
+// EncodeState returns the state document of a (see stateDoc).
+func EncodeState(a *steward.Agent) ([]byte, error) {
+	b, err := json.Marshal(stateDoc{
+		RemoteConfigStatus: a.RemoteConfigStatus,
+		SequenceNum:        a.SequenceNum,
+		Transport:          a.Transport,
+		RemoteAddr:         a.RemoteAddr,
+		ConnectedAt:        a.ConnectedAt,
+		Sync:               a.Sync,
+	})
+	if err != nil {
+		return nil, steward.Errorf(steward.EINVALID, "agent %s cannot be stored: %v", a.ID, err)
+	}
+	return b, nil
+}
+
+// EncodeAgent returns the JSON document of a, without its state (see
+// EncodeState). It fails (EINVALID) on values JSON cannot carry, such as a
+// NaN download percentage.
 func EncodeAgent(a *steward.Agent) ([]byte, error) {
 	d := agentDoc{
 		Capabilities:        uint64(a.Capabilities),
 		Health:              a.Health,
 		EffectiveConfig:     a.EffectiveConfig,
-		RemoteConfigStatus:  a.RemoteConfigStatus,
 		PackageStatuses:     a.PackageStatuses,
 		AvailableComponents: componentsToDoc(a.AvailableComponents),
 		ConnectionStatus:    a.ConnectionStatus,
 		CustomCapabilities:  a.CustomCapabilities,
 		Labels:              a.Labels,
-		SequenceNum:         a.SequenceNum,
-		Transport:           a.Transport,
-		RemoteAddr:          a.RemoteAddr,
-		ConnectedAt:         a.ConnectedAt,
 		OpAMPOffered:        a.OpAMPSettingsOffered,
-		Sync:                a.Sync,
 	}
 	if a.Description != nil {
 		d.Description = &descriptionDoc{
@@ -223,10 +263,12 @@ func EncodeAgent(a *steward.Agent) ([]byte, error) {
 	return b, nil
 }
 
-// DecodeAgent rebuilds an agent from its id column and JSON document; the
-// caller fills in the column-only fields. A document that does not decode
-// gives an EINTERNAL error naming the agent.
-func DecodeAgent(id string, doc []byte) (*steward.Agent, error) {
+// DecodeAgent rebuilds an agent from its id column, its JSON document and
+// its state document (nil for a row written before there was one: the
+// state is then read from doc); the caller fills in the column-only
+// fields. A document that does not decode gives an EINTERNAL error naming
+// the agent.
+func DecodeAgent(id string, doc, state []byte) (*steward.Agent, error) {
 	uid, err := steward.ParseInstanceUID(id)
 	if err != nil {
 		return nil, steward.Errorf(steward.EINTERNAL, "stored agent has a corrupt id %q", id)
@@ -259,6 +301,14 @@ func DecodeAgent(id string, doc []byte) (*steward.Agent, error) {
 		}
 	}
 	a.AvailableComponents = componentsFromDoc(d.AvailableComponents)
+	if state != nil {
+		var st stateDoc
+		if err := json.Unmarshal(state, &st); err != nil {
+			return nil, steward.Errorf(steward.EINTERNAL, "stored agent %s has a corrupt state: %v", id, err)
+		}
+		a.RemoteConfigStatus, a.SequenceNum, a.Sync = st.RemoteConfigStatus, st.SequenceNum, st.Sync
+		a.Transport, a.RemoteAddr, a.ConnectedAt = st.Transport, st.RemoteAddr, st.ConnectedAt
+	}
 	return a, nil
 }
 
