@@ -127,14 +127,17 @@ type Agent struct {
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
-// SameReport reports whether a and b are equal but for their state: the
-// connection, last-seen, remote config status and sync fields that
-// AgentStateStore.PutAgentStates writes. Nested values are compared by
-// content.
-func SameReport(a, b *Agent) bool {
-	x, y := *a, *b
+// SameReport reports whether after differs from before only in its state:
+// what AgentStateStore.PutAgentStates writes (the connection, last-seen,
+// remote config status and sync fields, and a non-empty effective config).
+// Nested values are compared by content.
+func SameReport(before, after *Agent) bool {
+	x, y := *before, *after
 	x.clearState()
 	y.clearState()
+	if after.EffectiveConfig != nil && len(*after.EffectiveConfig) > 0 {
+		x.EffectiveConfig, y.EffectiveConfig = nil, nil
+	}
 	return reflect.DeepEqual(&x, &y)
 }
 

@@ -31,9 +31,11 @@ func TestSameReport(t *testing.T) {
 		{"equal effective config anew", func(a *steward.Agent) {
 			a.EffectiveConfig = &steward.ConfigMap{"": {Body: []byte("receivers: {}")}}
 		}, true},
-		{"effective config", func(a *steward.Agent) {
+		{"another effective config (state: stored apart by hash)", func(a *steward.Agent) {
 			a.EffectiveConfig = &steward.ConfigMap{"": {Body: []byte("receivers: {otlp: {}}")}}
-		}, false},
+		}, true},
+		{"effective config emptied", func(a *steward.Agent) { a.EffectiveConfig = &steward.ConfigMap{} }, false},
+		{"effective config gone", func(a *steward.Agent) { a.EffectiveConfig = nil }, false},
 		{"description", func(a *steward.Agent) {
 			a.Description = &steward.AgentDescription{IdentifyingAttributes: []steward.KeyValue{{Key: "service.name", Value: "b"}}}
 		}, false},

@@ -77,17 +77,19 @@ type Store interface {
 }
 
 // AgentStateStore is implemented by stores that can write an agent's state
-// (the fields PutAgentStates lists) without the rest of it: the control plane's group
-// commit uses it for what changes most (connects, disconnects, config
-// acknowledgements, sync states) when nothing else changed.
+// (the fields PutAgentStates lists) without the rest of it: the control
+// plane's group commit uses it for what changes most (connects,
+// disconnects, config acknowledgements, sync states) when nothing else
+// changed.
 type AgentStateStore interface {
 	// PutAgentStates writes, in one transaction, the state of each
 	// stored agent — Online, Replica, DisconnectedAt, UpdatedAt, LastSeen,
 	// SequenceNum, Transport, RemoteAddr, ConnectedAt,
-	// RemoteConfigStatus and Sync — keeping every other field as stored:
-	// the caller asserts that only those changed since the agent was last
-	// written. An agent not stored is written whole, as by PutAgents.
-	// Like PutAgents it writes back CreatedAt and UpdatedAt.
+	// RemoteConfigStatus, Sync, and EffectiveConfig when not empty —
+	// keeping every other field as stored: the caller asserts that only
+	// those changed since the agent was last written (SameReport). An
+	// agent not stored is written whole, as by PutAgents. Like PutAgents
+	// it writes back CreatedAt and UpdatedAt.
 	PutAgentStates(ctx context.Context, agents []*Agent) error
 }
 

@@ -65,11 +65,12 @@ func (db *DB) PutAgents(ctx context.Context, agents []*steward.Agent) error {
 }
 
 // PutAgentStates writes the state of each agent (see
-// steward.AgentStateStore) in one transaction: the state document and
-// columns of the stored rows by multi-row UPDATEs, their last-seen rows as
-// PutAgents writes them; agents without a row are written whole. Neither
-// the agent's document nor its attribute, search and name columns (and
-// their indexes) are touched.
+// steward.AgentStateStore) in one transaction: the state document, state
+// columns and effective config hash (its body stored apart, as by
+// PutAgents) of the stored rows by multi-row UPDATEs, their last-seen rows
+// as PutAgents writes them; agents without a row are written whole.
+// Neither the agent's document nor its attribute, search and name columns
+// (and their indexes) are touched.
 func (db *DB) PutAgentStates(ctx context.Context, agents []*steward.Agent) error {
 	now := db.nowT()
 	rows := make([]*agentRow, 0, len(agents))
@@ -86,12 +87,19 @@ func (db *DB) PutAgentStates(ctx context.Context, agents []*steward.Agent) error
 			r.updated = now
 		}
 		r.c.ID = a.ID.String()
+		if a.EffectiveConfig != nil && len(*a.EffectiveConfig) > 0 {
+			r.effective = db.hashes.hash(*a.EffectiveConfig)
+		}
 		rows = append(rows, r)
 	}
 	slices.SortStableFunc(rows, func(x, y *agentRow) int { return bytes.Compare(x.a.ID[:], y.a.ID[:]) })
 	write := lastOfEach(rows)
 	var seen [][]byte
 	err := db.tx(ctx, false, func(tx *Tx) error {
+		var err error
+		if seen, err = db.storeBodies(ctx, tx, wantedBodies(write), now); err != nil {
+			return err
+		}
 		missing, err := db.updateStates(ctx, tx, write)
 		if err != nil {
 			return err
@@ -103,7 +111,7 @@ func (db *DB) PutAgentStates(ctx context.Context, agents []*steward.Agent) error
 		if err != nil {
 			return err
 		}
-		if seen, err = db.putWholeRows(ctx, tx, whole, now); err != nil {
+		if _, err = db.putWholeRows(ctx, tx, whole, now); err != nil {
 			return err
 		}
 		for i, r := range missing {
@@ -160,17 +168,23 @@ func (db *DB) newAgentRows(agents []*steward.Agent, now time.Time) ([]*agentRow,
 // effective configs apart (see bodies.go), then their agent and last-seen
 // rows. It returns the body hashes it saw stored.
 func (db *DB) putWholeRows(ctx context.Context, tx *Tx, rows []*agentRow, now time.Time) ([][]byte, error) {
+	seen, err := db.storeBodies(ctx, tx, wantedBodies(rows), now)
+	if err != nil {
+		return nil, err
+	}
+	return seen, db.putAgentRows(ctx, tx, rows)
+}
+
+// wantedBodies returns the effective configs of rows stored apart, by
+// hash.
+func wantedBodies(rows []*agentRow) map[string]steward.ConfigMap {
 	want := make(map[string]steward.ConfigMap)
 	for _, r := range rows {
 		if r.effective != nil {
 			want[string(r.effective)] = *r.a.EffectiveConfig
 		}
 	}
-	seen, err := db.storeBodies(ctx, tx, want, now)
-	if err != nil {
-		return nil, err
-	}
-	return seen, db.putAgentRows(ctx, tx, rows)
+	return want
 }
 
 // lastOfEach returns the last row of each agent in rows (sorted by id).
@@ -216,28 +230,30 @@ func writeBack(db *DB, rows []*agentRow) {
 
 // updateStates writes the state of rows (sorted by id, each id once) to
 // the stored agent rows, rowsPerStatement rows per UPDATE, and returns
-// the rows that have no stored agent. Every value is cast to its column's
-// type: the VALUES list gives PostgreSQL nothing else to infer it from.
+// the rows that have no stored agent. A row without an effective config
+// hash keeps the stored one. Every value is cast to its column's type: the
+// VALUES list gives PostgreSQL nothing else to infer it from.
 func (db *DB) updateStates(ctx context.Context, tx *Tx, rows []*agentRow) ([]*agentRow, error) {
 	byID := make(map[string]*agentRow, len(rows))
 	for _, r := range rows {
 		byID[r.c.ID] = r
 	}
 	row := `(CAST(? AS text), CAST(? AS {json}), CAST(? AS {bool}), CAST(? AS text), CAST(? AS {time}), CAST(? AS {time}),
-		CAST(? AS text), CAST(? AS text), CAST(? AS text))`
+		CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS {blob}))`
 	err := inStatements(ctx, tx, rows, func(n int) string {
-		return `WITH v (id, state, online, replica, disconnected_at, updated_at, config_status, sync_state, health) AS (
+		return `WITH v (id, state, online, replica, disconnected_at, updated_at, config_status, sync_state, health, effective_hash) AS (
 			VALUES ` + strings.Repeat(row+", ", n-1) + row + `)
 		UPDATE agents SET state = v.state, online = v.online, replica = v.replica, disconnected_at = v.disconnected_at,
-			updated_at = v.updated_at, config_status = v.config_status, sync_state = v.sync_state, health = v.health
+			updated_at = v.updated_at, config_status = v.config_status, sync_state = v.sync_state, health = v.health,
+			effective_hash = COALESCE(v.effective_hash, agents.effective_hash)
 		FROM v WHERE agents.id = v.id
 		RETURNING agents.id, agents.created_at`
 	}, func(st *sql.Stmt, part []*agentRow) error {
-		args := make([]any, 0, len(part)*9)
+		args := make([]any, 0, len(part)*10)
 		for _, r := range part {
 			a, c := r.a, record.StateColumnsOf(r.a)
 			args = append(args, c.ID, r.state, a.Online, a.Replica, db.time(a.DisconnectedAt), db.time(r.updated),
-				c.ConfigStatus, c.SyncState, c.Health)
+				c.ConfigStatus, c.SyncState, c.Health, r.effective)
 		}
 		rs, err := st.QueryContext(ctx, args...)
 		if err != nil {

@@ -34,6 +34,7 @@ func withNewState(a *steward.Agent) *steward.Agent {
 	b.RemoteConfigStatus = &steward.RemoteConfigStatus{LastRemoteConfigHash: []byte{9, 9}, Status: steward.RemoteConfigApplied}
 	b.Sync = &steward.AgentSync{State: steward.SyncInSync, RunningHash: []byte{9, 9}, Since: ts(38, 1),
 		History: []steward.KnownConfig{{Hash: []byte{9, 9}}}}
+	b.EffectiveConfig = &steward.ConfigMap{"": {Body: []byte("receivers: {otlp: {}}\n"), ContentType: "text/yaml"}}
 	return &b
 }
 
@@ -95,6 +96,15 @@ func testAgentStates(t *testing.T, s steward.Store) {
 		t.Fatalf("CreatedAt not written back: %+v", other)
 	}
 	sameJSON(t, got, other, "agent written whole by PutAgentStates")
+
+	// An agent that reported no effective config keeps none.
+	bare := &steward.Agent{ID: uid(3), Online: true}
+	must(t, s.PutAgent(c, bare), "PutAgent without an effective config")
+	bare.Online, bare.SequenceNum, bare.LastSeen = false, 4, ts(60, 0)
+	must(t, ss.PutAgentStates(c, []*steward.Agent{bare}), "PutAgentStates without an effective config")
+	got, err = s.Agent(c, uid(3))
+	must(t, err, "Agent without an effective config")
+	sameJSON(t, got, bare, "agent without an effective config after a narrow write")
 }
 
 // A narrow write racing a delete leaves the agent either deleted or whole,
