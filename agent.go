@@ -129,7 +129,8 @@ type Agent struct {
 
 // SameReport reports whether after differs from before only in its state:
 // what AgentStateStore.PutAgentStates writes (the connection, last-seen,
-// remote config status and sync fields, and a non-empty effective config).
+// health, remote config status and sync fields, and a non-empty effective
+// config).
 // Nested values are compared by content.
 func SameReport(before, after *Agent) bool {
 	x, y := *before, *after
@@ -146,7 +147,7 @@ func (a *Agent) clearState() {
 	a.Online, a.Replica, a.DisconnectedAt, a.UpdatedAt = false, "", time.Time{}, time.Time{}
 	a.LastSeen, a.SequenceNum = time.Time{}, 0
 	a.Transport, a.RemoteAddr, a.ConnectedAt = "", "", time.Time{}
-	a.RemoteConfigStatus, a.Sync = nil, nil
+	a.Health, a.RemoteConfigStatus, a.Sync = nil, nil, nil
 	a.CreatedAt = time.Time{} // written by the store, not reported
 }
 

@@ -41,7 +41,7 @@ func TestSameReport(t *testing.T) {
 		}, false},
 		{"labels", func(a *steward.Agent) { a.Labels = map[string]string{"env": "dev"} }, false},
 		{"capabilities", func(a *steward.Agent) { a.Capabilities |= steward.AgentReportsHealth }, false},
-		{"health", func(a *steward.Agent) { a.Health = &steward.ComponentHealth{Healthy: true} }, false},
+		{"health (state)", func(a *steward.Agent) { a.Health = &steward.ComponentHealth{Healthy: true} }, true},
 		{"OpAMP settings offered", func(a *steward.Agent) { a.OpAMPSettingsOffered = steward.Hash{1} }, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

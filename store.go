@@ -84,7 +84,7 @@ type Store interface {
 type AgentStateStore interface {
 	// PutAgentStates writes, in one transaction, the state of each
 	// stored agent — Online, Replica, DisconnectedAt, UpdatedAt, LastSeen,
-	// SequenceNum, Transport, RemoteAddr, ConnectedAt,
+	// SequenceNum, Transport, RemoteAddr, ConnectedAt, Health,
 	// RemoteConfigStatus, Sync, and EffectiveConfig when not empty —
 	// keeping every other field as stored: the caller asserts that only
 	// those changed since the agent was last written (SameReport). An

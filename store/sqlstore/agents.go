@@ -239,21 +239,21 @@ func (db *DB) updateStates(ctx context.Context, tx *Tx, rows []*agentRow) ([]*ag
 		byID[r.c.ID] = r
 	}
 	row := `(CAST(? AS text), CAST(? AS {json}), CAST(? AS {bool}), CAST(? AS text), CAST(? AS {time}), CAST(? AS {time}),
-		CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS {blob}))`
+		CAST(? AS text), CAST(? AS text), CAST(? AS text), CAST(? AS {blob}), CAST(? AS {bool}))`
 	err := inStatements(ctx, tx, rows, func(n int) string {
-		return `WITH v (id, state, online, replica, disconnected_at, updated_at, config_status, sync_state, health, effective_hash) AS (
+		return `WITH v (id, state, online, replica, disconnected_at, updated_at, config_status, sync_state, health, effective_hash, healthy) AS (
 			VALUES ` + strings.Repeat(row+", ", n-1) + row + `)
 		UPDATE agents SET state = v.state, online = v.online, replica = v.replica, disconnected_at = v.disconnected_at,
 			updated_at = v.updated_at, config_status = v.config_status, sync_state = v.sync_state, health = v.health,
-			effective_hash = COALESCE(v.effective_hash, agents.effective_hash)
+			healthy = v.healthy, effective_hash = COALESCE(v.effective_hash, agents.effective_hash)
 		FROM v WHERE agents.id = v.id
 		RETURNING agents.id, agents.created_at`
 	}, func(st *sql.Stmt, part []*agentRow) error {
-		args := make([]any, 0, len(part)*10)
+		args := make([]any, 0, len(part)*11)
 		for _, r := range part {
 			a, c := r.a, record.StateColumnsOf(r.a)
 			args = append(args, c.ID, r.state, a.Online, a.Replica, db.time(a.DisconnectedAt), db.time(r.updated),
-				c.ConfigStatus, c.SyncState, c.Health, r.effective)
+				c.ConfigStatus, c.SyncState, c.Health, r.effective, c.Healthy)
 		}
 		rs, err := st.QueryContext(ctx, args...)
 		if err != nil {

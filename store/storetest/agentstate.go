@@ -34,6 +34,7 @@ func withNewState(a *steward.Agent) *steward.Agent {
 	b.RemoteConfigStatus = &steward.RemoteConfigStatus{LastRemoteConfigHash: []byte{9, 9}, Status: steward.RemoteConfigApplied}
 	b.Sync = &steward.AgentSync{State: steward.SyncInSync, RunningHash: []byte{9, 9}, Since: ts(38, 1),
 		History: []steward.KnownConfig{{Hash: []byte{9, 9}}}}
+	b.Health = &steward.ComponentHealth{Healthy: false, StatusTime: ts(39, 9), Status: "StatusRecoverableError", LastError: "export failed"}
 	b.EffectiveConfig = &steward.ConfigMap{"": {Body: []byte("receivers: {otlp: {}}\n"), ContentType: "text/yaml"}}
 	return &b
 }

@@ -72,13 +72,14 @@ type AgentColumns struct {
 // agent's state changes (see steward.AgentStateStore).
 type StateColumns struct {
 	ID, ConfigStatus, SyncState, Health string
+	Healthy                             bool
 }
 
 // StateColumnsOf returns the state column values of a, the same as
 // Columns gives.
 func StateColumnsOf(a *steward.Agent) StateColumns {
 	return StateColumns{ID: a.ID.String(), ConfigStatus: string(a.ConfigState()),
-		SyncState: string(a.SyncState()), Health: string(a.HealthState())}
+		SyncState: string(a.SyncState()), Health: string(a.HealthState()), Healthy: a.Healthy()}
 }
 
 // Columns returns the indexed column values of a.
@@ -86,7 +87,7 @@ func Columns(a *steward.Agent) AgentColumns {
 	st := StateColumnsOf(a)
 	c := AgentColumns{
 		ID:             st.ID,
-		Healthy:        a.Healthy(),
+		Healthy:        st.Healthy,
 		ServiceName:    AttributeColumn(a, steward.AttrServiceName),
 		HostName:       AttributeColumn(a, steward.AttrHostName),
 		ServiceVersion: AttributeColumn(a, steward.AttrServiceVersion),
@@ -211,6 +212,7 @@ type kvDoc struct {
 // what changes as the agent connects and acknowledges configs, apart from
 // the state that lives in columns.
 type stateDoc struct {
+	Health             *steward.ComponentHealth    `json:"health,omitempty"`
 	RemoteConfigStatus *steward.RemoteConfigStatus `json:"remote_config_status,omitempty"`
 	SequenceNum        uint64                      `json:"sequence_num,omitempty"`
 	Transport          string                      `json:"transport,omitempty"`
@@ -222,6 +224,7 @@ type stateDoc struct {
 // EncodeState returns the state document of a (see stateDoc).
 func EncodeState(a *steward.Agent) ([]byte, error) {
 	b, err := json.Marshal(stateDoc{
+		Health:             a.Health,
 		RemoteConfigStatus: a.RemoteConfigStatus,
 		SequenceNum:        a.SequenceNum,
 		Transport:          a.Transport,
@@ -241,7 +244,6 @@ func EncodeState(a *steward.Agent) ([]byte, error) {
 func EncodeAgent(a *steward.Agent) ([]byte, error) {
 	d := agentDoc{
 		Capabilities:        uint64(a.Capabilities),
-		Health:              a.Health,
 		EffectiveConfig:     a.EffectiveConfig,
 		PackageStatuses:     a.PackageStatuses,
 		AvailableComponents: componentsToDoc(a.AvailableComponents),
@@ -306,7 +308,7 @@ func DecodeAgent(id string, doc, state []byte) (*steward.Agent, error) {
 		if err := json.Unmarshal(state, &st); err != nil {
 			return nil, steward.Errorf(steward.EINTERNAL, "stored agent %s has a corrupt state: %v", id, err)
 		}
-		a.RemoteConfigStatus, a.SequenceNum, a.Sync = st.RemoteConfigStatus, st.SequenceNum, st.Sync
+		a.Health, a.RemoteConfigStatus, a.SequenceNum, a.Sync = st.Health, st.RemoteConfigStatus, st.SequenceNum, st.Sync
 		a.Transport, a.RemoteAddr, a.ConnectedAt = st.Transport, st.RemoteAddr, st.ConnectedAt
 	}
 	return a, nil

@@ -1,4 +1,4 @@
--- An agent's state (connection, remote config status, sync state: what
+-- An agent's state (connection, health, remote config status, sync state: what
 -- steward.AgentStateStore writes) as a JSON document of its own next to doc, so that
 -- the group commit writes a connect, a disconnect or a config
 -- acknowledgement with a narrow UPDATE instead of the whole document. NULL
