@@ -108,9 +108,10 @@ func (db *DB) Path() string { return db.path }
 // no row locks (a write transaction locks the database), no retries (the
 // single writer connection and busy_timeout queue writers instead).
 var Dialect = &sqlstore.Dialect{
-	Name:      "sqlite",
-	Precision: time.Nanosecond,
-	Time:      func(t time.Time) any { return nanos(t) },
+	Name:          "sqlite",
+	Precision:     time.Nanosecond,
+	RowStatements: true,
+	Time:          func(t time.Time) any { return nanos(t) },
 	Macros: map[string]string{
 		"time": "INTEGER", "bool": "INTEGER", "blob": "BLOB", "json": "BLOB", "jsonb": "BLOB",
 		"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "bytewise": "", "without_rowid": " WITHOUT ROWID",

@@ -229,11 +229,44 @@ func writeBack(db *DB, rows []*agentRow) {
 }
 
 // updateStates writes the state of rows (sorted by id, each id once) to
-// the stored agent rows, rowsPerStatement rows per UPDATE, and returns
-// the rows that have no stored agent. A row without an effective config
+// the stored agent rows and returns the rows that have no stored agent. A
+// row without an effective config hash keeps the stored one. Where a
+// statement costs no round trip (Dialect.RowStatements) it runs one
+// UPDATE per row: SQLite runs a multi-row UPDATE ... FROM in two passes
+// over a materialized join, which cost it more than the rows themselves
+// (storetest.BenchmarkPutAgentStates).
+func (db *DB) updateStates(ctx context.Context, tx *Tx, rows []*agentRow) ([]*agentRow, error) {
+	if !db.d.RowStatements {
+		return db.updateStatesBatched(ctx, tx, rows)
+	}
+	st, err := tx.tx.PrepareContext(ctx, Expand(db.d, `UPDATE agents SET state = ?, online = ?, replica = ?,
+			disconnected_at = ?, updated_at = ?, config_status = ?, sync_state = ?, health = ?, healthy = ?,
+			effective_hash = COALESCE(?, effective_hash)
+		WHERE id = ? RETURNING created_at`))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	var missing []*agentRow
+	for _, r := range rows {
+		a, c := r.a, record.StateColumnsOf(r.a)
+		err := st.QueryRowContext(ctx, r.state, a.Online, a.Replica, db.time(a.DisconnectedAt), db.time(r.updated),
+			c.ConfigStatus, c.SyncState, c.Health, c.Healthy, r.effective, c.ID).Scan(&r.storedCreated)
+		switch {
+		case err == sql.ErrNoRows:
+			missing = append(missing, r)
+		case err != nil:
+			return nil, err
+		}
+	}
+	return missing, nil
+}
+
+// updateStatesBatched is updateStates with rowsPerStatement rows per
+// UPDATE. A row without an effective config
 // hash keeps the stored one. Every value is cast to its column's type: the
 // VALUES list gives PostgreSQL nothing else to infer it from.
-func (db *DB) updateStates(ctx context.Context, tx *Tx, rows []*agentRow) ([]*agentRow, error) {
+func (db *DB) updateStatesBatched(ctx context.Context, tx *Tx, rows []*agentRow) ([]*agentRow, error) {
 	byID := make(map[string]*agentRow, len(rows))
 	for _, r := range rows {
 		byID[r.c.ID] = r

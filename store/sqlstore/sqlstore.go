@@ -49,6 +49,10 @@ type Dialect struct {
 	Name string
 	// Numbered placeholders: ? becomes $1, $2, … (PostgreSQL).
 	Numbered bool
+	// RowStatements: a statement per row costs no round trip (an embedded
+	// database), so a batch of narrow updates is written row by row
+	// rather than by one multi-row statement.
+	RowStatements bool
 	// Precision is the finest time step a time column keeps; times are
 	// truncated to it before they are stored and written back.
 	Precision time.Duration
