@@ -25,7 +25,14 @@ func (h Hash) Short() string {
 }
 
 // MarshalJSON writes the hash as a hex string ("" for an empty hash).
-func (h Hash) MarshalJSON() ([]byte, error) { return json.Marshal(h.String()) }
+// Hex digits need no escaping: the quoted string is built directly, not
+// through json.Marshal (every stored agent state holds several hashes).
+func (h Hash) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 2*len(h)+2)
+	b = append(b, '"')
+	b = hex.AppendEncode(b, h)
+	return append(b, '"'), nil
+}
 
 // UnmarshalJSON reads a hex string, or a standard base64 string (the
 // format of earlier stored documents); null and "" give an empty hash.
