@@ -57,6 +57,7 @@ LEASE=${LEASE:-60s} # --replica-lease (the server's default)
 CONFIG_BYTES=${CONFIG_BYTES:-4096}
 KILL_AT=${KILL_AT:-$((AGENTS / 4))} # kill once the generators counted this many acks of the third change
 KILL_AFTER=${KILL_AFTER:-10}       # or this many seconds after its request, whichever comes first
+PUT_TIMEOUT=${PUT_TIMEOUT:-120} # seconds a config or assignment request may take
 SETTLE=${SETTLE:-15}          # seconds before measuring memory
 STEP_TIMEOUT=${STEP_TIMEOUT:-300} # bound of each waiting step, seconds
 OUT=${OUT:-bench/results.jsonl}
@@ -186,16 +187,23 @@ config_body() { # version marker
 	jq -n --arg b "$body"$'\n' '{files: {"": {body: $b, content_type: "text/yaml"}}}'
 }
 # change V: PUT config version V on replica API_REPLICA (and, for V=1, the
-# assignment); prints the request time in unix ms.
+# assignment); prints the request time in unix ms. A request that fails
+# (or takes over PUT_TIMEOUT seconds: a save previews every agent) ends
+# the run: a change never made must not be waited for, nor measured.
 change() {
 	local t
 	config_body "$1" "scale-$1-$RANDOM$RANDOM" >"$WORK/config$1.json"
 	t=$(now_ms)
-	api "$API_REPLICA" PUT /api/v1/configs/collector --data-binary "@$WORK/config$1.json" >/dev/null
-	if [ "$1" = 1 ]; then
-		api "$API_REPLICA" PUT /api/v1/assignments/all-collectors \
-			-d '{"name":"all-collectors","config":"collector","selector":"service.name=io.opentelemetry.collector"}' >/dev/null
+	if ! api "$API_REPLICA" PUT /api/v1/configs/collector --max-time "$PUT_TIMEOUT" --data-binary "@$WORK/config$1.json" >/dev/null; then
+		log "change $1: the config request failed after $(secs "$t" "$(now_ms)")s"
+		return 1
 	fi
+	if [ "$1" = 1 ] && ! api "$API_REPLICA" PUT /api/v1/assignments/all-collectors --max-time "$PUT_TIMEOUT" \
+		-d '{"name":"all-collectors","config":"collector","selector":"service.name=io.opentelemetry.collector"}' >/dev/null; then
+		log "change $1: the assignment request failed after $(secs "$t" "$(now_ms)")s"
+		return 1
+	fi
+	log "change $1: requested in $(secs "$t" "$(now_ms)")s"
 	echo "$t"
 }
 applied_since() { [ "$(gen_sum applied)" -ge $(($1 + AGENTS)) ]; }
