@@ -288,23 +288,7 @@ func (db *DB) updateStatesBatched(ctx context.Context, tx *Tx, rows []*agentRow)
 			args = append(args, c.ID, r.state, a.Online, a.Replica, db.time(a.DisconnectedAt), db.time(r.updated),
 				c.ConfigStatus, c.SyncState, c.Health, r.effective, c.Healthy)
 		}
-		rs, err := st.QueryContext(ctx, args...)
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		for rs.Next() {
-			var id string
-			var at timeCol
-			if err := rs.Scan(&id, &at); err != nil {
-				return err
-			}
-			if r := byID[id]; r != nil {
-				r.storedCreated = at
-				delete(byID, id)
-			}
-		}
-		return rs.Err()
+		return queryCreated(ctx, st, args, byID, true)
 	})
 	if err != nil {
 		return nil, err
@@ -378,23 +362,33 @@ func (db *DB) upsertAgentRows(ctx context.Context, tx *Tx, rows []*agentRow) err
 				r.effective, c.Health, c.Attributes, r.state)
 			byID[c.ID] = r
 		}
-		rs, err := st.QueryContext(ctx, args...)
-		if err != nil {
+		return queryCreated(ctx, st, args, byID, false)
+	})
+}
+
+// queryCreated runs st, a statement RETURNING (id, created_at), with args,
+// and sets storedCreated on the row of byID each id names; with drop, the
+// rows found are removed from byID, which then holds those not written.
+func queryCreated(ctx context.Context, st *sql.Stmt, args []any, byID map[string]*agentRow, drop bool) error {
+	rs, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var id string
+		var at timeCol
+		if err := rs.Scan(&id, &at); err != nil {
 			return err
 		}
-		defer rs.Close()
-		for rs.Next() {
-			var id string
-			var at timeCol
-			if err := rs.Scan(&id, &at); err != nil {
-				return err
-			}
-			if r := byID[id]; r != nil {
-				r.storedCreated = at
+		if r := byID[id]; r != nil {
+			r.storedCreated = at
+			if drop {
+				delete(byID, id)
 			}
 		}
-		return rs.Err()
-	})
+	}
+	return rs.Err()
 }
 
 // upsertSeenRows writes the last-seen rows of rows. A batched write may
