@@ -81,11 +81,40 @@ func Open(ctx context.Context, path string) (*DB, error) {
 			db.write.Close()
 			return nil, record.Wrap(steward.EUNAVAILABLE, err, "sqlite: open %s", path)
 		}
+		if err := connect(ctx, db.write); err != nil {
+			db.write.Close()
+			db.read.Close()
+			return nil, record.Wrap(steward.EUNAVAILABLE, err, "sqlite: open %s", path)
+		}
 	}
 	if db.DB, err = sqlstore.New(ctx, Dialect, db.write, db.read); err != nil {
 		return nil, err
 	}
 	return db, nil
+}
+
+// connectTimeout bounds how long connect retries, as busy_timeout bounds
+// a wait for another connection's lock.
+const connectTimeout = 10 * time.Second
+
+// connect makes the writer's connection, retrying while the database is
+// busy. Switching a database to WAL takes a lock that SQLite does not wait
+// for (it reports SQLITE_BUSY at once, whatever busy_timeout says), so
+// processes opening a new database together would otherwise fail now and
+// then (TestConcurrentOpenOfANewFile).
+func connect(ctx context.Context, p *sql.DB) error {
+	deadline := time.Now().Add(connectTimeout)
+	for {
+		err := p.PingContext(ctx)
+		if err == nil || extendedCode(err)&0xff != sqlite3lib.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // openPool opens a pool of at most n connections kept open.
