@@ -13,9 +13,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) steward.Store { return pgtest.Open(t) })
 }
 
-func BenchmarkTouchAgents(b *testing.B)  { storetest.BenchmarkTouchAgents(b, pgtest.Open(b)) }
-func BenchmarkPutAgent(b *testing.B)     { storetest.BenchmarkPutAgent(b, pgtest.Open(b)) }
-func BenchmarkAppendEvents(b *testing.B) { storetest.BenchmarkAppendEvents(b, pgtest.Open(b)) }
+func BenchmarkTouchAgents(b *testing.B)   { storetest.BenchmarkTouchAgents(b, pgtest.Open(b)) }
+func BenchmarkPutAgent(b *testing.B)      { storetest.BenchmarkPutAgent(b, pgtest.Open(b)) }
+func BenchmarkContribAgents(b *testing.B) { storetest.BenchmarkContribAgents(b, pgtest.Open(b)) }
+func BenchmarkAppendEvents(b *testing.B)  { storetest.BenchmarkAppendEvents(b, pgtest.Open(b)) }
 func BenchmarkPutAgentParallel(b *testing.B) {
 	storetest.BenchmarkPutAgentParallel(b, pgtest.Open(b))
 }

@@ -39,6 +39,7 @@ func TestConformanceMemory(t *testing.T) {
 func BenchmarkTouchAgents(b *testing.B)    { storetest.BenchmarkTouchAgents(b, openTemp(b)) }
 func BenchmarkPutAgent(b *testing.B)       { storetest.BenchmarkPutAgent(b, openTemp(b)) }
 func BenchmarkPutAgentStates(b *testing.B) { storetest.BenchmarkPutAgentStates(b, openTemp(b)) }
+func BenchmarkContribAgents(b *testing.B)  { storetest.BenchmarkContribAgents(b, openTemp(b)) }
 func BenchmarkPutAgentParallel(b *testing.B) {
 	storetest.BenchmarkPutAgentParallel(b, openTemp(b))
 }

@@ -124,14 +124,14 @@ func (db *DB) countLeaving(ctx context.Context, w where, ids string) (int, error
 // readAgents reads the agents query q selects (agentCols), in its order.
 func (db *DB) readAgents(ctx context.Context, q string, args []any) ([]*steward.Agent, error) {
 	out := []*steward.Agent{}
-	var effective [][]byte
+	var refs []bodyRefs
 	err := db.each(ctx, q, args, func(rows *sql.Rows) error {
-		a, h, err := scanAgent[sql.RawBytes](rows)
-		out, effective = append(out, a), append(effective, h)
+		a, r, err := scanAgent[sql.RawBytes](rows)
+		out, refs = append(out, a), append(refs, r)
 		return err
 	})
 	if err == nil {
-		err = db.withBodies(ctx, out, effective)
+		err = db.withBodies(ctx, out, refs)
 	}
 	if err != nil {
 		return nil, db.wrap(err, "list agents")

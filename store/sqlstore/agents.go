@@ -30,6 +30,8 @@ type agentRow struct {
 	state         []byte
 	c             record.AgentColumns
 	effective     []byte // the effective config's hash when stored apart
+	components    []byte // the available components' hash (always stored apart)
+	set           body   // the available components, to store when missing
 	created       time.Time
 	keepCreated   bool
 	updated       time.Time
@@ -129,8 +131,8 @@ func (db *DB) PutAgentStates(ctx context.Context, agents []*steward.Agent) error
 
 // newAgentRows encodes agents as whole rows, sorted by id (stable: of
 // several writes of one agent the last stays last). A non-empty effective
-// config is left out of the document, to be stored apart (effective is
-// its hash).
+// config and the available components are left out of the document, to
+// be stored apart (effective and components are their hashes).
 func (db *DB) newAgentRows(agents []*steward.Agent, now time.Time) ([]*agentRow, error) {
 	rows := make([]*agentRow, 0, len(agents))
 	for _, a := range agents {
@@ -138,15 +140,20 @@ func (db *DB) newAgentRows(agents []*steward.Agent, now time.Time) ([]*agentRow,
 			return nil, steward.Errorf(steward.EINVALID, "agent must have a non-zero id")
 		}
 		r := &agentRow{a: a, c: record.Columns(a), created: a.CreatedAt, updated: a.UpdatedAt}
-		docOf := a
+		docOf := *a
 		if a.EffectiveConfig != nil && len(*a.EffectiveConfig) > 0 {
 			r.effective = db.hashes.hash(*a.EffectiveConfig)
-			cp := *a
-			cp.EffectiveConfig = nil
-			docOf = &cp
+			docOf.EffectiveConfig = nil
 		}
 		var err error
-		if r.doc, err = record.EncodeAgent(docOf); err != nil {
+		if a.AvailableComponents != nil {
+			r.set = body{components: a.AvailableComponents}
+			if r.set.enc, r.components, err = db.hashes.components(a.AvailableComponents); err != nil {
+				return nil, err
+			}
+			docOf.AvailableComponents = nil
+		}
+		if r.doc, err = record.EncodeAgent(&docOf); err != nil {
 			return nil, err
 		}
 		if r.state, err = record.EncodeState(a); err != nil {
@@ -175,13 +182,16 @@ func (db *DB) putWholeRows(ctx context.Context, tx *Tx, rows []*agentRow, now ti
 	return seen, db.putAgentRows(ctx, tx, rows)
 }
 
-// wantedBodies returns the effective configs of rows stored apart, by
-// hash.
-func wantedBodies(rows []*agentRow) map[string]steward.ConfigMap {
-	want := make(map[string]steward.ConfigMap)
+// wantedBodies returns what rows store apart (effective configs and
+// available components), by hash.
+func wantedBodies(rows []*agentRow) map[string]body {
+	want := make(map[string]body)
 	for _, r := range rows {
 		if r.effective != nil {
-			want[string(r.effective)] = *r.a.EffectiveConfig
+			want[string(r.effective)] = body{files: *r.a.EffectiveConfig}
+		}
+		if r.components != nil {
+			want[string(r.components)] = r.set
 		}
 	}
 	return want
@@ -304,7 +314,7 @@ func (db *DB) updateStatesBatched(ctx context.Context, tx *Tx, rows []*agentRow)
 
 // rowsPerStatement is how many agents one upsert writes: a statement per
 // rowsPerStatement agents, not two per agent, saves PostgreSQL a round
-// trip per row; 18 parameters each stay far below either database's
+// trip per row; 19 parameters each stay far below either database's
 // limit (PostgreSQL 65,535, SQLite 32,766).
 const rowsPerStatement = 250
 
@@ -342,24 +352,26 @@ func (db *DB) upsertAgentRows(ctx context.Context, tx *Tx, rows []*agentRow) err
 	byID := make(map[string]*agentRow, min(len(rows), rowsPerStatement))
 	return inStatements(ctx, tx, rows, func(n int) string {
 		return `INSERT INTO agents (id, doc, online, healthy, service_name, host_name, service_version, search,
-			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health, attrs, state)
-		VALUES ` + placeholders(n, 18) + `
+			replica, disconnected_at, created_at, updated_at, config_status, sync_state, effective_hash, health, attrs, state,
+			components_hash)
+		VALUES ` + placeholders(n, 19) + `
 		ON CONFLICT (id) DO UPDATE SET
 			doc = excluded.doc, state = excluded.state, online = excluded.online, healthy = excluded.healthy,
 			service_name = excluded.service_name, host_name = excluded.host_name,
 			service_version = excluded.service_version, search = excluded.search,
 			config_status = excluded.config_status, sync_state = excluded.sync_state, health = excluded.health, attrs = excluded.attrs,
 			replica = excluded.replica, disconnected_at = excluded.disconnected_at, created_at = ` + created + `,
-			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash
+			updated_at = excluded.updated_at, effective_hash = excluded.effective_hash,
+			components_hash = excluded.components_hash
 		RETURNING id, created_at`
 	}, func(st *sql.Stmt, part []*agentRow) error {
-		args := make([]any, 0, len(part)*18)
+		args := make([]any, 0, len(part)*19)
 		clear(byID)
 		for _, r := range part {
 			a, c := r.a, r.c
 			args = append(args, c.ID, r.doc, a.Online, c.Healthy, c.ServiceName, c.HostName, c.ServiceVersion, c.Search,
 				a.Replica, db.time(a.DisconnectedAt), db.time(r.created), db.time(r.updated), c.ConfigStatus, c.SyncState,
-				r.effective, c.Health, c.Attributes, r.state)
+				r.effective, c.Health, c.Attributes, r.state, r.components)
 			byID[c.ID] = r
 		}
 		return queryCreated(ctx, st, args, byID, false)
@@ -470,31 +482,31 @@ func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) err
 
 // agentCols and agentFrom select what scanAgent reads.
 const (
-	agentCols = `a.id, a.doc, a.state, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num`
+	agentCols = `a.id, a.doc, a.state, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num, a.components_hash`
 	agentFrom = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
 )
 
 type scanner interface{ Scan(dest ...any) error }
 
-// scanAgent reads what agentCols select, and the hash of the agent's
-// effective config when it is stored apart (see withBodies). Listings scan
+// scanAgent reads what agentCols select, and the hashes of what the row
+// stores apart (see withBodies). Listings scan
 // the document as sql.RawBytes, saving a copy per row (DecodeAgent keeps
 // no reference to it); a single row (sql.Row) must use []byte.
-func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, []byte, error) {
+func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, bodyRefs, error) {
 	var (
 		id, replica                              string
 		doc, state                               Doc
 		online                                   bool
 		lastSeen, disconnected, created, updated timeCol
-		effective                                []byte
+		refs                                     bodyRefs
 		seq                                      sql.NullInt64
 	)
-	if err := r.Scan(&id, &doc, &state, &online, &replica, &lastSeen, &disconnected, &created, &updated, &effective, &seq); err != nil {
-		return nil, nil, err
+	if err := r.Scan(&id, &doc, &state, &online, &replica, &lastSeen, &disconnected, &created, &updated, &refs.effective, &seq, &refs.components); err != nil {
+		return nil, refs, err
 	}
 	a, err := record.DecodeAgent(id, []byte(doc), []byte(state))
 	if err != nil {
-		return nil, nil, err
+		return nil, refs, err
 	}
 	a.Online = online
 	a.Replica = replica
@@ -505,7 +517,7 @@ func scanAgent[Doc []byte | sql.RawBytes](r scanner) (*steward.Agent, []byte, er
 	if seq.Valid { // stored with the newest last_seen (uint64 bits in a bigint)
 		a.SequenceNum = uint64(seq.Int64)
 	}
-	return a, effective, nil
+	return a, refs, nil
 }
 
 // Agent returns one agent; ENOTFOUND if unknown, EINTERNAL naming the agent
@@ -515,11 +527,11 @@ func (db *DB) Agent(ctx context.Context, id steward.InstanceUID) (*steward.Agent
 	if err != nil {
 		return nil, db.wrap(err, "agent %s", id)
 	}
-	a, effective, err := scanAgent[[]byte](row)
+	a, refs, err := scanAgent[[]byte](row)
 	if err != nil {
 		return nil, db.notFound(err, "agent %s", id)
 	}
-	if err := db.withBodies(ctx, []*steward.Agent{a}, [][]byte{effective}); err != nil {
+	if err := db.withBodies(ctx, []*steward.Agent{a}, []bodyRefs{refs}); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -19,7 +19,9 @@ import (
 // in config_bodies: a config version references its files by configs.hash,
 // an agent its effective config by agents.effective_hash. 18,000 agents
 // running one 256 KiB config store it once, and an agent write that
-// references a stored body does not send it again.
+// references a stored body does not send it again. An agent's available
+// components are stored the same way (agents.components_hash; their hash
+// is record.EncodeComponents's, never a config's).
 //
 // A body is pruned (PruneConfigBodies) once nothing references it and its
 // used_at is older than the cut-off the caller gives (at least bodyReuse
@@ -44,26 +46,25 @@ type bodies struct {
 	stored  map[string]time.Time
 }
 
+// cachedBody is a decoded body: a config's files or a component set.
 type cachedBody struct {
-	files steward.ConfigMap
-	size  int
+	files      steward.ConfigMap
+	components *steward.ComponentDetails
+	size       int
 }
 
 // maxCachedBodies bounds the encoded size of the decoded bodies kept.
 const maxCachedBodies = 32 << 20
 
-func (b *bodies) get(hash []byte) (steward.ConfigMap, bool) {
+func (b *bodies) get(hash []byte) (*cachedBody, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c, ok := b.decoded[string(hash)]
-	if !ok {
-		return nil, false
-	}
-	return c.files, true
+	return c, ok
 }
 
-func (b *bodies) put(hash []byte, files steward.ConfigMap, size int) {
-	if size > maxCachedBodies/4 {
+func (b *bodies) put(hash []byte, c *cachedBody) {
+	if c.size > maxCachedBodies/4 {
 		return
 	}
 	b.mu.Lock()
@@ -74,15 +75,15 @@ func (b *bodies) put(hash []byte, files steward.ConfigMap, size int) {
 	if _, ok := b.decoded[string(hash)]; ok {
 		return
 	}
-	for k, c := range b.decoded { // evict arbitrary entries until it fits
-		if b.size+size <= maxCachedBodies {
+	for k, old := range b.decoded { // evict arbitrary entries until it fits
+		if b.size+c.size <= maxCachedBodies {
 			break
 		}
 		delete(b.decoded, k)
-		b.size -= c.size
+		b.size -= old.size
 	}
-	b.decoded[string(hash)] = &cachedBody{files: files, size: size}
-	b.size += size
+	b.decoded[string(hash)] = c
+	b.size += c.size
 }
 
 // fresh reports whether this process saw hash stored less than bodyReuse
@@ -112,12 +113,31 @@ func (b *bodies) sawStored(hashes [][]byte, now time.Time) {
 	}
 }
 
-// storeBodies makes sure every body in want (hash → files) is stored and
+// body is what storeBodies stores under a hash: a config's files or an
+// agent's available components, encoded only when they must be sent.
+type body struct {
+	files      steward.ConfigMap
+	components *steward.ComponentDetails
+	enc        []byte // the stored form, when already made
+}
+
+func (b body) encode() ([]byte, error) {
+	if b.enc != nil {
+		return b.enc, nil
+	}
+	if b.components != nil {
+		enc, _, err := record.EncodeComponents(b.components)
+		return enc, err
+	}
+	return record.EncodeFiles("", b.files)
+}
+
+// storeBodies makes sure every body in want (by hash) is stored and
 // marked used, inside tx, and returns the hashes it looked at (to pass to
 // sawStored once tx commits). A body is sent only when it is missing.
-func (db *DB) storeBodies(ctx context.Context, tx *Tx, want map[string]steward.ConfigMap, now time.Time) ([][]byte, error) {
+func (db *DB) storeBodies(ctx context.Context, tx *Tx, want map[string]body, now time.Time) ([][]byte, error) {
 	var seen [][]byte
-	for k, files := range want {
+	for k, b := range want {
 		hash := []byte(k)
 		if db.bodies.fresh(hash, now) {
 			continue
@@ -126,7 +146,7 @@ func (db *DB) storeBodies(ctx context.Context, tx *Tx, want map[string]steward.C
 		err := tx.QueryRow(ctx, `SELECT used_at FROM config_bodies WHERE hash = ?`, hash).Scan(&used)
 		switch {
 		case err == sql.ErrNoRows:
-			enc, err := record.EncodeFiles("", files)
+			enc, err := b.encode()
 			if err != nil {
 				return nil, err
 			}
@@ -146,10 +166,11 @@ func (db *DB) storeBodies(ctx context.Context, tx *Tx, want map[string]steward.C
 	return seen, nil
 }
 
-// loadBodies returns the files of each hash, from the cache or the read
-// pool; EINTERNAL when a referenced body is missing or corrupt.
-func (db *DB) loadBodies(ctx context.Context, hashes [][]byte) (map[string]steward.ConfigMap, error) {
-	out := make(map[string]steward.ConfigMap, 1)
+// loadBodies returns the decoded body of each hash, from the cache or the
+// read pool (decode makes a cached body of what is stored); EINTERNAL
+// when a referenced body is missing or corrupt.
+func (db *DB) loadBodies(ctx context.Context, hashes [][]byte, decode func(hash, enc []byte) (*cachedBody, error)) (map[string]*cachedBody, error) {
+	out := make(map[string]*cachedBody, 1)
 	for _, h := range hashes {
 		if h == nil {
 			continue
@@ -157,8 +178,8 @@ func (db *DB) loadBodies(ctx context.Context, hashes [][]byte) (map[string]stewa
 		if _, ok := out[string(h)]; ok {
 			continue
 		}
-		if files, ok := db.bodies.get(h); ok {
-			out[string(h)] = files
+		if c, ok := db.bodies.get(h); ok {
+			out[string(h)] = c
 			continue
 		}
 		var enc []byte
@@ -167,28 +188,62 @@ func (db *DB) loadBodies(ctx context.Context, hashes [][]byte) (map[string]stewa
 		} else if err != nil {
 			return nil, db.wrap(err, "read config body %x", h)
 		}
-		var files steward.ConfigMap
-		if err := json.Unmarshal(enc, &files); err != nil {
-			return nil, steward.Errorf(steward.EINTERNAL, "config body %x is corrupt: %v", h, err)
+		c, err := decode(h, enc)
+		if err != nil {
+			return nil, err
 		}
-		db.bodies.put(h, files, len(enc))
-		out[string(h)] = files
+		db.bodies.put(h, c)
+		out[string(h)] = c
 	}
 	return out, nil
 }
 
-// withBodies sets the effective config of each agent whose row references
-// a body (hashes[i] for agents[i]). Agents that share a body share its
-// decoded map: callers replace an agent's EffectiveConfig, never modify it.
-func (db *DB) withBodies(ctx context.Context, agents []*steward.Agent, hashes [][]byte) error {
-	files, err := db.loadBodies(ctx, hashes)
+func decodeFiles(h, enc []byte) (*cachedBody, error) {
+	var files steward.ConfigMap
+	if err := json.Unmarshal(enc, &files); err != nil {
+		return nil, steward.Errorf(steward.EINTERNAL, "config body %x is corrupt: %v", h, err)
+	}
+	return &cachedBody{files: files, size: len(enc)}, nil
+}
+
+func decodeComponents(h, enc []byte) (*cachedBody, error) {
+	c, err := record.DecodeComponents(h, enc)
+	if err != nil {
+		return nil, err
+	}
+	return &cachedBody{components: c, size: len(enc)}, nil
+}
+
+// bodyRefs are the hashes of what an agent row stores apart (nil: not
+// stored apart).
+type bodyRefs struct{ effective, components []byte }
+
+// withBodies sets the effective config and the available components of
+// each agent whose row references them (refs[i] for agents[i]). Agents
+// that share a body share its decoded value: callers replace an agent's
+// EffectiveConfig or AvailableComponents, never modify them.
+func (db *DB) withBodies(ctx context.Context, agents []*steward.Agent, refs []bodyRefs) error {
+	var effective, components [][]byte
+	for _, r := range refs {
+		effective, components = append(effective, r.effective), append(components, r.components)
+	}
+	files, err := db.loadBodies(ctx, effective, decodeFiles)
 	if err != nil {
 		return err
 	}
-	for i, h := range hashes {
-		if h != nil {
-			m := files[string(h)]
+	sets, err := db.loadBodies(ctx, components, decodeComponents)
+	if err != nil {
+		return err
+	}
+	for i, r := range refs {
+		if r.effective != nil {
+			m := files[string(r.effective)].files
 			agents[i].EffectiveConfig = &m
+		}
+		if r.components != nil {
+			c := sets[string(r.components)].components
+			agents[i].AvailableComponents = c
+			db.hashes.rememberComponents(c, r.components)
 		}
 	}
 	return nil
@@ -203,7 +258,8 @@ func (db *DB) PruneConfigBodies(ctx context.Context, before time.Time) (int, err
 	}
 	res, err := db.exec(ctx, `DELETE FROM config_bodies WHERE used_at < ?
 		AND NOT EXISTS (SELECT 1 FROM configs c WHERE c.hash = config_bodies.hash)
-		AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.effective_hash = config_bodies.hash)`, db.time(before))
+		AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.effective_hash = config_bodies.hash)
+		AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.components_hash = config_bodies.hash)`, db.time(before))
 	if err != nil {
 		return 0, db.wrap(err, "prune config bodies")
 	}
@@ -215,7 +271,46 @@ func (db *DB) PruneConfigBodies(ctx context.Context, before time.Time) (int, err
 // effective configs agent documents carried inline into config_bodies.
 // It runs in the migration's transaction, a page of agents at a time.
 func moveEffectiveConfigs(ctx context.Context, db *DB, tx *sql.Tx) error {
-	now := db.nowT()
+	return eachAgentDoc(ctx, db, tx, func(id string, doc []byte) error {
+		doc, hash, files, err := record.SplitEffectiveConfig(doc)
+		if err != nil || hash == nil {
+			return err
+		}
+		enc, err := record.EncodeFiles("", files)
+		if err != nil {
+			return err
+		}
+		return moveBody(ctx, db, tx, id, doc, "effective_hash", hash, enc)
+	})
+}
+
+// moveComponents is the Go step of migration 18: it moves the available
+// components agent documents carried inline into config_bodies.
+func moveComponents(ctx context.Context, db *DB, tx *sql.Tx) error {
+	return eachAgentDoc(ctx, db, tx, func(id string, doc []byte) error {
+		doc, enc, hash, err := record.SplitComponents(doc)
+		if err != nil || hash == nil {
+			return err
+		}
+		return moveBody(ctx, db, tx, id, doc, "components_hash", hash, enc)
+	})
+}
+
+// moveBody stores enc under hash and rewrites agent id's document as doc,
+// referencing the body by column.
+func moveBody(ctx context.Context, db *DB, tx *sql.Tx, id string, doc []byte, column string, hash, enc []byte) error {
+	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO config_bodies (hash, files, used_at) VALUES (?, ?, ?)
+		ON CONFLICT (hash) DO NOTHING`), hash, enc, db.time(db.nowT())); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, db.q(`UPDATE agents SET doc = ?, `+column+` = ? WHERE id = ?`), doc, hash, id)
+	return err
+}
+
+// eachAgentDoc calls fn with the id and document of every stored agent,
+// reading a page of agents at a time in tx; an error of fn names the
+// agent.
+func eachAgentDoc(ctx context.Context, db *DB, tx *sql.Tx, fn func(id string, doc []byte) error) error {
 	after := ""
 	for {
 		type row struct {
@@ -242,23 +337,8 @@ func moveEffectiveConfigs(ctx context.Context, db *DB, tx *sql.Tx) error {
 			return nil
 		}
 		for _, r := range page {
-			doc, hash, files, err := record.SplitEffectiveConfig(r.doc)
-			if err != nil {
+			if err := fn(r.id, r.doc); err != nil {
 				return steward.Errorf(steward.EINTERNAL, "stored agent %s: %v", r.id, err)
-			}
-			if hash == nil {
-				continue
-			}
-			enc, err := record.EncodeFiles("", files)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO config_bodies (hash, files, used_at) VALUES (?, ?, ?)
-				ON CONFLICT (hash) DO NOTHING`), hash, enc, db.time(now)); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE agents SET doc = ?, effective_hash = ? WHERE id = ?`), doc, hash, r.id); err != nil {
-				return err
 			}
 		}
 		after = page[len(page)-1].id
@@ -280,11 +360,45 @@ func rowsDone(rows *sql.Rows) error {
 // config, every agent's write carries the same body: at 256 KiB its
 // SHA-256 was the largest CPU cost of a write, a comparison is a small
 // fraction of it.
+//
+// It also remembers the hash of each component set the store decoded
+// (withBodies), by pointer: an agent read from the store and written back
+// whole carries that same value (shared, never modified in place), whose
+// hash is then known without encoding its 35 KB again.
 type contentHashes struct {
 	mu     sync.Mutex
 	seed   maphash.Seed
 	recent map[uint64]hashedConfig
 	size   int
+	sets   map[*steward.ComponentDetails][]byte
+}
+
+// maxHashedSets bounds the component sets contentHashes remembers: a
+// fleet runs a few collector distributions.
+const maxHashedSets = 64
+
+func (c *contentHashes) rememberComponents(set *steward.ComponentDetails, hash []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.sets[set]; ok {
+		return
+	}
+	if c.sets == nil || len(c.sets) >= maxHashedSets {
+		c.sets = make(map[*steward.ComponentDetails][]byte)
+	}
+	c.sets[set] = hash
+}
+
+// components returns the stored form of set (nil when the store decoded
+// set itself and so knows its hash) and its hash.
+func (c *contentHashes) components(set *steward.ComponentDetails) (enc, hash []byte, err error) {
+	c.mu.Lock()
+	hash, ok := c.sets[set]
+	c.mu.Unlock()
+	if ok {
+		return nil, hash, nil
+	}
+	return record.EncodeComponents(set)
 }
 
 type hashedConfig struct {

@@ -52,7 +52,7 @@ func (db *DB) PutConfig(ctx context.Context, c *steward.Config) (*steward.Config
 		default:
 			out.Version = latest.version + 1
 		}
-		if seen, err = db.storeBodies(ctx, tx, map[string]steward.ConfigMap{string(out.Hash): out.Files}, now); err != nil {
+		if seen, err = db.storeBodies(ctx, tx, map[string]body{string(out.Hash): {files: out.Files}}, now); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO configs (name, version, hash, comment, author, created_at)

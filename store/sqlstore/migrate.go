@@ -36,7 +36,8 @@ func embeddedMigrations(d *Dialect) (migrations, names []string) {
 // goSteps are the parts of migrations written in Go, by migration name:
 // they run after the migration's SQL, in its transaction.
 var goSteps = map[string]func(ctx context.Context, db *DB, tx *sql.Tx) error{
-	"config_bodies": moveEffectiveConfigs,
+	"config_bodies":    moveEffectiveConfigs,
+	"agent_components": moveComponents,
 }
 
 func migrationsIn(fsys fs.FS, d *Dialect) ([]string, []string) {

@@ -30,6 +30,10 @@ var (
 	// fixture's agent document the way the code before migration 10 did:
 	// the same content as config "base", so both share one body.
 	fixtureEffective = `{"": {"body": "receivers: {}\n", "content_type": "text/yaml"}}`
+	// fixtureComponents are the agent's available components, inline in
+	// its document as the code before migration 18 wrote them (spaced as
+	// PostgreSQL renders jsonb: the migration must encode them anew).
+	fixtureComponents = `{"hash": "Y29tcG9uZW50cw==", "components": {"receivers": {"components": {"otlp": {"metadata": [{"k": "code.namespace", "v": {"s": "go.opentelemetry.io/collector/receiver/otlpreceiver"}}]}}}}}`
 )
 
 // A SQLite database written by the earlier code opens, reads and writes.
@@ -46,8 +50,10 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Agents stored their effective config inline until migration 10.
-	_, err = raw.Exec(`UPDATE agents SET doc = CAST(json_set(CAST(doc AS TEXT), '$.effective_config', json(?)) AS BLOB)`, fixtureEffective)
+	// Agents stored their effective config inline until migration 10, their
+	// available components until migration 18.
+	_, err = raw.Exec(`UPDATE agents SET doc = CAST(json_set(CAST(doc AS TEXT), '$.effective_config', json(?), '$.available_components', json(?)) AS BLOB)`,
+		fixtureEffective, fixtureComponents)
 	raw.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +86,10 @@ func TestUpgradePostgresSchema(t *testing.T) {
 	if _, err := conn.Exec(ctx, restoreScript(t, schema)); err != nil {
 		t.Fatalf("restore the earlier schema: %v", err)
 	}
-	// Agents stored their effective config inline until migration 10.
-	if _, err := conn.Exec(ctx, `UPDATE `+schema+`.agents SET doc = (doc::jsonb || jsonb_build_object('effective_config', $1::jsonb))::json`, fixtureEffective); err != nil {
+	// Agents stored their effective config inline until migration 10, their
+	// available components until migration 18.
+	if _, err := conn.Exec(ctx, `UPDATE `+schema+`.agents SET doc = (doc::jsonb || jsonb_build_object('effective_config', $1::jsonb,
+		'available_components', $2::jsonb))::json`, fixtureEffective, fixtureComponents); err != nil {
 		t.Fatal(err)
 	}
 	open := func() *sqlstore.DB {
@@ -128,8 +136,18 @@ func checkUpgraded(t *testing.T, open func() *sqlstore.DB) {
 	must(db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM config_bodies`).Scan(&bodies), "count bodies")
 	must(db.SQL().QueryRowContext(ctx, sqlstore.Expand(db.Dialect(),
 		`SELECT count(*) FROM agents WHERE effective_hash IS NULL OR {instr}(CAST(doc AS TEXT), 'effective_config') > 0`)).Scan(&inline), "count inline")
-	if bodies != 1 || inline != 0 {
-		t.Fatalf("after the upgrade: %d config bodies (want 1, shared by the config and the agent), %d agents with an inline effective config", bodies, inline)
+	if bodies != 2 || inline != 0 {
+		t.Fatalf("after the upgrade: %d config bodies (want 2: one shared by the config and the agent, the agent's components), %d agents with an inline effective config", bodies, inline)
+	}
+	must(db.SQL().QueryRowContext(ctx, sqlstore.Expand(db.Dialect(),
+		`SELECT count(*) FROM agents WHERE components_hash IS NULL OR {instr}(CAST(doc AS TEXT), 'available_components') > 0`)).Scan(&inline), "count inline components")
+	var otlp *steward.ComponentDetails
+	if ac := a.AvailableComponents; ac != nil && ac.Components["receivers"] != nil {
+		otlp = ac.Components["receivers"].Components["otlp"]
+	}
+	if inline != 0 || string(a.AvailableComponents.Hash) != "components" || otlp == nil || len(otlp.Metadata) != 1 ||
+		otlp.Metadata[0].Value != "go.opentelemetry.io/collector/receiver/otlpreceiver" {
+		t.Fatalf("after the upgrade: %d agents with inline components; components read back as %+v", inline, a.AvailableComponents)
 	}
 	if a.Attribute(steward.AttrServiceName) != "otelcol" || a.Labels["env"] != "prod" || !a.Online || a.Replica != "r1" ||
 		!a.CreatedAt.Equal(fixtureAt) || !a.LastSeen.Equal(fixtureAt.Add(time.Minute)) || a.ConfigState() != steward.RemoteConfigApplied {

@@ -176,3 +176,66 @@ func BenchmarkPutAgentStates(b *testing.B, s steward.Store) {
 		})
 	}
 }
+
+// contribComponents is what a contrib collector reports in
+// AvailableComponents: about 225 components, each with its Go package.
+func contribComponents() *steward.ComponentDetails {
+	d := &steward.ComponentDetails{Hash: []byte("otelcol-contrib 0.120.0"), Components: map[string]*steward.ComponentDetails{}}
+	for kind, n := range map[string]int{"receivers": 95, "processors": 30, "exporters": 50, "extensions": 40, "connectors": 10} {
+		k := &steward.ComponentDetails{Components: map[string]*steward.ComponentDetails{}}
+		for i := range n {
+			name := fmt.Sprintf("%s%03d", kind[:len(kind)-1], i)
+			k.Components[name] = &steward.ComponentDetails{Metadata: []steward.KeyValue{
+				{Key: "code.namespace", Value: "github.com/open-telemetry/opentelemetry-collector-contrib/" + kind + "/" + name}}}
+		}
+		d.Components[kind] = k
+	}
+	return d
+}
+
+// BenchmarkContribAgents measures reads and writes of agents that report
+// what a contrib collector does (benchAgent plus contribComponents, each
+// agent its own equal copy, as decoded from its report), 2,000 stored:
+// read is one Agent, list one page of 500, put one PutAgents of 500
+// agents as read back.
+func BenchmarkContribAgents(b *testing.B, s steward.Store) {
+	ctx := context.Background()
+	agents := make([]*steward.Agent, 2000)
+	for i := range agents {
+		agents[i] = benchAgent(steward.NewInstanceUID(), i)
+		agents[i].AvailableComponents = contribComponents()
+	}
+	if err := s.PutAgents(ctx, agents); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("read", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := s.Agent(ctx, agents[i%len(agents)].ID); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("list", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := s.Agents(ctx, steward.AgentFilter{Limit: 500}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("put", func(b *testing.B) {
+		page, _, err := s.Agents(ctx, steward.AgentFilter{Limit: 500})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := s.PutAgents(ctx, page); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

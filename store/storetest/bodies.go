@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"database/sql"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +101,86 @@ func testConfigBodies(t *testing.T, s steward.Store) {
 	if n, err := s.PruneConfigBodies(c, time.Now()); err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v), want 1", n, err)
 	}
+}
+
+// testComponentSets: the available components many agents report alike
+// are stored once, read back equal (by Agent, Agents and after a narrow
+// state write), replaced when an agent reports others, and pruned only
+// when no agent references them.
+func testComponentSets(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	set := func(kinds ...string) *steward.ComponentDetails {
+		d := &steward.ComponentDetails{Hash: []byte(strings.Join(kinds, ",")), Components: map[string]*steward.ComponentDetails{}}
+		for _, k := range kinds {
+			d.Components[k] = &steward.ComponentDetails{Components: map[string]*steward.ComponentDetails{
+				"otlp": {Metadata: []steward.KeyValue{{Key: "code.namespace", Value: "go.opentelemetry.io/collector/" + k}, {Key: "stability", Value: int64(3)}}}}}
+		}
+		return d
+	}
+	var agents []*steward.Agent
+	for i := range 20 {
+		agents = append(agents, &steward.Agent{ID: uid(byte(i + 1)), AvailableComponents: set("receivers", "exporters")})
+	}
+	must(t, s.PutAgents(c, agents), "PutAgents")
+	if n := countRows(t, s, `SELECT count(*) FROM config_bodies`); n != 1 {
+		t.Fatalf("%d bodies stored for the components 20 agents report alike, want 1", n)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM agents WHERE `+containsText(s, "doc", "code.namespace")); n != 0 {
+		t.Fatalf("%d agent documents carry their components inline", n)
+	}
+	want := set("receivers", "exporters")
+	got, err := s.Agent(c, uid(3))
+	must(t, err, "Agent")
+	if !reflect.DeepEqual(got.AvailableComponents, want) {
+		t.Fatalf("components read back as %+v, want %+v", got.AvailableComponents, want)
+	}
+	list, _, err := s.Agents(c, steward.AgentFilter{})
+	must(t, err, "Agents")
+	for _, a := range list {
+		if !reflect.DeepEqual(a.AvailableComponents, want) {
+			t.Fatalf("agent %s listed with components %+v", a.ID, a.AvailableComponents)
+		}
+	}
+	// A narrow state write keeps them; a whole write of the agent read
+	// back (its shared decoded value) keeps them too.
+	if ss, ok := s.(steward.AgentStateStore); ok {
+		got.Online = true
+		must(t, ss.PutAgentStates(c, []*steward.Agent{got}), "PutAgentStates")
+	}
+	got.Labels = map[string]string{"env": "prod"}
+	must(t, s.PutAgent(c, got), "PutAgent")
+	if back, err := s.Agent(c, uid(3)); err != nil || !reflect.DeepEqual(back.AvailableComponents, want) || back.Labels["env"] != "prod" {
+		t.Fatalf("after writing it back: %+v (%v)", back, err)
+	}
+	// Another set is a second body; an agent without components has none.
+	must(t, s.PutAgents(c, []*steward.Agent{{ID: uid(1), AvailableComponents: set("receivers")}, {ID: uid(2)}}), "PutAgents")
+	if back, err := s.Agent(c, uid(1)); err != nil || !reflect.DeepEqual(back.AvailableComponents, set("receivers")) {
+		t.Fatalf("replaced components read back as %+v (%v)", back, err)
+	}
+	if back, err := s.Agent(c, uid(2)); err != nil || back.AvailableComponents != nil {
+		t.Fatalf("agent without components read back with %+v (%v)", back, err)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM config_bodies`); n != 2 {
+		t.Fatalf("%d bodies, want 2", n)
+	}
+	// Pruned once no agent references a set and it went unused long enough.
+	db := s.(sqlStore)
+	old := db.Dialect().Time(time.Now().Add(-2 * sqlstore.MinBodyAge))
+	_, err = db.SQL().ExecContext(c, sqlstore.Expand(db.Dialect(), `UPDATE config_bodies SET used_at = ?`), old)
+	must(t, err, "age bodies")
+	if n, err := s.PruneConfigBodies(c, time.Now()); err != nil || n != 0 {
+		t.Fatalf("pruned %d (%v) referenced component sets", n, err)
+	}
+	must(t, s.PutAgent(c, &steward.Agent{ID: uid(1)}), "PutAgent")
+	if n, err := s.PruneConfigBodies(c, time.Now()); err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want the set no agent references", n, err)
+	}
+	if back, err := s.Agent(c, uid(5)); err != nil || !reflect.DeepEqual(back.AvailableComponents, want) {
+		t.Fatalf("after the prune: %+v (%v)", back, err)
+	}
+}
+
+// containsText is a condition true where column's text contains s.
+func containsText(st steward.Store, column, s string) string {
+	return sqlstore.Expand(st.(sqlStore).Dialect(), `{instr}(CAST(`+column+` AS TEXT), '`+s+`') > 0`)
 }

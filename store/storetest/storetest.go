@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Users", testUsers},
 		{"Bindings", testBindings},
 		{"ConfigBodies", testConfigBodies},
+		{"ComponentSets", testComponentSets},
 		{"TelemetryRollups", testTelemetryRollups},
 	}
 	for _, tt := range tests {
