@@ -306,7 +306,9 @@ func (s *Service) renewLease(ctx context.Context) {
 	now := time.Now().UTC()
 	renewed, err := rs.ReplicaAlive(ctx, s.cfg.Replica, now)
 	if err != nil {
-		s.log.Warn("replica lease renewal failed", "error", err)
+		if ctx.Err() == nil { // not cut short by Close
+			s.log.Warn("replica lease renewal failed", "error", err)
+		}
 		return
 	}
 	if s.leaseHeld && !renewed && s.reclaiming.CompareAndSwap(false, true) {
@@ -322,7 +324,9 @@ func (s *Service) renewLease(ctx context.Context) {
 	s.leaseHeld = true
 	dead, err := rs.ReapReplicas(ctx, now.Add(-s.cfg.ReplicaLease))
 	if err != nil {
-		s.log.Warn("reaping dead replicas failed", "error", err)
+		if ctx.Err() == nil {
+			s.log.Warn("reaping dead replicas failed", "error", err)
+		}
 		return
 	}
 	for _, r := range dead {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -737,4 +738,55 @@ func TestReapedReplicaMarksItsAgentsOnlineAgain(t *testing.T) {
 		t.Fatal("the reaped replica's agent is still stored online")
 	}
 	eventually(t, "the idle agent stored online again", stored)
+}
+
+// slowLease is a store whose lease renewals, after the first, wait until
+// their context ends (a store under load when the replica shuts down).
+type slowLease struct {
+	steward.Store
+	calls atomic.Int32
+}
+
+func (s *slowLease) ReplicaAlive(ctx context.Context, replica string, at time.Time) (bool, error) {
+	if s.calls.Add(1) > 1 {
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	return s.Store.(steward.ReplicaStore).ReplicaAlive(ctx, replica, at)
+}
+
+func (s *slowLease) ReapReplicas(ctx context.Context, before time.Time) ([]string, error) {
+	return s.Store.(steward.ReplicaStore).ReapReplicas(ctx, before)
+}
+
+// A lease renewal that Close cuts short is not a failure to warn about:
+// every shutdown of a replica on a busy database logged one.
+func TestCloseDuringLeaseRenewalIsQuiet(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	slow := &slowLease{Store: st}
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: slow, Replica: "r1", Logger: log, FlushInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a renewal to be under way", func() bool { return slow.calls.Load() > 1 })
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logged.Len() > 0 {
+		t.Fatalf("Close during a lease renewal logged:\n%s", logged.String())
+	}
 }
