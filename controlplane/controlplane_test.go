@@ -656,13 +656,7 @@ func TestConnectionsClosedAfterCloseAreQuietAndOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logged bytes.Buffer
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logged.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log, logged := warnings()
 	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -688,10 +682,25 @@ func TestConnectionsClosedAfterCloseAreQuietAndOffline(t *testing.T) {
 	for _, c := range conns {
 		c.Close() // OnClose, as the transport calls it
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if logged.Len() > 0 {
-		t.Fatalf("closing connections after Close logged:\n%s", logged.String())
+	if w := logged(); w != "" {
+		t.Fatalf("closing connections after Close logged:\n%s", w)
+	}
+}
+
+// warnings returns a logger of warnings and errors, and a function that
+// returns what it logged so far.
+func warnings() (*slog.Logger, func() string) {
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return log, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.String()
 	}
 }
 
@@ -768,13 +777,7 @@ func TestCloseDuringLeaseRenewalIsQuiet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var logged bytes.Buffer
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logged.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log, logged := warnings()
 	slow := &slowLease{Store: st}
 	svc, err := controlplane.New(ctx, controlplane.Config{Store: slow, Replica: "r1", Logger: log, FlushInterval: 10 * time.Millisecond})
 	if err != nil {
@@ -784,9 +787,7 @@ func TestCloseDuringLeaseRenewalIsQuiet(t *testing.T) {
 	if err := svc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if logged.Len() > 0 {
-		t.Fatalf("Close during a lease renewal logged:\n%s", logged.String())
+	if w := logged(); w != "" {
+		t.Fatalf("Close during a lease renewal logged:\n%s", w)
 	}
 }
