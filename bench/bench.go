@@ -78,6 +78,9 @@ type Config struct {
 	// ConfigBytes pads the pushed config to this size (rollout and storm
 	// scenarios); 0: the bare config of about 400 bytes.
 	ConfigBytes int
+	// Components makes every agent report that many available components
+	// as a Collector does (see loadgen.Config.Components); 0: none.
+	Components int
 	// ServerCPUs pins the server process to these CPUs (taskset -c list,
 	// e.g. "0"); "": not pinned.
 	ServerCPUs string
@@ -101,6 +104,9 @@ type Result struct {
 	Transport string `json:"transport"`
 	Agents    int    `json:"agents"`
 	Store     string `json:"store,omitempty"` // Steward's: sqlite or postgres
+	// Components is the available components each agent reports
+	// (Config.Components), 0 for none.
+	Components int `json:"components"`
 
 	ConnectSeconds float64 `json:"connect_seconds,omitempty"` // time for all agents to connect
 	ConnectRate    float64 `json:"connect_rate,omitempty"`    // agents per second
@@ -234,7 +240,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.api = stewardhttp.NewClient("http://"+cfg.APIAddr, "bench")
 	}
 	defer r.stopServer()
-	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Transport: "websocket", Agents: cfg.Agents, ConfigBytes: cfg.ConfigBytes}
+	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server, Transport: "websocket", Agents: cfg.Agents, ConfigBytes: cfg.ConfigBytes, Components: cfg.Components}
 	if cfg.Server == Steward {
 		res.Store = "sqlite"
 		if cfg.Postgres != "" {
@@ -403,6 +409,7 @@ func (r *run) fleet(ctx context.Context, res *Result) (*loadgen.Generator, error
 		Agents:            r.cfg.Agents,
 		HeartbeatInterval: r.cfg.Heartbeat,
 		ReconnectJitter:   r.cfg.ReconnectJitter,
+		Components:        r.cfg.Components,
 		Logger:            slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +92,34 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// TestComponentsRecorded: a fleet reporting a contrib Collector's
+// components runs on both servers, and each result line says so.
+func TestComponentsRecorded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the benchmark servers")
+	}
+	dir := t.TempDir()
+	for _, srv := range []string{bench.Steward, bench.OpAMPGo} {
+		bin := build(t, dir, "github.com/stewardhq/steward/bench/"+srv+"-server")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		res, err := bench.Run(ctx, bench.Config{
+			Scenario: "rollout", Server: srv, ServerBin: bin, Agents: 50, Components: 225,
+			OpAMPAddr: freeAddr(t), APIAddr: freeAddr(t), DataDir: t.TempDir(),
+			Settle: 500 * time.Millisecond, Timeout: time.Minute, Log: io.Discard,
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v (result %s)", srv, err, res.JSON())
+		}
+		if !strings.Contains(res.JSON(), `"components":225`) || res.ServerApplied != 50 || res.ServerErrors != 0 {
+			t.Fatalf("result %s: want the setting recorded, every agent APPLIED, no errors", res.JSON())
+		}
+	}
+	if got := (&bench.Result{}).JSON(); !strings.Contains(got, `"components":0`) {
+		t.Fatalf("result %s: the default setting is not recorded", got)
+	}
+}
+
 func TestRunValidates(t *testing.T) {
 	for _, c := range []bench.Config{
 		{Scenario: "idle", Server: bench.Steward, ServerBin: "x"},
@@ -105,8 +134,8 @@ func TestRunValidates(t *testing.T) {
 }
 
 func TestRatio(t *testing.T) {
-	st := &bench.Result{Scenario: "rollout", Server: bench.Steward, Agents: 10, RolloutSeconds: 3, RSSPerAgent: 1000, ServerApplied: 10}
-	peer := &bench.Result{Scenario: "rollout", Server: bench.OpAMPGo, Agents: 10, RolloutSeconds: 2, ServerApplied: 10}
+	st := &bench.Result{Scenario: "rollout", Server: bench.Steward, Agents: 10, Components: 225, RolloutSeconds: 3, RSSPerAgent: 1000, ServerApplied: 10}
+	peer := &bench.Result{Scenario: "rollout", Server: bench.OpAMPGo, Agents: 10, Components: 225, RolloutSeconds: 2, ServerApplied: 10}
 	r := bench.Ratio(st, peer)
 	if r.Ratio["rollout_seconds"] != 1.5 || r.Ratio["server_applied"] != 1 {
 		t.Fatalf("ratios %v", r.Ratio)
@@ -114,7 +143,9 @@ func TestRatio(t *testing.T) {
 	if _, ok := r.Ratio["rss_per_agent_bytes"]; ok {
 		t.Fatalf("a measure the peer lacks has a ratio: %v", r.Ratio)
 	}
-	if _, ok := r.Ratio["agents"]; ok {
-		t.Fatal("the fleet size is not a measure")
+	for _, k := range []string{"agents", "components"} {
+		if _, ok := r.Ratio[k]; ok {
+			t.Fatalf("%s is a setting, not a measure: %v", k, r.Ratio)
+		}
 	}
 }

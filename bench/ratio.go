@@ -21,7 +21,7 @@ func Ratio(steward, peer *Result) *Ratios {
 	r := &Ratios{Scenario: steward.Scenario, Agents: steward.Agents, Ratio: map[string]float64{}}
 	a, b := numbers(steward), numbers(peer)
 	for k, v := range a {
-		if k == "agents" || k == "config_bytes" {
+		if k == "agents" || k == "config_bytes" || k == "components" { // settings, not measures
 			continue
 		}
 		if p, ok := b[k]; ok && p != 0 {

@@ -8,6 +8,7 @@
 #   bench/run.sh                       # the full matrix
 #   SIZES="1000 10000" bench/run.sh    # other fleet sizes
 #   SCENARIOS="idle rollout" bench/run.sh
+#   COMPONENTS=225 bench/run.sh        # agents report a contrib Collector's components
 #
 # Needs: Go, taskset (util-linux), two CPUs, free $ADDR and $API (default 127.0.0.1:4320 and :6060), and RLIMIT_NOFILE
 # above the largest fleet size (+64) for both processes (`ulimit -n`; the
@@ -23,6 +24,7 @@ OUT=${OUT:-bench/results.jsonl}
 ADDR=${ADDR:-127.0.0.1:4320} # server OpAMP address
 API=${API:-127.0.0.1:6060}   # server API and /debug/stats address
 BIN=${BIN:-$(mktemp -d)}
+COMPONENTS=${COMPONENTS:-0} # available components per agent (steward-loadgen -components; contrib: 225)
 
 go build -o "$BIN/steward-loadgen" ./cmd/steward-loadgen
 go build -o "$BIN/steward-server" ./bench/steward-server
@@ -39,7 +41,7 @@ run() { # scenario agents [extra flags]
 	local sc=$1 n=$2
 	shift 2
 	taskset -c "$LOADGEN_CPU" "$BIN/steward-loadgen" bench -scenario "$sc" -server both -bin "$BIN" -server-cpus "$SERVER_CPU" \
-		-agents "$n" -addr "$ADDR" -api "$API" "$@" | tee -a "$OUT" ||
+		-agents "$n" -addr "$ADDR" -api "$API" -components "$COMPONENTS" "$@" | tee -a "$OUT" ||
 		echo "{\"scenario\":\"$sc\",\"agents\":$n,\"failed\":true}" | tee -a "$OUT"
 }
 

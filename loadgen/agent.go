@@ -22,7 +22,8 @@ const (
 	stateClosed                  // generator closed
 )
 
-// Capabilities every simulated agent reports.
+// Capabilities every simulated agent reports; with Config.Components > 0
+// also ReportsAvailableComponents.
 const Capabilities = uint64(protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
 	protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |
 	protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
@@ -108,7 +109,7 @@ func (a *agent) nextLocked() *protobufs.AgentToServer {
 	return &protobufs.AgentToServer{
 		InstanceUid:  append([]byte(nil), a.uid[:]...),
 		SequenceNum:  a.seq,
-		Capabilities: Capabilities,
+		Capabilities: a.g.caps,
 	}
 }
 
@@ -125,7 +126,42 @@ func (a *agent) fullLocked() *protobufs.AgentToServer {
 	}
 	m.EffectiveConfig = a.effectiveLocked()
 	m.RemoteConfigStatus = a.status
+	if c := a.g.comps; c != nil {
+		// On connect opamp-go's client reports only the hash; the
+		// server asks for the components if it lacks them.
+		m.AvailableComponents = c.hashOnly
+	}
 	return m
+}
+
+// fullStateLocked answers ReportFullState: the whole status, with the
+// whole component list, as opamp-go's client answers it.
+func (a *agent) fullStateLocked() *protobufs.AgentToServer {
+	m := a.fullLocked()
+	if c := a.g.comps; c != nil {
+		m.AvailableComponents = c.full
+		a.g.componentLists.Add(1)
+	}
+	a.g.fullStates.Add(1)
+	return m
+}
+
+// withComponentsLocked answers ReportAvailableComponents: the first of the
+// messages out carries the whole component list, or a message is added for
+// it.
+func (a *agent) withComponentsLocked(out []*protobufs.AgentToServer) []*protobufs.AgentToServer {
+	c := a.g.comps
+	if c == nil {
+		return out // the flag is for agents with the capability
+	}
+	if len(out) == 0 {
+		out = append(out, a.nextLocked())
+	}
+	if out[0].AvailableComponents != c.full {
+		out[0].AvailableComponents = c.full
+		a.g.componentLists.Add(1)
+	}
+	return out
 }
 
 // effectiveLocked reports the applied remote config as the effective
@@ -163,9 +199,8 @@ func (a *agent) handleLocked(m *protobufs.ServerToAgent) []*protobufs.AgentToSer
 		}
 		var r *protobufs.AgentToServer
 		if full {
-			r = a.fullLocked()
+			r = a.fullStateLocked()
 			full = false
-			g.fullStates.Add(1)
 		} else {
 			r = a.nextLocked()
 			r.RemoteConfigStatus = a.status
@@ -177,8 +212,10 @@ func (a *agent) handleLocked(m *protobufs.ServerToAgent) []*protobufs.AgentToSer
 		a.countRolloutLocked(rc)
 	}
 	if full {
-		out = append(out, a.fullLocked())
-		g.fullStates.Add(1)
+		out = append(out, a.fullStateLocked())
+	}
+	if m.Flags&uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportAvailableComponents) != 0 {
+		out = a.withComponentsLocked(out)
 	}
 	return out
 }

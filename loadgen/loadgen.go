@@ -11,7 +11,8 @@
 // offered (reporting APPLIED with the config's hash and the config as its
 // effective config), answers ReportFullState, adopts a new instance uid when
 // told to, and reconnects with jittered exponential backoff after losing
-// the server.
+// the server. With Config.Components it also reports a Collector's
+// available components, the list only when the server asks for it.
 //
 // A Generator is created with New, started with Start and stopped with
 // Close. Stats reports counters; TrackRollout measures how long a config
@@ -29,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/stewardhq/steward/opamp"
 )
@@ -82,6 +85,13 @@ type Config struct {
 	// Workers is the number of epoll loops (WebSocket) or HTTP pollers;
 	// default 2 epoll loops and 64 HTTP pollers.
 	Workers int
+	// Components, when > 0, makes every agent report that many available
+	// components, as a Collector (contrib: about 225) reports them through
+	// its opampextension: the capability ReportsAvailableComponents, only
+	// the components' hash on connect, the whole list when the server sets
+	// ReportAvailableComponents (or ReportFullState). All agents share one
+	// list. 0: nothing reported, no capability.
+	Components int
 	// HandshakeTimeout bounds a connect and handshake (or an HTTP poll);
 	// default 30s.
 	HandshakeTimeout time.Duration
@@ -106,6 +116,9 @@ type Stats struct {
 	// change took to reach every agent.
 	LastApplied time.Time
 	FullStates  uint64 // full state reports sent on ReportFullState
+	// ComponentLists counts messages carrying the whole component list
+	// (Config.Components), sent when the server asked for it.
+	ComponentLists uint64
 }
 
 // Generator runs a simulated fleet.
@@ -115,6 +128,8 @@ type Generator struct {
 	eps    []*url.URL // endpoints; an agent's current one is eps[agent.ep]
 	http   bool
 	agents []*agent
+	caps   uint64      // capabilities every agent reports
+	comps  *components // reported by every agent; nil without Config.Components
 	wheel  *wheel
 	srcIPs []net.IP
 	srcRR  atomic.Uint32
@@ -132,18 +147,19 @@ type Generator struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	connected     atomic.Int64
-	connects      atomic.Uint64
-	connectErrors atomic.Uint64
-	disconnects   atomic.Uint64
-	dropped       atomic.Uint64
-	sent          atomic.Uint64
-	received      atomic.Uint64
-	serverErrors  atomic.Uint64
-	malformed     atomic.Uint64
-	applied       atomic.Uint64
-	lastApplied   atomic.Int64 // unix nanoseconds
-	fullStates    atomic.Uint64
+	connected      atomic.Int64
+	connects       atomic.Uint64
+	connectErrors  atomic.Uint64
+	disconnects    atomic.Uint64
+	dropped        atomic.Uint64
+	sent           atomic.Uint64
+	received       atomic.Uint64
+	serverErrors   atomic.Uint64
+	malformed      atomic.Uint64
+	applied        atomic.Uint64
+	lastApplied    atomic.Int64 // unix nanoseconds
+	fullStates     atomic.Uint64
+	componentLists atomic.Uint64
 }
 
 // New validates cfg and prepares the simulated agents (fresh instance uids).
@@ -224,6 +240,10 @@ func New(cfg Config) (*Generator, error) {
 		for i := 1; i <= cfg.SourceAddrs; i++ {
 			g.srcIPs = append(g.srcIPs, net.IPv4(127, 0, 0, byte(i)))
 		}
+	}
+	g.caps, g.comps = Capabilities, newComponents(cfg.Components)
+	if g.comps != nil {
+		g.caps |= uint64(protobufs.AgentCapabilities_AgentCapabilities_ReportsAvailableComponents)
 	}
 	g.agents = make([]*agent, cfg.Agents)
 	for i := range g.agents {
@@ -411,19 +431,20 @@ func (g *Generator) Close() error {
 // Stats returns the current counters.
 func (g *Generator) Stats() Stats {
 	return Stats{
-		Agents:        len(g.agents),
-		Connected:     g.connected.Load(),
-		Connects:      g.connects.Load(),
-		ConnectErrors: g.connectErrors.Load(),
-		Disconnects:   g.disconnects.Load(),
-		Dropped:       g.dropped.Load(),
-		Sent:          g.sent.Load(),
-		Received:      g.received.Load(),
-		ServerErrors:  g.serverErrors.Load(),
-		Malformed:     g.malformed.Load(),
-		Applied:       g.applied.Load(),
-		LastApplied:   unixNano(g.lastApplied.Load()),
-		FullStates:    g.fullStates.Load(),
+		Agents:         len(g.agents),
+		Connected:      g.connected.Load(),
+		Connects:       g.connects.Load(),
+		ConnectErrors:  g.connectErrors.Load(),
+		Disconnects:    g.disconnects.Load(),
+		Dropped:        g.dropped.Load(),
+		Sent:           g.sent.Load(),
+		Received:       g.received.Load(),
+		ServerErrors:   g.serverErrors.Load(),
+		Malformed:      g.malformed.Load(),
+		Applied:        g.applied.Load(),
+		LastApplied:    unixNano(g.lastApplied.Load()),
+		FullStates:     g.fullStates.Load(),
+		ComponentLists: g.componentLists.Load(),
 	}
 }
 

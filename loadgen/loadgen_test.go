@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-telemetry/opamp-go/protobufs"
+	opampgoserver "github.com/open-telemetry/opamp-go/server"
+	"github.com/open-telemetry/opamp-go/server/types"
+
 	"github.com/stewardhq/steward"
 	"github.com/stewardhq/steward/controlplane"
 	"github.com/stewardhq/steward/loadgen"
@@ -450,4 +454,135 @@ func startGenerator(t *testing.T, ctx context.Context, cfg loadgen.Config) *load
 		t.Fatal(err)
 	}
 	return g
+}
+
+// TestAvailableComponents: with Components, agents report only the hash of
+// their components on connect, Steward asks for the list
+// (ReportAvailableComponents) and stores it: every agent ends with all N
+// components, each having sent its list exactly once. Without Components
+// nothing is reported and the capability is not claimed.
+func TestAvailableComponents(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		scheme     string
+		components int
+	}{
+		{"websocket contrib", "ws", 225},
+		{"http contrib", "http", 225},
+		{"websocket few", "ws", 7},
+		{"websocket none", "ws", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const n = 40
+			ctx := context.Background()
+			s := startStack(t, filepath.Join(t.TempDir(), "steward.db"), "127.0.0.1:0")
+			defer s.stop(t)
+			g := startGenerator(t, ctx, loadgen.Config{
+				URL:               c.scheme + "://" + s.addr + opamp.DefaultPath,
+				Agents:            n,
+				HeartbeatInterval: 200 * time.Millisecond,
+				Workers:           4,
+				Components:        c.components,
+				Logger:            quiet,
+			})
+			defer g.Close()
+			if err := eventually(30*time.Second, func() error { return inventory(ctx, s.cp, g) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := eventually(30*time.Second, func() error { return storedComponents(ctx, s.store, g, c.components) }); err != nil {
+				t.Fatal(err)
+			}
+			want := uint64(n)
+			if c.components == 0 {
+				want = 0
+			}
+			if st := g.Stats(); st.ComponentLists != want || st.ServerErrors != 0 || st.FullStates != 0 {
+				t.Fatalf("stats %+v: want %d component lists sent (one per agent, on request), no errors", st, want)
+			}
+		})
+	}
+}
+
+// storedComponents checks that the store holds, for every agent of g, the
+// capability and want available components (kind -> component) under one
+// 32-byte hash; for want 0, neither.
+func storedComponents(ctx context.Context, st steward.Store, g *loadgen.Generator, want int) error {
+	var hash steward.Hash
+	for i, uid := range g.InstanceUIDs() {
+		a, err := st.Agent(ctx, steward.InstanceUID(uid))
+		if err != nil {
+			return fmt.Errorf("agent %d: %w", i, err)
+		}
+		ac, claims := a.AvailableComponents, a.Capabilities.Has(steward.AgentReportsAvailableComponents)
+		if want == 0 {
+			if ac != nil || claims {
+				return fmt.Errorf("agent %d: components %v, capability %v: want none", i, ac, claims)
+			}
+			continue
+		}
+		if !claims || ac == nil || len(ac.Hash) != 32 || hash != nil && !bytes.Equal(hash, ac.Hash) {
+			return fmt.Errorf("agent %d: capability %v, components %+v: want a 32-byte hash shared by all", i, claims, ac)
+		}
+		hash = ac.Hash
+		if got := leafComponents(ac); got != want || len(ac.Components) != 5 {
+			return fmt.Errorf("agent %d: %d components in %d kinds, want %d in 5", i, got, len(ac.Components), want)
+		}
+	}
+	return nil
+}
+
+// leafComponents counts the components under the kinds of d.
+func leafComponents(d *steward.ComponentDetails) int {
+	n := 0
+	for _, kind := range d.Components {
+		for _, c := range kind.Components {
+			if len(c.Metadata) == 1 && c.Metadata[0].Key == "code.namespace" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// An OpAMP server that never sets ReportAvailableComponents (opamp-go's
+// server sets no flags by itself) gets the hash in every agent's first
+// report and never the list.
+func TestComponentsListOnlyOnRequest(t *testing.T) {
+	const n = 10
+	var firsts, lists, msgs atomic.Int64
+	srv := opampgoserver.New(nil)
+	h, _, err := srv.Attach(opampgoserver.Settings{Callbacks: types.Callbacks{
+		OnConnecting: func(*http.Request) types.ConnectionResponse {
+			return types.ConnectionResponse{Accept: true, ConnectionCallbacks: types.ConnectionCallbacks{
+				OnMessage: func(_ context.Context, _ types.Connection, m *protobufs.AgentToServer) *protobufs.ServerToAgent {
+					msgs.Add(1)
+					if ac := m.AvailableComponents; ac != nil && len(ac.Hash) == 32 && m.AgentDescription != nil {
+						firsts.Add(1)
+					}
+					if len(m.AvailableComponents.GetComponents()) > 0 {
+						lists.Add(1)
+					}
+					return &protobufs.ServerToAgent{InstanceUid: m.InstanceUid}
+				},
+			}}
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+	g := startGenerator(t, context.Background(), loadgen.Config{URL: serveOpAMP(t, http.HandlerFunc(h)), Agents: n,
+		HeartbeatInterval: 100 * time.Millisecond, Components: 225, Logger: quiet})
+	defer g.Close()
+	if err := eventually(30*time.Second, func() error {
+		if firsts.Load() < n || msgs.Load() < 5*n {
+			return fmt.Errorf("%d first reports with the hash, %d messages", firsts.Load(), msgs.Load())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if lists.Load() != 0 || g.Stats().ComponentLists != 0 {
+		t.Fatalf("%d component lists received (%d sent) though none was asked for", lists.Load(), g.Stats().ComponentLists)
+	}
 }

@@ -3,10 +3,15 @@
 // small control plane built on it would do and nothing more. It accepts
 // every agent, answers every message, remembers its connections and each
 // agent's full last status in memory (description, effective config,
-// health, remote config status, component health, as a real server must
-// to show them), pushes a remote config to all of them on POST /debug/push
-// and counts the agents that report it APPLIED. GET /debug/stats reports its memory, goroutines,
+// health, remote config status, component health, available components,
+// as a real server must to show them), pushes a remote config to all of
+// them on POST /debug/push and counts the agents that report it APPLIED. GET /debug/stats reports its memory, goroutines,
 // CPU time and counters (see loadgen.ProcStats).
+//
+// Like opamp-go's server package, which sets no flags itself, it never
+// asks for the full list of available components (ReportAvailableComponents):
+// of agents that report only the hash on connect, as opamp-go's client
+// does, it keeps the hash.
 //
 // It is used only by the benchmarks, never by Steward itself.
 package main
@@ -41,6 +46,7 @@ type agentStatus struct {
 	effectiveConfig *protobufs.EffectiveConfig
 	health          *protobufs.ComponentHealth // with its component health map
 	remoteConfig    *protobufs.RemoteConfigStatus
+	components      *protobufs.AvailableComponents
 	capabilities    uint64
 	sequenceNum     uint64
 }
@@ -58,7 +64,19 @@ func (a *agentStatus) update(m *protobufs.AgentToServer) {
 	if m.RemoteConfigStatus != nil {
 		a.remoteConfig = m.RemoteConfigStatus
 	}
+	a.updateComponents(m.AvailableComponents)
 	a.capabilities, a.sequenceNum = m.Capabilities, m.SequenceNum
+}
+
+// updateComponents keeps the reported components; a hash-only report of
+// the hash already kept keeps the list it came with.
+func (a *agentStatus) updateComponents(ac *protobufs.AvailableComponents) {
+	if ac == nil {
+		return
+	}
+	if len(ac.Components) > 0 || a.components == nil || !bytes.Equal(ac.Hash, a.components.Hash) {
+		a.components = ac
+	}
 }
 
 type state struct {

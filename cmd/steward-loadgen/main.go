@@ -46,6 +46,8 @@ func main() {
 	}
 }
 
+const componentsUsage = "available components each agent reports, as a Collector does (contrib: about 225; only the hash until the server asks for the list); 0: none"
+
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var cfg loadgen.Config
@@ -56,6 +58,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.ConnectRate, "rate", 0, "max new connections per second (0: unlimited)")
 	fs.IntVar(&cfg.Dialers, "dialers", 64, "parallel connection attempts")
 	fs.DurationVar(&cfg.ReconnectJitter, "reconnect-jitter", 4*time.Second, "spread of the first reconnect after losing the server")
+	fs.IntVar(&cfg.Components, "components", 0, componentsUsage)
 	fs.IntVar(&cfg.SourceAddrs, "sources", 0, "source addresses 127.0.0.1..N (0: 1 + agents/10000)")
 	token := fs.String("token", "", "bearer token for the OpAMP endpoint")
 	every := fs.Duration("every", 5*time.Second, "stats print interval")
@@ -131,6 +134,7 @@ func bench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "wait after connecting before measuring")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound of each waiting step")
 	fs.IntVar(&cfg.ConfigBytes, "config-bytes", 0, "size the pushed config is padded to (rollout, storm)")
+	fs.IntVar(&cfg.Components, "components", 0, componentsUsage)
 	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the server to these CPUs (taskset -c), e.g. 0")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "Steward's server writes its CPU profile here, from its last start until stopped (storm: from the restart until every agent is back)")
 	fs.StringVar(&cfg.Postgres, "postgres", "", "Steward stores its state on this PostgreSQL server (URL), in a database steward_bench made anew for the run, instead of SQLite")
