@@ -594,22 +594,35 @@ func (r *run) serverApplied(ctx context.Context, marker string) (int, error) {
 		return r.serverAppliedCount(ctx)
 	}
 	n := 0
-	for off := 0; ; off += 2000 {
-		agents, total, err := r.api.Agents(ctx, steward.AgentFilter{Offset: off, Limit: 2000})
+	err := r.eachAgent(ctx, func(a *steward.Agent) {
+		rs := a.RemoteConfigStatus
+		if rs == nil || rs.Status != steward.RemoteConfigApplied || a.EffectiveConfig == nil {
+			return
+		}
+		if f, ok := (*a.EffectiveConfig)["collector"]; ok && bytes.Contains(f.Body, []byte(marker)) {
+			n++
+		}
+	})
+	return n, err
+}
+
+// eachAgent calls f for every agent Steward's API lists, a page at a time.
+func (r *run) eachAgent(ctx context.Context, f func(*steward.Agent)) error {
+	// A page must stay well below the API client's 64 MiB response limit:
+	// an agent lists as ~2 KiB, its effective config (base64) and ~160
+	// bytes per available component (225 of them: 37.7 KB).
+	size := 2<<10 + r.cfg.ConfigBytes*4/3 + 160*r.cfg.Components
+	page := max(1, min(2000, (16<<20)/size))
+	for off := 0; ; off += page {
+		agents, total, err := r.api.Agents(ctx, steward.AgentFilter{Offset: off, Limit: page})
 		if err != nil {
-			return 0, err
+			return err
 		}
 		for _, a := range agents {
-			rs := a.RemoteConfigStatus
-			if rs == nil || rs.Status != steward.RemoteConfigApplied || a.EffectiveConfig == nil {
-				continue
-			}
-			if f, ok := (*a.EffectiveConfig)["collector"]; ok && bytes.Contains(f.Body, []byte(marker)) {
-				n++
-			}
+			f(a)
 		}
 		if off+len(agents) >= total || len(agents) == 0 {
-			return n, nil
+			return nil
 		}
 	}
 }
@@ -804,37 +817,49 @@ func (r *run) storm(ctx context.Context, res *Result) error {
 	return nil
 }
 
+// listed is what checkInventory reads of one listed agent; the agent
+// itself is not kept (10k agents' component lists decode to gigabytes).
+type listed struct {
+	online     bool
+	env        string
+	status     *steward.RemoteConfigStatus
+	components int // available components, under their kinds
+}
+
 // checkInventory compares the server's agents with the fleet: every
-// instance uid present, online, with its description and the applied
-// config. It returns a description of the first problem, or "".
+// instance uid present, online, with its description, the applied config
+// and its available components (Config.Components). It returns a
+// description of the first problem, or "".
 func (r *run) checkInventory(ctx context.Context, g *loadgen.Generator) (string, error) {
-	byID := map[steward.InstanceUID]*steward.Agent{}
-	for off := 0; ; off += 2000 {
-		agents, total, err := r.api.Agents(ctx, steward.AgentFilter{Offset: off, Limit: 2000})
-		if err != nil {
-			return "", err
+	byID := map[steward.InstanceUID]listed{}
+	err := r.eachAgent(ctx, func(a *steward.Agent) {
+		l := listed{online: a.Online, env: a.Attribute("env"), status: a.RemoteConfigStatus}
+		if ac := a.AvailableComponents; ac != nil {
+			for _, kind := range ac.Components {
+				l.components += len(kind.Components)
+			}
 		}
-		for _, a := range agents {
-			byID[a.ID] = a
-		}
-		if off+len(agents) >= total || len(agents) == 0 {
-			break
-		}
+		byID[a.ID] = l
+	})
+	if err != nil {
+		return "", err
 	}
 	if len(byID) != r.cfg.Agents {
 		return fmt.Sprintf("server lists %d agents, want %d", len(byID), r.cfg.Agents), nil
 	}
 	for i, uid := range g.InstanceUIDs() {
-		a := byID[steward.InstanceUID(uid)]
+		a, ok := byID[steward.InstanceUID(uid)]
 		switch {
-		case a == nil:
+		case !ok:
 			return fmt.Sprintf("agent %d missing", i), nil
-		case !a.Online:
+		case !a.online:
 			return fmt.Sprintf("agent %d offline", i), nil
-		case a.Attribute("env") != g.Env(i):
+		case a.env != g.Env(i):
 			return fmt.Sprintf("agent %d: description lost", i), nil
-		case a.RemoteConfigStatus == nil || a.RemoteConfigStatus.Status != steward.RemoteConfigApplied:
-			return fmt.Sprintf("agent %d: remote config status %+v", i, a.RemoteConfigStatus), nil
+		case a.status == nil || a.status.Status != steward.RemoteConfigApplied:
+			return fmt.Sprintf("agent %d: remote config status %+v", i, a.status), nil
+		case a.components != r.cfg.Components:
+			return fmt.Sprintf("agent %d: %d available components, want %d", i, a.components, r.cfg.Components), nil
 		}
 	}
 	return "", nil
