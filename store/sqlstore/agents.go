@@ -148,7 +148,7 @@ func (db *DB) newAgentRows(agents []*steward.Agent, now time.Time) ([]*agentRow,
 		var err error
 		if a.AvailableComponents != nil {
 			r.set = body{components: a.AvailableComponents}
-			if r.set.enc, r.components, err = db.hashes.components(a.AvailableComponents); err != nil {
+			if r.set.enc, r.components, err = db.sets.encode(a.AvailableComponents); err != nil {
 				return nil, err
 			}
 			docOf.AvailableComponents = nil

@@ -243,7 +243,7 @@ func (db *DB) withBodies(ctx context.Context, agents []*steward.Agent, refs []bo
 		if r.components != nil {
 			c := sets[string(r.components)].components
 			agents[i].AvailableComponents = c
-			db.hashes.rememberComponents(c, r.components)
+			db.sets.decoded(c, r.components)
 		}
 	}
 	return nil
@@ -360,45 +360,11 @@ func rowsDone(rows *sql.Rows) error {
 // config, every agent's write carries the same body: at 256 KiB its
 // SHA-256 was the largest CPU cost of a write, a comparison is a small
 // fraction of it.
-//
-// It also remembers the hash of each component set the store decoded
-// (withBodies), by pointer: an agent read from the store and written back
-// whole carries that same value (shared, never modified in place), whose
-// hash is then known without encoding its 35 KB again.
 type contentHashes struct {
 	mu     sync.Mutex
 	seed   maphash.Seed
 	recent map[uint64]hashedConfig
 	size   int
-	sets   map[*steward.ComponentDetails][]byte
-}
-
-// maxHashedSets bounds the component sets contentHashes remembers: a
-// fleet runs a few collector distributions.
-const maxHashedSets = 64
-
-func (c *contentHashes) rememberComponents(set *steward.ComponentDetails, hash []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.sets[set]; ok {
-		return
-	}
-	if c.sets == nil || len(c.sets) >= maxHashedSets {
-		c.sets = make(map[*steward.ComponentDetails][]byte)
-	}
-	c.sets[set] = hash
-}
-
-// components returns the stored form of set (nil when the store decoded
-// set itself and so knows its hash) and its hash.
-func (c *contentHashes) components(set *steward.ComponentDetails) (enc, hash []byte, err error) {
-	c.mu.Lock()
-	hash, ok := c.sets[set]
-	c.mu.Unlock()
-	if ok {
-		return nil, hash, nil
-	}
-	return record.EncodeComponents(set)
 }
 
 type hashedConfig struct {

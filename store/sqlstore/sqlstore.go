@@ -96,6 +96,7 @@ type DB struct {
 	reads   sync.Map
 	bodies  bodies
 	hashes  contentHashes
+	sets    componentSets
 }
 
 var (

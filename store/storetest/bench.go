@@ -197,7 +197,8 @@ func contribComponents() *steward.ComponentDetails {
 // what a contrib collector does (benchAgent plus contribComponents, each
 // agent its own equal copy, as decoded from its report), 2,000 stored:
 // read is one Agent, list one page of 500, put one PutAgents of 500
-// agents as read back.
+// agents as read back, put-reported one PutAgents of 500 agents whose
+// sets are each their own copy (as reports decode them).
 func BenchmarkContribAgents(b *testing.B, s steward.Store) {
 	ctx := context.Background()
 	agents := make([]*steward.Agent, 2000)
@@ -222,6 +223,18 @@ func BenchmarkContribAgents(b *testing.B, s steward.Store) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, _, err := s.Agents(ctx, steward.AgentFilter{Limit: 500}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("put-reported", func(b *testing.B) {
+		page := agents[:500]
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, a := range page {
+				a.AvailableComponents = contribComponents()
+			}
+			if err := s.PutAgents(ctx, page); err != nil {
 				b.Fatal(err)
 			}
 		}
