@@ -27,8 +27,12 @@ const (
 	// NoticeEvent: Data is an Event to publish to local subscribers.
 	NoticeEvent = "event"
 	// NoticeEvents: Data is a JSON array of Events to publish to local
-	// subscribers, in order (events are forwarded in batches).
+	// subscribers, in order (events are forwarded in batches). Sent only
+	// while another replica is watching (NoticeWatching).
 	NoticeEvents = "events"
+	// NoticeWatching: the origin has live event subscribers and wants the
+	// others' events; repeated while it has them.
+	NoticeWatching = "watching"
 	// NoticePending: Data lists the summary state of agents the origin
 	// has not yet written, each with the generation of the origin's
 	// group-commit flush that writes it.

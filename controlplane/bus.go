@@ -35,6 +35,13 @@ func (b *Bus) Publish(e *steward.Event) {
 	}
 }
 
+// Watched reports whether the bus has subscribers.
+func (b *Bus) Watched() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs) > 0
+}
+
 // Subscribe returns a channel of events, closed when ctx ends or the
 // subscriber falls too far behind.
 func (b *Bus) Subscribe(ctx context.Context) <-chan *steward.Event {

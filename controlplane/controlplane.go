@@ -127,6 +127,9 @@ type Service struct {
 	// (replicas.go, forwardEvents); nil without a Broadcaster.
 	eventNotices        chan json.RawMessage
 	eventNoticesDropped atomic.Int64
+	// peersWatching is when another replica last said it has live event
+	// subscribers (Unix ns; replicas.go).
+	peersWatching atomic.Int64
 	// peers holds the other replicas' unwritten agent states (peers.go);
 	// nil without a Broadcaster.
 	peers       *peers

@@ -98,6 +98,8 @@ func TestEventsReachOtherReplicasInBatches(t *testing.T) {
 	}
 	go collect(local, &want)
 	go collect(remote, &got)
+	// Both have subscribers now: each says so within a tick.
+	eventually(t, "both replicas to say they are watching", func() bool { return h.count(steward.NoticeWatching) >= 2 })
 	f := &fixture{t: t, ctx: ctx, svc: r1}
 	for i, uid := range ids {
 		f.send(f.connect(server.WebSocket), fullReport(uid, uint64(i), "prod"))
@@ -120,6 +122,56 @@ func TestEventsReachOtherReplicasInBatches(t *testing.T) {
 	}
 	if notices := h.count(steward.NoticeEvent, steward.NoticeEvents); notices*5 > len(want) {
 		t.Fatalf("%d events forwarded in %d notices, want batches (at most one notice per 5 events)", len(want), notices)
+	}
+}
+
+// Events are forwarded only while another replica has live subscribers:
+// a fleet-wide change made every replica decode every other replica's
+// events whether anyone watched or not.
+func TestEventsForwardedOnlyWhileWatched(t *testing.T) {
+	ctx := context.Background()
+	h := &hub{sent: map[string]int{}}
+	open := func(name string) *controlplane.Service {
+		st, err := sqlite.Open(ctx, ":memory:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Broadcaster: h, Replica: name, FlushInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close(); st.Close() })
+		return svc
+	}
+	r1, r2 := open("r1"), open("r2")
+	f := &fixture{t: t, ctx: ctx, svc: r1}
+	connect := func() steward.InstanceUID {
+		uid := steward.NewInstanceUID()
+		f.send(f.connect(server.WebSocket), fullReport(uid, 1, "prod"))
+		return uid
+	}
+	for range 20 {
+		connect()
+	}
+	time.Sleep(300 * time.Millisecond) // three forwarding ticks
+	if n := h.count(steward.NoticeEvent, steward.NoticeEvents, steward.NoticeWatching); n != 0 {
+		t.Fatalf("%d event or watching notices with nobody watching", n)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	remote := r2.Bus().Subscribe(sctx)
+	eventually(t, "r2 to say it is watching", func() bool { return h.count(steward.NoticeWatching) == 1 })
+	uid := connect()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-remote:
+			if e.AgentID == uid && e.Type == steward.EventAgentConnected {
+				return
+			}
+		case <-timeout:
+			t.Fatal("r2's subscriber missed r1's event")
+		}
 	}
 }
 
