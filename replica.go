@@ -75,3 +75,14 @@ type ReplicaStore interface {
 	// agents offline, and returns their names.
 	ReapReplicas(ctx context.Context, before time.Time) ([]string, error)
 }
+
+// HeldAgentStore tells which agents a replica holds as stored: the control
+// plane finds with it the agents connected to it that the store shows
+// offline or held by another replica (an offline mark of an earlier,
+// half-open connection on another replica can land after the connect it
+// lost to), and marks them online again.
+type HeldAgentStore interface {
+	// NotHeldBy returns those of ids whose stored agent is offline or
+	// names another replica; unknown ids are left out.
+	NotHeldBy(ctx context.Context, replica string, ids []InstanceUID) ([]InstanceUID, error)
+}

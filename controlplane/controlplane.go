@@ -596,6 +596,7 @@ func (s *Service) housekeeping() {
 			s.progressRollouts(s.ctx)
 		case <-resync.C:
 			s.pruneBodies(s.ctx)
+			s.reassertHeld(s.ctx)
 			if err := s.reload(s.ctx); err != nil {
 				s.log.Warn("periodic resync failed", "error", err)
 				continue
@@ -750,6 +751,70 @@ func (s *Service) reclaimAgents(ctx context.Context) {
 	}
 	s.log.Warn("this replica's lease had lapsed and other replicas marked its agents offline; its connected agents are marked online again",
 		"replica", s.cfg.Replica, "agents", n)
+}
+
+// reassertHeld marks online again, as held here, the agents connected to
+// this replica over WebSocket that the store shows offline or held by
+// another replica: level-triggered repair of a race no lock prevents. An
+// agent whose earlier connection to replica A was still open when it
+// connected here can be marked offline by A after this replica stored it
+// online (A read the row before this replica's write, and wrote after it);
+// heartbeats do not rewrite the row, so it stayed offline while connected
+// (2 of 100,000 agents after a replica was killed mid-change). Agents with
+// a write pending here are left to it.
+func (s *Service) reassertHeld(ctx context.Context) {
+	hs, ok := s.store.(steward.HeldAgentStore)
+	if !ok {
+		return
+	}
+	held := map[steward.InstanceUID]*session{}
+	var ids []steward.InstanceUID
+	for _, ss := range s.sessionList() {
+		ss.mu.Lock()
+		live := !ss.closed && !ss.http
+		ss.mu.Unlock()
+		if live && !s.writes.isPending(ss.id) {
+			held[ss.id] = ss
+			ids = append(ids, ss.id)
+		}
+	}
+	lost, err := hs.NotHeldBy(ctx, s.cfg.Replica, ids)
+	if err != nil {
+		s.log.Warn("cannot check the agents held here", "error", err)
+		return
+	}
+	n := 0
+	for _, id := range lost {
+		if s.reassert(ctx, held[id]) {
+			n++
+		}
+	}
+	if n > 0 {
+		s.log.Warn("agents connected here were stored as offline or held by another replica; marked online here again", "agents", n)
+	}
+}
+
+// reassert marks ss's agent online and held here, unless its session
+// closed meanwhile or another replica holds it online and heard from it
+// later than this one (this connection is the stale one: it closes when
+// its silence expires); it reports whether it did.
+func (s *Service) reassert(ctx context.Context, ss *session) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return false
+	}
+	a, err := s.getAgent(ctx, ss.id)
+	if err != nil || (a.Online && (a.Replica == s.cfg.Replica || time.Unix(0, ss.lastSeen).Before(a.LastSeen))) {
+		return false
+	}
+	a.Online, a.Replica, a.DisconnectedAt = true, s.cfg.Replica, time.Time{}
+	a.UpdatedAt = time.Now().UTC()
+	if err := s.putState(ctx, a); err != nil {
+		s.log.Warn("agent not marked online again", "agent", ss.id, "error", err)
+		return false
+	}
+	return true
 }
 
 // markOffline stores agent id as offline since at, unless another replica

@@ -239,3 +239,56 @@ func testSummaryAcrossReplicas(t *testing.T, r1, r2 *controlplane.Service, st st
 	eventually(t, "r1's writes stored", func() bool { return r1.PendingWrites() == 0 })
 	eventually(t, "r2's summary equal to r1's once written", same)
 }
+
+// An agent connected here that the store shows offline (an offline mark
+// of its earlier connection to another replica, written after this
+// replica stored it online) is marked online here again by the periodic
+// pass; one another replica holds and heard from later is left to it.
+func TestConnectedAgentStoredOfflineIsMarkedOnlineAgain(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r2",
+		FlushInterval: 20 * time.Millisecond, ResyncInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	f := &fixture{t: t, ctx: ctx, store: st, svc: svc}
+	lost, elsewhere := steward.NewInstanceUID(), steward.NewInstanceUID()
+	for _, uid := range []steward.InstanceUID{lost, elsewhere} {
+		f.send(f.connect(server.WebSocket), fullReport(uid, 1, "prod"))
+	}
+	stored := func(uid steward.InstanceUID) *steward.Agent {
+		a, err := st.Agent(ctx, uid)
+		if steward.ErrorCode(err) == steward.ENOTFOUND {
+			return &steward.Agent{} // not written yet
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	eventually(t, "both agents stored online here", func() bool {
+		a, b := stored(lost), stored(elsewhere)
+		return a.Online && b.Online && a.Replica == "r2" && b.Replica == "r2"
+	})
+	// What replica r1 writes late: lost marked offline by r1; elsewhere
+	// held by r1, which heard from it after this replica did.
+	a, b := stored(lost), stored(elsewhere)
+	a.Online, a.Replica, a.DisconnectedAt = false, "r1", time.Now().UTC()
+	b.Replica, b.LastSeen = "r1", time.Now().Add(time.Hour).UTC()
+	if err := st.PutAgentStates(ctx, []*steward.Agent{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the lost agent online here again", func() bool {
+		a := stored(lost)
+		return a.Online && a.Replica == "r2"
+	})
+	time.Sleep(200 * time.Millisecond) // several more passes
+	if b := stored(elsewhere); !b.Online || b.Replica != "r1" {
+		t.Fatalf("an agent another replica heard from later was taken: online %v replica %q", b.Online, b.Replica)
+	}
+}

@@ -480,6 +480,26 @@ func (db *DB) MarkOffline(ctx context.Context, replica string, at time.Time) err
 	return db.wrap(err, "mark offline (replica %q)", replica)
 }
 
+// NotHeldBy returns those of ids whose stored agent is offline or held by
+// another replica (steward.HeldAgentStore).
+func (db *DB) NotHeldBy(ctx context.Context, replica string, ids []steward.InstanceUID) ([]steward.InstanceUID, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var out []steward.InstanceUID
+	err := db.each(ctx, `SELECT id FROM agents WHERE id IN (SELECT value FROM {json_strings}(?)) AND (NOT online OR replica <> ?)`,
+		[]any{idsJSON(ids), replica}, func(rows *sql.Rows) error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			uid, err := steward.ParseInstanceUID(id)
+			out = append(out, uid)
+			return err
+		})
+	return out, db.wrap(err, "agents not held by %s", replica)
+}
+
 // agentCols and agentFrom select what scanAgent reads.
 const (
 	agentCols = `a.id, a.doc, a.state, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num, a.components_hash`

@@ -104,6 +104,7 @@ var (
 	_ steward.SummaryStore            = (*DB)(nil)
 	_ steward.RolloutStore            = (*DB)(nil)
 	_ steward.ReplicaStore            = (*DB)(nil)
+	_ steward.HeldAgentStore          = (*DB)(nil)
 	_ steward.PackageStore            = (*DB)(nil)
 	_ steward.CredentialStore         = (*DB)(nil)
 	_ steward.AuditStore              = (*DB)(nil)

@@ -54,3 +54,29 @@ func testReplicas(t *testing.T, s steward.Store) {
 		t.Fatalf("the older lease of a renewed replica was reaped: %v", again)
 	}
 }
+
+// testNotHeldBy checks HeldAgentStore: of the ids asked about, those
+// stored offline or online on another replica; unknown ids are left out.
+func testNotHeldBy(t *testing.T, s steward.Store) {
+	hs, ok := s.(steward.HeldAgentStore)
+	if !ok {
+		t.Fatalf("%T does not implement steward.HeldAgentStore", s)
+	}
+	c := ctx(t)
+	here := agentWith(1, "otelcol", "h1", "1", nil, true, nil)
+	here.Replica = "r1"
+	offline := agentWith(2, "otelcol", "h2", "1", nil, false, nil)
+	offline.Replica = "r1"
+	there := agentWith(3, "otelcol", "h3", "1", nil, true, nil)
+	there.Replica = "r2"
+	must(t, s.PutAgents(c, []*steward.Agent{here, offline, there}), "PutAgents")
+	got, err := hs.NotHeldBy(c, "r1", []steward.InstanceUID{here.ID, offline.ID, there.ID, uid(9)})
+	must(t, err, "NotHeldBy")
+	want := map[steward.InstanceUID]bool{offline.ID: true, there.ID: true}
+	if len(got) != len(want) || !want[got[0]] || !want[got[len(got)-1]] || got[0] == got[len(got)-1] {
+		t.Fatalf("NotHeldBy(r1) = %v, want %s and %s", got, offline.ID, there.ID)
+	}
+	if got, err := hs.NotHeldBy(c, "r1", nil); err != nil || len(got) != 0 {
+		t.Fatalf("NotHeldBy of no ids = %v, %v", got, err)
+	}
+}

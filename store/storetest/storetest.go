@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Unavailable", testUnavailable},
 		{"Rollouts", testRollouts},
 		{"Replicas", testReplicas},
+		{"NotHeldBy", testNotHeldBy},
 		{"Summary", testSummary},
 		{"Packages", testPackages},
 		{"Tokens", testTokens},
