@@ -41,6 +41,21 @@ func (h *hub) Listen(ctx context.Context, fn func(steward.Notice)) error {
 	return ctx.Err()
 }
 
+// onHub starts a replica with a store of its own on h.
+func onHub(t *testing.T, h *hub, name string) *controlplane.Service {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Broadcaster: h, Replica: name, FlushInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(); st.Close() })
+	return svc
+}
+
 func (h *hub) count(kinds ...string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -59,19 +74,7 @@ func (h *hub) count(kinds ...string) int {
 func TestEventsReachOtherReplicasInBatches(t *testing.T) {
 	ctx := context.Background()
 	h := &hub{sent: map[string]int{}}
-	open := func(name string) *controlplane.Service {
-		st, err := sqlite.Open(ctx, ":memory:")
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Broadcaster: h, Replica: name, FlushInterval: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { svc.Close(); st.Close() })
-		return svc
-	}
-	r1, r2 := open("r1"), open("r2")
+	r1, r2 := onHub(t, h, "r1"), onHub(t, h, "r2")
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	local, remote := r1.Bus().Subscribe(sctx), r2.Bus().Subscribe(sctx)
@@ -131,19 +134,7 @@ func TestEventsReachOtherReplicasInBatches(t *testing.T) {
 func TestEventsForwardedOnlyWhileWatched(t *testing.T) {
 	ctx := context.Background()
 	h := &hub{sent: map[string]int{}}
-	open := func(name string) *controlplane.Service {
-		st, err := sqlite.Open(ctx, ":memory:")
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Broadcaster: h, Replica: name, FlushInterval: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { svc.Close(); st.Close() })
-		return svc
-	}
-	r1, r2 := open("r1"), open("r2")
+	r1, r2 := onHub(t, h, "r1"), onHub(t, h, "r2")
 	f := &fixture{t: t, ctx: ctx, svc: r1}
 	connect := func() steward.InstanceUID {
 		uid := steward.NewInstanceUID()
