@@ -105,14 +105,14 @@ type Server struct {
 	tasks chan *wsConn
 	wg    sync.WaitGroup // poller and workers
 
-	mu       sync.Mutex
-	conns    map[uint64]*wsConn
-	silent   map[uint64]int64 // no message yet: when each was opened, unix nanoseconds (FirstMessageTimeout)
+	mu     sync.Mutex
+	conns  map[uint64]*wsConn
+	silent map[uint64]int64 // no message yet: when each was opened, unix nanoseconds (FirstMessageTimeout)
 	// silentPeak is the most entries silent held since it was made.
 	silentPeak int
-	nextID   uint64
-	shutting bool
-	stopped  bool
+	nextID     uint64
+	shutting   bool
+	stopped    bool
 
 	httpSem chan struct{}
 
