@@ -767,14 +767,12 @@ func (s *Service) reassertHeld(ctx context.Context) {
 	if !ok {
 		return
 	}
-	held := map[steward.InstanceUID]*session{}
 	var ids []steward.InstanceUID
 	for _, ss := range s.sessionList() {
 		ss.mu.Lock()
 		live := !ss.closed && !ss.http
 		ss.mu.Unlock()
 		if live && !s.writes.isPending(ss.id) {
-			held[ss.id] = ss
 			ids = append(ids, ss.id)
 		}
 	}
@@ -785,7 +783,7 @@ func (s *Service) reassertHeld(ctx context.Context) {
 	}
 	n := 0
 	for _, id := range lost {
-		if s.reassert(ctx, held[id]) {
+		if ss := s.lookup(id); ss != nil && s.reassert(ctx, ss) {
 			n++
 		}
 	}
@@ -795,13 +793,13 @@ func (s *Service) reassertHeld(ctx context.Context) {
 }
 
 // reassert marks ss's agent online and held here, unless its session
-// closed meanwhile or another replica holds it online and heard from it
+// closed meanwhile (or is plain HTTP) or another replica holds it online and heard from it
 // later than this one (this connection is the stale one: it closes when
 // its silence expires); it reports whether it did.
 func (s *Service) reassert(ctx context.Context, ss *session) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.closed {
+	if ss.closed || ss.http {
 		return false
 	}
 	a, err := s.getAgent(ctx, ss.id)
