@@ -86,7 +86,8 @@ type Config struct {
 	ServerCPUs string
 	// CPUProfile, when set, makes Steward's server write its CPU profile
 	// to this file, from its last start until it is stopped (in the storm
-	// scenario: from the restart until every agent is back); the peer is
+	// scenario: from the restart until every agent is back; in the
+	// rollout scenario: the timed change, until it is stored); the peer is
 	// not profiled.
 	CPUProfile string
 	// Postgres, when set, is the URL of a PostgreSQL server on which
@@ -650,6 +651,10 @@ func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*r
 		return nil, err
 	}
 	st0 := g.Stats()
+	profiled := v == 2 && r.cfg.CPUProfile != "" && r.cfg.Server == Steward
+	if profiled {
+		_ = r.srv.Process.Signal(syscall.SIGUSR2) // the profile starts over
+	}
 	start := time.Now()
 	if err := r.change(ctx, v, marker); err != nil {
 		return nil, err
@@ -689,6 +694,9 @@ func (r *run) timedRollout(ctx context.Context, g *loadgen.Generator, v int) (*r
 				return nil, err
 			}
 			m.cpuStored = time.Duration(after.CPU - before.CPU)
+			if profiled {
+				_ = r.srv.Process.Signal(syscall.SIGUSR1) // the change is stored
+			}
 		}
 		if m.applied, err = r.serverApplied(ctx, marker); err != nil {
 			return nil, err

@@ -6,9 +6,10 @@
 // loadgen.ProcStats).
 //
 // The REST API accepts the bearer token given by -token. With -cpuprofile
-// the process's CPU profile, from its start until SIGUSR1 or SIGTERM, is
-// written to that file (the storm scenario sends SIGUSR1 once every agent
-// is back: the profile is the connect storm's).
+// the process's CPU profile, from its start (or the last SIGUSR2) until
+// SIGUSR1 or SIGTERM, is written to that file (the storm scenario sends
+// SIGUSR1 once every agent is back: the profile is the connect storm's;
+// the rollout scenario profiles the timed change, see startCPUProfile).
 package main
 
 import (
@@ -129,28 +130,62 @@ func main() {
 }
 
 // startCPUProfile profiles the process into file until SIGUSR1 or the
-// returned stop is called.
+// returned stop is called. SIGUSR2 starts the profile over (the rollout
+// scenario sends it when the timed change begins, SIGUSR1 once it is
+// stored: the profile is that change's).
 func startCPUProfile(file string) (stop func(), err error) {
-	f, err := os.Create(file)
-	if err != nil {
+	var (
+		mu      sync.Mutex
+		f       *os.File
+		stopped bool
+	)
+	start := func() error {
+		var err error
+		if f, err = os.Create(file); err != nil {
+			return err
+		}
+		if err := pprofrt.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		return nil
+	}
+	end := func() {
+		pprofrt.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Printf("cpu profile: %v", err)
+		}
+	}
+	if err := start(); err != nil {
 		return nil, err
 	}
-	if err := pprofrt.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	var once sync.Once
 	stop = func() {
-		once.Do(func() {
-			pprofrt.StopCPUProfile()
-			if err := f.Close(); err != nil {
-				log.Printf("cpu profile: %v", err)
-			}
-		})
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			stopped = true
+			end()
+		}
 	}
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	go func() { <-usr1; stop() }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		for sig := range sigs {
+			if sig == syscall.SIGUSR1 {
+				stop()
+				return
+			}
+			mu.Lock()
+			if !stopped {
+				end()
+				if err := start(); err != nil {
+					log.Printf("cpu profile: %v", err)
+					stopped = true
+				}
+			}
+			mu.Unlock()
+		}
+	}()
 	return stop, nil
 }
 

@@ -136,7 +136,7 @@ func bench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.ConfigBytes, "config-bytes", 0, "size the pushed config is padded to (rollout, storm)")
 	fs.IntVar(&cfg.Components, "components", 0, componentsUsage)
 	fs.StringVar(&cfg.ServerCPUs, "server-cpus", "", "pin the server to these CPUs (taskset -c), e.g. 0")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "Steward's server writes its CPU profile here, from its last start until stopped (storm: from the restart until every agent is back)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "Steward's server writes its CPU profile here, from its last start until stopped (storm: from the restart until every agent is back; rollout: the timed change, until stored)")
 	fs.StringVar(&cfg.Postgres, "postgres", "", "Steward stores its state on this PostgreSQL server (URL), in a database steward_bench made anew for the run, instead of SQLite")
 	_ = fs.Parse(args)
 	if cfg.Server != "both" {
