@@ -71,6 +71,9 @@ type Store interface {
 	// PruneConfigBodies deletes config bodies (stored once per content
 	// hash, shared by config versions and agents' effective configs) that
 	// nothing references and nothing used since before; returns how many.
+	// A store may keep bodies longer than before asks (sqlstore keeps each
+	// for MinBodyAge after its last use, so that writes running at the
+	// same time on other replicas never lose the body they reference).
 	PruneConfigBodies(ctx context.Context, before time.Time) (int, error)
 
 	Close() error

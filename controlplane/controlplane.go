@@ -606,10 +606,10 @@ func (s *Service) housekeeping() {
 	}
 }
 
-// pruneBodies deletes config bodies nothing has referenced for an hour
-// (the store keeps every body for at least that long after its last use).
+// pruneBodies deletes the config bodies nothing references, as soon as
+// the store allows (it keeps each for a few minutes after its last use).
 func (s *Service) pruneBodies(ctx context.Context) {
-	if _, err := s.store.PruneConfigBodies(ctx, time.Now().Add(-time.Hour)); err != nil {
+	if _, err := s.store.PruneConfigBodies(ctx, time.Now()); err != nil {
 		s.log.Warn("config bodies not pruned", "error", err)
 	}
 }

@@ -34,8 +34,14 @@ import (
 // past.
 const bodyReuse = time.Minute
 
-// MinBodyAge is the youngest used_at PruneConfigBodies removes.
-const MinBodyAge = time.Hour
+// MinBodyAge is the youngest used_at PruneConfigBodies removes: more than
+// bodyReuse plus the longest agent write (the group commit's 30 s bound)
+// plus three and a half minutes of clock skew between replicas. It bounds
+// what an agent whose effective config changes with every report (a
+// volatile value in a collector's config, or a hostile agent) leaves
+// behind: the bodies it reported in the last MinBodyAge, not the last
+// hour's.
+const MinBodyAge = 5 * time.Minute
 
 // bodies caches decoded bodies by hash, bounded by their encoded size, and
 // when this process last saw each stored.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,39 @@ func testConfigBodies(t *testing.T, s steward.Store) {
 	must(t, err, "age bodies")
 	if n, err := s.PruneConfigBodies(c, time.Now()); err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v), want 1", n, err)
+	}
+}
+
+// testChurningEffectiveConfigs: an agent whose effective config changes
+// with every report (a volatile value in its config, or a hostile agent)
+// leaves a body behind each time; those it reported more than ten minutes
+// ago are pruned, the one it reports now stays.
+func testChurningEffectiveConfigs(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	db := s.(sqlStore)
+	age := func(d time.Duration) {
+		t.Helper()
+		_, err := db.SQL().ExecContext(c, sqlstore.Expand(db.Dialect(), `UPDATE config_bodies SET used_at = ?`), db.Dialect().Time(time.Now().Add(-d)))
+		must(t, err, "age bodies")
+	}
+	report := func(i int) {
+		t.Helper()
+		m := steward.ConfigMap{"": {Body: []byte("receivers: {otlp: {}}\n# started at " + strconv.Itoa(i) + "\n")}}
+		must(t, s.PutAgent(c, &steward.Agent{ID: uid(1), EffectiveConfig: &m}), "PutAgent")
+	}
+	for i := range 5 {
+		report(i)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM config_bodies`); n != 5 {
+		t.Fatalf("%d bodies after 5 reports, want 5", n)
+	}
+	age(10 * time.Minute)
+	report(5)
+	if n, err := s.PruneConfigBodies(c, time.Now()); err != nil || n != 5 {
+		t.Fatalf("pruned %d (%v) of the 5 bodies unused for ten minutes, want all", n, err)
+	}
+	if got, err := s.Agent(c, uid(1)); err != nil || got.EffectiveConfig == nil || !strings.Contains(string((*got.EffectiveConfig)[""].Body), "started at 5") {
+		t.Fatalf("after the prune the agent reads back as %+v (%v)", got, err)
 	}
 }
 

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Bindings", testBindings},
 		{"ConfigBodies", testConfigBodies},
 		{"ComponentSets", testComponentSets},
+		{"ChurningEffectiveConfigs", testChurningEffectiveConfigs},
 		{"TelemetryRollups", testTelemetryRollups},
 	}
 	for _, tt := range tests {
