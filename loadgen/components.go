@@ -80,13 +80,32 @@ func splitComponents(n int) []int {
 	return counts
 }
 
-// kindComponents makes count components of kind k with generated,
-// contrib-like names ("contrib007" from module receiver/contrib007receiver).
+// coreComponents are the components of the collector's core repository
+// that every contrib build has, by kind: the ones the benchmark's configs
+// use among them, so that the server's validation of a config against the
+// agents' components passes, as it does for a real contrib collector.
+var coreComponents = map[string][]string{
+	"receivers":  {"otlp"},
+	"processors": {"batch", "memory_limiter"},
+	"exporters":  {"otlp", "otlphttp", "debug"},
+	"extensions": {"zpages"},
+	"connectors": {"forward"},
+}
+
+// kindComponents makes count components of kind k: the core ones first
+// (module go.opentelemetry.io/collector/receiver/otlpreceiver), then
+// generated, contrib-like names ("contrib007" from module
+// receiver/contrib007receiver of the contrib repository).
 func kindComponents(k componentKind, count int) map[string]*protobufs.ComponentDetails {
 	m := make(map[string]*protobufs.ComponentDetails, count)
+	core := coreComponents[k.kind]
 	for i := range count {
 		name := fmt.Sprintf("contrib%03d", i)
 		ref := fmt.Sprintf("github.com/open-telemetry/opentelemetry-collector-contrib/%s/%s%s %s", k.dir, name, k.dir, componentsVersion)
+		if i < len(core) {
+			name = core[i]
+			ref = fmt.Sprintf("go.opentelemetry.io/collector/%s/%s%s %s", k.dir, name, k.dir, componentsVersion)
+		}
 		m[name] = &protobufs.ComponentDetails{Metadata: []*protobufs.KeyValue{{
 			Key:   "code.namespace",
 			Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: ref}},

@@ -42,6 +42,16 @@ func TestComponentsAreStableAndContribLike(t *testing.T) {
 	if ref.Key != "code.namespace" || !strings.HasPrefix(ref.Value.GetStringValue(), "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/contrib049exporter ") {
 		t.Fatalf("metadata %v", ref)
 	}
+	// The core components every contrib build has come first: the
+	// configs the benchmark pushes validate against them.
+	for kind, names := range map[string][]string{"receivers": {"otlp"}, "processors": {"batch"}, "exporters": {"otlphttp", "debug"}} {
+		for _, name := range names {
+			c := a.full.Components[kind].SubComponentMap[name]
+			if c == nil || !strings.HasPrefix(c.Metadata[0].Value.GetStringValue(), "go.opentelemetry.io/collector/") {
+				t.Fatalf("%s %s: %v, want the core component", kind, name, c)
+			}
+		}
+	}
 	// A contrib collector's list is ~30 KB on the wire (~37 KB as JSON).
 	if size := proto.Size(a.full); size < 20<<10 || size > 40<<10 {
 		t.Fatalf("225 components encode to %d bytes", size)
