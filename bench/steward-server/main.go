@@ -80,7 +80,7 @@ func main() {
 		log.Fatalf("transport: %v", err)
 	}
 	apiHandler := stewardhttp.NewServer(stewardhttp.Options{
-		Agents: cp, Configs: cp, Events: cp.Bus(), EventLog: cp.Events,
+		Agents: cp, Configs: cp, Rollouts: cp, Previews: cp, Events: cp.Bus(), EventLog: cp.Events,
 		APITokens: []string{*token}, Logger: logger,
 	})
 	mux := http.NewServeMux()
