@@ -27,6 +27,12 @@ type Rollout struct {
 	Stage    int              `json:"stage"`
 	Reason   string           `json:"reason,omitempty"`
 	Progress *RolloutProgress `json:"progress,omitempty"`
+	// MeasuredAt is when replica MeasuredBy last measured Progress: one
+	// replica measures a running rollout while it keeps doing so, the
+	// others leave it alone (each measurement reads every online agent
+	// the assignment selects).
+	MeasuredAt time.Time `json:"measured_at,omitzero"`
+	MeasuredBy string    `json:"measured_by,omitempty"`
 	// Revision counts stored updates; PutRollout compares and swaps on
 	// it, so replicas never overwrite each other's newer decisions.
 	Revision  int       `json:"revision"`

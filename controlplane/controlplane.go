@@ -134,6 +134,9 @@ type Service struct {
 	// nil without a Broadcaster.
 	peers       *peers
 	rolloutKick chan struct{}
+	// rolloutReports counts the config status changes agents reported
+	// while rollouts ran (rolloutPace).
+	rolloutReports atomic.Int64
 
 	cred credState // agent credentials and connection settings (auth.go)
 	// publicURL is Config.PublicURL parsed; zero: each connection's own.
@@ -581,6 +584,7 @@ func (s *Service) housekeeping() {
 	defer t.Stop()
 	resync := time.NewTicker(s.cfg.ResyncInterval)
 	defer resync.Stop()
+	var pace rolloutPace
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -591,9 +595,12 @@ func (s *Service) housekeeping() {
 			s.expire()
 			s.cred.coalesce.flush(time.Now(), false)
 			s.cred.cooldown.sweep(time.Now())
-			s.progressRollouts(s.ctx)
+			pace.run(s.ctx, s.progressRollouts, s.rolloutReports.Load())
 		case <-s.rolloutKick:
-			s.progressRollouts(s.ctx)
+			pace.run(s.ctx, s.progressRollouts, s.rolloutReports.Load())
+		case <-pace.due:
+			pace.due = nil
+			pace.run(s.ctx, s.progressRollouts, s.rolloutReports.Load())
 		case <-resync.C:
 			s.pruneBodies(s.ctx)
 			s.reassertHeld(s.ctx)

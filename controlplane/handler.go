@@ -587,8 +587,11 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 		if msg.RemoteConfigStatus != nil {
 			s.acknowledged(ss, a.RemoteConfigStatus, now)
 		}
-		if msg.RemoteConfigStatus != nil && len(s.desired.Load().rollouts) > 0 {
-			select { // let running rollouts look at the news
+		if statusEvent != nil && len(s.desired.Load().rollouts) > 0 {
+			// News for running rollouts (a status repeated changes no
+			// progress): counted, for rolloutPace.
+			s.rolloutReports.Add(1)
+			select {
 			case s.rolloutKick <- struct{}{}:
 			default:
 			}

@@ -66,6 +66,7 @@ func (s *Service) StartRollout(ctx context.Context, r *steward.Rollout) (*stewar
 	}
 	now := time.Now().UTC()
 	r.State, r.Stage, r.Reason, r.Progress, r.Revision = steward.RolloutRunning, 0, "", nil, 0
+	r.MeasuredAt, r.MeasuredBy = time.Time{}, ""
 	r.CreatedAt, r.UpdatedAt = now, now
 	if err := rs.PutRollout(ctx, r); err != nil {
 		return nil, err
@@ -182,17 +183,72 @@ func (s *Service) pin(ctx context.Context, name string, version int) error {
 	return err
 }
 
+// rolloutPace spaces the progress measurements of running rollouts
+// (progressRollouts). Each reads every online agent of a rollout's
+// assignment, and every config status an agent reported asked for one
+// (rolloutKick): back to back they held a core while a rollout ran, and
+// one ran every flush interval for as long as an agent that never applies
+// kept it running. Now a measurement waits rolloutPaceFactor times as
+// long as the last one took, at least minRolloutGap (a fifth of a core at
+// most), unless agents reported as many status changes since the last as
+// it found pending: then the stage may be done, and it waits only as long
+// as the last took, at least minEagerGap (half a core at most). Used by
+// housekeeping only.
+type rolloutPace struct {
+	next, eager time.Time
+	// pending is what the last measurement found pending, reports the
+	// count of status reports (Service.rolloutReports) it started at.
+	pending, reports int64
+	// due fires at dueAt for a measurement asked for before its time.
+	due   <-chan time.Time
+	dueAt time.Time
+}
+
+// measureLease is how long the other replicas leave a running rollout to
+// the replica that measured it last (Rollout.MeasuredBy): it renews its
+// claim every third of it, and one that dies hands the rollout over
+// within it.
+const measureLease = 30 * time.Second
+
+const (
+	minRolloutGap     = 500 * time.Millisecond
+	minEagerGap       = 100 * time.Millisecond
+	rolloutPaceFactor = 4
+)
+
+// run measures now, or arranges for due to fire when it may. reports is
+// Service.rolloutReports now.
+func (p *rolloutPace) run(ctx context.Context, measure func(context.Context) int, reports int64) {
+	now := time.Now()
+	at := p.next
+	if reports-p.reports >= max(p.pending, 1) && p.eager.Before(at) {
+		at = p.eager
+	}
+	if now.Before(at) {
+		if p.due == nil || at.Before(p.dueAt) {
+			p.due, p.dueAt = time.After(at.Sub(now)), at
+		}
+		return
+	}
+	p.due = nil // a timer still running only wakes housekeeping early
+	p.pending, p.reports = int64(measure(ctx)), reports
+	end := time.Now()
+	took := end.Sub(now)
+	p.next, p.eager = end.Add(max(minRolloutGap, rolloutPaceFactor*took)), end.Add(max(minEagerGap, took))
+}
+
 // progressRollouts advances running rollouts whose current stage is done,
-// pauses those over their failure ratio and completes finished ones. It is
-// level-triggered: it looks only at what agents report now.
-func (s *Service) progressRollouts(ctx context.Context) {
+// pauses those over their failure ratio and completes finished ones, and
+// returns how many agents they wait for. It is level-triggered: it looks
+// only at what agents report now.
+func (s *Service) progressRollouts(ctx context.Context) (pending int) {
 	rs, ok := s.store.(steward.RolloutStore)
 	if !ok {
-		return
+		return 0
 	}
 	d := s.desired.Load()
 	if len(d.rollouts) == 0 {
-		return
+		return 0
 	}
 	s.rolloutMu.Lock()
 	defer s.rolloutMu.Unlock()
@@ -202,26 +258,36 @@ func (s *Service) progressRollouts(ctx context.Context) {
 		if err != nil || r.State != steward.RolloutRunning {
 			continue
 		}
-		p, err := s.measure(ctx, d, r)
+		if r.MeasuredBy != s.cfg.Replica && time.Since(r.MeasuredAt) < measureLease {
+			continue // another replica measures it
+		}
+		p, joining, err := s.measure(ctx, d, r)
 		if err != nil {
 			s.log.Warn("rollout progress", "rollout", r.Name, "error", err)
 			continue
 		}
 		before := *r
 		r.Progress = p
+		pending += p.Pending
 		switch {
 		case p.Failed > 0 && float64(p.Failed) > r.MaxFailureRatio*float64(p.Targeted):
 			r.State = steward.RolloutPaused
 			r.Reason = fmt.Sprintf("%d of %d agents failed to apply version %d (limit %.0f%%)", p.Failed, p.Targeted, r.ToVersion, r.MaxFailureRatio*100)
 		case p.Pending == 0 && r.Stage+1 < len(r.Stages):
 			r.Stage++
+			pending += joining // what the next stage waits for
 		case p.Pending == 0:
 			r.State = steward.RolloutCompleted
 		}
-		if r.State == before.State && r.Stage == before.Stage && *p == derefProgress(before.Progress) {
+		now := time.Now().UTC()
+		same := r.State == before.State && r.Stage == before.Stage && *p == derefProgress(before.Progress)
+		if same && before.MeasuredBy == s.cfg.Replica && now.Sub(before.MeasuredAt) < measureLease/3 {
 			continue
 		}
-		r.UpdatedAt = time.Now().UTC()
+		r.MeasuredAt, r.MeasuredBy = now, s.cfg.Replica
+		if !same {
+			r.UpdatedAt = now
+		}
 		if err := rs.PutRollout(ctx, r); err != nil {
 			if steward.ErrorCode(err) != steward.ECONFLICT { // ECONFLICT: another replica moved it
 				s.log.Warn("rollout update", "rollout", r.Name, "error", err)
@@ -239,6 +305,7 @@ func (s *Service) progressRollouts(ctx context.Context) {
 	if changed {
 		s.changed(ctx)
 	}
+	return pending
 }
 
 func derefProgress(p *steward.RolloutProgress) steward.RolloutProgress {
@@ -249,8 +316,9 @@ func derefProgress(p *steward.RolloutProgress) steward.RolloutProgress {
 }
 
 // measure counts the online agents the rollout has reached so far and how
-// each stands on the config it should now run.
-func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollout) (*steward.RolloutProgress, error) {
+// each stands on the config it should now run, and how many more its next
+// stage reaches (joining).
+func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollout) (p *steward.RolloutProgress, joining int, err error) {
 	var res *resolved
 	for i := range d.assignments {
 		if d.assignments[i].a.Name == r.Assignment {
@@ -258,15 +326,15 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 		}
 	}
 	if res == nil {
-		return nil, steward.Errorf(steward.ENOTFOUND, "assignment %q of rollout %q is gone", r.Assignment, r.Name)
+		return nil, 0, steward.Errorf(steward.ENOTFOUND, "assignment %q of rollout %q is gone", r.Assignment, r.Name)
 	}
 	online := true
 	f := steward.AgentFilter{Online: &online, Selector: res.a.Selector}
 	agents, _, err := s.listAgents(ctx, f)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	p := &steward.RolloutProgress{}
+	p = &steward.RolloutProgress{}
 	for _, a := range agents {
 		if res.a.AgentID != nil && *res.a.AgentID != a.ID {
 			continue
@@ -276,6 +344,9 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 		}
 		labels := steward.LabelMap(a.LabelSet())
 		if !r.Reached(a.ID, labels, r.Stage) {
+			if r.Stage+1 < len(r.Stages) && r.Reached(a.ID, labels, r.Stage+1) {
+				joining++
+			}
 			continue
 		}
 		p.Targeted++
@@ -292,5 +363,5 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 			p.Pending++
 		}
 	}
-	return p, nil
+	return p, joining, nil
 }

@@ -2,12 +2,17 @@ package controlplane_test
 
 import (
 	"bytes"
+	"context"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/stewardhq/steward"
+	"github.com/stewardhq/steward/controlplane"
 	"github.com/stewardhq/steward/opamp/server"
+	"github.com/stewardhq/steward/store/sqlite"
 )
 
 // fleetAgent is a connected test agent that remembers the last config hash
@@ -49,8 +54,9 @@ func (f *fixture) report(a *fleetAgent, hash []byte, st protobufs.RemoteConfigSt
 }
 
 const (
-	applied = protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED
-	failed  = protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED
+	applying = protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLYING
+	applied  = protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED
+	failed   = protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED
 )
 
 func (f *fixture) rolloutState(name string) *steward.Rollout {
@@ -176,5 +182,151 @@ func TestRolloutPausesOnFailureAndRollsBack(t *testing.T) {
 	}
 	if _, err := f.svc.ResumeRollout(f.ctx, "to-v2"); steward.ErrorCode(err) != steward.EINVALID {
 		t.Fatalf("resume after rollback: %v", err)
+	}
+}
+
+// measureCounter counts the agent listings of the control plane (each
+// progress measurement of a running rollout is one).
+type measureCounter struct {
+	*sqlite.DB
+	n atomic.Int64
+}
+
+func (s *measureCounter) AgentsWith(ctx context.Context, f steward.AgentFilter, live []*steward.Agent) ([]*steward.Agent, int, error) {
+	s.n.Add(1)
+	return s.DB.AgentsWith(ctx, f, live)
+}
+
+// A running rollout is measured at a bounded pace, however fast agents
+// report: each measurement reads every online agent of the assignment, and
+// every status report asked for one (here agents flapping between APPLYING
+// and APPLIED as fast as the test can send, while one agent that never
+// applies holds the stage open); so did every flush tick.
+func TestRolloutProgressIsMeasuredAtABoundedPace(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &measureCounter{DB: db}
+	f := newFixtureWith(t, st)
+	var all []*fleetAgent
+	for range 20 {
+		all = append(all, f.join("prod", nil))
+	}
+	v1, _ := f.svc.PutConfig(f.ctx, &steward.Config{Name: "base", Files: yamlConfig("v: 1\n")})
+	if _, err := f.svc.PutAssignment(f.ctx, &steward.Assignment{Name: "prod", ConfigName: "base", Version: v1.Version, Selector: "env=prod"}); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := f.svc.PutConfig(f.ctx, &steward.Config{Name: "base", Files: yamlConfig("v: 2\n")})
+	if _, err := f.svc.StartRollout(f.ctx, &steward.Rollout{Name: "to-v2", Assignment: "prod", ToVersion: v2.Version,
+		Stages: []steward.RolloutStage{{Percent: 100}}}); err != nil {
+		t.Fatal(err)
+	}
+	h2 := all[0].lastPushed()
+	eventually(t, "a first measurement", func() bool { return f.rolloutState("to-v2").Progress != nil })
+	start, before := time.Now(), st.n.Load()
+	reports := 0
+	for time.Since(start) < time.Second {
+		for _, a := range all[1:] { // all[0] never applies: the rollout stays running
+			f.report(a, h2, applying)
+			f.report(a, h2, applied)
+			reports += 2
+		}
+	}
+	took, n := time.Since(start), st.n.Load()-before
+	if max := int64(took/(100*time.Millisecond)) + 2; n > max {
+		t.Fatalf("%d measurements in %v of %d status reports, want at most %d (one per 100 ms)", n, took.Round(time.Millisecond), reports, max)
+	}
+	if n == 0 {
+		t.Fatal("no measurement while agents reported")
+	}
+	eventually(t, "progress counting the applied agents", func() bool {
+		p := f.rolloutState("to-v2").Progress
+		return p != nil && p.Applied == len(all)-1 && p.Pending == 1
+	})
+}
+
+// One replica measures a running rollout: the other leaves it to the
+// replica that measured it last while that one keeps doing so (each
+// measurement reads every online agent of the assignment: every replica
+// measuring multiplied that by the replicas).
+func TestOneReplicaMeasuresARollout(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h := &hub{sent: map[string]int{}}
+	open := func(name string) (*controlplane.Service, *measureCounter) {
+		st := &measureCounter{DB: db}
+		svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Broadcaster: h, Replica: name, FlushInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc, st
+	}
+	r1, c1 := open("r1")
+	r2, c2 := open("r2")
+	t.Cleanup(func() { r2.Close() })
+	f1, f2 := &fixture{t: t, ctx: ctx, svc: r1}, &fixture{t: t, ctx: ctx, svc: r2}
+	var all []*fleetAgent
+	for i := range 10 {
+		f := f1
+		if i%2 == 1 {
+			f = f2
+		}
+		all = append(all, f.join("prod", nil))
+	}
+	v1, _ := r1.PutConfig(ctx, &steward.Config{Name: "base", Files: yamlConfig("v: 1\n")})
+	if _, err := r1.PutAssignment(ctx, &steward.Assignment{Name: "prod", ConfigName: "base", Version: v1.Version, Selector: "env=prod"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "v1 pushed on both replicas", func() bool {
+		for _, a := range all {
+			if a.lastPushed() == nil {
+				return false
+			}
+		}
+		return true
+	})
+	h1 := all[0].lastPushed()
+	v2, _ := r1.PutConfig(ctx, &steward.Config{Name: "base", Files: yamlConfig("v: 2\n")})
+	if _, err := r1.StartRollout(ctx, &steward.Rollout{Name: "to-v2", Assignment: "prod", ToVersion: v2.Version,
+		Stages: []steward.RolloutStage{{Percent: 100}}}); err != nil {
+		t.Fatal(err)
+	}
+	var measurer string
+	eventually(t, "a first measurement", func() bool {
+		r, err := r1.Rollout(ctx, "to-v2")
+		measurer = r.MeasuredBy
+		return err == nil && r.Progress != nil
+	})
+	// The agents on both replicas apply v2 but one, which holds the
+	// rollout running; both replicas hear status reports.
+	eventually(t, "v2 pushed on both replicas", func() bool {
+		for _, a := range all {
+			if bytes.Equal(a.lastPushed(), h1) {
+				return false
+			}
+		}
+		return true
+	})
+	before1, before2 := c1.n.Load(), c2.n.Load()
+	start := time.Now()
+	for time.Since(start) < 600*time.Millisecond {
+		for i, a := range all[1:] {
+			f := f1
+			if (i+1)%2 == 1 {
+				f = f2
+			}
+			f.report(a, a.lastPushed(), applying)
+			f.report(a, a.lastPushed(), applied)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // ticks of both replicas
+	n1, n2 := c1.n.Load()-before1, c2.n.Load()-before2
+	if measurer == "r1" && (n1 == 0 || n2 != 0) || measurer == "r2" && (n2 == 0 || n1 != 0) {
+		t.Fatalf("measurements while %s measures: r1 %d, r2 %d; want only %s's", measurer, n1, n2, measurer)
 	}
 }
