@@ -489,7 +489,28 @@ type AgentFilter struct {
 	Desc   bool
 	Offset int
 	Limit  int // 0: no limit
+	// Read limits what is read of each agent (ReadAll when empty), for
+	// readers of every agent a change can reach. Not a query parameter of
+	// the API.
+	Read AgentRead
 }
+
+// AgentRead is what a listing reads of each agent (AgentFilter.Read).
+// What it leaves out of the agent's state (AgentStateStore: health, remote
+// config status, sync state, connection details) is zero, or stale, and
+// not to be used; the state is about half of what decoding an agent costs.
+type AgentRead string
+
+const (
+	// ReadAll reads every field.
+	ReadAll AgentRead = ""
+	// ReadReport reads what the agent reported, its labels and Online,
+	// and none of its state (a preview).
+	ReadReport AgentRead = "report"
+	// ReadConfigStatus is ReadReport and the remote config status (a
+	// rollout's progress).
+	ReadConfigStatus AgentRead = "config_status"
+)
 
 // CustomMessage mirrors OpAMP CustomMessage.
 type CustomMessage struct {

@@ -95,6 +95,9 @@ func (f AgentFilter) Validate() error {
 			return err
 		}
 	}
+	if f.Read != ReadAll && f.Read != ReadReport && f.Read != ReadConfigStatus {
+		return Errorf(EINVALID, "unknown agent read %q", f.Read)
+	}
 	if f.Sort != "" && !slices.Contains(AgentSorts, f.Sort) {
 		return Errorf(EINVALID, "unknown sort %q: want one of %s", f.Sort, joinNames(AgentSorts))
 	}

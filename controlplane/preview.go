@@ -255,7 +255,8 @@ func (s *Service) candidates(ctx context.Context, targets []target) ([]*steward.
 			seen[a.ID] = a
 			continue
 		}
-		as, _, err := s.listAgents(ctx, steward.AgentFilter{Selector: t.selector})
+		// Nothing of an agent's state is previewed (Online is a column).
+		as, _, err := s.listAgents(ctx, steward.AgentFilter{Selector: t.selector, Read: steward.ReadReport})
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package controlplane_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"strconv"
 	"syscall"
 	"testing"
@@ -25,6 +26,12 @@ func BenchmarkPreview(b *testing.B) {
 	}
 	defer st.Close()
 	core, contrib := stewardComponents(coreComponents), stewardComponents(contribComponents)
+	now := time.Now().UTC()
+	known := func(v int) steward.KnownConfig {
+		h := sha256.Sum256([]byte{byte(v)})
+		return steward.KnownConfig{Hash: h[:], Configs: steward.ConfigRefs{{Assignment: "prod", Config: "gw", Version: v}}}
+	}
+	v1, v2 := known(1), known(2)
 	agents := make([]*steward.Agent, fleet)
 	for i := range agents {
 		ac := contrib
@@ -34,7 +41,13 @@ func BenchmarkPreview(b *testing.B) {
 		agents[i] = &steward.Agent{ID: steward.NewInstanceUID(), Capabilities: steward.AgentAcceptsRemoteConfig | steward.AgentReportsAvailableComponents,
 			Description: &steward.AgentDescription{IdentifyingAttributes: []steward.KeyValue{{Key: "service.name", Value: "otelcol"}},
 				NonIdentifyingAttributes: []steward.KeyValue{{Key: "env", Value: "prod"}, {Key: "host.name", Value: "node-" + strconv.Itoa(i)}}},
-			AvailableComponents: ac}
+			AvailableComponents: ac,
+			// The state a connected collector has after two config changes.
+			Online: true, Transport: "websocket", RemoteAddr: "10.0.0.1:40000", ConnectedAt: now, SequenceNum: 7,
+			Health:             &steward.ComponentHealth{Healthy: true, StartTime: now, StatusTime: now, Status: "StatusOK"},
+			RemoteConfigStatus: &steward.RemoteConfigStatus{LastRemoteConfigHash: v2.Hash, Status: steward.RemoteConfigApplied},
+			Sync: &steward.AgentSync{State: steward.SyncInSync, Desired: &v2, Running: &v2, RunningHash: v2.Hash, Since: now,
+				History: []steward.KnownConfig{v2, v1}}}
 	}
 	if err := st.PutAgents(ctx, agents); err != nil {
 		b.Fatal(err)

@@ -329,7 +329,7 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 		return nil, 0, steward.Errorf(steward.ENOTFOUND, "assignment %q of rollout %q is gone", r.Assignment, r.Name)
 	}
 	online := true
-	f := steward.AgentFilter{Online: &online, Selector: res.a.Selector}
+	f := steward.AgentFilter{Online: &online, Selector: res.a.Selector, Read: steward.ReadConfigStatus}
 	agents, _, err := s.listAgents(ctx, f)
 	if err != nil {
 		return nil, 0, err

@@ -90,6 +90,7 @@ var Dialect = &sqlstore.Dialect{
 		"time": "timestamptz", "bool": "boolean", "blob": "bytea", "json": "json", "jsonb": "jsonb",
 		"serial": "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "bytewise": ` COLLATE "C"`, "without_rowid": "",
 		"for_update": " FOR UPDATE", "for_share": " FOR SHARE", "instr": "strpos", "json_strings": "json_array_elements_text",
+		"state_rcs": `CASE WHEN a.state IS NULL THEN NULL ELSE json_build_object('remote_config_status', a.state -> 'remote_config_status') END`,
 	},
 	Code:           code,
 	Unique:         func(err error) bool { return pgCode(err) == "23505" },

@@ -145,6 +145,9 @@ var Dialect = &sqlstore.Dialect{
 		"time": "INTEGER", "bool": "INTEGER", "blob": "BLOB", "json": "BLOB", "jsonb": "BLOB",
 		"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "bytewise": "", "without_rowid": " WITHOUT ROWID",
 		"for_update": "", "for_share": "", "instr": "instr", "json_strings": "json_each",
+		// The state is JSON text in a BLOB, which SQLite's JSON functions
+		// would take for its binary JSONB: cast.
+		"state_rcs": `CASE WHEN a.state IS NULL THEN NULL ELSE json_object('remote_config_status', CAST(a.state AS TEXT) -> '$.remote_config_status') END`,
 	},
 	Code: code,
 	Unique: func(err error) bool {

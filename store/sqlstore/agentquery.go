@@ -72,7 +72,7 @@ func (db *DB) AgentsWith(ctx context.Context, f steward.AgentFilter, live []*ste
 	}
 	order := agentOrderBy(f)
 	if len(sel) > 0 {
-		rows, err := db.readAgents(ctx, `SELECT `+agentCols+agentFrom+w.String()+order, w.args)
+		rows, err := db.readAgents(ctx, `SELECT `+colsOf(f)+agentFrom+w.String()+order, w.args)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -87,7 +87,7 @@ func (db *DB) AgentsWith(ctx context.Context, f steward.AgentFilter, live []*ste
 	// At most len(mine) live agents come before the page, so the rows
 	// before from lie before it too; rows past f.Offset+f.Limit lie after.
 	from := max(0, f.Offset-len(mine))
-	q, args := `SELECT `+agentCols+agentFrom+w.String()+order, w.args
+	q, args := `SELECT `+colsOf(f)+agentFrom+w.String()+order, w.args
 	if f.Limit > 0 || from > 0 {
 		pf := f
 		pf.Offset = from
@@ -119,6 +119,17 @@ func (db *DB) countLeaving(ctx context.Context, w where, ids string) (int, error
 	in.add("a.id IN (SELECT value FROM {json_strings}(?))", ids)
 	stale, err := db.countAgents(ctx, in)
 	return n - stale, err
+}
+
+// colsOf is what a listing for f selects (AgentFilter.Read).
+func colsOf(f steward.AgentFilter) string {
+	switch f.Read {
+	case steward.ReadReport:
+		return reportCols
+	case steward.ReadConfigStatus:
+		return statusCols
+	}
+	return agentCols
 }
 
 // readAgents reads the agents query q selects (agentCols), in its order.
@@ -340,6 +351,6 @@ func pagedAgents(f steward.AgentFilter, w where, order string) (string, []any) {
 	if f.Sort == steward.SortLastSeen {
 		from = agentFrom
 	}
-	q := `SELECT ` + agentCols + agentFrom + ` WHERE a.id IN (SELECT a.id` + from + w.String() + order + ` LIMIT ? OFFSET ?)` + order
+	q := `SELECT ` + colsOf(f) + agentFrom + ` WHERE a.id IN (SELECT a.id` + from + w.String() + order + ` LIMIT ? OFFSET ?)` + order
 	return q, append(slices.Clip(w.args), limit, f.Offset)
 }

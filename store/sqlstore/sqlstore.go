@@ -63,7 +63,9 @@ type Dialect struct {
 	// {bool}, {blob}, {json}, {jsonb}, {serial}, {C}, {without_rowid}),
 	// row locks ({for_update}, {for_share}), {bytewise} (a collation
 	// comparing bytes) and functions ({instr}; {json_strings}(?), the
-	// table of the strings in a JSON array, as its column value).
+	// table of the strings in a JSON array, as its column value;
+	// {state_rcs}, the state document of agents row a reduced to its
+	// remote_config_status, NULL when a has no state).
 	Macros map[string]string
 	// Code maps a driver error to a steward code (ECONFLICT for constraint
 	// violations, EUNAVAILABLE when the database cannot answer), or "" for

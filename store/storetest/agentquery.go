@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -305,4 +306,39 @@ func randomFilter(r *rand.Rand) steward.AgentFilter {
 		f.Offset, f.Limit = r.IntN(30), r.IntN(12)
 	}
 	return f
+}
+
+// testAgentsRead: a listing that reads less of each agent (AgentFilter.
+// Read) reads what the agent reported, its labels and columns as a full
+// listing does, the remote config status only with ReadConfigStatus, and
+// nothing else of its state; a paged one and one by selector too.
+func testAgentsRead(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	a := fullAgent()
+	must(t, s.PutAgent(c, a), "PutAgent")
+	full, err := s.Agent(c, a.ID)
+	must(t, err, "Agent")
+	for _, read := range []steward.AgentRead{steward.ReadReport, steward.ReadConfigStatus} {
+		for _, f := range []steward.AgentFilter{{Read: read}, {Read: read, Limit: 10}, {Read: read, Selector: "env=prod"}} {
+			list, n, err := s.Agents(c, f)
+			must(t, err, "Agents")
+			if n != 1 || len(list) != 1 {
+				t.Fatalf("%+v: %d agents (total %d), want 1", f, len(list), n)
+			}
+			got := list[0]
+			if got.Health != nil || got.Sync != nil || got.RemoteAddr != "" || (read == steward.ReadReport) != (got.RemoteConfigStatus == nil) {
+				t.Fatalf("%+v: state read: health %v, sync %v, address %q, config status %v", f, got.Health, got.Sync, got.RemoteAddr, got.RemoteConfigStatus)
+			}
+			want := *full
+			want.Health, want.Sync = nil, nil
+			if read == steward.ReadReport {
+				want.RemoteConfigStatus = nil
+			}
+			want.Transport, want.RemoteAddr, want.ConnectedAt = "", "", time.Time{}
+			got.SequenceNum, want.SequenceNum = 0, 0 // in the state and in agent_seen
+			if !reflect.DeepEqual(got, &want) {
+				t.Fatalf("%+v: read %+v\nwant %+v", f, got, &want)
+			}
+		}
+	}
 }
