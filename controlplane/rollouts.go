@@ -205,10 +205,11 @@ type rolloutPace struct {
 }
 
 // measureLease is how long the other replicas leave a running rollout to
-// the replica that measured it last (Rollout.MeasuredBy): it renews its
-// claim every third of it, and one that dies hands the rollout over
-// within it.
-const measureLease = 30 * time.Second
+// the replica that measured it last (Rollout.MeasuredBy): half the
+// replica lease (30 s by default), so that the rollout of a replica that
+// died moves on before the replica is declared dead. The measurer renews
+// its claim every third of it.
+func (s *Service) measureLease() time.Duration { return s.cfg.ReplicaLease / 2 }
 
 const (
 	minRolloutGap     = 500 * time.Millisecond
@@ -258,7 +259,7 @@ func (s *Service) progressRollouts(ctx context.Context) (pending int) {
 		if err != nil || r.State != steward.RolloutRunning {
 			continue
 		}
-		if r.MeasuredBy != s.cfg.Replica && time.Since(r.MeasuredAt) < measureLease {
+		if r.MeasuredBy != s.cfg.Replica && time.Since(r.MeasuredAt) < s.measureLease() {
 			continue // another replica measures it
 		}
 		p, joining, err := s.measure(ctx, d, r)
@@ -281,7 +282,7 @@ func (s *Service) progressRollouts(ctx context.Context) (pending int) {
 		}
 		now := time.Now().UTC()
 		same := r.State == before.State && r.Stage == before.Stage && *p == derefProgress(before.Progress)
-		if same && before.MeasuredBy == s.cfg.Replica && now.Sub(before.MeasuredAt) < measureLease/3 {
+		if same && before.MeasuredBy == s.cfg.Replica && now.Sub(before.MeasuredAt) < s.measureLease()/3 {
 			continue
 		}
 		r.MeasuredAt, r.MeasuredBy = now, s.cfg.Replica

@@ -3,6 +3,7 @@ package controlplane_test
 import (
 	"bytes"
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,7 +250,8 @@ func TestRolloutProgressIsMeasuredAtABoundedPace(t *testing.T) {
 // One replica measures a running rollout: the other leaves it to the
 // replica that measured it last while that one keeps doing so (each
 // measurement reads every online agent of the assignment: every replica
-// measuring multiplied that by the replicas).
+// measuring multiplied that by the replicas), and takes over once it
+// stopped (half a replica lease after).
 func TestOneReplicaMeasuresARollout(t *testing.T) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, ":memory:")
@@ -260,7 +262,8 @@ func TestOneReplicaMeasuresARollout(t *testing.T) {
 	h := &hub{sent: map[string]int{}}
 	open := func(name string) (*controlplane.Service, *measureCounter) {
 		st := &measureCounter{DB: db}
-		svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Broadcaster: h, Replica: name, FlushInterval: 50 * time.Millisecond})
+		svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Broadcaster: h, Replica: name,
+			FlushInterval: 50 * time.Millisecond, ReplicaLease: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +271,14 @@ func TestOneReplicaMeasuresARollout(t *testing.T) {
 	}
 	r1, c1 := open("r1")
 	r2, c2 := open("r2")
-	t.Cleanup(func() { r2.Close() })
+	var closed sync.Map
+	for _, r := range []*controlplane.Service{r1, r2} {
+		t.Cleanup(func() {
+			if _, done := closed.LoadOrStore(r, true); !done {
+				r.Close()
+			}
+		})
+	}
 	f1, f2 := &fixture{t: t, ctx: ctx, svc: r1}, &fixture{t: t, ctx: ctx, svc: r2}
 	var all []*fleetAgent
 	for i := range 10 {
@@ -329,4 +339,15 @@ func TestOneReplicaMeasuresARollout(t *testing.T) {
 	if measurer == "r1" && (n1 == 0 || n2 != 0) || measurer == "r2" && (n2 == 0 || n1 != 0) {
 		t.Fatalf("measurements while %s measures: r1 %d, r2 %d; want only %s's", measurer, n1, n2, measurer)
 	}
+	// The measurer stops; the other carries the rollout on.
+	gone, other := r1, r2
+	if measurer == "r2" {
+		gone, other = r2, r1
+	}
+	closed.Store(gone, true)
+	gone.Close()
+	eventually(t, "the other replica measuring", func() bool {
+		r, err := other.Rollout(ctx, "to-v2")
+		return err == nil && r.MeasuredBy != measurer && time.Since(r.MeasuredAt) < time.Second
+	})
 }
