@@ -186,6 +186,31 @@ func (a *Agent) LabelSet() map[string]string {
 	return m
 }
 
+// Label looks key up in LabelSet without making it: a selector matches
+// an agent as it is (Agent is Labeled).
+func (a *Agent) Label(key string) (string, bool) {
+	if key == "instance.uid" {
+		return a.ID.String(), true
+	}
+	if v, ok := a.Labels[key]; ok {
+		return v, true
+	}
+	if a.Description == nil {
+		return "", false
+	}
+	// The last scalar of a key wins, identifying over non-identifying.
+	for _, list := range [][]KeyValue{a.Description.IdentifyingAttributes, a.Description.NonIdentifyingAttributes} {
+		for i := len(list) - 1; i >= 0; i-- {
+			if list[i].Key == key {
+				if s, ok := list[i].ScalarString(); ok {
+					return s, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
 // Attribute returns the value of the named attribute, identifying ones first.
 func (a *Agent) Attribute(key string) string {
 	if a.Description == nil {

@@ -170,7 +170,7 @@ func (as *Assignment) Matches(a *Agent) bool {
 	if err != nil {
 		return false
 	}
-	return sel.Matches(a.LabelSet())
+	return sel.MatchLabels(a)
 }
 
 // ConfigService manages named configurations and their assignments.

@@ -629,7 +629,7 @@ func (s *Service) enroll(ctx context.Context, c server.Conn, a *agentAuth, id st
 				"enrollment token %q requires labels; the first message must carry the agent description", t.Name))
 		}
 		ag := &steward.Agent{ID: id, Description: fromDescription(msg.AgentDescription)}
-		if !sel.Matches(ag.LabelSet()) {
+		if !sel.MatchLabels(ag) {
 			return s.refuse(ctx, a.cooldownKey(c.RemoteAddr()), id, c.RemoteAddr(), steward.Errorf(steward.EFORBIDDEN,
 				"enrollment token %q does not admit this agent: its labels do not match %q", t.Name, t.Selector))
 		}

@@ -122,7 +122,7 @@ func (s *Service) DescribeDesiredConfig(ctx context.Context, id steward.Instance
 		if err != nil {
 			return nil, nil, err
 		}
-		labels = steward.LabelMap(a.LabelSet())
+		labels = a
 	}
 	d := s.desired.Load().forAgent(id, labels)
 	if d == nil {

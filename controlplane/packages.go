@@ -542,7 +542,7 @@ func (s *Service) DesiredPackages(ctx context.Context, id steward.InstanceUID) (
 	if err != nil {
 		return nil, nil, err
 	}
-	o := s.pkg.desired.Load().forAgent(id, steward.LabelMap(a.LabelSet()))
+	o := s.pkg.desired.Load().forAgent(id, a)
 	if o == nil {
 		return nil, nil, nil
 	}

@@ -39,14 +39,13 @@ func (s *Service) Preview(ctx context.Context, ch steward.Change, opts steward.P
 		if !a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) {
 			continue
 		}
-		labels := a.CompactLabels()
-		before := cur.forAgent(a.ID, labels)
-		after := sc.next.forAgent(a.ID, labels)
+		before := cur.forAgent(a.ID, a) // a is Labeled: no label map is made
+		after := sc.next.forAgent(a.ID, a)
 		// A rollout is validated over every agent it will reach, not only
 		// those of the stage previewed.
 		final := after
 		if sc.final != nil {
-			final = sc.final.forAgent(a.ID, labels)
+			final = sc.final.forAgent(a.ID, a)
 		}
 		var missing []steward.Component
 		if !before.sameAs(final) {

@@ -343,15 +343,14 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 		if !a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) {
 			continue
 		}
-		labels := steward.LabelMap(a.LabelSet())
-		if !r.Reached(a.ID, labels, r.Stage) {
-			if r.Stage+1 < len(r.Stages) && r.Reached(a.ID, labels, r.Stage+1) {
+		if !r.Reached(a.ID, a, r.Stage) { // a is Labeled
+			if r.Stage+1 < len(r.Stages) && r.Reached(a.ID, a, r.Stage+1) {
 				joining++
 			}
 			continue
 		}
 		p.Targeted++
-		want := d.forAgent(a.ID, labels)
+		want := d.forAgent(a.ID, a)
 		st := a.RemoteConfigStatus
 		switch {
 		case want == nil || st == nil || !bytes.Equal(st.LastRemoteConfigHash, want.hash):

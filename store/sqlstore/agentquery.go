@@ -259,7 +259,7 @@ func liveMatches(f steward.AgentFilter, sel steward.Selector, live []*steward.Ag
 			f.Health != "" && a.HealthState() != f.Health,
 			f.Type != "" && record.AttributeColumn(a, steward.AttrServiceName) != f.Type,
 			f.Version != "" && record.AttributeColumn(a, steward.AttrServiceVersion) != f.Version,
-			len(sel) > 0 && !sel.Matches(a.LabelSet()):
+			len(sel) > 0 && !sel.MatchLabels(a):
 			continue
 		}
 		if len(attrs) > 0 || search != "" {

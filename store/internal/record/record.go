@@ -614,7 +614,7 @@ func CheckPage(offset, limit int) error {
 func SelectPage(agents []*steward.Agent, sel steward.Selector, offset, limit int) ([]*steward.Agent, int) {
 	matched := agents[:0]
 	for _, a := range agents {
-		if sel.Matches(a.LabelSet()) {
+		if sel.MatchLabels(a) {
 			matched = append(matched, a)
 		}
 	}
