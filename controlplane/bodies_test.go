@@ -1,7 +1,6 @@
 package controlplane_test
 
 import (
-	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -9,28 +8,15 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/stewardhq/steward"
-	"github.com/stewardhq/steward/controlplane"
 	"github.com/stewardhq/steward/opamp/server"
-	"github.com/stewardhq/steward/store/sqlite"
 )
 
 // An agent whose effective config changes with every report leaves a body
 // behind each time; the periodic pass deletes those unused for ten
 // minutes (it asked for an hour before), not the one the agent runs.
 func TestChurnedEffectiveConfigsArePruned(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1",
-		FlushInterval: 20 * time.Millisecond, ResyncInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	f := &fixture{t: t, ctx: ctx, store: st, svc: svc}
+	f, st := newResyncingFixture(t, "r1")
+	ctx, svc := f.ctx, f.svc
 	uid := steward.NewInstanceUID()
 	c := f.connect(server.WebSocket)
 	bodies := func() (n int) {

@@ -101,6 +101,25 @@ func newFixture(t *testing.T) *fixture {
 	return newFixtureWith(t, st)
 }
 
+// newResyncingFixture is newFixture for replica, with its periodic pass
+// (resync) every 50 ms; it returns the store too.
+func newResyncingFixture(t *testing.T, replica string) (*fixture, *sqlite.DB) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: replica,
+		FlushInterval: 20 * time.Millisecond, ResyncInterval: 50 * time.Millisecond})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(); st.Close() })
+	return &fixture{t: t, ctx: ctx, store: st, svc: svc}, st
+}
+
 func newFixtureWith(t *testing.T, st steward.Store) *fixture {
 	ctx := context.Background()
 	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", FlushInterval: 50 * time.Millisecond})

@@ -236,19 +236,8 @@ func testSummaryAcrossReplicas(t *testing.T, r1, r2 *controlplane.Service, st st
 // replica stored it online) is marked online here again by the periodic
 // pass; one another replica holds and heard from later is left to it.
 func TestConnectedAgentStoredOfflineIsMarkedOnlineAgain(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r2",
-		FlushInterval: 20 * time.Millisecond, ResyncInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	f := &fixture{t: t, ctx: ctx, store: st, svc: svc}
+	f, st := newResyncingFixture(t, "r2")
+	ctx := f.ctx
 	lost, elsewhere := steward.NewInstanceUID(), steward.NewInstanceUID()
 	for _, uid := range []steward.InstanceUID{lost, elsewhere} {
 		f.send(f.connect(server.WebSocket), fullReport(uid, 1, "prod"))
