@@ -276,8 +276,11 @@ func DecodeAgent(id string, doc, state []byte) (*steward.Agent, error) {
 		return nil, steward.Errorf(steward.EINTERNAL, "stored agent has a corrupt id %q", id)
 	}
 	var d agentDoc
-	if err := json.Unmarshal(doc, &d); err != nil {
-		return nil, steward.Errorf(steward.EINTERNAL, "stored agent %s is corrupt: %v", id, err)
+	if !decodeDocFast(doc, &d) {
+		d = agentDoc{} // what the fast path filled in before it gave up
+		if err := json.Unmarshal(doc, &d); err != nil {
+			return nil, steward.Errorf(steward.EINTERNAL, "stored agent %s is corrupt: %v", id, err)
+		}
 	}
 	a := &steward.Agent{
 		ID:                   uid,

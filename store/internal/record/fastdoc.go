@@ -1,0 +1,253 @@
+package record
+
+import (
+	"slices"
+	"unicode/utf8"
+)
+
+// decodeDocFast decodes doc into d when it has the shape EncodeAgent gives
+// the common agent: a description whose attributes all have string
+// values, capabilities, custom capabilities and labels, nothing else, and
+// no string that needs unescaping. It reports false for anything else,
+// and then d is to be decoded by encoding/json: reading every agent (a
+// preview, a rollout's progress, a connect storm) spent most of its time
+// in encoding/json's scanner, which goes over each document twice.
+func decodeDocFast(doc []byte, d *agentDoc) bool {
+	s := docScanner{b: doc}
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return s.end()
+	}
+	var seen [4]bool // each key once: encoding/json would merge two
+	for {
+		key, ok := s.str()
+		if !ok || !s.next(':') {
+			return false
+		}
+		k := slices.Index(docKeys[:], key)
+		if k < 0 || seen[k] {
+			return false
+		}
+		seen[k] = true
+		switch key {
+		case "description":
+			if d.Description, ok = s.description(); !ok {
+				return false
+			}
+		case "capabilities":
+			if d.Capabilities, ok = s.uint(); !ok {
+				return false
+			}
+		case "custom_capabilities":
+			if d.CustomCapabilities, ok = s.strings(); !ok {
+				return false
+			}
+		case "labels":
+			if d.Labels, ok = s.labels(); !ok {
+				return false
+			}
+		}
+		if s.next('}') {
+			return s.end()
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// docKeys are the agentDoc keys decodeDocFast reads.
+var docKeys = [4]string{"description", "capabilities", "custom_capabilities", "labels"}
+
+// docScanner reads the JSON encoding/json writes: tokens, with white space
+// allowed between them.
+type docScanner struct {
+	b []byte
+	i int
+}
+
+func (s *docScanner) space() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\n' || s.b[s.i] == '\t' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+// next consumes c if it comes next.
+func (s *docScanner) next(c byte) bool {
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *docScanner) end() bool {
+	s.space()
+	return s.i == len(s.b)
+}
+
+// str reads a string without escapes, of valid UTF-8.
+func (s *docScanner) str() (string, bool) {
+	if !s.next('"') {
+		return "", false
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			text := s.b[start:s.i]
+			s.i++
+			if !utf8.Valid(text) {
+				return "", false
+			}
+			return string(text), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		}
+		s.i++
+	}
+	return "", false
+}
+
+// key reads the object key k and its colon.
+func (s *docScanner) key(k string) bool {
+	got, ok := s.str()
+	return ok && got == k && s.next(':')
+}
+
+func (s *docScanner) uint() (uint64, bool) {
+	s.space()
+	start := s.i
+	var n uint64
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		d := uint64(s.b[s.i] - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+		s.i++
+	}
+	if s.i == start || (s.b[start] == '0' && s.i-start > 1) {
+		return 0, false
+	}
+	return n, true
+}
+
+// description reads {"identifying":[...],"non_identifying":[...]}, either
+// list left out.
+func (s *docScanner) description() (*descriptionDoc, bool) {
+	if !s.next('{') {
+		return nil, false
+	}
+	d := &descriptionDoc{}
+	if s.next('}') {
+		return d, true
+	}
+	seen := [2]bool{}
+	for {
+		k, ok := s.str()
+		if !ok || !s.next(':') {
+			return nil, false
+		}
+		var list []kvDoc
+		if list, ok = s.kvs(); !ok {
+			return nil, false
+		}
+		switch {
+		case k == "identifying" && !seen[0]:
+			d.Identifying, seen[0] = list, true
+		case k == "non_identifying" && !seen[1]:
+			d.NonIdentifying, seen[1] = list, true
+		default:
+			return nil, false
+		}
+		if s.next('}') {
+			return d, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
+
+// kvs reads [{"k":"key","v":{"s":"value"}},...]: string values only.
+func (s *docScanner) kvs() ([]kvDoc, bool) {
+	if !s.next('[') {
+		return nil, false
+	}
+	list := []kvDoc{}
+	if s.next(']') {
+		return list, true
+	}
+	for {
+		if !s.next('{') || !s.key("k") {
+			return nil, false
+		}
+		k, ok := s.str()
+		if !ok || !s.next(',') || !s.key("v") || !s.next('{') || !s.key("s") {
+			return nil, false
+		}
+		v, ok := s.str()
+		if !ok || !s.next('}') || !s.next('}') {
+			return nil, false
+		}
+		list = append(list, kvDoc{Key: k, Value: value{v}})
+		if s.next(']') {
+			return list, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
+
+func (s *docScanner) strings() ([]string, bool) {
+	if !s.next('[') {
+		return nil, false
+	}
+	list := []string{}
+	if s.next(']') {
+		return list, true
+	}
+	for {
+		v, ok := s.str()
+		if !ok {
+			return nil, false
+		}
+		list = append(list, v)
+		if s.next(']') {
+			return list, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
+
+func (s *docScanner) labels() (map[string]string, bool) {
+	if !s.next('{') {
+		return nil, false
+	}
+	m := map[string]string{}
+	if s.next('}') {
+		return m, true
+	}
+	for {
+		k, ok := s.str()
+		if !ok || !s.next(':') {
+			return nil, false
+		}
+		if m[k], ok = s.str(); !ok {
+			return nil, false
+		}
+		if s.next('}') {
+			return m, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
