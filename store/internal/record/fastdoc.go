@@ -14,48 +14,26 @@ import (
 // in encoding/json's scanner, which goes over each document twice.
 func decodeDocFast(doc []byte, d *agentDoc) bool {
 	s := docScanner{b: doc}
-	if !s.next('{') {
-		return false
-	}
-	if s.next('}') {
-		return s.end()
-	}
 	var seen [4]bool // each key once: encoding/json would merge two
-	for {
+	return s.seq('{', '}', func() bool {
 		key, ok := s.str()
-		if !ok || !s.next(':') {
-			return false
-		}
 		k := slices.Index(docKeys[:], key)
-		if k < 0 || seen[k] {
+		if !ok || !s.next(':') || k < 0 || seen[k] {
 			return false
 		}
 		seen[k] = true
 		switch key {
 		case "description":
-			if d.Description, ok = s.description(); !ok {
-				return false
-			}
+			d.Description, ok = s.description()
 		case "capabilities":
-			if d.Capabilities, ok = s.uint(); !ok {
-				return false
-			}
+			d.Capabilities, ok = s.uint()
 		case "custom_capabilities":
-			if d.CustomCapabilities, ok = s.strings(); !ok {
-				return false
-			}
+			d.CustomCapabilities, ok = s.strings()
 		case "labels":
-			if d.Labels, ok = s.labels(); !ok {
-				return false
-			}
+			d.Labels, ok = s.labels()
 		}
-		if s.next('}') {
-			return s.end()
-		}
-		if !s.next(',') {
-			return false
-		}
-	}
+		return ok
+	}) && s.end()
 }
 
 // docKeys are the agentDoc keys decodeDocFast reads.
@@ -136,118 +114,89 @@ func (s *docScanner) uint() (uint64, bool) {
 	return n, true
 }
 
+// seq reads open, items separated by commas (none at all too), close;
+// item reads one item.
+func (s *docScanner) seq(open, close byte, item func() bool) bool {
+	if !s.next(open) {
+		return false
+	}
+	if s.next(close) {
+		return true
+	}
+	for {
+		if !item() {
+			return false
+		}
+		if s.next(close) {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
 // description reads {"identifying":[...],"non_identifying":[...]}, either
 // list left out.
 func (s *docScanner) description() (*descriptionDoc, bool) {
-	if !s.next('{') {
-		return nil, false
-	}
 	d := &descriptionDoc{}
-	if s.next('}') {
-		return d, true
-	}
-	seen := [2]bool{}
-	for {
+	var seen [2]bool
+	ok := s.seq('{', '}', func() bool {
 		k, ok := s.str()
 		if !ok || !s.next(':') {
-			return nil, false
+			return false
 		}
-		var list []kvDoc
-		if list, ok = s.kvs(); !ok {
-			return nil, false
-		}
+		list, ok := s.kvs()
 		switch {
 		case k == "identifying" && !seen[0]:
 			d.Identifying, seen[0] = list, true
 		case k == "non_identifying" && !seen[1]:
 			d.NonIdentifying, seen[1] = list, true
 		default:
-			return nil, false
+			return false
 		}
-		if s.next('}') {
-			return d, true
-		}
-		if !s.next(',') {
-			return nil, false
-		}
-	}
+		return ok
+	})
+	return d, ok
 }
 
 // kvs reads [{"k":"key","v":{"s":"value"}},...]: string values only.
 func (s *docScanner) kvs() ([]kvDoc, bool) {
-	if !s.next('[') {
-		return nil, false
-	}
 	list := []kvDoc{}
-	if s.next(']') {
-		return list, true
-	}
-	for {
+	ok := s.seq('[', ']', func() bool {
 		if !s.next('{') || !s.key("k") {
-			return nil, false
+			return false
 		}
 		k, ok := s.str()
 		if !ok || !s.next(',') || !s.key("v") || !s.next('{') || !s.key("s") {
-			return nil, false
+			return false
 		}
 		v, ok := s.str()
-		if !ok || !s.next('}') || !s.next('}') {
-			return nil, false
-		}
 		list = append(list, kvDoc{Key: k, Value: value{v}})
-		if s.next(']') {
-			return list, true
-		}
-		if !s.next(',') {
-			return nil, false
-		}
-	}
+		return ok && s.next('}') && s.next('}')
+	})
+	return list, ok
 }
 
 func (s *docScanner) strings() ([]string, bool) {
-	if !s.next('[') {
-		return nil, false
-	}
 	list := []string{}
-	if s.next(']') {
-		return list, true
-	}
-	for {
+	ok := s.seq('[', ']', func() bool {
 		v, ok := s.str()
-		if !ok {
-			return nil, false
-		}
 		list = append(list, v)
-		if s.next(']') {
-			return list, true
-		}
-		if !s.next(',') {
-			return nil, false
-		}
-	}
+		return ok
+	})
+	return list, ok
 }
 
 func (s *docScanner) labels() (map[string]string, bool) {
-	if !s.next('{') {
-		return nil, false
-	}
 	m := map[string]string{}
-	if s.next('}') {
-		return m, true
-	}
-	for {
+	ok := s.seq('{', '}', func() bool {
 		k, ok := s.str()
 		if !ok || !s.next(':') {
-			return nil, false
+			return false
 		}
-		if m[k], ok = s.str(); !ok {
-			return nil, false
-		}
-		if s.next('}') {
-			return m, true
-		}
-		if !s.next(',') {
-			return nil, false
-		}
-	}
+		m[k], ok = s.str()
+		return ok
+	})
+	return m, ok
 }
