@@ -111,6 +111,10 @@ export function mount(root, ctx) {
 
   let alive = true;
   let shownKey = null;
+  // A running rollout's progress is measured at a bounded pace, some time
+  // after the agents' status events that made this page load: while one
+  // runs, the page looks again every two seconds.
+  let poll = null;
   async function load() {
     let rs;
     try { rs = list(await api.rollouts(), 'rollouts'); } catch (e) {
@@ -118,6 +122,8 @@ export function mount(root, ctx) {
       return;
     }
     if (!alive) return;
+    clearTimeout(poll);
+    if (rs.some((r) => r.state === 'running')) poll = setTimeout(load, 2000);
     replace(err);
     const key = JSON.stringify(rs);
     if (key === shownKey) return;
@@ -141,5 +147,5 @@ export function mount(root, ctx) {
   const refresh = throttle(load, 700);
   const off = on((ev) => { if (ev.type === 'rollout.changed' || ev.type === 'agent.config_status' || ev.type === 'assignment.changed' || ev.type === 'resync') refresh(); });
   load();
-  return () => { alive = false; off(); refresh.cancel(); };
+  return () => { alive = false; off(); refresh.cancel(); clearTimeout(poll); };
 }
