@@ -121,13 +121,15 @@ func (db *DB) countLeaving(ctx context.Context, w where, ids string) (int, error
 	return n - stale, err
 }
 
-// colsOf is what a listing for f selects (AgentFilter.Read).
+// colsOf is what a listing for f selects (AgentFilter.Read): agentCols,
+// with no state or a state of the remote config status only ({state_rcs}:
+// that document, NULL for a row without a state).
 func colsOf(f steward.AgentFilter) string {
 	switch f.Read {
 	case steward.ReadReport:
-		return reportCols
+		return `a.id, a.doc, NULL, ` + agentColsAfterState
 	case steward.ReadConfigStatus:
-		return statusCols
+		return `a.id, a.doc, {state_rcs}, ` + agentColsAfterState
 	}
 	return agentCols
 }

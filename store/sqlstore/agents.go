@@ -502,14 +502,11 @@ func (db *DB) NotHeldBy(ctx context.Context, replica string, ids []steward.Insta
 
 // agentCols and agentFrom select what scanAgent reads.
 const (
-	agentCols = `a.id, a.doc, a.state, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num, a.components_hash`
-	// reportCols is agentCols without the state (steward.ReadReport),
-	// statusCols with a state of the remote config status only
-	// (steward.ReadConfigStatus; {state_rcs} is that document, NULL for
-	// a row without a state).
-	reportCols = `a.id, a.doc, NULL, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num, a.components_hash`
-	statusCols = `a.id, a.doc, {state_rcs}, a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num, a.components_hash`
-	agentFrom  = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
+	agentCols = `a.id, a.doc, a.state, ` + agentColsAfterState
+	// agentColsAfterState follows the state column in agentCols and in
+	// the listings that read less of it (colsOf).
+	agentColsAfterState = `a.online, a.replica, s.last_seen, a.disconnected_at, a.created_at, a.updated_at, a.effective_hash, s.sequence_num, a.components_hash`
+	agentFrom           = ` FROM agents a LEFT JOIN agent_seen s ON s.id = a.id`
 )
 
 type scanner interface{ Scan(dest ...any) error }
