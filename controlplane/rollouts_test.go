@@ -312,8 +312,9 @@ func TestOneReplicaMeasuresARollout(t *testing.T) {
 		measurer = r.MeasuredBy
 		return err == nil && r.Progress != nil
 	})
-	// The agents on both replicas apply v2 but one, which holds the
-	// rollout running; both replicas hear status reports.
+	// The agents on both replicas apply v2 but all[0] (on r1) and all[1]
+	// (on r2), which hold the rollout running, on whichever replica
+	// survives the measurer below; both replicas hear status reports.
 	eventually(t, "v2 pushed on both replicas", func() bool {
 		for _, a := range all {
 			if bytes.Equal(a.lastPushed(), h1) {
@@ -325,9 +326,9 @@ func TestOneReplicaMeasuresARollout(t *testing.T) {
 	before1, before2 := c1.n.Load(), c2.n.Load()
 	start := time.Now()
 	for time.Since(start) < 600*time.Millisecond {
-		for i, a := range all[1:] {
+		for i, a := range all[2:] {
 			f := f1
-			if (i+1)%2 == 1 {
+			if i%2 == 1 {
 				f = f2
 			}
 			f.report(a, a.lastPushed(), applying)
