@@ -518,6 +518,11 @@ type AgentFilter struct {
 	// readers of every agent a change can reach. Not a query parameter of
 	// the API.
 	Read AgentRead
+	// NotHeldBy, when set, leaves out the agents online on that replica
+	// (Online, and Replica equal to it): a replica that knows them from
+	// its own sessions reads only the rest. Not a query parameter of the
+	// API.
+	NotHeldBy string
 }
 
 // AgentRead is what a listing reads of each agent (AgentFilter.Read).

@@ -85,7 +85,7 @@ func (c *testConn) pushed() []*protobufs.ServerToAgent {
 func (c *testConn) isClosed() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.closed }
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	store steward.Store
 	svc   *controlplane.Service
@@ -120,7 +120,7 @@ func newResyncingFixture(t *testing.T, replica string) (*fixture, *sqlite.DB) {
 	return &fixture{t: t, ctx: ctx, store: st, svc: svc}, st
 }
 
-func newFixtureWith(t *testing.T, st steward.Store) *fixture {
+func newFixtureWith(t testing.TB, st steward.Store) *fixture {
 	ctx := context.Background()
 	svc, err := controlplane.New(ctx, controlplane.Config{Store: st, Replica: "r1", FlushInterval: 50 * time.Millisecond})
 	if err != nil {

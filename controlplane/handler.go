@@ -36,6 +36,9 @@ type session struct {
 	http     bool // plain HTTP: no conn to push on
 	closed   bool
 	needFull bool
+	// reportedOutcome is what the agent reported of reportedHash, as a
+	// rollout counts it (in the flags' padding).
+	reportedOutcome configOutcome
 	// credLoaded is set once admit has looked at the agent's credentials;
 	// cred holds them (auth.go), made only when there is something to keep.
 	credLoaded bool
@@ -584,6 +587,7 @@ func (s *Service) applyReport(ctx context.Context, ss *session, c server.Conn, m
 	ss.setCustomCaps(a.CustomCapabilities)
 	if a.RemoteConfigStatus != nil {
 		ss.reportedHash = a.RemoteConfigStatus.LastRemoteConfigHash
+		ss.reportedOutcome = outcomeOf(a.RemoteConfigStatus)
 		if msg.RemoteConfigStatus != nil {
 			s.acknowledged(ss, a.RemoteConfigStatus, now)
 		}

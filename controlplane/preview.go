@@ -17,47 +17,56 @@ var _ steward.PreviewService = (*Service)(nil)
 // the change can reach should run, and validates the configs of the agents
 // that would change against their AvailableComponents. Nothing is stored.
 // Only the agents the changed assignments (or the rollout's assignment)
-// select are read from the store.
+// select are weighed (candidates), and of those only the ones listed or
+// lacking components are read whole.
 func (s *Service) Preview(ctx context.Context, ch steward.Change, opts steward.PreviewOptions) (*steward.Preview, error) {
 	cur := s.desired.Load()
 	sc, err := s.hypothetical(ctx, cur, ch)
 	if err != nil {
 		return nil, err
 	}
-	agents, err := s.candidates(ctx, sc.targets)
+	// Nothing of an agent's state is previewed (Online is a column).
+	cands, err := s.candidates(ctx, sc.targets, steward.AgentFilter{Read: steward.ReadReport})
 	if err != nil {
 		return nil, err
 	}
-	p := &steward.Preview{Matched: len(agents), Agents: []*steward.PreviewAgent{}, MissingAgents: []*steward.AgentMissing{}}
+	p := &steward.Preview{Matched: len(cands), Agents: []*steward.PreviewAgent{}, MissingAgents: []*steward.AgentMissing{}}
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = 20
 	}
 	v := newValidator()
 	checked := 0
-	for _, a := range agents {
-		if !a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) {
+	for i := range cands {
+		c := &cands[i]
+		if !c.caps.Has(steward.AgentAcceptsRemoteConfig) {
 			continue
 		}
-		before := cur.forAgent(a.ID, a) // a is Labeled: no label map is made
-		after := sc.next.forAgent(a.ID, a)
+		before := cur.forAgent(c.id, c.labels)
+		after := sc.next.forAgent(c.id, c.labels)
 		// A rollout is validated over every agent it will reach, not only
 		// those of the stage previewed.
 		final := after
 		if sc.final != nil {
-			final = sc.final.forAgent(a.ID, a)
+			final = sc.final.forAgent(c.id, c.labels)
 		}
 		var missing []steward.Component
 		if !before.sameAs(final) {
 			checked++
-			missing = checkAgent(p, v, a, final)
+			if missing, err = s.checkAgent(ctx, p, v, c, final); err != nil {
+				return nil, err
+			}
 		}
 		if before.sameAs(after) {
 			continue
 		}
 		p.Changed++
 		if p.Changed > opts.Offset && len(p.Agents) < limit {
-			p.Agents = append(p.Agents, &steward.PreviewAgent{ID: a.ID, Name: agentName(a), Online: a.Online,
+			a, err := s.readCandidate(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			p.Agents = append(p.Agents, &steward.PreviewAgent{ID: c.id, Name: agentName(a), Online: a.Online,
 				CurrentHash: before.hashOrNil(), DesiredHash: after.hashOrNil(), Desired: after.filesOrEmpty(),
 				Effective: a.EffectiveConfig, Missing: missing})
 		}
@@ -71,22 +80,35 @@ func (s *Service) Preview(ctx context.Context, ch steward.Change, opts steward.P
 }
 
 // checkAgent validates the config dc an agent would get and records in p
-// what the agent lacks.
-func checkAgent(p *steward.Preview, v *validator, a *steward.Agent, dc *desiredConfig) []steward.Component {
+// what the agent lacks. The components of an agent known from its session
+// are read with the agent, once per pair of config and component set the
+// validator has not met.
+func (s *Service) checkAgent(ctx context.Context, p *steward.Preview, v *validator, c *candidate, dc *desiredConfig) ([]steward.Component, error) {
 	if dc == nil {
-		return nil
+		return nil, nil
 	}
-	missing, known := v.check(dc.files, dc.hash, a.AvailableComponents)
+	missing, known, ok := v.checkUnread(dc.files, dc.hash, c)
+	if !ok {
+		a, err := s.readCandidate(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		missing, known = v.check(dc.files, dc.hash, a.AvailableComponents)
+	}
 	if !known {
 		p.Unchecked++
 	}
 	if len(missing) > 0 {
 		p.Missing++
 		if len(p.MissingAgents) < steward.MaxMissingListed {
-			p.MissingAgents = append(p.MissingAgents, &steward.AgentMissing{ID: a.ID, Name: agentName(a), Missing: missing})
+			a, err := s.readCandidate(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			p.MissingAgents = append(p.MissingAgents, &steward.AgentMissing{ID: c.id, Name: agentName(a), Missing: missing})
 		}
 	}
-	return missing
+	return missing, nil
 }
 
 // target is who an assignment or rollout reaches: a selector, or one agent.
@@ -240,34 +262,6 @@ func sortResolved(rs []resolved) {
 	})
 }
 
-// candidates reads the agents the targets reach, each once, by id.
-func (s *Service) candidates(ctx context.Context, targets []target) ([]*steward.Agent, error) {
-	seen := map[steward.InstanceUID]*steward.Agent{}
-	for _, t := range targets {
-		if t.id != nil {
-			a, err := s.getAgent(ctx, *t.id)
-			if steward.ErrorCode(err) == steward.ENOTFOUND {
-				continue
-			} else if err != nil {
-				return nil, err
-			}
-			seen[a.ID] = a
-			continue
-		}
-		// Nothing of an agent's state is previewed (Online is a column).
-		as, _, err := s.listAgents(ctx, steward.AgentFilter{Selector: t.selector, Read: steward.ReadReport})
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range as {
-			seen[a.ID] = a
-		}
-	}
-	out := slices.Collect(maps.Values(seen))
-	slices.SortFunc(out, func(a, b *steward.Agent) int { return bytes.Compare(a.ID[:], b.ID[:]) })
-	return out, nil
-}
-
 func agentName(a *steward.Agent) string {
 	if n := a.Attribute(steward.AttrServiceName); n != "" {
 		return n
@@ -336,6 +330,23 @@ func (v *validator) validate(key string, files steward.ConfigMap) steward.Config
 		v.add(f)
 	}
 	return c
+}
+
+// checkUnread is check for c without reading it: ok is false when c is
+// not read yet and its component set was not met with files.
+func (v *validator) checkUnread(files steward.ConfigMap, hash []byte, c *candidate) (missing []steward.Component, known, ok bool) {
+	if c.agent != nil {
+		missing, known = v.check(files, hash, c.agent.AvailableComponents)
+		return missing, known, true
+	}
+	if files == nil || !v.validate(string(hash), files).Collector {
+		return nil, true, true
+	}
+	if c.components == nil {
+		return nil, false, true // reported none
+	}
+	m, ok := v.missing[[2]string{string(hash), string(c.components)}]
+	return m, true, ok
 }
 
 // check validates files and returns the components the agent lacks; known

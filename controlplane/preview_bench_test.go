@@ -101,3 +101,48 @@ func stewardComponents(kinds map[string][]string) *steward.ComponentDetails {
 	}
 	return d
 }
+
+// BenchmarkPreviewHeld is BenchmarkPreview for a fleet this replica holds:
+// 10,000 connected collectors (a quarter lacking a component the new
+// version defines), weighed from their sessions as the push weighs them.
+func BenchmarkPreviewHeld(b *testing.B) {
+	const fleet = 10000
+	st, err := sqlite.Open(context.Background(), b.TempDir()+"/db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := newFixtureWith(b, st)
+	for i := range fleet {
+		kinds := contribComponents
+		if i%4 == 0 {
+			kinds = coreComponents
+		}
+		f.joinCollector("prod", kinds)
+	}
+	if _, err := f.svc.PutConfig(f.ctx, &steward.Config{Name: "gw", Files: yamlConfig(gatewayV1)}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.svc.PutAssignment(f.ctx, &steward.Assignment{Name: "prod", ConfigName: "gw", Selector: "env=prod"}); err != nil {
+		b.Fatal(err)
+	}
+	// The pushes and the writes they cause settle before the clock runs.
+	for quiet := 0; quiet < 5; {
+		time.Sleep(100 * time.Millisecond)
+		if quiet++; f.svc.PendingWrites() > 0 {
+			quiet = 0
+		}
+	}
+	ch := steward.Change{Config: &steward.Config{Name: "gw", Files: yamlConfig(gatewayV2)}}
+	b.ReportAllocs()
+	before := cpuTime(b)
+	for b.Loop() {
+		p, err := f.svc.Preview(f.ctx, ch, steward.PreviewOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p.Changed != fleet || p.Missing != fleet/4 {
+			b.Fatalf("changed %d missing %d", p.Changed, p.Missing)
+		}
+	}
+	b.ReportMetric(float64((cpuTime(b)-before).Milliseconds())/float64(b.N), "cpu-ms/op")
+}

@@ -250,3 +250,69 @@ func TestPreviewChangesNothing(t *testing.T) {
 		t.Errorf("assignments = %d after previews, want 1", len(as))
 	}
 }
+
+// A preview weighs the agents this replica holds from their sessions and
+// reads the rest: agents that left, agents online on another replica. It
+// counts, checks and lists all of them alike.
+func TestPreviewWeighsHeldAndStoredAgents(t *testing.T) {
+	f := newFixture(t)
+	core := f.joinCollector("prod", coreComponents)
+	contrib := f.joinCollector("prod", contribComponents)
+	left := f.joinCollector("prod", contribComponents)
+	f.joinCollector("staging", coreComponents)
+	stored := func(online bool, replica string, kinds map[string][]string) steward.InstanceUID {
+		a := &steward.Agent{ID: steward.NewInstanceUID(), Online: online, Replica: replica,
+			Capabilities:        steward.AgentAcceptsRemoteConfig | steward.AgentReportsAvailableComponents,
+			Description:         &steward.AgentDescription{NonIdentifyingAttributes: []steward.KeyValue{{Key: "env", Value: "prod"}, {Key: "host.name", Value: "far"}}},
+			AvailableComponents: stewardComponents(kinds)}
+		if err := f.store.PutAgent(f.ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		return a.ID
+	}
+	remote := stored(true, "r2", coreComponents)
+	gone := stored(false, "r1", contribComponents)
+	if _, err := f.svc.PutConfig(f.ctx, &steward.Config{Name: "gw", Files: yamlConfig(gatewayV1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.PutAssignment(f.ctx, &steward.Assignment{Name: "gw-prod", ConfigName: "gw", Selector: "env=prod"}); err != nil {
+		t.Fatal(err)
+	}
+	left.conn.Close()
+	eventually(t, "the agent that left to be offline", func() bool {
+		a, err := f.svc.Agent(f.ctx, left.id)
+		return err == nil && !a.Online
+	})
+
+	p, err := f.svc.Preview(f.ctx, steward.Change{Config: &steward.Config{Name: "gw", Files: yamlConfig(gatewayV2)}}, steward.PreviewOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Matched != 5 || p.Changed != 5 || p.Missing != 2 || p.Unchecked != 0 || !p.Blocked {
+		t.Fatalf("matched %d changed %d missing %d unchecked %d blocked %v; want 5 5 2 0 true", p.Matched, p.Changed, p.Missing, p.Unchecked, p.Blocked)
+	}
+	var lacking []steward.InstanceUID
+	for _, m := range p.MissingAgents {
+		lacking = append(lacking, m.ID)
+		if m.ID == remote && m.Name != "far" || m.ID == core.id && m.Name != "otelcol" {
+			t.Errorf("missing agent %s named %q", m.ID, m.Name)
+		}
+	}
+	if len(lacking) != 2 || !slices.Contains(lacking, core.id) || !slices.Contains(lacking, remote) {
+		t.Errorf("agents lacking components = %v, want %s and %s", lacking, core.id, remote)
+	}
+	online := map[steward.InstanceUID]bool{core.id: true, contrib.id: true, left.id: false, remote: true, gone: false}
+	for _, a := range p.Agents {
+		want, ok := online[a.ID]
+		if !ok || a.Online != want || string(a.Desired["gw"].Body) != gatewayV2 {
+			t.Errorf("listed %s (%s): online %v, desired %q", a.ID, a.Name, a.Online, a.Desired["gw"].Body)
+		}
+		delete(online, a.ID)
+	}
+	if len(online) != 0 {
+		t.Errorf("not listed: %v", online)
+	}
+	if held := p.Agents[slices.IndexFunc(p.Agents, func(a *steward.PreviewAgent) bool { return a.ID == contrib.id })]; held.Name != "otelcol" {
+		t.Errorf("a held agent is listed without what is stored of it: %+v", held)
+	}
+}

@@ -330,34 +330,29 @@ func (s *Service) measure(ctx context.Context, d *desiredState, r *steward.Rollo
 		return nil, 0, steward.Errorf(steward.ENOTFOUND, "assignment %q of rollout %q is gone", r.Assignment, r.Name)
 	}
 	online := true
-	f := steward.AgentFilter{Online: &online, Selector: res.a.Selector, Read: steward.ReadConfigStatus}
-	agents, _, err := s.listAgents(ctx, f)
+	cands, err := s.candidates(ctx, []target{targetOf(res.a)}, steward.AgentFilter{Online: &online, Read: steward.ReadConfigStatus})
 	if err != nil {
 		return nil, 0, err
 	}
 	p = &steward.RolloutProgress{}
-	for _, a := range agents {
-		if res.a.AgentID != nil && *res.a.AgentID != a.ID {
+	for _, c := range cands {
+		if !c.caps.Has(steward.AgentAcceptsRemoteConfig) {
 			continue
 		}
-		if !a.Capabilities.Has(steward.AgentAcceptsRemoteConfig) {
-			continue
-		}
-		if !r.Reached(a.ID, a, r.Stage) { // a is Labeled
-			if r.Stage+1 < len(r.Stages) && r.Reached(a.ID, a, r.Stage+1) {
+		if !r.Reached(c.id, c.labels, r.Stage) {
+			if r.Stage+1 < len(r.Stages) && r.Reached(c.id, c.labels, r.Stage+1) {
 				joining++
 			}
 			continue
 		}
 		p.Targeted++
-		want := d.forAgent(a.ID, a)
-		st := a.RemoteConfigStatus
+		want := d.forAgent(c.id, c.labels)
 		switch {
-		case want == nil || st == nil || !bytes.Equal(st.LastRemoteConfigHash, want.hash):
+		case want == nil || !bytes.Equal(c.reported, want.hash):
 			p.Pending++
-		case st.Status == steward.RemoteConfigApplied:
+		case c.outcome == outcomeApplied:
 			p.Applied++
-		case st.Status == steward.RemoteConfigFailed:
+		case c.outcome == outcomeFailed:
 			p.Failed++
 		default:
 			p.Pending++

@@ -340,6 +340,13 @@ func TestOneReplicaMeasuresARollout(t *testing.T) {
 	if measurer == "r1" && (n1 == 0 || n2 != 0) || measurer == "r2" && (n2 == 0 || n1 != 0) {
 		t.Fatalf("measurements while %s measures: r1 %d, r2 %d; want only %s's", measurer, n1, n2, measurer)
 	}
+	// The measurer counts the agents it holds (from their sessions) and
+	// those of the other replica (from the store) alike.
+	eventually(t, "progress counting the agents of both replicas", func() bool {
+		r, err := r1.Rollout(ctx, "to-v2")
+		p := r.Progress
+		return err == nil && p != nil && p.Targeted == 10 && p.Applied == 8 && p.Pending == 2
+	})
 	// The measurer stops; the other carries the rollout on.
 	gone, other := r1, r2
 	if measurer == "r2" {

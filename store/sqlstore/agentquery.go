@@ -197,6 +197,11 @@ func (db *DB) agentWhere(f steward.AgentFilter) (w where, ok bool) {
 	if f.Online != nil {
 		w.add("a.online = ?", *f.Online)
 	}
+	if f.NotHeldBy != "" {
+		// Spelt so that both halves search the (online, replica) index:
+		// the rows left out are never read.
+		w.add("(a.online = ? OR (a.online = ? AND a.replica <> ?))", false, true, f.NotHeldBy)
+	}
 	if f.Healthy != nil {
 		w.add("a.healthy = ?", *f.Healthy)
 	}
@@ -254,6 +259,7 @@ func liveMatches(f steward.AgentFilter, sel steward.Selector, live []*steward.Ag
 	for _, a := range live {
 		switch {
 		case f.Online != nil && a.Online != *f.Online,
+			f.NotHeldBy != "" && a.Online && a.Replica == f.NotHeldBy,
 			f.Healthy != nil && a.Healthy() != *f.Healthy,
 			f.Sync != "" && a.SyncState() != f.Sync,
 			len(f.SyncAny) > 0 && !slices.Contains(f.SyncAny, a.SyncState()),

@@ -253,6 +253,7 @@ func randomAgent(r *rand.Rand, n byte, old *steward.Agent) *steward.Agent {
 	if r.IntN(3) == 0 {
 		a.RemoteConfigStatus = &steward.RemoteConfigStatus{Status: []steward.RemoteConfigState{steward.RemoteConfigApplied, steward.RemoteConfigFailed}[r.IntN(2)]}
 	}
+	a.Replica = pick("r1", "r2", "")
 	if r.IntN(6) > 0 {
 		a.LastSeen = ts(int64(r.IntN(3)), 0).Add(time.Duration(r.IntN(2000)))
 		if old != nil && a.LastSeen.Before(old.LastSeen) {
@@ -297,6 +298,9 @@ func randomFilter(r *rand.Rand) steward.AgentFilter {
 	if maybe() {
 		f.Search = []string{"host-b", "CHECK", "0.0", "zeta"}[r.IntN(4)]
 	}
+	if maybe() {
+		f.NotHeldBy = []string{"r1", "r2"}[r.IntN(2)]
+	}
 	if r.IntN(4) == 0 {
 		f.Selector = []string{"env=prod", "tier!=web", "env in (prod,dev)", "!env"}[r.IntN(4)]
 	}
@@ -340,5 +344,33 @@ func testAgentsRead(t *testing.T, s steward.Store) {
 				t.Fatalf("%+v: read %+v\nwant %+v", f, got, &want)
 			}
 		}
+	}
+}
+
+// testAgentsNotHeldBy: AgentFilter.NotHeldBy leaves out exactly the agents
+// online on that replica, stored or live (AgentsWith), and keeps its
+// offline agents, those of other replicas and those of none.
+func testAgentsNotHeldBy(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	agent := func(n byte, online bool, replica string) *steward.Agent {
+		a := agentWith(n, "cart", "host", "1.0.0", map[string]string{"env": "prod"}, online, nil)
+		a.Replica = replica
+		return a
+	}
+	stored := []*steward.Agent{agent(1, true, "r1"), agent(2, true, "r2"), agent(3, false, "r1"), agent(4, false, ""), agent(5, true, "r1"), agent(6, true, "")}
+	must(t, s.PutAgents(c, stored), "PutAgents")
+	for _, f := range []steward.AgentFilter{{NotHeldBy: "r1"}, {NotHeldBy: "r1", Selector: "env=prod"}, {NotHeldBy: "r1", Limit: 10}} {
+		list, n, err := s.Agents(c, f)
+		must(t, err, "Agents")
+		if got := ids(list); !bytes.Equal(got, []byte{2, 3, 4, 6}) || n != 4 {
+			t.Errorf("Agents(%+v) = %v (total %d), want [2 3 4 6]", f, got, n)
+		}
+	}
+	// Agent 5 leaves r1, agent 2 moves to it, agent 7 joins it: as written.
+	live := []*steward.Agent{agent(5, false, "r1"), agent(2, true, "r1"), agent(7, true, "r1")}
+	list, n, err := s.AgentsWith(c, steward.AgentFilter{NotHeldBy: "r1"}, live)
+	must(t, err, "AgentsWith")
+	if got := ids(list); !bytes.Equal(got, []byte{3, 4, 5, 6}) || n != 4 {
+		t.Errorf("AgentsWith = %v (total %d), want [3 4 5 6]", got, n)
 	}
 }

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"AgentsSortPaging", testAgentsSortPaging},
 		{"AgentsWith", testAgentsWith},
 		{"AgentsRead", testAgentsRead},
+		{"AgentsNotHeldBy", testAgentsNotHeldBy},
 		{"DeleteAgent", testDeleteAgent},
 		{"ConfigVersions", testConfigVersions},
 		{"ConfigInvalid", testConfigInvalid},
