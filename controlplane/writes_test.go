@@ -207,7 +207,9 @@ func newGatedFixture(t *testing.T) (*fixture, *gatedStore) {
 	return newFixtureWith(t, gs), gs
 }
 
-// waitStored waits until every agent is in the store.
+// waitStored waits until every agent is in the store and nothing is
+// left to write: a change put while a write of the same agent is still in
+// flight joins that (whole) write's pending state.
 func waitStored(t *testing.T, f *fixture, gs *gatedStore, agents ...*fleetAgent) {
 	t.Helper()
 	eventually(t, "the agents stored", func() bool {
@@ -216,7 +218,7 @@ func waitStored(t *testing.T, f *fixture, gs *gatedStore, agents ...*fleetAgent)
 				return false
 			}
 		}
-		return true
+		return f.svc.PendingWrites() == 0
 	})
 }
 
@@ -410,7 +412,7 @@ func TestStateChangesAreWrittenNarrowly(t *testing.T) {
 	f.send(a.conn, fullReport(a.id, a.seq, "dev"))
 	eventually(t, "the new description stored", func() bool {
 		got, err := gs.DB.Agent(f.ctx, a.id)
-		return err == nil && got.LabelSet()["env"] == "dev"
+		return err == nil && got.LabelSet()["env"] == "dev" && f.svc.PendingWrites() == 0
 	})
 	if gs.whole.Load() != whole+1 {
 		t.Fatalf("the new description written by %d whole writes, want 1", gs.whole.Load()-whole)
