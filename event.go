@@ -54,6 +54,12 @@ type EventBus interface {
 // completing or rolling back.
 const EventRolloutChanged = "rollout.changed"
 
+// EventRolloutProgress is published, and not stored, when a running
+// rollout's measured progress changes without its state or stage
+// changing (Details: "rollout", "stage", "progress"): the console's live
+// view, not the event log.
+const EventRolloutProgress = "rollout.progress"
+
 // EventReplicaLost records that a server replica stopped renewing its lease
 // and that its agents were marked offline.
 const EventReplicaLost = "replica.lost"

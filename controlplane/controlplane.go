@@ -502,6 +502,16 @@ func (s *Service) emit(e *steward.Event) {
 	}
 }
 
+// publish sends e to live subscribers, here and on the other replicas,
+// without storing it.
+func (s *Service) publish(e *steward.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	s.bus.Publish(e)
+	s.queueEventNotice(e)
+}
+
 // eventWriter stores queued events in batches until Close. A batch
 // collects what comes in for up to the group commit's WriteInterval after
 // its first event (or until it holds 512), so that a burst — a connect

@@ -296,11 +296,16 @@ func (s *Service) progressRollouts(ctx context.Context) (pending int) {
 			continue
 		}
 		s.finish(ctx, r)
-		if r.State != before.State || r.Stage != before.Stage {
+		switch {
+		case r.State != before.State || r.Stage != before.Stage:
 			changed = true
 			s.emit(&steward.Event{Type: steward.EventRolloutChanged,
 				Message: fmt.Sprintf("rollout %s %s at stage %d/%d", r.Name, r.State, r.Stage+1, len(r.Stages)),
 				Details: map[string]any{"rollout": r.Name, "state": r.State, "stage": r.Stage, "reason": r.Reason, "progress": p}})
+		case !same:
+			s.publish(&steward.Event{Type: steward.EventRolloutProgress,
+				Message: fmt.Sprintf("rollout %s at stage %d/%d: %d of %d applied", r.Name, r.Stage+1, len(r.Stages), p.Applied, p.Targeted),
+				Details: map[string]any{"rollout": r.Name, "stage": r.Stage, "progress": p}})
 		}
 	}
 	if changed {

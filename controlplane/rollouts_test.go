@@ -359,3 +359,58 @@ func TestOneReplicaMeasuresARollout(t *testing.T) {
 		return err == nil && r.MeasuredBy != measurer && time.Since(r.MeasuredAt) < time.Second
 	})
 }
+
+// A new measurement of a running rollout that moves neither its state nor
+// its stage is published live (the console updates without polling) and
+// is not stored: the event log keeps what changed, not every count.
+func TestRolloutProgressIsPublishedLive(t *testing.T) {
+	f := newFixture(t)
+	all := []*fleetAgent{f.join("prod", nil), f.join("prod", nil), f.join("prod", nil)}
+	v1, _ := f.svc.PutConfig(f.ctx, &steward.Config{Name: "base", Files: yamlConfig("v: 1\n")})
+	if _, err := f.svc.PutAssignment(f.ctx, &steward.Assignment{Name: "prod", ConfigName: "base", Version: v1.Version, Selector: "env=prod"}); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := f.svc.PutConfig(f.ctx, &steward.Config{Name: "base", Files: yamlConfig("v: 2\n")})
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	live := f.svc.Bus().Subscribe(ctx)
+	if _, err := f.svc.StartRollout(f.ctx, &steward.Rollout{Name: "to-v2", Assignment: "prod", ToVersion: v2.Version,
+		Stages: []steward.RolloutStage{{Percent: 100}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "v2 pushed", func() bool { return all[0].lastPushed() != nil && all[1].lastPushed() != nil })
+	f.report(all[0], all[0].lastPushed(), applied)
+	deadline := time.After(10 * time.Second)
+	for {
+		var e *steward.Event
+		select {
+		case e = <-live:
+		case <-deadline:
+			t.Fatal("no rollout.progress event with one agent applied")
+		}
+		if e.Type != steward.EventRolloutProgress {
+			continue
+		}
+		d, _ := e.Details.(map[string]any)
+		p, _ := d["progress"].(*steward.RolloutProgress)
+		if d["rollout"] != "to-v2" || p == nil {
+			t.Fatalf("progress event %+v", e)
+		}
+		if p.Applied == 1 && p.Targeted == 3 && p.Pending == 2 {
+			break
+		}
+	}
+	f.svc.Close() // the event writer stores what was queued
+	stored, err := f.store.Events(f.ctx, steward.EventFilter{Types: []string{steward.EventRolloutProgress, steward.EventRolloutChanged}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range stored {
+		if e.Type == steward.EventRolloutProgress {
+			t.Fatalf("a progress event was stored: %+v", e)
+		}
+	}
+	if len(stored) == 0 {
+		t.Fatal("the rollout's start is not in the event log either: the check above proves nothing")
+	}
+}

@@ -6,7 +6,9 @@ const MAX = 100;
 const buf = [];
 
 on((ev) => {
-  if (!ev || ev.type === 'resync') return;
+  // Progress measurements are live state, not activity (the event log
+  // does not keep them either).
+  if (!ev || ev.type === 'resync' || ev.type === 'rollout.progress') return;
   if (ev.id && buf.some((x) => x.id === ev.id)) return;
   buf.unshift(ev);
   if (buf.length > MAX) buf.length = MAX;

@@ -8,7 +8,7 @@ export const EVENT_TYPES = [
   'agent.connected', 'agent.disconnected', 'agent.updated', 'agent.health',
   'agent.config_status', 'agent.config_sent', 'agent.command_sent',
   'agent.custom_message', 'agent.package_status', 'config.changed',
-  'assignment.changed', 'agent.deleted', 'rollout.changed',
+  'assignment.changed', 'agent.deleted', 'rollout.changed', 'rollout.progress',
 ];
 
 import { api, unauthorized } from './api.js';

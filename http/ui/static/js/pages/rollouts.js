@@ -112,8 +112,10 @@ export function mount(root, ctx) {
   let alive = true;
   let shownKey = null;
   // A running rollout's progress is measured at a bounded pace, some time
-  // after the agents' status events that made this page load: while one
-  // runs, the page looks again every two seconds.
+  // after the agents' status events that made this page load; a new
+  // measurement is published live (rollout.progress), and while a rollout
+  // runs the page also looks again every two seconds, in case the live
+  // stream dropped it.
   let poll = null;
   async function load() {
     let rs;
@@ -145,7 +147,7 @@ export function mount(root, ctx) {
       : h('tr', null, h('td', { class: 'empty', colspan: 8 }, 'No rollout yet.')));
   }
   const refresh = throttle(load, 700);
-  const off = on((ev) => { if (ev.type === 'rollout.changed' || ev.type === 'agent.config_status' || ev.type === 'assignment.changed' || ev.type === 'resync') refresh(); });
+  const off = on((ev) => { if (ev.type === 'rollout.changed' || ev.type === 'rollout.progress' || ev.type === 'agent.config_status' || ev.type === 'assignment.changed' || ev.type === 'resync') refresh(); });
   load();
   return () => { alive = false; off(); refresh.cancel(); clearTimeout(poll); };
 }
