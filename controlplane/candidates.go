@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"maps"
 	"slices"
@@ -75,7 +74,7 @@ func heldCandidate(ss *session) (candidate, bool) {
 }
 
 // candidates returns the agents the targets reach that f's Online
-// matches (f: Online and Read only), each once, in id order. The store is
+// matches (f: Online and Read only), each once, in no order. The store is
 // asked only for the agents this replica does not hold (NotHeldBy), before
 // the sessions are listed: an agent connecting meanwhile is in a session,
 // one leaving is stored (or queued) offline. Only one that leaves between
@@ -132,9 +131,7 @@ func (s *Service) candidates(ctx context.Context, targets []target, f steward.Ag
 			seen[c.id] = c
 		}
 	}
-	out := slices.Collect(maps.Values(seen))
-	slices.SortFunc(out, func(a, b candidate) int { return bytes.Compare(a.id[:], b.id[:]) })
-	return out, nil
+	return slices.Collect(maps.Values(seen)), nil
 }
 
 // reaches reports whether a target reaches c (sels: the targets' parsed

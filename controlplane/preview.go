@@ -30,6 +30,8 @@ func (s *Service) Preview(ctx context.Context, ch steward.Change, opts steward.P
 	if err != nil {
 		return nil, err
 	}
+	// Pages and the agents named as lacking components follow id order.
+	slices.SortFunc(cands, func(a, b candidate) int { return bytes.Compare(a.id[:], b.id[:]) })
 	p := &steward.Preview{Matched: len(cands), Agents: []*steward.PreviewAgent{}, MissingAgents: []*steward.AgentMissing{}}
 	limit := opts.Limit
 	if limit <= 0 {

@@ -280,3 +280,78 @@ func FuzzParser(f *testing.F) {
 		}
 	})
 }
+
+// Messages of up to 600 KiB, fragmented and fed in random chunks to two
+// parsers taking turns: their buffers come from the shared pools and go
+// back after each message; every message must come out whole and alone.
+func TestParserLargeMessagesFromPooledBuffers(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	type stream struct {
+		p    Parser
+		b    []byte
+		want []string
+		out  []string
+	}
+	ss := []*stream{{p: Parser{FromClient: true}}, {p: Parser{FromClient: true}}}
+	for _, s := range ss {
+		for range 40 {
+			payload := make([]byte, r.IntN(600<<10))
+			for j := range payload {
+				payload[j] = byte(r.Uint32())
+			}
+			rest := payload
+			for k, parts := 0, 1+r.IntN(3); k < parts; k++ {
+				cut := len(rest)
+				if k < parts-1 {
+					cut = r.IntN(len(rest) + 1)
+				}
+				op := Binary
+				if k > 0 {
+					op = Continuation
+				}
+				s.b = AppendFrame(s.b, k == parts-1, op, rest[:cut], true, [4]byte{1, 2, 3, byte(k)})
+				rest = rest[cut:]
+			}
+			s.want = append(s.want, string(payload))
+		}
+	}
+	for len(ss[0].b)+len(ss[1].b) > 0 {
+		s := ss[r.IntN(2)]
+		n := min(1+r.IntN(40<<10), len(s.b))
+		if err := s.p.Feed(s.b[:n], func(op Opcode, data []byte) error { s.out = append(s.out, string(data)); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		s.b = s.b[n:]
+	}
+	for i, s := range ss {
+		if len(s.out) != len(s.want) {
+			t.Fatalf("parser %d: %d messages, want %d", i, len(s.out), len(s.want))
+		}
+		for j := range s.want {
+			if s.out[j] != s.want[j] {
+				t.Fatalf("parser %d, message %d: %d bytes differ from the %d sent", i, j, len(s.out[j]), len(s.want[j]))
+			}
+		}
+	}
+}
+
+// BenchmarkParserLargeMessage: a 256 KiB message (a large config's ack)
+// arriving in 16 KiB reads.
+func BenchmarkParserLargeMessage(b *testing.B) {
+	msg := AppendFrame(nil, true, Binary, bytes.Repeat([]byte("x"), 256<<10+300), true, [4]byte{1, 2, 3, 4})
+	buf := make([]byte, len(msg))
+	var p Parser
+	p.FromClient = true
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, msg) // Feed unmasks in place
+		for rest := buf; len(rest) > 0; {
+			n := min(16<<10, len(rest))
+			if err := p.Feed(rest[:n], func(Opcode, []byte) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+	}
+}
