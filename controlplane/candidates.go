@@ -113,21 +113,19 @@ func (s *Service) candidates(ctx context.Context, targets []target, f steward.Ag
 		}
 	}
 	for _, ss := range s.sessionList() {
-		c, ok := heldCandidate(ss)
-		if !ok {
-			// Not through its first report yet: as stored.
+		c, held := heldCandidate(ss)
+		if !held {
+			// Not through its first report yet, or closing: as stored.
 			a, err := s.getAgent(ctx, ss.id)
 			if steward.ErrorCode(err) == steward.ENOTFOUND {
 				continue
 			} else if err != nil {
 				return nil, err
 			}
-			if f.Online != nil && a.Online != *f.Online {
-				continue
-			}
 			c = storedCandidate(a)
 		}
-		if (f.Online == nil || *f.Online) && reaches(targets, sels, c) {
+		online := held || c.agent.Online
+		if (f.Online == nil || online == *f.Online) && reaches(targets, sels, c) {
 			seen[c.id] = c
 		}
 	}
