@@ -182,31 +182,15 @@ func TestParserRandomChunks(t *testing.T) {
 	var stream []byte
 	var want []got
 	for i := 0; i < 300; i++ {
-		n := r.IntN(3000)
-		payload := make([]byte, n)
-		for j := range payload {
-			payload[j] = byte(r.Uint32())
-		}
-		// Split into up to 4 fragments.
-		parts := 1 + r.IntN(4)
-		rest := payload
-		for k := 0; k < parts; k++ {
-			cut := len(rest)
-			if k < parts-1 {
-				cut = r.IntN(len(rest) + 1)
+		payload := randomBytes(r, r.IntN(3000))
+		// Split into up to 4 fragments, a ping now and then between them.
+		stream = appendFragmented(r, stream, payload, 1+r.IntN(4), func(stream []byte) []byte {
+			if r.IntN(5) > 0 {
+				return stream
 			}
-			op := Binary
-			if k > 0 {
-				op = Continuation
-			}
-			key := [4]byte{byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}
-			stream = AppendFrame(stream, k == parts-1, op, rest[:cut], true, key)
-			rest = rest[cut:]
-			if k < parts-1 && r.IntN(5) == 0 {
-				stream = AppendFrame(stream, true, Ping, []byte("hb"), true, key)
-				want = append(want, got{Ping, "hb"})
-			}
-		}
+			want = append(want, got{Ping, "hb"})
+			return AppendFrame(stream, true, Ping, []byte("hb"), true, [4]byte{9, 8, 7, 6})
+		})
 		want = append(want, got{Binary, string(payload)})
 	}
 	p := Parser{FromClient: true}
@@ -227,6 +211,38 @@ func TestParserRandomChunks(t *testing.T) {
 			t.Fatalf("message %d differs (op %v/%v, len %d/%d)", i, out[i].op, want[i].op, len(out[i].data), len(want[i].data))
 		}
 	}
+}
+
+func randomBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// appendFragmented appends payload to stream as a Binary message of parts
+// client frames cut at random, each masked with a random key; between, when
+// not nil, may append to the stream after every fragment but the last.
+func appendFragmented(r *rand.Rand, stream, payload []byte, parts int, between func(stream []byte) []byte) []byte {
+	rest := payload
+	for k := range parts {
+		cut := len(rest)
+		if k < parts-1 {
+			cut = r.IntN(len(rest) + 1)
+		}
+		op := Binary
+		if k > 0 {
+			op = Continuation
+		}
+		key := [4]byte{byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}
+		stream = AppendFrame(stream, k == parts-1, op, rest[:cut], true, key)
+		rest = rest[cut:]
+		if k < parts-1 && between != nil {
+			stream = between(stream)
+		}
+	}
+	return stream
 }
 
 func FuzzParser(f *testing.F) {
@@ -295,23 +311,8 @@ func TestParserLargeMessagesFromPooledBuffers(t *testing.T) {
 	ss := []*stream{{p: Parser{FromClient: true}}, {p: Parser{FromClient: true}}}
 	for _, s := range ss {
 		for range 40 {
-			payload := make([]byte, r.IntN(600<<10))
-			for j := range payload {
-				payload[j] = byte(r.Uint32())
-			}
-			rest := payload
-			for k, parts := 0, 1+r.IntN(3); k < parts; k++ {
-				cut := len(rest)
-				if k < parts-1 {
-					cut = r.IntN(len(rest) + 1)
-				}
-				op := Binary
-				if k > 0 {
-					op = Continuation
-				}
-				s.b = AppendFrame(s.b, k == parts-1, op, rest[:cut], true, [4]byte{1, 2, 3, byte(k)})
-				rest = rest[cut:]
-			}
+			payload := randomBytes(r, r.IntN(600<<10))
+			s.b = appendFragmented(r, s.b, payload, 1+r.IntN(3), nil)
 			s.want = append(s.want, string(payload))
 		}
 	}
