@@ -519,9 +519,9 @@ type AgentFilter struct {
 	// the API.
 	Read AgentRead
 	// NotHeldBy, when set, leaves out the agents online on that replica
-	// (Online, and Replica equal to it): a replica that knows them from
-	// its own sessions reads only the rest. Not a query parameter of the
-	// API.
+	// (Online, and Replica equal to it; "held" as in HeldAgentStore): a
+	// replica that knows them from its own sessions reads only the rest.
+	// Not a query parameter of the API.
 	NotHeldBy string
 }
 

@@ -491,8 +491,7 @@ func (s *Service) emit(e *steward.Event) {
 	}
 	// Subscribers get their own copy: the event writer sets e.ID later.
 	pub := *e
-	s.bus.Publish(&pub)
-	s.queueEventNotice(e)
+	s.publish(&pub)
 	select {
 	case s.events <- e:
 	default:
