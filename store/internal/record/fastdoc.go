@@ -69,8 +69,14 @@ func (s *docScanner) end() bool {
 
 // str reads a string without escapes, of valid UTF-8.
 func (s *docScanner) str() (string, bool) {
+	text, ok := s.raw()
+	return string(text), ok
+}
+
+// raw is str without the copy: the string's bytes in the document.
+func (s *docScanner) raw() ([]byte, bool) {
 	if !s.next('"') {
-		return "", false
+		return nil, false
 	}
 	start := s.i
 	for s.i < len(s.b) {
@@ -79,15 +85,15 @@ func (s *docScanner) str() (string, bool) {
 			text := s.b[start:s.i]
 			s.i++
 			if !utf8.Valid(text) {
-				return "", false
+				return nil, false
 			}
-			return string(text), true
+			return text, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		}
 		s.i++
 	}
-	return "", false
+	return nil, false
 }
 
 // key reads the object key k and its colon.

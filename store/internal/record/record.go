@@ -308,8 +308,11 @@ func DecodeAgent(id string, doc, state []byte) (*steward.Agent, error) {
 	a.AvailableComponents = componentsFromDoc(d.AvailableComponents)
 	if state != nil {
 		var st stateDoc
-		if err := json.Unmarshal(state, &st); err != nil {
-			return nil, steward.Errorf(steward.EINTERNAL, "stored agent %s has a corrupt state: %v", id, err)
+		if !decodeStateFast(state, &st) {
+			st = stateDoc{} // what the fast path filled in before it gave up
+			if err := json.Unmarshal(state, &st); err != nil {
+				return nil, steward.Errorf(steward.EINTERNAL, "stored agent %s has a corrupt state: %v", id, err)
+			}
 		}
 		a.Health, a.RemoteConfigStatus, a.SequenceNum, a.Sync = st.Health, st.RemoteConfigStatus, st.SequenceNum, st.Sync
 		a.Transport, a.RemoteAddr, a.ConnectedAt = st.Transport, st.RemoteAddr, st.ConnectedAt

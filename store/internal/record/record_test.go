@@ -111,12 +111,21 @@ var benchDoc = []byte(`{"description":{"identifying":[{"k":"service.name","v":{"
 
 // BenchmarkDecodeAgent decodes the document of an agent as the connect
 // storm benchmark stores it (description of 14 attributes, health, an
-// APPLIED config and its sync state): what every reconnect reads.
+// APPLIED config and its sync state), as a document and a state document:
+// what every reconnect and every acknowledgement reads.
 func BenchmarkDecodeAgent(b *testing.B) {
-	doc := benchDoc
+	a, err := DecodeAgent("01a24e64-ff42-7008-a2a4-1d41bf734add", benchDoc, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc, err := EncodeAgent(a)
+	if err != nil {
+		b.Fatal(err)
+	}
+	state := benchState(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := DecodeAgent("01a24e64-ff42-7008-a2a4-1d41bf734add", doc, nil); err != nil {
+		if _, err := DecodeAgent("01a24e64-ff42-7008-a2a4-1d41bf734add", doc, state); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,0 +1,275 @@
+package record
+
+import (
+	"encoding/hex"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/stewardhq/steward"
+)
+
+// decodeStateFast decodes an agent's state document (EncodeState) into st
+// when it holds only what Steward writes there, in the form it writes it:
+// no null, no key twice, no string that needs unescaping. It reports false
+// for anything else, and then st is to be decoded by encoding/json. Every
+// report that changes an agent's state reads the agent first, and
+// encoding/json spent four fifths of that decoding on this small document
+// (hashes, times and the sync history, through reflection and a second
+// pass of its scanner).
+func decodeStateFast(b []byte, st *stateDoc) bool {
+	s := docScanner{b: b}
+	var seen [len(stateKeys)]bool
+	return s.seq('{', '}', func() bool {
+		k, ok := s.field(stateKeys[:], seen[:])
+		if !ok {
+			return false
+		}
+		switch k {
+		case 0:
+			st.Health, ok = s.health(0)
+		case 1:
+			st.RemoteConfigStatus, ok = s.configStatus()
+		case 2:
+			st.SequenceNum, ok = s.uint()
+		case 3:
+			st.Transport, ok = s.str()
+		case 4:
+			st.RemoteAddr, ok = s.str()
+		case 5:
+			st.ConnectedAt, ok = s.time()
+		case 6:
+			st.Sync, ok = s.sync()
+		}
+		return ok
+	}) && s.end()
+}
+
+var stateKeys = [...]string{"health", "remote_config_status", "sequence_num", "transport", "remote_addr", "connected_at", "sync"}
+
+// field reads an object key that is one of keys and not yet seen, and its
+// colon; it returns the key's index.
+func (s *docScanner) field(keys []string, seen []bool) (int, bool) {
+	key, ok := s.raw()
+	k := slices.IndexFunc(keys, func(k string) bool { return k == string(key) })
+	if !ok || k < 0 || seen[k] || !s.next(':') {
+		return 0, false
+	}
+	seen[k] = true
+	return k, true
+}
+
+// maxHealthDepth bounds the nesting of component health the fast path
+// reads; a deeper one is left to encoding/json.
+const maxHealthDepth = 16
+
+var healthKeys = [...]string{"healthy", "start_time", "status_time", "status", "last_error", "components"}
+
+func (s *docScanner) health(depth int) (*steward.ComponentHealth, bool) {
+	if depth > maxHealthDepth {
+		return nil, false
+	}
+	h := &steward.ComponentHealth{}
+	var seen [len(healthKeys)]bool
+	ok := s.seq('{', '}', func() bool {
+		k, ok := s.field(healthKeys[:], seen[:])
+		if !ok {
+			return false
+		}
+		switch k {
+		case 0:
+			h.Healthy, ok = s.bool()
+		case 1:
+			h.StartTime, ok = s.time()
+		case 2:
+			h.StatusTime, ok = s.time()
+		case 3:
+			h.Status, ok = s.str()
+		case 4:
+			h.LastError, ok = s.str()
+		case 5:
+			h.Components = map[string]*steward.ComponentHealth{}
+			ok = s.seq('{', '}', func() bool {
+				name, ok := s.str()
+				if _, dup := h.Components[name]; !ok || dup || !s.next(':') {
+					return false
+				}
+				h.Components[name], ok = s.health(depth + 1)
+				return ok
+			})
+		}
+		return ok
+	})
+	return h, ok
+}
+
+var configStatusKeys = [...]string{"last_remote_config_hash", "status", "error_message"}
+
+func (s *docScanner) configStatus() (*steward.RemoteConfigStatus, bool) {
+	rcs := &steward.RemoteConfigStatus{}
+	var seen [len(configStatusKeys)]bool
+	ok := s.seq('{', '}', func() bool {
+		k, ok := s.field(configStatusKeys[:], seen[:])
+		if !ok {
+			return false
+		}
+		var v string
+		switch k {
+		case 0:
+			rcs.LastRemoteConfigHash, ok = s.hash()
+		case 1:
+			v, ok = s.str()
+			rcs.Status = steward.RemoteConfigState(v)
+		case 2:
+			rcs.ErrorMessage, ok = s.str()
+		}
+		return ok
+	})
+	return rcs, ok
+}
+
+var syncKeys = [...]string{"state", "desired", "running", "running_hash", "failed_hash", "error", "since", "history"}
+
+func (s *docScanner) sync() (*steward.AgentSync, bool) {
+	sy := &steward.AgentSync{}
+	var seen [len(syncKeys)]bool
+	ok := s.seq('{', '}', func() bool {
+		k, ok := s.field(syncKeys[:], seen[:])
+		if !ok {
+			return false
+		}
+		var v string
+		switch k {
+		case 0:
+			v, ok = s.str()
+			sy.State = steward.SyncState(v)
+		case 1:
+			sy.Desired = &steward.KnownConfig{}
+			ok = s.known(sy.Desired)
+		case 2:
+			sy.Running = &steward.KnownConfig{}
+			ok = s.known(sy.Running)
+		case 3:
+			sy.RunningHash, ok = s.hash()
+		case 4:
+			sy.FailedHash, ok = s.hash()
+		case 5:
+			sy.Error, ok = s.str()
+		case 6:
+			sy.Since, ok = s.time()
+		case 7:
+			sy.History = []steward.KnownConfig{}
+			ok = s.seq('[', ']', func() bool {
+				sy.History = append(sy.History, steward.KnownConfig{})
+				return s.known(&sy.History[len(sy.History)-1])
+			})
+		}
+		return ok
+	})
+	return sy, ok
+}
+
+var knownKeys = [...]string{"hash", "configs"}
+
+func (s *docScanner) known(kc *steward.KnownConfig) bool {
+	var seen [len(knownKeys)]bool
+	return s.seq('{', '}', func() bool {
+		k, ok := s.field(knownKeys[:], seen[:])
+		if !ok {
+			return false
+		}
+		if k == 0 {
+			kc.Hash, ok = s.hash()
+			return ok
+		}
+		kc.Configs = steward.ConfigRefs{}
+		return s.seq('[', ']', func() bool {
+			kc.Configs = append(kc.Configs, steward.ConfigRef{})
+			return s.configRef(&kc.Configs[len(kc.Configs)-1])
+		})
+	})
+}
+
+var configRefKeys = [...]string{"assignment", "config", "version"}
+
+func (s *docScanner) configRef(r *steward.ConfigRef) bool {
+	var seen [len(configRefKeys)]bool
+	return s.seq('{', '}', func() bool {
+		k, ok := s.field(configRefKeys[:], seen[:])
+		if !ok {
+			return false
+		}
+		switch k {
+		case 0:
+			r.Assignment, ok = s.str()
+		case 1:
+			r.Config, ok = s.str()
+		case 2:
+			r.Version, ok = s.int()
+		}
+		return ok
+	})
+}
+
+// hash reads a hash as steward.Hash's UnmarshalJSON does, from a string
+// without escapes.
+func (s *docScanner) hash() (steward.Hash, bool) {
+	v, ok := s.raw()
+	switch {
+	case !ok:
+		return nil, false
+	case len(v) == 0:
+		return nil, true
+	}
+	if h := make(steward.Hash, hex.DecodedLen(len(v))); len(v)%2 == 0 {
+		if _, err := hex.Decode(h, v); err == nil {
+			return h, true
+		}
+	}
+	h, err := steward.ParseHash(string(v)) // base64, from older documents
+	return h, err == nil
+}
+
+// time reads a time as time.Time's UnmarshalJSON does, from a string
+// without escapes.
+func (s *docScanner) time() (time.Time, bool) {
+	s.space()
+	start := s.i
+	if _, ok := s.raw(); !ok {
+		return time.Time{}, false
+	}
+	var t time.Time
+	return t, t.UnmarshalJSON(s.b[start:s.i]) == nil
+}
+
+func (s *docScanner) bool() (bool, bool) {
+	s.space()
+	for _, lit := range [...]string{"false", "true"} {
+		if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+			s.i += len(lit)
+			return lit == "true", true
+		}
+	}
+	return false, false
+}
+
+// int reads an int in JSON's integer form: an optional minus and digits
+// without a leading zero.
+func (s *docScanner) int() (int, bool) {
+	s.space()
+	neg := s.i < len(s.b) && s.b[s.i] == '-'
+	if neg {
+		s.i++
+		if s.i == len(s.b) || s.b[s.i] < '0' || s.b[s.i] > '9' {
+			return 0, false
+		}
+	}
+	n, ok := s.uint()
+	switch {
+	case !ok || n > uint64(math.MaxInt)+1 || (!neg && n > math.MaxInt):
+		return 0, false
+	case neg && n > 0:
+		return -int(n-1) - 1, true
+	}
+	return int(n), true
+}
