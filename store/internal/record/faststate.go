@@ -2,9 +2,13 @@ package record
 
 import (
 	"encoding/hex"
+	"maps"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stewardhq/steward"
 )
@@ -272,4 +276,220 @@ func (s *docScanner) int() (int, bool) {
 		return -int(n-1) - 1, true
 	}
 	return int(n), true
+}
+
+// encodeStateFast appends what json.Marshal writes for st to b, when
+// every string in st is printable ASCII that JSON writes as it is and
+// every time's year has four digits; it reports false for anything else,
+// and then st is to be encoded by encoding/json. Every state write (each
+// acknowledgement, connect and disconnect) encodes one.
+func encodeStateFast(b []byte, st *stateDoc) ([]byte, bool) {
+	e := stateEncoder{b: append(b, '{'), ok: true}
+	if st.Health != nil {
+		e.key("health")
+		e.health(st.Health)
+	}
+	if rcs := st.RemoteConfigStatus; rcs != nil {
+		e.key("remote_config_status")
+		e.b = append(e.b, '{')
+		if len(rcs.LastRemoteConfigHash) > 0 {
+			e.key("last_remote_config_hash")
+			e.hash(rcs.LastRemoteConfigHash)
+		}
+		e.key("status")
+		e.str(string(rcs.Status))
+		if rcs.ErrorMessage != "" {
+			e.key("error_message")
+			e.str(rcs.ErrorMessage)
+		}
+		e.b = append(e.b, '}')
+	}
+	if st.SequenceNum != 0 {
+		e.key("sequence_num")
+		e.b = strconv.AppendUint(e.b, st.SequenceNum, 10)
+	}
+	if st.Transport != "" {
+		e.key("transport")
+		e.str(st.Transport)
+	}
+	if st.RemoteAddr != "" {
+		e.key("remote_addr")
+		e.str(st.RemoteAddr)
+	}
+	if !st.ConnectedAt.IsZero() {
+		e.key("connected_at")
+		e.time(st.ConnectedAt)
+	}
+	if st.Sync != nil {
+		e.key("sync")
+		e.sync(st.Sync)
+	}
+	e.b = append(e.b, '}')
+	return e.b, e.ok
+}
+
+// stateEncoder writes JSON as encoding/json does; ok turns false at the
+// first value it cannot write so.
+type stateEncoder struct {
+	b  []byte
+	ok bool
+}
+
+// key writes an object key, after a comma unless it is the first.
+func (e *stateEncoder) key(k string) {
+	e.item()
+	e.b = append(e.b, '"')
+	e.b = append(e.b, k...)
+	e.b = append(e.b, '"', ':')
+}
+
+// item writes the comma before an object's or array's next item.
+func (e *stateEncoder) item() {
+	if c := e.b[len(e.b)-1]; c != '{' && c != '[' {
+		e.b = append(e.b, ',')
+	}
+}
+
+// str writes s when JSON needs no escape for it (nor json.Marshal's
+// HTML-safe ones, nor its replacement of invalid UTF-8).
+func (e *stateEncoder) str(s string) {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&':
+			e.ok = false
+			return
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	if !ascii && (!utf8.ValidString(s) || strings.ContainsRune(s, '\u2028') || strings.ContainsRune(s, '\u2029')) {
+		e.ok = false
+		return
+	}
+	e.b = append(e.b, '"')
+	e.b = append(e.b, s...)
+	e.b = append(e.b, '"')
+}
+
+func (e *stateEncoder) hash(h steward.Hash) {
+	e.b = append(e.b, '"')
+	e.b = hex.AppendEncode(e.b, h)
+	e.b = append(e.b, '"')
+}
+
+// time writes t as time.Time's MarshalJSON does (RFC 3339 with the
+// nanoseconds it has), for a year of four digits and a zone less than a
+// day from UTC (MarshalJSON refuses the others).
+func (e *stateEncoder) time(t time.Time) {
+	if _, off := t.Zone(); t.Year() < 0 || t.Year() > 9999 || off <= -24*3600 || off >= 24*3600 {
+		e.ok = false
+		return
+	}
+	e.b = append(e.b, '"')
+	e.b = t.AppendFormat(e.b, time.RFC3339Nano)
+	e.b = append(e.b, '"')
+}
+
+func (e *stateEncoder) health(h *steward.ComponentHealth) {
+	e.b = append(e.b, '{')
+	e.key("healthy")
+	e.b = strconv.AppendBool(e.b, h.Healthy)
+	if !h.StartTime.IsZero() {
+		e.key("start_time")
+		e.time(h.StartTime)
+	}
+	if !h.StatusTime.IsZero() {
+		e.key("status_time")
+		e.time(h.StatusTime)
+	}
+	if h.Status != "" {
+		e.key("status")
+		e.str(h.Status)
+	}
+	if h.LastError != "" {
+		e.key("last_error")
+		e.str(h.LastError)
+	}
+	if len(h.Components) > 0 {
+		e.key("components")
+		e.b = append(e.b, '{')
+		for _, name := range slices.Sorted(maps.Keys(h.Components)) {
+			e.item()
+			e.str(name)
+			e.b = append(e.b, ':')
+			if c := h.Components[name]; c != nil {
+				e.health(c)
+			} else {
+				e.b = append(e.b, "null"...)
+			}
+		}
+		e.b = append(e.b, '}')
+	}
+	e.b = append(e.b, '}')
+}
+
+func (e *stateEncoder) sync(sy *steward.AgentSync) {
+	e.b = append(e.b, '{')
+	e.key("state")
+	e.str(string(sy.State))
+	if sy.Desired != nil {
+		e.key("desired")
+		e.known(sy.Desired)
+	}
+	if sy.Running != nil {
+		e.key("running")
+		e.known(sy.Running)
+	}
+	if len(sy.RunningHash) > 0 {
+		e.key("running_hash")
+		e.hash(sy.RunningHash)
+	}
+	if len(sy.FailedHash) > 0 {
+		e.key("failed_hash")
+		e.hash(sy.FailedHash)
+	}
+	if sy.Error != "" {
+		e.key("error")
+		e.str(sy.Error)
+	}
+	if !sy.Since.IsZero() {
+		e.key("since")
+		e.time(sy.Since)
+	}
+	if len(sy.History) > 0 {
+		e.key("history")
+		e.b = append(e.b, '[')
+		for i := range sy.History {
+			e.item()
+			e.known(&sy.History[i])
+		}
+		e.b = append(e.b, ']')
+	}
+	e.b = append(e.b, '}')
+}
+
+func (e *stateEncoder) known(k *steward.KnownConfig) {
+	e.b = append(e.b, '{')
+	e.key("hash")
+	e.hash(k.Hash)
+	e.key("configs")
+	if k.Configs == nil {
+		e.b = append(e.b, "null"...)
+	} else {
+		e.b = append(e.b, '[')
+		for _, r := range k.Configs {
+			e.item()
+			e.b = append(e.b, '{')
+			e.key("assignment")
+			e.str(r.Assignment)
+			e.key("config")
+			e.str(r.Config)
+			e.key("version")
+			e.b = strconv.AppendInt(e.b, int64(r.Version), 10)
+			e.b = append(e.b, '}')
+		}
+		e.b = append(e.b, ']')
+	}
+	e.b = append(e.b, '}')
 }

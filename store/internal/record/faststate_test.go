@@ -218,3 +218,93 @@ func BenchmarkDecodeState(b *testing.B) {
 		}
 	})
 }
+
+// encodeBoth encodes st with the fast path and with json.Marshal; when the
+// fast path takes it, both must write the same bytes.
+func encodeBoth(t testing.TB, st *stateDoc) (fast bool) {
+	t.Helper()
+	got, fast := encodeStateFast(nil, st)
+	want, err := json.Marshal(st)
+	if fast && err != nil {
+		t.Fatalf("fast path wrote %s, json.Marshal refused it: %v", got, err)
+	}
+	if fast && string(got) != string(want) {
+		t.Fatalf("fast path wrote\n%s\njson.Marshal\n%s", got, want)
+	}
+	return fast
+}
+
+func stateOf(a *steward.Agent) *stateDoc {
+	return &stateDoc{Health: a.Health, RemoteConfigStatus: a.RemoteConfigStatus, SequenceNum: a.SequenceNum,
+		Transport: a.Transport, RemoteAddr: a.RemoteAddr, ConnectedAt: a.ConnectedAt, Sync: a.Sync}
+}
+
+// The fast encoder writes what json.Marshal writes, for every state whose
+// strings need no escape.
+func TestEncodeStateFastIsJSONMarshal(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 17))
+	taken := 0
+	for range 5000 {
+		if encodeBoth(t, stateOf(randomState(r, r.IntN(3) > 0))) {
+			taken++
+		}
+	}
+	if taken < 2000 {
+		t.Fatalf("the fast path took %d of 5,000 states", taken)
+	}
+	a, err := DecodeAgent("01a24e64-ff42-7008-a2a4-1d41bf734add", benchDoc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !encodeBoth(t, stateOf(a)) {
+		t.Fatal("the fast path refused a collector's state")
+	}
+	// Written as encoding/json writes them: a nil component, nil configs,
+	// empty components and history (left out), zones.
+	for _, st := range []*stateDoc{
+		{Health: &steward.ComponentHealth{Components: map[string]*steward.ComponentHealth{"b": nil, "a": {Healthy: true}}}},
+		{Health: &steward.ComponentHealth{Components: map[string]*steward.ComponentHealth{}}},
+		{Sync: &steward.AgentSync{Desired: &steward.KnownConfig{}, History: []steward.KnownConfig{}}},
+		{Sync: &steward.AgentSync{Desired: &steward.KnownConfig{Configs: steward.ConfigRefs{{Version: -1 << 63}}}}},
+		{ConnectedAt: time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("x", -(23*3600 + 59*60)))},
+		{ConnectedAt: time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC)},
+		{RemoteConfigStatus: &steward.RemoteConfigStatus{}},
+		{Transport: "ünï ✓", RemoteAddr: "\x7f"},
+	} {
+		if !encodeBoth(t, st) {
+			t.Errorf("fast path refused %+v", st)
+		}
+	}
+	// Left to json.Marshal (which refuses the times).
+	for _, st := range []*stateDoc{
+		{ConnectedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{ConnectedAt: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{ConnectedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600))},
+		{Transport: "a<b"}, {RemoteAddr: "\xff"}, {Health: &steward.ComponentHealth{LastError: "a\u2028b"}}, {Transport: "tab\t"},
+		{Sync: &steward.AgentSync{History: []steward.KnownConfig{{Configs: steward.ConfigRefs{{Config: "a&b"}}}}}},
+	} {
+		if encodeBoth(t, st) {
+			t.Errorf("fast path took %+v", st)
+		}
+	}
+}
+
+// Each state EncodeState returns is its own, though written in a recycled
+// buffer.
+func TestEncodeStateReturnsItsOwnBytes(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var docs [][]byte
+	var want []string
+	for range 50 {
+		b, err := EncodeState(randomState(r, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs, want = append(docs, b), append(want, string(b))
+	}
+	for i := range docs {
+		if string(docs[i]) != want[i] {
+			t.Fatalf("state %d changed after later encodings: %s", i, docs[i])
+		}
+	}
+}

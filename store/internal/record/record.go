@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -221,9 +222,13 @@ type stateDoc struct {
 	Sync               *steward.AgentSync          `json:"sync,omitempty"`
 }
 
+// stateBufs holds the buffers EncodeState writes in, copied out at their
+// size.
+var stateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 // EncodeState returns the state document of a (see stateDoc).
 func EncodeState(a *steward.Agent) ([]byte, error) {
-	b, err := json.Marshal(stateDoc{
+	st := stateDoc{
 		Health:             a.Health,
 		RemoteConfigStatus: a.RemoteConfigStatus,
 		SequenceNum:        a.SequenceNum,
@@ -231,7 +236,18 @@ func EncodeState(a *steward.Agent) ([]byte, error) {
 		RemoteAddr:         a.RemoteAddr,
 		ConnectedAt:        a.ConnectedAt,
 		Sync:               a.Sync,
-	})
+	}
+	buf := stateBufs.Get().(*[]byte)
+	enc, ok := encodeStateFast((*buf)[:0], &st)
+	b := bytes.Clone(enc)
+	if cap(enc) <= 64<<10 {
+		*buf = enc[:0]
+	}
+	stateBufs.Put(buf)
+	if ok {
+		return b, nil
+	}
+	b, err := json.Marshal(st)
 	if err != nil {
 		return nil, steward.Errorf(steward.EINVALID, "agent %s cannot be stored: %v", a.ID, err)
 	}
