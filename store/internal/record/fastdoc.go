@@ -1,9 +1,6 @@
 package record
 
-import (
-	"slices"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // decodeDocFast decodes doc into d when it has the shape EncodeAgent gives
 // the common agent: a description whose attributes all have string
@@ -14,22 +11,15 @@ import (
 // in encoding/json's scanner, which goes over each document twice.
 func decodeDocFast(doc []byte, d *agentDoc) bool {
 	s := docScanner{b: doc}
-	var seen [4]bool // each key once: encoding/json would merge two
-	return s.seq('{', '}', func() bool {
-		key, ok := s.str()
-		k := slices.Index(docKeys[:], key)
-		if !ok || !s.next(':') || k < 0 || seen[k] {
-			return false
-		}
-		seen[k] = true
-		switch key {
-		case "description":
+	return s.object(docKeys[:], func(k int) (ok bool) {
+		switch k {
+		case 0:
 			d.Description, ok = s.description()
-		case "capabilities":
+		case 1:
 			d.Capabilities, ok = s.uint()
-		case "custom_capabilities":
+		case 2:
 			d.CustomCapabilities, ok = s.strings()
-		case "labels":
+		case 3:
 			d.Labels, ok = s.labels()
 		}
 		return ok

@@ -23,12 +23,7 @@ import (
 // pass of its scanner).
 func decodeStateFast(b []byte, st *stateDoc) bool {
 	s := docScanner{b: b}
-	var seen [len(stateKeys)]bool
-	return s.seq('{', '}', func() bool {
-		k, ok := s.field(stateKeys[:], seen[:])
-		if !ok {
-			return false
-		}
+	return s.object(stateKeys[:], func(k int) (ok bool) {
 		switch k {
 		case 0:
 			st.Health, ok = s.health(0)
@@ -51,16 +46,19 @@ func decodeStateFast(b []byte, st *stateDoc) bool {
 
 var stateKeys = [...]string{"health", "remote_config_status", "sequence_num", "transport", "remote_addr", "connected_at", "sync"}
 
-// field reads an object key that is one of keys and not yet seen, and its
-// colon; it returns the key's index.
-func (s *docScanner) field(keys []string, seen []bool) (int, bool) {
-	key, ok := s.raw()
-	k := slices.IndexFunc(keys, func(k string) bool { return k == string(key) })
-	if !ok || k < 0 || seen[k] || !s.next(':') {
-		return 0, false
-	}
-	seen[k] = true
-	return k, true
+// object reads an object whose keys are each one of keys, at most once,
+// and calls value with the key's index to read its value.
+func (s *docScanner) object(keys []string, value func(k int) bool) bool {
+	var seen uint32
+	return s.seq('{', '}', func() bool {
+		key, ok := s.raw()
+		k := slices.IndexFunc(keys, func(k string) bool { return k == string(key) })
+		if !ok || k < 0 || seen&(1<<k) != 0 || !s.next(':') {
+			return false
+		}
+		seen |= 1 << k
+		return value(k)
+	})
 }
 
 // maxHealthDepth bounds the nesting of component health the fast path
@@ -74,12 +72,7 @@ func (s *docScanner) health(depth int) (*steward.ComponentHealth, bool) {
 		return nil, false
 	}
 	h := &steward.ComponentHealth{}
-	var seen [len(healthKeys)]bool
-	ok := s.seq('{', '}', func() bool {
-		k, ok := s.field(healthKeys[:], seen[:])
-		if !ok {
-			return false
-		}
+	ok := s.object(healthKeys[:], func(k int) (ok bool) {
 		switch k {
 		case 0:
 			h.Healthy, ok = s.bool()
@@ -111,12 +104,7 @@ var configStatusKeys = [...]string{"last_remote_config_hash", "status", "error_m
 
 func (s *docScanner) configStatus() (*steward.RemoteConfigStatus, bool) {
 	rcs := &steward.RemoteConfigStatus{}
-	var seen [len(configStatusKeys)]bool
-	ok := s.seq('{', '}', func() bool {
-		k, ok := s.field(configStatusKeys[:], seen[:])
-		if !ok {
-			return false
-		}
+	ok := s.object(configStatusKeys[:], func(k int) (ok bool) {
 		var v string
 		switch k {
 		case 0:
@@ -136,12 +124,7 @@ var syncKeys = [...]string{"state", "desired", "running", "running_hash", "faile
 
 func (s *docScanner) sync() (*steward.AgentSync, bool) {
 	sy := &steward.AgentSync{}
-	var seen [len(syncKeys)]bool
-	ok := s.seq('{', '}', func() bool {
-		k, ok := s.field(syncKeys[:], seen[:])
-		if !ok {
-			return false
-		}
+	ok := s.object(syncKeys[:], func(k int) (ok bool) {
 		var v string
 		switch k {
 		case 0:
@@ -176,12 +159,7 @@ func (s *docScanner) sync() (*steward.AgentSync, bool) {
 var knownKeys = [...]string{"hash", "configs"}
 
 func (s *docScanner) known(kc *steward.KnownConfig) bool {
-	var seen [len(knownKeys)]bool
-	return s.seq('{', '}', func() bool {
-		k, ok := s.field(knownKeys[:], seen[:])
-		if !ok {
-			return false
-		}
+	return s.object(knownKeys[:], func(k int) (ok bool) {
 		if k == 0 {
 			kc.Hash, ok = s.hash()
 			return ok
@@ -197,12 +175,7 @@ func (s *docScanner) known(kc *steward.KnownConfig) bool {
 var configRefKeys = [...]string{"assignment", "config", "version"}
 
 func (s *docScanner) configRef(r *steward.ConfigRef) bool {
-	var seen [len(configRefKeys)]bool
-	return s.seq('{', '}', func() bool {
-		k, ok := s.field(configRefKeys[:], seen[:])
-		if !ok {
-			return false
-		}
+	return s.object(configRefKeys[:], func(k int) (ok bool) {
 		switch k {
 		case 0:
 			r.Assignment, ok = s.str()

@@ -266,7 +266,7 @@ func TestEncodeStateFastIsJSONMarshal(t *testing.T) {
 		{Health: &steward.ComponentHealth{Components: map[string]*steward.ComponentHealth{}}},
 		{Sync: &steward.AgentSync{Desired: &steward.KnownConfig{}, History: []steward.KnownConfig{}}},
 		{Sync: &steward.AgentSync{Desired: &steward.KnownConfig{Configs: steward.ConfigRefs{{Version: -1 << 63}}}}},
-		{ConnectedAt: time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("x", -(23*3600 + 59*60)))},
+		{ConnectedAt: time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("x", -(23*3600+59*60)))},
 		{ConnectedAt: time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC)},
 		{RemoteConfigStatus: &steward.RemoteConfigStatus{}},
 		{Transport: "ünï ✓", RemoteAddr: "\x7f"},
