@@ -198,7 +198,8 @@ func (s *docScanner) hash() (steward.Hash, bool) {
 	case len(v) == 0:
 		return nil, true
 	}
-	if h := make(steward.Hash, hex.DecodedLen(len(v))); len(v)%2 == 0 {
+	if len(v)%2 == 0 {
+		h := make(steward.Hash, len(v)/2)
 		if _, err := hex.Decode(h, v); err == nil {
 			return h, true
 		}
@@ -252,8 +253,9 @@ func (s *docScanner) int() (int, bool) {
 }
 
 // encodeStateFast appends what json.Marshal writes for st to b, when
-// every string in st is printable ASCII that JSON writes as it is and
-// every time's year has four digits; it reports false for anything else,
+// JSON writes every string in st as it is (no control character, quote,
+// backslash, <, >, &, U+2028, U+2029 or invalid UTF-8) and every time's
+// year has four digits; it reports false for anything else,
 // and then st is to be encoded by encoding/json. Every state write (each
 // acknowledgement, connect and disconnect) encodes one.
 func encodeStateFast(b []byte, st *stateDoc) ([]byte, bool) {
