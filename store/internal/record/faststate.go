@@ -267,34 +267,19 @@ func encodeStateFast(b []byte, st *stateDoc) ([]byte, bool) {
 	if rcs := st.RemoteConfigStatus; rcs != nil {
 		e.key("remote_config_status")
 		e.b = append(e.b, '{')
-		if len(rcs.LastRemoteConfigHash) > 0 {
-			e.key("last_remote_config_hash")
-			e.hash(rcs.LastRemoteConfigHash)
-		}
+		e.optHash("last_remote_config_hash", rcs.LastRemoteConfigHash)
 		e.key("status")
 		e.str(string(rcs.Status))
-		if rcs.ErrorMessage != "" {
-			e.key("error_message")
-			e.str(rcs.ErrorMessage)
-		}
+		e.optStr("error_message", rcs.ErrorMessage)
 		e.b = append(e.b, '}')
 	}
 	if st.SequenceNum != 0 {
 		e.key("sequence_num")
 		e.b = strconv.AppendUint(e.b, st.SequenceNum, 10)
 	}
-	if st.Transport != "" {
-		e.key("transport")
-		e.str(st.Transport)
-	}
-	if st.RemoteAddr != "" {
-		e.key("remote_addr")
-		e.str(st.RemoteAddr)
-	}
-	if !st.ConnectedAt.IsZero() {
-		e.key("connected_at")
-		e.time(st.ConnectedAt)
-	}
+	e.optStr("transport", st.Transport)
+	e.optStr("remote_addr", st.RemoteAddr)
+	e.optTime("connected_at", st.ConnectedAt)
 	if st.Sync != nil {
 		e.key("sync")
 		e.sync(st.Sync)
@@ -347,6 +332,29 @@ func (e *stateEncoder) str(s string) {
 	e.b = append(e.b, '"')
 }
 
+// optStr, optTime and optHash write a field left out when empty
+// (omitempty, omitzero).
+func (e *stateEncoder) optStr(k, v string) {
+	if v != "" {
+		e.key(k)
+		e.str(v)
+	}
+}
+
+func (e *stateEncoder) optTime(k string, t time.Time) {
+	if !t.IsZero() {
+		e.key(k)
+		e.time(t)
+	}
+}
+
+func (e *stateEncoder) optHash(k string, h steward.Hash) {
+	if len(h) > 0 {
+		e.key(k)
+		e.hash(h)
+	}
+}
+
 func (e *stateEncoder) hash(h steward.Hash) {
 	e.b = append(e.b, '"')
 	e.b = hex.AppendEncode(e.b, h)
@@ -370,22 +378,10 @@ func (e *stateEncoder) health(h *steward.ComponentHealth) {
 	e.b = append(e.b, '{')
 	e.key("healthy")
 	e.b = strconv.AppendBool(e.b, h.Healthy)
-	if !h.StartTime.IsZero() {
-		e.key("start_time")
-		e.time(h.StartTime)
-	}
-	if !h.StatusTime.IsZero() {
-		e.key("status_time")
-		e.time(h.StatusTime)
-	}
-	if h.Status != "" {
-		e.key("status")
-		e.str(h.Status)
-	}
-	if h.LastError != "" {
-		e.key("last_error")
-		e.str(h.LastError)
-	}
+	e.optTime("start_time", h.StartTime)
+	e.optTime("status_time", h.StatusTime)
+	e.optStr("status", h.Status)
+	e.optStr("last_error", h.LastError)
 	if len(h.Components) > 0 {
 		e.key("components")
 		e.b = append(e.b, '{')
@@ -416,22 +412,10 @@ func (e *stateEncoder) sync(sy *steward.AgentSync) {
 		e.key("running")
 		e.known(sy.Running)
 	}
-	if len(sy.RunningHash) > 0 {
-		e.key("running_hash")
-		e.hash(sy.RunningHash)
-	}
-	if len(sy.FailedHash) > 0 {
-		e.key("failed_hash")
-		e.hash(sy.FailedHash)
-	}
-	if sy.Error != "" {
-		e.key("error")
-		e.str(sy.Error)
-	}
-	if !sy.Since.IsZero() {
-		e.key("since")
-		e.time(sy.Since)
-	}
+	e.optHash("running_hash", sy.RunningHash)
+	e.optHash("failed_hash", sy.FailedHash)
+	e.optStr("error", sy.Error)
+	e.optTime("since", sy.Since)
 	if len(sy.History) > 0 {
 		e.key("history")
 		e.b = append(e.b, '[')
