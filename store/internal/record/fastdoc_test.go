@@ -15,16 +15,23 @@ import (
 // the fast path takes doc, both must read the same agentDoc.
 func decodeBoth(t testing.TB, doc []byte) (fast bool) {
 	t.Helper()
-	var a, b agentDoc
-	fast = decodeDocFast(doc, &a)
-	err := json.Unmarshal(doc, &b)
-	if fast && err != nil {
-		t.Fatalf("fast path took %q, encoding/json refused it: %v", doc, err)
+	return agrees(t, doc, decodeDocFast)
+}
+
+// agrees decodes b with fast and with encoding/json; when fast takes b,
+// both must read the same.
+func agrees[T any](t testing.TB, b []byte, fast func([]byte, *T) bool) (took bool) {
+	t.Helper()
+	var x, y T
+	took = fast(b, &x)
+	err := json.Unmarshal(b, &y)
+	if took && err != nil {
+		t.Fatalf("fast path took %q, encoding/json refused it: %v", b, err)
 	}
-	if fast && !reflect.DeepEqual(a, b) {
-		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", doc, a, b)
+	if took && !reflect.DeepEqual(x, y) {
+		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", b, x, y)
 	}
-	return fast
+	return took
 }
 
 // The fast path reads what encoding/json reads from every document

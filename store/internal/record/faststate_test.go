@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,16 +15,7 @@ import (
 // encoding/json; when the fast path takes it, both must read the same.
 func decodeStateBoth(t testing.TB, b []byte) (fast bool) {
 	t.Helper()
-	var x, y stateDoc
-	fast = decodeStateFast(b, &x)
-	err := json.Unmarshal(b, &y)
-	if fast && err != nil {
-		t.Fatalf("fast path took %q, encoding/json refused it: %v", b, err)
-	}
-	if fast && !reflect.DeepEqual(x, y) {
-		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", b, x, y)
-	}
-	return fast
+	return agrees(t, b, decodeStateFast)
 }
 
 // randomState returns an agent with a random state, as reports and sync
