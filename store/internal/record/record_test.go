@@ -109,15 +109,21 @@ func TestDecodeAgentCorrupt(t *testing.T) {
 // benchDoc is an agent document as the connect storm benchmark stores it.
 var benchDoc = []byte(`{"description":{"identifying":[{"k":"service.name","v":{"s":"io.opentelemetry.collector"}},{"k":"service.version","v":{"s":"0.120.0"}},{"k":"service.instance.id","v":{"s":"01a24e64-ff42-7016-8f0f-2d7f5c47fa36"}},{"k":"service.namespace","v":{"s":"observability"}}],"non_identifying":[{"k":"host.name","v":{"s":"node-00026"}},{"k":"os.type","v":{"s":"linux"}},{"k":"host.arch","v":{"s":"amd64"}},{"k":"env","v":{"s":"staging"}},{"k":"region","v":{"s":"eu-west-1"}},{"k":"k8s.cluster.name","v":{"s":"cluster-8"}},{"k":"k8s.namespace.name","v":{"s":"observability"}},{"k":"k8s.node.name","v":{"s":"node-00026"}},{"k":"k8s.pod.name","v":{"s":"otel-agent-00208"}},{"k":"k8s.daemonset.name","v":{"s":"otel-agent"}}]},"capabilities":14343,"health":{"healthy":true,"start_time":"2026-12-07T02:46:11.522290274Z","status_time":"2026-12-07T02:46:42.834017373Z","status":"StatusOK"},"remote_config_status":{"last_remote_config_hash":"f66f1a066dcd8bbb96d7b95ce6be3e5c35cac040964792fbe3e01286783e09aa","status":"APPLIED"},"sequence_num":5,"transport":"websocket","remote_addr":"127.0.0.1:44062","connected_at":"2026-12-07T02:46:42.85203691Z","sync":{"state":"in_sync","desired":{"hash":"f66f1a066dcd8bbb96d7b95ce6be3e5c35cac040964792fbe3e01286783e09aa","configs":[{"assignment":"all-collectors","config":"collector","version":1}]},"running":{"hash":"f66f1a066dcd8bbb96d7b95ce6be3e5c35cac040964792fbe3e01286783e09aa","configs":[{"assignment":"all-collectors","config":"collector","version":1}]},"running_hash":"f66f1a066dcd8bbb96d7b95ce6be3e5c35cac040964792fbe3e01286783e09aa","since":"2026-12-07T02:46:11.611796229Z","history":[{"hash":"f66f1a066dcd8bbb96d7b95ce6be3e5c35cac040964792fbe3e01286783e09aa","configs":[{"assignment":"all-collectors","config":"collector","version":1}]}]}}`)
 
+// benchAgent is the agent of benchDoc.
+func benchAgent(t testing.TB) *steward.Agent {
+	a, err := DecodeAgent("01a24e64-ff42-7008-a2a4-1d41bf734add", benchDoc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // BenchmarkDecodeAgent decodes the document of an agent as the connect
 // storm benchmark stores it (description of 14 attributes, health, an
 // APPLIED config and its sync state), as a document and a state document:
 // what every reconnect and every acknowledgement reads.
 func BenchmarkDecodeAgent(b *testing.B) {
-	a, err := DecodeAgent("01a24e64-ff42-7008-a2a4-1d41bf734add", benchDoc, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	a := benchAgent(b)
 	doc, err := EncodeAgent(a)
 	if err != nil {
 		b.Fatal(err)
@@ -135,10 +141,7 @@ func BenchmarkDecodeAgent(b *testing.B) {
 // connect storm benchmark stores it (the state of BenchmarkDecodeAgent's
 // document): what every narrow write encodes.
 func BenchmarkEncodeState(b *testing.B) {
-	a, err := DecodeAgent("01a24e64-ff42-7008-a2a4-1d41bf734add", benchDoc, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	a := benchAgent(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := EncodeState(a); err != nil {
