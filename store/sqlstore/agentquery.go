@@ -109,16 +109,19 @@ func (db *DB) AgentsWith(ctx context.Context, f steward.AgentFilter, live []*ste
 // countLeaving counts the rows w matches but those of the agents in ids
 // (a JSON array, "" for none): all of them less those, which probes the
 // id index once per listed agent instead of the list once per row (a NOT
-// IN over every row).
+// IN over every row). Both counts are one statement, so they see the same
+// rows: counted apart, a group commit writing the live agents between them
+// gave a total off by their number.
 func (db *DB) countLeaving(ctx context.Context, w where, ids string) (int, error) {
-	n, err := db.countAgents(ctx, w)
-	if err != nil || ids == "" {
-		return n, err
+	if ids == "" {
+		return db.countAgents(ctx, w)
 	}
 	in := where{conds: slices.Clip(w.conds), args: slices.Clip(w.args)}
 	in.add("a.id IN (SELECT value FROM {json_strings}(?))", ids)
-	stale, err := db.countAgents(ctx, in)
-	return n - stale, err
+	var n int
+	err := db.queryRow(ctx, `SELECT (SELECT count(*) FROM agents a`+w.String()+`) - (SELECT count(*) FROM agents a`+in.String()+`)`,
+		append(slices.Clip(w.args), in.args...)...).Scan(&n)
+	return n, db.wrap(err, "count agents")
 }
 
 // colsOf is what a listing for f selects (AgentFilter.Read): agentCols,

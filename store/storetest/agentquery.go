@@ -220,6 +220,48 @@ func testAgentsWith(t *testing.T, s steward.Store) {
 	}
 }
 
+// testAgentsWithWhileWritten lists live agents while another goroutine
+// stores and deletes them, as the group commit does: the count must see
+// the stored rows in one state (a count read in two steps, with a write
+// between them, gave 0 or 6 for 3 live agents).
+func testAgentsWithWhileWritten(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	live := []*steward.Agent{{ID: uid(1)}, {ID: uid(2)}, {ID: uid(3)}}
+	// Copies, as the group commit writes: PutAgents writes times back.
+	stored := []*steward.Agent{{ID: uid(1)}, {ID: uid(2)}, {ID: uid(3)}}
+	done := make(chan struct{})
+	var writeErr error
+	go func() {
+		defer close(done)
+		for i := 0; i < 300 && writeErr == nil; i++ {
+			if writeErr = s.PutAgents(c, stored); writeErr != nil {
+				return
+			}
+			for _, a := range stored {
+				if writeErr = s.DeleteAgent(c, a.ID); writeErr != nil {
+					return
+				}
+			}
+		}
+	}()
+	for listed := 0; ; listed++ {
+		select {
+		case <-done:
+			must(t, writeErr, "write")
+			if listed < 50 {
+				t.Fatalf("only %d listings beside the writes", listed)
+			}
+			return
+		default:
+		}
+		list, total, err := s.AgentsWith(c, steward.AgentFilter{}, live)
+		must(t, err, "AgentsWith")
+		if total != 3 || len(list) != 3 {
+			t.Fatalf("listing %d: total %d, %d agents; want 3 (the live agents, stored or not)", listed, total, len(list))
+		}
+	}
+}
+
 func agentIDs(list []*steward.Agent) []steward.InstanceUID {
 	out := []steward.InstanceUID{}
 	for _, a := range list {

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"AgentsQuery", testAgentsQuery},
 		{"AgentsSortPaging", testAgentsSortPaging},
 		{"AgentsWith", testAgentsWith},
+		{"AgentsWithWhileWritten", testAgentsWithWhileWritten},
 		{"AgentsRead", testAgentsRead},
 		{"AgentsNotHeldBy", testAgentsNotHeldBy},
 		{"DeleteAgent", testDeleteAgent},
