@@ -85,6 +85,10 @@ type Options struct {
 	// is sent for this long; a slow reader that does read is never cut
 	// off. Default 2 minutes.
 	WriteTimeout time.Duration
+	// PushBudgetMiB bounds the MiB of large messages (big configs,
+	// package offers) in flight to agents at once (server.Config.PushBudget);
+	// 0: 64 MiB, negative: no bound.
+	PushBudgetMiB int
 	// ReplicaLease is how long a replica may go without renewing its lease
 	// before the others mark its agents offline; default 60s.
 	ReplicaLease time.Duration
@@ -188,6 +192,7 @@ func Run(ctx context.Context, o Options) error {
 		MaxConnections:      maxConns,
 		FirstMessageTimeout: o.FirstMessageTimeout,
 		WriteTimeout:        o.WriteTimeout,
+		PushBudget:          pushBudget(o.PushBudgetMiB),
 		Logger:              log.With("component", "opamp"),
 	})
 	if err != nil {
@@ -408,4 +413,13 @@ func packageOptions(o Options, store steward.Store) (controlplane.PackageOptions
 		}
 	}
 	return po, nil
+}
+
+// pushBudget is server.Config.PushBudget for --push-budget (MiB; 0 the
+// default, negative no bound).
+func pushBudget(mib int) int64 {
+	if mib < 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }

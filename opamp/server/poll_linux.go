@@ -238,6 +238,13 @@ func unreadFD(fd int) int {
 	return n
 }
 
+// unackedFD returns the bytes written to socket fd that the peer has not
+// acknowledged yet (0 when that is not known).
+func unackedFD(fd int) int {
+	n, _ := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	return n
+}
+
 func closeFD(fd int) { _ = unix.Close(fd) }
 
 // unreadBytes returns how many received bytes wait unread in rc's socket

@@ -28,4 +28,5 @@ var errWouldBlock = errors.New("would block")
 func socketFD(*net.TCPConn) (int, error)  { return -1, errors.New("no epoll") }
 func writevFD(int, [][]byte) (int, error) { return 0, errors.New("no epoll") }
 func unreadFD(int) int                    { return 0 }
+func unackedFD(int) int                   { return 0 }
 func closeFD(int)                         {}

@@ -57,6 +57,16 @@ type Config struct {
 	// Stats.Stuck). A peer that reads slowly but reads is never cut off: it
 	// gets its messages later. Default 2 minutes.
 	WriteTimeout time.Duration
+	// PushBudget bounds the bytes of large WebSocket messages (64 KiB and
+	// more: big remote configs, package offers) in flight at once over all
+	// connections: being written, or written to an agent that has neither
+	// sent a message since nor had them all acknowledged by its kernel
+	// (for at most 30 s). A message that finds no room waits in line, with
+	// what its connection queued after it; the wait does not count against
+	// WriteTimeout. One message always fits when nothing else is in
+	// flight. Default 64 MiB; -1 for no bound. (Plain-HTTP replies are
+	// not counted: each answers one poll.)
+	PushBudget int64
 	// RetryAfter is what overloaded and unavailable answers ask agents to
 	// wait; default 5s.
 	RetryAfter time.Duration
@@ -77,6 +87,10 @@ type Stats struct {
 	Refused     uint64 // connections or requests refused (Accept error, overload, limits)
 	Discarded   uint64 // outgoing messages not sent for exceeding MaxSendMessageSize
 	Stuck       uint64 // WebSocket peers cut off for not reading (WriteTimeout, queue limits)
+	// PushInFlight is the bytes of large messages in flight now, and
+	// PushPaced the large messages that waited for room (Config.PushBudget).
+	PushInFlight int64
+	PushPaced    uint64
 	// ConfigEncodings counts remote configs marshalled: once per
 	// AgentRemoteConfig object, however many agents it is sent to.
 	ConfigEncodings uint64
@@ -129,7 +143,8 @@ type Server struct {
 	discarded atomic.Uint64
 	stuck     atomic.Uint64
 	configs   configCache
-	maxQueue  int // bytes a connection's write queue may hold
+	budget    *pushBudget // nil: no bound (Config.PushBudget)
+	maxQueue  int         // bytes a connection's write queue may hold
 	idleStop  chan struct{}
 	idleDone  chan struct{}
 	stopOnce  sync.Once
@@ -144,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("opamp server: Config.Handler is required")
 	}
 	if cfg.MaxMessageSize < 0 || cfg.MaxSendMessageSize < 0 || cfg.MaxConnections < 0 || cfg.Workers < 0 || cfg.MaxInFlight < 0 ||
-		cfg.IdleTimeout < 0 || cfg.WriteTimeout < 0 || cfg.RetryAfter < 0 || cfg.FirstMessageTimeout < 0 {
+		cfg.IdleTimeout < 0 || cfg.WriteTimeout < 0 || cfg.RetryAfter < 0 || cfg.FirstMessageTimeout < 0 || cfg.PushBudget < -1 {
 		return nil, errors.New("opamp server: negative limit in Config")
 	}
 	if cfg.Capabilities == 0 {
@@ -168,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = 5 * time.Second
 	}
+	if cfg.PushBudget == 0 {
+		cfg.PushBudget = 64 << 20
+	}
 	if cfg.FirstMessageTimeout == 0 {
 		cfg.FirstMessageTimeout = 30 * time.Second
 	}
@@ -184,6 +202,9 @@ func New(cfg Config) (*Server, error) {
 		retryHdr:  strconv.FormatInt(int64(math.Ceil(cfg.RetryAfter.Seconds())), 10),
 		retryNano: uint64(cfg.RetryAfter.Nanoseconds()),
 		maxQueue:  int(max(64<<20, 2*cfg.MaxSendMessageSize)),
+	}
+	if cfg.PushBudget > 0 {
+		s.budget = newPushBudget(int(cfg.PushBudget))
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	p, err := newPoller(s)
@@ -214,6 +235,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := int64(len(s.conns))
 	s.mu.Unlock()
+	used, paced := s.budget.inUse()
 	return Stats{
 		Connections: n,
 		InFlight:    s.inflight.Load(),
@@ -227,6 +249,8 @@ func (s *Server) Stats() Stats {
 		Discarded:   s.discarded.Load(),
 		Stuck:       s.stuck.Load(),
 
+		PushInFlight:    int64(used),
+		PushPaced:       paced,
 		ConfigEncodings: s.configs.count(),
 	}
 }

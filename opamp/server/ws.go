@@ -155,11 +155,19 @@ type outQueue struct {
 	// written since it was set.
 	stall      *time.Timer
 	progressed bool
+	// awaiting: the head message waits for room in the push budget
+	// (pushBudget), nothing is written meanwhile.
+	awaiting bool
 }
 
-// add appends frame pieces segs of n bytes, one message.
-func (q *outQueue) add(segs []seg, n int) {
+// add appends frame pieces segs of n bytes, one message; hold: it needs
+// its n bytes of the push budget before it is written.
+func (q *outQueue) add(segs []seg, n int, hold bool) {
+	i := len(q.segs)
 	q.segs = append(q.segs, segs...)
+	if hold {
+		q.segs[i].hold = int32(n)
+	}
 	q.bytes += n
 	q.msgs++
 }
@@ -174,9 +182,12 @@ func (q *outQueue) queued() int {
 
 // seg is a piece of a queued frame. Pieces may be shared between
 // connections (an encoded remote config) and are never written to; last
-// marks the end of a message.
+// marks the end of a message. hold, on a message's first piece, is the
+// push budget it must take before it is written (0 once taken, or when it
+// needs none).
 type seg struct {
 	b    []byte
+	hold int32
 	last bool
 }
 
@@ -300,8 +311,9 @@ func (c *wsConn) enqueue(f *frame, isClose bool) error {
 		c.closeSent = true
 		c.grace = time.AfterFunc(closeGrace, c.finish)
 	}
+	hold := c.s.budget != nil && n >= largeMessage && !isClose
 	if c.nc == nil {
-		err := c.sendLocked(segs, n)
+		err := c.sendLocked(segs, n, hold)
 		c.mu.Unlock()
 		if err != nil {
 			c.writeFailed(err)
@@ -311,7 +323,7 @@ func (c *wsConn) enqueue(f *frame, isClose bool) error {
 	if c.out == nil {
 		c.out = &outQueue{}
 	}
-	c.out.add(segs, n)
+	c.out.add(segs, n, hold)
 	if c.writing {
 		c.mu.Unlock()
 		return nil
@@ -323,12 +335,20 @@ func (c *wsConn) enqueue(f *frame, isClose bool) error {
 }
 
 // sendLocked writes a frame of n bytes on an epoll-driven connection, or
-// queues it behind a wait for the socket to take more (waitWritable);
-// called with c.mu held. It returns the socket's error, if any.
-func (c *wsConn) sendLocked(segs []seg, n int) error {
+// queues it behind a wait for the socket to take more (waitWritable) or
+// for room in the push budget (hold); called with c.mu held. It returns
+// the socket's error, if any.
+func (c *wsConn) sendLocked(segs []seg, n int, hold bool) error {
 	if c.writing {
-		c.out.add(segs, n)
+		c.out.add(segs, n, hold)
 		return nil
+	}
+	if hold {
+		c.out = &outQueue{}
+		c.out.add(segs, n, true)
+		c.writing = true
+		_, err := c.drainLocked() // (nothing to finish: no close frame is queued)
+		return err
 	}
 	var iov [3][]byte
 	for i, sg := range segs {
@@ -371,38 +391,11 @@ func (c *wsConn) waitWritable() error {
 // queue is empty.
 func (c *wsConn) onWritable() {
 	c.mu.Lock()
-	if c.finished || !c.writing {
+	if c.finished || !c.writing || c.out.awaiting {
 		c.mu.Unlock()
 		return
 	}
-	var iov [8][]byte
-	var err error
-	q := c.out
-	for len(q.segs) > 0 {
-		bufs := iov[:0]
-		for i := 0; i < len(q.segs) && len(bufs) < cap(bufs); i++ {
-			bufs = append(bufs, q.segs[i].b)
-		}
-		var n int
-		n, err = writevFD(int(c.fd), bufs)
-		if err != nil {
-			break
-		}
-		q.progressed = true
-		c.wroteLocked(n)
-	}
-	fin := false
-	if err == nil {
-		c.writing = false
-		q.stall.Stop()
-		c.out = nil
-		fin = c.finishOnFlush
-		if c.registered {
-			err = c.s.poll.arm(c, false) // EPOLLOUT out of the set
-		}
-	} else if err == errWouldBlock {
-		err = nil
-	}
+	fin, err := c.drainLocked()
 	c.mu.Unlock()
 	switch {
 	case err != nil:
@@ -412,11 +405,71 @@ func (c *wsConn) onWritable() {
 	}
 }
 
+// drainLocked writes what the socket takes of an epoll-driven
+// connection's queue, up to a message that finds no room in the push
+// budget (which then waits in line, not counted as the agent's stall), and
+// ends the wait to write once the queue is empty (fin: the connection is
+// to be finished then). c.mu held, c.writing set.
+func (c *wsConn) drainLocked() (fin bool, err error) {
+	var iov [8][]byte
+	q := c.out
+	for len(q.segs) > 0 {
+		if need := q.segs[0].hold; need > 0 {
+			if !c.s.budget.take(c, int(need), nil) {
+				q.awaiting = true
+				if q.stall != nil {
+					q.stall.Stop()
+					q.stall = nil
+				}
+				return false, nil
+			}
+			q.segs[0].hold = 0
+		}
+		bufs := headSegs(q, iov[:0])
+		var n int
+		if n, err = writevFD(int(c.fd), bufs); err != nil {
+			break
+		}
+		q.progressed = true
+		c.wroteLocked(n)
+	}
+	switch {
+	case err == nil:
+		c.writing = false
+		if q.stall != nil {
+			q.stall.Stop()
+		}
+		c.out = nil
+		fin = c.finishOnFlush
+		if c.registered {
+			err = c.s.poll.arm(c, false) // EPOLLOUT out of the set
+		}
+	case err == errWouldBlock:
+		err = nil
+		if q.stall == nil { // the first wait, or the first since a wait for room
+			err = c.waitWritable()
+		}
+	}
+	return fin, err
+}
+
+// headSegs appends the queue's first pieces to bufs, as many as fit and
+// not beyond a message that must first take push budget.
+func headSegs(q *outQueue, bufs [][]byte) [][]byte {
+	for i := 0; i < len(q.segs) && len(bufs) < cap(bufs); i++ {
+		if i > 0 && q.segs[i].hold > 0 {
+			break
+		}
+		bufs = append(bufs, q.segs[i].b)
+	}
+	return bufs
+}
+
 // checkStall runs WriteTimeout after a wait to write began, or after the
 // last check: it disconnects a peer that took no byte since.
 func (c *wsConn) checkStall(q *outQueue) {
 	c.mu.Lock()
-	if c.finished || c.out != q { // the wait ended (another may have begun)
+	if c.finished || c.out != q || q.awaiting { // the wait ended (another may have begun)
 		c.mu.Unlock()
 		return
 	}
@@ -464,9 +517,17 @@ func (c *wsConn) flushBlocking() {
 func (c *wsConn) head(bufs [][]byte) ([][]byte, bool) {
 	c.mu.Lock()
 	if q := c.out; q != nil && len(q.segs) > 0 && !c.finished {
-		for i := 0; i < len(q.segs) && len(bufs) < cap(bufs); i++ {
-			bufs = append(bufs, q.segs[i].b)
+		if need := q.segs[0].hold; need > 0 {
+			ready := make(chan struct{})
+			if !c.s.budget.take(c, int(need), ready) {
+				q.awaiting = true
+				c.mu.Unlock()
+				<-ready // granted (hold cleared), or the connection ended
+				return c.head(bufs)
+			}
+			q.segs[0].hold = 0
 		}
+		bufs = headSegs(q, bufs)
 		c.mu.Unlock()
 		return bufs, true
 	}
@@ -508,6 +569,9 @@ func (c *wsConn) wroteLocked(n int) {
 		if h.last {
 			q.msgs--
 			c.s.sent.Add(1)
+			if c.s.budget.anyHeld() {
+				c.s.budget.written(c)
+			}
 		}
 		q.segs[0] = seg{}
 		q.segs = q.segs[1:]
@@ -662,11 +726,16 @@ func (c *wsConn) handle(payload []byte) {
 		_ = c.Send(s.errorReply(msg.InstanceUid, err))
 		return
 	}
+	c.mu.Lock()
 	if len(msg.InstanceUid) > 0 {
-		c.mu.Lock()
 		copy(c.uid[:], msg.InstanceUid) // 16 bytes (validate)
 		c.hasUID = true
-		c.mu.Unlock()
+	}
+	// The agent answered: what it was sent before has been read.
+	freed := c.s.budget.anyHeld() && c.s.budget.answered(c)
+	c.mu.Unlock()
+	if freed {
+		c.s.budget.wake()
 	}
 	reply, err := s.call(s.ctx, c, msg)
 	if err != nil {
@@ -727,6 +796,10 @@ func (c *wsConn) finish() {
 	if c.out != nil && c.out.stall != nil {
 		c.out.stall.Stop()
 	}
+	inLine := c.s.budget.anyHeld() || (c.out != nil && c.out.awaiting)
+	if inLine {
+		c.s.budget.drop(c, c.out != nil && c.out.awaiting)
+	}
 	c.out = nil
 	if c.registered {
 		c.s.poll.del(int(c.fd))
@@ -738,6 +811,9 @@ func (c *wsConn) finish() {
 	c.mu.Unlock()
 	if c.nc != nil {
 		c.nc.Close()
+	}
+	if inLine {
+		c.s.budget.wake()
 	}
 	defer c.s.removeConn(c) // after OnClose: Shutdown waits for both
 	defer func() {
