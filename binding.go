@@ -28,3 +28,14 @@ type AgentBindingStore interface {
 	// UnbindAgent removes the agent's binding; ENOTFOUND if it has none.
 	UnbindAgent(ctx context.Context, id InstanceUID) error
 }
+
+// AgentCredentialsStore is implemented by a store that keeps both
+// certificates (CredentialStore) and bindings (AgentBindingStore): it
+// reads what admitting an agent's connection needs in one statement, so
+// both are of the same moment and a reconnect pays one read, not two.
+type AgentCredentialsStore interface {
+	// AgentCredentials returns the agent's certificates, newest first
+	// (CredentialStore.Certificates), and its binding, nil when it has
+	// none.
+	AgentCredentials(ctx context.Context, id InstanceUID) ([]*AgentCertificate, *AgentBinding, error)
+}

@@ -98,6 +98,9 @@ type credState struct {
 	renamed sync.Map
 	// bindings keeps which enrollment token admitted each uid.
 	bindings steward.AgentBindingStore
+	// both reads an agent's certificates and binding at once, when store
+	// and bindings are one store that can (nil otherwise).
+	both steward.AgentCredentialsStore
 	// cooldown answers credentials refused from a host with 429 at the
 	// upgrade for a while (cooldown.go); coalesce keeps repeated refusals
 	// from flooding the audit log.
@@ -156,6 +159,9 @@ func (s *Service) initCredentials() {
 	s.cred.cooldown = newCooldowns(a.RefusalBackoff.Min, a.RefusalBackoff.Max)
 	s.cred.coalesce = newCoalescer(a.AuditWindow)
 	s.cred.store = a.Credentials
+	if both, ok := a.Credentials.(steward.AgentCredentialsStore); ok && s.cred.bindings != nil && any(a.Credentials) == any(s.cred.bindings) {
+		s.cred.both = both
+	}
 	s.cred.audit = a.Audit
 	s.cred.conns, _ = s.store.(steward.ConnectionSettingsStore)
 }
@@ -378,6 +384,17 @@ func (b *uidBinding) bound() bool { return len(b.certs) > 0 || b.tokenID != "" }
 // bindingOf reads what binds uid id.
 func (s *Service) bindingOf(ctx context.Context, id steward.InstanceUID) (*uidBinding, error) {
 	b := &uidBinding{}
+	if s.cred.both != nil {
+		certs, eb, err := s.cred.both.AgentCredentials(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("read credentials of agent %s: %w", id, err)
+		}
+		b.certs = certs
+		if eb != nil {
+			b.tokenID = eb.EnrollmentTokenID
+		}
+		return b, nil
+	}
 	if s.cred.store != nil {
 		var err error
 		if b.certs, err = s.cred.store.Certificates(ctx, &id); err != nil {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -65,5 +66,60 @@ func testBindings(t *testing.T, s steward.Store) {
 	}
 	if _, created, err := bs.BindAgent(c, &steward.AgentBinding{AgentID: uid, EnrollmentTokenID: "z"}); err != nil || !created {
 		t.Fatalf("bind after unbind: created %v, %v", created, err)
+	}
+}
+
+// testAgentCredentials: the one-statement read of an agent's certificates
+// and binding agrees with the two reads it replaces, for an agent with
+// neither, either or both (and another agent's credentials beside them).
+func testAgentCredentials(t *testing.T, s steward.Store) {
+	ac, ok := s.(steward.AgentCredentialsStore)
+	if !ok {
+		t.Skipf("%T does not implement steward.AgentCredentialsStore", s)
+	}
+	c := ctx(t)
+	cs, bs := credStore(t, s), s.(steward.AgentBindingStore)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	none, certsOnly, bindOnly, both := steward.NewInstanceUID(), steward.NewInstanceUID(), steward.NewInstanceUID(), steward.NewInstanceUID()
+	for i, id := range []steward.InstanceUID{certsOnly, both} {
+		for j, at := range []time.Time{now, now.Add(time.Second), now.Add(time.Second)} { // two of one time: ordered by serial
+			cert := &steward.AgentCertificate{Serial: fmt.Sprintf("c%d%d", i, 2-j), AgentID: id, NotBefore: now, NotAfter: now.Add(time.Hour), CreatedAt: at}
+			if err := cs.PutCertificate(c, cert); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, id := range []steward.InstanceUID{bindOnly, both} {
+		if _, _, err := bs.BindAgent(c, &steward.AgentBinding{AgentID: id, EnrollmentTokenID: "tok-" + id.String()[:4], CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []steward.InstanceUID{none, certsOnly, bindOnly, both} {
+		certs, b, err := ac.AgentCredentials(c, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCerts, err := cs.Certificates(c, &id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantB, err := bs.AgentBinding(c, id)
+		if steward.ErrorCode(err) == steward.ENOTFOUND {
+			wantB, err = nil, nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(certs) != len(wantCerts) {
+			t.Fatalf("agent %s: %d certificates, want %d", id, len(certs), len(wantCerts))
+		}
+		for i := range certs {
+			if certs[i].Serial != wantCerts[i].Serial || certs[i].AgentID != id || !certs[i].CreatedAt.Equal(wantCerts[i].CreatedAt) {
+				t.Fatalf("agent %s: certificate %d is %+v, want %+v", id, i, certs[i], wantCerts[i])
+			}
+		}
+		if (b == nil) != (wantB == nil) || b != nil && (b.EnrollmentTokenID != wantB.EnrollmentTokenID || !b.CreatedAt.Equal(wantB.CreatedAt) || b.AgentID != id) {
+			t.Fatalf("agent %s: binding %+v, want %+v", id, b, wantB)
+		}
 	}
 }

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Sessions", testSessions},
 		{"Users", testUsers},
 		{"Bindings", testBindings},
+		{"AgentCredentials", testAgentCredentials},
 		{"ConfigBodies", testConfigBodies},
 		{"ComponentSets", testComponentSets},
 		{"ChurningEffectiveConfigs", testChurningEffectiveConfigs},
