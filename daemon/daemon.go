@@ -199,6 +199,7 @@ func Run(ctx context.Context, o Options) error {
 		cp.Close()
 		return fmt.Errorf("opamp transport: %w", err)
 	}
+	metrics.WatchTransport(transport.Stats)
 
 	password, err := adminPassword(o, log)
 	if err != nil {

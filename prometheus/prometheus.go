@@ -197,3 +197,36 @@ func (m *Metrics) WatchTelemetry(stats func() (agents int, accepted, rejected in
 			Help: "Data points and log records the OTLP receiver rejected (partial success or refused requests' resources)."},
 			func() float64 { _, _, r := stats(); return float64(r) }))
 }
+
+// WatchTransport registers the OpAMP transport's figures, read when
+// Prometheus scrapes (normally the server's Stats): the push budget's bytes
+// in flight and the messages that waited for it, and the agents cut off
+// for not reading. Call it once.
+func (m *Metrics) WatchTransport(stats func() server.Stats) {
+	m.reg.MustRegister(&transportFigures{stats: stats})
+}
+
+var (
+	pushInFlightDesc = prom.NewDesc("steward_opamp_push_inflight_bytes",
+		"Bytes of large messages (64 KiB and more) in flight to WebSocket agents, bounded by --push-budget.", nil, nil)
+	pushPacedDesc = prom.NewDesc("steward_opamp_push_paced_total",
+		"Large messages that waited for room in the push budget before being written.", nil, nil)
+	stuckDesc = prom.NewDesc("steward_opamp_stuck_disconnects_total",
+		"WebSocket agents disconnected for reading none of what they were sent within --write-timeout, or for letting their send queue overflow.", nil, nil)
+)
+
+// transportFigures collects the transport's Stats at scrape time.
+type transportFigures struct{ stats func() server.Stats }
+
+func (f *transportFigures) Describe(ch chan<- *prom.Desc) {
+	ch <- pushInFlightDesc
+	ch <- pushPacedDesc
+	ch <- stuckDesc
+}
+
+func (f *transportFigures) Collect(ch chan<- prom.Metric) {
+	st := f.stats()
+	ch <- prom.MustNewConstMetric(pushInFlightDesc, prom.GaugeValue, float64(st.PushInFlight))
+	ch <- prom.MustNewConstMetric(pushPacedDesc, prom.CounterValue, float64(st.PushPaced))
+	ch <- prom.MustNewConstMetric(stuckDesc, prom.CounterValue, float64(st.Stuck))
+}

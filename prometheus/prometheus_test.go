@@ -203,6 +203,14 @@ func BenchmarkMessageMetrics(b *testing.B) {
 func TestTelemetryFigures(t *testing.T) {
 	m := prometheus.New(nil)
 	m.WatchTelemetry(func() (int, int64, int64) { return 3, 1200, 7 })
+	scrapedFigures(t, m, map[string]float64{"steward_telemetry_agents": 3,
+		"steward_telemetry_points_accepted_total": 1200, "steward_telemetry_points_rejected_total": 7})
+}
+
+// scrapedFigures checks that a scrape of m carries each metric of want
+// once, with its value, and that docs/metrics.md lists it.
+func scrapedFigures(t *testing.T, m *prometheus.Metrics, want map[string]float64) {
+	t.Helper()
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -211,8 +219,6 @@ func TestTelemetryFigures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"steward_telemetry_agents": 3,
-		"steward_telemetry_points_accepted_total": 1200, "steward_telemetry_points_rejected_total": 7}
 	for _, f := range fams {
 		w, ok := want[f.GetName()]
 		if !ok {
@@ -229,4 +235,12 @@ func TestTelemetryFigures(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("missing: %v", want)
 	}
+}
+
+// The transport's figures are read at scrape time.
+func TestTransportFigures(t *testing.T) {
+	m := prometheus.New(nil)
+	m.WatchTransport(func() server.Stats { return server.Stats{PushInFlight: 3 << 20, PushPaced: 41, Stuck: 2} })
+	scrapedFigures(t, m, map[string]float64{"steward_opamp_push_inflight_bytes": 3 << 20,
+		"steward_opamp_push_paced_total": 41, "steward_opamp_stuck_disconnects_total": 2})
 }
