@@ -266,14 +266,7 @@ func (c *wsConn) granted(need int, ready chan struct{}) bool {
 		c.mu.Unlock()
 		return true
 	}
-	fin, err := c.drainLocked()
-	c.mu.Unlock()
-	switch {
-	case err != nil:
-		c.writeFailed(err)
-	case fin:
-		c.finish()
-	}
+	c.drainAndUnlock()
 	return true
 }
 

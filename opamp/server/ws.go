@@ -395,6 +395,12 @@ func (c *wsConn) onWritable() {
 		c.mu.Unlock()
 		return
 	}
+	c.drainAndUnlock()
+}
+
+// drainAndUnlock is drainLocked, then c.mu released and the connection
+// failed or finished as drainLocked found.
+func (c *wsConn) drainAndUnlock() {
 	fin, err := c.drainLocked()
 	c.mu.Unlock()
 	switch {

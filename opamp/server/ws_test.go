@@ -520,12 +520,7 @@ func TestTLSFallbackConnections(t *testing.T) {
 	defer hs.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	url := "wss" + strings.TrimPrefix(hs.URL, "https") + opamp.DefaultPath
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{TLSConfig: &tls.Config{RootCAs: hs.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &agent{t: t, ws: ws}
+	a := dialTo(t, hs, true)
 	for n := uint64(1); n <= 20; n++ {
 		a.send(status(n))
 		if r := a.recv(); r.Flags != n {
