@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -242,5 +243,86 @@ func TestPushBudgetFirstComeFirstServed(t *testing.T) {
 	}
 	if used, _ := b.inUse(); used != 0 || b.anyHeld() {
 		t.Fatalf("in use %d after every connection ended", used)
+	}
+}
+
+// However agents leave — before reading, halfway through a message, after
+// answering — every byte of the budget comes back and no one is left in
+// line: a leak would hold every later large push forever.
+func TestPushBudgetComesBackWhateverAgentsDo(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "tls"}[tlsOn], func(t *testing.T) {
+			const agents = 24
+			h := newTestHandler()
+			s, err := New(Config{Handler: h, Logger: quietLog, PushBudget: 300 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewUnstartedServer(s)
+			if tlsOn {
+				hs.StartTLS()
+			} else {
+				hs.Start()
+			}
+			defer hs.Close()
+			as := make([]*agent, agents)
+			for i := range as {
+				as[i] = dialTo(t, hs, tlsOn)
+				as[i].send(status(1))
+				as[i].recv()
+			}
+			msgs := []*protobufs.ServerToAgent{bigMessage(100 << 10), bigMessage(200 << 10), {Flags: 7}, bigMessage(150 << 10)}
+			for i := range as {
+				for _, m := range msgs {
+					if err := h.conn(i).Send(m); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			done := make(chan struct{}, agents)
+			for i, a := range as {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					nc := a.ws.NetConn()
+					switch i % 4 {
+					case 0: // leaves at once
+						nc.Close()
+					case 1: // leaves halfway through its first message
+						buf := make([]byte, 50<<10)
+						_, _ = io.ReadFull(nc, buf)
+						nc.Close()
+					case 2: // reads one message, answers, leaves
+						if _, err := a.tryRecv(); err == nil {
+							a.send(status(2))
+						}
+						nc.Close()
+					default: // reads all and answers each
+						for range msgs {
+							if _, err := a.tryRecv(); err != nil {
+								t.Errorf("agent %d: %v", i, err)
+								return
+							}
+							a.send(status(2))
+						}
+					}
+				}()
+			}
+			for range as {
+				<-done
+			}
+			eventually(t, "the budget back whole", func() bool {
+				s.budget.mu.Lock()
+				defer s.budget.mu.Unlock()
+				return s.budget.used == 0 && len(s.budget.waiting) == 0 && len(s.budget.held) == 0
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			for _, a := range as {
+				a.ws.NetConn().Close()
+			}
+			if err := s.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
