@@ -27,6 +27,7 @@ func watched(t *testing.T, err error) *prometheus.Metrics {
 			Rollouts: []*steward.Rollout{{Name: "r1", Assignment: "prod", Stage: 1, State: steward.RolloutRunning,
 				Progress: &steward.RolloutProgress{Targeted: 10, Applied: 4, Failed: 1}}}}, err
 	})
+	m.WatchTransport(func() server.Stats { return server.Stats{PushInFlight: 1 << 20, PushPaced: 5} })
 	return m
 }
 
