@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	pprofrt "runtime/pprof"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -47,6 +48,7 @@ func main() {
 	pg := flag.String("postgres", "", "PostgreSQL DSN: store there instead of in the SQLite file")
 	token := flag.String("token", "bench", "REST API bearer token")
 	heartbeat := flag.Duration("heartbeat", 30*time.Second, "heartbeat interval expected of agents")
+	budget := flag.Int("push-budget", envInt("STEWARD_PUSH_BUDGET", 0), "MiB of large messages in flight to agents (server.Config.PushBudget; 0: its default, -1: no bound); env STEWARD_PUSH_BUDGET")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile from the start until SIGUSR1 or SIGTERM to this file")
 	var level slog.Level = slog.LevelWarn
 	flag.TextVar(&level, "log-level", level, "least level logged to stderr: debug, info, warn or error")
@@ -75,7 +77,11 @@ func main() {
 	if err != nil {
 		log.Fatalf("control plane: %v", err)
 	}
-	transport, err := server.New(server.Config{Handler: cp, Capabilities: opamp.ServerCapabilities, Logger: logger})
+	pushBudget := int64(*budget) << 20
+	if *budget < 0 {
+		pushBudget = -1
+	}
+	transport, err := server.New(server.Config{Handler: cp, Capabilities: opamp.ServerCapabilities, PushBudget: pushBudget, Logger: logger})
 	if err != nil {
 		log.Fatalf("transport: %v", err)
 	}
@@ -203,4 +209,12 @@ func openStore(ctx context.Context, path, dsn string) (steward.Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return st, nil
+}
+
+// envInt is the integer in environment variable name, or def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
 }
