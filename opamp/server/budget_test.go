@@ -38,34 +38,7 @@ func TestPushBudgetPacesLargeMessages(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			const size, agents = 100 << 10, 8
 			const budget = 3*size + 3*1024 // three messages (and their headers)
-			h := newTestHandler()
-			s, err := New(Config{Handler: h, Logger: quietLog, PushBudget: budget})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hs := httptest.NewUnstartedServer(s)
-			if tlsOn {
-				hs.StartTLS()
-			} else {
-				hs.Start()
-			}
-			as := make([]*agent, agents)
-			defer func() {
-				for _, a := range as {
-					if a != nil {
-						a.ws.NetConn().Close() // (no close handshake to wait for)
-					}
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-				defer cancel()
-				_ = s.Shutdown(ctx)
-				hs.Close()
-			}()
-			for i := range as {
-				as[i] = dialTo(t, hs, tlsOn)
-				as[i].send(status(1))
-				as[i].recv()
-			}
+			s, h, as := budgetServer(t, tlsOn, budget, agents)
 			var peak atomic.Int64
 			stop := make(chan struct{})
 			sampled := make(chan struct{})
@@ -126,6 +99,44 @@ func dialTo(t *testing.T, hs *httptest.Server, tlsOn bool) *agent {
 	}
 	t.Cleanup(func() { ws.NetConn().Close() })
 	return &agent{t: t, ws: ws}
+}
+
+// budgetServer starts a server with push budget budget, over TLS when
+// tlsOn, and n agents connected to it that have each sent a status and
+// read the reply; all of it ends with the test (the agents' sockets closed
+// first: no close handshake to wait for).
+func budgetServer(t *testing.T, tlsOn bool, budget int64, n int) (*Server, *testHandler, []*agent) {
+	h := newTestHandler()
+	s, err := New(Config{Handler: h, Logger: quietLog, PushBudget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(s)
+	if tlsOn {
+		hs.StartTLS()
+	} else {
+		hs.Start()
+	}
+	as := make([]*agent, n)
+	t.Cleanup(func() {
+		for _, a := range as {
+			if a != nil {
+				a.ws.NetConn().Close()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		hs.Close()
+	})
+	for i := range as {
+		as[i] = dialTo(t, hs, tlsOn)
+		as[i].send(status(1))
+		as[i].recv()
+	}
+	return s, h, as
 }
 
 func (h *testHandler) totalClosedConns() int {
@@ -253,24 +264,7 @@ func TestPushBudgetComesBackWhateverAgentsDo(t *testing.T) {
 	for _, tlsOn := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "tls"}[tlsOn], func(t *testing.T) {
 			const agents = 24
-			h := newTestHandler()
-			s, err := New(Config{Handler: h, Logger: quietLog, PushBudget: 300 << 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hs := httptest.NewUnstartedServer(s)
-			if tlsOn {
-				hs.StartTLS()
-			} else {
-				hs.Start()
-			}
-			defer hs.Close()
-			as := make([]*agent, agents)
-			for i := range as {
-				as[i] = dialTo(t, hs, tlsOn)
-				as[i].send(status(1))
-				as[i].recv()
-			}
+			s, h, as := budgetServer(t, tlsOn, 300<<10, agents)
 			msgs := []*protobufs.ServerToAgent{bigMessage(100 << 10), bigMessage(200 << 10), {Flags: 7}, bigMessage(150 << 10)}
 			for i := range as {
 				for _, m := range msgs {
@@ -315,14 +309,6 @@ func TestPushBudgetComesBackWhateverAgentsDo(t *testing.T) {
 				defer s.budget.mu.Unlock()
 				return s.budget.used == 0 && len(s.budget.waiting) == 0 && len(s.budget.held) == 0
 			})
-			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-			defer cancel()
-			for _, a := range as {
-				a.ws.NetConn().Close()
-			}
-			if err := s.Shutdown(ctx); err != nil {
-				t.Fatal(err)
-			}
 		})
 	}
 }
