@@ -260,7 +260,7 @@ func (c *wsConn) granted(need int, ready chan struct{}) bool {
 	b.writingLocked(c, need)
 	b.mu.Unlock()
 	q.awaiting = false
-	q.segs[0].hold = 0
+	q.segs[0].hold, q.holding = 0, true
 	if ready != nil {
 		close(ready) // its writer goroutine goes on
 		c.mu.Unlock()
@@ -292,11 +292,5 @@ func (c *wsConn) unackedLocked() int {
 	if c.nc == nil {
 		return unackedFD(int(c.fd))
 	}
-	rc := c.rawConn()
-	if rc == nil {
-		return 0
-	}
-	n := 0
-	_ = rc.Control(func(fd uintptr) { n = unackedFD(int(fd)) })
-	return n
+	return fdValue(c.rawConn(), unackedFD)
 }

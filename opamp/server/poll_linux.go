@@ -247,17 +247,6 @@ func unackedFD(fd int) int {
 
 func closeFD(fd int) { _ = unix.Close(fd) }
 
-// unreadBytes returns how many received bytes wait unread in rc's socket
-// buffer (0 when rc is nil or the socket is closed).
-func unreadBytes(rc syscall.RawConn) int {
-	if rc == nil {
-		return 0
-	}
-	n := 0
-	_ = rc.Control(func(fd uintptr) { n = unreadFD(int(fd)) })
-	return n
-}
-
 // maxReads bounds the reads of one worker's turn on a connection, so one
 // busy agent cannot hog a worker; the rest goes back through epoll.
 const maxReads = 16

@@ -5,7 +5,6 @@ package server
 import (
 	"errors"
 	"net"
-	"syscall"
 )
 
 // poller is not available on this system: every connection gets a
@@ -18,9 +17,6 @@ func (*poller) stop()                    {}
 func (*poller) arm(*wsConn, bool) error  { return errors.New("no epoll") }
 func (*poller) del(int)                  {}
 func (c *wsConn) onReadable()            {}
-
-// unreadBytes is not known on this system: LastReceived is the last read.
-func unreadBytes(syscall.RawConn) int { return 0 }
 
 var errWouldBlock = errors.New("would block")
 

@@ -108,7 +108,18 @@ func (c *wsConn) unread() int {
 		}
 		return unreadFD(int(c.fd))
 	}
-	return unreadBytes(c.rawConn())
+	return fdValue(c.rawConn(), unreadFD)
+}
+
+// fdValue returns f of the descriptor under rc (0 when rc is nil or the
+// socket is closed).
+func fdValue(rc syscall.RawConn, f func(fd int) int) int {
+	if rc == nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) { n = f(int(fd)) })
+	return n
 }
 
 // rawConn returns the TCP connection under nc (also under TLS); nil when
@@ -156,8 +167,9 @@ type outQueue struct {
 	stall      *time.Timer
 	progressed bool
 	// awaiting: the head message waits for room in the push budget
-	// (pushBudget), nothing is written meanwhile.
-	awaiting bool
+	// (pushBudget), nothing is written meanwhile; holding: the head
+	// message took room, which it holds once written (pushBudget.written).
+	awaiting, holding bool
 }
 
 // add appends frame pieces segs of n bytes, one message; hold: it needs
@@ -429,7 +441,7 @@ func (c *wsConn) drainLocked() (fin bool, err error) {
 				}
 				return false, nil
 			}
-			q.segs[0].hold = 0
+			q.segs[0].hold, q.holding = 0, true
 		}
 		bufs := headSegs(q, iov[:0])
 		var n int
@@ -531,7 +543,7 @@ func (c *wsConn) head(bufs [][]byte) ([][]byte, bool) {
 				<-ready // granted (hold cleared), or the connection ended
 				return c.head(bufs)
 			}
-			q.segs[0].hold = 0
+			q.segs[0].hold, q.holding = 0, true
 		}
 		bufs = headSegs(q, bufs)
 		c.mu.Unlock()
@@ -575,7 +587,8 @@ func (c *wsConn) wroteLocked(n int) {
 		if h.last {
 			q.msgs--
 			c.s.sent.Add(1)
-			if c.s.budget.anyHeld() {
+			if q.holding {
+				q.holding = false
 				c.s.budget.written(c)
 			}
 		}
